@@ -1,0 +1,15 @@
+//! graphgate: a local SMTP and IMAP gateway to Microsoft Graph mail.
+//!
+//! Legacy applications speak plain SMTP and IMAP to `localhost` with a local
+//! password; graphgate turns every command into Microsoft Graph calls
+//! authenticated with OAuth 2.0 against Microsoft Entra ID.
+//!
+//! Module map (a layer only calls the layer below it):
+//! - [`sim`]: a wire-faithful simulator of Graph mail and Entra ID, the
+//!   embedded default of `graphgate demo` and of every test.
+//! - [`auth`]: OAuth 2.0 flows against Entra ID and the token source.
+//! - [`secret`]: `Secret<T>`, which never prints its value.
+
+pub mod auth;
+pub mod secret;
+pub mod sim;

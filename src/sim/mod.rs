@@ -1,0 +1,163 @@
+//! A simulator of Microsoft Graph mail and Entra ID (identity platform v2).
+//!
+//! A real HTTP server (axum) that answers the same paths, JSON shapes,
+//! status codes and headers as Microsoft, backed by an in-memory tenant. It is
+//! the embedded default of `graphgate demo` and what every test and benchmark
+//! runs against. The gateway's `graph/` and `auth/` code talks to it over HTTP
+//! exactly as it talks to Microsoft; this module shares no code with them
+//! (no JSON types, constants or helpers), so that a misunderstanding of the
+//! wire protocol on one side is caught by the other.
+//!
+//! Layout:
+//! - [`tenant`]: users, shared mailboxes and app registrations (the directory).
+//! - [`entra`]: `/{tenant}/oauth2/v2.0/{devicecode,token,authorize}`,
+//!   `/{tenant}/adminconsent`; issues and validates access tokens.
+//! - [`mail`]: `/v1.0/me/…`, `/v1.0/users/{id|upn}/…` mail folders, messages,
+//!   delta, `$value`, sendMail, drafts, attachments, upload sessions, `$batch`.
+//! - [`control`]: `/_sim/stats`, `/_sim/faults`, `/_sim/devicelogin`.
+//! - [`caller`], [`errors`]: the token → identity extractor and Microsoft's
+//!   error shapes.
+
+pub mod caller;
+pub mod errors;
+pub mod tenant;
+
+pub mod entra;
+pub mod layer;
+pub mod mail;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+pub use tenant::{DemoCertificate, Tenant};
+
+/// Start-up settings of the simulator.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The URL clients reach the simulator at (e.g. `http://127.0.0.1:8787`),
+    /// used in `verification_uri`, upload URLs and `@odata` links.
+    pub public_url: String,
+    /// Lifetime of issued access tokens (Entra: about 3599 s).
+    pub access_token_lifetime: Duration,
+    /// Lifetime of a device code (Entra: 900 s).
+    pub device_code_lifetime: Duration,
+    /// The `interval` a device-code client must wait between polls (Entra:
+    /// 5 s); polling sooner answers `slow_down`. Tests set it low.
+    pub device_code_interval: Duration,
+    /// Approve device-code sign-ins by themselves after this delay, as the
+    /// given user (UPN) (the demo uses this).
+    pub device_auto_approve: Option<(Duration, String)>,
+    /// Lifetime of an authorization code (Entra: about 10 minutes).
+    pub authorization_code_lifetime: Duration,
+    /// Concurrent requests allowed per mailbox (Graph: 4).
+    pub mailbox_concurrency: usize,
+    /// Seed the demo mailboxes with realistic messages.
+    pub seed_messages: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            public_url: "http://127.0.0.1:8787".into(),
+            access_token_lifetime: Duration::from_secs(3599),
+            device_code_lifetime: Duration::from_secs(900),
+            device_code_interval: Duration::from_secs(5),
+            device_auto_approve: None,
+            authorization_code_lifetime: Duration::from_secs(600),
+            mailbox_concurrency: 4,
+            seed_messages: true,
+        }
+    }
+}
+
+/// Shared state of one simulator instance.
+#[derive(Clone)]
+pub struct SimState {
+    inner: Arc<SimInner>,
+}
+
+struct SimInner {
+    config: SimConfig,
+    tenant: Tenant,
+    certificate: DemoCertificate,
+    entra: entra::EntraState,
+    mail: mail::MailState,
+}
+
+impl SimState {
+    pub fn new(config: SimConfig) -> anyhow::Result<SimState> {
+        let certificate = DemoCertificate::generate()?;
+        let tenant = Tenant::demo(&certificate);
+        let entra = entra::EntraState::new(&config);
+        let mail = mail::MailState::new(&tenant, config.seed_messages);
+        Ok(SimState {
+            inner: Arc::new(SimInner {
+                config,
+                tenant,
+                certificate,
+                entra,
+                mail,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.inner.config
+    }
+
+    pub fn tenant(&self) -> &Tenant {
+        &self.inner.tenant
+    }
+
+    /// The demo confidential app's certificate and private key.
+    pub fn certificate(&self) -> &DemoCertificate {
+        &self.inner.certificate
+    }
+
+    pub fn entra(&self) -> &entra::EntraState {
+        &self.inner.entra
+    }
+
+    pub fn mail(&self) -> &mail::MailState {
+        &self.inner.mail
+    }
+}
+
+/// Marks a request as an inner request of a `$batch` (an extension set by
+/// the batch handler before it dispatches the request to [`graph_service`]).
+#[derive(Debug, Clone, Copy)]
+pub struct InnerRequest;
+
+/// The Graph routes with their per-request layers (counting, faults,
+/// limits). The top-level router serves it; `$batch` dispatches its inner
+/// requests to it too.
+pub fn graph_service(state: SimState) -> Router {
+    mail::routes()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            layer::graph_layer,
+        ))
+        .with_state(state)
+}
+
+/// The whole simulator as one axum router.
+pub fn router(state: SimState) -> Router {
+    Router::new()
+        .merge(entra::routes().with_state(state.clone()))
+        .merge(graph_service(state))
+}
+
+/// Serve the simulator on an already-bound listener until `shutdown`
+/// resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: SimState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
