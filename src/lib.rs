@@ -8,8 +8,10 @@
 //! - [`sim`]: a wire-faithful simulator of Graph mail and Entra ID, the
 //!   embedded default of `graphgate demo` and of every test.
 //! - [`auth`]: OAuth 2.0 flows against Entra ID and the token source.
+//! - [`store`]: SQLite state: accounts, sealed tokens, UID maps, cache index, spool.
 //! - [`secret`]: `Secret<T>`, which never prints its value.
 
 pub mod auth;
 pub mod secret;
 pub mod sim;
+pub mod store;

@@ -1,0 +1,352 @@
+//! Local accounts: what a legacy application logs in with (a login name and
+//! a password, stored as an Argon2id hash), and the Microsoft mailbox and
+//! auth profile behind it.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Argon2, password_hash::rand_core::OsRng};
+use rusqlite::{OptionalExtension, Row, params};
+use serde::{Deserialize, Serialize};
+
+use super::{Store, StoreError, now_unix};
+use crate::secret::Secret;
+
+/// Row id of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountId(pub i64);
+
+/// How an account gets its Graph tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AuthProfile {
+    /// A user signed in (device code or browser); tokens refresh with a
+    /// refresh token. Graph addresses the mailbox as `/me`.
+    Delegated,
+    /// Client credentials (application permissions). Graph addresses the
+    /// mailbox as `/users/{mailbox}`; no refresh token exists.
+    AppOnly,
+}
+
+/// ONLINE: the account has a usable grant. OFFLINE: it needs attention
+/// (`last_error` says what and how to fix it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountState {
+    Online,
+    Offline,
+}
+
+impl AccountState {
+    fn as_str(self) -> &'static str {
+        match self {
+            AccountState::Online => "online",
+            AccountState::Offline => "offline",
+        }
+    }
+
+    fn parse(s: &str) -> AccountState {
+        if s == "online" {
+            AccountState::Online
+        } else {
+            AccountState::Offline
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    pub login: String,
+    /// The Microsoft mailbox (UPN / primary SMTP address).
+    pub mailbox: String,
+    pub auth_profile: AuthProfile,
+    /// Other From addresses this account may use (aliases, Send As).
+    pub aliases: Vec<String>,
+    /// Shared mailboxes this account may read.
+    pub shared_mailboxes: Vec<String>,
+    pub state: AccountState,
+    pub last_error: Option<String>,
+}
+
+/// What `accounts add` supplies.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub login: String,
+    pub password: Secret<String>,
+    pub mailbox: String,
+    pub auth_profile: AuthProfile,
+    pub aliases: Vec<String>,
+    pub shared_mailboxes: Vec<String>,
+}
+
+const COLUMNS: &str =
+    "id, login, mailbox, auth_profile, aliases, shared_mailboxes, state, last_error";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
+    let json_err = |i: usize, e: serde_json::Error| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    };
+    let profile: String = row.get(3)?;
+    let aliases: String = row.get(4)?;
+    let shared: String = row.get(5)?;
+    let state: String = row.get(6)?;
+    Ok(Account {
+        id: AccountId(row.get(0)?),
+        login: row.get(1)?,
+        mailbox: row.get(2)?,
+        auth_profile: serde_json::from_str(&profile).map_err(|e| json_err(3, e))?,
+        aliases: serde_json::from_str(&aliases).map_err(|e| json_err(4, e))?,
+        shared_mailboxes: serde_json::from_str(&shared).map_err(|e| json_err(5, e))?,
+        state: AccountState::parse(&state),
+        last_error: row.get(7)?,
+    })
+}
+
+/// Hash a password with Argon2id (the crate's defaults: 19 MiB, 2 passes).
+pub fn hash_password(password: &Secret<String>) -> Result<String, StoreError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.expose().as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| StoreError::Crypto(format!("cannot hash password: {e}")))
+}
+
+fn verify_hash(hash: &str, password: &Secret<String>) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.expose().as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+impl Store {
+    pub fn add_account(&self, new: &NewAccount) -> Result<Account, StoreError> {
+        let hash = hash_password(&new.password)?;
+        let now = now_unix();
+        let conn = self.lock()?;
+        let profile = serde_json::to_string(&new.auth_profile)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let aliases = serde_json::to_string(&new.aliases).unwrap_or_else(|_| "[]".into());
+        let shared = serde_json::to_string(&new.shared_mailboxes).unwrap_or_else(|_| "[]".into());
+        let inserted = conn.execute(
+            "INSERT INTO accounts (login, password_hash, mailbox, auth_profile, aliases,
+                 shared_mailboxes, state, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'offline', ?7, ?7)",
+            params![new.login, hash, new.mailbox, profile, aliases, shared, now],
+        );
+        match inserted {
+            Ok(_) => {}
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                return Err(StoreError::AccountExists(new.login.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let id = conn.last_insert_rowid();
+        conn.query_row(
+            &format!("SELECT {COLUMNS} FROM accounts WHERE id = ?1"),
+            [id],
+            from_row,
+        )
+        .map_err(Into::into)
+    }
+
+    pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM accounts ORDER BY login"))?;
+        let rows = stmt.query_map([], from_row)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
+    }
+
+    /// The account with this login name (case-insensitive).
+    pub fn account(&self, login: &str) -> Result<Option<Account>, StoreError> {
+        let conn = self.lock()?;
+        conn.query_row(
+            &format!("SELECT {COLUMNS} FROM accounts WHERE login = ?1"),
+            [login],
+            from_row,
+        )
+        .optional()
+        .map_err(Into::into)
+    }
+
+    pub fn account_by_id(&self, id: AccountId) -> Result<Option<Account>, StoreError> {
+        let conn = self.lock()?;
+        conn.query_row(
+            &format!("SELECT {COLUMNS} FROM accounts WHERE id = ?1"),
+            [id.0],
+            from_row,
+        )
+        .optional()
+        .map_err(Into::into)
+    }
+
+    /// Check a login and password. `None` for an unknown login or a wrong
+    /// password, without saying which. The hash is computed even for an
+    /// unknown login, so timing does not tell the two apart.
+    pub fn authenticate(
+        &self,
+        login: &str,
+        password: &Secret<String>,
+    ) -> Result<Option<Account>, StoreError> {
+        let found: Option<(String, i64)> = {
+            let conn = self.lock()?;
+            conn.query_row(
+                "SELECT password_hash, id FROM accounts WHERE login = ?1",
+                [login],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?
+        };
+        match found {
+            Some((hash, id)) if verify_hash(&hash, password) => self.account_by_id(AccountId(id)),
+            Some(_) => Ok(None),
+            None => {
+                // Equalise timing with a real verification.
+                let _ = verify_hash(dummy_hash(), password);
+                Ok(None)
+            }
+        }
+    }
+
+    pub fn set_password(&self, login: &str, password: &Secret<String>) -> Result<(), StoreError> {
+        let hash = hash_password(password)?;
+        let conn = self.lock()?;
+        let n = conn.execute(
+            "UPDATE accounts SET password_hash = ?1, updated_at = ?2 WHERE login = ?3",
+            params![hash, now_unix(), login],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSuchAccount(login.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Record ONLINE/OFFLINE and the last error (a sentence with the fix).
+    pub fn set_account_state(
+        &self,
+        id: AccountId,
+        state: AccountState,
+        last_error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        conn.execute(
+            "UPDATE accounts SET state = ?1, last_error = ?2, updated_at = ?3 WHERE id = ?4",
+            params![state.as_str(), last_error, now_unix(), id.0],
+        )?;
+        Ok(())
+    }
+
+    /// Remove an account and everything that belongs to it except spooled
+    /// mail (which must still be delivered or bounced).
+    pub fn remove_account(&self, login: &str) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let pending: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM spool s JOIN accounts a ON a.id = s.account_id
+             WHERE a.login = ?1 AND s.state NOT IN ('delivered', 'bounced', 'dropped')",
+            [login],
+            |r| r.get(0),
+        )?;
+        if pending > 0 {
+            return Err(StoreError::Corrupt(format!(
+                "account {login:?} still has {pending} message(s) in the spool; \
+                 deliver or drop them first (`graphgate queue list`)"
+            )));
+        }
+        tx.execute(
+            "DELETE FROM spool WHERE account_id IN (SELECT id FROM accounts WHERE login = ?1)",
+            [login],
+        )?;
+        let n = tx.execute("DELETE FROM accounts WHERE login = ?1", [login])?;
+        if n == 0 {
+            return Err(StoreError::NoSuchAccount(login.to_string()));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+/// An Argon2id hash of a random string, verified against when the login is
+/// unknown so that a wrong login costs as much as a wrong password.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        let random = uuid::Uuid::new_v4().to_string();
+        hash_password(&Secret::new(random)).unwrap_or_default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> NewAccount {
+        NewAccount {
+            login: "alice@example.com".into(),
+            password: Secret::new("alice".into()),
+            mailbox: "alice@example.com".into(),
+            auth_profile: AuthProfile::Delegated,
+            aliases: vec!["a@example.com".into()],
+            shared_mailboxes: vec![],
+        }
+    }
+
+    #[test]
+    fn add_authenticate_and_remove() {
+        let store = Store::open_in_memory().unwrap();
+        let account = store.add_account(&alice()).unwrap();
+        assert_eq!(account.state, AccountState::Offline);
+        assert_eq!(account.aliases, vec!["a@example.com".to_string()]);
+        assert!(matches!(
+            store.add_account(&alice()),
+            Err(StoreError::AccountExists(_))
+        ));
+        let ok = store
+            .authenticate("ALICE@example.com", &Secret::new("alice".into()))
+            .unwrap();
+        assert_eq!(ok.map(|a| a.id), Some(account.id));
+        assert!(
+            store
+                .authenticate("alice@example.com", &Secret::new("wrong".into()))
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .authenticate("nobody", &Secret::new("alice".into()))
+                .unwrap()
+                .is_none()
+        );
+        store
+            .set_password("alice@example.com", &Secret::new("new".into()))
+            .unwrap();
+        assert!(
+            store
+                .authenticate("alice@example.com", &Secret::new("new".into()))
+                .unwrap()
+                .is_some()
+        );
+        store
+            .set_account_state(account.id, AccountState::Online, None)
+            .unwrap();
+        assert_eq!(
+            store.account("alice@example.com").unwrap().unwrap().state,
+            AccountState::Online
+        );
+        store.remove_account("alice@example.com").unwrap();
+        assert!(store.accounts().unwrap().is_empty());
+        assert!(matches!(
+            store.remove_account("alice@example.com"),
+            Err(StoreError::NoSuchAccount(_))
+        ));
+    }
+
+    #[test]
+    fn password_hash_is_argon2id() {
+        let hash = hash_password(&Secret::new("pw".into())).unwrap();
+        assert!(hash.starts_with("$argon2id$"), "{hash}");
+        assert!(!hash.contains("pw$"));
+    }
+}

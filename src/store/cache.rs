@@ -1,0 +1,117 @@
+//! The index of the on-disk message cache: raw MIME stored by content hash,
+//! with its size and last use, for a size cap with LRU eviction. The files
+//! themselves are managed by the mailbox layer.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Store, StoreError, now_unix};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    pub content_hash: String,
+    pub size: u64,
+    pub last_used: i64,
+    /// A cached computed structure (ENVELOPE/BODYSTRUCTURE), if any.
+    pub structure: Option<Vec<u8>>,
+}
+
+impl Store {
+    pub fn cache_put(&self, content_hash: &str, size: u64) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        conn.execute(
+            "INSERT INTO cache (content_hash, size, last_used) VALUES (?1, ?2, ?3)
+             ON CONFLICT (content_hash) DO UPDATE SET last_used = excluded.last_used",
+            params![content_hash, size as i64, now_unix()],
+        )?;
+        Ok(())
+    }
+
+    /// Look an entry up and mark it used.
+    pub fn cache_get(&self, content_hash: &str) -> Result<Option<CacheEntry>, StoreError> {
+        let conn = self.lock()?;
+        conn.execute(
+            "UPDATE cache SET last_used = ?1 WHERE content_hash = ?2",
+            params![now_unix(), content_hash],
+        )?;
+        conn.query_row(
+            "SELECT content_hash, size, last_used, structure FROM cache WHERE content_hash = ?1",
+            [content_hash],
+            |r| {
+                Ok(CacheEntry {
+                    content_hash: r.get(0)?,
+                    size: r.get::<_, i64>(1)?.max(0) as u64,
+                    last_used: r.get(2)?,
+                    structure: r.get(3)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(Into::into)
+    }
+
+    pub fn cache_set_structure(
+        &self,
+        content_hash: &str,
+        structure: &[u8],
+    ) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        conn.execute(
+            "UPDATE cache SET structure = ?1 WHERE content_hash = ?2",
+            params![structure, content_hash],
+        )?;
+        Ok(())
+    }
+
+    /// Total bytes indexed.
+    pub fn cache_size(&self) -> Result<u64, StoreError> {
+        let conn = self.lock()?;
+        let total: i64 =
+            conn.query_row("SELECT COALESCE(SUM(size), 0) FROM cache", [], |r| r.get(0))?;
+        Ok(total.max(0) as u64)
+    }
+
+    /// Drop least recently used entries until the total is at most `cap`
+    /// bytes; returns the hashes dropped (the caller deletes their files).
+    pub fn cache_evict_to(&self, cap: u64) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let mut total: i64 =
+            tx.query_row("SELECT COALESCE(SUM(size), 0) FROM cache", [], |r| r.get(0))?;
+        let mut dropped = Vec::new();
+        {
+            let mut oldest = tx
+                .prepare("SELECT content_hash, size FROM cache ORDER BY last_used, content_hash")?;
+            let mut rows = oldest.query([])?;
+            while total > cap as i64 {
+                let Some(row) = rows.next()? else { break };
+                let hash: String = row.get(0)?;
+                let size: i64 = row.get(1)?;
+                total -= size;
+                dropped.push(hash);
+            }
+        }
+        for hash in &dropped {
+            tx.execute("DELETE FROM cache WHERE content_hash = ?1", [hash])?;
+        }
+        tx.commit()?;
+        Ok(dropped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicts_to_the_cap() {
+        let store = Store::open_in_memory().unwrap();
+        store.cache_put("a", 100).unwrap();
+        store.cache_put("b", 100).unwrap();
+        store.cache_put("c", 100).unwrap();
+        assert_eq!(store.cache_size().unwrap(), 300);
+        let dropped = store.cache_evict_to(150).unwrap();
+        assert_eq!(dropped.len(), 2);
+        assert_eq!(store.cache_size().unwrap(), 100);
+        store.cache_set_structure("c", b"S").unwrap_or(());
+    }
+}

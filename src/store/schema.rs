@@ -1,0 +1,119 @@
+//! Versioned migrations. Append a new entry to [`MIGRATIONS`] for every
+//! change; never edit one that has shipped.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE accounts (
+    id               INTEGER PRIMARY KEY,
+    login            TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash    TEXT NOT NULL,
+    mailbox          TEXT NOT NULL COLLATE NOCASE,
+    auth_profile     TEXT NOT NULL,
+    aliases          TEXT NOT NULL DEFAULT '[]',
+    shared_mailboxes TEXT NOT NULL DEFAULT '[]',
+    state            TEXT NOT NULL DEFAULT 'offline',
+    last_error       TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+
+CREATE TABLE tokens (
+    account_id  INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    key_id      TEXT NOT NULL,
+    sealed      BLOB NOT NULL,
+    expires_at  INTEGER,
+    updated_at  INTEGER NOT NULL
+);
+
+CREATE TABLE folders (
+    id               INTEGER PRIMARY KEY,
+    account_id       INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    mailbox          TEXT NOT NULL COLLATE NOCASE,
+    remote_id        TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    parent_remote_id TEXT,
+    special_use      TEXT,
+    uidvalidity      INTEGER NOT NULL,
+    uidnext          INTEGER NOT NULL DEFAULT 1,
+    delta_link       TEXT,
+    subscribed       INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (account_id, mailbox, remote_id)
+);
+CREATE UNIQUE INDEX folders_by_name ON folders (account_id, name);
+
+CREATE TABLE messages (
+    folder_id     INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+    uid           INTEGER NOT NULL,
+    remote_id     TEXT NOT NULL,
+    flags         INTEGER NOT NULL DEFAULT 0,
+    keywords      TEXT NOT NULL DEFAULT '',
+    size          INTEGER,
+    internal_date INTEGER,
+    content_hash  TEXT,
+    PRIMARY KEY (folder_id, uid),
+    UNIQUE (folder_id, remote_id)
+) WITHOUT ROWID;
+
+CREATE TABLE cache (
+    content_hash TEXT PRIMARY KEY,
+    size         INTEGER NOT NULL,
+    last_used    INTEGER NOT NULL,
+    structure    BLOB
+) WITHOUT ROWID;
+CREATE INDEX cache_by_age ON cache (last_used);
+
+CREATE TABLE spool (
+    id              INTEGER PRIMARY KEY,
+    account_id      INTEGER NOT NULL REFERENCES accounts(id),
+    state           TEXT NOT NULL,
+    mail_from       TEXT NOT NULL,
+    rcpt_to         TEXT NOT NULL,
+    path            TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    message_id      TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    accepted_at     INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX spool_due ON spool (state, next_attempt_at);
+"#,
+];
+
+/// The schema version this build writes.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Bring `conn` up to [`latest`], one transaction per migration.
+pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > latest() {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            known: latest(),
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,278 @@
+//! The SMTP spool's index: one row per accepted message, with its state.
+//! The message bytes live in a file beside the database (`path`), written and
+//! fsync'ed before the row is committed. The delivery state machine that
+//! drives these rows belongs to the SMTP side; this is its durable record.
+
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{AccountId, Store, StoreError, now_unix};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpoolId(pub i64);
+
+/// Where a spooled message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolState {
+    /// Accepted (250 given or about to be), not yet handed to Graph.
+    Queued,
+    /// A Graph submission may be in flight; after a crash the outcome must
+    /// be checked (e.g. in Sent Items) before any retry.
+    Sending,
+    /// Graph accepted it (202).
+    Delivered,
+    /// Given up; a DSN went to the sender.
+    Bounced,
+    /// Removed by an administrator.
+    Dropped,
+}
+
+impl SpoolState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpoolState::Queued => "queued",
+            SpoolState::Sending => "sending",
+            SpoolState::Delivered => "delivered",
+            SpoolState::Bounced => "bounced",
+            SpoolState::Dropped => "dropped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SpoolState> {
+        Some(match s {
+            "queued" => SpoolState::Queued,
+            "sending" => SpoolState::Sending,
+            "delivered" => SpoolState::Delivered,
+            "bounced" => SpoolState::Bounced,
+            "dropped" => SpoolState::Dropped,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolEntry {
+    pub id: SpoolId,
+    pub account: AccountId,
+    pub state: SpoolState,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// The spool file holding the message bytes.
+    pub path: String,
+    pub size: u64,
+    pub message_id: Option<String>,
+    pub attempts: u32,
+    /// Unix seconds.
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub accepted_at: i64,
+}
+
+const COLUMNS: &str = "id, account_id, state, mail_from, rcpt_to, path, size, message_id, \
+                       attempts, next_attempt_at, last_error, accepted_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<SpoolEntry> {
+    let state: String = row.get(2)?;
+    let rcpt: String = row.get(4)?;
+    Ok(SpoolEntry {
+        id: SpoolId(row.get(0)?),
+        account: AccountId(row.get(1)?),
+        state: SpoolState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                2,
+                rusqlite::types::Type::Text,
+                format!("unknown spool state {state:?}").into(),
+            )
+        })?,
+        mail_from: row.get(3)?,
+        rcpt_to: serde_json::from_str(&rcpt).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        path: row.get(5)?,
+        size: row.get::<_, i64>(6)?.max(0) as u64,
+        message_id: row.get(7)?,
+        attempts: row.get(8)?,
+        next_attempt_at: row.get(9)?,
+        last_error: row.get(10)?,
+        accepted_at: row.get(11)?,
+    })
+}
+
+impl Store {
+    /// Record an accepted message whose file is already durable at `path`.
+    pub fn spool_insert(
+        &self,
+        account: AccountId,
+        mail_from: &str,
+        rcpt_to: &[String],
+        path: &str,
+        size: u64,
+        message_id: Option<&str>,
+    ) -> Result<SpoolEntry, StoreError> {
+        let now = now_unix();
+        let rcpt =
+            serde_json::to_string(rcpt_to).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let conn = self.lock()?;
+        conn.execute(
+            "INSERT INTO spool (account_id, state, mail_from, rcpt_to, path, size, message_id,
+                 attempts, next_attempt_at, accepted_at, updated_at)
+             VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7, ?7)",
+            params![
+                account.0,
+                mail_from,
+                rcpt,
+                path,
+                size as i64,
+                message_id,
+                now
+            ],
+        )?;
+        let id = conn.last_insert_rowid();
+        conn.query_row(
+            &format!("SELECT {COLUMNS} FROM spool WHERE id = ?1"),
+            [id],
+            from_row,
+        )
+        .map_err(Into::into)
+    }
+
+    pub fn spool_entry(&self, id: SpoolId) -> Result<Option<SpoolEntry>, StoreError> {
+        let conn = self.lock()?;
+        conn.query_row(
+            &format!("SELECT {COLUMNS} FROM spool WHERE id = ?1"),
+            [id.0],
+            from_row,
+        )
+        .optional()
+        .map_err(Into::into)
+    }
+
+    /// Move an entry from `from` to `to` (compare-and-set: returns false if
+    /// it was not in `from`, e.g. another worker took it).
+    pub fn spool_transition(
+        &self,
+        id: SpoolId,
+        from: SpoolState,
+        to: SpoolState,
+        last_error: Option<&str>,
+        next_attempt_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock()?;
+        let attempts_inc = i64::from(to == SpoolState::Sending);
+        let n = conn.execute(
+            "UPDATE spool SET state = ?1, last_error = COALESCE(?2, last_error),
+                 next_attempt_at = COALESCE(?3, next_attempt_at),
+                 attempts = attempts + ?4, updated_at = ?5
+             WHERE id = ?6 AND state = ?7",
+            params![
+                to.as_str(),
+                last_error,
+                next_attempt_at,
+                attempts_inc,
+                now_unix(),
+                id.0,
+                from.as_str()
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Entries in `state`, oldest first; with `due_by`, only those whose next
+    /// attempt is at or before it.
+    pub fn spool_list(
+        &self,
+        state: Option<SpoolState>,
+        due_by: Option<i64>,
+    ) -> Result<Vec<SpoolEntry>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM spool
+             WHERE (?1 IS NULL OR state = ?1) AND (?2 IS NULL OR next_attempt_at <= ?2)
+             ORDER BY id"
+        ))?;
+        let rows = stmt.query_map(params![state.map(SpoolState::as_str), due_by], from_row)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use crate::store::{AuthProfile, NewAccount};
+
+    #[test]
+    fn spool_state_machine_is_compare_and_set() {
+        let store = Store::open_in_memory().unwrap();
+        let account = store
+            .add_account(&NewAccount {
+                login: "a".into(),
+                password: Secret::new("p".into()),
+                mailbox: "a@example.com".into(),
+                auth_profile: AuthProfile::Delegated,
+                aliases: vec![],
+                shared_mailboxes: vec![],
+            })
+            .unwrap();
+        let entry = store
+            .spool_insert(
+                account.id,
+                "a@example.com",
+                &["b@example.com".into()],
+                "/spool/1.eml",
+                123,
+                Some("<x@y>"),
+            )
+            .unwrap();
+        assert_eq!(entry.state, SpoolState::Queued);
+        assert_eq!(entry.rcpt_to, vec!["b@example.com".to_string()]);
+        assert!(
+            store
+                .spool_transition(
+                    entry.id,
+                    SpoolState::Queued,
+                    SpoolState::Sending,
+                    None,
+                    None
+                )
+                .unwrap()
+        );
+        // A second worker cannot take it again.
+        assert!(
+            !store
+                .spool_transition(
+                    entry.id,
+                    SpoolState::Queued,
+                    SpoolState::Sending,
+                    None,
+                    None
+                )
+                .unwrap()
+        );
+        let sending = store.spool_entry(entry.id).unwrap().unwrap();
+        assert_eq!(sending.attempts, 1);
+        assert_eq!(
+            store
+                .spool_list(Some(SpoolState::Sending), None)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(
+            store
+                .spool_transition(
+                    entry.id,
+                    SpoolState::Sending,
+                    SpoolState::Delivered,
+                    None,
+                    None
+                )
+                .unwrap()
+        );
+        assert!(
+            store
+                .spool_list(Some(SpoolState::Queued), None)
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
