@@ -12,6 +12,7 @@
 //! - [`secret`]: `Secret<T>`, which never prints its value.
 
 pub mod auth;
+pub mod config;
 pub mod secret;
 pub mod sim;
 pub mod store;

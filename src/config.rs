@@ -1,0 +1,510 @@
+//! Configuration: one TOML file plus `GRAPHGATE_*` environment variables.
+//!
+//! Every key `section.key` of the file can also be set with the variable
+//! `GRAPHGATE_SECTION_KEY` (top-level keys: `GRAPHGATE_KEY_NAME`), which wins
+//! over the file; this is how a Docker sidecar is configured. Secrets can
+//! come from files (`client_secret_file`, `GRAPHGATE_KEY_FILE`) so that they
+//! need not sit in the environment.
+//!
+//! The documentation of every key lives in one table, [`KEYS`], from which
+//! `graphgate config example` prints a complete commented file; a test checks
+//! that the table and the types agree, so the documentation cannot fall
+//! behind the code. Defaults are safe: everything listens on 127.0.0.1 only,
+//! and the admin HTTP endpoint is off.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the database, key file, spool and cache live.
+    pub data_dir: PathBuf,
+    pub microsoft: MicrosoftConfig,
+    pub admin: AdminConfig,
+    pub log: LogConfig,
+}
+
+/// Microsoft endpoints and the app registration used to sign in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MicrosoftConfig {
+    /// Entra ID authority host.
+    pub authority_url: String,
+    /// Microsoft Graph host.
+    pub graph_url: String,
+    /// `organizations`, `common`, a tenant GUID or a verified domain.
+    pub tenant: String,
+    /// The application (client) id of the app registration.
+    pub client_id: String,
+    /// A file holding the client secret's value (confidential apps).
+    pub client_secret_file: Option<PathBuf>,
+    /// PEM certificate registered with the app (certificate credentials).
+    pub certificate_file: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub private_key_file: Option<PathBuf>,
+}
+
+/// The optional admin HTTP endpoint (`/healthz`, `/readyz`, `/metrics`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8025`; empty = off.
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `graphgate=debug,info`…
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: default_data_dir(),
+            microsoft: MicrosoftConfig::default(),
+            admin: AdminConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for MicrosoftConfig {
+    fn default() -> Self {
+        MicrosoftConfig {
+            authority_url: "https://login.microsoftonline.com".into(),
+            graph_url: "https://graph.microsoft.com".into(),
+            tenant: "organizations".into(),
+            client_id: String::new(),
+            client_secret_file: None,
+            certificate_file: None,
+            private_key_file: None,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: String::new(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/graphgate` (usually `~/.local/share/graphgate`), or
+/// `./graphgate-data` when no home directory is known.
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .map(|d| d.join("graphgate"))
+        .unwrap_or_else(|| PathBuf::from("graphgate-data"))
+}
+
+/// One documented key.
+pub struct KeyDoc {
+    /// `section.key` or `key`.
+    pub key: &'static str,
+    /// What it does, and when to change it.
+    pub doc: &'static str,
+    /// An example value for `config example` when the default is empty.
+    pub example: Option<&'static str>,
+}
+
+/// Every configuration key, in file order.
+pub const KEYS: &[KeyDoc] = &[
+    KeyDoc {
+        key: "data_dir",
+        doc: "Directory for the database (graphgate.sqlite3), the token key (graphgate.key), \
+              the spool and the message cache. Created with mode 0700. In the container image: /data.",
+        example: None,
+    },
+    KeyDoc {
+        key: "microsoft.authority_url",
+        doc: "Entra ID authority. Sovereign clouds: https://login.microsoftonline.us (US Gov), \
+              https://login.partner.microsoftonline.cn (China). The simulator: http://127.0.0.1:8787.",
+        example: None,
+    },
+    KeyDoc {
+        key: "microsoft.graph_url",
+        doc: "Microsoft Graph. Sovereign clouds: https://graph.microsoft.us, \
+              https://microsoftgraph.chinacloudapi.cn. The simulator: http://127.0.0.1:8787.",
+        example: None,
+    },
+    KeyDoc {
+        key: "microsoft.tenant",
+        doc: "Tenant to sign in to: `organizations` (any work account), a tenant GUID or a \
+              verified domain such as contoso.com. Single-tenant apps need the GUID or domain.",
+        example: None,
+    },
+    KeyDoc {
+        key: "microsoft.client_id",
+        doc: "Application (client) ID of your app registration in the Entra admin center \
+              (App registrations > your app > Overview).",
+        example: Some("00000000-0000-0000-0000-000000000000"),
+    },
+    KeyDoc {
+        key: "microsoft.client_secret_file",
+        doc: "For app-only (client credentials) accounts: a file holding the client secret's \
+              *Value* (not its Secret ID). Mode 0600.",
+        example: Some("/run/secrets/graphgate_client_secret"),
+    },
+    KeyDoc {
+        key: "microsoft.certificate_file",
+        doc: "For app-only accounts with certificate credentials: the PEM certificate uploaded \
+              to the app registration (Certificates & secrets).",
+        example: Some("/run/secrets/graphgate_cert.pem"),
+    },
+    KeyDoc {
+        key: "microsoft.private_key_file",
+        doc: "The PEM private key of `certificate_file`. Mode 0600.",
+        example: Some("/run/secrets/graphgate_key.pem"),
+    },
+    KeyDoc {
+        key: "admin.listen",
+        doc: "Admin HTTP endpoint (/healthz, /readyz, /metrics). Empty: off. Keep it on \
+              loopback unless a firewall protects it.",
+        example: Some("127.0.0.1:8025"),
+    },
+    KeyDoc {
+        key: "log.level",
+        doc: "Log filter (tracing syntax): error, warn, info, debug, trace, or per module such \
+              as `graphgate::graph=debug,info`. Tokens and passwords are never logged at any level.",
+        example: None,
+    },
+    KeyDoc {
+        key: "log.format",
+        doc: "`text` for people, `json` for log collectors (one object per line).",
+        example: None,
+    },
+];
+
+/// Environment variables that are not configuration keys.
+pub const OTHER_VARIABLES: &[(&str, &str)] = &[
+    ("GRAPHGATE_CONFIG", "path of the TOML configuration file"),
+    (
+        "GRAPHGATE_KEY",
+        "token-encryption key: 32 bytes as 64 hex digits or base64",
+    ),
+    (
+        "GRAPHGATE_KEY_FILE",
+        "a file holding GRAPHGATE_KEY (a Docker secret)",
+    ),
+];
+
+/// Errors reading the configuration, each naming the file, key or variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+    #[error(
+        "unknown environment variable {name}: no configuration key `{key}` exists; \
+         `graphgate config example` lists every key (variable names are GRAPHGATE_ + the key \
+         with dots as underscores, upper case)"
+    )]
+    UnknownVariable { name: String, key: String },
+}
+
+/// The environment variable for a key: `microsoft.client_id` →
+/// `GRAPHGATE_MICROSOFT_CLIENT_ID`.
+pub fn env_name(key: &str) -> String {
+    format!("GRAPHGATE_{}", key.replace('.', "_").to_ascii_uppercase())
+}
+
+impl Config {
+    /// Read `path` (if given) and apply the environment on top.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let origin = path.map_or("the configuration".to_string(), |p| p.display().to_string());
+        let vars: Vec<(String, String)> = std::env::vars().collect();
+        Config::from_parts(&text, &origin, &vars)
+    }
+
+    /// Parse TOML `text` and apply `GRAPHGATE_*` variables from `vars`.
+    pub fn from_parts(
+        text: &str,
+        origin: &str,
+        vars: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message: e.to_string(),
+        })?;
+        let defaults =
+            toml::Value::try_from(Config::default()).map_err(|e| ConfigError::Invalid {
+                origin: origin.to_string(),
+                message: e.to_string(),
+            })?;
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix("GRAPHGATE_") else {
+                continue;
+            };
+            if OTHER_VARIABLES.iter().any(|(n, _)| n == name) || rest.is_empty() {
+                continue;
+            }
+            let Some(doc) = KEYS.iter().find(|k| env_name(k.key) == *name) else {
+                return Err(ConfigError::UnknownVariable {
+                    name: name.clone(),
+                    key: rest.to_ascii_lowercase(),
+                });
+            };
+            let typed = parse_env_value(name, value, lookup(&defaults, doc.key))?;
+            set_key(&mut table, doc.key, typed);
+        }
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Invalid {
+            origin: format!("{origin} (with GRAPHGATE_* variables)"),
+            message: e.to_string(),
+        })
+    }
+
+    /// The admin listen address, if the endpoint is on.
+    pub fn admin_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        parse_listen("admin.listen", &self.admin.listen)
+    }
+}
+
+fn parse_listen(key: &str, value: &str) -> Result<Option<SocketAddr>, ConfigError> {
+    if value.trim().is_empty() {
+        return Ok(None);
+    }
+    value
+        .trim()
+        .parse()
+        .map(Some)
+        .map_err(|_| ConfigError::Invalid {
+            origin: format!("`{key}` ({})", env_name(key)),
+            message: format!("{value:?} is not an address such as 127.0.0.1:8025"),
+        })
+}
+
+/// An environment value takes the type of the key's default: booleans and
+/// integers are parsed, everything else stays a string.
+fn parse_env_value(
+    name: &str,
+    value: &str,
+    default: Option<&toml::Value>,
+) -> Result<toml::Value, ConfigError> {
+    let invalid = |what: &str| ConfigError::Invalid {
+        origin: name.to_string(),
+        message: format!("{value:?} is not {what}"),
+    };
+    Ok(match default {
+        Some(toml::Value::Boolean(_)) => {
+            toml::Value::Boolean(value.parse().map_err(|_| invalid("true or false"))?)
+        }
+        Some(toml::Value::Integer(_)) => {
+            toml::Value::Integer(value.parse().map_err(|_| invalid("a whole number"))?)
+        }
+        _ => toml::Value::String(value.to_string()),
+    })
+}
+
+fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) {
+    match key.split_once('.') {
+        None => {
+            table.insert(key.to_string(), value);
+        }
+        Some((section, rest)) => {
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !entry.is_table() {
+                *entry = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(inner) = entry {
+                set_key(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// A complete commented configuration file with every key at its default
+/// (or, for empty ones, a commented-out example).
+pub fn example() -> String {
+    let defaults =
+        toml::Value::try_from(Config::default()).unwrap_or(toml::Value::Table(toml::Table::new()));
+    let mut out = String::from(
+        "# graphgate configuration. Every key can also be set with an environment\n\
+         # variable: GRAPHGATE_ + the key with dots as underscores, upper case\n\
+         # (microsoft.client_id -> GRAPHGATE_MICROSOFT_CLIENT_ID). Variables win.\n\
+         # Other variables:\n",
+    );
+    for (name, doc) in OTHER_VARIABLES {
+        out.push_str(&format!("#   {name}: {doc}\n"));
+    }
+    let mut section = "";
+    for key in KEYS {
+        let (sec, name) = key.key.split_once('.').unwrap_or(("", key.key));
+        if sec != section {
+            out.push_str(&format!("\n[{sec}]\n"));
+            section = sec;
+        } else {
+            out.push('\n');
+        }
+        for line in wrap(key.doc, 76) {
+            out.push_str(&format!("# {line}\n"));
+        }
+        out.push_str(&format!("# ({})\n", env_name(key.key)));
+        let default = lookup(&defaults, key.key);
+        match (default, key.example) {
+            (Some(v), _) if !is_empty(v) => out.push_str(&format!("{name} = {v}\n")),
+            (_, Some(example)) => out.push_str(&format!("# {name} = {:?}\n", example)),
+            (Some(v), None) => out.push_str(&format!("{name} = {v}\n")),
+            (None, None) => out.push_str(&format!("# {name} =\n")),
+        }
+    }
+    out
+}
+
+fn lookup<'a>(value: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
+    key.split('.').try_fold(value, |v, part| v.get(part))
+}
+
+fn is_empty(value: &toml::Value) -> bool {
+    matches!(value, toml::Value::String(s) if s.is_empty())
+}
+
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.len() + 1 + word.len() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf_keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        if let toml::Value::Table(t) = value {
+            for (k, v) in t {
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                if v.is_table() {
+                    leaf_keys(v, &key, out);
+                } else {
+                    out.push(key);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_key_is_documented_and_settable_by_environment() {
+        let defaults = toml::Value::try_from(Config::default()).unwrap();
+        let mut keys = Vec::new();
+        leaf_keys(&defaults, "", &mut keys);
+        for key in &keys {
+            assert!(
+                KEYS.iter().any(|k| k.key == key),
+                "key {key} has no documentation in config::KEYS"
+            );
+        }
+        for doc in KEYS {
+            let value = match doc.key {
+                "data_dir" => "/tmp/x",
+                "admin.listen" => "127.0.0.1:9",
+                _ => "value",
+            };
+            let vars = vec![(env_name(doc.key), value.to_string())];
+            let config = Config::from_parts("", "test", &vars)
+                .unwrap_or_else(|e| panic!("{}: {e}", doc.key));
+            let back = toml::Value::try_from(config).unwrap();
+            assert_eq!(
+                lookup(&back, doc.key).and_then(|v| v.as_str()),
+                Some(value),
+                "{}",
+                doc.key
+            );
+        }
+    }
+
+    #[test]
+    fn example_parses_back_to_the_defaults() {
+        let text = example();
+        let parsed = Config::from_parts(&text, "example", &[]).unwrap();
+        assert_eq!(parsed, Config::default());
+        assert!(text.contains("GRAPHGATE_MICROSOFT_CLIENT_ID"));
+    }
+
+    #[test]
+    fn environment_wins_and_unknown_names_are_refused() {
+        let text = "[microsoft]\ntenant = \"contoso.com\"\nclient_id = \"file\"\n";
+        let vars = vec![(
+            "GRAPHGATE_MICROSOFT_CLIENT_ID".to_string(),
+            "env".to_string(),
+        )];
+        let config = Config::from_parts(text, "f.toml", &vars).unwrap();
+        assert_eq!(config.microsoft.client_id, "env");
+        assert_eq!(config.microsoft.tenant, "contoso.com");
+        let bad = vec![("GRAPHGATE_MICROSFT_TENANT".to_string(), "x".to_string())];
+        let err = Config::from_parts("", "f.toml", &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("GRAPHGATE_MICROSFT_TENANT"), "{err}");
+        let err = Config::from_parts("[microsoft]\ntenant = 3\n", "f.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("f.toml"), "{err}");
+        let err = Config::from_parts("nonsense = 1\n", "f.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nonsense"), "{err}");
+    }
+
+    #[test]
+    fn admin_listen_is_checked() {
+        let mut config = Config::default();
+        assert_eq!(config.admin_listen().unwrap(), None);
+        config.admin.listen = "127.0.0.1:8025".into();
+        assert!(config.admin_listen().unwrap().is_some());
+        config.admin.listen = "localhost".into();
+        assert!(
+            config
+                .admin_listen()
+                .unwrap_err()
+                .to_string()
+                .contains("GRAPHGATE_ADMIN_LISTEN")
+        );
+    }
+}
