@@ -11,7 +11,9 @@
 //! - [`store`]: SQLite state: accounts, sealed tokens, UID maps, cache index, spool.
 //! - [`secret`]: `Secret<T>`, which never prints its value.
 
+pub mod admin;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod secret;
 pub mod sim;

@@ -1,0 +1,134 @@
+//! The command line: `graphgate <command>`. Each command is a file here;
+//! `main.rs` only calls [`main`].
+
+mod demo;
+mod logging;
+mod serve;
+mod sim;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// graphgate: a local SMTP and IMAP gateway to Microsoft 365 mailboxes
+/// through Microsoft Graph, signed in with OAuth 2.0 (Entra ID).
+///
+/// Legacy applications keep speaking SMTP and IMAP to localhost with a local
+/// password; graphgate turns every command into Graph calls.
+#[derive(Debug, Parser)]
+#[command(name = "graphgate", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Every key can also be set with a
+    /// GRAPHGATE_* variable; `graphgate config example` prints them all.
+    #[arg(long, global = true, env = "GRAPHGATE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Try graphgate with nothing to set up: a simulated Microsoft 365 tenant
+    /// and the gateway in one process, with accounts alice@example.com
+    /// (password alice) and bob@example.com (password bob).
+    Demo(demo::DemoArgs),
+    /// Run the gateway from configuration.
+    Serve(serve::ServeArgs),
+    /// Run only the Microsoft Graph + Entra ID simulator (for tests and
+    /// trying things against a fake tenant).
+    Sim(sim::SimArgs),
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print a complete, commented configuration file with every key.
+    Example,
+    /// Read the configuration (file + GRAPHGATE_* variables), report the
+    /// first problem or print the effective settings.
+    Check,
+}
+
+/// Parse the command line and run it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One TLS crypto provider for the whole process (rustls panics at run
+    // time if two are linked and none is chosen).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("graphgate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("graphgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Serve(args) => serve::run(cli.config.as_deref(), args).await,
+        Command::Sim(args) => sim::run(args).await,
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", crate::config::example());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check) => {
+            let config = crate::config::Config::load(cli.config.as_deref())?;
+            config.admin_listen()?;
+            print!(
+                "{}",
+                toml::to_string_pretty(&config).unwrap_or_else(|e| e.to_string())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Bind a listener, naming the flag to change when the port is taken.
+async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr} for the {what}: {e}; \
+             choose another address with {flag} (e.g. {flag} 127.0.0.1:0 for any free port)"
+        )
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
