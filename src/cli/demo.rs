@@ -37,17 +37,16 @@ pub struct DemoArgs {
     /// Admin HTTP endpoint (/healthz, /readyz, /metrics).
     #[arg(long, default_value = "127.0.0.1:8025", value_name = "ADDR")]
     admin: SocketAddr,
-    /// Keep state in this directory (default: a temporary directory removed
-    /// on exit).
-    #[arg(long, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+/// `data_dir` is the global `--data-dir`: keep state there (default: a
+/// temporary directory removed on exit).
+pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     super::logging::init("info", "text");
     let started = std::time::Instant::now();
-    let (data_dir, _temp) = match &args.data_dir {
-        Some(dir) => (dir.clone(), None),
+    let keep = data_dir.is_some();
+    let (data_dir, _temp) = match data_dir {
+        Some(dir) => (dir, None),
         None => {
             let temp = tempfile::Builder::new()
                 .prefix("graphgate-demo-")
@@ -129,7 +128,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         smtp = args.smtp,
         imap = args.imap,
         data_dir = data_dir.display(),
-        temp_note = if args.data_dir.is_none() {
+        temp_note = if !keep {
             " (temporary; removed on exit)"
         } else {
             ""

@@ -1,6 +1,7 @@
 //! The command line: `graphgate <command>`. Each command is a file here;
 //! `main.rs` only calls [`main`].
 
+mod accounts;
 mod demo;
 mod logging;
 mod serve;
@@ -25,6 +26,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "GRAPHGATE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 
+    /// Data directory (database, token key, spool, cache); overrides the
+    /// configuration's `data_dir`.
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +46,9 @@ enum Command {
     /// Run only the Microsoft Graph + Entra ID simulator (for tests and
     /// trying things against a fake tenant).
     Sim(sim::SimArgs),
+    /// Manage the local accounts legacy applications log in with.
+    #[command(subcommand)]
+    Accounts(accounts::AccountsCommand),
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -80,17 +89,48 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The configuration, with `--data-dir` applied.
+fn load_config(cli: &Cli) -> anyhow::Result<crate::config::Config> {
+    let mut config = crate::config::Config::load(cli.config.as_deref())?;
+    if let Some(dir) = &cli.data_dir {
+        config.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+/// The store in the configured data directory, which must exist already
+/// (commands other than `serve` and `demo` never create one by accident).
+fn open_store(config: &crate::config::Config) -> anyhow::Result<crate::store::Store> {
+    let path = crate::store::Store::path_in(&config.data_dir);
+    if !path.exists() {
+        anyhow::bail!(
+            "no graphgate database at {}; pass --data-dir (or set data_dir / \
+             GRAPHGATE_DATA_DIR) to the directory `graphgate serve` or `graphgate demo` uses",
+            path.display()
+        );
+    }
+    Ok(crate::store::Store::open(&config.data_dir)?)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Demo(args) => demo::run(args).await,
-        Command::Serve(args) => serve::run(cli.config.as_deref(), args).await,
+        Command::Demo(ref args) => demo::run(args, cli.data_dir.clone()).await,
+        Command::Serve(_) => serve::run(load_config(&cli)?).await,
+        Command::Accounts(ref command) => {
+            let config = load_config(&cli)?;
+            let store = match command {
+                accounts::AccountsCommand::Add(_) => crate::store::Store::open(&config.data_dir)?,
+                _ => open_store(&config)?,
+            };
+            accounts::run(&store, command)
+        }
         Command::Sim(args) => sim::run(args).await,
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::example());
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check) => {
-            let config = crate::config::Config::load(cli.config.as_deref())?;
+            let config = load_config(&cli)?;
             config.admin_listen()?;
             print!(
                 "{}",

@@ -1,6 +1,5 @@
 //! `graphgate serve`: the gateway from configuration.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -11,8 +10,7 @@ use crate::store::{Store, StoreKey};
 #[derive(Debug, Args)]
 pub struct ServeArgs {}
 
-pub async fn run(config_path: Option<&Path>, _args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path)?;
+pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     super::logging::init(&config.log.level, &config.log.format);
     let store = Store::open(&config.data_dir)?;
     let key = StoreKey::load(&config.data_dir)?;

@@ -1,0 +1,185 @@
+//! `graphgate accounts add|list|remove|passwd`: the local accounts legacy
+//! applications log in with. A legacy app never sees a Microsoft
+//! credential; a Microsoft credential is never typed into a legacy app.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+use crate::secret::Secret;
+use crate::store::{AuthProfile, NewAccount, Store};
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AccountsCommand {
+    /// Add a local account bound to a Microsoft 365 mailbox.
+    Add(AddArgs),
+    /// List local accounts and their state.
+    List {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a local account and its tokens (refused while it has mail in
+    /// the spool).
+    Remove {
+        /// The local login name.
+        login: String,
+    },
+    /// Change a local account's password.
+    Passwd {
+        /// The local login name.
+        login: String,
+        /// Read the new password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AddArgs {
+    /// The login name legacy applications use (default: the mailbox address).
+    login: String,
+    /// The Microsoft 365 mailbox (UPN or primary SMTP address); default: the
+    /// login name.
+    #[arg(long, value_name = "ADDRESS")]
+    mailbox: Option<String>,
+    /// Another From address the account may use (an alias, or a mailbox it
+    /// has Send As on). Repeatable.
+    #[arg(long = "alias", value_name = "ADDRESS")]
+    aliases: Vec<String>,
+    /// A shared mailbox the account may read (Full Access). Repeatable.
+    #[arg(long = "shared", value_name = "ADDRESS")]
+    shared: Vec<String>,
+    /// Use application permissions (client credentials from the
+    /// configuration) instead of a signed-in user.
+    #[arg(long)]
+    app_only: bool,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode> {
+    match command.clone() {
+        AccountsCommand::Add(args) => {
+            let mailbox = args.mailbox.clone().unwrap_or_else(|| args.login.clone());
+            check_address("--mailbox", &mailbox)?;
+            for a in args.aliases.iter().chain(&args.shared) {
+                check_address("--alias/--shared", a)?;
+            }
+            let password = read_password(args.password_stdin, &args.login)?;
+            let account = store.add_account(&NewAccount {
+                login: args.login.clone(),
+                password,
+                mailbox: mailbox.clone(),
+                auth_profile: if args.app_only {
+                    AuthProfile::AppOnly
+                } else {
+                    AuthProfile::Delegated
+                },
+                aliases: args.aliases,
+                shared_mailboxes: args.shared,
+            })?;
+            println!(
+                "Added {} → {} ({}).",
+                account.login,
+                account.mailbox,
+                if args.app_only {
+                    "app-only"
+                } else {
+                    "delegated"
+                }
+            );
+            if !args.app_only {
+                println!("Next: sign it in with `graphgate login {}`.", account.login);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::List { json } => {
+            let accounts = store.accounts()?;
+            if json {
+                let list: Vec<serde_json::Value> = accounts
+                    .iter()
+                    .map(|a| {
+                        serde_json::json!({
+                            "login": a.login,
+                            "mailbox": a.mailbox,
+                            "auth": a.auth_profile,
+                            "state": a.state,
+                            "aliases": a.aliases,
+                            "shared_mailboxes": a.shared_mailboxes,
+                            "last_error": a.last_error,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if accounts.is_empty() {
+                println!("No accounts. Add one with `graphgate accounts add LOGIN`.");
+            } else {
+                for a in accounts {
+                    let state = match a.state {
+                        crate::store::AccountState::Online => "ONLINE",
+                        crate::store::AccountState::Offline => "OFFLINE",
+                    };
+                    println!("{:<32} {:<32} {state}", a.login, a.mailbox);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::Remove { login } => {
+            store.remove_account(&login)?;
+            println!("Removed {login}.");
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::Passwd {
+            login,
+            password_stdin,
+        } => {
+            if store.account(&login)?.is_none() {
+                return Err(crate::store::StoreError::NoSuchAccount(login).into());
+            }
+            let password = read_password(password_stdin, &login)?;
+            store.set_password(&login, &password)?;
+            println!("Password of {login} changed.");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check_address(flag: &str, address: &str) -> anyhow::Result<()> {
+    let ok = address.split_once('@').is_some_and(|(l, d)| {
+        !l.is_empty() && d.contains('.') && !address.contains(char::is_whitespace)
+    });
+    if ok {
+        Ok(())
+    } else {
+        anyhow::bail!("{flag} {address:?} is not a mail address such as alice@contoso.com")
+    }
+}
+
+/// A new local password: from stdin with `--password-stdin`, else asked
+/// twice on the terminal without echo.
+fn read_password(from_stdin: bool, login: &str) -> anyhow::Result<Secret<String>> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Local password for {login}: "))?;
+        let second = rpassword::prompt_password("Again: ")?;
+        if first != second {
+            anyhow::bail!("the two passwords differ; nothing was changed");
+        }
+        first
+    } else {
+        anyhow::bail!(
+            "no terminal to ask for the password on; pass --password-stdin and write it to \
+             standard input"
+        )
+    };
+    if password.is_empty() {
+        anyhow::bail!("the password is empty; legacy applications need a non-empty password");
+    }
+    Ok(Secret::new(password))
+}
