@@ -2,6 +2,7 @@
 //! `main.rs` only calls [`main`].
 
 mod accounts;
+mod consent;
 mod demo;
 mod logging;
 mod serve;
@@ -49,6 +50,8 @@ enum Command {
     /// Manage the local accounts legacy applications log in with.
     #[command(subcommand)]
     Accounts(accounts::AccountsCommand),
+    /// Print the admin consent URL for the configured app and tenant.
+    ConsentUrl(consent::ConsentArgs),
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -125,6 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             accounts::run(&store, command)
         }
         Command::Sim(args) => sim::run(args).await,
+        Command::ConsentUrl(ref args) => consent::run(&load_config(&cli)?, args),
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::example());
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,92 @@
+//! `graphgate consent-url`: the admin consent URL for the configured app.
+
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::config::Config;
+
+#[derive(Debug, Clone, Args)]
+pub struct ConsentArgs {
+    /// Where Entra ID sends the admin back afterwards (must be a redirect URI
+    /// of the app registration).
+    #[arg(long, default_value = "http://localhost", value_name = "URI")]
+    redirect_uri: String,
+}
+
+/// The URL, built from `microsoft.authority_url`, `microsoft.tenant` and
+/// `microsoft.client_id`.
+pub fn consent_url(config: &Config, redirect_uri: &str) -> anyhow::Result<String> {
+    let m = &config.microsoft;
+    if m.client_id.trim().is_empty() {
+        anyhow::bail!(
+            "microsoft.client_id is not set (GRAPHGATE_MICROSOFT_CLIENT_ID): put the \
+             Application (client) ID of your app registration there"
+        );
+    }
+    let tenant = m.tenant.trim();
+    if tenant.eq_ignore_ascii_case("common") || tenant.eq_ignore_ascii_case("consumers") {
+        anyhow::bail!(
+            "admin consent needs your tenant: set microsoft.tenant \
+             (GRAPHGATE_MICROSOFT_TENANT) to your tenant id or domain, not {tenant:?}"
+        );
+    }
+    let mut url = url::Url::parse(m.authority_url.trim_end_matches('/')).map_err(|e| {
+        anyhow::anyhow!(
+            "microsoft.authority_url {:?} is not a URL: {e}",
+            m.authority_url
+        )
+    })?;
+    url.path_segments_mut()
+        .map_err(|_| anyhow::anyhow!("microsoft.authority_url cannot be a base URL"))?
+        .pop_if_empty()
+        .push(tenant)
+        .push("adminconsent");
+    let state = uuid::Uuid::new_v4().simple().to_string();
+    url.query_pairs_mut()
+        .append_pair("client_id", m.client_id.trim())
+        .append_pair("state", &state)
+        .append_pair("redirect_uri", redirect_uri);
+    Ok(url.to_string())
+}
+
+pub fn run(config: &Config, args: &ConsentArgs) -> anyhow::Result<ExitCode> {
+    let url = consent_url(config, &args.redirect_uri)?;
+    println!(
+        "Admin consent is needed when your tenant does not let users consent to apps \
+         themselves, and always for application (app-only) permissions.\n\
+         A Global Administrator or Privileged Role Administrator opens this URL, signs in \
+         and accepts the permissions for the whole organisation:\n\n{url}"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_the_admin_consent_url() {
+        let mut config = Config::default();
+        assert!(consent_url(&config, "http://localhost").is_err());
+        config.microsoft.client_id = "abc".into();
+        assert!(consent_url(&config, "http://localhost").is_ok());
+        config.microsoft.tenant = "common".into();
+        let err = consent_url(&config, "http://localhost")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("GRAPHGATE_MICROSOFT_TENANT"), "{err}");
+        config.microsoft.tenant = "contoso.com".into();
+        let url = consent_url(&config, "http://localhost").unwrap();
+        assert!(
+            url.starts_with(
+                "https://login.microsoftonline.com/contoso.com/adminconsent?client_id=abc&state="
+            ),
+            "{url}"
+        );
+        assert!(
+            url.ends_with("&redirect_uri=http%3A%2F%2Flocalhost"),
+            "{url}"
+        );
+    }
+}
