@@ -49,7 +49,7 @@ pub struct MicrosoftConfig {
 }
 
 /// The optional admin HTTP endpoint (`/healthz`, `/readyz`, `/metrics`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address to listen on, e.g. `127.0.0.1:8025`; empty = off.
@@ -86,14 +86,6 @@ impl Default for MicrosoftConfig {
             client_secret_file: None,
             certificate_file: None,
             private_key_file: None,
-        }
-    }
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            listen: String::new(),
         }
     }
 }

@@ -16,5 +16,6 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod secret;
+pub mod smtp;
 pub mod sim;
 pub mod store;
