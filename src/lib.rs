@@ -19,3 +19,4 @@ pub mod secret;
 pub mod smtp;
 pub mod sim;
 pub mod store;
+pub mod tls;
