@@ -1,5 +1,22 @@
-//! OAuth 2.0 against Microsoft Entra ID (identity platform v2): the token
-//! source the Graph client uses. (Flows: work in progress.)
+//! OAuth 2.0 against Microsoft Entra ID (identity platform v2): sign-in
+//! flows and the token sources the Graph client uses.
+//!
+//! Follows "OAuth 2.0 and OpenID Connect protocols on the Microsoft identity
+//! platform" (learn.microsoft.com/entra/identity-platform/v2-protocols) and
+//! the RFCs it builds on (6749, 7636, 8252, 8628). Library API only: no
+//! printing; progress goes through callbacks.
+//!
+//! Layout:
+//! - [`config`]: [`AuthorityConfig`] (authority, tenant, client id,
+//!   credential) and the Graph scopes.
+//! - [`client`]: [`EntraClient`], the token requests (authorization code,
+//!   refresh, client credentials) via the `oauth2` crate.
+//! - [`device_code`]: the device authorization grant with progress events.
+//! - [`loopback`]: browser sign-in with PKCE and a loopback redirect.
+//! - [`assertion`]: the certificate's JWT client assertion.
+//! - [`token_set`]: [`TokenSet`], [`SignedInIdentity`], [`check_identity`].
+//! - [`source`]: [`RefreshingTokenSource`], [`ClientCredentialsTokenSource`].
+//! - [`error`]: [`AuthError`] with `remedy()` and `requires_login()`.
 
 use std::fmt;
 use std::time::SystemTime;
@@ -7,6 +24,24 @@ use std::time::SystemTime;
 use futures::future::BoxFuture;
 
 use crate::secret::Secret;
+
+pub mod assertion;
+pub mod client;
+pub mod config;
+pub mod device_code;
+pub mod error;
+pub mod http;
+pub mod loopback;
+pub mod source;
+pub mod token_set;
+
+pub use client::{AuthorizationRequest, EntraClient};
+pub use config::{AssertionAlgorithm, AuthorityConfig, ClientCredential};
+pub use device_code::{DeviceCodeEvent, DeviceCodeGrant, DevicePoll};
+pub use error::{AuthError, EntraErrorResponse};
+pub use loopback::LoopbackLogin;
+pub use source::{ClientCredentialsTokenSource, RefreshingTokenSource, TokenPersister};
+pub use token_set::{SignedInIdentity, TokenSet, check_identity};
 
 /// A bearer token for Graph and when it stops being valid.
 #[derive(Clone)]
@@ -22,13 +57,6 @@ impl fmt::Debug for AccessToken {
             .field("expires_at", &self.expires_at)
             .finish()
     }
-}
-
-/// Errors of the auth layer.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    #[error("{0}")]
-    Other(String),
 }
 
 /// Where the Graph client gets its bearer tokens. One per account.
