@@ -1,0 +1,284 @@
+//! `MailBackend`: the one interface between graphgate and a remote mailbox,
+//! in domain types only (no HTTP, no Graph JSON). The production
+//! implementation is [`super::GraphMailbox`] (Microsoft Graph v1.0 mail API,
+//! "Use the Outlook mail REST API"); tests and the IMAP/SMTP layers hold it as
+//! `Arc<dyn MailBackend>`, in the spirit of Gluon's `Connector`.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use tokio::io::AsyncRead;
+
+use super::GraphError;
+
+macro_rules! remote_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub String);
+
+        impl $name {
+            pub fn new(id: impl Into<String>) -> Self {
+                $name(id.into())
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+remote_id!(
+    /// A Graph mail folder id (immutable id), or a well-known name such as
+    /// `inbox` where Graph accepts one.
+    RemoteFolderId
+);
+remote_id!(
+    /// A Graph message id (immutable id: it survives moves).
+    RemoteMessageId
+);
+remote_id!(
+    /// The opaque link that resumes a folder's delta sync.
+    DeltaLink
+);
+
+/// Folders Graph knows by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WellKnownFolder {
+    Inbox,
+    Drafts,
+    SentItems,
+    DeletedItems,
+    JunkEmail,
+    Archive,
+}
+
+impl WellKnownFolder {
+    pub const ALL: [WellKnownFolder; 6] = [
+        WellKnownFolder::Inbox,
+        WellKnownFolder::Drafts,
+        WellKnownFolder::SentItems,
+        WellKnownFolder::DeletedItems,
+        WellKnownFolder::JunkEmail,
+        WellKnownFolder::Archive,
+    ];
+
+    /// Graph's well-known folder name.
+    pub fn graph_name(self) -> &'static str {
+        match self {
+            WellKnownFolder::Inbox => "inbox",
+            WellKnownFolder::Drafts => "drafts",
+            WellKnownFolder::SentItems => "sentitems",
+            WellKnownFolder::DeletedItems => "deleteditems",
+            WellKnownFolder::JunkEmail => "junkemail",
+            WellKnownFolder::Archive => "archive",
+        }
+    }
+
+    /// As a folder id usable wherever Graph takes one.
+    pub fn id(self) -> RemoteFolderId {
+        RemoteFolderId::new(self.graph_name())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFolder {
+    pub id: RemoteFolderId,
+    pub parent_id: Option<RemoteFolderId>,
+    pub display_name: String,
+    pub well_known: Option<WellKnownFolder>,
+    pub total: u64,
+    pub unread: u64,
+    pub child_count: u64,
+    pub hidden: bool,
+}
+
+/// Outlook's follow-up flag (`flag.flagStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlagStatus {
+    #[default]
+    NotFlagged,
+    Flagged,
+    Complete,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailAddress {
+    pub name: Option<String>,
+    pub address: String,
+}
+
+/// What IMAP needs of a message, without its body.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RemoteMessage {
+    pub id: RemoteMessageId,
+    pub folder_id: Option<RemoteFolderId>,
+    pub is_read: bool,
+    pub is_draft: bool,
+    pub flag: FlagStatus,
+    /// From `PR_LAST_VERB_EXECUTED` (0x1081) = 102 or 103, when fetched.
+    pub answered: bool,
+    /// From `PR_LAST_VERB_EXECUTED` (0x1081) = 104, when fetched.
+    pub forwarded: bool,
+    pub categories: Vec<String>,
+    pub received: Option<DateTime<Utc>>,
+    pub sent: Option<DateTime<Utc>>,
+    pub internet_message_id: Option<String>,
+    pub subject: Option<String>,
+    pub from: Option<MailAddress>,
+    /// Exchange's storage size (`Integer 0x0E08`), when fetched.
+    pub size: Option<u64>,
+}
+
+/// One change reported by a delta sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeltaChange {
+    /// New or changed (later delta pages may carry only the changed fields;
+    /// absent ones have their default value).
+    Upsert(RemoteMessage),
+    /// Deleted or moved out of the folder.
+    Removed(RemoteMessageId),
+}
+
+/// The result of one delta sync round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeltaSync {
+    pub changes: Vec<DeltaChange>,
+    /// Resume here next time.
+    pub delta_link: DeltaLink,
+}
+
+/// A flag change; `None` leaves a property as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FlagUpdate {
+    pub is_read: Option<bool>,
+    pub flag: Option<FlagStatus>,
+    pub categories: Option<Vec<String>>,
+    /// IMAP `\Answered`: 0x1081 = 102, icon 0x1080 = 261.
+    pub answered: Option<bool>,
+    /// IMAP `$Forwarded`: 0x1081 = 104, icon 0x1080 = 262.
+    pub forwarded: Option<bool>,
+}
+
+/// How an IMAP APPEND should land.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AppendOptions {
+    pub is_read: bool,
+    pub received: Option<DateTime<Utc>>,
+}
+
+/// An attachment of the large send path, read as a stream.
+pub struct OutgoingAttachment {
+    pub name: String,
+    pub content_type: String,
+    /// Exact length of `content` in bytes.
+    pub size: u64,
+    pub content_id: Option<String>,
+    pub is_inline: bool,
+    pub content: Box<dyn AsyncRead + Send + Unpin>,
+}
+
+impl fmt::Debug for OutgoingAttachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutgoingAttachment")
+            .field("name", &self.name)
+            .field("content_type", &self.content_type)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The remote mailbox, as the gateway sees it.
+#[async_trait]
+pub trait MailBackend: Send + Sync {
+    /// Every folder (top level and all descendants), well-known ones marked.
+    async fn list_folders(&self) -> Result<Vec<RemoteFolder>, GraphError>;
+    /// Create a folder at the top level or under `parent`.
+    async fn create_folder(
+        &self,
+        parent: Option<&RemoteFolderId>,
+        name: &str,
+    ) -> Result<RemoteFolder, GraphError>;
+    async fn rename_folder(
+        &self,
+        folder: &RemoteFolderId,
+        name: &str,
+    ) -> Result<RemoteFolder, GraphError>;
+    async fn delete_folder(&self, folder: &RemoteFolderId) -> Result<(), GraphError>;
+
+    /// All messages of a folder, newest first, page by page.
+    async fn list_messages(
+        &self,
+        folder: &RemoteFolderId,
+    ) -> Result<Vec<RemoteMessage>, GraphError>;
+    /// Changes since `since` (or everything when `None`).
+    /// [`GraphError::DeltaReset`] means: call again with `None`.
+    async fn sync_messages(
+        &self,
+        folder: &RemoteFolderId,
+        since: Option<&DeltaLink>,
+    ) -> Result<DeltaSync, GraphError>;
+    /// One message's metadata, including size and answered/forwarded.
+    async fn get_message(&self, id: &RemoteMessageId) -> Result<RemoteMessage, GraphError>;
+    /// The raw RFC 5322 message, as Exchange generates it.
+    async fn fetch_mime(&self, id: &RemoteMessageId) -> Result<Bytes, GraphError>;
+    /// Many raw messages, batched; one result per id, in the order given.
+    async fn fetch_mimes(
+        &self,
+        ids: &[RemoteMessageId],
+    ) -> Result<Vec<(RemoteMessageId, Result<Bytes, GraphError>)>, GraphError>;
+    /// Exchange storage sizes, batched; one result per id, in order.
+    async fn message_sizes(
+        &self,
+        ids: &[RemoteMessageId],
+    ) -> Result<Vec<(RemoteMessageId, Result<u64, GraphError>)>, GraphError>;
+
+    async fn update_flags(
+        &self,
+        id: &RemoteMessageId,
+        update: &FlagUpdate,
+    ) -> Result<(), GraphError>;
+    /// Move; the returned message carries the (immutable) id.
+    async fn move_message(
+        &self,
+        id: &RemoteMessageId,
+        to: &RemoteFolderId,
+    ) -> Result<RemoteMessage, GraphError>;
+    async fn copy_message(
+        &self,
+        id: &RemoteMessageId,
+        to: &RemoteFolderId,
+    ) -> Result<RemoteMessage, GraphError>;
+    /// Delete into Deleted Items (Graph `DELETE`).
+    async fn delete_message(&self, id: &RemoteMessageId) -> Result<(), GraphError>;
+    /// Delete for good (`permanentDelete`).
+    async fn permanent_delete(&self, id: &RemoteMessageId) -> Result<(), GraphError>;
+
+    /// Create a draft in Drafts from raw MIME.
+    async fn create_draft_from_mime(&self, mime: Bytes) -> Result<RemoteMessage, GraphError>;
+    /// IMAP APPEND: create a non-draft message in `folder` from raw MIME.
+    async fn append_message(
+        &self,
+        folder: &RemoteFolderId,
+        mime: Bytes,
+        options: &AppendOptions,
+    ) -> Result<RemoteMessage, GraphError>;
+    /// Send raw MIME (`sendMail`, up to about 3 MB of MIME).
+    async fn send_mime(&self, mime: Bytes, save_to_sent_items: bool) -> Result<(), GraphError>;
+    /// The large path: a draft from `draft_mime` (no attachments), the
+    /// attachments added (streamed through upload sessions from 3 MB), then
+    /// sent.
+    async fn send_large(
+        &self,
+        draft_mime: Bytes,
+        attachments: Vec<OutgoingAttachment>,
+    ) -> Result<(), GraphError>;
+}

@@ -1,0 +1,142 @@
+//! JSON batching (`POST /$batch`, Graph "Combine multiple requests in one
+//! HTTP call using JSON batching"): at most 20 inner requests per batch,
+//! answers matched by id in any order, inner 429s (and 503s of GETs) sent
+//! again after their own `Retry-After`. The outer request counts once
+//! against the mailbox's concurrency limit.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use http::Method;
+use serde_json::{Value, json};
+
+use super::GraphError;
+use super::client::{Call, GraphMailbox};
+use super::decode::{BatchReply, decode_batch_response};
+
+/// Graph's limit of inner requests per batch.
+pub const MAX_BATCH: usize = 20;
+
+/// One inner request; `url` is relative to the mailbox (`messages/{id}`).
+#[derive(Debug, Clone)]
+pub(crate) struct BatchRequest {
+    pub id: String,
+    pub method: &'static str,
+    pub url: String,
+}
+
+impl BatchRequest {
+    pub fn get(id: impl Into<String>, url: String) -> BatchRequest {
+        BatchRequest {
+            id: id.into(),
+            method: "GET",
+            url,
+        }
+    }
+}
+
+pub(crate) type BatchResults = HashMap<String, Result<BatchReply, GraphError>>;
+
+impl GraphMailbox {
+    /// Run `requests` (ids unique) in batches of 20; one result per id:
+    /// the 2xx inner answer or its error.
+    pub(crate) async fn batch(
+        &self,
+        requests: Vec<BatchRequest>,
+    ) -> Result<BatchResults, GraphError> {
+        let policy = self.config().retry.clone();
+        let mut results: BatchResults = HashMap::new();
+        let mut pending = requests;
+        let mut attempt: u32 = 0;
+        let mut waited = Duration::ZERO;
+        while !pending.is_empty() {
+            attempt += 1;
+            let mut again = Vec::new();
+            let mut delay_s: Option<u64> = None;
+            for group in pending.chunks(MAX_BATCH) {
+                let replies = self.send_batch(group).await?;
+                for request in group {
+                    let Some(reply) = replies.iter().find(|r| r.id == request.id) else {
+                        results.insert(
+                            request.id.clone(),
+                            Err(GraphError::Malformed(format!(
+                                "no answer for batch id {}",
+                                request.id
+                            ))),
+                        );
+                        continue;
+                    };
+                    let status = reply.status;
+                    if status == 429 {
+                        self.shared.count(|c| c.throttled += 1);
+                    }
+                    let retryable = status == 429
+                        || ((status == 503 || status == 504) && request.method == "GET");
+                    if retryable && attempt < policy.max_attempts {
+                        let secs = reply
+                            .retry_after()
+                            .unwrap_or(1)
+                            .min(policy.max_retry_after_s);
+                        delay_s = Some(delay_s.map_or(secs, |d| d.max(secs)));
+                        again.push(request.clone());
+                    } else if (200..300).contains(&status) {
+                        results.insert(request.id.clone(), Ok(reply.clone()));
+                    } else {
+                        results.insert(request.id.clone(), Err(reply.error()));
+                    }
+                }
+            }
+            if let Some(secs) = delay_s {
+                let delay = Duration::from_secs(secs);
+                if waited + delay > Duration::from_secs(policy.max_total_wait_s) {
+                    for request in &again {
+                        results.insert(request.id.clone(), Err(throttled()));
+                    }
+                    break;
+                }
+                waited += delay;
+                self.shared.count(|c| {
+                    c.retries += 1;
+                    c.retry_wait += delay;
+                });
+                tokio::time::sleep(delay).await;
+            }
+            pending = again;
+        }
+        Ok(results)
+    }
+
+    async fn send_batch(&self, group: &[BatchRequest]) -> Result<Vec<BatchReply>, GraphError> {
+        let inner: Vec<Value> = group
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "method": r.method,
+                    "url": format!("{}/{}", self.batch_prefix, r.url),
+                    "headers": { "Prefer": "IdType=\"ImmutableId\"" },
+                })
+            })
+            .collect();
+        let only_reads = group.iter().all(|r| r.method == "GET");
+        let url = format!("{}/$batch", self.shared.root);
+        let mut call = Call::new(Method::POST, "$batch", url).json(&json!({ "requests": inner }));
+        if only_reads {
+            call = call.idempotent();
+        }
+        let count = group.len() as u64;
+        self.shared.count(|c| c.batch_inner_requests += count);
+        let reply = self.execute(&call).await?;
+        decode_batch_response(&reply.body)
+    }
+}
+
+fn throttled() -> GraphError {
+    GraphError::Api(super::ApiError {
+        kind: super::GraphErrorKind::Throttled,
+        status: 429,
+        code: "TooManyRequests".into(),
+        message: "inner request still throttled after the allowed retries".into(),
+        request_id: None,
+    })
+}

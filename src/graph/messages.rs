@@ -1,0 +1,298 @@
+//! Messages: listing, per-folder delta sync (Graph "message: delta"), one
+//! message's metadata, raw MIME (`$value`, "Get MIME content of a
+//! message"), batched MIME and size fetches, flag updates (`PATCH`, with
+//! the extended properties DavMail uses for `\Answered` / `$Forwarded`),
+//! move, copy, delete and permanentDelete.
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::{Map, Value, json};
+
+use super::GraphError;
+use super::backend::{
+    DeltaChange, DeltaLink, DeltaSync, FlagStatus, FlagUpdate, RemoteFolderId, RemoteMessage,
+    RemoteMessageId,
+};
+use super::batch::BatchRequest;
+use super::client::{Call, GraphMailbox, encode_segment};
+use super::decode::{decode_message, decode_message_page, decode_message_size};
+
+/// What IMAP needs of a message (delta refuses `$expand` of extended
+/// properties, so size and last verb are fetched separately).
+pub const MESSAGE_SELECT: &str = "id,parentFolderId,isRead,isDraft,flag,categories,receivedDateTime,sentDateTime,internetMessageId,subject,from";
+/// The extended properties read per message: size and last verb.
+const EXPAND_PROPERTIES: &str =
+    "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08' or id eq 'Integer 0x1081')";
+const EXPAND_SIZE: &str = "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')";
+/// At most this many pages per listing or delta round.
+const MAX_PAGES: usize = 100_000;
+
+fn query_escape(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn message_path(id: &RemoteMessageId) -> String {
+    format!("messages/{}", encode_segment(id.as_str()))
+}
+
+impl GraphMailbox {
+    pub(crate) async fn list_messages_impl(
+        &self,
+        folder: &RemoteFolderId,
+    ) -> Result<Vec<RemoteMessage>, GraphError> {
+        let mut url = self.url(&format!(
+            "mailFolders/{}/messages?$select={MESSAGE_SELECT}&$top=100",
+            encode_segment(folder.as_str())
+        ));
+        let mut messages = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let call = Call::new(Method::GET, "mailFolders/{id}/messages", url);
+            let page = decode_message_page(&self.execute(&call).await?.body)?;
+            messages.extend(page.items.into_iter().filter_map(|c| match c {
+                DeltaChange::Upsert(m) => Some(m),
+                DeltaChange::Removed(_) => None,
+            }));
+            match page.next_link {
+                Some(next) => {
+                    self.check_link(&next)?;
+                    url = next;
+                }
+                None => return Ok(messages),
+            }
+        }
+        Err(GraphError::TooLarge("too many pages of messages".into()))
+    }
+
+    pub(crate) async fn sync_messages_impl(
+        &self,
+        folder: &RemoteFolderId,
+        since: Option<&DeltaLink>,
+    ) -> Result<DeltaSync, GraphError> {
+        // Query options only on the first request; links are followed
+        // verbatim.
+        let mut url = match since {
+            Some(link) => {
+                self.check_link(link.as_str())?;
+                link.as_str().to_owned()
+            }
+            None => self.url(&format!(
+                "mailFolders/{}/messages/delta?$select={MESSAGE_SELECT}",
+                encode_segment(folder.as_str())
+            )),
+        };
+        let prefer = format!(
+            "odata.maxpagesize={}",
+            self.config().delta_page_size.clamp(1, 1000)
+        );
+        let mut changes = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let call = Call::new(Method::GET, "mailFolders/{id}/messages/delta", url)
+                .header("Prefer", prefer.clone());
+            let page = decode_message_page(&self.execute(&call).await?.body)?;
+            changes.extend(page.items);
+            match (page.next_link, page.delta_link) {
+                (Some(next), _) => {
+                    self.check_link(&next)?;
+                    url = next;
+                }
+                (None, Some(delta)) => {
+                    return Ok(DeltaSync {
+                        changes,
+                        delta_link: DeltaLink(delta),
+                    });
+                }
+                (None, None) => {
+                    return Err(GraphError::Malformed(
+                        "delta page without nextLink or deltaLink".into(),
+                    ));
+                }
+            }
+        }
+        Err(GraphError::TooLarge("too many pages of delta".into()))
+    }
+
+    pub(crate) async fn get_message_impl(
+        &self,
+        id: &RemoteMessageId,
+    ) -> Result<RemoteMessage, GraphError> {
+        let url = self.url(&format!(
+            "{}?$select={MESSAGE_SELECT}&$expand={}",
+            message_path(id),
+            query_escape(EXPAND_PROPERTIES)
+        ));
+        let reply = self
+            .execute(&Call::new(Method::GET, "messages/{id}", url))
+            .await?;
+        decode_message(&reply.body)
+    }
+
+    pub(crate) async fn fetch_mime_impl(&self, id: &RemoteMessageId) -> Result<Bytes, GraphError> {
+        let url = self.url(&format!("{}/$value", message_path(id)));
+        Ok(self
+            .execute(&Call::new(Method::GET, "messages/{id}/$value", url))
+            .await?
+            .body)
+    }
+
+    pub(crate) async fn fetch_mimes_impl(
+        &self,
+        ids: &[RemoteMessageId],
+    ) -> Result<Vec<(RemoteMessageId, Result<Bytes, GraphError>)>, GraphError> {
+        let requests = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| BatchRequest::get(i.to_string(), format!("{}/$value", message_path(id))))
+            .collect();
+        let mut results = self.batch(requests).await?;
+        Ok(ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let result = match results.remove(&i.to_string()) {
+                    Some(Ok(reply)) => Ok(Bytes::from(reply.body_bytes())),
+                    Some(Err(e)) => Err(e),
+                    None => Err(GraphError::Malformed("no batch answer".into())),
+                };
+                (id.clone(), result)
+            })
+            .collect())
+    }
+
+    pub(crate) async fn message_sizes_impl(
+        &self,
+        ids: &[RemoteMessageId],
+    ) -> Result<Vec<(RemoteMessageId, Result<u64, GraphError>)>, GraphError> {
+        let requests = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                BatchRequest::get(
+                    i.to_string(),
+                    format!(
+                        "{}?$select=id&$expand={}",
+                        message_path(id),
+                        query_escape(EXPAND_SIZE)
+                    ),
+                )
+            })
+            .collect();
+        let mut results = self.batch(requests).await?;
+        Ok(ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let result = match results.remove(&i.to_string()) {
+                    Some(Ok(reply)) => decode_message_size(&reply.body_bytes()),
+                    Some(Err(e)) => Err(e),
+                    None => Err(GraphError::Malformed("no batch answer".into())),
+                };
+                (id.clone(), result)
+            })
+            .collect())
+    }
+
+    pub(crate) async fn update_flags_impl(
+        &self,
+        id: &RemoteMessageId,
+        update: &FlagUpdate,
+    ) -> Result<(), GraphError> {
+        let body = flag_patch(update);
+        if body.as_object().is_some_and(Map::is_empty) {
+            return Ok(());
+        }
+        let url = self.url(&message_path(id));
+        self.execute(&Call::new(Method::PATCH, "messages/{id}", url).json(&body))
+            .await?;
+        Ok(())
+    }
+
+    async fn move_or_copy(
+        &self,
+        id: &RemoteMessageId,
+        to: &RemoteFolderId,
+        verb: &'static str,
+    ) -> Result<RemoteMessage, GraphError> {
+        let route = if verb == "move" {
+            "messages/{id}/move"
+        } else {
+            "messages/{id}/copy"
+        };
+        let url = self.url(&format!("{}/{verb}", message_path(id)));
+        // Not retried after a connection failure: a copy would be doubled.
+        let call =
+            Call::new(Method::POST, route, url).json(&json!({ "destinationId": to.as_str() }));
+        decode_message(&self.execute(&call).await?.body)
+    }
+
+    pub(crate) async fn move_message_impl(
+        &self,
+        id: &RemoteMessageId,
+        to: &RemoteFolderId,
+    ) -> Result<RemoteMessage, GraphError> {
+        self.move_or_copy(id, to, "move").await
+    }
+
+    pub(crate) async fn copy_message_impl(
+        &self,
+        id: &RemoteMessageId,
+        to: &RemoteFolderId,
+    ) -> Result<RemoteMessage, GraphError> {
+        self.move_or_copy(id, to, "copy").await
+    }
+
+    pub(crate) async fn delete_message_impl(&self, id: &RemoteMessageId) -> Result<(), GraphError> {
+        let url = self.url(&message_path(id));
+        self.execute(&Call::new(Method::DELETE, "messages/{id}", url))
+            .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn permanent_delete_impl(
+        &self,
+        id: &RemoteMessageId,
+    ) -> Result<(), GraphError> {
+        let url = self.url(&format!("{}/permanentDelete", message_path(id)));
+        // Deleting twice is harmless (the second answers 404), so a
+        // connection failure may be retried.
+        let call = Call::new(Method::POST, "messages/{id}/permanentDelete", url).idempotent();
+        self.execute(&call).await?;
+        Ok(())
+    }
+}
+
+/// The PATCH body for a flag change.
+pub fn flag_patch(update: &FlagUpdate) -> Value {
+    let mut body = Map::new();
+    if let Some(read) = update.is_read {
+        body.insert("isRead".into(), json!(read));
+    }
+    if let Some(flag) = update.flag {
+        let status = match flag {
+            FlagStatus::NotFlagged => "notFlagged",
+            FlagStatus::Flagged => "flagged",
+            FlagStatus::Complete => "complete",
+        };
+        body.insert("flag".into(), json!({ "flagStatus": status }));
+    }
+    if let Some(categories) = &update.categories {
+        body.insert("categories".into(), json!(categories));
+    }
+    // PR_LAST_VERB_EXECUTED (0x1081) and PR_ICON_INDEX (0x1080), as DavMail
+    // maps them: answered 102/261, forwarded 104/262, neither 0/-1.
+    let verb = match (update.answered, update.forwarded) {
+        (Some(true), _) => Some((102, 261)),
+        (_, Some(true)) => Some((104, 262)),
+        (Some(false), _) | (_, Some(false)) => Some((0, -1)),
+        (None, None) => None,
+    };
+    if let Some((verb, icon)) = verb {
+        body.insert(
+            "singleValueExtendedProperties".into(),
+            json!([
+                { "id": "Integer 0x1081", "value": verb.to_string() },
+                { "id": "Integer 0x1080", "value": icon.to_string() },
+            ]),
+        );
+    }
+    Value::Object(body)
+}

@@ -1,0 +1,367 @@
+//! Creating and sending: drafts from MIME ("Create message", MIME format),
+//! IMAP APPEND as a non-draft item (the DavMail route of graph-facts.md:
+//! draft from MIME, re-created in the folder with `Integer 0x0E07`, draft
+//! deleted), `sendMail` with base64 MIME, and the large path of "Attach
+//! large files to Outlook messages": draft, attachments (direct below 3 MB,
+//! upload session with chunked PUTs from 3 MB, streamed from an
+//! `AsyncRead`), then `send`.
+
+use base64::Engine;
+use bytes::Bytes;
+use http::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::GraphError;
+use super::backend::{
+    AppendOptions, OutgoingAttachment, RemoteFolderId, RemoteMessage, RemoteMessageId,
+};
+use super::client::{Call, GraphMailbox, encode_segment};
+use super::decode::{decode_message, decode_upload_session, next_expected_start};
+
+/// Largest raw MIME sent in one request (base64 makes it about 4 MB).
+pub const MAX_DIRECT_MIME: usize = 3 * 1024 * 1024;
+/// Attachments from this size go through an upload session.
+pub const UPLOAD_SESSION_THRESHOLD: u64 = 3 * 1024 * 1024;
+/// Upload chunk: 10 × 320 KiB (multiples of 320 KiB, at most 4 MB).
+pub const UPLOAD_CHUNK: usize = 10 * 320 * 1024;
+/// Graph's largest attachment through an upload session.
+pub const MAX_ATTACHMENT: u64 = 150 * 1024 * 1024;
+
+fn base64_body(mime: &[u8]) -> Bytes {
+    Bytes::from(base64::engine::general_purpose::STANDARD.encode(mime))
+}
+
+/// Fields of a created message that must not be sent back when the item is
+/// re-created (identity, server-maintained and OData annotations).
+const SERVER_FIELDS: &[&str] = &[
+    "id",
+    "changeKey",
+    "parentFolderId",
+    "conversationId",
+    "conversationIndex",
+    "webLink",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "isDraft",
+    "hasAttachments",
+];
+
+impl GraphMailbox {
+    /// `POST messages` with base64 MIME: the draft as Graph JSON.
+    async fn create_draft_json(&self, mime: &[u8]) -> Result<Value, GraphError> {
+        if mime.len() > MAX_DIRECT_MIME {
+            return Err(GraphError::TooLarge(format!(
+                "MIME of {} bytes is above the {MAX_DIRECT_MIME} bytes of one request",
+                mime.len()
+            )));
+        }
+        // Not retried after a connection failure: it may have been created.
+        let call =
+            Call::new(Method::POST, "messages", self.url("messages")).text(base64_body(mime));
+        let reply = self.execute(&call).await?;
+        serde_json::from_slice(&reply.body)
+            .map_err(|e| GraphError::Malformed(format!("draft: {e}")))
+    }
+
+    pub(crate) async fn create_draft_from_mime_impl(
+        &self,
+        mime: Bytes,
+    ) -> Result<RemoteMessage, GraphError> {
+        let draft = self.create_draft_json(&mime).await?;
+        decode_message(draft.to_string().as_bytes())
+    }
+
+    pub(crate) async fn append_message_impl(
+        &self,
+        folder: &RemoteFolderId,
+        mime: Bytes,
+        options: &AppendOptions,
+    ) -> Result<RemoteMessage, GraphError> {
+        let draft = self.create_draft_json(&mime).await?;
+        let draft_id = draft
+            .get("id")
+            .and_then(Value::as_str)
+            .map(RemoteMessageId::new)
+            .ok_or_else(|| GraphError::Malformed("draft without id".into()))?;
+        let result = self
+            .recreate_in_folder(folder, &draft, &draft_id, options)
+            .await;
+        // The draft goes whatever happened; failing to delete it leaves a
+        // stray draft, not a wrong APPEND.
+        if self.permanent_delete_impl(&draft_id).await.is_err() {
+            let _ = self.delete_message_impl(&draft_id).await;
+        }
+        result
+    }
+
+    async fn recreate_in_folder(
+        &self,
+        folder: &RemoteFolderId,
+        draft: &Value,
+        draft_id: &RemoteMessageId,
+        options: &AppendOptions,
+    ) -> Result<RemoteMessage, GraphError> {
+        let mut item = draft.as_object().cloned().unwrap_or_default();
+        item.retain(|k, _| !k.starts_with("@odata") && !SERVER_FIELDS.contains(&k.as_str()));
+        if draft.get("hasAttachments").and_then(Value::as_bool) == Some(true) {
+            item.insert(
+                "attachments".into(),
+                Value::Array(self.draft_attachments(draft_id).await?),
+            );
+        }
+        item.insert("isRead".into(), json!(options.is_read));
+        if let Some(received) = options.received {
+            item.insert("receivedDateTime".into(), json!(received.to_rfc3339()));
+        }
+        // PR_MESSAGE_FLAGS: MSGFLAG_READ (1) or nothing; not MSGFLAG_UNSENT
+        // (8), so the item is not a draft. Only settable at creation.
+        let flags = if options.is_read { "1" } else { "0" };
+        item.insert(
+            "singleValueExtendedProperties".into(),
+            json!([{ "id": "Integer 0x0E07", "value": flags }]),
+        );
+        let url = self.url(&format!(
+            "mailFolders/{}/messages",
+            encode_segment(folder.as_str())
+        ));
+        // Not retried after a connection failure: it would be doubled.
+        let call =
+            Call::new(Method::POST, "mailFolders/{id}/messages", url).json(&Value::Object(item));
+        decode_message(&self.execute(&call).await?.body)
+    }
+
+    async fn draft_attachments(&self, id: &RemoteMessageId) -> Result<Vec<Value>, GraphError> {
+        let url = self.url(&format!(
+            "messages/{}/attachments",
+            encode_segment(id.as_str())
+        ));
+        let reply = self
+            .execute(&Call::new(Method::GET, "messages/{id}/attachments", url))
+            .await?;
+        let page: Value = serde_json::from_slice(&reply.body)
+            .map_err(|e| GraphError::Malformed(format!("attachments: {e}")))?;
+        let list = page
+            .get("value")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(list
+            .into_iter()
+            .map(|mut a| {
+                if let Some(o) = a.as_object_mut() {
+                    o.retain(|k, _| {
+                        k == "@odata.type"
+                            || (!k.starts_with("@odata")
+                                && k != "id"
+                                && k != "lastModifiedDateTime")
+                    });
+                }
+                a
+            })
+            .collect())
+    }
+
+    pub(crate) async fn send_mime_impl(
+        &self,
+        mime: Bytes,
+        save_to_sent_items: bool,
+    ) -> Result<(), GraphError> {
+        if mime.len() > MAX_DIRECT_MIME {
+            return Err(GraphError::TooLarge(format!(
+                "MIME of {} bytes needs the large path",
+                mime.len()
+            )));
+        }
+        // MIME sendMail has no JSON to carry saveToSentItems; it is passed
+        // as a query option only when turned off.
+        let url = if save_to_sent_items {
+            self.url("sendMail")
+        } else {
+            self.url("sendMail?saveToSentItems=false")
+        };
+        // Never retried after a connection failure: the message may already
+        // be on its way, and a retry would deliver it twice.
+        let call = Call::new(Method::POST, "sendMail", url).text(base64_body(&mime));
+        self.execute(&call).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn send_large_impl(
+        &self,
+        draft_mime: Bytes,
+        attachments: Vec<OutgoingAttachment>,
+    ) -> Result<(), GraphError> {
+        let draft = self.create_draft_json(&draft_mime).await?;
+        let id = draft
+            .get("id")
+            .and_then(Value::as_str)
+            .map(RemoteMessageId::new)
+            .ok_or_else(|| GraphError::Malformed("draft without id".into()))?;
+        let result = async {
+            for attachment in attachments {
+                self.add_attachment(&id, attachment).await?;
+            }
+            let url = self.url(&format!("messages/{}/send", encode_segment(id.as_str())));
+            // Not retried after a connection failure (duplicate delivery).
+            self.execute(&Call::new(Method::POST, "messages/{id}/send", url))
+                .await?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.delete_message_impl(&id).await;
+        }
+        result
+    }
+
+    async fn add_attachment(
+        &self,
+        id: &RemoteMessageId,
+        attachment: OutgoingAttachment,
+    ) -> Result<(), GraphError> {
+        if attachment.size > MAX_ATTACHMENT {
+            return Err(GraphError::TooLarge(format!(
+                "attachment of {} bytes is above Graph's {MAX_ATTACHMENT}",
+                attachment.size
+            )));
+        }
+        if attachment.size < UPLOAD_SESSION_THRESHOLD {
+            self.add_small_attachment(id, attachment).await
+        } else {
+            self.upload_attachment(id, attachment).await
+        }
+    }
+
+    async fn add_small_attachment(
+        &self,
+        id: &RemoteMessageId,
+        mut attachment: OutgoingAttachment,
+    ) -> Result<(), GraphError> {
+        let size = usize::try_from(attachment.size)
+            .map_err(|_| GraphError::TooLarge("attachment".into()))?;
+        let content = read_exactly(&mut attachment.content, size).await?;
+        let mut body = json!({
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "name": attachment.name,
+            "contentType": attachment.content_type,
+            "isInline": attachment.is_inline,
+            "contentBytes": base64::engine::general_purpose::STANDARD.encode(&content),
+        });
+        if let (Some(cid), Some(o)) = (&attachment.content_id, body.as_object_mut()) {
+            o.insert("contentId".into(), json!(cid));
+        }
+        let url = self.url(&format!(
+            "messages/{}/attachments",
+            encode_segment(id.as_str())
+        ));
+        self.execute(&Call::new(Method::POST, "messages/{id}/attachments", url).json(&body))
+            .await?;
+        Ok(())
+    }
+
+    async fn upload_attachment(
+        &self,
+        id: &RemoteMessageId,
+        mut attachment: OutgoingAttachment,
+    ) -> Result<(), GraphError> {
+        let mut item = json!({
+            "attachmentType": "file",
+            "name": attachment.name,
+            "size": attachment.size,
+            "contentType": attachment.content_type,
+            "isInline": attachment.is_inline,
+        });
+        if let (Some(cid), Some(o)) = (&attachment.content_id, item.as_object_mut()) {
+            o.insert("contentId".into(), json!(cid));
+        }
+        let url = self.url(&format!(
+            "messages/{}/attachments/createUploadSession",
+            encode_segment(id.as_str())
+        ));
+        let call = Call::new(
+            Method::POST,
+            "messages/{id}/attachments/createUploadSession",
+            url,
+        )
+        .json(&json!({ "AttachmentItem": item }));
+        let session = decode_upload_session(&self.execute(&call).await?.body)?;
+        if session.upload_url.is_empty() {
+            return Err(GraphError::Malformed(
+                "upload session without uploadUrl".into(),
+            ));
+        }
+        let result = self
+            .upload_chunks(
+                &session.upload_url,
+                &mut attachment.content,
+                attachment.size,
+            )
+            .await;
+        if result.is_err() {
+            let cancel = Call {
+                authorized: false,
+                ..Call::new(Method::DELETE, "uploadSession", session.upload_url.clone())
+            };
+            let _ = self.execute(&cancel).await;
+        }
+        result
+    }
+
+    /// PUT the content in order, one chunk in memory at a time. The upload
+    /// URL is pre-authorised: no `Authorization` header.
+    async fn upload_chunks(
+        &self,
+        upload_url: &str,
+        content: &mut (dyn AsyncRead + Send + Unpin),
+        total: u64,
+    ) -> Result<(), GraphError> {
+        let mut offset: u64 = 0;
+        while offset < total {
+            let len =
+                usize::try_from((total - offset).min(UPLOAD_CHUNK as u64)).unwrap_or(UPLOAD_CHUNK);
+            let chunk = read_exactly(content, len).await?;
+            let end = offset + len as u64 - 1;
+            let call = Call {
+                authorized: false,
+                ..Call::new(Method::PUT, "uploadSession", upload_url.to_owned())
+            }
+            .bytes(Bytes::from(chunk), "application/octet-stream")
+            .header("Content-Range", format!("bytes {offset}-{end}/{total}"));
+            let reply = self.execute(&call).await?;
+            offset = end + 1;
+            if offset < total {
+                let session = decode_upload_session(&reply.body)?;
+                match next_expected_start(&session.next_expected_ranges) {
+                    Some(next) if next == offset => {}
+                    Some(next) => {
+                        return Err(GraphError::Malformed(format!(
+                            "upload session expects byte {next}, sent up to {offset}"
+                        )));
+                    }
+                    None => {}
+                }
+            } else if reply.status != 201 && reply.status != 200 {
+                return Err(GraphError::Malformed(format!(
+                    "last chunk answered {}",
+                    reply.status
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Read exactly `len` bytes (an attachment shorter than announced is an
+/// error, not a short upload).
+async fn read_exactly(
+    content: &mut (dyn AsyncRead + Send + Unpin),
+    len: usize,
+) -> Result<Vec<u8>, GraphError> {
+    let mut buf = vec![0u8; len];
+    content
+        .read_exact(&mut buf)
+        .await
+        .map_err(|e| GraphError::Invalid(format!("reading attachment: {e}")))?;
+    Ok(buf)
+}
