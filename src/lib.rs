@@ -15,6 +15,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod graph;
 pub mod secret;
 pub mod smtp;
 pub mod sim;
