@@ -3,9 +3,11 @@
 //! - [`session`]: the sans-I/O session state machine (commands, AUTH,
 //!   STARTTLS, DATA), driven by bytes in and actions out.
 //!
-//! The tokio listener, TLS, the spool and delivery through Graph sit on top
-//! of the session.
+//! - [`server`]: the tokio listener around it: TLS (STARTTLS and implicit),
+//!   password checks with back-off, streaming DATA into an fsync'ed spool
+//!   file, and the [`server::Submitter`] that decides the final reply.
 
+pub mod server;
 pub mod session;
 
 #[cfg(test)]

@@ -1,0 +1,521 @@
+//! The SMTP listener: a thin tokio shell around [`Session`].
+//!
+//! It reads bytes, feeds the session, and carries out its actions: replies,
+//! password checks against the store (slowed down after failures per client
+//! address and login), STARTTLS upgrades, and message data, which it streams
+//! into a spool file (never the whole message in memory) and fsyncs before it
+//! hands the file to the [`Submitter`], whose answer becomes the final reply.
+//! One connection's failure never touches another's.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::session::{Action, Authenticated, Envelope, Session, SessionConfig, SubmitOutcome};
+use crate::secret::Secret;
+use crate::store::Store;
+use crate::tls::Tls;
+
+/// A complete, durable message for the submitter.
+#[derive(Debug)]
+pub struct SpooledMessage {
+    pub account: Authenticated,
+    pub envelope: Envelope,
+    /// The fsync'ed file holding the message bytes.
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+/// What happens to a message once its bytes are durable: the spool's
+/// business (queue it, try Graph within the synchronous window, answer).
+#[async_trait::async_trait]
+pub trait Submitter: Send + Sync {
+    async fn submit(&self, message: SpooledMessage) -> SubmitOutcome;
+}
+
+/// Listener settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub session: SessionConfig,
+    /// Directory for incoming spool files (created if missing).
+    pub incoming_dir: PathBuf,
+    pub max_connections: usize,
+    /// A connection silent for this long is closed.
+    pub idle_timeout: Duration,
+    /// A connection open for this long is closed (after its message).
+    pub max_connection_time: Duration,
+    /// Allow AUTH without TLS from loopback addresses.
+    pub plaintext_auth_on_loopback: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            session: SessionConfig::default(),
+            incoming_dir: PathBuf::from("spool/incoming"),
+            max_connections: 256,
+            idle_timeout: Duration::from_secs(300),
+            max_connection_time: Duration::from_secs(3600),
+            plaintext_auth_on_loopback: true,
+        }
+    }
+}
+
+/// Everything a connection needs.
+pub struct Server {
+    pub config: ServerConfig,
+    pub store: Store,
+    pub tls: Option<Tls>,
+    pub submitter: Arc<dyn Submitter>,
+    limiter: FailureLimiter,
+}
+
+impl Server {
+    pub fn new(
+        config: ServerConfig,
+        store: Store,
+        tls: Option<Tls>,
+        submitter: Arc<dyn Submitter>,
+    ) -> Arc<Server> {
+        Arc::new(Server {
+            config,
+            store,
+            tls,
+            submitter,
+            limiter: FailureLimiter::default(),
+        })
+    }
+}
+
+/// Accept connections until `shutdown` is cancelled; then stop accepting
+/// and let connections finish the message in flight.
+pub async fn run(
+    listener: TcpListener,
+    implicit_tls: bool,
+    server: Arc<Server>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(server.config.max_connections));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "smtp accept failed");
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            let mut stream = stream;
+            let _ = stream
+                .write_all(b"421 4.7.0 Too many connections; try again later\r\n")
+                .await;
+            continue;
+        };
+        let server = server.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            if let Err(e) = serve_connection(stream, peer, implicit_tls, server, shutdown).await {
+                tracing::debug!(%peer, error = %e, "smtp connection ended");
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// A plain or TLS stream (STARTTLS turns the first into the second).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Gone,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, data),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, data),
+            Stream::Gone => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Gone => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// The spool file of the message being received.
+struct Incoming {
+    file: tokio::fs::File,
+    path: PathBuf,
+    size: u64,
+}
+
+async fn serve_connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    server: Arc<Server>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let _ = tcp.set_nodelay(true);
+    let mut stream = if implicit_tls {
+        let Some(tls) = &server.tls else {
+            return Err(std::io::Error::other(
+                "implicit TLS listener without a certificate",
+            ));
+        };
+        let handshake = tokio::time::timeout(server.config.idle_timeout, tls.acceptor.accept(tcp));
+        match handshake.await {
+            Ok(Ok(s)) => Stream::Tls(Box::new(s)),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    } else {
+        Stream::Plain(tcp)
+    };
+    let mut config = server.config.session.clone();
+    config.tls_active = implicit_tls;
+    config.tls_available = server.tls.is_some();
+    config.plaintext_auth_allowed =
+        server.config.plaintext_auth_on_loopback && peer.ip().is_loopback();
+    let mut session = Session::new(config);
+    let started = Instant::now();
+    let mut incoming: Option<Incoming> = None;
+    let mut buf = vec![0u8; 16 * 1024];
+
+    let greeting = session.greeting();
+    let mut actions = vec![greeting];
+    loop {
+        // Carry out everything the session asked for; some actions resume
+        // the session and yield more.
+        while !actions.is_empty() {
+            let mut next = Vec::new();
+            for action in actions.drain(..) {
+                match action {
+                    Action::Reply(bytes) => stream.write_all(&bytes).await?,
+                    Action::Close => {
+                        let _ = stream.flush().await;
+                        let _ = stream.shutdown().await;
+                        return Ok(());
+                    }
+                    Action::Authenticate { login, password } => {
+                        stream.flush().await?;
+                        let account = check_login(&server, peer.ip(), &login, password).await;
+                        next.extend(session.auth_result(account));
+                    }
+                    Action::StartTls => {
+                        stream.flush().await?;
+                        let Some(tls) = &server.tls else {
+                            return Ok(());
+                        };
+                        let Stream::Plain(tcp) = std::mem::replace(&mut stream, Stream::Gone)
+                        else {
+                            return Ok(());
+                        };
+                        let handshake = tokio::time::timeout(
+                            server.config.idle_timeout,
+                            tls.acceptor.accept(tcp),
+                        );
+                        stream = match handshake.await {
+                            Ok(Ok(s)) => Stream::Tls(Box::new(s)),
+                            _ => return Ok(()),
+                        };
+                        next.extend(session.tls_started());
+                    }
+                    Action::MessageStart(_) => {
+                        incoming = Some(open_incoming(&server.config.incoming_dir).await?);
+                    }
+                    Action::MessageData(bytes) => {
+                        if let Some(inc) = incoming.as_mut() {
+                            inc.file.write_all(&bytes).await?;
+                            inc.size += bytes.len() as u64;
+                        }
+                    }
+                    Action::MessageAbort => {
+                        if let Some(inc) = incoming.take() {
+                            drop(inc.file);
+                            let _ = tokio::fs::remove_file(&inc.path).await;
+                        }
+                    }
+                    Action::MessageEnd(envelope) => {
+                        stream.flush().await?;
+                        let outcome = match incoming.take() {
+                            Some(inc) => finish_message(&server, &session, envelope, inc).await,
+                            None => SubmitOutcome::TryLater {
+                                text: "The message was not stored; please send it again".into(),
+                            },
+                        };
+                        next.extend(session.submit_result(outcome));
+                    }
+                }
+            }
+            actions = next;
+        }
+        stream.flush().await?;
+
+        let limit = server
+            .config
+            .max_connection_time
+            .saturating_sub(started.elapsed());
+        let timeout = server.config.idle_timeout.min(limit);
+        let read = tokio::select! {
+            // Graceful shutdown: a session that is not inside a message
+            // is told so and closed; one inside a message finishes it.
+            _ = shutdown.cancelled(), if !session.in_transaction() => {
+                stream.write_all(b"421 4.3.2 graphgate is shutting down; try again later\r\n").await?;
+                let _ = stream.shutdown().await;
+                return Ok(());
+            }
+            read = tokio::time::timeout(timeout, stream.read(&mut buf)) => read,
+        };
+        let n = match read {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                stream
+                    .write_all(b"421 4.4.2 Idle or connection time limit reached; closing\r\n")
+                    .await?;
+                break;
+            }
+        };
+        actions = session.ingest(&buf[..n]);
+    }
+    if let Some(inc) = incoming.take() {
+        drop(inc.file);
+        let _ = tokio::fs::remove_file(&inc.path).await;
+    }
+    Ok(())
+}
+
+async fn open_incoming(dir: &std::path::Path) -> std::io::Result<Incoming> {
+    tokio::fs::create_dir_all(dir).await?;
+    let path = dir.join(format!("{}.eml.part", uuid::Uuid::new_v4().simple()));
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let file = options.open(&path).await?;
+    Ok(Incoming {
+        file,
+        path,
+        size: 0,
+    })
+}
+
+/// Make the message durable (flush, fsync, rename) and submit it.
+async fn finish_message(
+    server: &Server,
+    session: &Session,
+    envelope: Envelope,
+    mut inc: Incoming,
+) -> SubmitOutcome {
+    let Some(account) = session.authenticated().cloned() else {
+        return SubmitOutcome::TryLater {
+            text: "Not authenticated".into(),
+        };
+    };
+    let durable = async {
+        inc.file.flush().await?;
+        inc.file.sync_all().await?;
+        let path = inc.path.with_extension("");
+        tokio::fs::rename(&inc.path, &path).await?;
+        if let Some(dir) = path.parent() {
+            // The rename itself must survive a crash.
+            if let Ok(d) = tokio::fs::File::open(dir).await {
+                let _ = d.sync_all().await;
+            }
+        }
+        Ok::<_, std::io::Error>(path)
+    };
+    match durable.await {
+        Ok(path) => {
+            server
+                .submitter
+                .submit(SpooledMessage {
+                    account,
+                    envelope,
+                    path,
+                    size: inc.size,
+                })
+                .await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot make a message durable in the spool");
+            let _ = tokio::fs::remove_file(&inc.path).await;
+            SubmitOutcome::TryLater {
+                text: "The spool could not store the message (disk full or unwritable?); \
+                       try again later"
+                    .into(),
+            }
+        }
+    }
+}
+
+async fn check_login(
+    server: &Server,
+    ip: IpAddr,
+    login: &str,
+    password: Secret<String>,
+) -> Option<Authenticated> {
+    let delay = server.limiter.delay(ip, login);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let store = server.store.clone();
+    let login_owned = login.to_string();
+    let result =
+        tokio::task::spawn_blocking(move || store.authenticate(&login_owned, &password)).await;
+    match result {
+        Ok(Ok(Some(account))) => {
+            server.limiter.success(ip, login);
+            let mut allowed = vec![account.mailbox.clone()];
+            allowed.extend(account.aliases.iter().cloned());
+            Some(Authenticated {
+                login: account.login,
+                allowed_senders: allowed,
+            })
+        }
+        Ok(Ok(None)) => {
+            server.limiter.failure(ip, login);
+            tracing::warn!(%ip, login, "smtp authentication failed");
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "smtp authentication: the store failed");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Failed logins slow the next attempts from the same address and for the
+/// same login: 0.5 s doubling up to 8 s, forgotten after 15 minutes.
+#[derive(Default)]
+pub struct FailureLimiter {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl FailureLimiter {
+    const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+    const MAX_ENTRIES: usize = 100_000;
+
+    fn keys(ip: IpAddr, login: &str) -> [String; 2] {
+        [
+            format!("ip:{ip}"),
+            format!("login:{}", login.to_ascii_lowercase()),
+        ]
+    }
+
+    pub fn delay(&self, ip: IpAddr, login: &str) -> Duration {
+        let Ok(map) = self.failures.lock() else {
+            return Duration::ZERO;
+        };
+        let worst = Self::keys(ip, login)
+            .iter()
+            .filter_map(|k| map.get(k))
+            .filter(|(_, at)| at.elapsed() < Self::FORGET_AFTER)
+            .map(|(n, _)| *n)
+            .max()
+            .unwrap_or(0);
+        if worst == 0 {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(500u64 << (worst - 1).min(4))
+        }
+    }
+
+    pub fn failure(&self, ip: IpAddr, login: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            if map.len() > Self::MAX_ENTRIES {
+                map.retain(|_, (_, at)| at.elapsed() < Self::FORGET_AFTER);
+            }
+            for key in Self::keys(ip, login) {
+                let entry = map.entry(key).or_insert((0, Instant::now()));
+                entry.0 = entry.0.saturating_add(1);
+                entry.1 = Instant::now();
+            }
+        }
+    }
+
+    pub fn success(&self, ip: IpAddr, login: &str) {
+        if let Ok(mut map) = self.failures.lock() {
+            for key in Self::keys(ip, login) {
+                map.remove(&key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_slow_down_and_success_forgets() {
+        let limiter = FailureLimiter::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(limiter.delay(ip, "a"), Duration::ZERO);
+        limiter.failure(ip, "a");
+        assert_eq!(limiter.delay(ip, "a"), Duration::from_millis(500));
+        // Same login from elsewhere, or another login from here: slowed too.
+        assert_eq!(
+            limiter.delay("10.0.0.1".parse().unwrap(), "A"),
+            Duration::from_millis(500)
+        );
+        assert_eq!(limiter.delay(ip, "b"), Duration::from_millis(500));
+        for _ in 0..10 {
+            limiter.failure(ip, "a");
+        }
+        assert_eq!(limiter.delay(ip, "a"), Duration::from_secs(8));
+        limiter.success(ip, "a");
+        assert_eq!(limiter.delay(ip, "a"), Duration::ZERO);
+    }
+}
