@@ -34,6 +34,8 @@ pub mod http;
 pub mod loopback;
 pub mod source;
 pub mod token_set;
+#[cfg(test)]
+mod wire_tests;
 
 pub use client::{AuthorizationRequest, EntraClient};
 pub use config::{AssertionAlgorithm, AuthorityConfig, ClientCredential};
