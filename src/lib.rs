@@ -11,6 +11,7 @@
 //! - [`store`]: SQLite state: accounts, sealed tokens, UID maps, cache index, spool.
 //! - [`secret`]: `Secret<T>`, which never prints its value.
 
+pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod cli;

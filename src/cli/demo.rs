@@ -12,9 +12,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 
+use crate::account::save_tokens;
+use crate::auth::{
+    AuthorityConfig, ClientCredential, EntraClient, LoopbackLogin, TokenSet, check_identity,
+};
 use crate::secret::Secret;
 use crate::sim::{SimConfig, SimState};
 use crate::store::{AccountState, AuthProfile, NewAccount, Store, StoreKey};
@@ -89,8 +94,8 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
             })?,
         };
         match sign_in(&sim_url, login).await {
-            Ok((tokens, expires_at)) => {
-                store.put_tokens(account.id, &key, tokens.expose(), expires_at)?;
+            Ok(tokens) => {
+                save_tokens(&store, &key, account.id, &tokens)?;
                 store.set_account_state(account.id, AccountState::Online, None)?;
             }
             Err(e) => {
@@ -146,8 +151,56 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-/// Sign `upn` in against the simulator; returns the serialised token set to
-/// seal into the store and its access-token expiry (unix seconds).
-async fn sign_in(_sim_url: &str, _upn: &str) -> anyhow::Result<(Secret<Vec<u8>>, Option<i64>)> {
-    anyhow::bail!("pending: the auth layer's authorization-code flow")
+/// Sign `upn` in against the simulator with the production browser flow
+/// (authorization code + PKCE, loopback redirect). The demo itself plays
+/// the browser: it opens the authorize URL (the simulator signs the user
+/// named by `login_hint` in, as single sign-on would) and follows the
+/// redirect to the loopback listener.
+async fn sign_in(sim_url: &str, upn: &str) -> anyhow::Result<TokenSet> {
+    let client = EntraClient::new(AuthorityConfig {
+        authority_url: sim_url.to_string(),
+        tenant: crate::sim::tenant::DEMO_TENANT_ID.to_string(),
+        client_id: crate::sim::tenant::DEMO_PUBLIC_CLIENT_ID.to_string(),
+        credential: ClientCredential::None,
+        graph_resource: "https://graph.microsoft.com".to_string(),
+    })?;
+    let scopes = client.config().delegated_scopes(false);
+    let login = LoopbackLogin::start(&client, None, &scopes, Some(upn)).await?;
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let authorize_url = login.authorize_url().to_string();
+    let open = async {
+        let response = browser.get(&authorize_url).send().await?;
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(|l| l.replacen("http://localhost:", "http://127.0.0.1:", 1))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the simulator's authorize endpoint answered {} without a redirect",
+                    response.status()
+                )
+            })?;
+        browser.get(location).send().await?;
+        Ok::<_, anyhow::Error>(())
+    };
+    // Listen for the redirect while "the browser" works; if the browser
+    // fails, stop waiting for a redirect that will never come.
+    let finish = login.finish(&client);
+    tokio::pin!(finish);
+    let tokens = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::select! {
+            tokens = &mut finish => tokens.map_err(anyhow::Error::from),
+            opened = open => {
+                opened?;
+                (&mut finish).await.map_err(anyhow::Error::from)
+            }
+        }
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("the simulated sign-in did not finish within 30 s"))??;
+    check_identity(upn, &tokens)?;
+    Ok(tokens)
 }

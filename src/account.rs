@@ -1,0 +1,251 @@
+//! A local account at run time: its sealed tokens in the store, the token
+//! source that refreshes them (persisting every rotated refresh token before
+//! the new access token is used), and its Graph mailbox handle.
+//!
+//! This is where the store, `auth/` and `graph/` meet; the protocol
+//! front-ends get an [`AccountRuntime`] and never see a token.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::client::EntraClient;
+use crate::auth::config::{AuthorityConfig, ClientCredential};
+use crate::auth::source::{ClientCredentialsTokenSource, RefreshingTokenSource, TokenPersister};
+use crate::auth::token_set::SignedInIdentity;
+use crate::auth::{AuthError, TokenSet, TokenSource};
+use crate::config::Config;
+use crate::graph::{GraphClient, GraphMailbox, Mailbox};
+use crate::secret::Secret;
+use crate::store::{Account, AccountId, AccountState, AuthProfile, Store, StoreKey};
+
+/// The token set as sealed into the store (JSON, then XChaCha20-Poly1305).
+#[derive(Serialize, Deserialize)]
+struct StoredTokens {
+    access_token: String,
+    refresh_token: Option<String>,
+    /// Unix seconds.
+    expires_at: i64,
+    scopes: Vec<String>,
+    #[serde(default)]
+    oid: String,
+    #[serde(default)]
+    tid: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Seal `tokens` into the store for `account` (one statement: a crash keeps
+/// either the old or the new set, never none).
+pub fn save_tokens(
+    store: &Store,
+    key: &StoreKey,
+    account: AccountId,
+    tokens: &TokenSet,
+) -> Result<(), AuthError> {
+    let identity = tokens.identity.clone().unwrap_or_default();
+    let stored = StoredTokens {
+        access_token: tokens.access_token.expose().clone(),
+        refresh_token: tokens.refresh_token.as_ref().map(|r| r.expose().clone()),
+        expires_at: unix(tokens.expires_at),
+        scopes: tokens.scopes.clone(),
+        oid: identity.oid,
+        tid: identity.tid,
+        username: identity.preferred_username,
+        name: identity.name,
+    };
+    let json =
+        Secret::new(serde_json::to_vec(&stored).map_err(|e| AuthError::Protocol(e.to_string()))?);
+    store
+        .put_tokens(account, key, json.expose(), Some(stored.expires_at))
+        .map_err(|e| AuthError::Config(format!("cannot store the tokens: {e}")))
+}
+
+/// The account's tokens from the store, if it ever signed in.
+pub fn load_tokens(
+    store: &Store,
+    key: &StoreKey,
+    account: AccountId,
+) -> Result<Option<TokenSet>, AuthError> {
+    let Some(json) = store
+        .tokens(account, key)
+        .map_err(|e| AuthError::Config(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    let stored: StoredTokens = serde_json::from_slice(json.expose())
+        .map_err(|e| AuthError::Protocol(format!("stored tokens are unreadable: {e}")))?;
+    let expires_at = UNIX_EPOCH + Duration::from_secs(stored.expires_at.max(0) as u64);
+    Ok(Some(TokenSet {
+        access_token: Secret::new(stored.access_token),
+        refresh_token: stored.refresh_token.map(Secret::new),
+        expires_at,
+        scopes: stored.scopes,
+        identity: Some(SignedInIdentity {
+            oid: stored.oid,
+            tid: stored.tid,
+            preferred_username: stored.username,
+            name: stored.name,
+        }),
+    }))
+}
+
+/// Persists rotated tokens into the store and keeps the account ONLINE.
+struct StorePersister {
+    store: Store,
+    key: StoreKey,
+    account: AccountId,
+}
+
+impl TokenPersister for StorePersister {
+    fn persist(&self, tokens: &TokenSet) -> Result<(), AuthError> {
+        save_tokens(&self.store, &self.key, self.account, tokens)?;
+        let _ = self
+            .store
+            .set_account_state(self.account, AccountState::Online, None);
+        Ok(())
+    }
+}
+
+/// The Entra ID settings from the configuration (reading the secret or
+/// certificate files it names).
+pub fn authority_from_config(config: &Config) -> Result<AuthorityConfig, AuthError> {
+    let m = &config.microsoft;
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| AuthError::Config(format!("microsoft.{key} {}: {e}", path.display())))
+    };
+    let credential = match (
+        &m.client_secret_file,
+        &m.certificate_file,
+        &m.private_key_file,
+    ) {
+        (Some(secret), None, None) => ClientCredential::Secret {
+            secret: Secret::new(read("client_secret_file", secret)?.trim().to_string()),
+        },
+        (None, Some(cert), Some(key)) => ClientCredential::Certificate {
+            cert_pem: read("certificate_file", cert)?,
+            key_pem: Secret::new(read("private_key_file", key)?),
+            algorithm: Default::default(),
+        },
+        (None, None, None) => ClientCredential::None,
+        (None, Some(_), None) | (None, None, Some(_)) => {
+            return Err(AuthError::Config(
+                "microsoft.certificate_file and microsoft.private_key_file go together".into(),
+            ));
+        }
+        _ => {
+            return Err(AuthError::Config(
+                "set either microsoft.client_secret_file or the certificate files, not both".into(),
+            ));
+        }
+    };
+    Ok(AuthorityConfig {
+        authority_url: m.authority_url.clone(),
+        tenant: m.tenant.clone(),
+        client_id: m.client_id.clone(),
+        credential,
+        graph_resource: "https://graph.microsoft.com".into(),
+    })
+}
+
+/// One account, ready to talk to Graph.
+pub struct AccountRuntime {
+    pub account: Account,
+    pub tokens: Arc<dyn TokenSource>,
+    pub mailbox: GraphMailbox,
+}
+
+impl AccountRuntime {
+    /// Build the runtime of `account` from its stored tokens (delegated) or
+    /// the app's credential (app-only). A delegated account that never
+    /// signed in is an error naming the command that fixes it.
+    pub fn open(
+        account: Account,
+        store: &Store,
+        key: &StoreKey,
+        entra: Arc<EntraClient>,
+        graph: &GraphClient,
+    ) -> Result<AccountRuntime, AuthError> {
+        let (tokens, mailbox): (Arc<dyn TokenSource>, Mailbox) = match account.auth_profile {
+            AuthProfile::Delegated => {
+                let Some(set) = load_tokens(store, key, account.id)? else {
+                    return Err(AuthError::Config(format!(
+                        "{} has never signed in; run `graphgate login {}`",
+                        account.login, account.login
+                    )));
+                };
+                let persister = Arc::new(StorePersister {
+                    store: store.clone(),
+                    key: key.clone(),
+                    account: account.id,
+                });
+                (
+                    Arc::new(RefreshingTokenSource::new(entra, set, persister)),
+                    Mailbox::Me,
+                )
+            }
+            AuthProfile::AppOnly => (
+                Arc::new(ClientCredentialsTokenSource::new(entra)),
+                Mailbox::User(account.mailbox.clone()),
+            ),
+        };
+        let mailbox = graph.mailbox(mailbox, tokens.clone());
+        Ok(AccountRuntime {
+            account,
+            tokens,
+            mailbox,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_through_the_sealed_store() {
+        let store = Store::open_in_memory().unwrap();
+        let account = store
+            .add_account(&crate::store::NewAccount {
+                login: "a".into(),
+                password: Secret::new("p".into()),
+                mailbox: "a@example.com".into(),
+                auth_profile: AuthProfile::Delegated,
+                aliases: vec![],
+                shared_mailboxes: vec![],
+            })
+            .unwrap();
+        let key = StoreKey::from_bytes([1; 32]);
+        assert!(load_tokens(&store, &key, account.id).unwrap().is_none());
+        let set = TokenSet {
+            access_token: Secret::new("AT".into()),
+            refresh_token: Some(Secret::new("RT".into())),
+            expires_at: UNIX_EPOCH + Duration::from_secs(2_000_000_000),
+            scopes: vec!["Mail.Send".into()],
+            identity: Some(SignedInIdentity {
+                oid: "o".into(),
+                tid: "t".into(),
+                preferred_username: Some("a@example.com".into()),
+                name: None,
+            }),
+        };
+        save_tokens(&store, &key, account.id, &set).unwrap();
+        let back = load_tokens(&store, &key, account.id).unwrap().unwrap();
+        assert_eq!(back.refresh_token.as_ref().unwrap().expose(), "RT");
+        assert_eq!(back.expires_at, set.expires_at);
+        assert_eq!(back.username(), Some("a@example.com"));
+        // Another key cannot read them.
+        let other = StoreKey::from_bytes([2; 32]);
+        assert!(load_tokens(&store, &other, account.id).is_err());
+    }
+}
