@@ -111,11 +111,7 @@ impl RefreshingTokenSource {
         tokens: TokenSet,
         persister: Arc<dyn TokenPersister>,
     ) -> RefreshingTokenSource {
-        let scopes = if tokens.scopes.is_empty() {
-            client.config().delegated_scopes(false)
-        } else {
-            tokens.scopes.clone()
-        };
+        let scopes = refresh_scopes(&client, &tokens);
         RefreshingTokenSource {
             client,
             scopes,
@@ -135,6 +131,9 @@ impl RefreshingTokenSource {
         self.cache.tokens.lock().await.clone()
     }
 
+    /// Redeem the refresh token, persist the answer, then hand it out. If
+    /// persisting fails the new tokens are dropped and the error returned;
+    /// the next call refreshes again with the refresh token the store has.
     async fn refresh(&self, previous: Option<TokenSet>) -> Result<TokenSet, AuthError> {
         let Some(refresh_token) = previous.as_ref().and_then(|t| t.refresh_token.clone()) else {
             return Err(AuthError::Entra {
@@ -152,6 +151,23 @@ impl RefreshingTokenSource {
         self.persister.persist(&tokens)?;
         Ok(tokens)
     }
+}
+
+/// The scopes to ask for on refresh: the granted ones (Entra's `scope`
+/// lists only the resource's), plus `offline_access openid profile` as MSAL
+/// does, so that each answer keeps carrying a refresh token and an id_token.
+fn refresh_scopes(client: &EntraClient, tokens: &TokenSet) -> Vec<String> {
+    let mut scopes = if tokens.scopes.is_empty() {
+        client.config().delegated_scopes(false)
+    } else {
+        tokens.scopes.clone()
+    };
+    for base in ["openid", "profile", "offline_access"] {
+        if !scopes.iter().any(|s| s.eq_ignore_ascii_case(base)) {
+            scopes.insert(0, base.to_string());
+        }
+    }
+    scopes
 }
 
 impl TokenSource for RefreshingTokenSource {

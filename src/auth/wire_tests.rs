@@ -18,10 +18,13 @@ use serde_json::{Value, json};
 use super::*;
 use crate::secret::Secret;
 
+/// A request seen: the endpoint leaf (`token`, `devicecode`) and its form.
+type SeenRequest = (String, HashMap<String, String>);
+
 #[derive(Clone, Default)]
 struct Script {
     answers: Arc<Mutex<VecDeque<(u16, Value)>>>,
-    forms: Arc<Mutex<Vec<(String, HashMap<String, String>)>>>,
+    forms: Arc<Mutex<Vec<SeenRequest>>>,
 }
 
 async fn endpoint(
@@ -264,5 +267,12 @@ async fn refreshing_source_refreshes_once_and_after_invalidate() {
     source.invalidate(&current);
     assert_eq!(source.access_token().await.unwrap().token.expose(), "at3");
     assert_eq!(*saved.lock().unwrap(), ["rt2", "rt3"]);
-    assert_eq!(script.forms.lock().unwrap()[1].1["refresh_token"], "rt2");
+    let forms = script.forms.lock().unwrap();
+    assert_eq!(forms[1].1["refresh_token"], "rt2");
+    // Refreshes keep asking for a refresh token and an id_token.
+    let scope = &forms[0].1["scope"];
+    assert!(
+        scope.contains("offline_access") && scope.contains("openid"),
+        "{scope}"
+    );
 }
