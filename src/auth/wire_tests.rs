@@ -276,3 +276,32 @@ async fn refreshing_source_refreshes_once_and_after_invalidate() {
         "{scope}"
     );
 }
+
+#[tokio::test]
+async fn loopback_answers_strays_and_reports_an_error_redirect() {
+    let (client, script) = serve(vec![], Default::default()).await;
+    let login = LoopbackLogin::start(&client, None, &["Mail.Send".into()], None)
+        .await
+        .unwrap();
+    let port = login.redirect_uri().rsplit(':').next().unwrap().to_string();
+    assert!(login.redirect_uri().starts_with("http://localhost:"));
+    let browser = async {
+        let base = format!("http://127.0.0.1:{port}");
+        let stray = reqwest::get(format!("{base}/favicon.ico")).await.unwrap();
+        assert_eq!(stray.status(), 404);
+        let url = format!(
+            "{base}/?error=access_denied&error_description=AADSTS65004%3A+User+declined.%0D%0ATrace+ID%3A+x"
+        );
+        let page = reqwest::get(url).await.unwrap().text().await.unwrap();
+        assert!(page.contains("You can close this window"), "{page}");
+    };
+    let (result, ()) = tokio::join!(login.finish(&client), browser);
+    match result {
+        Err(AuthError::Authorization { error, description }) => {
+            assert_eq!(error, "access_denied");
+            assert_eq!(description, "AADSTS65004: User declined.");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(script.forms.lock().unwrap().is_empty(), "nothing redeemed");
+}
