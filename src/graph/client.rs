@@ -426,3 +426,28 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_addresses_become_single_path_segments() {
+        assert_eq!(encode_segment("AAMkAD/x+y=="), "AAMkAD%2Fx%2By%3D%3D");
+        assert_eq!(encode_segment("support@example.com"), "support@example.com");
+        assert_eq!(Mailbox::User("a b@x".into()).path(), "users/a%20b@x");
+        assert_eq!(Mailbox::Me.path(), "me");
+    }
+
+    #[test]
+    fn zero_concurrency_is_refused() {
+        let config = GraphConfig {
+            concurrency_per_mailbox: 0,
+            ..GraphConfig::default()
+        };
+        assert!(matches!(
+            GraphClient::new(config),
+            Err(GraphError::Invalid(_))
+        ));
+    }
+}

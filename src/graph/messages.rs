@@ -296,3 +296,38 @@ pub fn flag_patch(update: &FlagUpdate) -> Value {
     }
     Value::Object(body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_patch_sets_only_what_changes() {
+        assert_eq!(flag_patch(&FlagUpdate::default()), json!({}));
+        let body = flag_patch(&FlagUpdate {
+            is_read: Some(false),
+            flag: Some(FlagStatus::Complete),
+            answered: Some(true),
+            ..FlagUpdate::default()
+        });
+        assert_eq!(body["isRead"], json!(false));
+        assert_eq!(body["flag"]["flagStatus"], json!("complete"));
+        assert_eq!(
+            body["singleValueExtendedProperties"][0],
+            json!({"id": "Integer 0x1081", "value": "102"})
+        );
+        assert_eq!(
+            body["singleValueExtendedProperties"][1],
+            json!({"id": "Integer 0x1080", "value": "261"})
+        );
+        let forwarded = flag_patch(&FlagUpdate {
+            forwarded: Some(true),
+            ..FlagUpdate::default()
+        });
+        assert_eq!(
+            forwarded["singleValueExtendedProperties"][0]["value"],
+            json!("104")
+        );
+        assert!(forwarded.get("isRead").is_none());
+    }
+}
