@@ -14,7 +14,11 @@
 //!   `/{tenant}/adminconsent`; issues and validates access tokens.
 //! - [`mail`]: `/v1.0/me/…`, `/v1.0/users/{id|upn}/…` mail folders, messages,
 //!   delta, `$value`, sendMail, drafts, attachments, upload sessions, `$batch`.
-//! - [`control`]: `/_sim/stats`, `/_sim/faults`, `/_sim/devicelogin`.
+//! - [`batch`]: `POST /v1.0/$batch` (and `/beta/$batch`).
+//! - [`layer`], [`faults`], [`stats`]: per-request counting, fault
+//!   injection and Microsoft's per-mailbox limits.
+//! - [`control`]: `/_sim/stats`, `/_sim/faults`, `/_sim/devicelogin` and
+//!   other test controls.
 //! - [`caller`], [`errors`]: the token → identity extractor and Microsoft's
 //!   error shapes.
 
@@ -22,9 +26,13 @@ pub mod caller;
 pub mod errors;
 pub mod tenant;
 
+pub mod batch;
+pub mod control;
 pub mod entra;
+pub mod faults;
 pub mod layer;
 pub mod mail;
+pub mod stats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +64,13 @@ pub struct SimConfig {
     pub mailbox_concurrency: usize,
     /// Seed the demo mailboxes with realistic messages.
     pub seed_messages: bool,
+    /// Faults in force from start-up (`/_sim/faults` changes them later).
+    pub initial_faults: faults::Faults,
+    /// Seed of the fault RNG (`None`: from the OS), for reproducible tests.
+    pub fault_seed: Option<u64>,
+    /// Requests allowed per mailbox per 10 minutes (Graph: 10,000); `None`
+    /// for no budget.
+    pub mailbox_budget: Option<u32>,
 }
 
 impl Default for SimConfig {
@@ -69,6 +84,9 @@ impl Default for SimConfig {
             authorization_code_lifetime: Duration::from_secs(600),
             mailbox_concurrency: 4,
             seed_messages: true,
+            initial_faults: faults::Faults::default(),
+            fault_seed: None,
+            mailbox_budget: None,
         }
     }
 }
@@ -85,6 +103,9 @@ struct SimInner {
     certificate: DemoCertificate,
     entra: entra::EntraState,
     mail: mail::MailState,
+    faults: faults::FaultState,
+    stats: stats::Stats,
+    limits: layer::MailboxLimits,
 }
 
 impl SimState {
@@ -93,6 +114,8 @@ impl SimState {
         let tenant = Tenant::demo(&certificate);
         let entra = entra::EntraState::new(&config);
         let mail = mail::MailState::new(&tenant, config.seed_messages);
+        let faults = faults::FaultState::new(config.initial_faults.clone(), config.fault_seed);
+        let limits = layer::MailboxLimits::new(config.mailbox_concurrency, config.mailbox_budget);
         Ok(SimState {
             inner: Arc::new(SimInner {
                 config,
@@ -100,6 +123,9 @@ impl SimState {
                 certificate,
                 entra,
                 mail,
+                faults,
+                stats: stats::Stats::default(),
+                limits,
             }),
         })
     }
@@ -124,6 +150,18 @@ impl SimState {
     pub fn mail(&self) -> &mail::MailState {
         &self.inner.mail
     }
+
+    pub fn faults(&self) -> &faults::FaultState {
+        &self.inner.faults
+    }
+
+    pub fn stats(&self) -> &stats::Stats {
+        &self.inner.stats
+    }
+
+    pub(crate) fn limits(&self) -> &layer::MailboxLimits {
+        &self.inner.limits
+    }
 }
 
 /// Marks a request as an inner request of a `$batch` (an extension set by
@@ -136,6 +174,7 @@ pub struct InnerRequest;
 /// requests to it too.
 pub fn graph_service(state: SimState) -> Router {
     mail::routes()
+        .fallback(layer::unmatched)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             layer::graph_layer,
@@ -146,7 +185,23 @@ pub fn graph_service(state: SimState) -> Router {
 /// The whole simulator as one axum router.
 pub fn router(state: SimState) -> Router {
     Router::new()
-        .merge(entra::routes().with_state(state.clone()))
+        .merge(control::routes().with_state(state.clone()))
+        .merge(
+            entra::routes()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    layer::entra_layer,
+                ))
+                .with_state(state.clone()),
+        )
+        .merge(
+            batch::routes()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    layer::graph_layer,
+                ))
+                .with_state(state.clone()),
+        )
         .merge(graph_service(state))
 }
 
