@@ -245,7 +245,7 @@ async fn batch(State(stub): State<Stub>, body: Bytes) -> Response {
             if index % 7 == 3 && n == 1 {
                 json!({"status": 429, "headers": {"Retry-After": "1"},
                        "body": {"error": {"code": "TooManyRequests", "message": "x"}}})
-            } else if index % 2 == 0 {
+            } else if index.is_multiple_of(2) {
                 json!({"status": 200, "headers": {"Content-Type": "text/plain"},
                        "body": base64::engine::general_purpose::STANDARD.encode(mime)})
             } else {
