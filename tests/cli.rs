@@ -1,0 +1,283 @@
+//! The binary as a user runs it: `graphgate --help`, `config example`, and
+//! `graphgate demo` answering on its simulator and admin ports.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+fn graphgate() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_graphgate"));
+    cmd.env_remove("RUST_LOG");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("GRAPHGATE_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn help_documents_every_subcommand() {
+    let out = graphgate().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for command in ["demo", "serve", "sim", "config"] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(command) && l.len() > command.len() + 5),
+            "`{command}` is not documented in --help:\n{text}"
+        );
+    }
+    let out = graphgate().args(["demo", "--help"]).output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for flag in ["--smtp", "--imap", "--sim", "--admin", "--data-dir"] {
+        assert!(text.contains(flag), "demo --help lacks {flag}:\n{text}");
+    }
+    for default in [
+        "127.0.0.1:2525",
+        "127.0.0.1:1143",
+        "127.0.0.1:8787",
+        "127.0.0.1:8025",
+    ] {
+        assert!(
+            text.contains(default),
+            "demo --help lacks {default}:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn config_example_is_complete_and_check_reads_it_back() {
+    let out = graphgate().args(["config", "example"]).output().unwrap();
+    assert!(out.status.success());
+    let example = String::from_utf8(out.stdout).unwrap();
+    assert!(example.contains("[microsoft]"));
+    assert!(example.contains("GRAPHGATE_ADMIN_LISTEN"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("graphgate.toml");
+    std::fs::write(&path, &example).unwrap();
+    let out = graphgate()
+        .args(["--config", path.to_str().unwrap(), "config", "check"])
+        .env("GRAPHGATE_MICROSOFT_TENANT", "contoso.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("tenant = \"contoso.com\"")
+    );
+
+    // A misspelt variable is refused with the way to find the right name.
+    let out = graphgate()
+        .args(["config", "check"])
+        .env("GRAPHGATE_MICROSOFT_TENNANT", "x")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("GRAPHGATE_MICROSOFT_TENNANT") && err.contains("config example"),
+        "{err}"
+    );
+}
+
+/// A running `graphgate demo` and the addresses it printed.
+struct Demo {
+    child: Child,
+    sim: String,
+    admin: String,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_demo(data_dir: &std::path::Path) -> Demo {
+    let mut child = graphgate()
+        .args([
+            "demo",
+            "--sim",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--smtp",
+            "127.0.0.1:0",
+            "--imap",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut sim = None;
+    let mut admin = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("Admin") {
+            admin = rest
+                .split_whitespace()
+                .next()
+                .map(|u| u.trim_end_matches("/healthz").to_string());
+        }
+        if let Some(rest) = line.strip_prefix("Microsoft Graph + Entra ID simulator on ") {
+            sim = Some(rest.trim().to_string());
+        }
+        if line.trim_start().starts_with("control") {
+            break;
+        }
+    }
+    Demo {
+        child,
+        sim: sim.expect("demo printed the simulator address"),
+        admin: admin.expect("demo printed the admin address"),
+    }
+}
+
+fn get(url: &str) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "-", "-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl is installed (scripts/test installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn demo_signs_both_accounts_in_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = start_demo(dir.path());
+
+    let (code, body) = get(&format!("{}/healthz", demo.admin));
+    assert_eq!((code, body.trim()), (200, "ok"));
+
+    // Both accounts were signed in with real tokens from the simulator
+    // before the demo printed its banner.
+    let ready = get(&format!("{}/readyz", demo.admin));
+    assert_eq!(ready.0, 200, "readyz: {}", ready.1);
+    assert!(ready.1.contains("2 account(s) online"), "{}", ready.1);
+
+    // The simulator saw the token requests of that sign-in.
+    let (code, stats) = get(&format!("{}/_sim/stats", demo.sim));
+    assert_eq!(code, 200);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert!(stats["requests"].as_u64().unwrap() >= 2, "{stats}");
+    let token_requests: u64 = stats["by_route"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(route, _)| route.contains("/oauth2/v2.0/token"))
+        .map(|(_, n)| n.as_u64().unwrap_or(0))
+        .sum();
+    assert!(token_requests >= 2, "{stats}");
+
+    let (code, metrics) = get(&format!("{}/metrics", demo.admin));
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("graphgate_accounts{state=\"online\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn accounts_are_managed_from_the_command_line() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut child = graphgate()
+            .arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    // Before any database exists, read commands say where to point them.
+    let (ok, _, err) = run(&["accounts", "list"], "");
+    assert!(!ok);
+    assert!(err.contains("--data-dir"), "{err}");
+
+    let (ok, out, err) = run(
+        &[
+            "accounts",
+            "add",
+            "scanner",
+            "--mailbox",
+            "alice@example.com",
+            "--alias",
+            "scans@example.com",
+            "--password-stdin",
+        ],
+        "s3cret\n",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("graphgate login scanner"), "{out}");
+
+    let (ok, _, err) = run(
+        &[
+            "accounts",
+            "add",
+            "scanner",
+            "--mailbox",
+            "alice@example.com",
+            "--password-stdin",
+        ],
+        "x\n",
+    );
+    assert!(!ok);
+    assert!(err.contains("already exists"), "{err}");
+
+    // Without a terminal and without --password-stdin, the command says so.
+    let (ok, _, err) = run(&["accounts", "add", "other@example.com"], "");
+    assert!(!ok);
+    assert!(err.contains("--password-stdin"), "{err}");
+
+    let (ok, out, _) = run(&["accounts", "list", "--json"], "");
+    assert!(ok);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(list[0]["login"], "scanner");
+    assert_eq!(list[0]["mailbox"], "alice@example.com");
+    assert_eq!(list[0]["aliases"][0], "scans@example.com");
+    assert_eq!(list[0]["state"], "offline");
+
+    // The password is stored as an Argon2id hash, not in clear.
+    let db = std::fs::read(dir.path().join("graphgate.sqlite3")).unwrap();
+    assert!(!db.windows(6).any(|w| w == b"s3cret"));
+
+    let (ok, _, err) = run(
+        &["accounts", "passwd", "scanner", "--password-stdin"],
+        "n3w\n",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["accounts", "remove", "scanner"], "");
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["accounts", "remove", "scanner"], "");
+    assert!(!ok);
+    assert!(err.contains("accounts list"), "{err}");
+}
