@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use graphgate::auth::{
-    AssertionAlgorithm, AuthError, AuthorityConfig, ClientCredential,
-    ClientCredentialsTokenSource, DeviceCodeEvent, EntraClient, LoopbackLogin,
-    RefreshingTokenSource, TokenPersister, TokenSet, TokenSource, check_identity,
+    AssertionAlgorithm, AuthError, AuthorityConfig, ClientCredential, ClientCredentialsTokenSource,
+    DeviceCodeEvent, EntraClient, LoopbackLogin, RefreshingTokenSource, TokenPersister, TokenSet,
+    TokenSource, check_identity,
 };
 use graphgate::secret::Secret;
 use graphgate::sim::tenant::{
@@ -92,7 +92,11 @@ impl Sim {
             .send()
             .await
             .unwrap();
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
     }
 
     /// How many token requests the simulator has answered.
@@ -117,7 +121,12 @@ impl Sim {
     /// the redirect: the `Location` it points at.
     async fn authorize(&self, url: &str) -> url::Url {
         let response = self.http.get(url).send().await.unwrap();
-        assert_eq!(response.status(), 302, "authorize answered {}", response.status());
+        assert_eq!(
+            response.status(),
+            302,
+            "authorize answered {}",
+            response.status()
+        );
         let location = response.headers()["location"].to_str().unwrap();
         url::Url::parse(location).unwrap()
     }
@@ -165,7 +174,11 @@ async fn device_login(sim: &Sim, approve: Option<(&str, bool)>) -> Result<TokenS
     let scopes = client.config().delegated_scopes(false);
     let grant = client.start_device_code(&scopes).await.unwrap();
     assert!(!grant.user_code.is_empty());
-    assert!(grant.message.contains(&grant.user_code), "{}", grant.message);
+    assert!(
+        grant.message.contains(&grant.user_code),
+        "{}",
+        grant.message
+    );
     assert!(grant.verification_uri.starts_with("http"));
     let (tx, mut rx) = mpsc::unbounded_channel();
     let poller = {
@@ -213,7 +226,10 @@ async fn device_code_declined() {
         .await
         .unwrap_err();
     assert!(matches!(err, AuthError::DeviceCodeDeclined), "{err:?}");
-    assert!(err.remedy("alice@example.com").contains("graphgate login alice@example.com"));
+    assert!(
+        err.remedy("alice@example.com")
+            .contains("graphgate login alice@example.com")
+    );
 }
 
 #[tokio::test]
@@ -294,14 +310,21 @@ async fn state_mismatch_is_refused_without_redeeming() {
     let pairs: Vec<(String, String)> = redirect
         .query_pairs()
         .map(|(k, v)| {
-            let v = if k == "state" { "forged".into() } else { v.into_owned() };
+            let v = if k == "state" {
+                "forged".into()
+            } else {
+                v.into_owned()
+            };
             (k.into_owned(), v)
         })
         .collect();
     redirect.query_pairs_mut().clear().extend_pairs(pairs);
     let before = sim.token_requests().await;
     let (result, _page) = tokio::join!(login.finish(&client), hit_loopback(&redirect));
-    assert!(matches!(result, Err(AuthError::StateMismatch)), "{result:?}");
+    assert!(
+        matches!(result, Err(AuthError::StateMismatch)),
+        "{result:?}"
+    );
     assert_eq!(sim.token_requests().await, before, "the code was redeemed");
 }
 
@@ -331,7 +354,10 @@ async fn secret_id_instead_of_value_gives_7000215_and_the_fix() {
     });
     let err = client.client_credentials().await.unwrap_err();
     assert_eq!(err.aadsts(), Some(7000215), "{err:?}");
-    assert!(err.remedy("app").contains("copy the secret's Value, not its Secret ID"));
+    assert!(
+        err.remedy("app")
+            .contains("copy the secret's Value, not its Secret ID")
+    );
     assert!(!err.to_string().contains(DEMO_CLIENT_SECRET_ID));
     assert!(!err.requires_login());
 }
@@ -400,8 +426,12 @@ async fn revoked_refresh_token_requires_login() {
     let source = RefreshingTokenSource::new(client, expired(tokens), store.clone());
     let err = source.access_token().await.unwrap_err();
     assert!(err.requires_login(), "{err:?}");
+    assert_eq!(err.aadsts(), Some(50173), "{err:?}");
     let remedy = err.remedy("alice@example.com");
-    assert!(remedy.contains("graphgate login alice@example.com"), "{remedy}");
+    assert!(
+        remedy.contains("graphgate login alice@example.com"),
+        "{remedy}"
+    );
     assert!(store.0.lock().unwrap().is_empty());
 }
 
@@ -411,7 +441,11 @@ async fn twenty_concurrent_callers_share_one_refresh() {
     let client = Arc::new(sim.public_client());
     let tokens = sim.browser_login(&client, "alice@example.com").await;
     let store = Arc::new(MemoryStore::default());
-    let source = Arc::new(RefreshingTokenSource::new(client, expired(tokens), store.clone()));
+    let source = Arc::new(RefreshingTokenSource::new(
+        client,
+        expired(tokens),
+        store.clone(),
+    ));
     let before = sim.token_requests().await;
     let calls = (0..20).map(|_| {
         let source = source.clone();
@@ -441,4 +475,54 @@ async fn user_mismatch_is_detected() {
         other => panic!("{other:?}"),
     }
     assert!(err.remedy("alice").contains("Sign in as alice@example.com"));
+}
+
+#[tokio::test]
+async fn configuration_mistakes_get_their_remedy() {
+    let sim = start_sim(|_| {}).await;
+    let mut config = sim.config(
+        DEMO_CONFIDENTIAL_CLIENT_ID,
+        ClientCredential::Secret {
+            secret: Secret::new(DEMO_CLIENT_SECRET.into()),
+        },
+    );
+    config.tenant = "nonexistent.example".into();
+    let err = EntraClient::new(config.clone())
+        .unwrap()
+        .client_credentials()
+        .await
+        .unwrap_err();
+    assert_eq!(err.aadsts(), Some(90002), "{err:?}");
+    assert!(err.remedy("app").contains("config key `tenant`"));
+
+    config.tenant = "example.com".into();
+    config.client_id = "00000000-0000-4000-8000-00000000dead".into();
+    let err = EntraClient::new(config)
+        .unwrap()
+        .client_credentials()
+        .await
+        .unwrap_err();
+    assert_eq!(err.aadsts(), Some(700016), "{err:?}");
+    assert!(err.remedy("app").contains("config key `client_id`"));
+}
+
+#[tokio::test]
+async fn invalidated_token_is_refreshed_on_next_use() {
+    let sim = start_sim(|_| {}).await;
+    let client = Arc::new(sim.public_client());
+    let tokens = sim.browser_login(&client, "alice@example.com").await;
+    let store = Arc::new(MemoryStore::default());
+    let source = RefreshingTokenSource::new(client, tokens, store.clone());
+    let before = sim.token_requests().await;
+    let current = source.access_token().await.unwrap();
+    assert_eq!(
+        sim.token_requests().await,
+        before,
+        "a valid token was refreshed"
+    );
+    source.invalidate(&current);
+    let next = source.access_token().await.unwrap();
+    assert_ne!(next.token, current.token);
+    assert_eq!(sim.token_requests().await, before + 1);
+    assert_eq!(store.0.lock().unwrap().len(), 1);
 }
