@@ -173,8 +173,8 @@ fn redeem(state: &SimState, tenant: &str, body: &[u8]) -> Result<Response, Entra
                     50173,
                     format!(
                         "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password. The grant was issued on '{}' and the TokensValidFrom date (before which tokens are not valid) for this user is '{}'.",
-                        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.7fZ"),
-                        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.7fZ"),
+                        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
+                        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"),
                     ),
                 ));
             }
