@@ -25,6 +25,9 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub next_link: Option<String>,
     pub delta_link: Option<String>,
+    /// Ids of items that came without `isRead` or `isDraft` (later delta
+    /// pages may carry only the changed fields): fetch them again.
+    pub partial: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +185,7 @@ pub fn decode_folder_page(body: &[u8]) -> Result<Page<RemoteFolder>, GraphError>
         items: page.value.into_iter().map(folder_from_wire).collect(),
         next_link: page.next_link,
         delta_link: page.delta_link,
+        partial: Vec::new(),
     })
 }
 
@@ -196,6 +200,7 @@ pub fn decode_folder(body: &[u8]) -> Result<RemoteFolder, GraphError> {
 pub fn decode_message_page(body: &[u8]) -> Result<Page<DeltaChange>, GraphError> {
     let page: WirePage<WireMessage> =
         serde_json::from_slice(body).map_err(|e| malformed("message page", e))?;
+    let mut partial = Vec::new();
     let items = page
         .value
         .into_iter()
@@ -203,6 +208,9 @@ pub fn decode_message_page(body: &[u8]) -> Result<Page<DeltaChange>, GraphError>
             if w.removed.is_some() {
                 DeltaChange::Removed(RemoteMessageId(w.id))
             } else {
+                if w.is_read.is_none() || w.is_draft.is_none() {
+                    partial.push(w.id.clone());
+                }
                 DeltaChange::Upsert(message_from_wire(w))
             }
         })
@@ -211,6 +219,7 @@ pub fn decode_message_page(body: &[u8]) -> Result<Page<DeltaChange>, GraphError>
         items,
         next_link: page.next_link,
         delta_link: page.delta_link,
+        partial,
     })
 }
 

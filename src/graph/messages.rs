@@ -4,6 +4,8 @@
 //! the extended properties DavMail uses for `\Answered` / `$Forwarded`),
 //! move, copy, delete and permanentDelete.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use http::Method;
 use serde_json::{Map, Value, json};
@@ -85,17 +87,20 @@ impl GraphMailbox {
             self.config().delta_page_size.clamp(1, 1000)
         );
         let mut changes = Vec::new();
+        let mut partial = Vec::new();
         for _ in 0..MAX_PAGES {
             let call = Call::new(Method::GET, "mailFolders/{id}/messages/delta", url)
                 .header("Prefer", prefer.clone());
             let page = decode_message_page(&self.execute(&call).await?.body)?;
             changes.extend(page.items);
+            partial.extend(page.partial);
             match (page.next_link, page.delta_link) {
                 (Some(next), _) => {
                     self.check_link(&next)?;
                     url = next;
                 }
                 (None, Some(delta)) => {
+                    self.complete_partial(&mut changes, partial).await?;
                     return Ok(DeltaSync {
                         changes,
                         delta_link: DeltaLink(delta),
@@ -109,6 +114,54 @@ impl GraphMailbox {
             }
         }
         Err(GraphError::TooLarge("too many pages of delta".into()))
+    }
+
+    /// Replace upserts that carried only their changed fields with the
+    /// whole metadata, fetched in `$batch`es (a message deleted meanwhile
+    /// becomes `Removed`).
+    async fn complete_partial(
+        &self,
+        changes: &mut [DeltaChange],
+        partial: Vec<String>,
+    ) -> Result<(), GraphError> {
+        if partial.is_empty() {
+            return Ok(());
+        }
+        let requests = partial
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let path = message_path(&RemoteMessageId::new(id.as_str()));
+                BatchRequest::get(i.to_string(), format!("{path}?$select={MESSAGE_SELECT}"))
+            })
+            .collect();
+        let mut results = self.batch(requests).await?;
+        let mut positions: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (index, change) in changes.iter().enumerate() {
+            if let DeltaChange::Upsert(m) = change {
+                positions.entry(m.id.as_str()).or_default().push(index);
+            }
+        }
+        let mut replacements = Vec::new();
+        for (i, id) in partial.iter().enumerate() {
+            let fetched = match results.remove(&i.to_string()) {
+                Some(Ok(reply)) => DeltaChange::Upsert(decode_message(&reply.body_bytes())?),
+                Some(Err(e)) if e.status() == Some(404) => {
+                    DeltaChange::Removed(RemoteMessageId::new(id.as_str()))
+                }
+                Some(Err(e)) => return Err(e),
+                None => continue,
+            };
+            for &index in positions.get(id.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
+                replacements.push((index, fetched.clone()));
+            }
+        }
+        for (index, change) in replacements {
+            if let Some(slot) = changes.get_mut(index) {
+                *slot = change;
+            }
+        }
+        Ok(())
     }
 
     pub(crate) async fn get_message_impl(

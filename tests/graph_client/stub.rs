@@ -146,7 +146,7 @@ async fn delta(
     }
     if q.contains("skiptoken=p2") {
         return axum::Json(json!({
-            "value": [{"id": "M3", "subject": "three", "isRead": false}],
+            "value": [{"id": "M3", "subject": "three", "isRead": false, "isDraft": false}],
             "@odata.deltaLink": link("%24deltatoken", "t1")
         }))
         .into_response();
@@ -156,9 +156,9 @@ async fn delta(
     }
     axum::Json(json!({
         "value": [
-            {"id": "M1", "subject": "one", "isRead": false, "flag": {"flagStatus": "flagged"},
+            {"id": "M1", "subject": "one", "isRead": false, "isDraft": false, "flag": {"flagStatus": "flagged"},
              "receivedDateTime": "2026-03-01T10:00:00Z"},
-            {"id": "M2", "subject": "two", "isRead": true}],
+            {"id": "M2", "subject": "two", "isRead": true, "isDraft": false}],
         "@odata.nextLink": link("%24skiptoken", "p2")
     }))
     .into_response()
@@ -251,6 +251,14 @@ async fn batch(State(stub): State<Stub>, body: Bytes) -> Response {
             } else {
                 json!({"status": 200, "headers": {"Content-Type": "text/plain"}, "body": mime})
             }
+        } else if url.starts_with("/me/messages/") && url.contains("$select=id,parentFolderId") {
+            let mid = url
+                .trim_start_matches("/me/messages/")
+                .split('?')
+                .next()
+                .unwrap_or("");
+            json!({"status": 200, "headers": {"Content-Type": "application/json"},
+                   "body": {"id": mid, "isRead": true, "isDraft": false, "subject": "full"}})
         } else if url.starts_with("/me/messages/") && url.contains("0x0E08") {
             let mid = url
                 .trim_start_matches("/me/messages/")
