@@ -80,6 +80,7 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
 
     // The gateway's state and its two accounts, signed in for real.
     let store = Store::open(&data_dir)?;
+    write_demo_config(&data_dir, &sim_url)?;
     let key = StoreKey::load(&data_dir)?;
     for (login, password) in DEMO_ACCOUNTS {
         let account = match store.account(login)? {
@@ -149,6 +150,26 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A configuration file in the data directory that points at the demo's
+/// simulator, so that other commands (`graphgate status --data-dir DIR`)
+/// reach the same tenant.
+fn write_demo_config(data_dir: &std::path::Path, sim_url: &str) -> anyhow::Result<()> {
+    let mut config = crate::config::Config {
+        data_dir: data_dir.to_path_buf(),
+        ..Default::default()
+    };
+    config.microsoft.authority_url = sim_url.to_string();
+    config.microsoft.graph_url = sim_url.to_string();
+    config.microsoft.tenant = crate::sim::tenant::DEMO_TENANT_ID.to_string();
+    config.microsoft.client_id = crate::sim::tenant::DEMO_PUBLIC_CLIENT_ID.to_string();
+    let text = format!(
+        "# Written by `graphgate demo`: the demo's simulated tenant.\n{}",
+        toml::to_string_pretty(&config)?
+    );
+    std::fs::write(data_dir.join("graphgate.toml"), text)?;
+    Ok(())
 }
 
 /// Sign `upn` in against the simulator with the production browser flow

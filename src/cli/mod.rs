@@ -7,6 +7,7 @@ mod demo;
 mod logging;
 mod serve;
 mod sim;
+mod status;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ enum Command {
     /// Manage the local accounts legacy applications log in with.
     #[command(subcommand)]
     Accounts(accounts::AccountsCommand),
+    /// Show every account: ONLINE or OFFLINE, token expiry, Inbox counts,
+    /// the last error and its fix. Exit status 1 when any is OFFLINE.
+    Status(status::StatusArgs),
     /// Print the admin consent URL for the configured app and tenant.
     ConsentUrl(consent::ConsentArgs),
     /// Configuration helpers.
@@ -93,8 +97,18 @@ pub fn main() -> ExitCode {
 }
 
 /// The configuration, with `--data-dir` applied.
+///
+/// Without `--config`, a `graphgate.toml` inside `--data-dir` is used if
+/// there is one (`graphgate demo` leaves one describing its simulator, so
+/// `graphgate status --data-dir DIR` works against a running demo).
 fn load_config(cli: &Cli) -> anyhow::Result<crate::config::Config> {
-    let mut config = crate::config::Config::load(cli.config.as_deref())?;
+    let beside_data = cli
+        .data_dir
+        .as_ref()
+        .map(|d| d.join("graphgate.toml"))
+        .filter(|p| p.exists());
+    let path = cli.config.clone().or(beside_data);
+    let mut config = crate::config::Config::load(path.as_deref())?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
     }
@@ -128,6 +142,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             accounts::run(&store, command)
         }
         Command::Sim(args) => sim::run(args).await,
+        Command::Status(ref args) => {
+            let config = load_config(&cli)?;
+            let store = open_store(&config)?;
+            status::run(&config, &store, args).await
+        }
         Command::ConsentUrl(ref args) => consent::run(&load_config(&cli)?, args),
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::example());
