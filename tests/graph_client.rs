@@ -389,6 +389,46 @@ async fn large_send_streams_attachments_through_an_upload_session() {
     );
 }
 
+#[tokio::test]
+async fn append_recreates_the_draft_as_a_non_draft_and_removes_the_draft() {
+    let stub = stub::start().await;
+    let (_client, mailbox, _) = me(&stub.base);
+    let mime =
+        Bytes::from_static(b"From: a@example.com\r\nTo: b@example.com\r\nSubject: draft\r\n\r\nhi");
+    let options = graphgate::graph::AppendOptions {
+        is_read: true,
+        received: None,
+    };
+    let m = mailbox
+        .append_message(&RemoteFolderId::new("F-inbox"), mime, &options)
+        .await
+        .unwrap();
+    assert!(!m.is_draft && m.is_read);
+    assert_eq!(m.folder_id, Some(RemoteFolderId::new("F-inbox")));
+    let seen = stub.seen.lock().unwrap();
+    let (folder, body) = &seen.created_in_folder[0];
+    assert_eq!(folder, "F-inbox");
+    for server_field in [
+        "id",
+        "@odata.etag",
+        "@odata.context",
+        "changeKey",
+        "isDraft",
+    ] {
+        assert!(body.get(server_field).is_none(), "{server_field} sent back");
+    }
+    assert_eq!(body["subject"], "draft");
+    assert_eq!(
+        body["singleValueExtendedProperties"][0]["id"],
+        "Integer 0x0E07"
+    );
+    assert!(
+        seen.requests
+            .iter()
+            .any(|r| r == "POST /v1.0/me/messages/D1/permanentDelete")
+    );
+}
+
 #[test]
 fn default_config_targets_microsoft() {
     let c = GraphConfig::default();

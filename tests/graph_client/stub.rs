@@ -32,6 +32,8 @@ pub struct Seen {
     pub chunks: Vec<(String, usize, bool)>,
     pub uploaded: usize,
     pub batch_sizes: Vec<usize>,
+    /// (folder, JSON body) of each `POST mailFolders/{id}/messages`.
+    pub created_in_folder: Vec<(String, Value)>,
 }
 
 #[derive(Clone)]
@@ -311,7 +313,10 @@ async fn create_draft(body: Bytes) -> Response {
     }
     (
         StatusCode::CREATED,
-        axum::Json(json!({"id": "D1", "isDraft": true, "subject": "draft"})),
+        axum::Json(json!({"@odata.context": "x", "@odata.etag": "W/\"1\"", "id": "D1",
+            "changeKey": "ck", "createdDateTime": "2026-01-01T00:00:00Z", "isDraft": true,
+            "hasAttachments": false, "subject": "draft", "body": {"contentType": "text", "content": "hi"},
+            "toRecipients": [{"emailAddress": {"address": "b@example.com"}}]})),
     )
         .into_response()
 }
@@ -358,6 +363,35 @@ async fn upload_put(State(stub): State<Stub>, headers: HeaderMap, body: Bytes) -
     }
 }
 
+async fn create_in_folder(
+    State(stub): State<Stub>,
+    Path(folder): Path<String>,
+    body: Bytes,
+) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+    stub.seen
+        .lock()
+        .unwrap()
+        .created_in_folder
+        .push((folder.clone(), v.clone()));
+    let flags = v["singleValueExtendedProperties"][0]["value"]
+        .as_str()
+        .unwrap_or("8");
+    let is_draft = flags.parse::<u32>().unwrap_or(8) & 8 != 0;
+    (
+        StatusCode::CREATED,
+        axum::Json(
+            json!({"id": "N1", "parentFolderId": folder, "isDraft": is_draft,
+            "isRead": v["isRead"], "subject": v["subject"]}),
+        ),
+    )
+        .into_response()
+}
+
+async fn no_content() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
 async fn accepted() -> StatusCode {
     StatusCode::ACCEPTED
 }
@@ -388,6 +422,8 @@ pub async fn start() -> Stub {
         )
         .route("/v1.0/me/messages/{id}/attachments", post(created))
         .route("/v1.0/me/messages/{id}/send", post(accepted))
+        .route("/v1.0/me/messages/{id}/permanentDelete", post(no_content))
+        .route("/v1.0/me/mailFolders/{id}/messages", post(create_in_folder))
         .route("/upload/S1", put(upload_put).delete(accepted))
         .fallback(any(|| async {
             error(StatusCode::NOT_FOUND, "stubNoRoute")
