@@ -24,6 +24,8 @@ use crate::secret::Secret;
 pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// Added to the interval on each `slow_down` (RFC 8628 §3.5).
 pub const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
+/// Shortest wait between polls, whatever the server says (no busy loop).
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest interval or lifetime accepted from the server.
 const MAX_SERVER_SECONDS: u64 = 3600;
 
@@ -162,7 +164,7 @@ impl EntraClient {
         grant: &DeviceCodeGrant,
         mut on_event: impl FnMut(DeviceCodeEvent) + Send,
     ) -> Result<TokenSet, AuthError> {
-        let mut interval = grant.interval;
+        let mut interval = grant.interval.max(MIN_POLL_INTERVAL);
         loop {
             tokio::time::sleep(interval).await;
             match self.poll_device_code_once(grant).await? {

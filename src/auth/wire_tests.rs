@@ -174,14 +174,13 @@ async fn client_secret_and_assertion_go_in_the_form() {
 }
 
 #[tokio::test]
-async fn device_code_polls_through_pending_and_slow_down() {
+async fn device_code_backs_off_on_slow_down() {
     let answers = vec![
         (
             200,
             json!({"device_code":"dc","user_code":"ABCD-EFGH","verification_uri":"https://microsoft.com/devicelogin",
             "expires_in":900,"interval":0,"message":"To sign in, enter ABCD-EFGH."}),
         ),
-        (400, entra_error("authorization_pending", 70016)),
         (400, entra_error("slow_down", 70016)),
         (200, token_body("at", Some("rt"))),
     ];
@@ -198,12 +197,12 @@ async fn device_code_polls_through_pending_and_slow_down() {
         .await
         .unwrap();
     assert_eq!(tokens.access_token.expose(), "at");
-    assert!(matches!(events[0], DeviceCodeEvent::Pending { .. }));
+    // Interval 0 is raised to the 1 s floor, then 5 s more.
     assert_eq!(
-        events[1],
-        DeviceCodeEvent::SlowDown {
-            interval: Duration::from_secs(5)
-        }
+        events,
+        [DeviceCodeEvent::SlowDown {
+            interval: Duration::from_secs(6)
+        }]
     );
     let forms = script.forms.lock().unwrap();
     assert_eq!(forms[0].0, "devicecode");
