@@ -4,8 +4,6 @@
 //! `$batch` (validation, dependsOn, inner counting, inner throttling,
 //! base64 bodies).
 
-use std::time::Duration;
-
 use graphgate::sim::caller::Caller;
 use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
 use graphgate::sim::{SimConfig, SimState};
@@ -400,5 +398,5 @@ async fn mailbox_budget_answers_429_once_spent() {
         .unwrap()
         .parse()
         .unwrap();
-    assert!(retry >= 1 && retry <= 600, "{retry}");
+    assert!((1..=600).contains(&retry), "{retry}");
 }

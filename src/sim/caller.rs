@@ -31,7 +31,8 @@ impl Caller {
     pub fn has(&self, permission: &str) -> bool {
         self.permissions.iter().any(|p| {
             p.eq_ignore_ascii_case(permission)
-                || p.replace("ReadWrite", "Read").eq_ignore_ascii_case(permission)
+                || p.replace("ReadWrite", "Read")
+                    .eq_ignore_ascii_case(permission)
         })
     }
 }

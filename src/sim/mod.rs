@@ -9,17 +9,17 @@
 //! wire protocol on one side is caught by the other.
 //!
 //! Layout:
-//! - [`tenant`]: users, shared mailboxes and app registrations (the directory).
-//! - [`entra`]: `/{tenant}/oauth2/v2.0/{devicecode,token,authorize}`,
+//! - [`tenant`] — users, shared mailboxes and app registrations (the directory).
+//! - [`entra`] — `/{tenant}/oauth2/v2.0/{devicecode,token,authorize}`,
 //!   `/{tenant}/adminconsent`; issues and validates access tokens.
-//! - [`mail`]: `/v1.0/me/…`, `/v1.0/users/{id|upn}/…` mail folders, messages,
+//! - [`mail`] — `/v1.0/me/…`, `/v1.0/users/{id|upn}/…` mail folders, messages,
 //!   delta, `$value`, sendMail, drafts, attachments, upload sessions, `$batch`.
-//! - [`batch`]: `POST /v1.0/$batch` (and `/beta/$batch`).
-//! - [`layer`], [`faults`], [`stats`]: per-request counting, fault
+//! - [`batch`] — `POST /v1.0/$batch` (and `/beta/$batch`).
+//! - [`layer`], [`faults`], [`stats`] — per-request counting, fault
 //!   injection and Microsoft's per-mailbox limits.
-//! - [`control`]: `/_sim/stats`, `/_sim/faults`, `/_sim/devicelogin` and
+//! - [`control`] — `/_sim/stats`, `/_sim/faults`, `/_sim/devicelogin` and
 //!   other test controls.
-//! - [`caller`], [`errors`]: the token → identity extractor and Microsoft's
+//! - [`caller`], [`errors`] — the token → identity extractor and Microsoft's
 //!   error shapes.
 
 pub mod caller;

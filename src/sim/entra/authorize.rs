@@ -99,24 +99,24 @@ fn validate<'a>(
     state: &'a SimState,
     tenant: &str,
     params: &HashMap<String, String>,
-) -> Result<Result<AuthorizeRequest<'a>, Response>, Response> {
-    check_tenant(state.tenant(), tenant).map_err(error_page)?;
+) -> Result<AuthorizeRequest<'a>, Box<Response>> {
+    check_tenant(state.tenant(), tenant).map_err(|e| Box::new(error_page(e)))?;
     let field = |name: &str| params.get(name).map(String::as_str);
     let client_id = field("client_id").unwrap_or("");
     let app = state
         .tenant()
         .app(client_id)
-        .ok_or_else(|| error_page(unknown_client(client_id, state.tenant())))?;
+        .ok_or_else(|| Box::new(error_page(unknown_client(client_id, state.tenant()))))?;
     let redirect_uri = field("redirect_uri").unwrap_or("").to_string();
     if !redirect_registered(app, &redirect_uri) {
-        return Err(error_page(EntraError::new(
+        return Err(Box::new(error_page(EntraError::new(
             "invalid_request",
             50011,
             format!(
                 "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{}'. Make sure the redirect URI sent in the request matches one added to your application in the Azure portal.",
                 app.client_id
             ),
-        )));
+        ))));
     }
     let oauth_state = field("state").map(String::from);
     let fail = |error: &str, description: String| {
@@ -130,20 +130,20 @@ fn validate<'a>(
         redirect(&with_query(&redirect_uri, &pairs))
     };
     if field("response_type") != Some("code") {
-        return Ok(Err(fail(
+        return Err(Box::new(fail(
             "unsupported_response_type",
             "AADSTS700054: response_type 'code' is the only one supported here.".into(),
         )));
     }
     let code_challenge = field("code_challenge").map(String::from);
     if code_challenge.is_some() && field("code_challenge_method").unwrap_or("plain") != "S256" {
-        return Ok(Err(fail(
+        return Err(Box::new(fail(
             "invalid_request",
             "AADSTS501491: Invalid size of Code_Challenge parameter or the code_challenge_method is not supported.".into(),
         )));
     }
     if app.public_client && code_challenge.is_none() {
-        return Ok(Err(fail(
+        return Err(Box::new(fail(
             "invalid_request",
             "AADSTS9002325: Proof Key for Code Exchange is required for cross-origin authorization code redemption.".into(),
         )));
@@ -159,16 +159,16 @@ fn validate<'a>(
             } else {
                 "invalid_request"
             };
-            return Ok(Err(fail(error, description)));
+            return Err(Box::new(fail(error, description)));
         }
     };
-    Ok(Ok(AuthorizeRequest {
+    Ok(AuthorizeRequest {
         app,
         redirect_uri,
         state: oauth_state,
         scopes: granted,
         code_challenge,
-    }))
+    })
 }
 
 /// Sign `user_id` in: store the code and redirect with it.
@@ -247,8 +247,8 @@ pub async fn authorize(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let request = match validate(&state, &tenant, &params) {
-        Ok(Ok(r)) => r,
-        Ok(Err(response)) | Err(response) => return response,
+        Ok(r) => r,
+        Err(response) => return *response,
     };
     let prompt = params.get("prompt").map(String::as_str).unwrap_or("");
     let hinted = params
@@ -272,8 +272,8 @@ pub async fn sign_in(
         Err(e) => return error_page(e),
     };
     let request = match validate(&state, &tenant, &params) {
-        Ok(Ok(r)) => r,
-        Ok(Err(response)) | Err(response) => return response,
+        Ok(r) => r,
+        Err(response) => return *response,
     };
     let field = |name: &str| params.get(name).map(String::as_str).unwrap_or("");
     match state.tenant().user(field("username")) {

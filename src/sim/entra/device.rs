@@ -185,12 +185,11 @@ impl EntraState {
             ));
         }
         let previous = grant.last_poll.replace(now);
-        if grant.state == DeviceState::Pending {
-            if let (Some(at), Some(user)) = (grant.auto_approve_at, auto_approve_user)
-                && at <= now
-            {
-                grant.state = DeviceState::Approved(user.to_string());
-            }
+        if grant.state == DeviceState::Pending
+            && let (Some(at), Some(user)) = (grant.auto_approve_at, auto_approve_user)
+            && at <= now
+        {
+            grant.state = DeviceState::Approved(user.to_string());
         }
         match &grant.state {
             DeviceState::Pending => {
