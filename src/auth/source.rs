@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use tokio::sync::Mutex;
@@ -47,6 +47,10 @@ struct Cache {
     generation: AtomicU64,
     rejected: StdMutex<Option<Secret<String>>>,
     margin: Duration,
+    /// The margin applied to the current token: `margin`, or half the
+    /// token's lifetime if that is shorter (a short-lived token would
+    /// otherwise be refreshed on every call), in milliseconds.
+    effective_margin_ms: AtomicU64,
 }
 
 impl Cache {
@@ -56,7 +60,17 @@ impl Cache {
             generation: AtomicU64::new(0),
             rejected: StdMutex::new(None),
             margin,
+            effective_margin_ms: AtomicU64::new(millis(margin)),
         }
+    }
+
+    fn set_margin(&mut self, margin: Duration) {
+        self.margin = margin;
+        self.effective_margin_ms = AtomicU64::new(millis(margin));
+    }
+
+    fn effective_margin(&self) -> Duration {
+        Duration::from_millis(self.effective_margin_ms.load(Ordering::Acquire))
     }
 
     fn is_rejected(&self, tokens: &TokenSet) -> bool {
@@ -83,16 +97,28 @@ impl Cache {
         if let Some(tokens) = guard.as_ref() {
             let fresh_from_other =
                 self.generation.load(Ordering::Acquire) != seen && tokens.valid_for(Duration::ZERO);
-            if !self.is_rejected(tokens) && (fresh_from_other || tokens.valid_for(self.margin)) {
+            if !self.is_rejected(tokens)
+                && (fresh_from_other || tokens.valid_for(self.effective_margin()))
+            {
                 return Ok(tokens.bearer());
             }
         }
         let tokens = acquire(guard.clone()).await?;
+        let lifetime = tokens
+            .expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
+        self.effective_margin_ms
+            .store(millis(self.margin.min(lifetime / 2)), Ordering::Release);
         let bearer = tokens.bearer();
         *guard = Some(tokens);
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(bearer)
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// A delegated account's tokens, refreshed with its refresh token.
@@ -122,7 +148,7 @@ impl RefreshingTokenSource {
 
     /// Refresh when less than `margin` is left (default 5 minutes).
     pub fn with_margin(mut self, margin: Duration) -> RefreshingTokenSource {
-        self.cache.margin = margin;
+        self.cache.set_margin(margin);
         self
     }
 
@@ -197,7 +223,7 @@ impl ClientCredentialsTokenSource {
 
     /// Re-acquire when less than `margin` is left (default 5 minutes).
     pub fn with_margin(mut self, margin: Duration) -> ClientCredentialsTokenSource {
-        self.cache.margin = margin;
+        self.cache.set_margin(margin);
         self
     }
 }

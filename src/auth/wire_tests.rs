@@ -304,3 +304,19 @@ async fn loopback_answers_strays_and_reports_an_error_redirect() {
     }
     assert!(script.forms.lock().unwrap().is_empty(), "nothing redeemed");
 }
+
+#[tokio::test]
+async fn short_lived_tokens_are_not_refreshed_on_every_call() {
+    let mut short = token_body("at2", Some("rt2"));
+    short["expires_in"] = json!(120);
+    let (client, script) = serve(vec![(200, short)], Default::default()).await;
+    let mut tokens =
+        TokenSet::from_response("at1".into(), Some("rt1".into()), None, None, None, &[]).unwrap();
+    tokens.expires_at = std::time::SystemTime::UNIX_EPOCH;
+    let persister = |_: &TokenSet| -> Result<(), AuthError> { Ok(()) };
+    // 120 s tokens with the default 5 min margin: the margin shrinks to 60 s.
+    let source = RefreshingTokenSource::new(Arc::new(client), tokens, Arc::new(persister));
+    assert_eq!(source.access_token().await.unwrap().token.expose(), "at2");
+    assert_eq!(source.access_token().await.unwrap().token.expose(), "at2");
+    assert_eq!(script.forms.lock().unwrap().len(), 1);
+}
