@@ -105,13 +105,40 @@ impl GraphMailbox {
                 )
             })
             .collect::<Vec<_>>();
-        let replies = self.batch(requests).await?;
+        let replies = match self.batch(requests).await {
+            Ok(replies) => replies,
+            // A service refusing `$batch` (400/404/405) costs six GETs.
+            Err(GraphError::Api(e)) if matches!(e.status, 400 | 404 | 405) => {
+                return self.well_known_ids_one_by_one().await;
+            }
+            Err(e) => return Err(e),
+        };
         let mut ids = HashMap::new();
         for w in WellKnownFolder::ALL {
             if let Some(Ok(reply)) = replies.get(w.graph_name())
                 && let Ok(folder) = decode_folder(&reply.body_bytes())
             {
                 ids.insert(folder.id, w);
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn well_known_ids_one_by_one(
+        &self,
+    ) -> Result<HashMap<RemoteFolderId, WellKnownFolder>, GraphError> {
+        let mut ids = HashMap::new();
+        for w in WellKnownFolder::ALL {
+            let url = self.url(&format!("mailFolders/{}?$select=id", w.graph_name()));
+            match self
+                .execute(&Call::new(Method::GET, "mailFolders/{id}", url))
+                .await
+            {
+                Ok(reply) => {
+                    ids.insert(decode_folder(&reply.body)?.id, w);
+                }
+                Err(e) if e.status() == Some(404) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(ids)
