@@ -400,3 +400,40 @@ async fn mailbox_budget_answers_429_once_spent() {
         .unwrap();
     assert!((1..=600).contains(&retry), "{retry}");
 }
+
+#[tokio::test]
+async fn inner_requests_are_throttled_one_by_one() {
+    let sim = start(|c| {
+        c.fault_seed = Some(3);
+        c.initial_faults.throttle_rate = 0.5;
+        c.initial_faults.retry_after_s = 2;
+    })
+    .await;
+    let requests: Vec<Value> = (0..20).map(|i| failing(&i.to_string())).collect();
+    // The batch itself may be throttled: a bounded number of tries.
+    let mut answered = None;
+    for _ in 0..20 {
+        let (status, body) = sim.batch(json!({"requests": requests.clone()})).await;
+        if status == 200 {
+            answered = Some(body);
+            break;
+        }
+        assert_eq!(status, 429);
+    }
+    let body = answered.expect("every batch was throttled");
+    let responses = body["responses"].as_array().unwrap();
+    assert_eq!(responses.len(), 20);
+    let throttled: Vec<&Value> = responses.iter().filter(|r| r["status"] == 429).collect();
+    assert!(!throttled.is_empty() && throttled.len() < 20, "{body}");
+    for r in &throttled {
+        assert_eq!(r["headers"]["Retry-After"], "2", "{r}");
+        assert_eq!(r["body"]["error"]["code"], "TooManyRequests");
+    }
+    assert!(
+        responses
+            .iter()
+            .all(|r| r["status"] == 429 || r["status"] == 400)
+    );
+    let stats = sim.stats().await;
+    assert_eq!(stats["batch_inner_requests"].as_u64(), Some(20), "{stats}");
+}

@@ -222,7 +222,7 @@ pub async fn graph_layer(State(state): State<SimState>, request: Request, next: 
     } else {
         None
     };
-    let response = graph_outcome(&state, request, next, inner, matched, mailbox.as_deref()).await;
+    let response = graph_outcome(&state, request, next, inner, mailbox.as_deref()).await;
     if inner {
         state.stats().record_inner(&route);
     } else {
@@ -241,12 +241,8 @@ async fn graph_outcome(
     request: Request,
     next: Next,
     inner: bool,
-    matched: bool,
     mailbox: Option<&str>,
 ) -> Response {
-    if !matched {
-        return next.run(request).await;
-    }
     let latency = state.faults().latency();
     let outcome = state.faults().draw();
     match outcome {
