@@ -1,0 +1,171 @@
+//! Client credentials: secret value, secret id (7000215), expired secret
+//! (7000222), wrong scope, unknown client, certificate assertions (PS256
+//! with `x5t#S256`, RS256 with `x5t`, wrong key, wrong aud, too long).
+
+use super::*;
+
+async fn client_credentials(sim: &Sim, extra: &[(&str, &str)]) -> (u16, Value) {
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_id", DEMO_CONFIDENTIAL_CLIENT_ID),
+        ("scope", "https://graph.microsoft.com/.default"),
+    ];
+    form.extend_from_slice(extra);
+    sim.token(&form).await
+}
+
+#[tokio::test]
+async fn client_credentials_with_secret() {
+    let sim = start(|_| {}).await;
+    let (status, body) = client_credentials(&sim, &[("client_secret", DEMO_CLIENT_SECRET)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("refresh_token").is_none());
+    let claims = jwt_claims(body["access_token"].as_str().unwrap());
+    assert!(
+        claims["roles"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("Mail.ReadWrite"))
+    );
+    assert_eq!(claims["appid"], DEMO_CONFIDENTIAL_CLIENT_ID);
+
+    let (status, body) =
+        client_credentials(&sim, &[("client_secret", DEMO_CLIENT_SECRET_ID)]).await;
+    assert_entra(status, &body, 401, "invalid_client", 7000215);
+    assert!(body["error_description"].as_str().unwrap().contains(
+        "Ensure the secret being sent in the request is the client secret value, not the client secret ID"
+    ));
+
+    let (status, body) = sim
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", DEMO_CONFIDENTIAL_CLIENT_ID),
+            ("client_secret", DEMO_CLIENT_SECRET),
+            ("scope", "https://graph.microsoft.com/Mail.Read"),
+        ])
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_scope");
+
+    let (status, body) = sim
+        .token(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "11111111-2222-3333-4444-555555555555"),
+            ("client_secret", DEMO_CLIENT_SECRET),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .await;
+    assert_entra(status, &body, 400, "unauthorized_client", 700016);
+
+    sim.control("/_sim/faults", json!({"expire_client_secrets": true}))
+        .await;
+    let (status, body) = client_credentials(&sim, &[("client_secret", DEMO_CLIENT_SECRET)]).await;
+    assert_entra(status, &body, 401, "invalid_client", 7000222);
+}
+
+/// A client assertion signed with the demo certificate's key (or
+/// `key_pem`), with the given header thumbprint kind and claims.
+fn assertion(
+    sim: &Sim,
+    alg: jsonwebtoken::Algorithm,
+    s256: bool,
+    key_pem: &str,
+    aud: &str,
+    lifetime: i64,
+) -> String {
+    let der = &sim.state.certificate().cert_der;
+    let mut header = jsonwebtoken::Header::new(alg);
+    if s256 {
+        header.x5t_s256 = Some(URL_SAFE_NO_PAD.encode(Sha256::digest(der)));
+    } else {
+        use sha1::Digest as _;
+        header.x5t = Some(URL_SAFE_NO_PAD.encode(sha1::Sha1::digest(der)));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "aud": aud,
+        "iss": DEMO_CONFIDENTIAL_CLIENT_ID,
+        "sub": DEMO_CONFIDENTIAL_CLIENT_ID,
+        "jti": uuid::Uuid::new_v4().to_string(),
+        "nbf": now,
+        "iat": now,
+        "exp": now + lifetime,
+    });
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(key_pem.as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+#[tokio::test]
+async fn client_credentials_with_certificate_assertions() {
+    let sim = start(|_| {}).await;
+    let key = sim.state.certificate().key_pem.clone();
+    let aud = format!("https://login.microsoftonline.com/{DEMO_TENANT_ID}/oauth2/v2.0/token");
+    let local_aud = sim.url(&format!("/{DEMO_TENANT_ID}/oauth2/v2.0/token"));
+    let sim = &sim;
+    let with = move |a: String| async move {
+        client_credentials(
+            sim,
+            &[
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", &a),
+            ],
+        )
+        .await
+    };
+    let (status, body) = with(assertion(
+        sim,
+        jsonwebtoken::Algorithm::PS256,
+        true,
+        &key,
+        &aud,
+        300,
+    ))
+    .await;
+    assert_eq!(status, 200, "PS256 x5t#S256: {body}");
+    let (status, body) = with(assertion(
+        sim,
+        jsonwebtoken::Algorithm::RS256,
+        false,
+        &key,
+        &local_aud,
+        300,
+    ))
+    .await;
+    assert_eq!(status, 200, "RS256 x5t: {body}");
+
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)
+        .unwrap()
+        .serialize_pem();
+    let (status, body) = with(assertion(
+        sim,
+        jsonwebtoken::Algorithm::PS256,
+        true,
+        &other,
+        &aud,
+        300,
+    ))
+    .await;
+    assert_entra(status, &body, 401, "invalid_client", 700027);
+
+    let (status, body) = with(assertion(
+        sim,
+        jsonwebtoken::Algorithm::PS256,
+        true,
+        &key,
+        "https://elsewhere.example/token",
+        300,
+    ))
+    .await;
+    assert_entra(status, &body, 401, "invalid_client", 700023);
+
+    let (status, body) = with(assertion(
+        sim,
+        jsonwebtoken::Algorithm::RS256,
+        true,
+        &key,
+        &aud,
+        3600,
+    ))
+    .await;
+    assert_entra(status, &body, 401, "invalid_client", 700024);
+}
