@@ -526,3 +526,23 @@ async fn invalidated_token_is_refreshed_on_next_use() {
     assert_eq!(sim.token_requests().await, before + 1);
     assert_eq!(store.0.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn delegated_sign_in_without_consent_names_the_consent_url() {
+    let sim = start_sim(|_| {}).await;
+    // The confidential demo app has application permissions only: no
+    // delegated consent.
+    let client = sim.confidential_client(sim.certificate(AssertionAlgorithm::PS256));
+    let scopes = client.config().delegated_scopes(false);
+    let login = LoopbackLogin::start(&client, None, &scopes, Some("alice@example.com"))
+        .await
+        .unwrap();
+    let redirect = sim.authorize(login.authorize_url()).await;
+    let (outcome, _) = tokio::join!(login.finish(&client), hit_loopback(&redirect));
+    let err = outcome.unwrap_err();
+    assert_eq!(err.aadsts(), Some(65001), "{err:?}");
+    assert!(
+        err.remedy("alice@example.com")
+            .contains("graphgate consent-url")
+    );
+}

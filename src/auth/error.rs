@@ -180,6 +180,11 @@ impl AuthError {
                      consent at sign-in, or have a tenant admin open the URL from \
                      `graphgate consent-url`."
                     .to_string(),
+                Some(65004) => format!(
+                    "The user declined the requested permissions; run `graphgate login \
+                     --browser {account}` again and accept, or have a tenant admin grant \
+                     consent (`graphgate consent-url`)."
+                ),
                 Some(50076 | 50079) => format!(
                     "Multi-factor authentication is required; sign in interactively with \
                      `graphgate login --browser {account}`."
@@ -316,6 +321,7 @@ mod tests {
             (700082, "graphgate login bob"),
             (700003, "graphgate login bob"),
             (65001, "graphgate consent-url"),
+            (65004, "declined the requested permissions"),
             (50076, "graphgate login --browser bob"),
             (50079, "graphgate login --browser bob"),
             (53003, "tenant admin"),

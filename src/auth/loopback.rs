@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::client::{AuthorizationRequest, EntraClient};
 use super::error::first_line;
-use super::{AuthError, TokenSet};
+use super::{AuthError, EntraErrorResponse, TokenSet};
 
 /// Largest request head read from the browser.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
@@ -75,6 +75,15 @@ impl LoopbackLogin {
     pub async fn finish(self, client: &EntraClient) -> Result<TokenSet, AuthError> {
         let outcome = self.wait_for_redirect().await?;
         match outcome {
+            // Entra puts the AADSTS code in the description
+            // ("AADSTS65001: …"): keep it so the remedy fits.
+            RedirectOutcome::Error { error, description } if description.starts_with("AADSTS") => {
+                Err(AuthError::from_entra(EntraErrorResponse {
+                    error,
+                    error_description: Some(description),
+                    ..EntraErrorResponse::default()
+                }))
+            }
             RedirectOutcome::Error { error, description } => {
                 Err(AuthError::Authorization { error, description })
             }

@@ -296,7 +296,13 @@ async fn loopback_answers_strays_and_reports_an_error_redirect() {
     };
     let (result, ()) = tokio::join!(login.finish(&client), browser);
     match result {
-        Err(AuthError::Authorization { error, description }) => {
+        Err(AuthError::Entra {
+            code,
+            error,
+            description,
+            ..
+        }) => {
+            assert_eq!(code, Some(65004));
             assert_eq!(error, "access_denied");
             assert_eq!(description, "AADSTS65004: User declined.");
         }
