@@ -169,3 +169,40 @@ async fn client_credentials_with_certificate_assertions() {
     .await;
     assert_entra(status, &body, 401, "invalid_client", 700024);
 }
+
+#[tokio::test]
+async fn basic_auth_secret_and_public_client_with_secret() {
+    use base64::engine::general_purpose::STANDARD;
+    let sim = start(|_| {}).await;
+    let basic = STANDARD.encode(format!(
+        "{DEMO_CONFIDENTIAL_CLIENT_ID}:{}",
+        percent_encoding::utf8_percent_encode(
+            DEMO_CLIENT_SECRET,
+            percent_encoding::NON_ALPHANUMERIC
+        )
+    ));
+    let response = sim
+        .http
+        .post(sim.url(&format!("/{DEMO_TENANT_ID}/oauth2/v2.0/token")))
+        .header("authorization", format!("Basic {basic}"))
+        .form_pairs(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "https://graph.microsoft.com/.default"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+
+    let (status, body) = sim
+        .token(&[
+            ("grant_type", "password"),
+            ("client_id", DEMO_PUBLIC_CLIENT_ID),
+            ("client_secret", "anything"),
+            ("username", "alice@example.com"),
+            ("password", "alice"),
+            ("scope", SCOPES),
+        ])
+        .await;
+    assert_entra(status, &body, 401, "invalid_client", 700025);
+}

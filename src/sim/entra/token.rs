@@ -29,9 +29,14 @@ const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 pub async fn token(
     State(state): State<SimState>,
     Path(tenant): Path<String>,
+    headers: http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    match redeem(&state, &tenant, &body) {
+    let basic = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(basic_credentials);
+    match redeem(&state, &tenant, &body, basic) {
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
@@ -45,9 +50,33 @@ fn missing(name: &str) -> EntraError {
     )
 }
 
-fn redeem(state: &SimState, tenant: &str, body: &[u8]) -> Result<Response, EntraError> {
+/// `Authorization: Basic` client credentials (RFC 6749 §2.3.1: both parts
+/// form-url-encoded), as `client_secret_basic` clients send them.
+fn basic_credentials(value: &str) -> Option<(String, String)> {
+    use base64::engine::general_purpose::STANDARD;
+    let encoded = value.strip_prefix("Basic ")?;
+    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = decoded.split_once(':')?;
+    let unescape = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', " "))
+            .decode_utf8_lossy()
+            .to_string()
+    };
+    Some((unescape(id), unescape(secret)))
+}
+
+fn redeem(
+    state: &SimState,
+    tenant: &str,
+    body: &[u8],
+    basic: Option<(String, String)>,
+) -> Result<Response, EntraError> {
     check_tenant(state.tenant(), tenant)?;
-    let form = parse_form(body)?;
+    let mut form = parse_form(body)?;
+    if let Some((id, secret)) = basic {
+        form.entry("client_id".into()).or_insert(id);
+        form.entry("client_secret".into()).or_insert(secret);
+    }
     let field = |name: &str| form.get(name).map(String::as_str);
     let grant_type = field("grant_type").ok_or_else(|| missing("grant_type"))?;
     let client_id = field("client_id").ok_or_else(|| missing("client_id"))?;
@@ -56,6 +85,16 @@ fn redeem(state: &SimState, tenant: &str, body: &[u8]) -> Result<Response, Entra
         .app(client_id)
         .ok_or_else(|| unknown_client(client_id, state.tenant()))?;
     let tenant_id = state.tenant().id.clone();
+    if app.public_client
+        && (form.contains_key("client_secret") || form.contains_key("client_assertion"))
+    {
+        return Err(EntraError::new(
+            "invalid_client",
+            700025,
+            "Client is public so neither 'client_assertion' nor 'client_secret' should be presented.",
+        )
+        .with_status(http::StatusCode::UNAUTHORIZED));
+    }
     match grant_type {
         "client_credentials" => {
             authenticate_client(state, app, &form, tenant)?;
