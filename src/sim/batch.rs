@@ -136,6 +136,8 @@ async fn run(
     authorization: Option<HeaderValue>,
     requests: Vec<InnerSpec>,
 ) -> Option<Vec<Value>> {
+    // One router for the whole batch; each inner request gets a clone.
+    let service = super::graph_service(state.clone());
     let mut statuses: HashMap<String, u16> = HashMap::new();
     let mut pending = requests;
     let mut responses = Vec::new();
@@ -165,8 +167,9 @@ async fn run(
         let outcomes: Vec<(String, u16, Value)> = futures::stream::iter(runnable)
             .map(|r| {
                 let authorization = authorization.clone();
+                let service = service.clone();
                 async move {
-                    let (status, value) = dispatch(state, version, authorization, &r).await;
+                    let (status, value) = dispatch(service, version, authorization, &r).await;
                     (r.id, status, value)
                 }
             })
@@ -182,7 +185,7 @@ async fn run(
 }
 
 async fn dispatch(
-    state: &SimState,
+    service: Router,
     version: &str,
     authorization: Option<HeaderValue>,
     spec: &InnerSpec,
@@ -229,7 +232,7 @@ async fn dispatch(
             return answer(400, json!({"id": spec.id, "status": 400, "body": e.body()}));
         }
     };
-    let response = match super::graph_service(state.clone()).oneshot(request).await {
+    let response = match service.oneshot(request).await {
         Ok(r) => r,
         Err(never) => match never {},
     };
