@@ -507,3 +507,36 @@ async fn sim_throttled_requests_are_retried_and_counted_like_the_sim() {
     assert_eq!(counters.throttled, sim_429);
     assert_eq!(counters.total_requests(), 12 + sim_429);
 }
+
+#[tokio::test]
+async fn sim_unavailable_and_reset_gets_are_retried() {
+    let sim = start_sim().await;
+    let client = sim.client();
+    let alice = app_only(&sim, &client);
+    // Get (and cache) the app token first: faults hit Entra ID too, and
+    // retrying the token endpoint is the auth layer's business.
+    let warm_up = alice.fetch_mime(&RemoteMessageId::new("warm-up")).await;
+    assert_eq!(warm_up.unwrap_err().status(), Some(400));
+    sim.faults(json!({"error_rate": 0.3, "reset_rate": 0.2, "retry_after_s": 0}))
+        .await;
+    for i in 0..12 {
+        let err = alice
+            .fetch_mime(&RemoteMessageId::new(format!("gone{i}")))
+            .await
+            .unwrap_err();
+        // 503s and resets were retried away; the real answer is left.
+        assert_eq!(err.status(), Some(400), "{err:?}");
+    }
+    let stats = sim.stats().await;
+    let counters = client.counters();
+    let sim_503 = stats["by_status"]["503"].as_u64().unwrap_or(0);
+    let resets = stats["resets"].as_u64().unwrap_or(0);
+    assert!(sim_503 + resets > 0, "no fault was injected: {stats}");
+    assert_eq!(
+        sim_503,
+        counters.statuses.get(&503).copied().unwrap_or(0),
+        "{stats}"
+    );
+    assert_eq!(resets, counters.transport_errors, "{stats}");
+    assert_eq!(counters.total_requests(), 13 + sim_503 + resets, "{stats}");
+}
