@@ -226,13 +226,13 @@ impl EntraClient {
     /// App-only token (client credentials grant) with the client secret or
     /// a certificate assertion, for `{resource}/.default`. No refresh token.
     pub async fn client_credentials(&self) -> Result<TokenSet, AuthError> {
-        let client = self.oauth_client()?;
-        let assertion = self.assertion()?;
         if matches!(self.config.credential, ClientCredential::None) {
             return Err(AuthError::Config(
                 "client credentials need a client secret or certificate".into(),
             ));
         }
+        let client = self.oauth_client()?;
+        let assertion = self.assertion()?;
         let scopes = self.config.app_only_scopes();
         let mut request = client
             .exchange_client_credentials()

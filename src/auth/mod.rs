@@ -17,6 +17,15 @@
 //! - [`token_set`]: [`TokenSet`], [`SignedInIdentity`], [`check_identity`].
 //! - [`source`]: [`RefreshingTokenSource`], [`ClientCredentialsTokenSource`].
 //! - [`error`]: [`AuthError`] with `remedy()` and `requires_login()`.
+//!
+//! Typical use: build an [`EntraClient`] from an [`AuthorityConfig`]; sign
+//! in with `start_device_code` + `poll_device_code` or with
+//! [`LoopbackLogin::start`] → open `authorize_url()` → `finish` (wrap it in
+//! a timeout: it waits for the browser as long as it takes); check the
+//! [`TokenSet`] with [`check_identity`]; store it; then hand a
+//! [`RefreshingTokenSource`] (with a [`TokenPersister`] writing to the
+//! store) to the Graph client. App-only accounts use
+//! [`ClientCredentialsTokenSource`].
 
 use std::fmt;
 use std::time::SystemTime;
