@@ -111,7 +111,9 @@ impl GraphError {
                 GraphErrorKind::Throttled | GraphErrorKind::Unavailable
             ),
             GraphError::Transport(_) => true,
-            GraphError::Auth(_) => true,
+            // Network trouble reaching Entra ID passes; an answer from
+            // Entra ID (revoked grant, bad secret, no consent) does not.
+            GraphError::Auth(e) => !matches!(e, AuthError::Entra { .. }) && !e.requires_login(),
             GraphError::DeltaReset
             | GraphError::Malformed(_)
             | GraphError::TooLarge(_)
