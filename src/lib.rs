@@ -18,7 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod graph;
 pub mod secret;
-pub mod smtp;
 pub mod sim;
+pub mod smtp;
 pub mod store;
 pub mod tls;

@@ -101,7 +101,9 @@ impl Tenant {
     }
 
     pub fn app(&self, client_id: &str) -> Option<&SimApp> {
-        self.apps.iter().find(|a| a.client_id.eq_ignore_ascii_case(client_id))
+        self.apps
+            .iter()
+            .find(|a| a.client_id.eq_ignore_ascii_case(client_id))
     }
 
     /// Whether `tenant` (as written in `/{tenant}/oauth2/...`) names this
