@@ -429,6 +429,55 @@ async fn append_recreates_the_draft_as_a_non_draft_and_removes_the_draft() {
     );
 }
 
+#[tokio::test]
+async fn flag_patch_is_retried_after_503_but_a_create_is_not() {
+    let stub = stub::start().await;
+    let (client, mailbox, _) = me(&stub.base);
+    let update = graphgate::graph::FlagUpdate {
+        is_read: Some(true),
+        flag: Some(FlagStatus::Flagged),
+        categories: Some(vec!["Blue".into()]),
+        answered: Some(true),
+        forwarded: None,
+    };
+    mailbox.update_flags(&id("M1"), &update).await.unwrap();
+    {
+        let seen = stub.seen.lock().unwrap();
+        let (patched, body) = &seen.patches[0];
+        assert_eq!(patched, "M1");
+        assert_eq!(body["isRead"], true);
+        assert_eq!(body["flag"]["flagStatus"], "flagged");
+        assert_eq!(body["categories"][0], "Blue");
+        assert_eq!(body["singleValueExtendedProperties"][0]["value"], "102");
+    }
+    assert_eq!(
+        client.counters().requests.get("PATCH messages/{id}"),
+        Some(&2)
+    );
+
+    // A 503 may come after the folder was created: not sent again.
+    let err = mailbox.create_folder(None, "New").await.unwrap_err();
+    assert_eq!(err.kind(), Some(GraphErrorKind::Unavailable));
+    assert!(err.is_transient());
+    assert_eq!(stub.count("POST /v1.0/me/mailFolders"), 1);
+}
+
+#[tokio::test]
+async fn handles_on_one_mailbox_share_its_four_slots() {
+    let stub = stub::start().await;
+    let client = GraphClient::new(config(&stub.base)).unwrap();
+    let first = client.mailbox(Mailbox::Me, tokens("fresh"));
+    let second = client.mailbox(Mailbox::Me, tokens("fresh"));
+    let ids: Vec<RemoteMessageId> = (0..16).map(|i| id(&format!("slow{i}"))).collect();
+    let (a, b) = tokio::join!(
+        futures::future::join_all(ids.iter().map(|i| first.fetch_mime(i))),
+        futures::future::join_all(ids.iter().map(|i| second.fetch_mime(i)))
+    );
+    assert!(a.iter().chain(b.iter()).all(Result::is_ok));
+    let max = stub.seen.lock().unwrap().max_in_flight;
+    assert!((1..=4).contains(&max), "max in flight {max}");
+}
+
 #[test]
 fn default_config_targets_microsoft() {
     let c = GraphConfig::default();

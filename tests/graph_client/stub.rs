@@ -34,6 +34,8 @@ pub struct Seen {
     pub batch_sizes: Vec<usize>,
     /// (folder, JSON body) of each `POST mailFolders/{id}/messages`.
     pub created_in_folder: Vec<(String, Value)>,
+    /// (message id, JSON body) of each PATCH that succeeded.
+    pub patches: Vec<(String, Value)>,
 }
 
 #[derive(Clone)]
@@ -388,6 +390,19 @@ async fn create_in_folder(
         .into_response()
 }
 
+async fn patch_message(State(stub): State<Stub>, Path(id): Path<String>, body: Bytes) -> Response {
+    let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+    if stub.call(&format!("patch {id}")) == 1 {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "serviceNotAvailable");
+    }
+    stub.seen.lock().unwrap().patches.push((id.clone(), v));
+    axum::Json(json!({"id": id})).into_response()
+}
+
+async fn create_folder_unavailable() -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "serviceNotAvailable")
+}
+
 async fn no_content() -> StatusCode {
     StatusCode::NO_CONTENT
 }
@@ -408,7 +423,14 @@ pub async fn start() -> Stub {
         seen: Arc::default(),
     };
     let app = Router::new()
-        .route("/v1.0/me/mailFolders", get(folders))
+        .route(
+            "/v1.0/me/mailFolders",
+            get(folders).post(create_folder_unavailable),
+        )
+        .route(
+            "/v1.0/me/messages/{id}",
+            axum::routing::patch(patch_message),
+        )
         .route("/v1.0/me/mailFolders/{id}/childFolders", get(child_folders))
         .route("/v1.0/me/mailFolders/{id}/messages/delta", get(delta))
         .route("/v1.0/me/messages/{id}/$value", get(value))
