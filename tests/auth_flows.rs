@@ -493,7 +493,7 @@ async fn configuration_mistakes_get_their_remedy() {
         .await
         .unwrap_err();
     assert_eq!(err.aadsts(), Some(90002), "{err:?}");
-    assert!(err.remedy("app").contains("config key `tenant`"));
+    assert!(err.remedy("app").contains("config key `microsoft.tenant`"));
 
     config.tenant = "example.com".into();
     config.client_id = "00000000-0000-4000-8000-00000000dead".into();
@@ -503,7 +503,7 @@ async fn configuration_mistakes_get_their_remedy() {
         .await
         .unwrap_err();
     assert_eq!(err.aadsts(), Some(700016), "{err:?}");
-    assert!(err.remedy("app").contains("config key `client_id`"));
+    assert!(err.remedy("app").contains("config key `microsoft.client_id`"));
 }
 
 #[tokio::test]

@@ -193,16 +193,19 @@ impl AuthError {
                      tenant admin to allow this app and location."
                     .to_string(),
                 Some(90002) => "The tenant was not found; fix the tenant id or domain \
-                     (config key `tenant`)."
+                     (config key `microsoft.tenant`, variable GRAPHGATE_MICROSOFT_TENANT)."
                     .to_string(),
                 Some(700016) => "The app (client id) is not registered in this tenant; fix \
-                     the client id (config key `client_id`) or register the app."
+                     the client id (config key `microsoft.client_id`, variable \
+                     GRAPHGATE_MICROSOFT_CLIENT_ID) or register the app."
                     .to_string(),
                 Some(7000215) => "The client secret is invalid: copy the secret's Value, not \
-                     its Secret ID, into the config key `client_secret`."
+                     its Secret ID, into the file named by the config key \
+                     `microsoft.client_secret_file`."
                     .to_string(),
                 Some(7000222) => "The client secret has expired; create a new client secret \
-                     in the app registration and update `client_secret`."
+                     in the app registration and put its Value in the file named by \
+                     `microsoft.client_secret_file`."
                     .to_string(),
                 Some(7000218) => "The app is a confidential client: configure a client \
                      secret or certificate, or enable \"Allow public client flows\" in the \
@@ -325,8 +328,8 @@ mod tests {
             (50076, "graphgate login --browser bob"),
             (50079, "graphgate login --browser bob"),
             (53003, "tenant admin"),
-            (90002, "`tenant`"),
-            (700016, "`client_id`"),
+            (90002, "`microsoft.tenant`"),
+            (700016, "`microsoft.client_id`"),
             (7000215, "Value, not its Secret ID"),
             (7000222, "new client secret"),
             (7000218, "public client"),
