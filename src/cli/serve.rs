@@ -4,7 +4,12 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use std::sync::Arc;
+
+use crate::account::{authority_from_config, open_accounts};
+use crate::auth::EntraClient;
 use crate::config::Config;
+use crate::graph::{GraphClient, GraphConfig};
 use crate::store::{Store, StoreKey};
 
 #[derive(Debug, Args)]
@@ -20,11 +25,24 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         schema = store.schema_version()?,
         "store opened"
     );
-    let accounts = store.accounts()?;
-    if accounts.is_empty() {
+    if store.accounts()?.is_empty() {
         tracing::warn!(
             "no account is configured yet; add one with `graphgate accounts add` and sign it in"
         );
+    }
+    let graph = GraphClient::new(GraphConfig {
+        base_url: config.microsoft.graph_url.clone(),
+        ..GraphConfig::default()
+    })?;
+    match authority_from_config(&config).and_then(EntraClient::new) {
+        Ok(entra) => {
+            let ready = open_accounts(&store, &key, Arc::new(entra), &graph).await?;
+            tracing::info!(online = ready.len(), "accounts checked");
+        }
+        Err(e) => tracing::error!(
+            "the Entra ID settings are unusable, so no account can sign in: {e}. {}",
+            e.remedy("<account>")
+        ),
     }
     let shutdown = tokio_util::sync::CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
