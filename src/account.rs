@@ -208,6 +208,46 @@ impl AccountRuntime {
     }
 }
 
+/// Open every account and make sure it can get a token, recording ONLINE
+/// or OFFLINE (with the remedy sentence) in the store. Accounts that fail
+/// are reported and left out; the others keep working.
+pub async fn open_accounts(
+    store: &Store,
+    key: &StoreKey,
+    entra: Arc<EntraClient>,
+    graph: &GraphClient,
+) -> Result<Vec<AccountRuntime>, crate::store::StoreError> {
+    let mut ready = Vec::new();
+    for account in store.accounts()? {
+        let (id, login) = (account.id, account.login.clone());
+        let opened = AccountRuntime::open(account, store, key, entra.clone(), graph);
+        let checked = match opened {
+            Ok(runtime) => match runtime.tokens.access_token().await {
+                Ok(_) => Ok(runtime),
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(runtime) => {
+                store.set_account_state(id, AccountState::Online, None)?;
+                tracing::info!(account = %login, "account online");
+                ready.push(runtime);
+            }
+            Err(e) => {
+                let text = format!(
+                    "{}. {}",
+                    e.to_string().trim_end_matches('.'),
+                    e.remedy(&login)
+                );
+                tracing::error!(account = %login, "account OFFLINE: {text}");
+                store.set_account_state(id, AccountState::Offline, Some(&text))?;
+            }
+        }
+    }
+    Ok(ready)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,44 +288,4 @@ mod tests {
         let other = StoreKey::from_bytes([2; 32]);
         assert!(load_tokens(&store, &other, account.id).is_err());
     }
-}
-
-/// Open every account and make sure it can get a token, recording ONLINE
-/// or OFFLINE (with the remedy sentence) in the store. Accounts that fail
-/// are reported and left out; the others keep working.
-pub async fn open_accounts(
-    store: &Store,
-    key: &StoreKey,
-    entra: Arc<EntraClient>,
-    graph: &GraphClient,
-) -> Result<Vec<AccountRuntime>, crate::store::StoreError> {
-    let mut ready = Vec::new();
-    for account in store.accounts()? {
-        let (id, login) = (account.id, account.login.clone());
-        let opened = AccountRuntime::open(account, store, key, entra.clone(), graph);
-        let checked = match opened {
-            Ok(runtime) => match runtime.tokens.access_token().await {
-                Ok(_) => Ok(runtime),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        match checked {
-            Ok(runtime) => {
-                store.set_account_state(id, AccountState::Online, None)?;
-                tracing::info!(account = %login, "account online");
-                ready.push(runtime);
-            }
-            Err(e) => {
-                let text = format!(
-                    "{}. {}",
-                    e.to_string().trim_end_matches('.'),
-                    e.remedy(&login)
-                );
-                tracing::error!(account = %login, "account OFFLINE: {text}");
-                store.set_account_state(id, AccountState::Offline, Some(&text))?;
-            }
-        }
-    }
-    Ok(ready)
 }

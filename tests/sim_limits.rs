@@ -438,11 +438,9 @@ async fn inner_requests_are_throttled_one_by_one() {
     assert_eq!(stats["batch_inner_requests"].as_u64(), Some(20), "{stats}");
 }
 
-// The following need the Graph mail routes (being built in parallel in
-// `sim::mail`); run them with `--ignored` once they exist.
+// The following go through the Graph mail routes of `sim::mail`.
 
 #[tokio::test]
-#[ignore = "needs the sim's Graph mail routes"]
 async fn batch_depends_on_success_and_base64_value_bodies() {
     let sim = start(|_| {}).await;
     let list: Value = sim
@@ -486,7 +484,6 @@ async fn batch_depends_on_success_and_base64_value_bodies() {
 }
 
 #[tokio::test]
-#[ignore = "needs the sim's Graph mail routes"]
 async fn concurrency_limit_on_plain_graph_requests() {
     let sim = start(|c| c.initial_faults.latency_ms = 1500).await;
     let requests = (0..5).map(|_| {

@@ -186,6 +186,7 @@ pub fn graph_service(state: SimState) -> Router {
 pub fn router(state: SimState) -> Router {
     Router::new()
         .merge(control::routes().with_state(state.clone()))
+        .merge(mail::control_routes().with_state(state.clone()))
         .merge(
             entra::routes()
                 .layer(axum::middleware::from_fn_with_state(

@@ -1,0 +1,395 @@
+//! The simulated mailboxes: folders, messages (raw MIME plus the properties
+//! Exchange keeps), and a per-mailbox change sequence that delta queries
+//! read. Written from Graph's "message resource type", "mailFolder resource
+//! type" and "message: delta" documents; shares nothing with `graph/`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+/// Well-known folder names and their display names (msgfolderroot is the
+/// parent of the top-level folders).
+pub const WELL_KNOWN: &[(&str, &str)] = &[
+    ("inbox", "Inbox"),
+    ("drafts", "Drafts"),
+    ("sentitems", "Sent Items"),
+    ("deleteditems", "Deleted Items"),
+    ("junkemail", "Junk Email"),
+    ("archive", "Archive"),
+    ("outbox", "Outbox"),
+];
+
+#[derive(Debug, Clone)]
+pub struct Folder {
+    pub id: String,
+    pub parent_id: String,
+    pub display_name: String,
+    pub well_known: Option<&'static str>,
+    pub hidden: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub folder_id: String,
+    pub mime: Vec<u8>,
+    pub subject: String,
+    pub from: Option<(String, String)>,
+    pub to: Vec<(String, String)>,
+    pub cc: Vec<(String, String)>,
+    pub bcc: Vec<(String, String)>,
+    pub internet_message_id: String,
+    pub received: DateTime<Utc>,
+    pub sent: DateTime<Utc>,
+    pub created: DateTime<Utc>,
+    pub modified: DateTime<Utc>,
+    pub is_read: bool,
+    pub is_draft: bool,
+    pub flag_status: String,
+    pub categories: Vec<String>,
+    pub body_text: String,
+    pub has_attachments: bool,
+    /// Extended properties, keyed by normalised id (see [`normalise_property_id`]).
+    pub extended: BTreeMap<String, (String, String)>,
+    /// Change sequence of the last change (delta).
+    pub seq: u64,
+}
+
+/// One mailbox.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    pub root_id: String,
+    pub folders: Vec<Folder>,
+    pub messages: HashMap<String, Message>,
+    /// Ids of removed (deleted or moved-away) messages: (seq, folder, id).
+    pub tombstones: Vec<(u64, String, String)>,
+    pub seq: u64,
+}
+
+pub fn new_id(prefix: &str) -> String {
+    let raw = uuid::Uuid::new_v4();
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.as_bytes())
+    )
+}
+
+pub fn timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `Integer 0x0E07` == `integer 0xe07`: lower case, hex digits without
+/// leading zeros (Exchange answers in its own spelling).
+pub fn normalise_property_id(id: &str) -> String {
+    let lower = id.trim().to_ascii_lowercase();
+    let mut out = String::with_capacity(lower.len());
+    let mut rest = lower.as_str();
+    while let Some(pos) = rest.find("0x") {
+        out.push_str(&rest[..pos + 2]);
+        let tail = &rest[pos + 2..];
+        let digits = tail.chars().take_while(|c| c.is_ascii_hexdigit()).count();
+        let trimmed = tail[..digits].trim_start_matches('0');
+        out.push_str(if trimmed.is_empty() { "0" } else { trimmed });
+        rest = &tail[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Mailbox {
+    pub fn new() -> Mailbox {
+        let root_id = new_id("AAMkRoot");
+        let folders = WELL_KNOWN
+            .iter()
+            .map(|(name, display)| Folder {
+                id: new_id("AAMkF"),
+                parent_id: root_id.clone(),
+                display_name: (*display).to_string(),
+                well_known: Some(name),
+                hidden: false,
+            })
+            .collect();
+        Mailbox {
+            root_id,
+            folders,
+            ..Default::default()
+        }
+    }
+
+    /// A folder by id or well-known name (case-insensitive).
+    pub fn folder(&self, id_or_name: &str) -> Option<&Folder> {
+        if id_or_name.eq_ignore_ascii_case("msgfolderroot") {
+            return None;
+        }
+        self.folders.iter().find(|f| {
+            f.id == id_or_name
+                || f.well_known
+                    .is_some_and(|w| w.eq_ignore_ascii_case(id_or_name))
+        })
+    }
+
+    pub fn folder_id(&self, id_or_name: &str) -> Option<String> {
+        if id_or_name.eq_ignore_ascii_case("msgfolderroot") || id_or_name == self.root_id {
+            return Some(self.root_id.clone());
+        }
+        self.folder(id_or_name).map(|f| f.id.clone())
+    }
+
+    pub fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    pub fn folder_json(&self, folder: &Folder) -> Value {
+        let (mut total, mut unread) = (0u64, 0u64);
+        for m in self.messages.values().filter(|m| m.folder_id == folder.id) {
+            total += 1;
+            if !m.is_read {
+                unread += 1;
+            }
+        }
+        let children = self
+            .folders
+            .iter()
+            .filter(|f| f.parent_id == folder.id)
+            .count();
+        json!({
+            "id": folder.id,
+            "displayName": folder.display_name,
+            "parentFolderId": folder.parent_id,
+            "childFolderCount": children,
+            "unreadItemCount": unread,
+            "totalItemCount": total,
+            "sizeInBytes": 0,
+            "isHidden": folder.hidden,
+        })
+    }
+
+    /// Insert a message (new seq).
+    pub fn insert(&mut self, mut message: Message) -> String {
+        message.seq = self.next_seq();
+        let id = message.id.clone();
+        self.messages.insert(id.clone(), message);
+        id
+    }
+
+    /// Mark a message changed (delta reports it again).
+    pub fn touch(&mut self, id: &str) {
+        let seq = self.next_seq();
+        if let Some(m) = self.messages.get_mut(id) {
+            m.seq = seq;
+            m.modified = Utc::now();
+        }
+    }
+
+    /// Remove a message, leaving a tombstone in its folder.
+    pub fn remove(&mut self, id: &str) -> Option<Message> {
+        let message = self.messages.remove(id)?;
+        let seq = self.next_seq();
+        self.tombstones
+            .push((seq, message.folder_id.clone(), message.id.clone()));
+        Some(message)
+    }
+}
+
+/// The message resource as Graph writes it.
+pub fn message_json(m: &Message) -> Value {
+    let recipient = |(name, address): &(String, String)| json!({"emailAddress": {"name": name, "address": address}});
+    let list = |v: &[(String, String)]| Value::Array(v.iter().map(recipient).collect());
+    let preview: String = m.body_text.chars().take(255).collect();
+    json!({
+        "@odata.etag": format!("W/\"{}\"", m.seq),
+        "id": m.id,
+        "createdDateTime": timestamp(&m.created),
+        "lastModifiedDateTime": timestamp(&m.modified),
+        "changeKey": format!("CQAAABYAAAD{}", m.seq),
+        "categories": m.categories,
+        "receivedDateTime": timestamp(&m.received),
+        "sentDateTime": timestamp(&m.sent),
+        "hasAttachments": m.has_attachments,
+        "internetMessageId": m.internet_message_id,
+        "subject": m.subject,
+        "bodyPreview": preview,
+        "importance": "normal",
+        "parentFolderId": m.folder_id,
+        "conversationId": format!("AAQk{}", &m.id.chars().rev().take(16).collect::<String>()),
+        "isDeliveryReceiptRequested": false,
+        "isReadReceiptRequested": false,
+        "isRead": m.is_read,
+        "isDraft": m.is_draft,
+        "webLink": format!("https://outlook.office365.com/owa/?ItemID={}", m.id),
+        "inferenceClassification": "focused",
+        "body": {"contentType": "text", "content": m.body_text},
+        "sender": m.from.as_ref().map(recipient),
+        "from": m.from.as_ref().map(recipient),
+        "toRecipients": list(&m.to),
+        "ccRecipients": list(&m.cc),
+        "bccRecipients": list(&m.bcc),
+        "replyTo": [],
+        "flag": {"flagStatus": m.flag_status},
+    })
+}
+
+/// Message properties `$select` may name.
+pub const MESSAGE_PROPERTIES: &[&str] = &[
+    "id",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "changeKey",
+    "categories",
+    "receivedDateTime",
+    "sentDateTime",
+    "hasAttachments",
+    "internetMessageId",
+    "subject",
+    "bodyPreview",
+    "importance",
+    "parentFolderId",
+    "conversationId",
+    "conversationIndex",
+    "isDeliveryReceiptRequested",
+    "isReadReceiptRequested",
+    "isRead",
+    "isDraft",
+    "webLink",
+    "inferenceClassification",
+    "body",
+    "uniqueBody",
+    "sender",
+    "from",
+    "toRecipients",
+    "ccRecipients",
+    "bccRecipients",
+    "replyTo",
+    "flag",
+    "internetMessageHeaders",
+];
+
+/// Parse raw MIME into a message's properties (mail-parser).
+pub fn message_from_mime(
+    id: String,
+    folder_id: String,
+    mime: Vec<u8>,
+    received: DateTime<Utc>,
+) -> Message {
+    let parsed = mail_parser::MessageParser::default().parse(&mime);
+    let addresses = |a: Option<&mail_parser::Address<'_>>| -> Vec<(String, String)> {
+        a.map(|a| {
+            a.iter()
+                .filter_map(|x| {
+                    Some((
+                        x.name().unwrap_or_default().to_string(),
+                        x.address()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let (subject, from, to, cc, bcc, mid, sent, body, attachments) = match &parsed {
+        Some(p) => (
+            p.subject().unwrap_or_default().to_string(),
+            addresses(p.from()).into_iter().next(),
+            addresses(p.to()),
+            addresses(p.cc()),
+            addresses(p.bcc()),
+            p.message_id().map(|m| format!("<{m}>")),
+            p.date()
+                .and_then(|d| DateTime::parse_from_rfc3339(&d.to_rfc3339()).ok())
+                .map(|d| d.with_timezone(&Utc)),
+            p.body_text(0).map(|b| b.to_string()).unwrap_or_default(),
+            p.attachment_count() > 0,
+        ),
+        None => (
+            String::new(),
+            None,
+            vec![],
+            vec![],
+            vec![],
+            None,
+            None,
+            String::new(),
+            false,
+        ),
+    };
+    let now = Utc::now();
+    Message {
+        id,
+        folder_id,
+        mime,
+        subject,
+        from,
+        to,
+        cc,
+        bcc,
+        internet_message_id: mid
+            .unwrap_or_else(|| format!("<{}@sim.graphgate>", uuid::Uuid::new_v4().simple())),
+        received,
+        sent: sent.unwrap_or(received),
+        created: now,
+        modified: now,
+        is_read: false,
+        is_draft: false,
+        flag_status: "notFlagged".into(),
+        categories: vec![],
+        body_text: body,
+        has_attachments: attachments,
+        extended: BTreeMap::new(),
+        seq: 0,
+    }
+}
+
+/// The raw MIME without its Bcc header (what recipients receive).
+pub fn strip_bcc(mime: &[u8]) -> Vec<u8> {
+    let header_end = find(mime, b"\r\n\r\n")
+        .map(|p| p + 2)
+        .or_else(|| find(mime, b"\n\n").map(|p| p + 1))
+        .unwrap_or(mime.len());
+    let (head, body) = mime.split_at(header_end);
+    let mut out = Vec::with_capacity(mime.len());
+    let mut skipping = false;
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if continuation {
+            if !skipping {
+                out.extend_from_slice(line);
+            }
+            continue;
+        }
+        skipping = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"bcc:");
+        if !skipping {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn property_ids_compare_like_exchange() {
+        assert_eq!(
+            normalise_property_id("Integer 0x0E07"),
+            normalise_property_id("integer 0xe07")
+        );
+        assert_eq!(normalise_property_id("Integer 0x0E08"), "integer 0xe08");
+    }
+
+    #[test]
+    fn bcc_is_stripped_with_its_continuation_lines() {
+        let mime = b"To: a@x\r\nBcc: b@x,\r\n c@x\r\nSubject: s\r\n\r\nBcc: body stays\r\n";
+        assert_eq!(
+            strip_bcc(mime),
+            b"To: a@x\r\nSubject: s\r\n\r\nBcc: body stays\r\n".to_vec()
+        );
+    }
+}
