@@ -503,7 +503,10 @@ async fn configuration_mistakes_get_their_remedy() {
         .await
         .unwrap_err();
     assert_eq!(err.aadsts(), Some(700016), "{err:?}");
-    assert!(err.remedy("app").contains("config key `microsoft.client_id`"));
+    assert!(
+        err.remedy("app")
+            .contains("config key `microsoft.client_id`")
+    );
 }
 
 #[tokio::test]

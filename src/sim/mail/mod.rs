@@ -7,8 +7,11 @@
 //! (base64 MIME or JSON) delivering to the tenant's users.
 //!
 //! Written from Microsoft's Graph documentation and graph-facts.md, sharing
-//! no code with `graph/`. Not yet simulated: attachments and upload
-//! sessions, `mailFolders/delta`, `$filter`.
+//! no code with `graph/`. Drafts take file attachments directly (below
+//! 3 MB) or through upload sessions (`createUploadSession`, then chunked
+//! `PUT`s of at most 4 MB, in order, without a bearer token, at
+//! `/_upload/{session}`), and a sent draft carries them in its MIME. Not
+//! simulated yet: `mailFolders/delta`, `$filter`, `$orderby`.
 //!
 //! Test controls (not counted in `/_sim/stats`): `POST
 //! /_sim/mail/deliver?to=UPN[&folder=NAME]` with raw MIME delivers an
@@ -38,7 +41,17 @@ pub struct ExternalDelivery {
     pub mime: Vec<u8>,
 }
 
+/// An attachment being uploaded through an upload session.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub user_id: String,
+    pub message_id: String,
+    pub size: usize,
+    pub attachment: model::Attachment,
+}
+
 pub struct MailState {
+    uploads: Mutex<HashMap<String, Upload>>,
     /// Mailboxes by user object id.
     mailboxes: Mutex<HashMap<String, Mailbox>>,
     /// Bumped by `expire_delta_tokens`; delta links of older epochs are gone.
@@ -57,6 +70,7 @@ impl MailState {
             mailboxes.insert(user.id.clone(), mailbox);
         }
         MailState {
+            uploads: Mutex::new(HashMap::new()),
             mailboxes: Mutex::new(mailboxes),
             delta_epoch: AtomicU64::new(1),
             outbound: Mutex::new(Vec::new()),
@@ -121,6 +135,46 @@ impl MailState {
 
     pub(crate) fn delta_epoch(&self) -> u64 {
         self.delta_epoch.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn start_upload(&self, session: String, upload: Upload) {
+        if let Ok(mut u) = self.uploads.lock() {
+            u.insert(session, upload);
+        }
+    }
+
+    pub(crate) fn cancel_upload(&self, session: &str) {
+        if let Ok(mut u) = self.uploads.lock() {
+            u.remove(session);
+        }
+    }
+
+    /// Append a chunk starting at `start` of `total` bytes.
+    pub(crate) fn upload_chunk(
+        &self,
+        session: &str,
+        start: usize,
+        total: usize,
+        chunk: &[u8],
+    ) -> handlers::UploadStep {
+        let Ok(mut uploads) = self.uploads.lock() else {
+            return handlers::UploadStep::Unknown;
+        };
+        let Some(upload) = uploads.get_mut(session) else {
+            return handlers::UploadStep::Unknown;
+        };
+        let have = upload.attachment.bytes.len();
+        if start != have || total != upload.size || have + chunk.len() > upload.size {
+            return handlers::UploadStep::OutOfOrder(have);
+        }
+        upload.attachment.bytes.extend_from_slice(chunk);
+        if upload.attachment.bytes.len() < upload.size {
+            return handlers::UploadStep::More(upload.attachment.bytes.len());
+        }
+        match uploads.remove(session) {
+            Some(done) => handlers::UploadStep::Done(done),
+            None => handlers::UploadStep::Unknown,
+        }
     }
 
     /// Messages sent to addresses outside the tenant.
@@ -196,6 +250,14 @@ pub fn routes() -> Router<SimState> {
                 &format!("{prefix}/messages/{{message_id}}/send"),
                 post(handlers::send_draft),
             )
+            .route(
+                &format!("{prefix}/messages/{{message_id}}/attachments"),
+                get(handlers::list_attachments).post(handlers::add_attachment),
+            )
+            .route(
+                &format!("{prefix}/messages/{{message_id}}/attachments/createUploadSession"),
+                post(handlers::create_upload_session),
+            )
             .route(&format!("{prefix}/sendMail"), post(handlers::send_mail));
     }
     router.layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
@@ -210,4 +272,11 @@ pub fn control_routes() -> Router<SimState> {
             post(handlers::control_expire_delta),
         )
         .route("/_sim/mail/outbound", get(handlers::control_outbound))
+        // Upload URLs carry their own authorisation (no bearer token), as
+        // Outlook's upload URLs do.
+        .route(
+            "/_upload/{session}",
+            axum::routing::put(handlers::upload_put).delete(handlers::upload_delete),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
 }

@@ -53,8 +53,102 @@ pub struct Message {
     pub has_attachments: bool,
     /// Extended properties, keyed by normalised id (see [`normalise_property_id`]).
     pub extended: BTreeMap<String, (String, String)>,
+    /// File attachments added through Graph (drafts).
+    pub attachments: Vec<Attachment>,
     /// Change sequence of the last change (delta).
     pub seq: u64,
+}
+
+/// A file attachment added to a draft (directly or by upload session).
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    pub id: String,
+    pub name: String,
+    pub content_type: String,
+    pub is_inline: bool,
+    pub content_id: Option<String>,
+    pub bytes: Vec<u8>,
+}
+
+impl Attachment {
+    pub fn json(&self) -> Value {
+        json!({
+            "@odata.type": "#microsoft.graph.fileAttachment",
+            "id": self.id,
+            "name": self.name,
+            "contentType": self.content_type,
+            "size": self.bytes.len(),
+            "isInline": self.is_inline,
+            "contentId": self.content_id,
+            "contentBytes": base64::engine::general_purpose::STANDARD.encode(&self.bytes),
+        })
+    }
+}
+
+/// The MIME of a draft with its Graph-added attachments: the original
+/// content becomes the first part of a multipart/mixed, each attachment a
+/// base64 part after it.
+pub fn mime_with_attachments(mime: &[u8], attachments: &[Attachment]) -> Vec<u8> {
+    if attachments.is_empty() {
+        return mime.to_vec();
+    }
+    let header_end = find(mime, b"\r\n\r\n").map(|p| p + 2).unwrap_or(mime.len());
+    let (head, body) = mime.split_at(header_end);
+    let body = body.strip_prefix(b"\r\n").unwrap_or(body);
+    let mut top = Vec::new();
+    let mut content = Vec::new();
+    let mut in_content = false;
+    for line in head.split_inclusive(|&b| b == b'\n') {
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !continuation {
+            let lower = line.to_ascii_lowercase();
+            in_content = lower.starts_with(b"content-") || lower.starts_with(b"mime-version:");
+        }
+        if in_content {
+            if !line.to_ascii_lowercase().starts_with(b"mime-version:") {
+                content.extend_from_slice(line);
+            }
+        } else {
+            top.extend_from_slice(line);
+        }
+    }
+    if content.is_empty() {
+        content.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+    }
+    let boundary = format!("sim-{}", uuid::Uuid::new_v4().simple());
+    let mut out = top;
+    out.extend_from_slice(b"MIME-Version: 1.0\r\n");
+    out.extend_from_slice(
+        format!("Content-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n").as_bytes(),
+    );
+    out.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+    out.extend_from_slice(&content);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    for a in attachments {
+        out.extend_from_slice(format!("\r\n--{boundary}\r\n").as_bytes());
+        out.extend_from_slice(
+            format!(
+                "Content-Type: {}; name=\"{}\"\r\nContent-Disposition: {}; filename=\"{}\"\r\nContent-Transfer-Encoding: base64\r\n",
+                a.content_type,
+                a.name,
+                if a.is_inline { "inline" } else { "attachment" },
+                a.name
+            )
+            .as_bytes(),
+        );
+        if let Some(cid) = &a.content_id {
+            out.extend_from_slice(format!("Content-ID: <{cid}>\r\n").as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&a.bytes);
+        for chunk in encoded.as_bytes().chunks(76) {
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    out
 }
 
 /// One mailbox.
@@ -337,6 +431,7 @@ pub fn message_from_mime(
         body_text: body,
         has_attachments: attachments,
         extended: BTreeMap::new(),
+        attachments: Vec::new(),
         seq: 0,
     }
 }
