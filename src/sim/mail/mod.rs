@@ -18,9 +18,16 @@
 //! incoming message; `POST /_sim/mail/expire_delta_tokens` makes every
 //! delta link answer 410 Gone.
 
+mod attachments;
+mod common;
+mod controls;
+mod delta;
+mod folders;
 mod handlers;
+mod messages;
 pub mod model;
 mod seed;
+mod send;
 
 use std::collections::HashMap;
 use std::sync::Mutex;

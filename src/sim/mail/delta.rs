@@ -1,0 +1,150 @@
+//! Per-folder message delta: pages with `@odata.nextLink`, a final
+//! `@odata.deltaLink`, `@removed` entries, and 410 Gone for expired tokens.
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::IntoResponse;
+use base64::Engine;
+use http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use super::SimState;
+use crate::sim::caller::Caller;
+use crate::sim::errors::GraphError;
+
+use super::common::*;
+
+/// What a delta or skip token carries.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct DeltaCursor {
+    folder: String,
+    /// Changes after this sequence number…
+    since: u64,
+    /// …up to this one (fixed at the start of a round).
+    upto: u64,
+    /// Page position: changes after this sequence number.
+    after: u64,
+    epoch: u64,
+    select: Option<String>,
+    page: usize,
+}
+
+pub(super) fn encode_cursor(c: &DeltaCursor) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(c).unwrap_or_default())
+}
+
+pub(super) fn decode_cursor(s: &str) -> Option<DeltaCursor> {
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+pub async fn delta(
+    State(state): State<SimState>,
+    caller: Caller,
+    params: Params,
+    query: QueryMap,
+    headers: HeaderMap,
+) -> Answer {
+    let t = target(&state, &caller, &params, Need::Read)?;
+    let folder = params.get("folder_id").cloned().unwrap_or_default();
+    let epoch = state.mail().delta_epoch();
+    let gone = || {
+        GraphError::new(
+            StatusCode::GONE,
+            "SyncStateNotFound",
+            "The sync state generation is not found. Restart the sync without a state token.",
+        )
+    };
+    let token = query.get("$deltatoken").or_else(|| query.get("$skiptoken"));
+    let cursor = match token {
+        Some(tok) => {
+            let c = decode_cursor(tok).ok_or_else(gone)?;
+            if c.epoch != epoch {
+                return Err(gone());
+            }
+            Some(c)
+        }
+        None => None,
+    };
+    if cursor.is_none() {
+        select(&query)?;
+    }
+    let page_size = max_page_size(&headers).unwrap_or(10).clamp(1, 1000);
+    with_mailbox(&state, &t, |mb| {
+        let folder_id = mb
+            .folder_id(&folder)
+            .ok_or_else(|| GraphError::not_found("folder"))?;
+        let mut c = match cursor {
+            Some(mut c) if query.contains_key("$deltatoken") => {
+                // A new round from a delta link.
+                c.since = c.upto;
+                c.upto = mb.seq;
+                c.after = c.since;
+                c.page = 0;
+                c
+            }
+            Some(c) => c,
+            None => DeltaCursor {
+                folder: folder_id.clone(),
+                since: 0,
+                upto: mb.seq,
+                after: 0,
+                epoch,
+                select: query.get("$select").cloned(),
+                page: 0,
+            },
+        };
+        if c.folder != folder_id {
+            return Err(gone());
+        }
+        let sel = c
+            .select
+            .as_ref()
+            .map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
+        // Changes in (after, upto]: live messages of the folder, and, after
+        // the first round, tombstones of messages that left it.
+        let mut changes: Vec<(u64, Value)> = mb
+            .messages
+            .values()
+            .filter(|m| m.folder_id == folder_id && m.seq > c.after && m.seq <= c.upto)
+            .map(|m| (m.seq, render(m, &sel, &None)))
+            .collect();
+        if c.since > 0 {
+            changes.extend(
+                mb.tombstones
+                    .iter()
+                    .filter(|(seq, f, _)| *f == folder_id && *seq > c.after && *seq <= c.upto)
+                    .map(|(seq, _, id)| {
+                        (*seq, json!({"id": id, "@removed": {"reason": "deleted"}}))
+                    }),
+            );
+        }
+        changes.sort_by_key(|(seq, _)| *seq);
+        let more = changes.len() > page_size;
+        changes.truncate(page_size);
+        if let Some((last, _)) = changes.last() {
+            c.after = *last;
+        }
+        let base = format!(
+            "{}/v1.0/{}/mailFolders/{}/messages/delta",
+            base_url(&state),
+            prefix(&params),
+            folder_id
+        );
+        let items: Vec<Value> = changes.into_iter().map(|(_, v)| v).collect();
+        let mut body = json!({
+            "@odata.context": format!("{}/v1.0/$metadata#Collection(message)", base_url(&state)),
+            "value": items,
+        });
+        if more {
+            c.page += 1;
+            body["@odata.nextLink"] = json!(format!("{base}?$skiptoken={}", encode_cursor(&c)));
+        } else {
+            body["@odata.deltaLink"] = json!(format!("{base}?$deltatoken={}", encode_cursor(&c)));
+        }
+        Ok(Json(body).into_response())
+    })
+}

@@ -1,0 +1,257 @@
+//! Mail folders: list with paging, child folders, get, create, rename, delete.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use super::SimState;
+use super::model::{self, Folder, Mailbox};
+use crate::sim::caller::Caller;
+use crate::sim::errors::GraphError;
+
+use super::common::*;
+
+pub(super) fn folder_page(
+    state: &SimState,
+    params: &Params,
+    query: &QueryMap,
+    mb: &Mailbox,
+    parent: &str,
+    path: &str,
+) -> Result<Response, GraphError> {
+    let hidden = query
+        .get("includeHiddenFolders")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let folders: Vec<&Folder> = mb
+        .folders
+        .iter()
+        .filter(|f| f.parent_id == parent && (hidden || !f.hidden))
+        .collect();
+    let top = top(query, 10)?;
+    let skip = skip(query);
+    let page: Vec<Value> = folders
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|f| mb.folder_json(f))
+        .collect();
+    let next = (skip + top < folders.len()).then(|| {
+        let mut url = format!(
+            "{}/v1.0/{}/{path}?$top={top}&$skip={}",
+            base_url(state),
+            prefix(params),
+            skip + top
+        );
+        if hidden {
+            url.push_str("&includeHiddenFolders=true");
+        }
+        url
+    });
+    Ok(collection(
+        format!("{}/v1.0/$metadata#mailFolders", base_url(state)),
+        page,
+        next,
+    ))
+}
+
+pub async fn list_folders(
+    State(state): State<SimState>,
+    caller: Caller,
+    params: Params,
+    query: QueryMap,
+) -> Answer {
+    let t = target(&state, &caller, &params, Need::Read)?;
+    with_mailbox(&state, &t, |mb| {
+        let root = mb.root_id.clone();
+        folder_page(&state, &params, &query, mb, &root, "mailFolders")
+    })
+}
+
+pub async fn list_child_folders(
+    State(state): State<SimState>,
+    caller: Caller,
+    params: Params,
+    query: QueryMap,
+) -> Answer {
+    let t = target(&state, &caller, &params, Need::Read)?;
+    let folder = params.get("folder_id").cloned().unwrap_or_default();
+    with_mailbox(&state, &t, |mb| {
+        let id = mb
+            .folder_id(&folder)
+            .ok_or_else(|| GraphError::not_found("folder"))?;
+        folder_page(
+            &state,
+            &params,
+            &query,
+            mb,
+            &id,
+            &format!("mailFolders/{id}/childFolders"),
+        )
+    })
+}
+
+pub async fn get_folder(State(state): State<SimState>, caller: Caller, params: Params) -> Answer {
+    let t = target(&state, &caller, &params, Need::Read)?;
+    let folder = params.get("folder_id").cloned().unwrap_or_default();
+    with_mailbox(&state, &t, |mb| {
+        let f = mb
+            .folder(&folder)
+            .ok_or_else(|| GraphError::not_found("folder"))?;
+        let mut body = mb.folder_json(f);
+        body["@odata.context"] = json!(format!(
+            "{}/v1.0/$metadata#mailFolders/$entity",
+            base_url(&state)
+        ));
+        Ok(Json(body).into_response())
+    })
+}
+
+pub(super) fn display_name(body: &Value) -> Result<String, GraphError> {
+    body.get("displayName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| GraphError::bad_request("ErrorInvalidRequest", "displayName is required."))
+}
+
+pub(super) fn create_folder_under(
+    mb: &mut Mailbox,
+    parent: String,
+    name: String,
+) -> Result<Response, GraphError> {
+    if mb
+        .folders
+        .iter()
+        .any(|f| f.parent_id == parent && f.display_name.eq_ignore_ascii_case(&name))
+    {
+        return Err(GraphError::new(
+            StatusCode::CONFLICT,
+            "ErrorFolderExists",
+            "A folder with the specified name already exists.",
+        ));
+    }
+    let folder = Folder {
+        id: model::new_id("AAMkF"),
+        parent_id: parent,
+        display_name: name,
+        well_known: None,
+        hidden: false,
+    };
+    let body = mb.folder_json(&folder);
+    mb.folders.push(folder);
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+pub(super) fn json_body(body: &Bytes) -> Result<Value, GraphError> {
+    serde_json::from_slice(body).map_err(|e| {
+        GraphError::bad_request(
+            "BadRequest",
+            format!("Unable to read JSON request payload: {e}"),
+        )
+    })
+}
+
+pub async fn create_folder(
+    State(state): State<SimState>,
+    caller: Caller,
+    params: Params,
+    body: Bytes,
+) -> Answer {
+    let t = target(&state, &caller, &params, Need::Write)?;
+    let name = display_name(&json_body(&body)?)?;
+    with_mailbox(&state, &t, |mb| {
+        let root = mb.root_id.clone();
+        create_folder_under(mb, root, name)
+    })
+}
+
+pub async fn create_child_folder(
+    State(state): State<SimState>,
+    caller: Caller,
+    params: Params,
+    body: Bytes,
+) -> Answer {
+    let t = target(&state, &caller, &params, Need::Write)?;
+    let name = display_name(&json_body(&body)?)?;
+    let folder = params.get("folder_id").cloned().unwrap_or_default();
+    with_mailbox(&state, &t, |mb| {
+        let parent = mb
+            .folder_id(&folder)
+            .ok_or_else(|| GraphError::not_found("folder"))?;
+        create_folder_under(mb, parent, name)
+    })
+}
+
+pub async fn rename_folder(
+    State(state): State<SimState>,
+    caller: Caller,
+    params: Params,
+    body: Bytes,
+) -> Answer {
+    let t = target(&state, &caller, &params, Need::Write)?;
+    let name = display_name(&json_body(&body)?)?;
+    let folder = params.get("folder_id").cloned().unwrap_or_default();
+    with_mailbox(&state, &t, |mb| {
+        let id = mb
+            .folder(&folder)
+            .map(|f| f.id.clone())
+            .ok_or_else(|| GraphError::not_found("folder"))?;
+        let f = mb
+            .folders
+            .iter_mut()
+            .find(|f| f.id == id)
+            .ok_or_else(|| GraphError::not_found("folder"))?;
+        f.display_name = name;
+        let f = f.clone();
+        Ok(Json(mb.folder_json(&f)).into_response())
+    })
+}
+
+pub async fn delete_folder(
+    State(state): State<SimState>,
+    caller: Caller,
+    params: Params,
+) -> Answer {
+    let t = target(&state, &caller, &params, Need::Write)?;
+    let folder = params.get("folder_id").cloned().unwrap_or_default();
+    with_mailbox(&state, &t, |mb| {
+        let f = mb
+            .folder(&folder)
+            .cloned()
+            .ok_or_else(|| GraphError::not_found("folder"))?;
+        if f.well_known.is_some() {
+            return Err(GraphError::new(
+                StatusCode::FORBIDDEN,
+                "ErrorDeleteDistinguishedFolder",
+                "Distinguished folders cannot be deleted.",
+            ));
+        }
+        // The folder and everything under it.
+        let mut doomed = vec![f.id.clone()];
+        let mut i = 0;
+        while i < doomed.len() {
+            let parent = doomed[i].clone();
+            doomed.extend(
+                mb.folders
+                    .iter()
+                    .filter(|x| x.parent_id == parent)
+                    .map(|x| x.id.clone()),
+            );
+            i += 1;
+        }
+        let ids: Vec<String> = mb
+            .messages
+            .values()
+            .filter(|m| doomed.contains(&m.folder_id))
+            .map(|m| m.id.clone())
+            .collect();
+        for id in ids {
+            mb.remove(&id);
+        }
+        mb.folders.retain(|x| !doomed.contains(&x.id));
+        Ok(StatusCode::NO_CONTENT.into_response())
+    })
+}
