@@ -92,6 +92,18 @@ CREATE TABLE spool (
 );
 CREATE INDEX spool_due ON spool (state, next_attempt_at);
 "#,
+    // 2: the spool's delivery state machine (see smtp/spool.rs): how a
+    // message is being sent, the draft that carries it, headers graphgate
+    // adds in front of the client's bytes, when the current attempt began;
+    // per-account choice of a Sent Items copy.
+    r#"
+ALTER TABLE spool ADD COLUMN method TEXT;
+ALTER TABLE spool ADD COLUMN draft_id TEXT;
+ALTER TABLE spool ADD COLUMN prefix TEXT NOT NULL DEFAULT '';
+ALTER TABLE spool ADD COLUMN sending_since INTEGER;
+ALTER TABLE spool ADD COLUMN delivered_at INTEGER;
+ALTER TABLE accounts ADD COLUMN save_to_sent_items INTEGER NOT NULL DEFAULT 1;
+"#,
 ];
 
 /// The schema version this build writes.
