@@ -281,4 +281,26 @@ pub trait MailBackend: Send + Sync {
         draft_mime: Bytes,
         attachments: Vec<OutgoingAttachment>,
     ) -> Result<(), GraphError>;
+
+    // The large path step by step, for a caller that records each step
+    // (the SMTP spool's exactly-once state machine).
+
+    /// Messages of `folder` with this `internetMessageId` (one `$filter`).
+    async fn find_by_internet_message_id(
+        &self,
+        folder: &RemoteFolderId,
+        message_id: &str,
+    ) -> Result<Vec<RemoteMessage>, GraphError>;
+    /// Add one attachment to a draft (direct below 3 MB, upload session
+    /// from 3 MB, streamed).
+    async fn add_attachment(
+        &self,
+        draft: &RemoteMessageId,
+        attachment: OutgoingAttachment,
+    ) -> Result<(), GraphError>;
+    /// Exchange keeps no Sent Items copy of this draft once sent.
+    async fn set_delete_after_submit(&self, draft: &RemoteMessageId) -> Result<(), GraphError>;
+    /// Send a draft (`POST messages/{id}/send`); never retried after a
+    /// connection failure.
+    async fn send_draft(&self, draft: &RemoteMessageId) -> Result<(), GraphError>;
 }

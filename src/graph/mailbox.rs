@@ -113,4 +113,25 @@ impl MailBackend for GraphMailbox {
     ) -> Result<(), GraphError> {
         self.send_large_impl(draft_mime, attachments).await
     }
+    async fn find_by_internet_message_id(
+        &self,
+        folder: &RemoteFolderId,
+        message_id: &str,
+    ) -> Result<Vec<RemoteMessage>, GraphError> {
+        self.find_by_internet_message_id_impl(folder, message_id)
+            .await
+    }
+    async fn add_attachment(
+        &self,
+        draft: &RemoteMessageId,
+        attachment: OutgoingAttachment,
+    ) -> Result<(), GraphError> {
+        self.add_attachment_impl(draft, attachment).await
+    }
+    async fn set_delete_after_submit(&self, draft: &RemoteMessageId) -> Result<(), GraphError> {
+        self.set_delete_after_submit_impl(draft).await
+    }
+    async fn send_draft(&self, draft: &RemoteMessageId) -> Result<(), GraphError> {
+        self.send_draft_impl(draft).await
+    }
 }

@@ -65,6 +65,31 @@ impl GraphMailbox {
         Err(GraphError::TooLarge("too many pages of messages".into()))
     }
 
+    /// The messages of `folder` whose `internetMessageId` is `message_id`
+    /// (one request, `$filter`).
+    pub(crate) async fn find_by_internet_message_id_impl(
+        &self,
+        folder: &RemoteFolderId,
+        message_id: &str,
+    ) -> Result<Vec<RemoteMessage>, GraphError> {
+        let filter = format!("internetMessageId eq '{}'", message_id.replace('\'', "''"));
+        let url = self.url(&format!(
+            "mailFolders/{}/messages?$filter={}&$select={MESSAGE_SELECT}&$top=10",
+            encode_segment(folder.as_str()),
+            query_escape(&filter)
+        ));
+        let call = Call::new(Method::GET, "mailFolders/{id}/messages", url).idempotent();
+        let page = decode_message_page(&self.execute(&call).await?.body)?;
+        Ok(page
+            .items
+            .into_iter()
+            .filter_map(|c| match c {
+                DeltaChange::Upsert(m) => Some(m),
+                DeltaChange::Removed(_) => None,
+            })
+            .collect())
+    }
+
     pub(crate) async fn sync_messages_impl(
         &self,
         folder: &RemoteFolderId,

@@ -215,6 +215,45 @@ impl GraphMailbox {
         result
     }
 
+    /// `POST messages/{id}/send`: send a draft. Never retried after a
+    /// connection failure (the caller resolves the doubt by looking the
+    /// draft up).
+    pub(crate) async fn send_draft_impl(&self, id: &RemoteMessageId) -> Result<(), GraphError> {
+        let url = self.url(&format!("messages/{}/send", encode_segment(id.as_str())));
+        self.execute(&Call::new(Method::POST, "messages/{id}/send", url))
+            .await?;
+        Ok(())
+    }
+
+    /// Set `PR_DELETE_AFTER_SUBMIT` (`Boolean 0x0E01`) on a draft: Exchange
+    /// keeps no copy in Sent Items when it is sent.
+    pub(crate) async fn set_delete_after_submit_impl(
+        &self,
+        id: &RemoteMessageId,
+    ) -> Result<(), GraphError> {
+        let url = self.url(&format!("messages/{}", encode_segment(id.as_str())));
+        let body = json!({
+            "singleValueExtendedProperties": [
+                {"id": "Boolean 0x0E01", "value": "true"}
+            ]
+        });
+        self.execute(
+            &Call::new(Method::PATCH, "messages/{id}", url)
+                .json(&body)
+                .idempotent(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn add_attachment_impl(
+        &self,
+        id: &RemoteMessageId,
+        attachment: OutgoingAttachment,
+    ) -> Result<(), GraphError> {
+        self.add_attachment(id, attachment).await
+    }
+
     async fn add_attachment(
         &self,
         id: &RemoteMessageId,

@@ -65,6 +65,8 @@ pub struct Account {
     pub shared_mailboxes: Vec<String>,
     pub state: AccountState,
     pub last_error: Option<String>,
+    /// Keep a copy of what it sends through SMTP in Sent Items.
+    pub save_to_sent_items: bool,
 }
 
 /// What `accounts add` supplies.
@@ -78,8 +80,8 @@ pub struct NewAccount {
     pub shared_mailboxes: Vec<String>,
 }
 
-const COLUMNS: &str =
-    "id, login, mailbox, auth_profile, aliases, shared_mailboxes, state, last_error";
+const COLUMNS: &str = "id, login, mailbox, auth_profile, aliases, shared_mailboxes, state, last_error, \
+     save_to_sent_items";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
     let json_err = |i: usize, e: serde_json::Error| {
@@ -98,6 +100,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
         shared_mailboxes: serde_json::from_str(&shared).map_err(|e| json_err(5, e))?,
         state: AccountState::parse(&state),
         last_error: row.get(7)?,
+        save_to_sent_items: row.get(8)?,
     })
 }
 
@@ -120,6 +123,19 @@ fn verify_hash(hash: &str, password: &Secret<String>) -> bool {
 }
 
 impl Store {
+    /// Whether SMTP submissions of `login` leave a copy in Sent Items.
+    pub fn set_save_to_sent_items(&self, login: &str, save: bool) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        let n = conn.execute(
+            "UPDATE accounts SET save_to_sent_items = ?1, updated_at = ?2 WHERE login = ?3",
+            params![save, now_unix(), login],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSuchAccount(login.to_string()));
+        }
+        Ok(())
+    }
+
     pub fn add_account(&self, new: &NewAccount) -> Result<Account, StoreError> {
         let hash = hash_password(&new.password)?;
         let now = now_unix();
@@ -245,7 +261,7 @@ impl Store {
         let tx = conn.transaction()?;
         let pending: i64 = tx.query_row(
             "SELECT COUNT(*) FROM spool s JOIN accounts a ON a.id = s.account_id
-             WHERE a.login = ?1 AND s.state NOT IN ('delivered', 'bounced', 'dropped')",
+             WHERE a.login = ?1 AND s.state NOT IN ('delivered', 'bounced', 'rejected', 'dropped')",
             [login],
             |r| r.get(0),
         )?;

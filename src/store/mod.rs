@@ -31,7 +31,7 @@ pub use accounts::{Account, AccountId, AccountState, AuthProfile, NewAccount};
 pub use cache::CacheEntry;
 pub use crypto::{KeySource, StoreKey};
 pub use folders::{FolderId, FolderRecord, MessageRecord, Uid, UidValidity};
-pub use spool::{SpoolEntry, SpoolId, SpoolState};
+pub use spool::{NewSpoolEntry, SpoolEntry, SpoolId, SpoolState, SpoolUpdate};
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +125,7 @@ impl Store {
     }
 }
 
-pub(crate) fn now_unix() -> i64 {
+pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

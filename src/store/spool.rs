@@ -20,8 +20,11 @@ pub enum SpoolState {
     Sending,
     /// Graph accepted it (202).
     Delivered,
-    /// Given up; a DSN went to the sender.
+    /// Given up after the synchronous window; a DSN went to the sender.
     Bounced,
+    /// Refused for good within the synchronous window: the client got the
+    /// 5xx, so no DSN.
+    Rejected,
     /// Removed by an administrator.
     Dropped,
 }
@@ -33,6 +36,7 @@ impl SpoolState {
             SpoolState::Sending => "sending",
             SpoolState::Delivered => "delivered",
             SpoolState::Bounced => "bounced",
+            SpoolState::Rejected => "rejected",
             SpoolState::Dropped => "dropped",
         }
     }
@@ -43,6 +47,7 @@ impl SpoolState {
             "sending" => SpoolState::Sending,
             "delivered" => SpoolState::Delivered,
             "bounced" => SpoolState::Bounced,
+            "rejected" => SpoolState::Rejected,
             "dropped" => SpoolState::Dropped,
             _ => return None,
         })
@@ -65,10 +70,48 @@ pub struct SpoolEntry {
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub accepted_at: i64,
+    /// How the current or last attempt sends it (`sendmail` or `draft`).
+    pub method: Option<String>,
+    /// The draft carrying it (draft method), once created.
+    pub draft_id: Option<String>,
+    /// Header lines graphgate puts in front of the file's bytes.
+    pub prefix: String,
+    /// When the current attempt began (Unix seconds).
+    pub sending_since: Option<i64>,
+    pub delivered_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, account_id, state, mail_from, rcpt_to, path, size, message_id, \
-                       attempts, next_attempt_at, last_error, accepted_at";
+                       attempts, next_attempt_at, last_error, accepted_at, method, draft_id, \
+                       prefix, sending_since, delivered_at";
+
+/// A message to record in the spool.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSpoolEntry<'a> {
+    pub account: AccountId,
+    pub mail_from: &'a str,
+    pub rcpt_to: &'a [String],
+    /// The fsync'ed file holding the message bytes.
+    pub path: &'a str,
+    pub size: u64,
+    pub message_id: Option<&'a str>,
+    /// Header lines graphgate adds in front of the file's bytes.
+    pub prefix: &'a str,
+}
+
+/// A change to a spool entry, applied only if it is still in the expected
+/// state (compare-and-set). `None` fields are left as they are.
+#[derive(Debug, Clone, Default)]
+pub struct SpoolUpdate<'a> {
+    pub state: Option<SpoolState>,
+    pub last_error: Option<&'a str>,
+    pub next_attempt_at: Option<i64>,
+    /// `Some(None)` clears it.
+    pub method: Option<Option<&'a str>>,
+    pub draft_id: Option<Option<&'a str>>,
+    /// Starts an attempt: `sending_since` = now, `attempts` + 1.
+    pub start_attempt: bool,
+}
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<SpoolEntry> {
     let state: String = row.get(2)?;
@@ -94,28 +137,34 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SpoolEntry> {
         next_attempt_at: row.get(9)?,
         last_error: row.get(10)?,
         accepted_at: row.get(11)?,
+        method: row.get(12)?,
+        draft_id: row.get(13)?,
+        prefix: row.get(14)?,
+        sending_since: row.get(15)?,
+        delivered_at: row.get(16)?,
     })
 }
 
 impl Store {
-    /// Record an accepted message whose file is already durable at `path`.
-    pub fn spool_insert(
-        &self,
-        account: AccountId,
-        mail_from: &str,
-        rcpt_to: &[String],
-        path: &str,
-        size: u64,
-        message_id: Option<&str>,
-    ) -> Result<SpoolEntry, StoreError> {
+    /// Record an accepted message whose file is already durable.
+    pub fn spool_insert(&self, new: &NewSpoolEntry<'_>) -> Result<SpoolEntry, StoreError> {
+        let NewSpoolEntry {
+            account,
+            mail_from,
+            rcpt_to,
+            path,
+            size,
+            message_id,
+            prefix,
+        } = *new;
         let now = now_unix();
         let rcpt =
             serde_json::to_string(rcpt_to).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let conn = self.lock()?;
         conn.execute(
             "INSERT INTO spool (account_id, state, mail_from, rcpt_to, path, size, message_id,
-                 attempts, next_attempt_at, accepted_at, updated_at)
-             VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7, ?7)",
+                 attempts, next_attempt_at, accepted_at, updated_at, prefix)
+             VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7, ?7, ?8)",
             params![
                 account.0,
                 mail_from,
@@ -123,7 +172,8 @@ impl Store {
                 path,
                 size as i64,
                 message_id,
-                now
+                now,
+                prefix
             ],
         )?;
         let id = conn.last_insert_rowid();
@@ -176,6 +226,56 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Apply `update` if the entry is in state `from` (compare-and-set:
+    /// false when it was not, e.g. an administrator dropped it).
+    pub fn spool_update(
+        &self,
+        id: SpoolId,
+        from: SpoolState,
+        update: &SpoolUpdate<'_>,
+    ) -> Result<bool, StoreError> {
+        let now = now_unix();
+        let conn = self.lock()?;
+        let to = update.state.unwrap_or(from);
+        let n = conn.execute(
+            "UPDATE spool SET state = ?1,
+                 last_error = CASE WHEN ?2 IS NULL THEN last_error ELSE ?2 END,
+                 next_attempt_at = COALESCE(?3, next_attempt_at),
+                 method = CASE WHEN ?4 THEN ?5 ELSE method END,
+                 draft_id = CASE WHEN ?6 THEN ?7 ELSE draft_id END,
+                 sending_since = CASE WHEN ?8 THEN ?9 ELSE sending_since END,
+                 attempts = attempts + ?8,
+                 delivered_at = CASE WHEN ?1 = 'delivered' THEN ?9 ELSE delivered_at END,
+                 updated_at = ?9
+             WHERE id = ?10 AND state = ?11",
+            params![
+                to.as_str(),
+                update.last_error,
+                update.next_attempt_at,
+                update.method.is_some(),
+                update.method.flatten(),
+                update.draft_id.is_some(),
+                update.draft_id.flatten(),
+                i64::from(update.start_attempt),
+                now,
+                id.0,
+                from.as_str()
+            ],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// The earliest `next_attempt_at` of entries waiting for the worker.
+    pub fn spool_next_due(&self) -> Result<Option<i64>, StoreError> {
+        let conn = self.lock()?;
+        conn.query_row(
+            "SELECT MIN(next_attempt_at) FROM spool WHERE state IN ('queued', 'sending')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(Into::into)
+    }
+
     /// Entries in `state`, oldest first; with `due_by`, only those whose next
     /// attempt is at or before it.
     pub fn spool_list(
@@ -214,14 +314,15 @@ mod tests {
             })
             .unwrap();
         let entry = store
-            .spool_insert(
-                account.id,
-                "a@example.com",
-                &["b@example.com".into()],
-                "/spool/1.eml",
-                123,
-                Some("<x@y>"),
-            )
+            .spool_insert(&NewSpoolEntry {
+                account: account.id,
+                mail_from: "a@example.com",
+                rcpt_to: &["b@example.com".into()],
+                path: "/spool/1.eml",
+                size: 123,
+                message_id: Some("<x@y>"),
+                prefix: "",
+            })
             .unwrap();
         assert_eq!(entry.state, SpoolState::Queued);
         assert_eq!(entry.rcpt_to, vec!["b@example.com".to_string()]);

@@ -40,7 +40,11 @@ pub(super) fn message_page(
     let expand = expanded_properties(query);
     let top = top(query, 10)?;
     let skip = skip(query);
-    let list = sorted_messages(mb, folder.as_deref());
+    let mut list = sorted_messages(mb, folder.as_deref());
+    if let Some(filter) = query.get("$filter") {
+        let wanted = internet_message_id_filter(filter)?;
+        list.retain(|m| m.internet_message_id == wanted);
+    }
     let page: Vec<Value> = list
         .iter()
         .skip(skip)
@@ -64,6 +68,39 @@ pub(super) fn message_page(
         page,
         next,
     ))
+}
+
+/// The one `$filter` form the simulator understands:
+/// `internetMessageId eq '<id@host>'` (quotes doubled inside, as OData
+/// escapes them). Anything else is refused the way Graph refuses a filter
+/// it cannot parse.
+fn internet_message_id_filter(filter: &str) -> Result<String, GraphError> {
+    let refuse = || {
+        GraphError::bad_request(
+            "BadRequest",
+            format!(
+                "Invalid filter clause: the simulator supports only internetMessageId eq '…', not {filter:?}."
+            ),
+        )
+    };
+    let rest = filter.trim();
+    let (field, rest) = rest.split_once(char::is_whitespace).ok_or_else(refuse)?;
+    if !field.eq_ignore_ascii_case("internetMessageId") {
+        return Err(refuse());
+    }
+    let (op, value) = rest
+        .trim_start()
+        .split_once(char::is_whitespace)
+        .ok_or_else(refuse)?;
+    let value = value.trim();
+    if !op.eq_ignore_ascii_case("eq")
+        || value.len() < 2
+        || !value.starts_with('\'')
+        || !value.ends_with('\'')
+    {
+        return Err(refuse());
+    }
+    Ok(value[1..value.len() - 1].replace("''", "'"))
 }
 
 pub async fn list_folder_messages(

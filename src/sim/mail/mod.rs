@@ -11,7 +11,7 @@
 //! 3 MB) or through upload sessions (`createUploadSession`, then chunked
 //! `PUT`s of at most 4 MB, in order, without a bearer token, at
 //! `/_upload/{session}`), and a sent draft carries them in its MIME. Not
-//! simulated yet: `mailFolders/delta`, `$filter`, `$orderby`.
+//! simulated yet: `mailFolders/delta`, `$filter` other than `internetMessageId eq`, `$orderby`.
 //!
 //! Test controls (not counted in `/_sim/stats`): `POST
 //! /_sim/mail/deliver?to=UPN[&folder=NAME]` with raw MIME delivers an

@@ -186,6 +186,12 @@ pub async fn send_draft(State(state): State<SimState>, caller: Caller, params: P
     if !draft.attachments.is_empty() {
         draft.mime = model::mime_with_attachments(&draft.mime, &draft.attachments);
     }
-    deliver(&state, &t, draft, true)?;
+    // PR_DELETE_AFTER_SUBMIT (`Boolean 0x0E01`) set on the draft: no copy
+    // stays in Sent Items, as Exchange does.
+    let save = !draft
+        .extended
+        .get(&model::normalise_property_id("Boolean 0x0E01"))
+        .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"));
+    deliver(&state, &t, draft, save)?;
     Ok(StatusCode::ACCEPTED.into_response())
 }

@@ -1,0 +1,99 @@
+//! The gateway's accounts at run time: each account's [`AccountRuntime`]
+//! (token source + Graph mailbox), opened on first use and kept.
+//!
+//! An account whose grant was revoked is evicted and marked OFFLINE with
+//! the sentence that fixes it; the next use opens it again from the store,
+//! so a `graphgate login` run in another process (which writes new tokens)
+//! brings it back without restarting the gateway.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::account::AccountRuntime;
+use crate::auth::{AuthError, EntraClient};
+use crate::graph::GraphClient;
+use crate::store::{AccountId, AccountState, Store, StoreKey};
+
+pub struct Accounts {
+    store: Store,
+    key: StoreKey,
+    /// The Entra ID client, or why the configuration gives none.
+    entra: Result<Arc<EntraClient>, String>,
+    graph: GraphClient,
+    open: Mutex<HashMap<AccountId, Arc<AccountRuntime>>>,
+}
+
+impl Accounts {
+    pub fn new(
+        store: Store,
+        key: StoreKey,
+        entra: Result<Arc<EntraClient>, String>,
+        graph: GraphClient,
+    ) -> Arc<Accounts> {
+        Arc::new(Accounts {
+            store,
+            key,
+            entra,
+            graph,
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn graph(&self) -> &GraphClient {
+        &self.graph
+    }
+
+    /// The account's runtime, opened if needed; the error is a sentence
+    /// saying what is wrong and what to do.
+    pub fn get(&self, id: AccountId) -> Result<Arc<AccountRuntime>, String> {
+        if let Some(rt) = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            return Ok(rt.clone());
+        }
+        let account = self
+            .store
+            .account_by_id(id)
+            .map_err(|e| format!("the store failed: {e}"))?
+            .ok_or_else(|| format!("account #{} no longer exists", id.0))?;
+        let entra = self.entra.clone()?;
+        let login = account.login.clone();
+        let runtime = AccountRuntime::open(account, &self.store, &self.key, entra, &self.graph)
+            .map_err(|e| sentence(&login, &e))?;
+        let runtime = Arc::new(runtime);
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, runtime.clone());
+        Ok(runtime)
+    }
+
+    /// An authentication failure of `id`: forget its runtime so the next use
+    /// reopens it from the store; when only a new sign-in helps, mark it
+    /// OFFLINE with the remedy. Returns the sentence.
+    pub fn auth_failed(&self, id: AccountId, login: &str, error: &AuthError) -> String {
+        self.open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        let text = sentence(login, error);
+        if error.requires_login() {
+            tracing::error!(account = %login, "account OFFLINE: {text}");
+            let _ = self
+                .store
+                .set_account_state(id, AccountState::Offline, Some(&text));
+        }
+        text
+    }
+}
+
+/// "What happened. What to do." for `login`.
+pub fn sentence(login: &str, error: &AuthError) -> String {
+    format!(
+        "{login}: {}. {}",
+        error.to_string().trim_end_matches('.'),
+        error.remedy(login)
+    )
+}

@@ -1,0 +1,586 @@
+//! One delivery attempt, and the resolution of an attempt in doubt (the
+//! state machine of the module documentation in `spool/mod.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Spool, crash_point};
+use crate::account::AccountRuntime;
+use crate::graph::send::MAX_DIRECT_MIME;
+use crate::graph::{
+    GraphError, GraphErrorKind, MailBackend, OutgoingAttachment, RemoteMessageId, WellKnownFolder,
+};
+use crate::mime::split::{SplitError, attachment_reader, plan_split_file};
+use crate::store::{Account, SpoolEntry, SpoolId, SpoolState, SpoolUpdate, now_unix};
+
+const SENDMAIL: &str = "sendmail";
+const DRAFT: &str = "draft";
+/// The draft is complete (attachments added): sending it again is safe.
+const DRAFT_READY: &str = "draft-ready";
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered,
+    /// Still in the spool: retried later, or resolved when in doubt.
+    Deferred(String),
+    /// Refused for good.
+    Failed {
+        code: u16,
+        enhanced: String,
+        text: String,
+    },
+}
+
+impl Outcome {
+    pub fn text(&self) -> String {
+        match self {
+            Outcome::Delivered => "delivered".into(),
+            Outcome::Deferred(t) => t.clone(),
+            Outcome::Failed {
+                code,
+                enhanced,
+                text,
+            } => format!("{code} {enhanced} {text}"),
+        }
+    }
+}
+
+/// What a Graph error means for a send.
+enum Class {
+    /// Nothing was sent (Graph said so: 429, 503, or no request left).
+    NotSent(String),
+    /// The request may have been carried out (answer lost, 500/502/504).
+    InDoubt(String),
+    /// Refused for good.
+    Permanent(Outcome),
+}
+
+fn classify(account: &Account, e: &GraphError) -> Class {
+    match e {
+        GraphError::Auth(_) => Class::NotSent(e.to_string()),
+        GraphError::Transport(t) => Class::InDoubt(format!("connection to Graph failed: {t}")),
+        GraphError::Malformed(t) => Class::InDoubt(format!("unreadable answer: {t}")),
+        GraphError::Api(api) => match api.status {
+            429 | 503 => Class::NotSent(e.to_string()),
+            500 | 502 | 504 => Class::InDoubt(e.to_string()),
+            _ => Class::Permanent(failure(account, e)),
+        },
+        GraphError::TooLarge(t) => Class::Permanent(Outcome::Failed {
+            code: 552,
+            enhanced: "5.3.4".into(),
+            text: format!("the message is too large for Microsoft Graph: {t}"),
+        }),
+        GraphError::DeltaReset | GraphError::Invalid(_) => Class::Permanent(failure(account, e)),
+    }
+}
+
+/// The SMTP reply for Graph's refusal, in words.
+fn failure(account: &Account, e: &GraphError) -> Outcome {
+    let code = e.code().unwrap_or("error").to_string();
+    let (smtp, enhanced, text) = match e.kind() {
+        Some(GraphErrorKind::SendAsDenied) => (
+            554,
+            "5.7.1",
+            format!(
+                "Graph refused: {code} — {} may not send as this From address; grant Send As \
+                 on it in the Exchange admin center (and Mail.Send.Shared for delegated sign-ins)",
+                account.mailbox
+            ),
+        ),
+        Some(GraphErrorKind::InvalidRecipients) => (
+            550,
+            "5.1.1",
+            format!("Graph refused: {code} — {}", e.remedy()),
+        ),
+        Some(GraphErrorKind::MessageSizeExceeded) => (
+            552,
+            "5.3.4",
+            format!("Graph refused: {code} — {}", e.remedy()),
+        ),
+        Some(GraphErrorKind::QuotaExceeded) => (
+            552,
+            "5.2.2",
+            format!("Graph refused: {code} — {}", e.remedy()),
+        ),
+        Some(GraphErrorKind::AccessDenied) => (
+            554,
+            "5.7.1",
+            format!("Graph refused: {code} — {}", e.remedy()),
+        ),
+        _ => (
+            554,
+            "5.0.0",
+            format!("Graph refused: {code} — {}", e.remedy()),
+        ),
+    };
+    Outcome::Failed {
+        code: smtp,
+        enhanced: enhanced.into(),
+        text,
+    }
+}
+
+fn is_not_found(e: &GraphError) -> bool {
+    e.status() == Some(404) || e.kind() == Some(GraphErrorKind::NotFound)
+}
+
+impl Spool {
+    fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 1u32 << attempts.saturating_sub(1).min(16);
+        (self.config.retry_base * factor).min(self.config.retry_max)
+    }
+
+    fn update(&self, id: SpoolId, from: SpoolState, update: SpoolUpdate<'_>) -> bool {
+        match self.store.spool_update(id, from, &update) {
+            Ok(changed) => changed,
+            Err(e) => {
+                tracing::error!(spool_id = id.0, error = %e, "spool: cannot record a transition");
+                false
+            }
+        }
+    }
+
+    fn delivered(&self, entry: &SpoolEntry) -> Outcome {
+        if self.update(
+            entry.id,
+            SpoolState::Sending,
+            SpoolUpdate {
+                state: Some(SpoolState::Delivered),
+                ..Default::default()
+            },
+        ) {
+            tracing::info!(
+                queue_id = entry.id.0,
+                "message delivered to Microsoft Graph"
+            );
+            let _ = std::fs::remove_file(&entry.path);
+        }
+        Outcome::Delivered
+    }
+
+    /// Nothing was sent: back to the queue with backoff, or — past
+    /// `bounce_after` — a permanent failure.
+    fn not_sent(&self, entry: &SpoolEntry, why: String) -> Outcome {
+        let age = now_unix() - entry.accepted_at;
+        if age >= self.config.bounce_after.as_secs() as i64 {
+            return Outcome::Failed {
+                code: 451,
+                enhanced: "4.4.7".into(),
+                text: format!(
+                    "could not be delivered for {} hours; the last error was: {why}",
+                    age / 3600
+                ),
+            };
+        }
+        let delay = self.backoff(entry.attempts.max(1));
+        self.update(
+            entry.id,
+            SpoolState::Sending,
+            SpoolUpdate {
+                state: Some(SpoolState::Queued),
+                last_error: Some(&why),
+                next_attempt_at: Some(now_unix() + delay.as_secs() as i64),
+                ..Default::default()
+            },
+        );
+        tracing::warn!(
+            queue_id = entry.id.0,
+            retry_in_s = delay.as_secs(),
+            "delivery deferred: {why}"
+        );
+        Outcome::Deferred(why)
+    }
+
+    /// The answer was lost: leave it `sending` for the resolver.
+    fn in_doubt(&self, entry: &SpoolEntry, why: String) -> Outcome {
+        let later = now_unix() + 5;
+        self.update(
+            entry.id,
+            SpoolState::Sending,
+            SpoolUpdate {
+                last_error: Some(&why),
+                next_attempt_at: Some(later),
+                ..Default::default()
+            },
+        );
+        tracing::warn!(
+            queue_id = entry.id.0,
+            "delivery in doubt, will check before any retry: {why}"
+        );
+        Outcome::Deferred(why)
+    }
+
+    fn runtime(&self, entry: &SpoolEntry) -> Result<(Account, Arc<AccountRuntime>), String> {
+        let account = self
+            .store
+            .account_by_id(entry.account)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("account #{} no longer exists", entry.account.0))?;
+        let rt = self.accounts.get(account.id)?;
+        Ok((account, rt))
+    }
+
+    fn on_error(
+        &self,
+        entry: &SpoolEntry,
+        account: &Account,
+        e: &GraphError,
+    ) -> Result<(), Outcome> {
+        if let GraphError::Auth(auth) = e {
+            let text = self.accounts.auth_failed(account.id, &account.login, auth);
+            return Err(self.not_sent(entry, text));
+        }
+        Ok(())
+    }
+
+    /// Claim a queued entry and send it.
+    pub(crate) async fn attempt(&self, entry: SpoolEntry) -> Outcome {
+        let Ok(Some(account)) = self.store.account_by_id(entry.account) else {
+            return Outcome::Failed {
+                code: 550,
+                enhanced: "5.7.1".into(),
+                text: "the sending account no longer exists".into(),
+            };
+        };
+        let large = entry.size as usize + entry.prefix.len() > MAX_DIRECT_MIME;
+        let method = if large || !account.save_to_sent_items {
+            DRAFT
+        } else {
+            SENDMAIL
+        };
+        if !self.update(
+            entry.id,
+            SpoolState::Queued,
+            SpoolUpdate {
+                state: Some(SpoolState::Sending),
+                method: Some(Some(method)),
+                draft_id: Some(None),
+                next_attempt_at: Some(now_unix()),
+                start_attempt: true,
+                ..Default::default()
+            },
+        ) {
+            return Outcome::Deferred("taken by another worker or dropped".into());
+        }
+        let Ok(Some(entry)) = self.store.spool_entry(entry.id) else {
+            return Outcome::Deferred("the entry vanished".into());
+        };
+        let rt = match self.runtime(&entry) {
+            Ok((_, rt)) => rt,
+            Err(why) => return self.not_sent(&entry, why),
+        };
+        if method == SENDMAIL {
+            self.send_mail(&entry, &account, &rt).await
+        } else {
+            self.send_via_draft(&entry, &account, &rt, large).await
+        }
+    }
+
+    async fn send_mail(
+        &self,
+        entry: &SpoolEntry,
+        account: &Account,
+        rt: &AccountRuntime,
+    ) -> Outcome {
+        let mime = match tokio::fs::read(&entry.path).await {
+            Ok(body) => {
+                let mut mime = Vec::with_capacity(entry.prefix.len() + body.len());
+                mime.extend_from_slice(entry.prefix.as_bytes());
+                mime.extend_from_slice(&body);
+                Bytes::from(mime)
+            }
+            Err(e) => return self.not_sent(entry, format!("cannot read the spool file: {e}")),
+        };
+        crash_point("before-send");
+        match rt.mailbox.send_mime(mime, true).await {
+            Ok(()) => {
+                crash_point("after-send");
+                self.delivered(entry)
+            }
+            Err(e) => {
+                if let Err(outcome) = self.on_error(entry, account, &e) {
+                    return outcome;
+                }
+                match classify(account, &e) {
+                    Class::NotSent(why) => self.not_sent(entry, why),
+                    Class::InDoubt(why) => self.in_doubt(entry, why),
+                    Class::Permanent(o) => o,
+                }
+            }
+        }
+    }
+
+    async fn send_via_draft(
+        &self,
+        entry: &SpoolEntry,
+        account: &Account,
+        rt: &AccountRuntime,
+        large: bool,
+    ) -> Outcome {
+        let (draft_mime, attachments) = if large {
+            let path = std::path::PathBuf::from(&entry.path);
+            let prefix = entry.prefix.clone().into_bytes();
+            let planned = tokio::task::spawn_blocking(move || {
+                plan_split_file(&path, &prefix, MAX_DIRECT_MIME)
+            })
+            .await;
+            match planned {
+                Ok(Ok(plan)) => (plan.draft_mime, plan.attachments),
+                Ok(Err(SplitError::Io(e))) => {
+                    return self.not_sent(entry, format!("cannot read the spool file: {e}"));
+                }
+                Ok(Err(e)) => {
+                    return Outcome::Failed {
+                        code: 552,
+                        enhanced: "5.3.4".into(),
+                        text: e.to_string(),
+                    };
+                }
+                Err(e) => return self.not_sent(entry, format!("the split task failed: {e}")),
+            }
+        } else {
+            match tokio::fs::read(&entry.path).await {
+                Ok(body) => {
+                    let mut mime = entry.prefix.clone().into_bytes();
+                    mime.extend_from_slice(&body);
+                    (mime, Vec::new())
+                }
+                Err(e) => return self.not_sent(entry, format!("cannot read the spool file: {e}")),
+            }
+        };
+        let draft = match rt
+            .mailbox
+            .create_draft_from_mime(Bytes::from(draft_mime))
+            .await
+        {
+            Ok(d) => d.id,
+            Err(e) => {
+                if let Err(outcome) = self.on_error(entry, account, &e) {
+                    return outcome;
+                }
+                return match classify(account, &e) {
+                    Class::NotSent(why) => self.not_sent(entry, why),
+                    Class::InDoubt(why) => self.in_doubt(entry, why),
+                    Class::Permanent(o) => o,
+                };
+            }
+        };
+        self.update(
+            entry.id,
+            SpoolState::Sending,
+            SpoolUpdate {
+                draft_id: Some(Some(draft.as_str())),
+                ..Default::default()
+            },
+        );
+        crash_point("after-draft");
+        let path = std::path::Path::new(&entry.path);
+        let prepared = async {
+            for part in &attachments {
+                let content = attachment_reader(path, part)
+                    .await
+                    .map_err(|e| GraphError::Invalid(format!("cannot read the spool file: {e}")))?;
+                rt.mailbox
+                    .add_attachment(
+                        &draft,
+                        OutgoingAttachment {
+                            name: part.name.clone(),
+                            content_type: part.content_type.clone(),
+                            size: part.decoded_size,
+                            content_id: part.content_id.clone(),
+                            is_inline: part.is_inline,
+                            content,
+                        },
+                    )
+                    .await?;
+            }
+            if !account.save_to_sent_items {
+                rt.mailbox.set_delete_after_submit(&draft).await?;
+            }
+            Ok::<_, GraphError>(())
+        }
+        .await;
+        if let Err(e) = prepared {
+            // Nothing was sent: the incomplete draft goes.
+            let _ = rt.mailbox.permanent_delete(&draft).await;
+            self.update(
+                entry.id,
+                SpoolState::Sending,
+                SpoolUpdate {
+                    draft_id: Some(None),
+                    ..Default::default()
+                },
+            );
+            if let Err(outcome) = self.on_error(entry, account, &e) {
+                return outcome;
+            }
+            return match classify(account, &e) {
+                Class::NotSent(why) | Class::InDoubt(why) => self.not_sent(entry, why),
+                Class::Permanent(o) => o,
+            };
+        }
+        self.update(
+            entry.id,
+            SpoolState::Sending,
+            SpoolUpdate {
+                method: Some(Some(DRAFT_READY)),
+                ..Default::default()
+            },
+        );
+        self.send_draft(entry, account, rt, &draft).await
+    }
+
+    async fn send_draft(
+        &self,
+        entry: &SpoolEntry,
+        account: &Account,
+        rt: &AccountRuntime,
+        draft: &RemoteMessageId,
+    ) -> Outcome {
+        crash_point("before-send");
+        match rt.mailbox.send_draft(draft).await {
+            Ok(()) => {
+                crash_point("after-send");
+                self.delivered(entry)
+            }
+            Err(e) => {
+                if let Err(outcome) = self.on_error(entry, account, &e) {
+                    // The draft stays, ready: the resolver sends it once the
+                    // account is back.
+                    let _ = outcome;
+                    return self.in_doubt(entry, e.to_string());
+                }
+                match classify(account, &e) {
+                    // A complete draft that was not sent: the resolver sends
+                    // it again later.
+                    Class::NotSent(why) | Class::InDoubt(why) => self.in_doubt(entry, why),
+                    Class::Permanent(o) => {
+                        let _ = rt.mailbox.permanent_delete(draft).await;
+                        o
+                    }
+                }
+            }
+        }
+    }
+
+    /// An entry in `sending` that no task of this process works on: find
+    /// out whether Graph sent it before doing anything else.
+    pub(crate) async fn resolve(&self, entry: SpoolEntry) -> Outcome {
+        let (account, rt) = match self.runtime(&entry) {
+            Ok(pair) => pair,
+            Err(why) => {
+                let later = now_unix() + self.backoff(entry.attempts.max(1)).as_secs() as i64;
+                self.update(
+                    entry.id,
+                    SpoolState::Sending,
+                    SpoolUpdate {
+                        last_error: Some(&why),
+                        next_attempt_at: Some(later),
+                        ..Default::default()
+                    },
+                );
+                return Outcome::Deferred(why);
+            }
+        };
+        let requeue = |why: &str| {
+            self.update(
+                entry.id,
+                SpoolState::Sending,
+                SpoolUpdate {
+                    state: Some(SpoolState::Queued),
+                    last_error: Some(why),
+                    next_attempt_at: Some(now_unix()),
+                    method: Some(None),
+                    draft_id: Some(None),
+                    ..Default::default()
+                },
+            );
+            self.wake();
+            Outcome::Deferred(why.to_string())
+        };
+        let look_later = |why: String, at: i64| {
+            self.update(
+                entry.id,
+                SpoolState::Sending,
+                SpoolUpdate {
+                    next_attempt_at: Some(at),
+                    ..Default::default()
+                },
+            );
+            Outcome::Deferred(why)
+        };
+        let message_id = entry.message_id.clone().unwrap_or_default();
+        match (entry.method.as_deref(), entry.draft_id.as_deref()) {
+            (Some(SENDMAIL), _) => {
+                match rt
+                    .mailbox
+                    .find_by_internet_message_id(&WellKnownFolder::SentItems.id(), &message_id)
+                    .await
+                {
+                    Ok(found) if !found.is_empty() => {
+                        tracing::info!(
+                            queue_id = entry.id.0,
+                            "in-doubt message found in Sent Items: it was sent"
+                        );
+                        self.delivered(&entry)
+                    }
+                    Ok(_) => {
+                        let since = entry.sending_since.unwrap_or(entry.accepted_at);
+                        let grace_end = since + self.config.in_doubt_grace.as_secs() as i64;
+                        if now_unix() >= grace_end {
+                            requeue("not in Sent Items after the grace period: it was not sent")
+                        } else {
+                            look_later("waiting for Sent Items".into(), grace_end)
+                        }
+                    }
+                    Err(e) => {
+                        if let GraphError::Auth(a) = &e {
+                            self.accounts.auth_failed(account.id, &account.login, a);
+                        }
+                        look_later(e.to_string(), now_unix() + 30)
+                    }
+                }
+            }
+            (Some(DRAFT | DRAFT_READY), None) => {
+                // The draft may exist without its id on record: remove it.
+                match rt
+                    .mailbox
+                    .find_by_internet_message_id(&WellKnownFolder::Drafts.id(), &message_id)
+                    .await
+                {
+                    Ok(orphans) => {
+                        for o in orphans.iter().filter(|m| m.is_draft) {
+                            let _ = rt.mailbox.permanent_delete(&o.id).await;
+                        }
+                        requeue("an attempt was interrupted before its draft was recorded")
+                    }
+                    Err(e) => look_later(e.to_string(), now_unix() + 30),
+                }
+            }
+            (Some(method), Some(draft)) => {
+                let draft = RemoteMessageId::new(draft);
+                match rt.mailbox.get_message(&draft).await {
+                    Err(e) if is_not_found(&e) => self.delivered(&entry),
+                    Ok(m) if !m.is_draft => self.delivered(&entry),
+                    Ok(_) if method == DRAFT_READY => {
+                        self.send_draft(&entry, &account, &rt, &draft).await
+                    }
+                    Ok(_) => {
+                        let _ = rt.mailbox.permanent_delete(&draft).await;
+                        requeue("an attempt was interrupted while adding attachments")
+                    }
+                    Err(e) => {
+                        if let GraphError::Auth(a) = &e {
+                            self.accounts.auth_failed(account.id, &account.login, a);
+                        }
+                        look_later(e.to_string(), now_unix() + 30)
+                    }
+                }
+            }
+            _ => requeue("an attempt was interrupted before it began"),
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! The SMTP spool: a 250 is a promise that the message is delivered exactly
+//! once, whatever happens to the process.
+//!
+//! # The per-message state machine
+//!
+//! Each accepted message is one row of the `spool` table (state, method,
+//! draft id, attempt start) and one fsync'ed file. Every transition is a
+//! compare-and-set on the row, committed (SQLite, `synchronous=FULL`)
+//! *before* the Graph call it announces.
+//!
+//! ```text
+//!              claim (method chosen, sending_since = now)
+//!   queued ───────────────────────────────────────────▶ sending
+//!     ▲                                                   │
+//!     │ definite transient failure (429, 503, offline,    │ 202 from Graph
+//!     │ token trouble) — nothing was sent — backoff       ├──────────────▶ delivered
+//!     └───────────────────────────────────────────────────┤
+//!                                                         │ permanent refusal
+//!                                                         ├── in the window ─▶ rejected (client got 5xx)
+//!                                                         └── after it ──────▶ bounced (DSN to the sender)
+//! ```
+//!
+//! A row left in `sending` with no worker on it — the process died, or the
+//! answer was lost (connection reset or timeout after the request left,
+//! 500/502/504) — is *in doubt*: Graph may or may not have sent it. It is
+//! never simply retried; the resolver finds out first:
+//!
+//! - **`sendmail`** (one request: `sendMail` with the base64 MIME; used up
+//!   to 3 MB when the account keeps a Sent Items copy). Every spooled
+//!   message has a Message-ID (added at submission when missing). The
+//!   resolver looks for it in Sent Items (`$filter=internetMessageId eq`):
+//!   found → `delivered`. Not found and the attempt began less than
+//!   `in_doubt_grace` ago → look again later (Exchange files the copy
+//!   asynchronously); not found after that → `queued` (it was not sent).
+//! - **`draft`** (large messages, or accounts without a Sent Items copy):
+//!   create a draft from the MIME (its id is committed at once), add the
+//!   attachments streamed from the file (upload sessions from 3 MB),
+//!   mark it `PR_DELETE_AFTER_SUBMIT` when no copy is wanted — the method
+//!   becomes `draft-ready` — then `send`. The draft's fate is the evidence:
+//!   gone (404) or no longer a draft → `delivered`; still a draft and
+//!   `draft-ready` → send it again; still a draft but incomplete → delete
+//!   it, `queued`. In doubt before the id was committed → delete any draft
+//!   carrying the Message-ID in Drafts (an orphan, never sent), `queued`.
+//!
+//! So a crash at any instant — before the claim, between the claim and the
+//! request, between Graph's 202 and the `delivered` update — ends with one
+//! delivery. Messages older than `bounce_after` that still cannot be sent
+//! are bounced with an RFC 3464 DSN placed in the sender's Inbox.
+//!
+//! # The synchronous window
+//!
+//! [`Spool`] is the SMTP server's [`Submitter`]: it checks the headers
+//! (From allowed, header recipients ⊆ envelope), records the row, and
+//! starts the first attempt at once. If that attempt ends within
+//! `sync_window`, the client gets its real outcome (250, or 5xx with
+//! Graph's reason); otherwise, or on transient trouble, 250 — the worker
+//! takes it from there.
+
+mod deliver;
+pub mod dsn;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::mime::submission::{
+    MAX_HEADER_BLOCK, SubmissionRefusal, header_block_len, header_facts, submission_prefix,
+};
+use crate::runtime::Accounts;
+use crate::smtp::server::{SpooledMessage, Submitter};
+use crate::smtp::session::SubmitOutcome;
+use crate::store::{SpoolEntry, SpoolId, SpoolState, Store, now_unix};
+
+pub use deliver::Outcome;
+
+/// Spool settings (`smtp.*` in the configuration).
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// How long a client waits for Graph's answer before it gets 250.
+    pub sync_window: Duration,
+    /// Undeliverable for this long → DSN to the sender.
+    pub bounce_after: Duration,
+    /// How long a `sendmail` attempt in doubt waits for its Sent Items
+    /// copy before it counts as not sent.
+    pub in_doubt_grace: Duration,
+    /// First retry delay; doubled per attempt up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Messages delivered at the same time.
+    pub workers: usize,
+    /// How often the worker looks at the spool without being woken.
+    pub poll_interval: Duration,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        SpoolConfig {
+            sync_window: Duration::from_secs(10),
+            bounce_after: Duration::from_secs(2 * 24 * 3600),
+            in_doubt_grace: Duration::from_secs(120),
+            retry_base: Duration::from_secs(30),
+            retry_max: Duration::from_secs(30 * 60),
+            workers: 8,
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The spool and its delivery worker.
+pub struct Spool {
+    pub(crate) store: Store,
+    pub(crate) accounts: Arc<Accounts>,
+    pub(crate) config: SpoolConfig,
+    wake: Notify,
+    /// Entries a task of this process is working on.
+    in_flight: Mutex<HashSet<SpoolId>>,
+    permits: Arc<Semaphore>,
+}
+
+/// Who answers the client for a permanent failure: the submitting session
+/// (still waiting) or the spool (a DSN, the client already has its 250).
+enum Window {
+    Waiting,
+    Answered(Outcome),
+    Gone,
+}
+
+struct WindowCell {
+    state: Mutex<Window>,
+    done: Notify,
+}
+
+/// Test hook: `GRAPHGATE_CRASH_AT=<point>` aborts the process at that point
+/// of a delivery (to prove exactly-once across crashes). Points:
+/// `before-send`, `after-send` (Graph answered 202, spool not updated),
+/// `after-draft` (draft id committed, nothing else).
+pub(crate) fn crash_point(point: &str) {
+    if std::env::var("GRAPHGATE_CRASH_AT").is_ok_and(|p| p == point) {
+        eprintln!("graphgate: GRAPHGATE_CRASH_AT={point}: aborting now");
+        std::process::abort();
+    }
+}
+
+impl Spool {
+    pub fn new(store: Store, accounts: Arc<Accounts>, config: SpoolConfig) -> Arc<Spool> {
+        let permits = Arc::new(Semaphore::new(config.workers.max(1)));
+        Arc::new(Spool {
+            store,
+            accounts,
+            config,
+            wake: Notify::new(),
+            in_flight: Mutex::new(HashSet::new()),
+            permits,
+        })
+    }
+
+    /// Wake the worker (new mail, `queue retry`).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Mark `id` as worked on by this process; false if it already is.
+    fn take(&self, id: SpoolId) -> bool {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id)
+    }
+
+    fn release(&self, id: SpoolId) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    /// Deliver due entries until `shutdown`: queued ones are attempted,
+    /// `sending` ones nobody works on are resolved (see the module docs).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let now = now_unix();
+            let mut due = Vec::new();
+            for state in [SpoolState::Sending, SpoolState::Queued] {
+                match self.store.spool_list(Some(state), Some(now)) {
+                    Ok(list) => due.extend(list),
+                    Err(e) => tracing::error!(error = %e, "spool: cannot read the queue"),
+                }
+            }
+            for entry in due {
+                if !self.take(entry.id) {
+                    continue;
+                }
+                let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                    self.release(entry.id);
+                    break;
+                };
+                let spool = self.clone();
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    let id = entry.id;
+                    let outcome = spool.process(entry).await;
+                    if let Outcome::Failed { .. } = &outcome {
+                        spool.bounce(id, &outcome).await;
+                    }
+                    spool.release(id);
+                });
+            }
+            while tasks.try_join_next().is_some() {}
+            let wait = match self.store.spool_next_due() {
+                Ok(Some(at)) if at > now => Duration::from_secs((at - now) as u64),
+                Ok(Some(_)) => Duration::from_millis(200),
+                _ => self.config.poll_interval,
+            }
+            .min(self.config.poll_interval);
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        // Let attempts in flight finish: their outcome must be recorded.
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// One step for an entry this process has taken.
+    async fn process(&self, entry: SpoolEntry) -> Outcome {
+        match entry.state {
+            SpoolState::Queued => self.attempt(entry).await,
+            SpoolState::Sending => self.resolve(entry).await,
+            _ => Outcome::Deferred("not due".into()),
+        }
+    }
+
+    /// Check the message's headers and work out what to add in front.
+    async fn prepare(
+        &self,
+        message: &SpooledMessage,
+        mailbox: &str,
+    ) -> Result<(Option<String>, String), SubmitOutcome> {
+        let head = read_head(&message.path).await.map_err(|e| {
+            tracing::error!(error = %e, "spool: cannot read a spooled message back");
+            SubmitOutcome::TryLater {
+                text: "The spool could not read the message back; try again later".into(),
+            }
+        })?;
+        let Some(head_len) = header_block_len(&head).or(
+            // A message that is all headers, without a body.
+            (head.len() < MAX_HEADER_BLOCK).then_some(head.len()),
+        ) else {
+            return Err(refusal(&SubmissionRefusal::HeaderTooLarge));
+        };
+        let facts = header_facts(&head[..head_len]);
+        let domain = mailbox.rsplit_once('@').map_or("graphgate.local", |d| d.1);
+        let new_id = format!("{}.graphgate@{domain}", uuid::Uuid::new_v4().simple());
+        let mut prefix = String::new();
+        let mut facts = facts;
+        if facts.from.is_empty() {
+            // RFC 6409 §8: the submission server may supply From; the
+            // envelope sender (or the mailbox) is who it is from.
+            let from = if message.envelope.mail_from.is_empty() {
+                mailbox.to_string()
+            } else {
+                message.envelope.mail_from.clone()
+            };
+            prefix.push_str(&format!("From: {from}\r\n"));
+            facts.from.push(from.to_ascii_lowercase());
+        }
+        let added = submission_prefix(
+            &facts,
+            &message.envelope.rcpt_to,
+            &message.account.login,
+            &message.account.allowed_senders,
+            &new_id,
+        )
+        .map_err(|e| refusal(&e))?;
+        prefix.push_str(&added);
+        let message_id = facts.message_id.unwrap_or(new_id);
+        Ok((Some(message_id), prefix))
+    }
+
+    /// Spool an accepted message and try it within the window.
+    async fn submit_inner(self: &Arc<Self>, message: SpooledMessage) -> SubmitOutcome {
+        let account = match self.store.account(&message.account.login) {
+            Ok(Some(a)) => a,
+            Ok(None) => {
+                let _ = tokio::fs::remove_file(&message.path).await;
+                return SubmitOutcome::Rejected {
+                    code: 550,
+                    enhanced: "5.7.1".into(),
+                    text: format!("the account {} no longer exists", message.account.login),
+                };
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "spool: the store failed");
+                let _ = tokio::fs::remove_file(&message.path).await;
+                return SubmitOutcome::TryLater {
+                    text: "The spool database is unavailable; try again later".into(),
+                };
+            }
+        };
+        let (message_id, prefix) = match self.prepare(&message, &account.mailbox).await {
+            Ok(p) => p,
+            Err(outcome) => {
+                let _ = tokio::fs::remove_file(&message.path).await;
+                return outcome;
+            }
+        };
+        let path = message.path.to_string_lossy();
+        let entry = match self.store.spool_insert(&crate::store::NewSpoolEntry {
+            account: account.id,
+            mail_from: &message.envelope.mail_from,
+            rcpt_to: &message.envelope.rcpt_to,
+            path: &path,
+            size: message.size,
+            message_id: message_id.as_deref(),
+            prefix: &prefix,
+        }) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "spool: cannot record a message");
+                let _ = tokio::fs::remove_file(&message.path).await;
+                return SubmitOutcome::TryLater {
+                    text: "The spool could not record the message; try again later".into(),
+                };
+            }
+        };
+        let queue_id = format!("{}", entry.id.0);
+        tracing::info!(
+            queue_id,
+            account = %account.login,
+            size = message.size,
+            recipients = message.envelope.rcpt_to.len(),
+            "message accepted into the spool"
+        );
+        // From here on the message is durable: whatever happens, the
+        // worker delivers it. The first attempt starts now.
+        if !self.take(entry.id) {
+            return SubmitOutcome::Accepted { queue_id };
+        }
+        let cell = Arc::new(WindowCell {
+            state: Mutex::new(Window::Waiting),
+            done: Notify::new(),
+        });
+        {
+            let spool = self.clone();
+            let cell = cell.clone();
+            let id = entry.id;
+            tokio::spawn(async move {
+                let permit = spool.permits.clone().acquire_owned().await;
+                let outcome = spool.attempt(entry).await;
+                drop(permit);
+                let answered_here = {
+                    let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
+                    if matches!(*state, Window::Waiting) {
+                        *state = Window::Answered(outcome.clone());
+                        true
+                    } else {
+                        false
+                    }
+                };
+                if answered_here {
+                    cell.done.notify_one();
+                    if let Outcome::Failed { .. } = &outcome {
+                        spool.reject(id, &outcome).await;
+                    }
+                } else if let Outcome::Failed { .. } = &outcome {
+                    spool.bounce(id, &outcome).await;
+                }
+                spool.release(id);
+            });
+        }
+        tokio::select! {
+            _ = cell.done.notified() => {}
+            _ = tokio::time::sleep(self.config.sync_window) => {}
+        }
+        let outcome = {
+            let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
+            match std::mem::replace(&mut *state, Window::Gone) {
+                Window::Answered(o) => Some(o),
+                _ => None,
+            }
+        };
+        match outcome {
+            Some(Outcome::Delivered) => SubmitOutcome::Accepted {
+                queue_id: format!("{queue_id}; delivered to Microsoft 365"),
+            },
+            Some(Outcome::Failed {
+                code,
+                enhanced,
+                text,
+            }) => SubmitOutcome::Rejected {
+                code,
+                enhanced,
+                text,
+            },
+            Some(Outcome::Deferred(why)) => {
+                tracing::info!(queue_id, "delivery deferred: {why}");
+                SubmitOutcome::Accepted {
+                    queue_id: format!("{queue_id}; Graph is busy, the spool will retry"),
+                }
+            }
+            None => SubmitOutcome::Accepted {
+                queue_id: format!("{queue_id}; delivery continues in the background"),
+            },
+        }
+    }
+
+    /// A permanent failure the client was told about: no DSN.
+    async fn reject(&self, id: SpoolId, outcome: &Outcome) {
+        let text = outcome.text();
+        match self.store.spool_update(
+            id,
+            SpoolState::Sending,
+            &crate::store::SpoolUpdate {
+                state: Some(SpoolState::Rejected),
+                last_error: Some(&text),
+                ..Default::default()
+            },
+        ) {
+            Ok(true) => self.remove_file(id).await,
+            Ok(false) => {}
+            Err(e) => tracing::error!(error = %e, "spool: cannot record a rejection"),
+        }
+    }
+
+    pub(crate) async fn remove_file(&self, id: SpoolId) {
+        if let Ok(Some(entry)) = self.store.spool_entry(id) {
+            let _ = tokio::fs::remove_file(&entry.path).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Submitter for Arc<Spool> {
+    async fn submit(&self, message: SpooledMessage) -> SubmitOutcome {
+        self.submit_inner(message).await
+    }
+}
+
+fn refusal(e: &SubmissionRefusal) -> SubmitOutcome {
+    let (code, enhanced) = match e {
+        SubmissionRefusal::FromNotAllowed { .. } | SubmissionRefusal::NoFrom(_) => (550, "5.7.1"),
+        SubmissionRefusal::HeaderOnlyRecipient(_) => (554, "5.5.4"),
+        SubmissionRefusal::HeaderTooLarge => (552, "5.3.4"),
+    };
+    SubmitOutcome::Rejected {
+        code,
+        enhanced: enhanced.into(),
+        text: e.to_string(),
+    }
+}
+
+/// The start of a spooled file: at most [`MAX_HEADER_BLOCK`] bytes, enough
+/// for any header block graphgate accepts.
+async fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    let file = tokio::fs::File::open(path).await?;
+    let mut head = Vec::with_capacity(8 * 1024);
+    file.take(MAX_HEADER_BLOCK as u64 + 4)
+        .read_to_end(&mut head)
+        .await?;
+    Ok(head)
+}
+
+/// Where spool files live under the data directory.
+pub fn spool_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("spool")
+}
