@@ -24,8 +24,68 @@ pub struct Config {
     /// Where the database, key file, spool and cache live.
     pub data_dir: PathBuf,
     pub microsoft: MicrosoftConfig,
+    pub smtp: SmtpConfig,
+    pub tls: TlsConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+}
+
+/// The SMTP submission listeners and the spool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    /// Submission with STARTTLS; empty = off.
+    pub listen: String,
+    /// Implicit TLS (the port-465 style); empty = off.
+    pub implicit_tls_listen: String,
+    /// Name in the greeting and EHLO reply.
+    pub hostname: String,
+    /// Largest message in bytes.
+    pub max_message_size: u64,
+    pub max_recipients: u64,
+    pub max_connections: u64,
+    /// AUTH without TLS from 127.0.0.1/::1.
+    pub plaintext_auth_on_loopback: bool,
+    /// Seconds a client waits for Graph's outcome before it gets 250.
+    pub sync_window_s: u64,
+    /// Hours after which an undeliverable message is bounced.
+    pub bounce_after_h: u64,
+    /// Seconds an interrupted send waits to show up in Sent Items.
+    pub in_doubt_grace_s: u64,
+    /// Seconds before the first retry (doubled per attempt, up to 30 min).
+    pub retry_base_s: u64,
+    /// Seconds of silence after which a connection is closed.
+    pub idle_timeout_s: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            listen: "127.0.0.1:2525".into(),
+            implicit_tls_listen: "127.0.0.1:2465".into(),
+            hostname: "localhost".into(),
+            max_message_size: 35 * 1024 * 1024,
+            max_recipients: 500,
+            max_connections: 256,
+            plaintext_auth_on_loopback: true,
+            sync_window_s: 10,
+            bounce_after_h: 48,
+            in_doubt_grace_s: 120,
+            retry_base_s: 30,
+            idle_timeout_s: 300,
+        }
+    }
+}
+
+/// The certificate of the SMTP and IMAP listeners.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain; unset: a self-signed one generated in the
+    /// data directory.
+    pub certificate_file: Option<PathBuf>,
+    /// PEM private key of `certificate_file`.
+    pub private_key_file: Option<PathBuf>,
 }
 
 /// Microsoft endpoints and the app registration used to sign in.
@@ -70,6 +130,8 @@ impl Default for Config {
         Config {
             data_dir: default_data_dir(),
             microsoft: MicrosoftConfig::default(),
+            smtp: SmtpConfig::default(),
+            tls: TlsConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
         }
@@ -165,6 +227,87 @@ pub const KEYS: &[KeyDoc] = &[
         key: "microsoft.private_key_file",
         doc: "The PEM private key of `certificate_file`. Mode 0600.",
         example: Some("/run/secrets/graphgate_key.pem"),
+    },
+    KeyDoc {
+        key: "smtp.listen",
+        doc: "SMTP submission listener (STARTTLS offered). Empty: off. Point legacy \
+              applications here (host 127.0.0.1, this port). Listening beyond loopback makes \
+              graphgate reachable from the network: every client must still authenticate.",
+        example: None,
+    },
+    KeyDoc {
+        key: "smtp.implicit_tls_listen",
+        doc: "SMTP with implicit TLS (the port-465 style, `smtps://`). Empty: off.",
+        example: None,
+    },
+    KeyDoc {
+        key: "smtp.hostname",
+        doc: "The name graphgate gives in its SMTP greeting and EHLO reply.",
+        example: None,
+    },
+    KeyDoc {
+        key: "smtp.max_message_size",
+        doc: "Largest message in bytes, announced in EHLO SIZE (Exchange Online's default is \
+              35 MB); larger ones get 552 5.3.4.",
+        example: None,
+    },
+    KeyDoc {
+        key: "smtp.max_recipients",
+        doc: "Recipients per message (Exchange Online allows 500).",
+        example: None,
+    },
+    KeyDoc {
+        key: "smtp.max_connections",
+        doc: "Simultaneous SMTP connections; more get 421 and may retry.",
+        example: None,
+    },
+    KeyDoc {
+        key: "smtp.plaintext_auth_on_loopback",
+        doc: "Allow AUTH without TLS from 127.0.0.1/::1 (legacy applications on the same host). \
+              From any other address AUTH always needs STARTTLS or implicit TLS.",
+        example: None,
+    },
+    KeyDoc {
+        key: "smtp.sync_window_s",
+        doc: "Seconds a client waits after DATA for Graph's answer: within it the client gets \
+              the real outcome (250, or 5xx with Graph's reason); after it, 250 and the spool \
+              delivers in the background.",
+        example: None,
+    },
+    KeyDoc {
+        key: "smtp.bounce_after_h",
+        doc: "Hours a message may wait in the spool (Graph unreachable, account signed out) \
+              before it is bounced: a delivery status notification goes to the sender's Inbox.",
+        example: None,
+    },
+    KeyDoc {
+        key: "smtp.in_doubt_grace_s",
+        doc: "When a send was interrupted after the request left (crash, lost answer), seconds \
+              to wait for its copy in Sent Items before concluding it was not sent and sending it.",
+        example: None,
+    },
+    KeyDoc {
+        key: "smtp.retry_base_s",
+        doc: "Seconds before the first retry of a deferred message; doubled per attempt up to \
+              30 minutes. Graph's Retry-After is honoured within each attempt.",
+        example: None,
+    },
+    KeyDoc {
+        key: "smtp.idle_timeout_s",
+        doc: "Seconds a silent SMTP connection stays open.",
+        example: None,
+    },
+    KeyDoc {
+        key: "tls.certificate_file",
+        doc: "PEM certificate (chain) for STARTTLS and implicit TLS. Unset: graphgate generates \
+              a self-signed certificate in the data directory on first start (see certs/README.md \
+              to trust it).",
+        example: Some("/etc/graphgate/cert.pem"),
+    },
+    KeyDoc {
+        key: "tls.private_key_file",
+        doc: "PEM private key of tls.certificate_file. Mode 0600.",
+        example: Some("/etc/graphgate/key.pem"),
     },
     KeyDoc {
         key: "admin.listen",
@@ -273,6 +416,14 @@ impl Config {
             origin: format!("{origin} (with GRAPHGATE_* variables)"),
             message: e.to_string(),
         })
+    }
+
+    /// The SMTP listen addresses (STARTTLS, implicit TLS), when on.
+    pub fn smtp_listen(&self) -> Result<(Option<SocketAddr>, Option<SocketAddr>), ConfigError> {
+        Ok((
+            parse_listen("smtp.listen", &self.smtp.listen)?,
+            parse_listen("smtp.implicit_tls_listen", &self.smtp.implicit_tls_listen)?,
+        ))
     }
 
     /// The admin listen address, if the endpoint is on.
@@ -433,21 +584,23 @@ mod tests {
             );
         }
         for doc in KEYS {
-            let value = match doc.key {
-                "data_dir" => "/tmp/x",
-                "admin.listen" => "127.0.0.1:9",
+            let default = lookup(&defaults, doc.key);
+            let value = match (doc.key, default) {
+                ("data_dir", _) => "/tmp/x",
+                (k, _) if k.ends_with("listen") => "127.0.0.1:9",
+                (_, Some(toml::Value::Integer(_))) => "7",
+                (_, Some(toml::Value::Boolean(_))) => "false",
                 _ => "value",
             };
             let vars = vec![(env_name(doc.key), value.to_string())];
             let config = Config::from_parts("", "test", &vars)
                 .unwrap_or_else(|e| panic!("{}: {e}", doc.key));
             let back = toml::Value::try_from(config).unwrap();
-            assert_eq!(
-                lookup(&back, doc.key).and_then(|v| v.as_str()),
-                Some(value),
-                "{}",
-                doc.key
-            );
+            let got = lookup(&back, doc.key).map(|v| match v {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+            assert_eq!(got.as_deref(), Some(value), "{}", doc.key);
         }
     }
 

@@ -33,6 +33,10 @@ pub struct DemoArgs {
     /// SMTP submission listener.
     #[arg(long, default_value = "127.0.0.1:2525", value_name = "ADDR")]
     smtp: SocketAddr,
+    /// SMTP with implicit TLS (port-465 style; self-signed certificate in
+    /// the data directory).
+    #[arg(long, default_value = "127.0.0.1:2465", value_name = "ADDR")]
+    smtps: SocketAddr,
     /// IMAP listener.
     #[arg(long, default_value = "127.0.0.1:1143", value_name = "ADDR")]
     imap: SocketAddr,
@@ -80,7 +84,7 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
 
     // The gateway's state and its two accounts, signed in for real.
     let store = Store::open(&data_dir)?;
-    write_demo_config(&data_dir, &sim_url)?;
+    let config = write_demo_config(&data_dir, &sim_url)?;
     let key = StoreKey::load(&data_dir)?;
     for (login, password) in DEMO_ACCOUNTS {
         let account = match store.account(login)? {
@@ -107,6 +111,22 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
         }
     }
 
+    // The gateway: spool worker and SMTP listeners.
+    let gateway = super::gateway::start(
+        &config,
+        &store,
+        &key,
+        super::gateway::Listen {
+            smtp: Some(args.smtp),
+            smtps: Some(args.smtps),
+        },
+        &shutdown,
+        &mut tasks,
+    )
+    .await?;
+    let smtp = gateway.smtp.unwrap_or(args.smtp);
+    let smtps = gateway.smtps.unwrap_or(args.smtps);
+
     // Admin endpoint.
     let admin_listener = super::bind(args.admin, "admin endpoint", "--admin").await?;
     let admin_addr = admin_listener.local_addr()?;
@@ -125,13 +145,16 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
          \x20 alice@example.com / alice\n\
          \x20 bob@example.com   / bob\n\
          \n\
+         SMTP         {smtp} (STARTTLS; plain AUTH allowed on loopback)\n\
+         SMTPS        {smtps} (implicit TLS, self-signed certificate)\n\
+         \x20 try: curl smtp://{smtp} --mail-from alice@example.com --mail-rcpt bob@example.com \\\n\
+         \x20        --user alice@example.com:alice --upload-file message.eml\n\
          Admin        http://{admin_addr}/healthz  /readyz  /metrics\n\
          Data         {data_dir}{temp_note}\n\
-         SMTP {smtp} and IMAP {imap}: the listeners are not part of this build yet.\n\
+         IMAP {imap}: the listener is not part of this build yet.\n\
          \n\
          {sim_text}",
         started.elapsed().as_millis(),
-        smtp = args.smtp,
         imap = args.imap,
         data_dir = data_dir.display(),
         temp_note = if !keep {
@@ -155,7 +178,10 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
 /// A configuration file in the data directory that points at the demo's
 /// simulator, so that other commands (`graphgate status --data-dir DIR`)
 /// reach the same tenant.
-fn write_demo_config(data_dir: &std::path::Path, sim_url: &str) -> anyhow::Result<()> {
+fn write_demo_config(
+    data_dir: &std::path::Path,
+    sim_url: &str,
+) -> anyhow::Result<crate::config::Config> {
     let mut config = crate::config::Config {
         data_dir: data_dir.to_path_buf(),
         ..Default::default()
@@ -169,7 +195,7 @@ fn write_demo_config(data_dir: &std::path::Path, sim_url: &str) -> anyhow::Resul
         toml::to_string_pretty(&config)?
     );
     std::fs::write(data_dir.join("graphgate.toml"), text)?;
-    Ok(())
+    Ok(config)
 }
 
 /// Sign `upn` in against the simulator with the production browser flow

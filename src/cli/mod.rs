@@ -4,6 +4,7 @@
 mod accounts;
 mod consent;
 mod demo;
+mod gateway;
 mod logging;
 mod serve;
 mod sim;

@@ -45,7 +45,25 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         ),
     }
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut tasks: super::gateway::Tasks = tokio::task::JoinSet::new();
+    let gateway = super::gateway::start(
+        &config,
+        &store,
+        &key,
+        super::gateway::Listen::default(),
+        &shutdown,
+        &mut tasks,
+    )
+    .await?;
+    if gateway.smtp.is_none() && gateway.smtps.is_none() {
+        tracing::warn!("no SMTP listener: smtp.listen and smtp.implicit_tls_listen are both empty");
+    }
+    println!(
+        "graphgate is running. SMTP {} · SMTPS {} · data {}",
+        gateway.smtp.map_or("off".to_string(), |a| a.to_string()),
+        gateway.smtps.map_or("off".to_string(), |a| a.to_string()),
+        config.data_dir.display()
+    );
     if let Some(addr) = config.admin_listen()? {
         let listener = super::bind(addr, "admin endpoint", "admin.listen").await?;
         tracing::info!(addr = %listener.local_addr()?, "admin endpoint listening");

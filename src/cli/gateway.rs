@@ -1,0 +1,150 @@
+//! The gateway's moving parts, as `serve` and `demo` start them: the
+//! account registry, the spool and its worker, the SMTP listeners.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::account::authority_from_config;
+use crate::auth::EntraClient;
+use crate::config::Config;
+use crate::graph::{GraphClient, GraphConfig};
+use crate::runtime::Accounts;
+use crate::smtp::server::{Server, ServerConfig};
+use crate::smtp::session::SessionConfig;
+use crate::spool::{Spool, SpoolConfig, spool_dir};
+use crate::store::{Store, StoreKey};
+use crate::tls::Tls;
+
+/// What is running.
+pub struct Gateway {
+    pub smtp: Option<SocketAddr>,
+    pub smtps: Option<SocketAddr>,
+}
+
+/// Listen addresses chosen on the command line (demo) win over the
+/// configuration.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Listen {
+    pub smtp: Option<SocketAddr>,
+    pub smtps: Option<SocketAddr>,
+}
+
+pub type Tasks = JoinSet<std::io::Result<()>>;
+
+/// Start the spool worker and the SMTP listeners; they stop when
+/// `shutdown` is cancelled (a connection inside a message finishes it, the
+/// worker records the outcome of attempts in flight).
+pub async fn start(
+    config: &Config,
+    store: &Store,
+    key: &StoreKey,
+    listen: Listen,
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+) -> anyhow::Result<Gateway> {
+    let graph = GraphClient::new(GraphConfig {
+        base_url: config.microsoft.graph_url.clone(),
+        ..GraphConfig::default()
+    })?;
+    let entra = authority_from_config(config)
+        .and_then(EntraClient::new)
+        .map(Arc::new)
+        .map_err(|e| format!("{e}. {}", e.remedy("<account>")));
+    let accounts = Accounts::new(store.clone(), key.clone(), entra, graph);
+    let s = &config.smtp;
+    let spool = Spool::new(
+        store.clone(),
+        accounts.clone(),
+        SpoolConfig {
+            sync_window: Duration::from_secs(s.sync_window_s),
+            bounce_after: Duration::from_secs(s.bounce_after_h * 3600),
+            in_doubt_grace: Duration::from_secs(s.in_doubt_grace_s),
+            retry_base: Duration::from_secs(s.retry_base_s.max(1)),
+            ..SpoolConfig::default()
+        },
+    );
+    {
+        let spool = spool.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            spool.run(stop).await;
+            Ok(())
+        });
+    }
+
+    let (cfg_smtp, cfg_smtps) = config.smtp_listen()?;
+    let smtp_addr = listen.smtp.or(cfg_smtp);
+    let smtps_addr = listen.smtps.or(cfg_smtps);
+    let mut gateway = Gateway {
+        smtp: None,
+        smtps: None,
+    };
+    if smtp_addr.is_none() && smtps_addr.is_none() {
+        return Ok(gateway);
+    }
+    let tls = match Tls::load(
+        config.tls.certificate_file.as_deref(),
+        config.tls.private_key_file.as_deref(),
+        &config.data_dir,
+    ) {
+        Ok(tls) => Some(tls),
+        Err(e) => {
+            if smtps_addr.is_some() {
+                anyhow::bail!("{e}; fix tls.certificate_file / tls.private_key_file");
+            }
+            tracing::error!("TLS is unavailable, STARTTLS will not be offered: {e}");
+            None
+        }
+    };
+    let server = Server::new(
+        ServerConfig {
+            session: SessionConfig {
+                hostname: s.hostname.clone(),
+                max_message_size: usize::try_from(s.max_message_size).unwrap_or(usize::MAX),
+                max_recipients: usize::try_from(s.max_recipients).unwrap_or(usize::MAX),
+                ..SessionConfig::default()
+            },
+            incoming_dir: spool_dir(&config.data_dir).join("incoming"),
+            max_connections: usize::try_from(s.max_connections).unwrap_or(256).max(1),
+            idle_timeout: Duration::from_secs(s.idle_timeout_s.max(1)),
+            plaintext_auth_on_loopback: s.plaintext_auth_on_loopback,
+            ..ServerConfig::default()
+        },
+        store.clone(),
+        tls,
+        Arc::new(spool.clone()),
+    );
+    for (addr, implicit, what, key) in [
+        (
+            smtp_addr,
+            false,
+            "SMTP submission listener",
+            "smtp.listen (or --smtp)",
+        ),
+        (
+            smtps_addr,
+            true,
+            "SMTP implicit-TLS listener",
+            "smtp.implicit_tls_listen (or --smtps)",
+        ),
+    ] {
+        let Some(addr) = addr else { continue };
+        let listener = super::bind(addr, what, key).await?;
+        let local = listener.local_addr()?;
+        tracing::info!(addr = %local, implicit_tls = implicit, "SMTP listening");
+        if implicit {
+            gateway.smtps = Some(local);
+        } else {
+            gateway.smtp = Some(local);
+        }
+        let server = server.clone();
+        let stop = shutdown.clone();
+        tasks
+            .spawn(async move { crate::smtp::server::run(listener, implicit, server, stop).await });
+    }
+    Ok(gateway)
+}
