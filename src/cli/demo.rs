@@ -98,7 +98,7 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
                 shared_mailboxes: Vec::new(),
             })?,
         };
-        match sign_in(&sim_url, login).await {
+        match sign_in_via_simulator(&sim_url, login).await {
             Ok(tokens) => {
                 save_tokens(&store, &key, account.id, &tokens)?;
                 store.set_account_state(account.id, AccountState::Online, None)?;
@@ -199,11 +199,11 @@ fn write_demo_config(
 }
 
 /// Sign `upn` in against the simulator with the production browser flow
-/// (authorization code + PKCE, loopback redirect). The demo itself plays
+/// (authorization code + PKCE, loopback redirect). The demo (or a test) plays
 /// the browser: it opens the authorize URL (the simulator signs the user
 /// named by `login_hint` in, as single sign-on would) and follows the
 /// redirect to the loopback listener.
-async fn sign_in(sim_url: &str, upn: &str) -> anyhow::Result<TokenSet> {
+pub async fn sign_in_via_simulator(sim_url: &str, upn: &str) -> anyhow::Result<TokenSet> {
     let client = EntraClient::new(AuthorityConfig {
         authority_url: sim_url.to_string(),
         tenant: crate::sim::tenant::DEMO_TENANT_ID.to_string(),

@@ -16,6 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use demo::sign_in_via_simulator;
+
 /// graphgate: a local SMTP and IMAP gateway to Microsoft 365 mailboxes
 /// through Microsoft Graph, signed in with OAuth 2.0 (Entra ID).
 ///
