@@ -6,6 +6,7 @@ mod consent;
 mod demo;
 mod gateway;
 mod logging;
+mod queue;
 mod serve;
 mod sim;
 mod status;
@@ -59,6 +60,9 @@ enum Command {
     Status(status::StatusArgs),
     /// Print the admin consent URL for the configured app and tenant.
     ConsentUrl(consent::ConsentArgs),
+    /// Inspect and act on the SMTP spool (messages waiting for Graph).
+    #[command(subcommand)]
+    Queue(queue::QueueCommand),
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -151,6 +155,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             status::run(&config, &store, args).await
         }
         Command::ConsentUrl(ref args) => consent::run(&load_config(&cli)?, args),
+        Command::Queue(ref command) => {
+            let config = load_config(&cli)?;
+            queue::run(&open_store(&config)?, command)
+        }
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::example());
             Ok(ExitCode::SUCCESS)
