@@ -339,6 +339,11 @@ pub const OTHER_VARIABLES: &[(&str, &str)] = &[
         "GRAPHGATE_KEY_FILE",
         "a file holding GRAPHGATE_KEY (a Docker secret)",
     ),
+    (
+        "GRAPHGATE_CRASH_AT",
+        "test hook only: abort the process at a point of an SMTP delivery \
+         (before-send, after-send, after-draft) to prove exactly-once delivery",
+    ),
 ];
 
 /// Errors reading the configuration, each naming the file, key or variable.

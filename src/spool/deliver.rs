@@ -512,7 +512,8 @@ impl Spool {
             );
             Outcome::Deferred(why)
         };
-        let message_id = entry.message_id.clone().unwrap_or_default();
+        // Graph spells internetMessageId with its angle brackets.
+        let message_id = format!("<{}>", entry.message_id.as_deref().unwrap_or_default());
         match (entry.method.as_deref(), entry.draft_id.as_deref()) {
             (Some(SENDMAIL), _) => {
                 match rt

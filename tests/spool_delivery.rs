@@ -1,0 +1,802 @@
+//! The spool's promise, tested on real processes: `graphgate sim` as the
+//! tenant and `graphgate serve` as the gateway, talking over HTTP; the
+//! gateway is killed (SIGKILL, or aborted at a chosen point of a delivery)
+//! and restarted, the simulator injects 429 storms, 503s, connection resets
+//! and revoked grants — and every message that got 250 arrives exactly once
+//! in the recipient's simulated mailbox.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use graphgate::secret::Secret;
+use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
+use graphgate::store::{AuthProfile, NewAccount, SpoolState, Store, StoreKey};
+use mail_parser::MimeHeaders;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::net::TcpStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_graphgate");
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Read stdout lines until one contains `marker`; return that line. The
+/// rest of stdout is drained in the background so the child never blocks.
+fn wait_for_line(child: &mut Child, marker: &str) -> String {
+    try_wait_for_line(child, marker).expect("the process did not print its ready line within 60 s")
+}
+
+fn try_wait_for_line(child: &mut Child, marker: &str) -> Option<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let marker = marker.to_string();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent && line.contains(&marker) {
+                let _ = tx.send(line);
+                sent = true;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60)).ok()
+}
+
+/// `application/x-www-form-urlencoded`.
+fn form(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+struct Sim {
+    _proc: Proc,
+    url: String,
+    http: reqwest::Client,
+}
+
+fn start_sim() -> Sim {
+    let mut child = Command::new(BIN)
+        .args(["sim", "--listen", "127.0.0.1:0", "--no-seed"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = wait_for_line(&mut child, "simulator on http://");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap()
+        .to_string();
+    Sim {
+        _proc: Proc(child),
+        url,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Sim {
+    async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+    }
+
+    /// A token of `upn` (password = local part) by the password grant.
+    async fn token(&self, upn: &str) -> String {
+        let password = upn.split('@').next().unwrap();
+        let response: Value = self
+            .http
+            .post(format!("{}/{DEMO_TENANT_ID}/oauth2/v2.0/token", self.url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[
+                ("grant_type", "password"),
+                ("client_id", DEMO_PUBLIC_CLIENT_ID),
+                ("username", upn),
+                ("password", password),
+                (
+                    "scope",
+                    "https://graph.microsoft.com/Mail.ReadWrite offline_access",
+                ),
+            ]))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        response["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {response}"))
+            .to_string()
+    }
+
+    /// Subjects of the messages in a folder of `upn`.
+    async fn subjects(&self, upn: &str, folder: &str) -> Vec<String> {
+        let token = self.token(upn).await;
+        let mut url = format!(
+            "{}/v1.0/me/mailFolders/{folder}/messages?$select=subject&$top=100",
+            self.url
+        );
+        let mut out = Vec::new();
+        loop {
+            let page: Value = self
+                .http
+                .get(&url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for m in page["value"].as_array().unwrap() {
+                out.push(m["subject"].as_str().unwrap_or_default().to_string());
+            }
+            match page["@odata.nextLink"].as_str() {
+                Some(next) => url = next.to_string(),
+                None => return out,
+            }
+        }
+    }
+
+    /// The raw MIME of the message of `upn`'s Inbox with this subject.
+    async fn mime_by_subject(&self, upn: &str, subject: &str) -> Vec<u8> {
+        let token = self.token(upn).await;
+        let page: Value = self
+            .http
+            .get(format!(
+                "{}/v1.0/me/mailFolders/inbox/messages?$select=id,subject&$top=100",
+                self.url
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = page["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["subject"] == subject)
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no message {subject:?} in {upn}'s Inbox"));
+        self.http
+            .get(format!("{}/v1.0/me/messages/{id}/$value", self.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    }
+}
+
+/// A data directory with a configuration pointing at `sim`, accounts alice
+/// and bob, alice signed in.
+struct Data {
+    dir: tempfile::TempDir,
+}
+
+impl Data {
+    async fn new(sim: &Sim, extra: &str) -> Data {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "data_dir = {data:?}\n\
+             [microsoft]\nauthority_url = {url:?}\ngraph_url = {url:?}\n\
+             tenant = {DEMO_TENANT_ID:?}\nclient_id = {DEMO_PUBLIC_CLIENT_ID:?}\n\
+             [smtp]\nlisten = \"127.0.0.1:0\"\nimplicit_tls_listen = \"\"\n\
+             in_doubt_grace_s = 1\nretry_base_s = 1\n{extra}\n",
+            data = dir.path().display().to_string(),
+            url = sim.url,
+        );
+        std::fs::write(dir.path().join("graphgate.toml"), config).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for (login, password) in [("alice@example.com", "alice"), ("bob@example.com", "bob")] {
+            store
+                .add_account(&NewAccount {
+                    login: login.into(),
+                    password: Secret::new(password.into()),
+                    mailbox: login.into(),
+                    auth_profile: AuthProfile::Delegated,
+                    aliases: if login.starts_with("alice") {
+                        vec!["support@example.com".into(), "bob@example.com".into()]
+                    } else {
+                        vec![]
+                    },
+                    shared_mailboxes: vec![],
+                })
+                .unwrap();
+        }
+        let data = Data { dir };
+        data.sign_in(sim, "alice@example.com").await;
+        data
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn store(&self) -> Store {
+        Store::open(self.path()).unwrap()
+    }
+
+    /// Sign `upn` in (as `graphgate login --browser` would) and store the
+    /// tokens where the gateway reads them.
+    async fn sign_in(&self, sim: &Sim, upn: &str) {
+        let tokens = graphgate::cli::sign_in_via_simulator(&sim.url, upn)
+            .await
+            .unwrap();
+        let store = self.store();
+        let key = StoreKey::load(self.path()).unwrap();
+        let account = store.account(upn).unwrap().unwrap();
+        graphgate::account::save_tokens(&store, &key, account.id, &tokens).unwrap();
+    }
+
+    /// Entries not yet in a final state.
+    fn waiting(&self) -> usize {
+        self.store()
+            .spool_list(None, None)
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e.state, SpoolState::Queued | SpoolState::Sending))
+            .count()
+    }
+
+    /// Poll until the spool has nothing waiting.
+    async fn drained(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while self.waiting() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the spool still has {} message(s) waiting: {:#?}",
+                self.waiting(),
+                self.store().spool_list(None, None).unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+struct Gateway {
+    proc: Proc,
+    smtp: String,
+}
+
+fn start_gateway(data: &Data, env: &[(&str, &str)]) -> Gateway {
+    let mut command = Command::new(BIN);
+    command
+        .args(["serve", "--config"])
+        .arg(data.path().join("graphgate.toml"))
+        .env("RUST_LOG", "graphgate=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(data.path().join("gateway.log"))
+                .unwrap(),
+        ));
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().unwrap();
+    let Some(line) = try_wait_for_line(&mut child, "graphgate is running") else {
+        let log = std::fs::read_to_string(data.path().join("gateway.log")).unwrap_or_default();
+        panic!("the gateway did not start; its log:\n{log}");
+    };
+    let smtp = line
+        .split("SMTP ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    Gateway {
+        proc: Proc(child),
+        smtp,
+    }
+}
+
+impl Gateway {
+    fn kill(self) {
+        drop(self.proc);
+    }
+
+    /// Wait until the process exits by itself (an abort at a crash point).
+    fn wait_exit(mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.proc.0.try_wait().unwrap() {
+                assert!(!status.success(), "the gateway exited cleanly: {status}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "the gateway did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The final reply line of one SMTP submission as alice (AUTH PLAIN on
+/// loopback), or `None` if the connection closed before it.
+async fn submit(addr: &str, rcpt: &[&str], message: &[u8]) -> Option<String> {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    let mut lines = AsyncBufReader::new(read);
+    async fn reply(lines: &mut AsyncBufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<String> {
+        loop {
+            let mut line = String::new();
+            if lines.read_line(&mut line).await.ok()? == 0 {
+                return None;
+            }
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Some(line.trim_end().to_string());
+            }
+        }
+    }
+    let expect = |r: Option<String>, code: &str| {
+        let r = r.expect("connection closed");
+        assert!(r.starts_with(code), "expected {code}, got {r}");
+    };
+    expect(reply(&mut lines).await, "220");
+    let plain = base64::engine::general_purpose::STANDARD.encode(b"\0alice@example.com\0alice");
+    let mut commands = vec![
+        "EHLO test".to_string(),
+        format!("AUTH PLAIN {plain}"),
+        "MAIL FROM:<alice@example.com>".into(),
+    ];
+    commands.extend(rcpt.iter().map(|r| format!("RCPT TO:<{r}>")));
+    commands.push("DATA".into());
+    let codes = ["250", "235", "250"];
+    for (i, command) in commands.iter().enumerate() {
+        write
+            .write_all(format!("{command}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let want = codes
+            .get(i)
+            .copied()
+            .unwrap_or(if command == "DATA" { "354" } else { "250" });
+        expect(reply(&mut lines).await, want);
+    }
+    write.write_all(message).await.unwrap();
+    write.write_all(b"\r\n.\r\n").await.unwrap();
+    let last = reply(&mut lines).await;
+    let _ = write.write_all(b"QUIT\r\n").await;
+    last
+}
+
+fn message(subject: &str) -> Vec<u8> {
+    format!(
+        "From: Alice <alice@example.com>\r\nTo: Bob <bob@example.com>\r\nSubject: {subject}\r\n\
+         Date: Sun, 22 Nov 2026 10:00:00 +0000\r\n\r\nHello Bob, this is {subject}.\r\n"
+    )
+    .into_bytes()
+}
+
+/// A multipart message of about `size` bytes whose attachment is `content`.
+fn large_message(subject: &str, content: &[u8]) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(content);
+    let mut body = String::with_capacity(b64.len() + b64.len() / 38);
+    for chunk in b64.as_bytes().chunks(76) {
+        body.push_str(std::str::from_utf8(chunk).unwrap());
+        body.push_str("\r\n");
+    }
+    format!(
+        "From: alice@example.com\r\nTo: bob@example.com\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\r\nSee the attachment.\r\n--b1\r\n\
+         Content-Type: application/octet-stream; name=\"blob.bin\"\r\n\
+         Content-Disposition: attachment; filename=\"blob.bin\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{body}--b1--\r\n"
+    )
+    .into_bytes()
+}
+
+fn count(subjects: &[String], subject: &str) -> usize {
+    subjects.iter().filter(|s| *s == subject).count()
+}
+
+#[tokio::test]
+async fn delivered_at_once_and_reported_in_the_reply() {
+    let sim = start_sim();
+    let data = Data::new(&sim, "").await;
+    let gw = start_gateway(&data, &[]);
+    let reply = submit(&gw.smtp, &["bob@example.com"], &message("plain one"))
+        .await
+        .unwrap();
+    assert!(reply.starts_with("250 "), "{reply}");
+    assert!(reply.contains("delivered to Microsoft 365"), "{reply}");
+    assert_eq!(
+        count(&sim.subjects("bob@example.com", "inbox").await, "plain one"),
+        1
+    );
+    assert_eq!(
+        count(
+            &sim.subjects("alice@example.com", "sentitems").await,
+            "plain one"
+        ),
+        1
+    );
+    let entries = data.store().spool_list(None, None).unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].state, SpoolState::Delivered);
+    assert!(
+        !Path::new(&entries[0].path).exists(),
+        "the spool file of a delivered message is removed"
+    );
+}
+
+#[tokio::test]
+async fn graph_refusal_in_the_window_is_the_smtp_reply() {
+    let sim = start_sim();
+    let data = Data::new(&sim, "").await;
+    let gw = start_gateway(&data, &[]);
+    // Alice's local configuration lists bob@example.com as an address she
+    // may use, but the tenant grants her no Send As on it: Graph refuses,
+    // within the window, and the client hears why.
+    let msg = b"From: bob@example.com\r\nTo: bob@example.com\r\nSubject: as bob\r\n\r\nx\r\n";
+    let reply = submit(&gw.smtp, &["bob@example.com"], msg).await.unwrap();
+    assert!(reply.starts_with("554 5.7.1"), "{reply}");
+    assert!(reply.contains("ErrorSendAsDenied"), "{reply}");
+    assert!(reply.contains("Send As"), "{reply}");
+    // Send As on the shared mailbox is granted: delivered.
+    let msg =
+        b"From: support@example.com\r\nTo: bob@example.com\r\nSubject: as support\r\n\r\nx\r\n";
+    let reply = submit(&gw.smtp, &["bob@example.com"], msg).await.unwrap();
+    assert!(reply.starts_with("250"), "{reply}");
+    let states: Vec<SpoolState> = data
+        .store()
+        .spool_list(None, None)
+        .unwrap()
+        .iter()
+        .map(|e| e.state)
+        .collect();
+    assert_eq!(states, vec![SpoolState::Rejected, SpoolState::Delivered]);
+    let bad =
+        b"From: alice@example.com\r\nTo: carol@example.com\r\nSubject: header only\r\n\r\nx\r\n";
+    let reply = submit(&gw.smtp, &["bob@example.com"], bad).await.unwrap();
+    assert!(reply.starts_with("554 5.5.4"), "{reply}");
+    assert!(reply.contains("carol@example.com"), "{reply}");
+}
+
+#[tokio::test]
+async fn abort_between_graphs_202_and_the_spool_update_delivers_once() {
+    let sim = start_sim();
+    let data = Data::new(&sim, "").await;
+    let gw = start_gateway(&data, &[("GRAPHGATE_CRASH_AT", "after-send")]);
+    let reply = submit(&gw.smtp, &["bob@example.com"], &message("crash after 202")).await;
+    // The process died before it could answer.
+    assert_eq!(reply, None);
+    gw.wait_exit();
+    assert_eq!(data.waiting(), 1, "the message is in the spool, in doubt");
+    let _gw = start_gateway(&data, &[]);
+    data.drained(Duration::from_secs(60)).await;
+    assert_eq!(
+        count(
+            &sim.subjects("bob@example.com", "inbox").await,
+            "crash after 202"
+        ),
+        1
+    );
+    let entry = &data.store().spool_list(None, None).unwrap()[0];
+    assert_eq!(entry.state, SpoolState::Delivered);
+    assert_eq!(entry.attempts, 1, "found in Sent Items, not sent again");
+}
+
+#[tokio::test]
+async fn abort_before_the_request_sends_after_restart() {
+    let sim = start_sim();
+    let data = Data::new(&sim, "").await;
+    let gw = start_gateway(&data, &[("GRAPHGATE_CRASH_AT", "before-send")]);
+    assert_eq!(
+        submit(
+            &gw.smtp,
+            &["bob@example.com"],
+            &message("crash before send")
+        )
+        .await,
+        None
+    );
+    gw.wait_exit();
+    let _gw = start_gateway(&data, &[]);
+    data.drained(Duration::from_secs(60)).await;
+    assert_eq!(
+        count(
+            &sim.subjects("bob@example.com", "inbox").await,
+            "crash before send"
+        ),
+        1
+    );
+}
+
+#[tokio::test]
+async fn sigkill_right_after_250_loses_nothing_and_doubles_nothing() {
+    let sim = start_sim();
+    // A zero window: 250 comes as soon as the message is durable, while the
+    // delivery runs — the kill lands at some point of it.
+    let data = Data::new(&sim, "sync_window_s = 0").await;
+    let gw = start_gateway(&data, &[]);
+    let mut subjects = Vec::new();
+    for i in 0..8 {
+        let subject = format!("kill {i}");
+        let reply = submit(&gw.smtp, &["bob@example.com"], &message(&subject))
+            .await
+            .unwrap();
+        assert!(reply.starts_with("250"), "{reply}");
+        subjects.push(subject);
+    }
+    gw.kill();
+    let _gw = start_gateway(&data, &[]);
+    data.drained(Duration::from_secs(60)).await;
+    let inbox = sim.subjects("bob@example.com", "inbox").await;
+    for s in &subjects {
+        assert_eq!(count(&inbox, s), 1, "{s}: {inbox:?}");
+    }
+}
+
+#[tokio::test]
+async fn abort_after_the_draft_of_a_large_message_leaves_no_orphan() {
+    let sim = start_sim();
+    let data = Data::new(&sim, "").await;
+    let content: Vec<u8> = (0..3_500_000u32).map(|i| (i % 253) as u8).collect();
+    let msg = large_message("large crash", &content);
+    let gw = start_gateway(&data, &[("GRAPHGATE_CRASH_AT", "after-draft")]);
+    assert_eq!(submit(&gw.smtp, &["bob@example.com"], &msg).await, None);
+    gw.wait_exit();
+    let _gw = start_gateway(&data, &[]);
+    data.drained(Duration::from_secs(60)).await;
+    assert_eq!(
+        count(
+            &sim.subjects("bob@example.com", "inbox").await,
+            "large crash"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &sim.subjects("alice@example.com", "drafts").await,
+            "large crash"
+        ),
+        0,
+        "the interrupted draft was removed"
+    );
+    let mime = sim.mime_by_subject("bob@example.com", "large crash").await;
+    let parsed = mail_parser::MessageParser::default().parse(&mime).unwrap();
+    let attachment = parsed.attachments().next().expect("an attachment");
+    assert_eq!(attachment.contents(), content.as_slice());
+}
+
+#[tokio::test]
+async fn thirty_megabytes_go_through_upload_sessions_byte_for_byte() {
+    let sim = start_sim();
+    let data = Data::new(&sim, "").await;
+    let gw = start_gateway(&data, &[]);
+    // 22 MB of attachment: about 30 MB of message once base64-encoded.
+    let content: Vec<u8> = (0..22_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let msg = large_message("thirty", &content);
+    assert!(msg.len() > 29_000_000, "{}", msg.len());
+    // The baseline: a small message first (authentication hashes with
+    // Argon2id, which alone takes 19 MiB).
+    let reply = submit(&gw.smtp, &["bob@example.com"], &message("warm-up"))
+        .await
+        .unwrap();
+    assert!(reply.starts_with("250"), "{reply}");
+    let hwm = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmHWM"))
+            .map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    let before = hwm(gw.proc.0.id());
+    let reply = submit(&gw.smtp, &["bob@example.com"], &msg).await.unwrap();
+    assert!(reply.starts_with("250"), "{reply}");
+    data.drained(Duration::from_secs(120)).await;
+    let mime = sim.mime_by_subject("bob@example.com", "thirty").await;
+    let parsed = mail_parser::MessageParser::default().parse(&mime).unwrap();
+    let attachment = parsed.attachments().next().expect("an attachment");
+    assert_eq!(attachment.attachment_name(), Some("blob.bin"));
+    assert!(attachment.contents() == content.as_slice());
+    // Peak memory of the gateway process, for the record (not asserted:
+    // measurements go in the closing note and the benchmarks).
+    eprintln!(
+        "gateway peak RSS: {before} kB before, {} kB after a {} byte message",
+        hwm(gw.proc.0.id()),
+        msg.len()
+    );
+    let stats: Value = reqwest::get(format!("{}/_sim/stats", sim.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    eprintln!("simulator routes: {}", stats["by_route"]);
+}
+
+#[tokio::test]
+async fn faults_429_503_and_resets_still_deliver_each_message_once() {
+    let sim = start_sim();
+    let data = Data::new(&sim, "sync_window_s = 2").await;
+    let gw = start_gateway(&data, &[]);
+    sim.control(
+        reqwest::Method::POST,
+        "/_sim/faults",
+        Some(serde_json::json!({
+            "throttle_rate": 0.3, "retry_after_s": 1, "error_rate": 0.2, "reset_rate": 0.15
+        })),
+    )
+    .await;
+    let mut subjects = Vec::new();
+    for i in 0..12 {
+        let subject = format!("storm {i}");
+        let reply = submit(&gw.smtp, &["bob@example.com"], &message(&subject))
+            .await
+            .unwrap();
+        assert!(reply.starts_with("250"), "{reply}");
+        subjects.push(subject);
+    }
+    sim.control(reqwest::Method::DELETE, "/_sim/faults", None)
+        .await;
+    data.drained(Duration::from_secs(120)).await;
+    let inbox = sim.subjects("bob@example.com", "inbox").await;
+    for s in &subjects {
+        assert_eq!(count(&inbox, s), 1, "{s}: {inbox:?}");
+    }
+    drop(gw);
+}
+
+#[tokio::test]
+async fn revoked_grant_mid_queue_waits_for_a_new_sign_in_then_delivers_once() {
+    let sim = start_sim();
+    let data = Data::new(&sim, "").await;
+    let gw = start_gateway(&data, &[]);
+    let reply = submit(&gw.smtp, &["bob@example.com"], &message("before revoke"))
+        .await
+        .unwrap();
+    assert!(reply.contains("delivered"), "{reply}");
+    sim.control(
+        reqwest::Method::POST,
+        "/_sim/revoke",
+        Some(serde_json::json!({"user": "alice@example.com"})),
+    )
+    .await;
+    sim.control(reqwest::Method::POST, "/_sim/expire_access_tokens", None)
+        .await;
+    let reply = submit(&gw.smtp, &["bob@example.com"], &message("after revoke"))
+        .await
+        .unwrap();
+    assert!(reply.starts_with("250"), "queued, not refused: {reply}");
+    // The account is OFFLINE with the command that fixes it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let account = data.store().account("alice@example.com").unwrap().unwrap();
+        if account.state == graphgate::store::AccountState::Offline {
+            let error = account.last_error.unwrap_or_default();
+            assert!(
+                error.contains("graphgate login alice@example.com"),
+                "{error}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "alice never went OFFLINE");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(data.waiting(), 1);
+    // The admin signs in again; the running gateway picks the new tokens up.
+    data.sign_in(&sim, "alice@example.com").await;
+    graphgate::store::Store::open(data.path())
+        .unwrap()
+        .spool_list(Some(SpoolState::Queued), None)
+        .unwrap()
+        .iter()
+        .for_each(|e| {
+            data.store()
+                .spool_update(
+                    e.id,
+                    SpoolState::Queued,
+                    &graphgate::store::SpoolUpdate {
+                        next_attempt_at: Some(0),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+        });
+    data.drained(Duration::from_secs(60)).await;
+    let inbox = sim.subjects("bob@example.com", "inbox").await;
+    assert_eq!(count(&inbox, "after revoke"), 1);
+    assert_eq!(count(&inbox, "before revoke"), 1);
+    drop(gw);
+}
+
+#[test]
+fn queue_commands_show_retry_and_drop() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt.block_on(async { start_sim() });
+    let data = rt.block_on(Data::new(&sim, ""));
+    // bob never signed in: his message waits in the queue.
+    let store = data.store();
+    let bob = store.account("bob@example.com").unwrap().unwrap();
+    let path: PathBuf = data.path().join("waiting.eml");
+    std::fs::write(&path, message("waiting")).unwrap();
+    let entry = store
+        .spool_insert(&graphgate::store::NewSpoolEntry {
+            account: bob.id,
+            mail_from: "bob@example.com",
+            rcpt_to: &["alice@example.com".to_string()],
+            path: &path.to_string_lossy(),
+            size: 10,
+            message_id: Some("w@example.com"),
+            prefix: "",
+        })
+        .unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = run(&["queue", "list"]);
+    assert!(
+        ok && text.contains("bob@example.com") && text.contains("queued"),
+        "{text}"
+    );
+    let (ok, text) = run(&["queue", "show", &entry.id.0.to_string()]);
+    assert!(ok && text.contains("<w@example.com>"), "{text}");
+    let (ok, text) = run(&["queue", "retry", &entry.id.0.to_string()]);
+    assert!(ok && text.contains("1 message(s) due now"), "{text}");
+    let (ok, text) = run(&["queue", "drop", &entry.id.0.to_string()]);
+    assert!(ok && text.contains("dropped"), "{text}");
+    assert!(!path.exists());
+    let (ok, text) = run(&["queue", "drop", &entry.id.0.to_string()]);
+    assert!(!ok && text.contains("already dropped"), "{text}");
+    let (ok, text) = run(&["queue", "show", "999"]);
+    assert!(!ok && text.contains("no message 999"), "{text}");
+    let (ok, text) = run(&["queue", "list", "--json", "--all"]);
+    assert!(ok, "{text}");
+    let list: Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(list[0]["state"], "dropped");
+}
