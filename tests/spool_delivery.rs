@@ -800,3 +800,98 @@ fn queue_commands_show_retry_and_drop() {
     let list: Value = serde_json::from_str(text.trim()).unwrap();
     assert_eq!(list[0]["state"], "dropped");
 }
+
+#[tokio::test]
+async fn undeliverable_past_bounce_after_gets_a_dsn_in_the_senders_inbox() {
+    let sim = start_sim();
+    // 250 at once, and any failure is already past the bounce time.
+    let data = Data::new(&sim, "sync_window_s = 0\nbounce_after_h = 0").await;
+    let gw = start_gateway(&data, &[]);
+    sim.control(
+        reqwest::Method::POST,
+        "/_sim/faults",
+        Some(serde_json::json!({"error_rate": 1.0, "retry_after_s": 1})),
+    )
+    .await;
+    let reply = submit(&gw.smtp, &["bob@example.com"], &message("doomed"))
+        .await
+        .unwrap();
+    assert!(reply.starts_with("250"), "{reply}");
+    // Bounced while Graph is down; the notice itself waits for Graph.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while data
+        .store()
+        .spool_list(Some(SpoolState::Bounced), None)
+        .unwrap()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "never bounced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sim.control(reqwest::Method::DELETE, "/_sim/faults", None)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let subject = "Undeliverable: your message was not sent";
+    loop {
+        if count(&sim.subjects("alice@example.com", "inbox").await, subject) == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no bounce notice in alice's Inbox"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let dsn = sim.mime_by_subject("alice@example.com", subject).await;
+    // Placed through Graph as an ordinary message (Exchange re-renders the
+    // MIME of what it stores), so the person-readable text is what counts.
+    let parsed = mail_parser::MessageParser::default().parse(&dsn).unwrap();
+    let text = parsed.body_text(0).unwrap_or_default().to_string();
+    assert!(text.contains("\"doomed\""), "{text}");
+    assert!(text.contains("bob@example.com"), "{text}");
+    assert!(text.contains("Reason:"), "{text}");
+    assert_eq!(
+        count(&sim.subjects("bob@example.com", "inbox").await, "doomed"),
+        0
+    );
+    // Exactly one notice, even as the worker keeps running.
+    assert_eq!(
+        count(&sim.subjects("alice@example.com", "inbox").await, subject),
+        1
+    );
+    drop(gw);
+}
+
+#[tokio::test]
+async fn an_account_without_a_sent_copy_sends_through_a_draft_deleted_after_submission() {
+    let sim = start_sim();
+    let data = Data::new(&sim, "").await;
+    data.store()
+        .set_save_to_sent_items("alice@example.com", false)
+        .unwrap();
+    let gw = start_gateway(&data, &[]);
+    let reply = submit(&gw.smtp, &["bob@example.com"], &message("no copy"))
+        .await
+        .unwrap();
+    assert!(reply.contains("delivered"), "{reply}");
+    assert_eq!(
+        count(&sim.subjects("bob@example.com", "inbox").await, "no copy"),
+        1
+    );
+    assert_eq!(
+        count(
+            &sim.subjects("alice@example.com", "sentitems").await,
+            "no copy"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &sim.subjects("alice@example.com", "drafts").await,
+            "no copy"
+        ),
+        0
+    );
+    let entry = &data.store().spool_list(None, None).unwrap()[0];
+    assert_eq!(entry.method.as_deref(), Some("draft-ready"));
+}

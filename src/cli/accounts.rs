@@ -58,6 +58,11 @@ pub struct AddArgs {
     /// Read the password from the first line of standard input.
     #[arg(long)]
     password_stdin: bool,
+    /// Keep no copy of what it sends through SMTP in its Sent Items (such
+    /// messages are sent through a draft marked to be deleted after
+    /// submission).
+    #[arg(long)]
+    no_sent_copy: bool,
 }
 
 pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode> {
@@ -81,6 +86,9 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
                 aliases: args.aliases,
                 shared_mailboxes: args.shared,
             })?;
+            if args.no_sent_copy {
+                store.set_save_to_sent_items(&account.login, false)?;
+            }
             println!(
                 "Added {} → {} ({}).",
                 account.login,
@@ -109,6 +117,7 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
                             "state": a.state,
                             "aliases": a.aliases,
                             "shared_mailboxes": a.shared_mailboxes,
+                            "save_to_sent_items": a.save_to_sent_items,
                             "last_error": a.last_error,
                         })
                     })

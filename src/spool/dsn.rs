@@ -28,10 +28,16 @@ pub fn build_dsn(entry: &SpoolEntry, outcome: &Outcome, headers: &[u8], date: &s
     };
     let boundary = format!("graphgate-dsn-{}", uuid::Uuid::new_v4().simple());
     let subject = "Undeliverable: your message was not sent";
+    let original_subject = mail_parser::MessageParser::default()
+        .parse_headers(headers)
+        .and_then(|m| m.subject().map(str::to_string))
+        .unwrap_or_default();
     let mut human = String::new();
-    human.push_str(
-        "graphgate could not hand your message to Microsoft 365, so it was not delivered to:\r\n\r\n",
-    );
+    human.push_str(&format!(
+        "graphgate could not hand your message \"{}\" to Microsoft 365, so it was not \
+         delivered to:\r\n\r\n",
+        original_subject.replace(['\r', '\n'], " ")
+    ));
     for r in &entry.rcpt_to {
         human.push_str(&format!("    {r}\r\n"));
     }
@@ -71,21 +77,29 @@ pub fn build_dsn(entry: &SpoolEntry, outcome: &Outcome, headers: &[u8], date: &s
     out.into_bytes()
 }
 
+/// `method` of a bounced entry whose DSN still has to be placed.
+pub(crate) const DSN_PENDING: &str = "dsn-pending";
+const DSN_PLACED: &str = "dsn-placed";
+
 impl Spool {
     /// A permanent failure after the client got its 250: mark the entry
     /// bounced and tell the sender with a DSN in their Inbox (none for a
-    /// null sender, RFC 5321 §4.5.5).
+    /// null sender, RFC 5321 §4.5.5). The DSN is retried like a message
+    /// until it is placed.
     pub(crate) async fn bounce(&self, id: SpoolId, outcome: &Outcome) {
         let Ok(Some(entry)) = self.store.spool_entry(id) else {
             return;
         };
         let text = outcome.text();
+        let null_sender = entry.mail_from.is_empty();
         let changed = self.store.spool_update(
             id,
             SpoolState::Sending,
             &SpoolUpdate {
                 state: Some(SpoolState::Bounced),
                 last_error: Some(&text),
+                method: Some(Some(if null_sender { DSN_PLACED } else { DSN_PENDING })),
+                next_attempt_at: Some(crate::store::now_unix()),
                 ..Default::default()
             },
         );
@@ -93,33 +107,78 @@ impl Spool {
             return;
         }
         tracing::error!(queue_id = id.0, "message bounced: {text}");
-        if !entry.mail_from.is_empty() {
-            let head = super::read_head(std::path::Path::new(&entry.path))
+        if null_sender {
+            self.remove_file(id).await;
+            return;
+        }
+        if let Ok(Some(entry)) = self.store.spool_entry(id) {
+            self.place_dsn(entry).await;
+        }
+    }
+
+    /// Put the DSN of a bounced entry into the sender's Inbox; on failure,
+    /// try again later.
+    pub(crate) async fn place_dsn(&self, entry: SpoolEntry) {
+        let head = super::read_head(std::path::Path::new(&entry.path))
+            .await
+            .unwrap_or_default();
+        let head_len = crate::mime::submission::header_block_len(&head).unwrap_or(head.len());
+        let date = chrono::Utc::now().to_rfc2822();
+        let reason = Outcome::Failed {
+            code: 554,
+            enhanced: "5.0.0".into(),
+            text: entry.last_error.clone().unwrap_or_default(),
+        };
+        let dsn = build_dsn(&entry, &reason, &head[..head_len], &date);
+        let placed = match self.accounts.get(entry.account) {
+            Ok(rt) => rt
+                .mailbox
+                .append_message(
+                    &WellKnownFolder::Inbox.id(),
+                    Bytes::from(dsn),
+                    &AppendOptions::default(),
+                )
                 .await
-                .unwrap_or_default();
-            let head_len = crate::mime::submission::header_block_len(&head).unwrap_or(head.len());
-            let date = chrono::Utc::now().to_rfc2822();
-            let dsn = build_dsn(&entry, outcome, &head[..head_len], &date);
-            let placed = match self.accounts.get(entry.account) {
-                Ok(rt) => rt
-                    .mailbox
-                    .append_message(
-                        &WellKnownFolder::Inbox.id(),
-                        Bytes::from(dsn),
-                        &AppendOptions::default(),
-                    )
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = placed {
-                tracing::error!(
-                    queue_id = id.0,
-                    "the bounce notice could not be placed in the sender's Inbox: {e}"
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match placed {
+            Ok(()) => {
+                let _ = self.store.spool_update(
+                    entry.id,
+                    SpoolState::Bounced,
+                    &SpoolUpdate {
+                        method: Some(Some(DSN_PLACED)),
+                        ..Default::default()
+                    },
+                );
+                tracing::info!(
+                    queue_id = entry.id.0,
+                    "bounce notice placed in the sender's Inbox"
+                );
+                self.remove_file(entry.id).await;
+            }
+            Err(e) => {
+                let delay = self
+                    .config
+                    .retry_base
+                    .max(std::time::Duration::from_secs(1))
+                    * 4;
+                let _ = self.store.spool_update(
+                    entry.id,
+                    SpoolState::Bounced,
+                    &SpoolUpdate {
+                        next_attempt_at: Some(crate::store::now_unix() + delay.as_secs() as i64),
+                        ..Default::default()
+                    },
+                );
+                tracing::warn!(
+                    queue_id = entry.id.0,
+                    "the bounce notice could not be placed in the sender's Inbox yet: {e}"
                 );
             }
         }
-        self.remove_file(id).await;
     }
 }
 

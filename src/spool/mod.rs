@@ -186,9 +186,12 @@ impl Spool {
         loop {
             let now = now_unix();
             let mut due = Vec::new();
-            for state in [SpoolState::Sending, SpoolState::Queued] {
+            for state in [SpoolState::Sending, SpoolState::Queued, SpoolState::Bounced] {
                 match self.store.spool_list(Some(state), Some(now)) {
-                    Ok(list) => due.extend(list),
+                    Ok(list) => due.extend(list.into_iter().filter(|e| {
+                        e.state != SpoolState::Bounced
+                            || e.method.as_deref() == Some(dsn::DSN_PENDING)
+                    })),
                     Err(e) => tracing::error!(error = %e, "spool: cannot read the queue"),
                 }
             }
@@ -233,6 +236,10 @@ impl Spool {
         match entry.state {
             SpoolState::Queued => self.attempt(entry).await,
             SpoolState::Sending => self.resolve(entry).await,
+            SpoolState::Bounced => {
+                self.place_dsn(entry).await;
+                Outcome::Deferred("bounce notice".into())
+            }
             _ => Outcome::Deferred("not due".into()),
         }
     }

@@ -269,7 +269,9 @@ impl Store {
     pub fn spool_next_due(&self) -> Result<Option<i64>, StoreError> {
         let conn = self.lock()?;
         conn.query_row(
-            "SELECT MIN(next_attempt_at) FROM spool WHERE state IN ('queued', 'sending')",
+            "SELECT MIN(next_attempt_at) FROM spool
+             WHERE state IN ('queued', 'sending')
+                OR (state = 'bounced' AND method = 'dsn-pending')",
             [],
             |r| r.get(0),
         )
