@@ -4,7 +4,7 @@
 mod accounts;
 mod consent;
 mod demo;
-mod gateway;
+pub mod gateway;
 mod logging;
 mod queue;
 mod serve;

@@ -1,0 +1,226 @@
+//! SMTP submission end to end: a client on a kept-open connection sends a
+//! small message through graphgate (spool file + fsync + SQLite row +
+//! Graph `sendMail` to the simulator + row update) and waits for the 250
+//! that says it was delivered. The baseline is the same `sendMail` made
+//! directly with graphgate's Graph client, so the difference is what the
+//! gateway adds per message. Both run with the simulator answering at once
+//! and with 20 ms of injected Graph latency.
+//!
+//! `cargo bench --bench smtp`
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use graphgate::account::{AccountRuntime, save_tokens};
+use graphgate::auth::{AuthorityConfig, ClientCredential, EntraClient};
+use graphgate::graph::{GraphClient, GraphConfig, MailBackend};
+use graphgate::secret::Secret;
+use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
+use graphgate::sim::{SimConfig, SimState};
+use graphgate::store::{AuthProfile, NewAccount, Store, StoreKey};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_util::sync::CancellationToken;
+
+const MESSAGE: &[u8] = b"From: alice@example.com\r\nTo: bob@example.com\r\nSubject: bench\r\n\
+Date: Sun, 22 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
+Content-Type: text/plain; charset=utf-8\r\n\r\nA short notification from a monitoring system.\r\n";
+
+struct Setup {
+    sim_url: String,
+    sim: SimState,
+    smtp: std::net::SocketAddr,
+    runtime: AccountRuntime,
+    _stop: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup() -> Setup {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sim_url = format!("http://{}", listener.local_addr().unwrap());
+    let sim = SimState::new(SimConfig {
+        public_url: sim_url.clone(),
+        seed_messages: false,
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(graphgate::sim::serve(listener, sim.clone(), async move {
+            stop.cancelled().await
+        }));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let key = StoreKey::load(dir.path()).unwrap();
+    let account = store
+        .add_account(&NewAccount {
+            login: "alice@example.com".into(),
+            password: Secret::new("alice".into()),
+            mailbox: "alice@example.com".into(),
+            auth_profile: AuthProfile::Delegated,
+            aliases: vec![],
+            shared_mailboxes: vec![],
+        })
+        .unwrap();
+    let tokens = graphgate::cli::sign_in_via_simulator(&sim_url, "alice@example.com")
+        .await
+        .unwrap();
+    save_tokens(&store, &key, account.id, &tokens).unwrap();
+
+    let mut config = graphgate::config::Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Default::default()
+    };
+    config.microsoft.authority_url = sim_url.clone();
+    config.microsoft.graph_url = sim_url.clone();
+    config.microsoft.tenant = DEMO_TENANT_ID.into();
+    config.microsoft.client_id = DEMO_PUBLIC_CLIENT_ID.into();
+    let mut tasks = tokio::task::JoinSet::new();
+    let gateway = graphgate::cli::gateway::start(
+        &config,
+        &store,
+        &key,
+        graphgate::cli::gateway::Listen {
+            smtp: Some("127.0.0.1:0".parse().unwrap()),
+            smtps: None,
+        },
+        &stop,
+        &mut tasks,
+    )
+    .await
+    .unwrap();
+    // Keep the gateway's tasks alive for the whole run.
+    std::mem::forget(tasks);
+
+    // The baseline: graphgate's own Graph client, same account.
+    let entra = Arc::new(
+        EntraClient::new(AuthorityConfig {
+            authority_url: sim_url.clone(),
+            tenant: DEMO_TENANT_ID.into(),
+            client_id: DEMO_PUBLIC_CLIENT_ID.into(),
+            credential: ClientCredential::None,
+            graph_resource: "https://graph.microsoft.com".into(),
+        })
+        .unwrap(),
+    );
+    let graph = GraphClient::new(GraphConfig {
+        base_url: sim_url.clone(),
+        ..GraphConfig::default()
+    })
+    .unwrap();
+    let account = store.account("alice@example.com").unwrap().unwrap();
+    let runtime = AccountRuntime::open(account, &store, &key, entra, &graph).unwrap();
+    Setup {
+        sim_url,
+        sim,
+        smtp: gateway.smtp.unwrap(),
+        runtime,
+        _stop: stop,
+        _dir: dir,
+    }
+}
+
+struct Client {
+    read: BufReader<OwnedReadHalf>,
+    write: OwnedWriteHalf,
+}
+
+impl Client {
+    async fn reply(&mut self) -> String {
+        loop {
+            let mut line = String::new();
+            self.read.read_line(&mut line).await.unwrap();
+            assert!(!line.is_empty(), "connection closed");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line;
+            }
+        }
+    }
+
+    async fn connect(addr: std::net::SocketAddr) -> Client {
+        let (read, write) = TcpStream::connect(addr).await.unwrap().into_split();
+        let mut c = Client {
+            read: BufReader::new(read),
+            write,
+        };
+        c.reply().await;
+        c.write
+            .write_all(b"EHLO bench\r\nAUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAGFsaWNl\r\n")
+            .await
+            .unwrap();
+        c.reply().await;
+        let auth = c.reply().await;
+        assert!(auth.starts_with("235"), "{auth}");
+        c
+    }
+
+    /// One message, pipelined (RFC 2920): MAIL, RCPT, DATA in one write.
+    async fn send(&mut self) {
+        self.write
+            .write_all(b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            self.reply().await;
+        }
+        self.write.write_all(MESSAGE).await.unwrap();
+        self.write.write_all(b".\r\n").await.unwrap();
+        let done = self.reply().await;
+        assert!(
+            done.starts_with("250") && done.contains("delivered"),
+            "{done}"
+        );
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let setup = rt.block_on(setup());
+    let http = reqwest::Client::new();
+    let mut group = c.benchmark_group("smtp_submit");
+    group.throughput(Throughput::Elements(1));
+    group.measurement_time(Duration::from_secs(10));
+    for latency_ms in [0u64, 20] {
+        rt.block_on(async {
+            http.post(format!("{}/_sim/faults", setup.sim_url))
+                .json(&serde_json::json!({ "latency_ms": latency_ms }))
+                .send()
+                .await
+                .unwrap();
+        });
+        let mut client = rt.block_on(Client::connect(setup.smtp));
+        group.bench_function(
+            format!("through_graphgate/graph_latency_{latency_ms}ms"),
+            |b| b.iter(|| rt.block_on(client.send())),
+        );
+        group.bench_function(
+            format!("direct_sendmail/graph_latency_{latency_ms}ms"),
+            |b| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        setup
+                            .runtime
+                            .mailbox
+                            .send_mime(Bytes::from_static(MESSAGE), true)
+                            .await
+                            .unwrap()
+                    })
+                })
+            },
+        );
+    }
+    group.finish();
+    let _ = &setup.sim;
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
