@@ -895,3 +895,94 @@ async fn an_account_without_a_sent_copy_sends_through_a_draft_deleted_after_subm
     let entry = &data.store().spool_list(None, None).unwrap()[0];
     assert_eq!(entry.method.as_deref(), Some("draft-ready"));
 }
+
+#[tokio::test]
+async fn an_app_only_account_sends_as_the_mailboxes_it_lists() {
+    use graphgate::sim::tenant::{DEMO_CLIENT_SECRET, DEMO_CONFIDENTIAL_CLIENT_ID};
+    let sim = start_sim();
+    let data = Data::new(&sim, "").await;
+    // The app registration's credential, from a file as in production.
+    let secret = data.path().join("client_secret");
+    std::fs::write(&secret, DEMO_CLIENT_SECRET).unwrap();
+    let config_path = data.path().join("graphgate.toml");
+    let config = std::fs::read_to_string(&config_path)
+        .unwrap()
+        .replace(DEMO_PUBLIC_CLIENT_ID, DEMO_CONFIDENTIAL_CLIENT_ID)
+        .replace(
+            "[smtp]",
+            &format!(
+                "client_secret_file = {:?}\n[smtp]",
+                secret.display().to_string()
+            ),
+        );
+    std::fs::write(&config_path, config).unwrap();
+    data.store()
+        .add_account(&NewAccount {
+            login: "scanner".into(),
+            password: Secret::new("scan".into()),
+            mailbox: "bob@example.com".into(),
+            auth_profile: AuthProfile::AppOnly,
+            aliases: vec!["alice@example.com".into()],
+            shared_mailboxes: vec![],
+        })
+        .unwrap();
+    let gw = start_gateway(&data, &[]);
+    let send = |from: &'static str, subject: &'static str| {
+        let smtp = gw.smtp.clone();
+        async move {
+            let stream = TcpStream::connect(&smtp).await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut lines = AsyncBufReader::new(read);
+            let plain = base64::engine::general_purpose::STANDARD.encode(b"\0scanner\0scan");
+            let script = format!(
+                "EHLO t\r\nAUTH PLAIN {plain}\r\nMAIL FROM:<{from}>\r\nRCPT TO:<carol@example.org>\r\nDATA\r\n"
+            );
+            write.write_all(script.as_bytes()).await.unwrap();
+            let mut replies = Vec::new();
+            while replies.len() < 6 {
+                let mut line = String::new();
+                lines.read_line(&mut line).await.unwrap();
+                if line.as_bytes().get(3) != Some(&b'-') {
+                    replies.push(line);
+                }
+            }
+            assert!(replies[5].starts_with("354"), "{replies:?}");
+            let body = format!(
+                "From: {from}\r\nTo: carol@example.org\r\nSubject: {subject}\r\n\r\nscan\r\n.\r\n"
+            );
+            write.write_all(body.as_bytes()).await.unwrap();
+            let mut line = String::new();
+            lines.read_line(&mut line).await.unwrap();
+            line
+        }
+    };
+    let own = send("bob@example.com", "from the app as bob").await;
+    assert!(own.contains("delivered"), "{own}");
+    let other = send("alice@example.com", "from the app as alice").await;
+    assert!(other.contains("delivered"), "{other}");
+    // Each copy lands in the Sent Items of the mailbox it was sent as.
+    assert_eq!(
+        count(
+            &sim.subjects("bob@example.com", "sentitems").await,
+            "from the app as bob"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &sim.subjects("alice@example.com", "sentitems").await,
+            "from the app as alice"
+        ),
+        1
+    );
+    let stats: Value = reqwest::get(format!("{}/_sim/stats", sim.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stats["by_route"]["POST /v1.0/users/{id}/sendMail"], 2,
+        "{stats}"
+    );
+}

@@ -10,10 +10,12 @@ use super::{Spool, crash_point};
 use crate::account::AccountRuntime;
 use crate::graph::send::MAX_DIRECT_MIME;
 use crate::graph::{
-    GraphError, GraphErrorKind, MailBackend, OutgoingAttachment, RemoteMessageId, WellKnownFolder,
+    GraphError, GraphErrorKind, GraphMailbox, MailBackend, Mailbox, OutgoingAttachment,
+    RemoteMessageId, WellKnownFolder,
 };
 use crate::mime::split::{SplitError, attachment_reader, plan_split_file};
-use crate::store::{Account, SpoolEntry, SpoolId, SpoolState, SpoolUpdate, now_unix};
+use crate::mime::submission::{header_block_len, header_facts};
+use crate::store::{Account, AuthProfile, SpoolEntry, SpoolId, SpoolState, SpoolUpdate, now_unix};
 
 const SENDMAIL: &str = "sendmail";
 const DRAFT: &str = "draft";
@@ -236,6 +238,44 @@ impl Spool {
         Ok(())
     }
 
+    /// The mailbox a message is sent from: the account's own — or, for an
+    /// app-only account whose message is From another mailbox it may use
+    /// (its configured aliases), that mailbox (`/users/{from}`), where the
+    /// application permission applies and where its Sent Items copy lands.
+    async fn sending_mailbox(
+        &self,
+        entry: &SpoolEntry,
+        account: &Account,
+        rt: &AccountRuntime,
+    ) -> GraphMailbox {
+        if account.auth_profile != AuthProfile::AppOnly {
+            return rt.mailbox.clone();
+        }
+        let head = super::read_head(std::path::Path::new(&entry.path))
+            .await
+            .unwrap_or_default();
+        let len = header_block_len(&head).unwrap_or(head.len());
+        let mut from = header_facts(&head[..len]).from;
+        if from.is_empty() && !entry.prefix.is_empty() {
+            // graphgate supplied the From line itself.
+            from = header_facts(entry.prefix.as_bytes()).from;
+        }
+        match from.first() {
+            Some(address)
+                if !address.eq_ignore_ascii_case(&account.mailbox)
+                    && account
+                        .aliases
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case(address)) =>
+            {
+                self.accounts
+                    .graph()
+                    .mailbox(Mailbox::User(address.clone()), rt.tokens.clone())
+            }
+            _ => rt.mailbox.clone(),
+        }
+    }
+
     /// Claim a queued entry and send it.
     pub(crate) async fn attempt(&self, entry: SpoolEntry) -> Outcome {
         let Ok(Some(account)) = self.store.account_by_id(entry.account) else {
@@ -268,14 +308,14 @@ impl Spool {
         let Ok(Some(entry)) = self.store.spool_entry(entry.id) else {
             return Outcome::Deferred("the entry vanished".into());
         };
-        let rt = match self.runtime(&entry) {
-            Ok((_, rt)) => rt,
+        let mailbox = match self.runtime(&entry) {
+            Ok((_, rt)) => self.sending_mailbox(&entry, &account, &rt).await,
             Err(why) => return self.not_sent(&entry, why),
         };
         if method == SENDMAIL {
-            self.send_mail(&entry, &account, &rt).await
+            self.send_mail(&entry, &account, &mailbox).await
         } else {
-            self.send_via_draft(&entry, &account, &rt, large).await
+            self.send_via_draft(&entry, &account, &mailbox, large).await
         }
     }
 
@@ -283,7 +323,7 @@ impl Spool {
         &self,
         entry: &SpoolEntry,
         account: &Account,
-        rt: &AccountRuntime,
+        mailbox: &GraphMailbox,
     ) -> Outcome {
         let mime = match tokio::fs::read(&entry.path).await {
             Ok(body) => {
@@ -295,7 +335,7 @@ impl Spool {
             Err(e) => return self.not_sent(entry, format!("cannot read the spool file: {e}")),
         };
         crash_point("before-send");
-        match rt.mailbox.send_mime(mime, true).await {
+        match mailbox.send_mime(mime, true).await {
             Ok(()) => {
                 crash_point("after-send");
                 self.delivered(entry)
@@ -317,7 +357,7 @@ impl Spool {
         &self,
         entry: &SpoolEntry,
         account: &Account,
-        rt: &AccountRuntime,
+        mailbox: &GraphMailbox,
         large: bool,
     ) -> Outcome {
         let (draft_mime, attachments) = if large {
@@ -351,8 +391,7 @@ impl Spool {
                 Err(e) => return self.not_sent(entry, format!("cannot read the spool file: {e}")),
             }
         };
-        let draft = match rt
-            .mailbox
+        let draft = match mailbox
             .create_draft_from_mime(Bytes::from(draft_mime))
             .await
         {
@@ -383,7 +422,7 @@ impl Spool {
                 let content = attachment_reader(path, part)
                     .await
                     .map_err(|e| GraphError::Invalid(format!("cannot read the spool file: {e}")))?;
-                rt.mailbox
+                mailbox
                     .add_attachment(
                         &draft,
                         OutgoingAttachment {
@@ -398,14 +437,14 @@ impl Spool {
                     .await?;
             }
             if !account.save_to_sent_items {
-                rt.mailbox.set_delete_after_submit(&draft).await?;
+                mailbox.set_delete_after_submit(&draft).await?;
             }
             Ok::<_, GraphError>(())
         }
         .await;
         if let Err(e) = prepared {
             // Nothing was sent: the incomplete draft goes.
-            let _ = rt.mailbox.permanent_delete(&draft).await;
+            let _ = mailbox.permanent_delete(&draft).await;
             self.update(
                 entry.id,
                 SpoolState::Sending,
@@ -430,18 +469,18 @@ impl Spool {
                 ..Default::default()
             },
         );
-        self.send_draft(entry, account, rt, &draft).await
+        self.send_draft(entry, account, mailbox, &draft).await
     }
 
     async fn send_draft(
         &self,
         entry: &SpoolEntry,
         account: &Account,
-        rt: &AccountRuntime,
+        mailbox: &GraphMailbox,
         draft: &RemoteMessageId,
     ) -> Outcome {
         crash_point("before-send");
-        match rt.mailbox.send_draft(draft).await {
+        match mailbox.send_draft(draft).await {
             Ok(()) => {
                 crash_point("after-send");
                 self.delivered(entry)
@@ -458,7 +497,7 @@ impl Spool {
                     // it again later.
                     Class::NotSent(why) | Class::InDoubt(why) => self.in_doubt(entry, why),
                     Class::Permanent(o) => {
-                        let _ = rt.mailbox.permanent_delete(draft).await;
+                        let _ = mailbox.permanent_delete(draft).await;
                         o
                     }
                 }
@@ -469,8 +508,11 @@ impl Spool {
     /// An entry in `sending` that no task of this process works on: find
     /// out whether Graph sent it before doing anything else.
     pub(crate) async fn resolve(&self, entry: SpoolEntry) -> Outcome {
-        let (account, rt) = match self.runtime(&entry) {
-            Ok(pair) => pair,
+        let (account, mailbox) = match self.runtime(&entry) {
+            Ok((account, rt)) => {
+                let mailbox = self.sending_mailbox(&entry, &account, &rt).await;
+                (account, mailbox)
+            }
             Err(why) => {
                 let later = now_unix() + self.backoff(entry.attempts.max(1)).as_secs() as i64;
                 self.update(
@@ -516,8 +558,7 @@ impl Spool {
         let message_id = format!("<{}>", entry.message_id.as_deref().unwrap_or_default());
         match (entry.method.as_deref(), entry.draft_id.as_deref()) {
             (Some(SENDMAIL), _) => {
-                match rt
-                    .mailbox
+                match mailbox
                     .find_by_internet_message_id(&WellKnownFolder::SentItems.id(), &message_id)
                     .await
                 {
@@ -547,14 +588,13 @@ impl Spool {
             }
             (Some(DRAFT | DRAFT_READY), None) => {
                 // The draft may exist without its id on record: remove it.
-                match rt
-                    .mailbox
+                match mailbox
                     .find_by_internet_message_id(&WellKnownFolder::Drafts.id(), &message_id)
                     .await
                 {
                     Ok(orphans) => {
                         for o in orphans.iter().filter(|m| m.is_draft) {
-                            let _ = rt.mailbox.permanent_delete(&o.id).await;
+                            let _ = mailbox.permanent_delete(&o.id).await;
                         }
                         requeue("an attempt was interrupted before its draft was recorded")
                     }
@@ -563,14 +603,14 @@ impl Spool {
             }
             (Some(method), Some(draft)) => {
                 let draft = RemoteMessageId::new(draft);
-                match rt.mailbox.get_message(&draft).await {
+                match mailbox.get_message(&draft).await {
                     Err(e) if is_not_found(&e) => self.delivered(&entry),
                     Ok(m) if !m.is_draft => self.delivered(&entry),
                     Ok(_) if method == DRAFT_READY => {
-                        self.send_draft(&entry, &account, &rt, &draft).await
+                        self.send_draft(&entry, &account, &mailbox, &draft).await
                     }
                     Ok(_) => {
-                        let _ = rt.mailbox.permanent_delete(&draft).await;
+                        let _ = mailbox.permanent_delete(&draft).await;
                         requeue("an attempt was interrupted while adding attachments")
                     }
                     Err(e) => {
