@@ -181,16 +181,48 @@ fn part_info(headers: &[u8]) -> PartInfo {
     PartInfo { attachment }
 }
 
-/// Decoded length of base64 text with `chars` alphabet characters of which
-/// `pad` are `=`.
-fn base64_decoded_len(chars: u64, pad: u64) -> u64 {
-    ((chars / 4) * 3
-        + match chars % 4 {
+/// A base64 alphabet symbol (padding and everything else is skipped).
+fn is_base64_symbol(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'+' || b == b'/'
+}
+
+/// Decoded length of base64 text with `symbols` alphabet symbols, decoded
+/// leniently as [`decode_base64_lenient`] does (padding ignored wherever it
+/// is, a lone trailing symbol dropped).
+pub fn base64_decoded_len(symbols: u64) -> u64 {
+    (symbols / 4) * 3
+        + match symbols % 4 {
             2 => 1,
             3 => 2,
             _ => 0,
-        })
-    .saturating_sub(pad.min(2))
+        }
+}
+
+/// The engine for bodies as mail clients write them: no padding required,
+/// stray bits in the last symbol tolerated.
+fn lenient_engine() -> base64::engine::GeneralPurpose {
+    base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    )
+}
+
+/// Decode base64 the lenient way mail readers do: whitespace, padding and
+/// stray characters skipped wherever they are. The output length is always
+/// [`base64_decoded_len`] of the symbol count, so the size announced to an
+/// upload session is the size streamed.
+pub fn decode_base64_lenient(text: &[u8]) -> Vec<u8> {
+    let mut symbols: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|&b| is_base64_symbol(b))
+        .collect();
+    if symbols.len() % 4 == 1 {
+        symbols.pop();
+    }
+    lenient_engine().decode(&symbols).unwrap_or_default()
 }
 
 /// Plan the large path for the message in `reader`, with `prefix` (header
@@ -246,19 +278,19 @@ pub fn plan_split(
     let mut part_head = Vec::new();
     let mut attachments = Vec::new();
     let mut current: Option<AttachmentPart> = None;
-    let mut b64 = (0u64, 0u64);
+    let mut b64 = 0u64;
     // The CRLF before a delimiter belongs to the delimiter (RFC 2046 §5.1.1):
     // a body's last line break is only known once the next line is seen.
     let mut last_eol = 0u64;
 
     let finish_attachment = |current: &mut Option<AttachmentPart>,
                              end: u64,
-                             b64: (u64, u64),
+                             b64: u64,
                              attachments: &mut Vec<AttachmentPart>| {
         if let Some(mut part) = current.take() {
             part.body_end = end.max(part.body_start);
             part.decoded_size = match part.encoding {
-                BodyEncoding::Base64 => base64_decoded_len(b64.0, b64.1),
+                BodyEncoding::Base64 => base64_decoded_len(b64),
                 BodyEncoding::Identity => part.body_end - part.body_start,
             };
             attachments.push(part);
@@ -314,7 +346,7 @@ pub fn plan_split(
                                 body_end: lines.offset,
                                 decoded_size: 0,
                             });
-                            b64 = (0, 0);
+                            b64 = 0;
                             at = At::AttachmentBody;
                         }
                         None => {
@@ -334,14 +366,7 @@ pub fn plan_split(
                     .as_ref()
                     .is_some_and(|c| c.encoding == BodyEncoding::Base64)
                 {
-                    for &b in &line {
-                        if b == b'=' {
-                            b64.0 += 1;
-                            b64.1 += 1;
-                        } else if b.is_ascii_alphanumeric() || b == b'+' || b == b'/' {
-                            b64.0 += 1;
-                        }
-                    }
+                    b64 += line.iter().filter(|&&b| is_base64_symbol(b)).count() as u64;
                 }
             }
         }
@@ -381,7 +406,8 @@ pub fn plan_split_file(
     )
 }
 
-/// Decodes base64 text arriving in arbitrary pieces (whitespace ignored).
+/// Decodes base64 text arriving in arbitrary pieces, exactly as
+/// [`decode_base64_lenient`] decodes it whole.
 #[derive(Default)]
 struct Base64Stream {
     carry: Vec<u8>,
@@ -389,30 +415,15 @@ struct Base64Stream {
 
 impl Base64Stream {
     fn push(&mut self, input: &[u8], last: bool) -> std::io::Result<Vec<u8>> {
-        self.carry.extend(
-            input
-                .iter()
-                .copied()
-                .filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/' || *b == b'='),
-        );
+        self.carry
+            .extend(input.iter().copied().filter(|&b| is_base64_symbol(b)));
         let usable = if last {
             self.carry.len()
         } else {
             self.carry.len() / 4 * 4
         };
         let chunk: Vec<u8> = self.carry.drain(..usable).collect();
-        let chunk = {
-            // Lenient on padding: strip it and decode without.
-            let mut c = chunk;
-            while c.last() == Some(&b'=') {
-                c.pop();
-            }
-            c.retain(|&b| b != b'=');
-            c
-        };
-        base64::engine::general_purpose::STANDARD_NO_PAD
-            .decode(&chunk)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        Ok(decode_base64_lenient(&chunk))
     }
 }
 
@@ -509,6 +520,27 @@ Content-Disposition: attachment; filename=\"data.bin\"\r\nContent-Transfer-Encod
         assert_eq!(back, content);
     }
 
+    /// A fuzzer find: padding in the middle of a base64 body made the
+    /// announced size differ from the streamed one.
+    #[tokio::test]
+    async fn regression_mid_body_padding_streams_the_announced_size() {
+        let msg = include_bytes!("../../fuzz/seeds/mime_split/regression-mid-padding.eml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.eml");
+        std::fs::write(&path, msg).unwrap();
+        let plan = plan_split_file(&path, b"", 1 << 20).unwrap();
+        for part in &plan.attachments {
+            let mut back = Vec::new();
+            attachment_reader(&path, part)
+                .await
+                .unwrap()
+                .read_to_end(&mut back)
+                .await
+                .unwrap();
+            assert_eq!(back.len() as u64, part.decoded_size, "{part:?}");
+        }
+    }
+
     #[test]
     fn not_multipart_is_refused() {
         let msg = b"From: a@example.com\r\nSubject: x\r\n\r\nbody\r\n";
@@ -534,12 +566,20 @@ Content-Type: text/plain\r\n\r\n{}\r\n--B--\r\n",
     }
 
     #[test]
-    fn decoded_length_of_padded_base64() {
+    fn decoded_length_matches_lenient_decoding() {
         for n in 0..10usize {
             let data = vec![1u8; n];
             let text = base64::engine::general_purpose::STANDARD.encode(&data);
-            let pad = text.bytes().filter(|&b| b == b'=').count() as u64;
-            assert_eq!(base64_decoded_len(text.len() as u64, pad), n as u64);
+            let symbols = text.bytes().filter(|&b| b != b'=').count() as u64;
+            assert_eq!(base64_decoded_len(symbols), n as u64);
+            assert_eq!(decode_base64_lenient(text.as_bytes()), data);
         }
+        // The fuzzer's case: padding in the middle, stray characters.
+        let odd = b"SGVsbG-\xddXX--bGQ=\r\n-))me=b.bin";
+        let symbols = odd.iter().filter(|&&b| is_base64_symbol(b)).count() as u64;
+        assert_eq!(
+            decode_base64_lenient(odd).len() as u64,
+            base64_decoded_len(symbols)
+        );
     }
 }
