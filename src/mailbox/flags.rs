@@ -1,0 +1,141 @@
+//! IMAP flags of a message and their Graph counterparts.
+//!
+//! Stored as a bit set plus keywords (space-separated IMAP atoms). Graph
+//! categories may contain characters IMAP atoms may not (spaces, brackets,
+//! quotes…); they are mapped to atoms by replacing each such character with
+//! `_` — the mapping is only used for display, STORE maps keywords back
+//! through the message's current categories.
+
+use crate::graph::{FlagStatus, RemoteMessage};
+
+pub const SEEN: u32 = 1;
+pub const ANSWERED: u32 = 1 << 1;
+pub const FLAGGED: u32 = 1 << 2;
+pub const DELETED: u32 = 1 << 3;
+pub const DRAFT: u32 = 1 << 4;
+/// `$Forwarded` (a keyword in IMAP, a verb in Exchange).
+pub const FORWARDED: u32 = 1 << 5;
+
+/// A message's flags.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Flags {
+    pub bits: u32,
+    /// Keywords (IMAP atoms), sorted, without `$Forwarded`.
+    pub keywords: Vec<String>,
+}
+
+/// An IMAP atom for a category name.
+pub fn keyword_for_category(category: &str) -> String {
+    let atom: String = category
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && !"(){%*\"\\]".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if atom.is_empty() || atom.starts_with('\\') {
+        format!("_{atom}")
+    } else {
+        atom
+    }
+}
+
+impl Flags {
+    pub fn from_remote(m: &RemoteMessage) -> Flags {
+        let mut bits = 0;
+        if m.is_read {
+            bits |= SEEN;
+        }
+        if m.flag == FlagStatus::Flagged {
+            bits |= FLAGGED;
+        }
+        if m.answered {
+            bits |= ANSWERED;
+        }
+        if m.forwarded {
+            bits |= FORWARDED;
+        }
+        if m.is_draft {
+            bits |= DRAFT;
+        }
+        let mut keywords: Vec<String> = m
+            .categories
+            .iter()
+            .map(|c| keyword_for_category(c))
+            .collect();
+        keywords.sort();
+        keywords.dedup();
+        Flags { bits, keywords }
+    }
+
+    pub fn from_store(bits: u32, keywords: &str) -> Flags {
+        let mut keywords: Vec<String> = keywords.split_whitespace().map(str::to_string).collect();
+        keywords.sort();
+        keywords.dedup();
+        Flags { bits, keywords }
+    }
+
+    pub fn to_store(&self) -> (u32, String) {
+        (self.bits, self.keywords.join(" "))
+    }
+
+    pub fn deleted(&self) -> bool {
+        self.bits & DELETED != 0
+    }
+
+    pub fn with_deleted(mut self, deleted: bool) -> Flags {
+        if deleted {
+            self.bits |= DELETED;
+        } else {
+            self.bits &= !DELETED;
+        }
+        self
+    }
+
+    /// The flags as IMAP writes them (`\Seen \Flagged $Forwarded kw…`).
+    pub fn imap_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (bit, name) in [
+            (SEEN, "\\Seen"),
+            (ANSWERED, "\\Answered"),
+            (FLAGGED, "\\Flagged"),
+            (DELETED, "\\Deleted"),
+            (DRAFT, "\\Draft"),
+            (FORWARDED, "$Forwarded"),
+        ] {
+            if self.bits & bit != 0 {
+                out.push(name.to_string());
+            }
+        }
+        out.extend(self.keywords.iter().cloned());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_flags_map_to_imap() {
+        let m = RemoteMessage {
+            is_read: true,
+            flag: FlagStatus::Flagged,
+            forwarded: true,
+            categories: vec!["Red category".into(), "(x)".into()],
+            ..RemoteMessage::default()
+        };
+        let f = Flags::from_remote(&m);
+        assert_eq!(
+            f.imap_names(),
+            vec!["\\Seen", "\\Flagged", "$Forwarded", "Red_category", "_x_"]
+        );
+        let (bits, kw) = f.to_store();
+        assert_eq!(Flags::from_store(bits, &kw), f);
+        assert!(!f.deleted());
+        assert!(f.clone().with_deleted(true).deleted());
+    }
+}

@@ -1,0 +1,287 @@
+//! The mailbox model: what an IMAP client sees of a Graph mailbox — folders
+//! with IMAP names and SPECIAL-USE, UIDVALIDITY, UIDs in arrival order,
+//! flags — kept in the store and brought up to date with Graph's delta
+//! queries.
+//!
+//! The rules (RFC 3501 §2.3.1.1 and the "UIDs never change"):
+//! - A remote (immutable) message id gets a UID once, when graphgate first
+//!   sees it in that folder; the UID never changes and is never reused.
+//!   New messages of one sync get UIDs in arrival order (received time).
+//! - UIDVALIDITY is fixed per folder row for its lifetime and persisted;
+//!   a rename keeps it (same remote id), a replaced folder gets a new one.
+//! - A delta reset (410 / `syncStateNotFound`) is answered by a full
+//!   listing diffed against the index: known messages keep their UIDs, only
+//!   really new ones are numbered, vanished ones are expunged.
+//! - `\Deleted` is local (IMAP's two-step delete); every other flag mirrors
+//!   Graph: `\Seen` = `isRead`, `\Flagged` = `flag.flagStatus == flagged`,
+//!   `\Answered` / `$Forwarded` = `PR_LAST_VERB_EXECUTED`, `\Draft` =
+//!   `isDraft`, keywords = categories.
+//!
+//! Remote ids never leave this layer upwards, UIDs never go downwards.
+
+pub mod flags;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::graph::{
+    DeltaChange, DeltaLink, GraphError, MailBackend, RemoteFolder, RemoteFolderId, RemoteMessage,
+    WellKnownFolder,
+};
+use crate::store::folders::{FolderId, FolderRecord, NewMessage, Uid};
+use crate::store::{AccountId, Store, StoreError};
+
+pub use flags::Flags;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no folder {0:?}")]
+    NoSuchFolder(String),
+}
+
+/// What one synchronisation changed in a folder, in UIDs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderChanges {
+    /// New messages, in UID order.
+    pub added: Vec<Uid>,
+    /// Messages gone from the folder (deleted or moved away remotely).
+    pub removed: Vec<Uid>,
+    /// Messages whose flags changed remotely.
+    pub flags_changed: Vec<Uid>,
+    /// The delta token had expired and the folder was listed in full.
+    pub reset: bool,
+}
+
+/// One Graph mailbox (an account's own, or a shared one it may read) as
+/// the IMAP side sees it.
+pub struct MailboxModel {
+    store: Store,
+    account: AccountId,
+    /// The Graph mailbox address (folders rows are keyed by it).
+    mailbox: String,
+    backend: Arc<dyn MailBackend>,
+}
+
+/// SPECIAL-USE attribute (RFC 6154) of a well-known folder.
+pub fn special_use(folder: WellKnownFolder) -> Option<&'static str> {
+    match folder {
+        WellKnownFolder::Inbox => None,
+        WellKnownFolder::Drafts => Some("\\Drafts"),
+        WellKnownFolder::SentItems => Some("\\Sent"),
+        WellKnownFolder::DeletedItems => Some("\\Trash"),
+        WellKnownFolder::JunkEmail => Some("\\Junk"),
+        WellKnownFolder::Archive => Some("\\Archive"),
+    }
+}
+
+/// IMAP names for Graph folders: the Inbox is `INBOX`, others their
+/// display-name path joined with `/` (a `/` inside a display name becomes
+/// `∕`, U+2215, so it cannot be read as hierarchy). Two siblings with the
+/// same name get the later one's id tail appended.
+pub fn imap_names(folders: &[RemoteFolder]) -> HashMap<RemoteFolderId, String> {
+    let by_id: HashMap<&RemoteFolderId, &RemoteFolder> =
+        folders.iter().map(|f| (&f.id, f)).collect();
+    let mut names = HashMap::new();
+    let mut taken = HashSet::new();
+    // Parents before children: resolve by walking up.
+    fn path(
+        f: &RemoteFolder,
+        by_id: &HashMap<&RemoteFolderId, &RemoteFolder>,
+        depth: usize,
+    ) -> String {
+        if f.well_known == Some(WellKnownFolder::Inbox) {
+            return "INBOX".into();
+        }
+        let own = f.display_name.replace('/', "\u{2215}");
+        match f.parent_id.as_ref().and_then(|p| by_id.get(p)) {
+            Some(parent) if depth < 64 => format!("{}/{own}", path(parent, by_id, depth + 1)),
+            _ => own,
+        }
+    }
+    let mut ordered: Vec<&RemoteFolder> = folders.iter().collect();
+    ordered.sort_by_key(|f| (f.well_known.is_none(), f.id.as_str().to_string()));
+    for f in ordered {
+        let mut name = path(f, &by_id, 0);
+        if name.eq_ignore_ascii_case("INBOX") && f.well_known != Some(WellKnownFolder::Inbox) {
+            name = format!("{name} (folder)");
+        }
+        if !taken.insert(name.to_ascii_lowercase()) {
+            let tail: String = f.id.as_str().chars().rev().take(6).collect();
+            name = format!("{name} ({})", tail.chars().rev().collect::<String>());
+            taken.insert(name.to_ascii_lowercase());
+        }
+        names.insert(f.id.clone(), name);
+    }
+    names
+}
+
+impl MailboxModel {
+    pub fn new(
+        store: Store,
+        account: AccountId,
+        mailbox: impl Into<String>,
+        backend: Arc<dyn MailBackend>,
+    ) -> MailboxModel {
+        MailboxModel {
+            store,
+            account,
+            mailbox: mailbox.into(),
+            backend,
+        }
+    }
+
+    pub fn backend(&self) -> &Arc<dyn MailBackend> {
+        &self.backend
+    }
+
+    /// The folders as last synchronised.
+    pub fn folders(&self) -> Result<Vec<FolderRecord>, ModelError> {
+        Ok(self
+            .store
+            .folders(self.account)?
+            .into_iter()
+            .filter(|f| f.mailbox.eq_ignore_ascii_case(&self.mailbox))
+            .collect())
+    }
+
+    pub fn folder(&self, name: &str) -> Result<FolderRecord, ModelError> {
+        self.folders()?
+            .into_iter()
+            .find(|f| f.name == name || (name.eq_ignore_ascii_case("INBOX") && f.name == "INBOX"))
+            .ok_or_else(|| ModelError::NoSuchFolder(name.to_string()))
+    }
+
+    /// List the remote folders (one paged request per level) and bring the
+    /// local folder table in line: new folders get a fresh UIDVALIDITY,
+    /// renamed ones keep theirs, vanished ones are dropped.
+    pub async fn refresh_folders(&self) -> Result<Vec<FolderRecord>, ModelError> {
+        let remote = self.backend.list_folders().await?;
+        let names = imap_names(&remote);
+        let mut seen = HashSet::new();
+        // Parents first, so a rename of a parent and a child in one round
+        // never collides on a name still held by the other.
+        for f in &remote {
+            let Some(name) = names.get(&f.id) else {
+                continue;
+            };
+            seen.insert(f.id.as_str().to_string());
+            self.store.upsert_folder(
+                self.account,
+                &self.mailbox,
+                f.id.as_str(),
+                name,
+                f.parent_id.as_ref().map(|p| p.as_str()),
+                f.well_known.and_then(special_use),
+            )?;
+        }
+        for old in self.folders()? {
+            if !seen.contains(&old.remote_id) {
+                self.store.delete_folder(old.id)?;
+            }
+        }
+        self.folders()
+    }
+
+    /// Bring `folder` up to date with one delta round (a full listing when
+    /// it has no delta link yet or the link expired).
+    pub async fn sync(&self, folder: FolderId) -> Result<FolderChanges, ModelError> {
+        let record = self
+            .folders()?
+            .into_iter()
+            .find(|f| f.id == folder)
+            .ok_or_else(|| ModelError::NoSuchFolder(format!("#{}", folder.0)))?;
+        let remote_id = RemoteFolderId::new(record.remote_id.clone());
+        let link = record.delta_link.clone().map(DeltaLink::new);
+        let mut changes = FolderChanges::default();
+        let (result, full) = match self.backend.sync_messages(&remote_id, link.as_ref()).await {
+            Ok(r) => (r, link.is_none()),
+            Err(GraphError::DeltaReset) => {
+                changes.reset = true;
+                tracing::info!(folder = %record.name, "delta token expired; listing the folder again");
+                (self.backend.sync_messages(&remote_id, None).await?, true)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let known: HashMap<String, crate::store::folders::MessageRecord> = self
+            .store
+            .messages(folder)?
+            .into_iter()
+            .map(|m| (m.remote_id.clone(), m))
+            .collect();
+        let mut upserts: Vec<&RemoteMessage> = Vec::new();
+        let mut removed_ids: Vec<String> = Vec::new();
+        for change in &result.changes {
+            match change {
+                DeltaChange::Upsert(m) => upserts.push(m),
+                DeltaChange::Removed(id) => removed_ids.push(id.as_str().to_string()),
+            }
+        }
+        if full {
+            // A full listing is the whole truth: what it lacks is gone.
+            let present: HashSet<&str> = upserts.iter().map(|m| m.id.as_str()).collect();
+            removed_ids.extend(
+                known
+                    .keys()
+                    .filter(|id| !present.contains(id.as_str()))
+                    .cloned(),
+            );
+        }
+        // New messages in arrival order get UIDs; known ones may have new flags.
+        let mut new: Vec<&RemoteMessage> = upserts
+            .iter()
+            .copied()
+            .filter(|m| !known.contains_key(m.id.as_str()))
+            .collect();
+        new.sort_by(|a, b| {
+            a.received
+                .cmp(&b.received)
+                .then(a.id.as_str().cmp(b.id.as_str()))
+        });
+        let mut seen_new = HashSet::new();
+        let additions: Vec<NewMessage> = new
+            .iter()
+            .filter(|m| seen_new.insert(m.id.as_str()))
+            .map(|m| {
+                let (bits, keywords) = Flags::from_remote(m).to_store();
+                NewMessage {
+                    remote_id: m.id.as_str().to_string(),
+                    flags: bits,
+                    keywords,
+                    size: None,
+                    internal_date: m.received.map(|d| d.timestamp()),
+                }
+            })
+            .collect();
+        let added = self.store.add_messages(folder, &additions)?;
+        changes.added = added.into_iter().map(|(uid, _)| uid).collect();
+        for m in upserts {
+            let Some(old) = known.get(m.id.as_str()) else {
+                continue;
+            };
+            let remote = Flags::from_remote(m);
+            let local = Flags::from_store(old.flags, &old.keywords);
+            // \Deleted is ours alone.
+            let merged = remote.with_deleted(local.deleted());
+            if merged != local {
+                let (bits, keywords) = merged.to_store();
+                self.store
+                    .set_message_flags(folder, old.uid, bits, &keywords)?;
+                changes.flags_changed.push(old.uid);
+            }
+        }
+        removed_ids.sort();
+        removed_ids.dedup();
+        let mut removed = self.store.remove_messages(folder, &removed_ids)?;
+        removed.sort();
+        changes.removed = removed;
+        changes.flags_changed.sort();
+        changes.flags_changed.dedup();
+        self.store
+            .set_delta_link(folder, Some(result.delta_link.as_str()))?;
+        Ok(changes)
+    }
+}
