@@ -89,6 +89,8 @@ async fn setup() -> Setup {
         graphgate::cli::gateway::Listen {
             smtp: Some("127.0.0.1:0".parse().unwrap()),
             smtps: None,
+            imap: None,
+            imaps: None,
         },
         &stop,
         &mut tasks,
@@ -129,6 +131,8 @@ async fn setup() -> Setup {
 struct Client {
     read: BufReader<OwnedReadHalf>,
     write: OwnedWriteHalf,
+    addr: std::net::SocketAddr,
+    sent: usize,
 }
 
 impl Client {
@@ -144,10 +148,15 @@ impl Client {
     }
 
     async fn connect(addr: std::net::SocketAddr) -> Client {
-        let (read, write) = TcpStream::connect(addr).await.unwrap().into_split();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        // As a real client: no Nagle delay on the final ".".
+        stream.set_nodelay(true).unwrap();
+        let (read, write) = stream.into_split();
         let mut c = Client {
             read: BufReader::new(read),
             write,
+            addr,
+            sent: 0,
         };
         c.reply().await;
         c.write
@@ -161,7 +170,13 @@ impl Client {
     }
 
     /// One message, pipelined (RFC 2920): MAIL, RCPT, DATA in one write.
+    /// A new connection every 1,000 messages (graphgate closes one after
+    /// 10,000 commands).
     async fn send(&mut self) {
+        if self.sent == 1000 {
+            *self = Client::connect(self.addr).await;
+        }
+        self.sent += 1;
         self.write
             .write_all(b"MAIL FROM:<alice@example.com>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
             .await
@@ -169,8 +184,9 @@ impl Client {
         for _ in 0..3 {
             self.reply().await;
         }
-        self.write.write_all(MESSAGE).await.unwrap();
-        self.write.write_all(b".\r\n").await.unwrap();
+        let mut data = MESSAGE.to_vec();
+        data.extend_from_slice(b".\r\n");
+        self.write.write_all(&data).await.unwrap();
         let done = self.reply().await;
         assert!(
             done.starts_with("250") && done.contains("delivered"),

@@ -25,6 +25,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub microsoft: MicrosoftConfig,
     pub smtp: SmtpConfig,
+    pub imap: ImapConfig,
     pub tls: TlsConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
@@ -73,6 +74,36 @@ impl Default for SmtpConfig {
             in_doubt_grace_s: 120,
             retry_base_s: 30,
             idle_timeout_s: 300,
+        }
+    }
+}
+
+/// The IMAP listeners.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapConfig {
+    /// IMAP with STARTTLS; empty = off.
+    pub listen: String,
+    /// IMAP with implicit TLS (the port-993 style); empty = off.
+    pub implicit_tls_listen: String,
+    /// LOGIN without TLS from 127.0.0.1/::1.
+    pub plaintext_login_on_loopback: bool,
+    /// Seconds between Graph delta checks while a client IDLEs.
+    pub idle_poll_s: u64,
+    /// EXPUNGE deletes for good instead of moving to Deleted Items.
+    pub expunge_permanently: bool,
+    pub max_connections: u64,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            listen: "127.0.0.1:1143".into(),
+            implicit_tls_listen: "127.0.0.1:1993".into(),
+            plaintext_login_on_loopback: true,
+            idle_poll_s: 30,
+            expunge_permanently: false,
+            max_connections: 256,
         }
     }
 }
@@ -131,6 +162,7 @@ impl Default for Config {
             data_dir: default_data_dir(),
             microsoft: MicrosoftConfig::default(),
             smtp: SmtpConfig::default(),
+            imap: ImapConfig::default(),
             tls: TlsConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
@@ -298,6 +330,40 @@ pub const KEYS: &[KeyDoc] = &[
         example: None,
     },
     KeyDoc {
+        key: "imap.listen",
+        doc: "IMAP listener (STARTTLS offered). Empty: off. Mail clients and mail handlers \
+              connect here with a local account's login and password.",
+        example: None,
+    },
+    KeyDoc {
+        key: "imap.implicit_tls_listen",
+        doc: "IMAP with implicit TLS (the port-993 style, `imaps://`). Empty: off.",
+        example: None,
+    },
+    KeyDoc {
+        key: "imap.plaintext_login_on_loopback",
+        doc: "Allow LOGIN/AUTHENTICATE without TLS from 127.0.0.1/::1. From any other address \
+              login needs STARTTLS or implicit TLS (LOGINDISABLED is announced before).",
+        example: None,
+    },
+    KeyDoc {
+        key: "imap.idle_poll_s",
+        doc: "While a client IDLEs, seconds between checks for changes in Microsoft 365 (one \
+              Graph delta request each).",
+        example: None,
+    },
+    KeyDoc {
+        key: "imap.expunge_permanently",
+        doc: "false: EXPUNGE moves messages to Deleted Items (recoverable, like Outlook). \
+              true: EXPUNGE deletes them for good.",
+        example: None,
+    },
+    KeyDoc {
+        key: "imap.max_connections",
+        doc: "Simultaneous IMAP connections; more are refused with BYE.",
+        example: None,
+    },
+    KeyDoc {
         key: "tls.certificate_file",
         doc: "PEM certificate (chain) for STARTTLS and implicit TLS. Unset: graphgate generates \
               a self-signed certificate in the data directory on first start (see certs/README.md \
@@ -428,6 +494,14 @@ impl Config {
         Ok((
             parse_listen("smtp.listen", &self.smtp.listen)?,
             parse_listen("smtp.implicit_tls_listen", &self.smtp.implicit_tls_listen)?,
+        ))
+    }
+
+    /// The IMAP listen addresses (STARTTLS, implicit TLS), when on.
+    pub fn imap_listen(&self) -> Result<(Option<SocketAddr>, Option<SocketAddr>), ConfigError> {
+        Ok((
+            parse_listen("imap.listen", &self.imap.listen)?,
+            parse_listen("imap.implicit_tls_listen", &self.imap.implicit_tls_listen)?,
         ))
     }
 

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod graph;
+pub mod imap;
 pub mod mailbox;
 pub mod mime;
 pub mod secret;

@@ -214,7 +214,8 @@ impl Data {
              [microsoft]\nauthority_url = {url:?}\ngraph_url = {url:?}\n\
              tenant = {DEMO_TENANT_ID:?}\nclient_id = {DEMO_PUBLIC_CLIENT_ID:?}\n\
              [smtp]\nlisten = \"127.0.0.1:0\"\nimplicit_tls_listen = \"\"\n\
-             in_doubt_grace_s = 1\nretry_base_s = 1\n{extra}\n",
+             in_doubt_grace_s = 1\nretry_base_s = 1\n{extra}\n\
+             [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n",
             data = dir.path().display().to_string(),
             url = sim.url,
         );

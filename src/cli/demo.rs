@@ -34,18 +34,34 @@ pub struct DemoArgs {
     #[arg(long, default_value = "127.0.0.1:2525", value_name = "ADDR")]
     smtp: SocketAddr,
     /// SMTP with implicit TLS (port-465 style; self-signed certificate in
-    /// the data directory).
-    #[arg(long, default_value = "127.0.0.1:2465", value_name = "ADDR")]
-    smtps: SocketAddr,
+    /// the data directory). Default 127.0.0.1:2465 — or any free port when
+    /// --smtp asks for one (port 0).
+    #[arg(long, value_name = "ADDR")]
+    smtps: Option<SocketAddr>,
     /// IMAP listener.
     #[arg(long, default_value = "127.0.0.1:1143", value_name = "ADDR")]
     imap: SocketAddr,
+    /// IMAP with implicit TLS (port-993 style; self-signed certificate in
+    /// the data directory). Default 127.0.0.1:1993 — or any free port when
+    /// --imap asks for one (port 0).
+    #[arg(long, value_name = "ADDR")]
+    imaps: Option<SocketAddr>,
     /// The simulated Microsoft Graph + Entra ID.
     #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
     sim: SocketAddr,
     /// Admin HTTP endpoint (/healthz, /readyz, /metrics).
     #[arg(long, default_value = "127.0.0.1:8025", value_name = "ADDR")]
     admin: SocketAddr,
+}
+
+/// The implicit-TLS twin of a plain listener: as given, else the standard
+/// port — or a free one when the plain listener takes a free one.
+fn tls_twin(given: Option<SocketAddr>, plain: SocketAddr, port: u16) -> SocketAddr {
+    given.unwrap_or_else(|| {
+        let mut addr = plain;
+        addr.set_port(if plain.port() == 0 { 0 } else { port });
+        addr
+    })
 }
 
 /// `data_dir` is the global `--data-dir`: keep state there (default: a
@@ -118,14 +134,22 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
         &key,
         super::gateway::Listen {
             smtp: Some(args.smtp),
-            smtps: Some(args.smtps),
+            smtps: Some(tls_twin(args.smtps, args.smtp, 2465)),
+            imap: Some(args.imap),
+            imaps: Some(tls_twin(args.imaps, args.imap, 1993)),
         },
         &shutdown,
         &mut tasks,
     )
     .await?;
     let smtp = gateway.smtp.unwrap_or(args.smtp);
-    let smtps = gateway.smtps.unwrap_or(args.smtps);
+    let smtps = gateway
+        .smtps
+        .unwrap_or(tls_twin(args.smtps, args.smtp, 2465));
+    let imap = gateway.imap.unwrap_or(args.imap);
+    let imaps = gateway
+        .imaps
+        .unwrap_or(tls_twin(args.imaps, args.imap, 1993));
 
     // Admin endpoint.
     let admin_listener = super::bind(args.admin, "admin endpoint", "--admin").await?;
@@ -151,11 +175,12 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
          \x20        --user alice@example.com:alice --upload-file message.eml\n\
          Admin        http://{admin_addr}/healthz  /readyz  /metrics\n\
          Data         {data_dir}{temp_note}\n\
-         IMAP {imap}: the listener is not part of this build yet.\n\
+         IMAP         {imap} (STARTTLS; plain LOGIN allowed on loopback)\n\
+         IMAPS        {imaps} (implicit TLS, self-signed certificate)\n\
+         \x20 try: curl imap://{imap}/INBOX --user alice@example.com:alice\n\
          \n\
          {sim_text}",
         started.elapsed().as_millis(),
-        imap = args.imap,
         data_dir = data_dir.display(),
         temp_note = if !keep {
             " (temporary; removed on exit)"

@@ -23,6 +23,8 @@ use crate::tls::Tls;
 pub struct Gateway {
     pub smtp: Option<SocketAddr>,
     pub smtps: Option<SocketAddr>,
+    pub imap: Option<SocketAddr>,
+    pub imaps: Option<SocketAddr>,
 }
 
 /// Listen addresses chosen on the command line (demo) win over the
@@ -31,6 +33,8 @@ pub struct Gateway {
 pub struct Listen {
     pub smtp: Option<SocketAddr>,
     pub smtps: Option<SocketAddr>,
+    pub imap: Option<SocketAddr>,
+    pub imaps: Option<SocketAddr>,
 }
 
 pub type Tasks = JoinSet<std::io::Result<()>>;
@@ -55,6 +59,7 @@ pub async fn start(
         .map(Arc::new)
         .map_err(|e| format!("{e}. {}", e.remedy("<account>")));
     let accounts = Accounts::new(store.clone(), key.clone(), entra, graph);
+    let registry = accounts.clone();
     let s = &config.smtp;
     let spool = Spool::new(
         store.clone(),
@@ -79,11 +84,19 @@ pub async fn start(
     let (cfg_smtp, cfg_smtps) = config.smtp_listen()?;
     let smtp_addr = listen.smtp.or(cfg_smtp);
     let smtps_addr = listen.smtps.or(cfg_smtps);
+    let (cfg_imap, cfg_imaps) = config.imap_listen()?;
+    let imap_addr = listen.imap.or(cfg_imap);
+    let imaps_addr = listen.imaps.or(cfg_imaps);
     let mut gateway = Gateway {
         smtp: None,
         smtps: None,
+        imap: None,
+        imaps: None,
     };
-    if smtp_addr.is_none() && smtps_addr.is_none() {
+    if [smtp_addr, smtps_addr, imap_addr, imaps_addr]
+        .iter()
+        .all(Option::is_none)
+    {
         return Ok(gateway);
     }
     let tls = match Tls::load(
@@ -93,7 +106,7 @@ pub async fn start(
     ) {
         Ok(tls) => Some(tls),
         Err(e) => {
-            if smtps_addr.is_some() {
+            if smtps_addr.is_some() || imaps_addr.is_some() {
                 anyhow::bail!("{e}; fix tls.certificate_file / tls.private_key_file");
             }
             tracing::error!("TLS is unavailable, STARTTLS will not be offered: {e}");
@@ -115,7 +128,7 @@ pub async fn start(
             ..ServerConfig::default()
         },
         store.clone(),
-        tls,
+        tls.clone(),
         Arc::new(spool.clone()),
     );
     for (addr, implicit, what, key) in [
@@ -145,6 +158,50 @@ pub async fn start(
         let stop = shutdown.clone();
         tasks
             .spawn(async move { crate::smtp::server::run(listener, implicit, server, stop).await });
+    }
+    let imap_server = crate::imap::server::ImapServer::new(
+        crate::imap::server::ImapConfig {
+            plaintext_login_on_loopback: config.imap.plaintext_login_on_loopback,
+            max_literal: u32::try_from(s.max_message_size).unwrap_or(u32::MAX),
+            idle_poll: Duration::from_secs(config.imap.idle_poll_s.max(1)),
+            max_connections: usize::try_from(config.imap.max_connections)
+                .unwrap_or(256)
+                .max(1),
+            ..crate::imap::server::ImapConfig::default()
+        },
+        crate::imap::session::Shared {
+            store: store.clone(),
+            accounts: registry,
+            cache: crate::imap::content::ContentCache::new(
+                crate::imap::content::cache_dir(&config.data_dir),
+                store.clone(),
+            ),
+            expunge_permanently: config.imap.expunge_permanently,
+        },
+        tls,
+    );
+    for (addr, implicit, what, key) in [
+        (imap_addr, false, "IMAP listener", "imap.listen (or --imap)"),
+        (
+            imaps_addr,
+            true,
+            "IMAP implicit-TLS listener",
+            "imap.implicit_tls_listen (or --imaps)",
+        ),
+    ] {
+        let Some(addr) = addr else { continue };
+        let listener = super::bind(addr, what, key).await?;
+        let local = listener.local_addr()?;
+        tracing::info!(addr = %local, implicit_tls = implicit, "IMAP listening");
+        if implicit {
+            gateway.imaps = Some(local);
+        } else {
+            gateway.imap = Some(local);
+        }
+        let server = imap_server.clone();
+        let stop = shutdown.clone();
+        tasks
+            .spawn(async move { crate::imap::server::run(listener, implicit, server, stop).await });
     }
     Ok(gateway)
 }

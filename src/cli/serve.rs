@@ -58,10 +58,13 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     if gateway.smtp.is_none() && gateway.smtps.is_none() {
         tracing::warn!("no SMTP listener: smtp.listen and smtp.implicit_tls_listen are both empty");
     }
+    let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
     println!(
-        "graphgate is running. SMTP {} · SMTPS {} · data {}",
-        gateway.smtp.map_or("off".to_string(), |a| a.to_string()),
-        gateway.smtps.map_or("off".to_string(), |a| a.to_string()),
+        "graphgate is running. SMTP {} · SMTPS {} · IMAP {} · IMAPS {} · data {}",
+        show(gateway.smtp),
+        show(gateway.smtps),
+        show(gateway.imap),
+        show(gateway.imaps),
         config.data_dir.display()
     );
     if let Some(addr) = config.admin_listen()? {

@@ -1,0 +1,141 @@
+//! The bytes served for each message, kept on disk by content hash.
+//!
+//! Graph's `$value` is what Exchange regenerates, not what was appended, so
+//! graphgate fetches it once, stores it under its SHA-256, and records the
+//! hash and exact length in the message's row: from then on RFC822.SIZE and
+//! every section describe those bytes and only those. Missing contents of
+//! a FETCH are fetched together (`$batch`, 20 per request).
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::graph::{MailBackend, RemoteMessageId};
+use crate::store::Store;
+use crate::store::folders::{FolderId, MessageRecord, Uid};
+
+/// Messages per `$batch` round of `$value` requests.
+const BATCH: usize = 20;
+
+pub struct ContentCache {
+    dir: PathBuf,
+    store: Store,
+}
+
+impl ContentCache {
+    pub fn new(dir: impl Into<PathBuf>, store: Store) -> ContentCache {
+        ContentCache {
+            dir: dir.into(),
+            store,
+        }
+    }
+
+    fn path(&self, hash: &str) -> PathBuf {
+        let prefix = hash.get(..2).unwrap_or("00");
+        self.dir.join(prefix).join(hash)
+    }
+
+    /// The cached bytes of `record`, if they are on disk.
+    pub async fn read(&self, record: &MessageRecord) -> Option<Bytes> {
+        let hash = record.content_hash.as_deref()?;
+        tokio::fs::read(self.path(hash)).await.ok().map(Bytes::from)
+    }
+
+    async fn write(&self, bytes: &[u8]) -> std::io::Result<String> {
+        let hash = hex::encode(Sha256::digest(bytes));
+        let path = self.path(&hash);
+        if tokio::fs::metadata(&path).await.is_ok() {
+            return Ok(hash);
+        }
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let tmp = path.with_extension(format!("tmp{}", uuid::Uuid::new_v4().simple()));
+        tokio::fs::write(&tmp, bytes).await?;
+        tokio::fs::rename(&tmp, &path).await?;
+        let _ = self.store.cache_put(&hash, bytes.len() as u64);
+        Ok(hash)
+    }
+
+    /// Make sure every record has its bytes on disk, fetching the missing
+    /// ones from Graph in `$batch` groups; returns the records updated with
+    /// their hash and size. A message Graph no longer has is left out.
+    pub async fn ensure(
+        &self,
+        backend: &dyn MailBackend,
+        folder: FolderId,
+        records: Vec<MessageRecord>,
+    ) -> Result<Vec<MessageRecord>, crate::graph::GraphError> {
+        let mut missing = Vec::new();
+        let mut ready = Vec::with_capacity(records.len());
+        for r in records {
+            let on_disk = match r.content_hash.as_deref() {
+                Some(hash) => tokio::fs::metadata(self.path(hash)).await.is_ok(),
+                None => false,
+            };
+            if on_disk {
+                ready.push(r);
+            } else {
+                missing.push(r);
+            }
+        }
+        for group in missing.chunks(BATCH) {
+            let ids: Vec<RemoteMessageId> = group
+                .iter()
+                .map(|r| RemoteMessageId::new(r.remote_id.clone()))
+                .collect();
+            let fetched = if ids.len() == 1 {
+                vec![(ids[0].clone(), backend.fetch_mime(&ids[0]).await)]
+            } else {
+                backend.fetch_mimes(&ids).await?
+            };
+            for (record, (_, result)) in group.iter().zip(fetched) {
+                match result {
+                    Ok(bytes) => {
+                        let hash = self
+                            .write(&bytes)
+                            .await
+                            .map_err(|e| crate::graph::GraphError::Invalid(e.to_string()))?;
+                        if record.content_hash.as_deref().is_some_and(|h| h != hash) {
+                            tracing::warn!(
+                                uid = record.uid.0,
+                                "the message's bytes changed after they were served (cache evicted \
+                                 and Exchange rendered it differently)"
+                            );
+                        }
+                        let _ = self.store.set_message_content(
+                            folder,
+                            record.uid,
+                            &hash,
+                            bytes.len() as u64,
+                        );
+                        let mut r = record.clone();
+                        r.content_hash = Some(hash);
+                        r.size = Some(bytes.len() as u64);
+                        ready.push(r);
+                    }
+                    Err(e) if e.status() == Some(404) => {
+                        tracing::debug!(uid = record.uid.0, "message gone before its fetch");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        ready.sort_by_key(|r| r.uid);
+        Ok(ready)
+    }
+}
+
+/// Where the content cache lives under the data directory.
+pub fn cache_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("cache")
+}
+
+/// Look a UID up in records sorted by UID.
+pub fn find(records: &[MessageRecord], uid: Uid) -> Option<&MessageRecord> {
+    records
+        .binary_search_by_key(&uid, |r| r.uid)
+        .ok()
+        .map(|i| &records[i])
+}

@@ -1,0 +1,20 @@
+//! IMAP4rev1 over Microsoft Graph (RFC 3501, with LITERAL+, IDLE, UIDPLUS,
+//! MOVE, UNSELECT, SPECIAL-USE, NAMESPACE, ID, ENABLE).
+//!
+//! - [`server`]: the listener and the per-connection loop (imap-next does
+//!   the framing: literals, AUTHENTICATE and IDLE exchanges, STARTTLS).
+//! - [`session`]: states, the table of which command each state allows,
+//!   and the commands, on top of the mailbox model (`crate::mailbox`).
+//! - [`content`]: the bytes served per message, fetched once from Graph
+//!   (batched) and kept on disk by content hash, so RFC822.SIZE and every
+//!   section describe the same bytes for the life of the message.
+//! - [`utf7`]: modified UTF-7 mailbox names.
+//!
+//! Not in this build yet (the IMAP issue goes on): ENVELOPE, BODYSTRUCTURE
+//! and numbered body parts (they come with the MIME core), SEARCH keys that
+//! need message contents, shared mailboxes as a namespace.
+
+pub mod content;
+pub mod server;
+pub mod session;
+pub mod utf7;

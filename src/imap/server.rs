@@ -1,0 +1,928 @@
+//! The IMAP listener: imap-next does the framing (literals, continuation
+//! requests, AUTHENTICATE and IDLE exchanges) over a plain or TLS stream;
+//! [`super::session`] does the commands.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use imap_next::imap_types::IntoStatic;
+use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
+use imap_next::imap_types::command::{Command, CommandBody};
+use imap_next::imap_types::core::Vec1;
+use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_next::imap_types::mailbox::ListMailbox;
+use imap_next::imap_types::response::{
+    Capability, Code, CommandContinuationRequest, Data, Greeting, Status,
+};
+use imap_next::server::{Event, Options, Server as ImapNext};
+use imap_next::stream::{Error as StreamError, Stream};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::session::{self, Authenticated, Refusal, Reply, Shared, State};
+use crate::graph::{AppendOptions, RemoteFolderId, RemoteMessageId};
+use crate::secret::Secret;
+use crate::smtp::server::FailureLimiter;
+use crate::store::Account;
+use crate::tls::Tls;
+
+/// Listener settings (`imap.*`).
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    /// LOGIN / AUTHENTICATE without TLS from loopback addresses.
+    pub plaintext_login_on_loopback: bool,
+    /// Largest literal (APPEND) in bytes.
+    pub max_literal: u32,
+    /// How often IDLE asks Graph for changes.
+    pub idle_poll: Duration,
+    pub max_connections: usize,
+    /// A connection silent for this long (outside IDLE) is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            plaintext_login_on_loopback: true,
+            max_literal: 35 * 1024 * 1024,
+            idle_poll: Duration::from_secs(30),
+            max_connections: 256,
+            idle_timeout: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+pub struct ImapServer {
+    pub config: ImapConfig,
+    pub shared: Shared,
+    pub tls: Option<Tls>,
+    limiter: FailureLimiter,
+}
+
+impl ImapServer {
+    pub fn new(config: ImapConfig, shared: Shared, tls: Option<Tls>) -> Arc<ImapServer> {
+        Arc::new(ImapServer {
+            config,
+            shared,
+            tls,
+            limiter: FailureLimiter::default(),
+        })
+    }
+}
+
+/// Accept connections until `shutdown`.
+pub async fn run(
+    listener: TcpListener,
+    implicit_tls: bool,
+    server: Arc<ImapServer>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(server.config.max_connections));
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "imap accept failed");
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            use tokio::io::AsyncWriteExt;
+            let mut tcp = tcp;
+            let _ = tcp
+                .write_all(b"* BYE Too many connections; try again later\r\n")
+                .await;
+            continue;
+        };
+        let server = server.clone();
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let span = tracing::info_span!("imap", %peer);
+            let _enter = span.enter();
+            if let Err(e) = serve(tcp, peer, implicit_tls, server, shutdown).await {
+                tracing::debug!(%peer, "imap connection ended: {e}");
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+fn text(s: &str) -> String {
+    // IMAP text: one line, no CR/LF, not empty.
+    let t: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+    if t.is_empty() { "-".into() } else { t }
+}
+
+fn capabilities(
+    tls_active: bool,
+    tls_available: bool,
+    login_allowed: bool,
+    authed: bool,
+) -> Vec1<Capability<'static>> {
+    let mut caps = vec![Capability::Imap4Rev1];
+    for c in [
+        "LITERAL+",
+        "IDLE",
+        "UIDPLUS",
+        "MOVE",
+        "UNSELECT",
+        "SPECIAL-USE",
+        "NAMESPACE",
+        "ID",
+        "ENABLE",
+    ] {
+        if let Ok(cap) = Capability::try_from(c) {
+            caps.push(cap.into_static());
+        }
+    }
+    if !authed {
+        if !tls_active && tls_available {
+            caps.push(Capability::StartTls);
+        }
+        if login_allowed {
+            caps.push(Capability::Auth(AuthMechanism::Plain));
+        } else {
+            caps.push(Capability::LoginDisabled);
+        }
+    }
+    Vec1::try_from(caps).expect("IMAP4rev1 is always there")
+}
+
+async fn check_login(
+    server: &ImapServer,
+    ip: IpAddr,
+    login: &str,
+    password: Secret<String>,
+) -> Option<Account> {
+    let delay = server.limiter.delay(ip, login);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let store = server.shared.store.clone();
+    let owned = login.to_string();
+    let result = tokio::task::spawn_blocking(move || store.authenticate(&owned, &password)).await;
+    match result {
+        Ok(Ok(Some(account))) => {
+            server.limiter.success(ip, login);
+            Some(account)
+        }
+        Ok(Ok(None)) => {
+            server.limiter.failure(ip, login);
+            tracing::warn!(%ip, login, "imap authentication failed");
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Split `\0authz\0authc\0password` (RFC 4616).
+fn sasl_plain(data: &[u8]) -> Option<(String, Secret<String>)> {
+    let mut parts = data.split(|&b| b == 0);
+    let _authz = parts.next()?;
+    let login = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let password = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    Some((login, Secret::new(password)))
+}
+
+struct Conn {
+    state: State,
+    tls_active: bool,
+    peer: SocketAddr,
+    authenticate_tag: Option<imap_next::imap_types::core::Tag<'static>>,
+    idle_tag: Option<imap_next::imap_types::core::Tag<'static>>,
+    starttls: bool,
+}
+
+impl Conn {
+    fn login_allowed(&self, server: &ImapServer) -> bool {
+        self.tls_active
+            || (server.config.plaintext_login_on_loopback && self.peer.ip().is_loopback())
+    }
+}
+
+fn send_reply(imap: &mut ImapNext, tag: imap_next::imap_types::core::Tag<'static>, reply: Reply) {
+    for d in reply.data {
+        imap.enqueue_data(d);
+    }
+    for u in reply.untagged {
+        imap.enqueue_status(u);
+    }
+    let status = match reply.status {
+        Ok((code, t)) => Status::ok(Some(tag), code, text(&t)),
+        Err(Refusal::No(t)) => Status::no(Some(tag), None, text(&t)),
+        Err(Refusal::Bad(t)) => Status::bad(Some(tag), None, text(&t)),
+    };
+    if let Ok(status) = status {
+        imap.enqueue_status(status.into_static());
+    }
+}
+
+async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    implicit_tls: bool,
+    server: Arc<ImapServer>,
+    shutdown: CancellationToken,
+) -> Result<(), String> {
+    let _ = tcp.set_nodelay(true);
+    let mut stream = if implicit_tls {
+        let tls = server
+            .tls
+            .as_ref()
+            .ok_or("implicit TLS without a certificate")?;
+        let s = tls.acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+        Stream::tls(tokio_rustls::TlsStream::Server(s))
+    } else {
+        Stream::insecure(tcp)
+    };
+    let mut options = Options::default();
+    options.max_literal_size = server.config.max_literal;
+    options.max_command_size = server.config.max_literal.saturating_add(64 * 1024);
+    options.crlf_relaxed = true;
+    let greeting = Greeting::ok(None, "graphgate IMAP ready (Microsoft 365 through Graph)")
+        .map_err(|e| e.to_string())?;
+    let mut imap = ImapNext::new(options, greeting.into_static());
+    let mut conn = Conn {
+        state: State::NotAuthenticated,
+        tls_active: implicit_tls,
+        peer,
+        authenticate_tag: None,
+        idle_tag: None,
+        starttls: false,
+    };
+    loop {
+        let poll = async {
+            if conn.idle_tag.is_some() {
+                tokio::time::sleep(server.config.idle_poll).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => {
+                if let Ok(bye) = Status::bye(None, "graphgate is shutting down") {
+                    imap.enqueue_status(bye);
+                    let _ = stream.flush().await;
+                }
+                return Ok(());
+            }
+            _ = poll => {
+                // IDLE: look for remote changes and report them at once.
+                if let State::Selected(auth, view) = &mut conn.state
+                    && let Ok(changes) = auth.model.sync(view.folder.id).await
+                {
+                    for d in session::report(view, &changes, &server.shared.store) {
+                        imap.enqueue_data(d);
+                    }
+                }
+                continue;
+            }
+            event = tokio::time::timeout(server.config.idle_timeout, stream.next(&mut imap)) => event,
+        };
+        let event = match event {
+            Err(_) if conn.idle_tag.is_none() => {
+                if let Ok(bye) = Status::bye(None, "Autologout: idle for too long") {
+                    imap.enqueue_status(bye);
+                    let _ = stream.flush().await;
+                }
+                return Ok(());
+            }
+            Err(_) => continue,
+            Ok(Ok(event)) => event,
+            Ok(Err(StreamError::State(e))) => {
+                // Garbage: say so and keep the connection.
+                if let Ok(bad) =
+                    Status::bad(None, None, format!("Could not parse that command: {e}"))
+                {
+                    imap.enqueue_status(bad.into_static());
+                }
+                continue;
+            }
+            Ok(Err(e)) => return Err(e.to_string()),
+        };
+        match event {
+            Event::GreetingSent { .. } | Event::ResponseSent { .. } => {
+                if conn.starttls {
+                    conn.starttls = false;
+                    stream.flush().await.map_err(|e| e.to_string())?;
+                    let tls = server.tls.as_ref().ok_or("no TLS")?;
+                    let tcp: TcpStream = stream.into();
+                    let s = tls.acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+                    stream = Stream::tls(tokio_rustls::TlsStream::Server(s));
+                    conn.tls_active = true;
+                }
+                if matches!(conn.state, State::Logout) {
+                    stream.flush().await.map_err(|e| e.to_string())?;
+                    return Ok(());
+                }
+            }
+            Event::CommandAuthenticateReceived {
+                command_authenticate,
+            } => {
+                let tag = command_authenticate.tag.clone();
+                if !matches!(conn.state, State::NotAuthenticated) {
+                    let _ = imap.authenticate_finish(
+                        Status::bad(Some(tag), None, "Already authenticated").expect("status"),
+                    );
+                    continue;
+                }
+                if !conn.login_allowed(&server) {
+                    let _ = imap.authenticate_finish(
+                        Status::no(
+                            Some(tag),
+                            None,
+                            "Use STARTTLS (or the implicit-TLS port) before logging in",
+                        )
+                        .expect("status"),
+                    );
+                    continue;
+                }
+                if command_authenticate.mechanism != AuthMechanism::Plain {
+                    let _ = imap.authenticate_finish(
+                        Status::no(Some(tag), None, "Only AUTHENTICATE PLAIN is supported")
+                            .expect("status"),
+                    );
+                    continue;
+                }
+                match command_authenticate.initial_response {
+                    Some(data) => {
+                        let data = data.declassify().to_vec();
+                        finish_auth(&server, &mut conn, &mut imap, tag, &data).await;
+                    }
+                    None => {
+                        conn.authenticate_tag = Some(tag);
+                        let _ = imap.authenticate_continue(
+                            CommandContinuationRequest::basic(None, "").unwrap_or_else(|_| {
+                                CommandContinuationRequest::basic(None, "go on").expect("ccr")
+                            }),
+                        );
+                    }
+                }
+            }
+            Event::AuthenticateDataReceived { authenticate_data } => {
+                let Some(tag) = conn.authenticate_tag.take() else {
+                    continue;
+                };
+                match authenticate_data {
+                    AuthenticateData::Cancel => {
+                        let _ = imap.authenticate_finish(
+                            Status::bad(Some(tag), None, "Authentication cancelled")
+                                .expect("status"),
+                        );
+                    }
+                    AuthenticateData::Continue(data) => {
+                        let data = data.declassify().to_vec();
+                        finish_auth(&server, &mut conn, &mut imap, tag, &data).await;
+                    }
+                }
+            }
+            Event::IdleCommandReceived { tag } => {
+                if !matches!(conn.state, State::Authenticated(_) | State::Selected(..)) {
+                    let _ = imap.idle_reject(
+                        Status::bad(Some(tag), None, "IDLE needs you to log in first")
+                            .expect("status"),
+                    );
+                    continue;
+                }
+                conn.idle_tag = Some(tag);
+                let _ = imap.idle_accept(
+                    CommandContinuationRequest::basic(
+                        None,
+                        "idling; changes are reported as they come",
+                    )
+                    .expect("ccr"),
+                );
+            }
+            Event::IdleDoneReceived => {
+                if let Some(tag) = conn.idle_tag.take() {
+                    imap.enqueue_status(
+                        Status::ok(Some(tag), None, "IDLE terminated").expect("status"),
+                    );
+                }
+            }
+            Event::CommandReceived { command } => {
+                let tag = command.tag.clone();
+                let reply = command_reply(&server, &mut conn, command).await;
+                send_reply(&mut imap, tag, reply);
+            }
+        }
+    }
+}
+
+async fn finish_auth(
+    server: &ImapServer,
+    conn: &mut Conn,
+    imap: &mut ImapNext,
+    tag: imap_next::imap_types::core::Tag<'static>,
+    data: &[u8],
+) {
+    let status = match sasl_plain(data) {
+        None => Status::bad(Some(tag), None, "Malformed PLAIN credentials"),
+        Some((login, password)) => match login_account(server, conn, &login, password).await {
+            Ok(()) => Status::ok(
+                Some(tag),
+                Some(Code::Capability(capabilities(
+                    conn.tls_active,
+                    false,
+                    true,
+                    true,
+                ))),
+                "Authenticated",
+            ),
+            Err(t) => Status::no(Some(tag), None, text(&t)),
+        },
+    };
+    if let Ok(status) = status {
+        let _ = imap.authenticate_finish(status.into_static());
+    }
+}
+
+async fn login_account(
+    server: &ImapServer,
+    conn: &mut Conn,
+    login: &str,
+    password: Secret<String>,
+) -> Result<(), String> {
+    let Some(account) = check_login(server, conn.peer.ip(), login, password).await else {
+        return Err(
+            "Wrong login or password (graphgate local account; see `graphgate accounts list`)"
+                .into(),
+        );
+    };
+    let authed = server
+        .shared
+        .open(account.clone())
+        .map_err(|e| format!("{} cannot reach its mailbox: {e}", account.login))?;
+    authed
+        .model
+        .refresh_folders()
+        .await
+        .map_err(|e| format!("cannot list the folders of {}: {e}", account.mailbox))?;
+    tracing::info!(account = %account.login, "imap login");
+    conn.state = State::Authenticated(Box::new(authed));
+    Ok(())
+}
+
+fn auth_of(state: &State) -> Option<&Authenticated> {
+    match state {
+        State::Authenticated(a) | State::Selected(a, _) => Some(a),
+        _ => None,
+    }
+}
+
+fn untagged_ok(code: Code<'static>, t: &str) -> Option<Status<'static>> {
+    Status::ok(None, Some(code), text(t))
+        .ok()
+        .map(|s| s.into_static())
+}
+
+/// Take the selected state apart for a command that needs a folder.
+macro_rules! selected {
+    ($conn:expr) => {
+        match &mut $conn.state {
+            State::Selected(auth, view) => (auth, view),
+            _ => return Reply::bad("no folder selected: SELECT one first"),
+        }
+    };
+}
+
+async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'static>) -> Reply {
+    let name = command.body.name().to_ascii_uppercase();
+    if let Err(why) = session::allowed(&name, &conn.state) {
+        return Reply::bad(why);
+    }
+    let shared = &server.shared;
+    match command.body {
+        CommandBody::Capability => {
+            Reply::ok("CAPABILITY completed").with_data(vec![Data::Capability(capabilities(
+                conn.tls_active,
+                server.tls.is_some(),
+                conn.login_allowed(server),
+                auth_of(&conn.state).is_some(),
+            ))])
+        }
+        CommandBody::Noop | CommandBody::Check => {
+            let mut reply = Reply::ok(format!("{name} completed"));
+            if let State::Selected(auth, view) = &mut conn.state {
+                match auth.model.sync(view.folder.id).await {
+                    Ok(changes) => reply.data = session::report(view, &changes, &shared.store),
+                    Err(e) => tracing::warn!("imap sync failed: {e}"),
+                }
+            }
+            reply
+        }
+        CommandBody::Logout => {
+            conn.state = State::Logout;
+            let mut reply = Reply::ok("LOGOUT completed");
+            if let Ok(bye) = Status::bye(None, "graphgate logging out") {
+                reply.untagged.push(bye.into_static());
+            }
+            reply
+        }
+        CommandBody::StartTLS => {
+            if conn.tls_active {
+                Reply::bad("TLS is already active")
+            } else if server.tls.is_none() {
+                Reply::no("No certificate configured for STARTTLS (tls.certificate_file)")
+            } else {
+                conn.starttls = true;
+                Reply::ok("Begin TLS negotiation now")
+            }
+        }
+        CommandBody::Login { username, password } => {
+            if !conn.login_allowed(server) {
+                return Reply::no(
+                    "Plaintext login is disabled here: use STARTTLS or the implicit-TLS port",
+                );
+            }
+            let login = String::from_utf8_lossy(username.as_ref()).to_string();
+            let password =
+                Secret::new(String::from_utf8_lossy(password.declassify().as_ref()).to_string());
+            match login_account(server, conn, &login, password).await {
+                Ok(()) => Reply::ok("LOGIN completed"),
+                Err(t) => Reply::no(t),
+            }
+        }
+        CommandBody::Authenticate { .. } => Reply::bad("AUTHENTICATE is handled separately"),
+        CommandBody::Enable { .. } => Reply::ok("ENABLE completed (nothing to enable)"),
+        CommandBody::Id { .. } => {
+            let params = vec![(
+                imap_next::imap_types::core::IString::try_from("name")
+                    .expect("istring")
+                    .into_static(),
+                imap_next::imap_types::core::NString::try_from("graphgate")
+                    .expect("nstring")
+                    .into_static(),
+            )];
+            Reply::ok("ID completed").with_data(vec![Data::Id {
+                parameters: Some(params),
+            }])
+        }
+        CommandBody::Namespace => {
+            let personal = vec![imap_next::imap_types::extensions::namespace::Namespace {
+                prefix: imap_next::imap_types::core::IString::try_from("")
+                    .expect("istring")
+                    .into_static(),
+                delimiter: imap_next::imap_types::core::QuotedChar::try_from('/').ok(),
+                extensions: vec![],
+            }];
+            Reply::ok("NAMESPACE completed").with_data(vec![Data::Namespace {
+                personal,
+                other: vec![],
+                shared: vec![],
+            }])
+        }
+        CommandBody::Select { mailbox, .. } | CommandBody::Examine { mailbox, .. } => {
+            let read_only = name == "EXAMINE";
+            let folder = session::local_name(&mailbox);
+            let auth = match std::mem::replace(&mut conn.state, State::Logout) {
+                State::Authenticated(a) | State::Selected(a, _) => a,
+                other => {
+                    conn.state = other;
+                    return Reply::bad("not logged in");
+                }
+            };
+            match session::select(&auth, &folder, read_only, &shared.store).await {
+                Ok((view, data, code)) => {
+                    let mut reply = Reply::ok(format!("{name} completed")).with_data(data);
+                    reply.status = Ok((Some(code), format!("{name} completed")));
+                    for (code, t) in session::select_codes(&view, &shared.store) {
+                        reply.untagged.extend(untagged_ok(code, &t));
+                    }
+                    conn.state = State::Selected(auth, Box::new(view));
+                    reply
+                }
+                Err(refusal) => {
+                    // RFC 3501 §6.3.1: a failed SELECT leaves no folder selected.
+                    conn.state = State::Authenticated(auth);
+                    refusal.into()
+                }
+            }
+        }
+        CommandBody::Close | CommandBody::Unselect => {
+            let State::Selected(auth, mut view) = std::mem::replace(&mut conn.state, State::Logout)
+            else {
+                return Reply::bad("no folder selected");
+            };
+            if name == "CLOSE" && !view.read_only {
+                let _ = session::expunge(shared, &auth, &mut view, None).await;
+            }
+            conn.state = State::Authenticated(auth);
+            Reply::ok(format!("{name} completed"))
+        }
+        CommandBody::Expunge => {
+            let (auth, view) = selected!(conn);
+            if view.read_only {
+                return Reply::no("the folder is open read-only (EXAMINE)");
+            }
+            match session::expunge(shared, auth, view, None).await {
+                Ok(data) => Reply::ok("EXPUNGE completed").with_data(data),
+                Err(r) => r.into(),
+            }
+        }
+        CommandBody::ExpungeUid { sequence_set } => {
+            let (auth, view) = selected!(conn);
+            if view.read_only {
+                return Reply::no("the folder is open read-only (EXAMINE)");
+            }
+            match session::expunge(shared, auth, view, Some(&sequence_set)).await {
+                Ok(data) => Reply::ok("UID EXPUNGE completed").with_data(data),
+                Err(r) => r.into(),
+            }
+        }
+        CommandBody::List {
+            reference,
+            mailbox_wildcard,
+        }
+        | CommandBody::Lsub {
+            reference,
+            mailbox_wildcard,
+        } => {
+            let Some(auth) = auth_of(&conn.state) else {
+                return Reply::bad("not logged in");
+            };
+            let reference = session::local_name(&reference);
+            let pattern = match &mailbox_wildcard {
+                ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).to_string(),
+                ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).to_string(),
+            };
+            let pattern = super::utf7::decode(&pattern).unwrap_or(pattern);
+            let reference = if reference.eq_ignore_ascii_case("inbox") && pattern.is_empty() {
+                String::new()
+            } else {
+                reference
+            };
+            let reference = if reference == "INBOX" {
+                String::new()
+            } else {
+                reference
+            };
+            match session::list(auth, &reference, &pattern, name == "LSUB") {
+                Ok(data) => Reply::ok(format!("{name} completed")).with_data(data),
+                Err(r) => r.into(),
+            }
+        }
+        CommandBody::Status {
+            mailbox,
+            item_names,
+        } => {
+            let Some(auth) = auth_of(&conn.state) else {
+                return Reply::bad("not logged in");
+            };
+            let folder = session::local_name(&mailbox);
+            match session::status(auth, &folder, &item_names, &shared.store).await {
+                Ok(data) => Reply::ok("STATUS completed").with_data(vec![data]),
+                Err(r) => r.into(),
+            }
+        }
+        CommandBody::Fetch {
+            sequence_set,
+            macro_or_item_names,
+            uid,
+            ..
+        } => {
+            let (auth, view) = selected!(conn);
+            match session::fetch(shared, auth, view, &sequence_set, &macro_or_item_names, uid).await
+            {
+                Ok(data) => Reply::ok(format!("{name} completed")).with_data(data),
+                Err(r) => r.into(),
+            }
+        }
+        CommandBody::Store {
+            sequence_set,
+            kind,
+            response,
+            flags,
+            uid,
+            ..
+        } => {
+            let (auth, view) = selected!(conn);
+            let silent = matches!(response, imap_next::imap_types::flag::StoreResponse::Silent);
+            let request = session::StoreRequest {
+                set: &sequence_set,
+                kind: &kind,
+                flags: &flags,
+                silent,
+                uid,
+            };
+            match session::store_flags(shared, auth, view, &request).await {
+                Ok(data) => Reply::ok(format!("{name} completed")).with_data(data),
+                Err(r) => r.into(),
+            }
+        }
+        CommandBody::Search { criteria, uid, .. } => {
+            let (_, view) = selected!(conn);
+            match session::search(shared, view, criteria.as_ref(), uid) {
+                Ok(data) => Reply::ok(format!("{name} completed")).with_data(vec![data]),
+                Err(r) => r.into(),
+            }
+        }
+        CommandBody::Append {
+            mailbox,
+            flags,
+            date,
+            message,
+        } => {
+            let Some(auth) = auth_of(&conn.state) else {
+                return Reply::bad("not logged in");
+            };
+            let folder_name = session::local_name(&mailbox);
+            let Ok(folder) = auth.model.folder(&folder_name) else {
+                let mut r = Reply::no(format!("no folder named {folder_name:?}"));
+                r.status = Err(Refusal::No(format!(
+                    "[TRYCREATE] no folder named {folder_name:?}"
+                )));
+                return r;
+            };
+            let bytes = match &message {
+                LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+                LiteralOrLiteral8::Literal8(l) => l.data.as_ref().to_vec(),
+            };
+            let options = AppendOptions {
+                is_read: flags.contains(&imap_next::imap_types::flag::Flag::Seen),
+                received: date.map(|d| d.as_ref().with_timezone(&chrono::Utc)),
+            };
+            let remote = RemoteFolderId::new(folder.remote_id.clone());
+            match auth
+                .model
+                .backend()
+                .append_message(&remote, bytes::Bytes::from(bytes), &options)
+                .await
+            {
+                Ok(created) => {
+                    let _ = auth.model.sync(folder.id).await;
+                    let uid = shared
+                        .store
+                        .message_by_remote_id(folder.id, created.id.as_str())
+                        .ok()
+                        .flatten()
+                        .map(|m| m.uid.0);
+                    let mut reply = Reply::ok("APPEND completed");
+                    if let Some(uid) = uid.and_then(std::num::NonZeroU32::new) {
+                        reply.status = Ok((
+                            Some(Code::AppendUid {
+                                uid_validity: std::num::NonZeroU32::new(folder.uid_validity.0)
+                                    .unwrap_or(std::num::NonZeroU32::MIN),
+                                uid,
+                            }),
+                            "APPEND completed".into(),
+                        ));
+                    }
+                    reply
+                }
+                Err(e) => Reply::no(format!("Graph refused the message: {e}. {}", e.remedy())),
+            }
+        }
+        CommandBody::Copy {
+            sequence_set,
+            mailbox,
+            uid,
+        }
+        | CommandBody::Move {
+            sequence_set,
+            mailbox,
+            uid,
+        } => {
+            let moving = name == "MOVE";
+            let (auth, view) = selected!(conn);
+            let target_name = session::local_name(&mailbox);
+            let Ok(target) = auth.model.folder(&target_name) else {
+                return Reply::no(format!("[TRYCREATE] no folder named {target_name:?}"));
+            };
+            let records = match shared.store.messages(view.folder.id) {
+                Ok(r) => r,
+                Err(e) => return Reply::no(e.to_string()),
+            };
+            let chosen = session::resolve(view, &records, &sequence_set, uid);
+            let to = RemoteFolderId::new(target.remote_id.clone());
+            let mut moved = Vec::new();
+            for (_, r) in &chosen {
+                let id = RemoteMessageId::new(r.remote_id.clone());
+                let result = if moving {
+                    auth.model.backend().move_message(&id, &to).await
+                } else {
+                    auth.model.backend().copy_message(&id, &to).await
+                };
+                match result {
+                    Ok(_) => moved.push(r.remote_id.clone()),
+                    Err(e) => return Reply::no(format!("Graph refused the {name}: {e}")),
+                }
+            }
+            let _ = auth.model.sync(target.id).await;
+            let mut reply = Reply::ok(format!("{name} completed"));
+            if moving {
+                match shared.store.remove_messages(view.folder.id, &moved) {
+                    Ok(mut removed) => {
+                        removed.sort();
+                        reply.data = session::report(
+                            view,
+                            &crate::mailbox::FolderChanges {
+                                removed,
+                                ..Default::default()
+                            },
+                            &shared.store,
+                        );
+                    }
+                    Err(e) => return Reply::no(e.to_string()),
+                }
+            }
+            reply
+        }
+        CommandBody::Create { mailbox } => {
+            let Some(auth) = auth_of(&conn.state) else {
+                return Reply::bad("not logged in");
+            };
+            let wanted = session::local_name(&mailbox);
+            let wanted = wanted.trim_end_matches('/').to_string();
+            let (parent, leaf) = match wanted.rsplit_once('/') {
+                Some((p, l)) => (Some(p.to_string()), l.to_string()),
+                None => (None, wanted.clone()),
+            };
+            let parent_id = match parent {
+                Some(p) => match auth.model.folder(&p) {
+                    Ok(f) => Some(RemoteFolderId::new(f.remote_id)),
+                    Err(_) => return Reply::no(format!("the parent folder {p:?} does not exist")),
+                },
+                None => None,
+            };
+            match auth
+                .model
+                .backend()
+                .create_folder(parent_id.as_ref(), &leaf)
+                .await
+            {
+                Ok(_) => {
+                    let _ = auth.model.refresh_folders().await;
+                    Reply::ok("CREATE completed")
+                }
+                Err(e) => Reply::no(format!("Graph refused to create {wanted:?}: {e}")),
+            }
+        }
+        CommandBody::Delete { mailbox } => {
+            let Some(auth) = auth_of(&conn.state) else {
+                return Reply::bad("not logged in");
+            };
+            let wanted = session::local_name(&mailbox);
+            let Ok(folder) = auth.model.folder(&wanted) else {
+                return Reply::no(format!("no folder named {wanted:?}"));
+            };
+            if folder.name == "INBOX" || folder.special_use.is_some() {
+                return Reply::no(format!("{wanted} is a special folder Exchange keeps"));
+            }
+            match auth
+                .model
+                .backend()
+                .delete_folder(&RemoteFolderId::new(folder.remote_id.clone()))
+                .await
+            {
+                Ok(()) => {
+                    let _ = auth.model.refresh_folders().await;
+                    Reply::ok("DELETE completed")
+                }
+                Err(e) => Reply::no(format!("Graph refused to delete {wanted:?}: {e}")),
+            }
+        }
+        CommandBody::Rename { from, to } => {
+            let Some(auth) = auth_of(&conn.state) else {
+                return Reply::bad("not logged in");
+            };
+            let old = session::local_name(&from);
+            let new = session::local_name(&to);
+            let Ok(folder) = auth.model.folder(&old) else {
+                return Reply::no(format!("no folder named {old:?}"));
+            };
+            let (old_parent, _) = old.rsplit_once('/').unwrap_or(("", &old));
+            let (new_parent, leaf) = new.rsplit_once('/').unwrap_or(("", &new));
+            if old_parent != new_parent {
+                return Reply::no(
+                    "moving a folder to another parent is not supported yet; rename within its parent",
+                );
+            }
+            match auth
+                .model
+                .backend()
+                .rename_folder(&RemoteFolderId::new(folder.remote_id.clone()), leaf)
+                .await
+            {
+                Ok(_) => {
+                    let _ = auth.model.refresh_folders().await;
+                    Reply::ok("RENAME completed")
+                }
+                Err(e) => Reply::no(format!("Graph refused to rename {old:?}: {e}")),
+            }
+        }
+        CommandBody::Subscribe { .. } | CommandBody::Unsubscribe { .. } => {
+            Reply::ok(format!("{name} completed (every folder is subscribed)"))
+        }
+        _ => Reply::bad(format!("{name} is not supported")),
+    }
+}

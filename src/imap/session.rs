@@ -1,0 +1,1001 @@
+//! One IMAP connection's state and its commands.
+//!
+//! States (RFC 3501 §3): not authenticated → authenticated → selected →
+//! logout. [`allowed`] is the one table of which command each state takes;
+//! everything else gets `BAD` with the state it needs, and the connection
+//! stays up.
+//!
+//! The selected folder is a *view*: the UIDs in sequence-number order as
+//! the client last learned them. Remote changes (from the mailbox model's
+//! delta sync) reach the view only at NOOP, CHECK, IDLE and SELECT, as
+//! EXPUNGE / EXISTS / FETCH FLAGS in the order RFC 3501 §7.4.1 requires —
+//! never in the middle of a FETCH, STORE or SEARCH.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime as ChronoDateTime, FixedOffset, TimeZone, Utc};
+use imap_next::imap_types::core::{Literal, NString, Vec1};
+use imap_next::imap_types::datetime::DateTime;
+use imap_next::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
+};
+use imap_next::imap_types::flag::{Flag, FlagFetch, FlagNameAttribute, FlagPerm, StoreType};
+use imap_next::imap_types::mailbox::Mailbox;
+use imap_next::imap_types::response::{Code, Data};
+use imap_next::imap_types::search::SearchKey;
+use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
+
+use super::content::ContentCache;
+use crate::graph::{FlagStatus, FlagUpdate, MailBackend, RemoteMessageId};
+use crate::mailbox::{FolderChanges, MailboxModel, flags};
+use crate::runtime::Accounts;
+use crate::store::folders::{FolderRecord, MessageRecord, Uid};
+use crate::store::{Account, Store};
+
+/// What a command produced: untagged data and untagged statuses (`OK
+/// [UIDVALIDITY …]`, `BYE`), then the tagged status.
+pub struct Reply {
+    pub data: Vec<Data<'static>>,
+    pub untagged: Vec<imap_next::imap_types::response::Status<'static>>,
+    pub status: Result<(Option<Code<'static>>, String), Refusal>,
+}
+
+/// A refused command: `NO` (it could not be done) or `BAD` (it makes no
+/// sense here).
+#[derive(Debug)]
+pub enum Refusal {
+    No(String),
+    Bad(String),
+}
+
+impl Refusal {
+    pub fn no(text: impl Into<String>) -> Refusal {
+        Refusal::No(text.into())
+    }
+}
+
+impl From<Refusal> for Reply {
+    fn from(r: Refusal) -> Reply {
+        Reply {
+            data: Vec::new(),
+            untagged: Vec::new(),
+            status: Err(r),
+        }
+    }
+}
+
+impl Reply {
+    pub fn ok(text: impl Into<String>) -> Reply {
+        Reply {
+            data: Vec::new(),
+            untagged: Vec::new(),
+            status: Ok((None, text.into())),
+        }
+    }
+    pub fn no(text: impl Into<String>) -> Reply {
+        Reply {
+            data: Vec::new(),
+            untagged: Vec::new(),
+            status: Err(Refusal::No(text.into())),
+        }
+    }
+    pub fn bad(text: impl Into<String>) -> Reply {
+        Reply {
+            data: Vec::new(),
+            untagged: Vec::new(),
+            status: Err(Refusal::Bad(text.into())),
+        }
+    }
+    pub fn with_data(mut self, data: Vec<Data<'static>>) -> Reply {
+        self.data = data;
+        self
+    }
+}
+
+/// The selected folder as the client sees it.
+pub struct View {
+    pub folder: FolderRecord,
+    pub read_only: bool,
+    /// UIDs in sequence-number order (sequence number = index + 1).
+    pub uids: Vec<Uid>,
+}
+
+impl View {
+    fn seq_of(&self, uid: Uid) -> Option<u32> {
+        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
+    }
+}
+
+pub struct Authenticated {
+    pub account: Account,
+    pub model: MailboxModel,
+}
+
+pub enum State {
+    NotAuthenticated,
+    Authenticated(Box<Authenticated>),
+    Selected(Box<Authenticated>, Box<View>),
+    Logout,
+}
+
+/// Which states a command is valid in (RFC 3501 §6).
+pub fn allowed(command: &str, state: &State) -> Result<(), String> {
+    let any = ["CAPABILITY", "NOOP", "LOGOUT", "ID", "ENABLE"];
+    let not_auth = ["STARTTLS", "AUTHENTICATE", "LOGIN"];
+    let auth = [
+        "SELECT",
+        "EXAMINE",
+        "CREATE",
+        "DELETE",
+        "RENAME",
+        "SUBSCRIBE",
+        "UNSUBSCRIBE",
+        "LIST",
+        "LSUB",
+        "STATUS",
+        "APPEND",
+        "NAMESPACE",
+        "IDLE",
+    ];
+    let selected = [
+        "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
+    ];
+    let ok = any.contains(&command)
+        || match state {
+            State::NotAuthenticated => not_auth.contains(&command),
+            State::Authenticated(_) => auth.contains(&command),
+            State::Selected(..) => auth.contains(&command) || selected.contains(&command),
+            State::Logout => false,
+        };
+    if ok {
+        Ok(())
+    } else {
+        Err(match state {
+            State::NotAuthenticated => format!("{command} needs you to log in first"),
+            State::Authenticated(_) if selected.contains(&command) => {
+                format!("{command} needs a selected folder: SELECT one first")
+            }
+            _ => format!("{command} is not valid now"),
+        })
+    }
+}
+
+/// Everything sessions share.
+pub struct Shared {
+    pub store: Store,
+    pub accounts: Arc<Accounts>,
+    pub cache: ContentCache,
+    /// EXPUNGE deletes for good instead of moving to Deleted Items.
+    pub expunge_permanently: bool,
+}
+
+fn nz(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n.max(1)).expect("non-zero")
+}
+
+fn flag_list(bits: u32, keywords: &str) -> Vec<FlagFetch<'static>> {
+    crate::mailbox::Flags::from_store(bits, keywords)
+        .imap_names()
+        .into_iter()
+        .filter_map(|name| {
+            Flag::try_from(name.as_str())
+                .ok()
+                .map(|f| FlagFetch::Flag(f.into_static()))
+        })
+        .collect()
+}
+
+use imap_next::imap_types::IntoStatic;
+
+/// The IMAP name of a folder (modified UTF-7).
+pub fn wire_name(folder: &FolderRecord) -> Mailbox<'static> {
+    if folder.name == "INBOX" {
+        return Mailbox::Inbox;
+    }
+    let encoded = super::utf7::encode(&folder.name);
+    Mailbox::try_from(encoded)
+        .map(|m| m.into_static())
+        .unwrap_or(Mailbox::Inbox)
+}
+
+/// The folder name a client means (modified UTF-7 decoded).
+pub fn local_name(mailbox: &Mailbox<'_>) -> String {
+    match mailbox {
+        Mailbox::Inbox => "INBOX".into(),
+        Mailbox::Other(other) => {
+            let raw = String::from_utf8_lossy(other.as_ref()).to_string();
+            super::utf7::decode(&raw).unwrap_or(raw)
+        }
+    }
+}
+
+/// Does `value` fall in `set`, where `*` is `largest`?
+pub fn in_set(set: &SequenceSet, value: u32, largest: u32) -> bool {
+    let expand = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => largest,
+    };
+    set.0.as_ref().iter().any(|seq| match seq {
+        Sequence::Single(s) => expand(s) == value,
+        Sequence::Range(a, b) => {
+            let (a, b) = (expand(a), expand(b));
+            let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+            (lo..=hi).contains(&value)
+        }
+    })
+}
+
+/// Simple LIST pattern matching: `*` matches anything, `%` anything but
+/// the hierarchy separator `/`.
+pub fn list_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
+            Some('%') => (0..=n.len())
+                .take_while(|&i| i == 0 || n[i - 1] != '/')
+                .any(|i| go(&p[1..], &n[i..])),
+            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    if name == "INBOX" {
+        let upper: Vec<char> = pattern.to_ascii_uppercase().chars().collect();
+        return go(&upper, &n);
+    }
+    go(&p, &n)
+}
+
+fn imap_date(unix: Option<i64>) -> DateTime {
+    let when: ChronoDateTime<FixedOffset> = unix
+        .and_then(|s| Utc.timestamp_opt(s, 0).single())
+        .unwrap_or_else(Utc::now)
+        .fixed_offset();
+    DateTime::try_from(when).unwrap_or_else(|_| {
+        DateTime::try_from(Utc.timestamp_opt(0, 0).unwrap().fixed_offset()).expect("epoch")
+    })
+}
+
+fn nstring(bytes: &[u8]) -> NString<'static> {
+    NString::from(Literal::unvalidated(bytes.to_vec()))
+}
+
+/// The header block of a message (up to and including the blank line).
+fn header_len(msg: &[u8]) -> usize {
+    crate::mime::submission::header_block_len(msg).unwrap_or(msg.len())
+}
+
+/// `BODY[section]` for the sections this build answers itself: the whole
+/// message, HEADER, TEXT, HEADER.FIELDS (.NOT) of the top level, and part 1
+/// of a single-part message.
+fn section_bytes(msg: &[u8], section: Option<&Section<'_>>) -> Option<Vec<u8>> {
+    let head = header_len(msg);
+    match section {
+        None => Some(msg.to_vec()),
+        Some(Section::Header(None)) => Some(msg[..head].to_vec()),
+        Some(Section::Text(None)) => Some(msg[head..].to_vec()),
+        Some(Section::HeaderFields(None, fields))
+        | Some(Section::HeaderFieldsNot(None, fields)) => {
+            let not = matches!(section, Some(Section::HeaderFieldsNot(..)));
+            let wanted: Vec<String> = fields
+                .as_ref()
+                .iter()
+                .map(|f| String::from_utf8_lossy(f.as_ref()).to_ascii_lowercase())
+                .collect();
+            let mut out = Vec::new();
+            let mut keep = false;
+            for line in msg[..head].split_inclusive(|&b| b == b'\n') {
+                if line == b"\r\n" || line == b"\n" {
+                    break;
+                }
+                if !line.starts_with(b" ") && !line.starts_with(b"\t") {
+                    let name = line
+                        .split(|&b| b == b':')
+                        .next()
+                        .map(|n| String::from_utf8_lossy(n).trim().to_ascii_lowercase())
+                        .unwrap_or_default();
+                    keep = wanted.contains(&name) != not;
+                }
+                if keep {
+                    out.extend_from_slice(line);
+                }
+            }
+            out.extend_from_slice(b"\r\n");
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+fn partial(bytes: Vec<u8>, range: Option<(u32, NonZeroU32)>) -> Vec<u8> {
+    match range {
+        None => bytes,
+        Some((start, len)) => {
+            let start = (start as usize).min(bytes.len());
+            let end = start.saturating_add(len.get() as usize).min(bytes.len());
+            bytes[start..end].to_vec()
+        }
+    }
+}
+
+impl Shared {
+    /// Open the account behind a successful login.
+    pub fn open(&self, account: Account) -> Result<Authenticated, String> {
+        let runtime = self.accounts.get(account.id)?;
+        let backend: Arc<dyn MailBackend> = Arc::new(runtime.mailbox.clone());
+        let model = MailboxModel::new(
+            self.store.clone(),
+            account.id,
+            account.mailbox.clone(),
+            backend,
+        );
+        Ok(Authenticated { account, model })
+    }
+}
+
+/// Report a sync's changes into `view` as untagged responses.
+pub fn report(view: &mut View, changes: &FolderChanges, store: &Store) -> Vec<Data<'static>> {
+    let mut out = Vec::new();
+    for uid in &changes.removed {
+        if let Some(seq) = view.seq_of(*uid) {
+            view.uids.remove(seq as usize - 1);
+            out.push(Data::Expunge(nz(seq)));
+        }
+    }
+    if !changes.added.is_empty() {
+        view.uids.extend(changes.added.iter().copied());
+        view.uids.sort();
+        view.uids.dedup();
+        out.push(Data::Exists(view.uids.len() as u32));
+    }
+    if !changes.flags_changed.is_empty()
+        && let Ok(records) = store.messages(view.folder.id)
+    {
+        for uid in &changes.flags_changed {
+            if let (Some(seq), Some(r)) = (view.seq_of(*uid), super::content::find(&records, *uid))
+            {
+                let items = vec![
+                    MessageDataItem::Uid(nz(uid.0)),
+                    MessageDataItem::Flags(flag_list(r.flags, &r.keywords)),
+                ];
+                if let Ok(items) = Vec1::try_from(items) {
+                    out.push(Data::Fetch {
+                        seq: nz(seq),
+                        items,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// SELECT / EXAMINE: sync the folder, then describe it.
+pub async fn select(
+    auth: &Authenticated,
+    name: &str,
+    read_only: bool,
+    store: &Store,
+) -> Result<(View, Vec<Data<'static>>, Code<'static>), Refusal> {
+    let folder = match auth.model.folder(name) {
+        Ok(f) => f,
+        Err(_) => {
+            auth.model
+                .refresh_folders()
+                .await
+                .map_err(|e| Refusal::no(format!("cannot list folders: {e}")))?;
+            auth.model
+                .folder(name)
+                .map_err(|_| Refusal::no(format!("no folder named {name:?}; LIST shows them")))?
+        }
+    };
+    auth.model
+        .sync(folder.id)
+        .await
+        .map_err(|e| Refusal::no(format!("cannot synchronise {name}: {e}")))?;
+    let folder = auth.model.folder(&folder.name).unwrap_or(folder);
+    let records = store
+        .messages(folder.id)
+        .map_err(|e| Refusal::no(e.to_string()))?;
+    let view = View {
+        folder: folder.clone(),
+        read_only,
+        uids: records.iter().map(|r| r.uid).collect(),
+    };
+    let mut data = vec![
+        Data::Flags(vec![
+            Flag::Answered,
+            Flag::Flagged,
+            Flag::Deleted,
+            Flag::Seen,
+            Flag::Draft,
+        ]),
+        Data::Exists(view.uids.len() as u32),
+        Data::Recent(0),
+    ];
+    let _ = &mut data;
+    let code = if read_only {
+        Code::ReadOnly
+    } else {
+        Code::ReadWrite
+    };
+    Ok((view, data, code))
+}
+
+/// The untagged OK lines of a SELECT (UIDVALIDITY, UIDNEXT, PERMANENTFLAGS,
+/// UNSEEN).
+pub fn select_codes(view: &View, store: &Store) -> Vec<(Code<'static>, String)> {
+    let mut codes = vec![
+        (
+            Code::UidValidity(nz(view.folder.uid_validity.0)),
+            "UIDs valid".to_string(),
+        ),
+        (
+            Code::UidNext(nz(view.folder.uid_next.0)),
+            "Predicted next UID".to_string(),
+        ),
+        (
+            Code::PermanentFlags(vec![
+                FlagPerm::Flag(Flag::Answered),
+                FlagPerm::Flag(Flag::Flagged),
+                FlagPerm::Flag(Flag::Deleted),
+                FlagPerm::Flag(Flag::Seen),
+                FlagPerm::Flag(Flag::Draft),
+                FlagPerm::Asterisk,
+            ]),
+            "Flags permitted".to_string(),
+        ),
+    ];
+    if let Ok(records) = store.messages(view.folder.id)
+        && let Some(first) = records.iter().position(|r| r.flags & flags::SEEN == 0)
+    {
+        codes.push((
+            Code::Unseen(nz(first as u32 + 1)),
+            "First unseen".to_string(),
+        ));
+    }
+    codes
+}
+
+/// LIST / LSUB.
+pub fn list(
+    auth: &Authenticated,
+    reference: &str,
+    pattern: &str,
+    subscribed_only: bool,
+) -> Result<Vec<Data<'static>>, Refusal> {
+    let folders = auth
+        .model
+        .folders()
+        .map_err(|e| Refusal::no(e.to_string()))?;
+    if pattern.is_empty() {
+        // RFC 3501 §6.3.8: the hierarchy delimiter and root.
+        return Ok(vec![Data::List {
+            items: vec![FlagNameAttribute::Noselect],
+            delimiter: Some(imap_next::imap_types::core::QuotedChar::try_from('/').expect("/")),
+            mailbox: Mailbox::try_from("").unwrap_or(Mailbox::Inbox),
+        }]);
+    }
+    let full = format!("{reference}{pattern}");
+    let mut out = Vec::new();
+    for f in folders.iter().filter(|f| !subscribed_only || f.subscribed) {
+        if !list_match(&full, &f.name) {
+            continue;
+        }
+        let mut items = Vec::new();
+        let has_children = folders
+            .iter()
+            .any(|c| c.parent_remote_id.as_deref() == Some(f.remote_id.as_str()));
+        items.push(if has_children {
+            FlagNameAttribute::from(
+                imap_next::imap_types::core::Atom::try_from("HasChildren").expect("atom"),
+            )
+        } else {
+            FlagNameAttribute::from(
+                imap_next::imap_types::core::Atom::try_from("HasNoChildren").expect("atom"),
+            )
+        });
+        if let Some(special) = &f.special_use
+            && let Ok(atom) =
+                imap_next::imap_types::core::Atom::try_from(special.trim_start_matches('\\'))
+        {
+            items.push(FlagNameAttribute::from(atom.into_static()));
+        }
+        let delimiter = Some(imap_next::imap_types::core::QuotedChar::try_from('/').expect("/"));
+        let mailbox = wire_name(f);
+        out.push(if subscribed_only {
+            Data::Lsub {
+                items,
+                delimiter,
+                mailbox,
+            }
+        } else {
+            Data::List {
+                items,
+                delimiter,
+                mailbox,
+            }
+        });
+    }
+    Ok(out)
+}
+
+/// STATUS of a folder (after a sync).
+pub async fn status(
+    auth: &Authenticated,
+    name: &str,
+    wanted: &[StatusDataItemName],
+    store: &Store,
+) -> Result<Data<'static>, Refusal> {
+    let folder = auth
+        .model
+        .folder(name)
+        .map_err(|_| Refusal::no(format!("no folder named {name:?}")))?;
+    auth.model
+        .sync(folder.id)
+        .await
+        .map_err(|e| Refusal::no(format!("cannot synchronise {name}: {e}")))?;
+    let folder = auth.model.folder(name).unwrap_or(folder);
+    let records = store
+        .messages(folder.id)
+        .map_err(|e| Refusal::no(e.to_string()))?;
+    let mut items = Vec::new();
+    for w in wanted {
+        items.push(match w {
+            StatusDataItemName::Messages => StatusDataItem::Messages(records.len() as u32),
+            StatusDataItemName::Recent => StatusDataItem::Recent(0),
+            StatusDataItemName::UidNext => StatusDataItem::UidNext(nz(folder.uid_next.0)),
+            StatusDataItemName::UidValidity => {
+                StatusDataItem::UidValidity(nz(folder.uid_validity.0))
+            }
+            StatusDataItemName::Unseen => StatusDataItem::Unseen(
+                records
+                    .iter()
+                    .filter(|r| r.flags & flags::SEEN == 0)
+                    .count() as u32,
+            ),
+            _ => continue,
+        });
+    }
+    Ok(Data::Status {
+        mailbox: wire_name(&folder),
+        items: items.into(),
+    })
+}
+
+/// The messages of `set` in the view, with their sequence numbers.
+pub fn resolve(
+    view: &View,
+    records: &[MessageRecord],
+    set: &SequenceSet,
+    uid: bool,
+) -> Vec<(u32, MessageRecord)> {
+    let largest_seq = view.uids.len() as u32;
+    let largest_uid = view.uids.last().map_or(0, |u| u.0);
+    view.uids
+        .iter()
+        .enumerate()
+        .filter(|(i, u)| {
+            if uid {
+                in_set(set, u.0, largest_uid)
+            } else {
+                in_set(set, *i as u32 + 1, largest_seq)
+            }
+        })
+        .filter_map(|(i, u)| super::content::find(records, *u).map(|r| (i as u32 + 1, r.clone())))
+        .collect()
+}
+
+fn needs_content(names: &[MessageDataItemName<'_>]) -> bool {
+    names.iter().any(|n| {
+        !matches!(
+            n,
+            MessageDataItemName::Uid
+                | MessageDataItemName::Flags
+                | MessageDataItemName::InternalDate
+        )
+    })
+}
+
+/// FETCH / UID FETCH.
+pub async fn fetch(
+    shared: &Shared,
+    auth: &Authenticated,
+    view: &View,
+    set: &SequenceSet,
+    names: &MacroOrMessageDataItemNames<'_>,
+    uid: bool,
+) -> Result<Vec<Data<'static>>, Refusal> {
+    let mut names: Vec<MessageDataItemName<'_>> = match names {
+        MacroOrMessageDataItemNames::Macro(m) => {
+            m.expand().into_iter().map(|n| n.into_static()).collect()
+        }
+        MacroOrMessageDataItemNames::MessageDataItemNames(n) => n.clone(),
+    };
+    if uid && !names.contains(&MessageDataItemName::Uid) {
+        names.insert(0, MessageDataItemName::Uid);
+    }
+    let records = shared
+        .store
+        .messages(view.folder.id)
+        .map_err(|e| Refusal::no(e.to_string()))?;
+    let mut targets = resolve(view, &records, set, uid);
+    if needs_content(&names) {
+        let wanted: Vec<MessageRecord> = targets.iter().map(|(_, r)| r.clone()).collect();
+        let ready = shared
+            .cache
+            .ensure(auth.model.backend().as_ref(), view.folder.id, wanted)
+            .await
+            .map_err(|e| Refusal::no(format!("Graph could not deliver the messages: {e}")))?;
+        targets.retain_mut(|(_, r)| match super::content::find(&ready, r.uid) {
+            Some(fresh) => {
+                *r = fresh.clone();
+                true
+            }
+            None => false,
+        });
+    }
+    let mut out = Vec::new();
+    let mut mark_seen = Vec::new();
+    for (seq, record) in targets {
+        let bytes: Option<Bytes> = if needs_content(&names) {
+            shared.cache.read(&record).await
+        } else {
+            None
+        };
+        let mut items = Vec::new();
+        let mut set_seen = false;
+        for name in &names {
+            let item = match name {
+                MessageDataItemName::Uid => MessageDataItem::Uid(nz(record.uid.0)),
+                MessageDataItemName::Flags => continue,
+                MessageDataItemName::InternalDate => {
+                    MessageDataItem::InternalDate(imap_date(record.internal_date))
+                }
+                MessageDataItemName::Rfc822Size => {
+                    MessageDataItem::Rfc822Size(bytes.as_ref().map_or(0, |b| b.len() as u32))
+                }
+                MessageDataItemName::Rfc822 => {
+                    set_seen = true;
+                    MessageDataItem::Rfc822(nstring(bytes.as_deref().unwrap_or_default()))
+                }
+                MessageDataItemName::Rfc822Header => {
+                    let b = bytes.as_deref().unwrap_or_default();
+                    MessageDataItem::Rfc822Header(nstring(&b[..header_len(b)]))
+                }
+                MessageDataItemName::Rfc822Text => {
+                    set_seen = true;
+                    let b = bytes.as_deref().unwrap_or_default();
+                    MessageDataItem::Rfc822Text(nstring(&b[header_len(b)..]))
+                }
+                MessageDataItemName::BodyExt {
+                    section,
+                    partial: range,
+                    peek,
+                } => {
+                    let b = bytes.as_deref().unwrap_or_default();
+                    let Some(data) = section_bytes(b, section.as_ref()) else {
+                        return Err(Refusal::no(
+                            "this build answers BODY[], HEADER, TEXT and HEADER.FIELDS; \
+                             part sections arrive with the MIME core",
+                        ));
+                    };
+                    if !peek {
+                        set_seen = true;
+                    }
+                    MessageDataItem::BodyExt {
+                        section: section.clone().map(|s| s.into_static()),
+                        origin: range.map(|(start, _)| start),
+                        data: nstring(&partial(data, *range)),
+                    }
+                }
+                _ => {
+                    return Err(Refusal::no(
+                        "ENVELOPE and BODYSTRUCTURE arrive with the MIME core; ask for \
+                         FLAGS, UID, INTERNALDATE, RFC822.SIZE or BODY[] sections",
+                    ));
+                }
+            };
+            items.push(item);
+        }
+        let mut bits = record.flags;
+        if set_seen && bits & flags::SEEN == 0 && !view.read_only {
+            bits |= flags::SEEN;
+            mark_seen.push(record.clone());
+        }
+        if names.contains(&MessageDataItemName::Flags) || (set_seen && bits != record.flags) {
+            items.push(MessageDataItem::Flags(flag_list(bits, &record.keywords)));
+        }
+        if let Ok(items) = Vec1::try_from(items) {
+            out.push(Data::Fetch {
+                seq: nz(seq),
+                items,
+            });
+        }
+    }
+    for r in mark_seen {
+        let id = RemoteMessageId::new(r.remote_id.clone());
+        let update = FlagUpdate {
+            is_read: Some(true),
+            ..FlagUpdate::default()
+        };
+        if auth
+            .model
+            .backend()
+            .update_flags(&id, &update)
+            .await
+            .is_ok()
+        {
+            let _ = shared.store.set_message_flags(
+                view.folder.id,
+                r.uid,
+                r.flags | flags::SEEN,
+                &r.keywords,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// What a STORE asks for.
+pub struct StoreRequest<'a> {
+    pub set: &'a SequenceSet,
+    pub kind: &'a StoreType,
+    pub flags: &'a [Flag<'a>],
+    /// `.SILENT`: no FETCH responses.
+    pub silent: bool,
+    pub uid: bool,
+}
+
+/// STORE / UID STORE: flags to Graph (`\Deleted` stays local).
+pub async fn store_flags(
+    shared: &Shared,
+    auth: &Authenticated,
+    view: &View,
+    request: &StoreRequest<'_>,
+) -> Result<Vec<Data<'static>>, Refusal> {
+    let StoreRequest {
+        set,
+        kind,
+        flags: new_flags,
+        silent,
+        uid,
+    } = *request;
+    if view.read_only {
+        return Err(Refusal::no(
+            "the folder is open read-only (EXAMINE); SELECT it to change flags",
+        ));
+    }
+    let records = shared
+        .store
+        .messages(view.folder.id)
+        .map_err(|e| Refusal::no(e.to_string()))?;
+    let mut bits = 0u32;
+    let mut keywords = Vec::new();
+    for f in new_flags {
+        match f {
+            Flag::Seen => bits |= flags::SEEN,
+            Flag::Answered => bits |= flags::ANSWERED,
+            Flag::Flagged => bits |= flags::FLAGGED,
+            Flag::Deleted => bits |= flags::DELETED,
+            Flag::Draft => bits |= flags::DRAFT,
+            Flag::Keyword(k) if k.as_ref().eq_ignore_ascii_case("$Forwarded") => {
+                bits |= flags::FORWARDED
+            }
+            Flag::Keyword(k) => keywords.push(k.as_ref().to_string()),
+            Flag::Extension(_) => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (seq, r) in resolve(view, &records, set, uid) {
+        let old = crate::mailbox::Flags::from_store(r.flags, &r.keywords);
+        let mut new_bits = match kind {
+            StoreType::Replace => bits | (old.bits & flags::DRAFT),
+            StoreType::Add => old.bits | bits,
+            StoreType::Remove => old.bits & !bits,
+        };
+        // \Draft follows Graph's isDraft, which a client cannot change.
+        new_bits = (new_bits & !flags::DRAFT) | (old.bits & flags::DRAFT);
+        let mut new_keywords = match kind {
+            StoreType::Replace => keywords.clone(),
+            StoreType::Add => {
+                let mut k = old.keywords.clone();
+                k.extend(keywords.iter().cloned());
+                k
+            }
+            StoreType::Remove => old
+                .keywords
+                .iter()
+                .filter(|k| !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)))
+                .cloned()
+                .collect(),
+        };
+        new_keywords.sort();
+        new_keywords.dedup();
+        let changed = |bit: u32| (old.bits & bit) != (new_bits & bit);
+        let update = FlagUpdate {
+            is_read: changed(flags::SEEN).then_some(new_bits & flags::SEEN != 0),
+            flag: changed(flags::FLAGGED).then_some(if new_bits & flags::FLAGGED != 0 {
+                FlagStatus::Flagged
+            } else {
+                FlagStatus::NotFlagged
+            }),
+            answered: changed(flags::ANSWERED).then_some(new_bits & flags::ANSWERED != 0),
+            forwarded: changed(flags::FORWARDED).then_some(new_bits & flags::FORWARDED != 0),
+            categories: (new_keywords != old.keywords).then(|| new_keywords.clone()),
+        };
+        if update != FlagUpdate::default() {
+            let id = RemoteMessageId::new(r.remote_id.clone());
+            auth.model
+                .backend()
+                .update_flags(&id, &update)
+                .await
+                .map_err(|e| Refusal::no(format!("Graph refused the flag change: {e}")))?;
+        }
+        let keywords_text = new_keywords.join(" ");
+        shared
+            .store
+            .set_message_flags(view.folder.id, r.uid, new_bits, &keywords_text)
+            .map_err(|e| Refusal::no(e.to_string()))?;
+        if !silent {
+            let mut items = vec![MessageDataItem::Flags(flag_list(new_bits, &keywords_text))];
+            if uid {
+                items.insert(0, MessageDataItem::Uid(nz(r.uid.0)));
+            }
+            if let Ok(items) = Vec1::try_from(items) {
+                out.push(Data::Fetch {
+                    seq: nz(seq),
+                    items,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// EXPUNGE (all `\Deleted`, or only those in `only` for UID EXPUNGE):
+/// deleted in Graph, then reported. Returns the EXPUNGE responses.
+pub async fn expunge(
+    shared: &Shared,
+    auth: &Authenticated,
+    view: &mut View,
+    only: Option<&SequenceSet>,
+) -> Result<Vec<Data<'static>>, Refusal> {
+    let records = shared
+        .store
+        .messages(view.folder.id)
+        .map_err(|e| Refusal::no(e.to_string()))?;
+    let largest = view.uids.last().map_or(0, |u| u.0);
+    let doomed: Vec<&MessageRecord> = records
+        .iter()
+        .filter(|r| r.flags & flags::DELETED != 0)
+        .filter(|r| only.is_none_or(|set| in_set(set, r.uid.0, largest)))
+        .collect();
+    let mut gone = Vec::new();
+    for r in doomed {
+        let id = RemoteMessageId::new(r.remote_id.clone());
+        let result = if shared.expunge_permanently {
+            auth.model.backend().permanent_delete(&id).await
+        } else {
+            auth.model.backend().delete_message(&id).await
+        };
+        match result {
+            Ok(()) => gone.push(r.remote_id.clone()),
+            Err(e) if e.status() == Some(404) => gone.push(r.remote_id.clone()),
+            Err(e) => {
+                return Err(Refusal::no(format!(
+                    "Graph refused to delete a message: {e}"
+                )));
+            }
+        }
+    }
+    let removed = shared
+        .store
+        .remove_messages(view.folder.id, &gone)
+        .map_err(|e| Refusal::no(e.to_string()))?;
+    let mut removed = removed;
+    removed.sort();
+    Ok(report(
+        view,
+        &FolderChanges {
+            removed,
+            ..FolderChanges::default()
+        },
+        &shared.store,
+    ))
+}
+
+/// SEARCH: answered from the local index (flags, UIDs, sequence sets,
+/// dates); keys that need bodies or headers are refused with NO for now.
+pub fn search(
+    shared: &Shared,
+    view: &View,
+    keys: &[SearchKey<'_>],
+    uid: bool,
+) -> Result<Data<'static>, Refusal> {
+    let records = shared
+        .store
+        .messages(view.folder.id)
+        .map_err(|e| Refusal::no(e.to_string()))?;
+    let largest_seq = view.uids.len() as u32;
+    let largest_uid = view.uids.last().map_or(0, |u| u.0);
+    fn matches(
+        key: &SearchKey<'_>,
+        seq: u32,
+        r: &MessageRecord,
+        largest: (u32, u32),
+    ) -> Result<bool, String> {
+        Ok(match key {
+            SearchKey::All => true,
+            SearchKey::Seen => r.flags & flags::SEEN != 0,
+            SearchKey::Unseen => r.flags & flags::SEEN == 0,
+            SearchKey::Answered => r.flags & flags::ANSWERED != 0,
+            SearchKey::Unanswered => r.flags & flags::ANSWERED == 0,
+            SearchKey::Flagged => r.flags & flags::FLAGGED != 0,
+            SearchKey::Unflagged => r.flags & flags::FLAGGED == 0,
+            SearchKey::Deleted => r.flags & flags::DELETED != 0,
+            SearchKey::Undeleted => r.flags & flags::DELETED == 0,
+            SearchKey::Draft => r.flags & flags::DRAFT != 0,
+            SearchKey::Undraft => r.flags & flags::DRAFT == 0,
+            SearchKey::Recent | SearchKey::New => false,
+            SearchKey::Old => true,
+            SearchKey::SequenceSet(set) => in_set(set, seq, largest.0),
+            SearchKey::Uid(set) => in_set(set, r.uid.0, largest.1),
+            SearchKey::Not(k) => !matches(k, seq, r, largest)?,
+            SearchKey::Or(a, b) => matches(a, seq, r, largest)? || matches(b, seq, r, largest)?,
+            SearchKey::And(keys) => {
+                let mut all = true;
+                for k in keys.as_ref() {
+                    all &= matches(k, seq, r, largest)?;
+                }
+                all
+            }
+            SearchKey::Keyword(k) => r
+                .keywords
+                .split_whitespace()
+                .any(|w| w.eq_ignore_ascii_case(k.as_ref())),
+            SearchKey::Unkeyword(k) => !r
+                .keywords
+                .split_whitespace()
+                .any(|w| w.eq_ignore_ascii_case(k.as_ref())),
+            SearchKey::Before(d) | SearchKey::On(d) | SearchKey::Since(d) => {
+                let day = r
+                    .internal_date
+                    .and_then(|s| Utc.timestamp_opt(s, 0).single())
+                    .map(|t| t.date_naive());
+                let d = d.as_ref();
+                match (key, day) {
+                    (_, None) => false,
+                    (SearchKey::Before(_), Some(day)) => day < *d,
+                    (SearchKey::On(_), Some(day)) => day == *d,
+                    (_, Some(day)) => day >= *d,
+                }
+            }
+            other => {
+                return Err(format!(
+                    "SEARCH {other:?} needs message contents; this build searches flags, \
+                     UIDs, sequence numbers, keywords and dates"
+                ));
+            }
+        })
+    }
+    let mut hits = Vec::new();
+    for (i, uidv) in view.uids.iter().enumerate() {
+        let Some(r) = super::content::find(&records, *uidv) else {
+            continue;
+        };
+        let seq = i as u32 + 1;
+        let mut all = true;
+        for k in keys {
+            all &= matches(k, seq, r, (largest_seq, largest_uid)).map_err(Refusal::No)?;
+        }
+        if all {
+            hits.push(nz(if uid { r.uid.0 } else { seq }));
+        }
+    }
+    Ok(Data::Search(hits))
+}
