@@ -765,6 +765,7 @@ fn queue_commands_show_retry_and_drop() {
             size: 10,
             message_id: Some("w@example.com"),
             prefix: "",
+            not_before: None,
         })
         .unwrap();
     let run = |args: &[&str]| {

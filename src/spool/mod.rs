@@ -327,6 +327,9 @@ impl Spool {
             size: message.size,
             message_id: message_id.as_deref(),
             prefix: &prefix,
+            // The worker must not race the window's own first attempt; if
+            // this process dies first, the entry is due shortly after.
+            not_before: Some(now_unix() + self.config.sync_window.as_secs() as i64 + 5),
         }) {
             Ok(e) => e,
             Err(e) => {

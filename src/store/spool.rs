@@ -97,6 +97,9 @@ pub struct NewSpoolEntry<'a> {
     pub message_id: Option<&'a str>,
     /// Header lines graphgate adds in front of the file's bytes.
     pub prefix: &'a str,
+    /// The worker leaves the entry alone until then (Unix seconds): the
+    /// submitting session makes the first attempt itself.
+    pub not_before: Option<i64>,
 }
 
 /// A change to a spool entry, applied only if it is still in the expected
@@ -156,6 +159,7 @@ impl Store {
             size,
             message_id,
             prefix,
+            not_before,
         } = *new;
         let now = now_unix();
         let rcpt =
@@ -164,7 +168,7 @@ impl Store {
         conn.execute(
             "INSERT INTO spool (account_id, state, mail_from, rcpt_to, path, size, message_id,
                  attempts, next_attempt_at, accepted_at, updated_at, prefix)
-             VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, 0, ?7, ?7, ?7, ?8)",
+             VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, 0, ?9, ?7, ?7, ?8)",
             params![
                 account.0,
                 mail_from,
@@ -173,7 +177,8 @@ impl Store {
                 size as i64,
                 message_id,
                 now,
-                prefix
+                prefix,
+                not_before.unwrap_or(now)
             ],
         )?;
         let id = conn.last_insert_rowid();
@@ -324,6 +329,7 @@ mod tests {
                 size: 123,
                 message_id: Some("<x@y>"),
                 prefix: "",
+                not_before: None,
             })
             .unwrap();
         assert_eq!(entry.state, SpoolState::Queued);
