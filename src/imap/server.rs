@@ -299,10 +299,33 @@ async fn serve(
             Err(_) => continue,
             Ok(Ok(event)) => event,
             Ok(Err(StreamError::State(e))) => {
-                // Garbage: say so and keep the connection.
-                if let Ok(bad) =
-                    Status::bad(None, None, format!("Could not parse that command: {e}"))
-                {
+                // Garbage: say so (tagged when the line has a usable tag)
+                // and keep the connection.
+                use imap_next::server::Error as ServerError;
+                let (discarded, why) = match &e {
+                    ServerError::ExpectedCrlfGotLf { discarded_bytes } => (
+                        discarded_bytes.declassify().to_vec(),
+                        "lines must end with CRLF",
+                    ),
+                    ServerError::MalformedMessage { discarded_bytes } => (
+                        discarded_bytes.declassify().to_vec(),
+                        "unknown command or wrong arguments (RFC 3501 syntax)",
+                    ),
+                    ServerError::LiteralTooLong { discarded_bytes } => (
+                        discarded_bytes.declassify().to_vec(),
+                        "the literal is larger than the message size limit (smtp.max_message_size)",
+                    ),
+                    ServerError::CommandTooLong { discarded_bytes } => (
+                        discarded_bytes.declassify().to_vec(),
+                        "the command line is too long",
+                    ),
+                };
+                let tag = discarded
+                    .split(|b| *b == b' ')
+                    .next()
+                    .and_then(|t| std::str::from_utf8(t).ok())
+                    .and_then(|t| imap_next::imap_types::core::Tag::try_from(t.to_string()).ok());
+                if let Ok(bad) = Status::bad(tag, None, format!("Could not parse that: {why}")) {
                     imap.enqueue_status(bad.into_static());
                 }
                 continue;
@@ -310,7 +333,19 @@ async fn serve(
             Ok(Err(e)) => return Err(e.to_string()),
         };
         match event {
-            Event::GreetingSent { .. } | Event::ResponseSent { .. } => {
+            Event::GreetingSent { .. } => {}
+            Event::ResponseSent { response, .. } => {
+                // Only the tagged reply ends a STARTTLS or LOGOUT exchange
+                // (LOGOUT's BYE comes before it).
+                let tagged = matches!(
+                    &response,
+                    imap_next::imap_types::response::Response::Status(
+                        imap_next::imap_types::response::Status::Tagged(_)
+                    )
+                );
+                if !tagged {
+                    continue;
+                }
                 if conn.starttls {
                     conn.starttls = false;
                     stream.flush().await.map_err(|e| e.to_string())?;

@@ -1,0 +1,547 @@
+//! IMAP against the demo (and against `graphgate serve` + `graphgate sim`
+//! for restarts and IDLE), with independent clients: async-imap, Python's
+//! imaplib, curl, and raw transcripts over a socket.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_graphgate");
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Collect stdout lines until `done` says the banner is complete.
+fn banner(child: &mut Child, done: &str) -> Vec<String> {
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let done = done.to_string();
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                lines.push(line.clone());
+                if line.contains(&done) {
+                    let _ = tx.send(lines.clone());
+                    sent = true;
+                }
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("no banner within 60 s")
+}
+
+fn field(lines: &[String], label: &str) -> String {
+    lines
+        .iter()
+        .find(|l| l.starts_with(label))
+        .and_then(|l| l[label.len()..].split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {label} in {lines:#?}"))
+        .to_string()
+}
+
+struct Demo {
+    _proc: Proc,
+    imap: String,
+    imaps: String,
+    sim: String,
+    _dir: tempfile::TempDir,
+}
+
+fn demo() -> Demo {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--sim",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--smtp",
+            "127.0.0.1:0",
+            "--imap",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = banner(&mut child, "control");
+    let sim_line = lines
+        .iter()
+        .find(|l| l.contains("simulator on http://"))
+        .unwrap();
+    Demo {
+        _proc: Proc(child),
+        imap: field(&lines, "IMAP "),
+        imaps: field(&lines, "IMAPS "),
+        sim: sim_line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap()
+            .to_string(),
+        _dir: dir,
+    }
+}
+
+/// A raw IMAP dialogue: send a line, read until the tagged reply.
+struct Raw {
+    read: tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    write: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Raw {
+    async fn connect(addr: &str) -> (Raw, String) {
+        let (read, write) = TcpStream::connect(addr).await.unwrap().into_split();
+        let mut raw = Raw {
+            read: tokio::io::BufReader::new(read),
+            write,
+        };
+        let mut greeting = String::new();
+        raw.read.read_line(&mut greeting).await.unwrap();
+        (raw, greeting)
+    }
+
+    /// Send `line` (tag included) and return every line up to and
+    /// including the tagged one.
+    async fn cmd(&mut self, line: &str) -> Vec<String> {
+        let tag = line.split_whitespace().next().unwrap().to_string();
+        self.write
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        loop {
+            let mut l = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(30), self.read.read_line(&mut l))
+                .await
+                .expect("reply within 30 s")
+                .unwrap();
+            assert!(n > 0, "connection closed after {out:?}");
+            let done = l.starts_with(&format!("{tag} "));
+            out.push(l.trim_end().to_string());
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+fn last(lines: &[String]) -> &str {
+    lines.last().map(String::as_str).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn transcript_states_errors_and_basic_commands() {
+    let d = demo();
+    let (mut c, greeting) = Raw::connect(&d.imap).await;
+    assert!(greeting.starts_with("* OK"), "{greeting}");
+    let caps = c.cmd("a1 CAPABILITY").await;
+    let upper = caps[0].to_ascii_uppercase();
+    assert!(
+        upper.contains("IMAP4REV1") && upper.contains("AUTH=PLAIN"),
+        "{caps:?}"
+    );
+    assert!(
+        caps[0].contains("STARTTLS") && caps[0].contains("IDLE"),
+        "{caps:?}"
+    );
+    assert!(
+        caps[0].contains("MOVE") && caps[0].contains("UIDPLUS"),
+        "{caps:?}"
+    );
+    // Commands of the wrong state: BAD, and the connection stays.
+    let r = c.cmd("a2 SELECT INBOX").await;
+    assert!(last(&r).starts_with("a2 BAD"), "{r:?}");
+    let r = c.cmd("a3 FROBNICATE").await;
+    assert!(last(&r).contains("BAD"), "{r:?}");
+    let r = c.cmd("a4 LOGIN alice@example.com wrong").await;
+    assert!(last(&r).starts_with("a4 NO"), "{r:?}");
+    let r = c.cmd("a5 LOGIN alice@example.com alice").await;
+    assert!(last(&r).starts_with("a5 OK"), "{r:?}");
+    let r = c.cmd("a6 FETCH 1 FLAGS").await;
+    assert!(
+        last(&r).starts_with("a6 BAD") && last(&r).contains("SELECT"),
+        "{r:?}"
+    );
+    let r = c.cmd("a7 LIST \"\" *").await;
+    assert!(
+        r.iter()
+            .any(|l| l == "* LIST (\\HasNoChildren) \"/\" INBOX"),
+        "{r:?}"
+    );
+    assert!(
+        r.iter()
+            .any(|l| l.contains("\\Sent") && l.ends_with("\"Sent Items\"")),
+        "{r:?}"
+    );
+    let r = c.cmd("a8 SELECT INBOX").await;
+    assert!(r.iter().any(|l| l == "* 4 EXISTS"), "{r:?}");
+    assert!(r.iter().any(|l| l.contains("[UIDVALIDITY ")), "{r:?}");
+    assert!(r.iter().any(|l| l.contains("[UIDNEXT 5]")), "{r:?}");
+    assert!(last(&r).starts_with("a8 OK [READ-WRITE]"), "{r:?}");
+    let r = c.cmd("a9 UID FETCH 1:* (FLAGS)").await;
+    assert_eq!(r.len(), 5, "{r:?}");
+    assert!(
+        r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen))"),
+        "{r:?}"
+    );
+    let r = c.cmd("a10 UID SEARCH UNSEEN").await;
+    assert_eq!(r[0], "* SEARCH 2 3 4");
+    let r = c.cmd("a11 STATUS INBOX (MESSAGES UNSEEN UIDNEXT)").await;
+    assert!(r[0].starts_with("* STATUS INBOX ("), "{r:?}");
+    assert!(
+        r[0].contains("MESSAGES 4") && r[0].contains("UNSEEN 3"),
+        "{r:?}"
+    );
+    let r = c.cmd("a12 LOGOUT").await;
+    assert!(r.iter().any(|l| l.starts_with("* BYE")), "{r:?}");
+    assert!(last(&r).starts_with("a12 OK"), "{r:?}");
+}
+
+#[tokio::test]
+async fn async_imap_reads_flags_appends_moves_and_expunges() {
+    let d = demo();
+    let tcp = TcpStream::connect(&d.imap).await.unwrap();
+    let mut client = async_imap::Client::new(tcp);
+    let _greeting = client.read_response().await.unwrap();
+    let mut s = client
+        .login("bob@example.com", "bob")
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let inbox = s.select("INBOX").await.unwrap();
+    let exists = inbox.exists;
+    assert!(exists >= 1, "bob's seeded Inbox");
+    // Sizes are exact: RFC822.SIZE equals the bytes of BODY[].
+    let fetched: Vec<_> = s
+        .uid_fetch("1:*", "(UID RFC822.SIZE BODY.PEEK[])")
+        .await
+        .unwrap()
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(fetched.len() as u32, exists);
+    for f in &fetched {
+        let f = f.as_ref().unwrap();
+        assert_eq!(f.size.unwrap() as usize, f.body().unwrap().len());
+        // PEEK leaves \Seen alone.
+    }
+    // APPEND a message, find it by its APPENDUID-less UID.
+    let msg = "From: bob@example.com\r\nTo: bob@example.com\r\nSubject: appended by async-imap\r\n\r\nhello\r\n";
+    s.append("INBOX", Some("(\\Seen)"), None, msg)
+        .await
+        .unwrap();
+    let found = s.uid_search("SEEN").await.unwrap();
+    assert!(!found.is_empty());
+    let mailbox = s.select("INBOX").await.unwrap();
+    assert_eq!(mailbox.exists, exists + 1);
+    // Flag it, move it to Archive, expunge nothing left behind.
+    let newest = *s.uid_search("ALL").await.unwrap().iter().max().unwrap();
+    let stored: Vec<_> = s
+        .uid_store(newest.to_string(), "+FLAGS (\\Flagged)")
+        .await
+        .unwrap()
+        .collect::<Vec<_>>()
+        .await;
+    assert_eq!(stored.len(), 1);
+    let flags: Vec<String> = stored[0]
+        .as_ref()
+        .unwrap()
+        .flags()
+        .map(|f| format!("{f:?}"))
+        .collect();
+    assert!(flags.iter().any(|f| f.contains("Flagged")), "{flags:?}");
+    s.uid_mv(newest.to_string(), "Archive").await.unwrap();
+    let archive = s.select("Archive").await.unwrap();
+    assert_eq!(archive.exists, 1);
+    let inbox = s.select("INBOX").await.unwrap();
+    assert_eq!(inbox.exists, exists);
+    // \Deleted + EXPUNGE removes the oldest message (to Deleted Items).
+    s.store("1", "+FLAGS (\\Deleted)")
+        .await
+        .unwrap()
+        .collect::<Vec<_>>()
+        .await;
+    let expunged: Vec<_> = s.expunge().await.unwrap().collect::<Vec<_>>().await;
+    assert_eq!(expunged.len(), 1);
+    let trash = s.select("Deleted Items").await.unwrap();
+    assert_eq!(trash.exists, 1);
+    s.logout().await.unwrap();
+}
+
+#[tokio::test]
+async fn implicit_tls_with_python_imaplib() {
+    let d = demo();
+    if Command::new("python3").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "python3 is missing on CI");
+        eprintln!("skipped: python3 is not installed");
+        return;
+    }
+    let (host, port) = d.imaps.rsplit_once(':').unwrap();
+    let script = format!(
+        r#"
+import imaplib, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("{host}", {port}, ssl_context=ctx)
+m.login("alice@example.com", "alice")
+typ, boxes = m.list()
+assert typ == "OK" and any(b'"Sent Items"' in b for b in boxes), boxes
+typ, data = m.select("INBOX")
+assert typ == "OK" and data == [b"4"], data
+typ, data = m.uid("FETCH", "1", "(RFC822.SIZE BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+assert typ == "OK", data
+assert b"Subject: Quarterly report" in data[0][1], data
+typ, data = m.search(None, "FLAGGED")
+assert typ == "OK" and data == [b"3"], data
+m.logout()
+print("imaplib ok")
+"#
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.contains("imaplib ok"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn curl_lists_fetches_and_appends() {
+    let d = demo();
+    if Command::new("curl").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "curl is missing on CI");
+        eprintln!("skipped: curl is not installed");
+        return;
+    }
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-sS", "--user", "alice@example.com:alice"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let list = curl(&[&format!("imap://{}/", d.imap)]);
+    assert!(list.contains("\"Deleted Items\""), "{list}");
+    let one = curl(&[&format!("imap://{}/INBOX;UID=1", d.imap)]);
+    assert!(
+        one.starts_with("From: Bob Example <bob@example.com>"),
+        "{one}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("m.eml");
+    std::fs::write(
+        &file,
+        "From: alice@example.com\r\nTo: alice@example.com\r\nSubject: via curl\r\n\r\nappended\r\n",
+    )
+    .unwrap();
+    curl(&[
+        &format!("imap://{}/Drafts", d.imap),
+        "-T",
+        file.to_str().unwrap(),
+    ]);
+    let search = curl(&[&format!("imap://{}/Drafts", d.imap), "-X", "UID SEARCH ALL"]);
+    assert!(search.contains("* SEARCH 1"), "{search}");
+    let fetched = curl(&[&format!(
+        "imap://{}/Drafts;UID=1;SECTION=HEADER.FIELDS%20(SUBJECT)",
+        d.imap
+    )]);
+    assert!(fetched.contains("Subject: via curl"), "{fetched}");
+    let _ = &d.sim;
+    let _ = Path::new(".");
+}
+
+/// The gateway as `graphgate serve` next to a `graphgate sim`, so it can be
+/// restarted while the tenant lives on.
+mod restart {
+    use super::*;
+
+    struct Sim {
+        _proc: Proc,
+        url: String,
+    }
+
+    fn sim() -> Sim {
+        let mut child = Command::new(BIN)
+            .args(["sim", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = banner(&mut child, "simulator on http://");
+        let url = lines
+            .last()
+            .unwrap()
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap()
+            .to_string();
+        Sim {
+            _proc: Proc(child),
+            url,
+        }
+    }
+
+    async fn data_dir(sim: &Sim) -> tempfile::TempDir {
+        use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("graphgate.toml"),
+            format!(
+                "data_dir = {data:?}\n[microsoft]\nauthority_url = {url:?}\ngraph_url = {url:?}\n\
+                 tenant = {DEMO_TENANT_ID:?}\nclient_id = {DEMO_PUBLIC_CLIENT_ID:?}\n\
+                 [smtp]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n\
+                 [imap]\nlisten = \"127.0.0.1:0\"\nimplicit_tls_listen = \"\"\nidle_poll_s = 1\n",
+                data = dir.path().display().to_string(),
+                url = sim.url
+            ),
+        )
+        .unwrap();
+        let store = graphgate::store::Store::open(dir.path()).unwrap();
+        let account = store
+            .add_account(&graphgate::store::NewAccount {
+                login: "alice@example.com".into(),
+                password: graphgate::secret::Secret::new("alice".into()),
+                mailbox: "alice@example.com".into(),
+                auth_profile: graphgate::store::AuthProfile::Delegated,
+                aliases: vec![],
+                shared_mailboxes: vec![],
+            })
+            .unwrap();
+        let tokens = graphgate::cli::sign_in_via_simulator(&sim.url, "alice@example.com")
+            .await
+            .unwrap();
+        let key = graphgate::store::StoreKey::load(dir.path()).unwrap();
+        graphgate::account::save_tokens(&store, &key, account.id, &tokens).unwrap();
+        dir
+    }
+
+    fn serve(dir: &Path) -> (Proc, String) {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(dir.join("graphgate.toml"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = banner(&mut child, "graphgate is running");
+        let line = lines.last().unwrap();
+        let imap = line
+            .split("IMAP ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap()
+            .to_string();
+        (Proc(child), imap)
+    }
+
+    async fn deliver(sim: &Sim, subject: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/_sim/mail/deliver?to=alice@example.com", sim.url))
+            .body(format!(
+                "From: x@external.example\r\nTo: alice@example.com\r\nSubject: {subject}\r\n\r\nbody\r\n"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+
+    #[tokio::test]
+    async fn uids_and_uidvalidity_survive_a_restart_and_offline_changes_appear() {
+        let sim = sim();
+        let dir = data_dir(&sim).await;
+        let (gw, imap) = serve(dir.path());
+        let (mut c, _) = Raw::connect(&imap).await;
+        c.cmd("a LOGIN alice@example.com alice").await;
+        let before = c.cmd("b SELECT INBOX").await;
+        let validity = before
+            .iter()
+            .find(|l| l.contains("UIDVALIDITY"))
+            .unwrap()
+            .clone();
+        let uids_before = c.cmd("c UID FETCH 1:* (FLAGS)").await;
+        drop(c);
+        drop(gw);
+        // While graphgate is down, mail arrives.
+        deliver(&sim, "while you were out").await;
+        let (_gw, imap) = serve(dir.path());
+        let (mut c, _) = Raw::connect(&imap).await;
+        c.cmd("a LOGIN alice@example.com alice").await;
+        let after = c.cmd("b SELECT INBOX").await;
+        assert!(after.contains(&validity), "{after:?} lacks {validity}");
+        let n = uids_before.len() - 1;
+        assert!(
+            after.iter().any(|l| *l == format!("* {} EXISTS", n + 1)),
+            "{after:?}"
+        );
+        let uids_after = c.cmd("c UID FETCH 1:* (FLAGS)").await;
+        assert_eq!(&uids_after[..n], &uids_before[..n]);
+        assert!(
+            uids_after[n].starts_with(&format!("* {} FETCH (UID {} ", n + 1, n + 1)),
+            "{uids_after:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn idle_reports_new_mail_without_the_client_asking() {
+        let sim = sim();
+        let dir = data_dir(&sim).await;
+        let (_gw, imap) = serve(dir.path());
+        let (mut c, _) = Raw::connect(&imap).await;
+        c.cmd("a LOGIN alice@example.com alice").await;
+        let sel = c.cmd("b SELECT INBOX").await;
+        let exists: u32 = sel
+            .iter()
+            .find_map(|l| l.strip_suffix(" EXISTS")?.strip_prefix("* ")?.parse().ok())
+            .unwrap();
+        c.write.write_all(b"c IDLE\r\n").await.unwrap();
+        let mut line = String::new();
+        c.read.read_line(&mut line).await.unwrap();
+        assert!(line.starts_with("+ "), "{line}");
+        deliver(&sim, "pushed").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut l = String::new();
+            tokio::time::timeout(deadline - Instant::now(), c.read.read_line(&mut l))
+                .await
+                .expect("EXISTS while idling")
+                .unwrap();
+            if l.trim_end() == format!("* {} EXISTS", exists + 1) {
+                break;
+            }
+        }
+        c.write.write_all(b"DONE\r\n").await.unwrap();
+        let mut l = String::new();
+        c.read.read_line(&mut l).await.unwrap();
+        assert!(l.starts_with("c OK"), "{l}");
+    }
+}
