@@ -204,6 +204,20 @@ async fn transcript_states_errors_and_basic_commands() {
     );
     let r = c.cmd("a10 UID SEARCH UNSEEN").await;
     assert_eq!(r[0], "* SEARCH 2 3 4");
+    // Content keys: the bytes are fetched (in $batch) and searched.
+    let r = c.cmd("s1 UID SEARCH SUBJECT quarterly").await;
+    assert_eq!(r[0], "* SEARCH 1", "{r:?}");
+    let r = c.cmd("s2 SEARCH FROM bob@example.com NOT SEEN").await;
+    assert!(
+        r[0].starts_with("* SEARCH") && !r[0].contains(" 1 "),
+        "{r:?}"
+    );
+    let r = c
+        .cmd("s3 SEARCH OR BODY \"report is ready\" LARGER 100000")
+        .await;
+    assert_eq!(r[0], "* SEARCH 1", "{r:?}");
+    let r = c.cmd("s4 SEARCH HEADER Message-ID seed-plain").await;
+    assert_eq!(r[0], "* SEARCH 1", "{r:?}");
     let r = c.cmd("a11 STATUS INBOX (MESSAGES UNSEEN UIDNEXT)").await;
     assert!(r[0].starts_with("* STATUS INBOX ("), "{r:?}");
     assert!(

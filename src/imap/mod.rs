@@ -11,8 +11,8 @@
 //! - [`utf7`]: modified UTF-7 mailbox names.
 //!
 //! Not in this build yet (the IMAP issue goes on): ENVELOPE, BODYSTRUCTURE
-//! and numbered body parts (they come with the MIME core), SEARCH keys that
-//! need message contents, shared mailboxes as a namespace.
+//! and numbered body parts (they come with the MIME core), shared
+//! mailboxes as a namespace.
 
 pub mod content;
 pub mod server;

@@ -532,7 +532,7 @@ macro_rules! selected {
 
 async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'static>) -> Reply {
     let name = command.body.name().to_ascii_uppercase();
-    if let Err(why) = session::allowed(&name, &conn.state) {
+    if let Err(why) = session::allowed(&name, conn.state.phase()) {
         return Reply::bad(why);
     }
     let shared = &server.shared;
@@ -755,8 +755,8 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             }
         }
         CommandBody::Search { criteria, uid, .. } => {
-            let (_, view) = selected!(conn);
-            match session::search(shared, view, criteria.as_ref(), uid) {
+            let (auth, view) = selected!(conn);
+            match session::search(shared, auth, view, criteria.as_ref(), uid).await {
                 Ok(data) => Reply::ok(format!("{name} completed")).with_data(vec![data]),
                 Err(r) => r.into(),
             }
