@@ -447,23 +447,30 @@ mod restart {
                 mailbox: "alice@example.com".into(),
                 auth_profile: graphgate::store::AuthProfile::Delegated,
                 aliases: vec![],
-                shared_mailboxes: vec![],
+                shared_mailboxes: vec!["support@example.com".into()],
             })
             .unwrap();
-        let tokens = graphgate::cli::sign_in_via_simulator(&sim.url, "alice@example.com")
-            .await
-            .unwrap();
+        let tokens =
+            graphgate::cli::sign_in_via_simulator_with(&sim.url, "alice@example.com", true)
+                .await
+                .unwrap();
         let key = graphgate::store::StoreKey::load(dir.path()).unwrap();
         graphgate::account::save_tokens(&store, &key, account.id, &tokens).unwrap();
         dir
     }
 
     fn serve(dir: &Path) -> (Proc, String) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("gateway.log"))
+            .unwrap();
         let mut child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(dir.join("graphgate.toml"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .env("RUST_LOG", "graphgate=debug")
+            .stderr(Stdio::from(log))
             .spawn()
             .unwrap();
         let lines = banner(&mut child, "graphgate is running");
@@ -478,10 +485,14 @@ mod restart {
     }
 
     async fn deliver(sim: &Sim, subject: &str) {
+        deliver_to(sim, "alice@example.com", subject).await
+    }
+
+    async fn deliver_to(sim: &Sim, to: &str, subject: &str) {
         let r = reqwest::Client::new()
-            .post(format!("{}/_sim/mail/deliver?to=alice@example.com", sim.url))
+            .post(format!("{}/_sim/mail/deliver?to={to}", sim.url))
             .body(format!(
-                "From: x@external.example\r\nTo: alice@example.com\r\nSubject: {subject}\r\n\r\nbody\r\n"
+                "From: x@external.example\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nbody\r\n"
             ))
             .send()
             .await
@@ -557,5 +568,42 @@ mod restart {
         let mut l = String::new();
         c.read.read_line(&mut l).await.unwrap();
         assert!(l.starts_with("c OK"), "{l}");
+    }
+
+    #[tokio::test]
+    async fn shared_mailboxes_appear_under_the_shared_namespace() {
+        let sim = sim();
+        let dir = data_dir(&sim).await;
+        let (_gw, imap) = serve(dir.path());
+        deliver_to(&sim, "support@example.com", "ticket 4711").await;
+        let (mut c, _) = Raw::connect(&imap).await;
+        c.cmd("a LOGIN alice@example.com alice").await;
+        let ns = c.cmd("n NAMESPACE").await;
+        assert!(ns[0].contains("((\"Shared/\" \"/\"))"), "{ns:?}");
+        let list = c.cmd("l LIST \"\" \"Shared/*\"").await;
+        let log = std::fs::read_to_string(dir.path().join("gateway.log")).unwrap_or_default();
+        let all = c.cmd("l2 LIST \"\" *").await;
+        assert!(list.len() > 1, "{list:?}\n{all:?}\n{log}");
+        assert!(
+            list.iter()
+                .any(|l| l.contains("\\Noselect") && l.ends_with("Shared/support@example.com")),
+            "{list:?}"
+        );
+        assert!(
+            list.iter()
+                .any(|l| l.ends_with("Shared/support@example.com/INBOX")),
+            "{list:?}"
+        );
+        let sel = c.cmd("s SELECT Shared/support@example.com/INBOX").await;
+        assert!(sel.last().unwrap().starts_with("s OK"), "{sel:?}");
+        let found = c.cmd("f UID SEARCH SUBJECT \"ticket 4711\"").await;
+        assert!(found[0].starts_with("* SEARCH "), "{found:?}");
+        assert_ne!(found[0], "* SEARCH", "{found:?}");
+        // Moving from a shared mailbox into alice's own is refused clearly.
+        let mv = c.cmd("m MOVE 1 INBOX").await;
+        assert!(
+            mv.last().unwrap().contains("between two mailboxes"),
+            "{mv:?}"
+        );
     }
 }

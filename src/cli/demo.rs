@@ -229,6 +229,16 @@ fn write_demo_config(
 /// named by `login_hint` in, as single sign-on would) and follows the
 /// redirect to the loopback listener.
 pub async fn sign_in_via_simulator(sim_url: &str, upn: &str) -> anyhow::Result<TokenSet> {
+    sign_in_via_simulator_with(sim_url, upn, false).await
+}
+
+/// [`sign_in_via_simulator`], asking for the `.Shared` scopes too when
+/// `shared` (an account that reads or sends from shared mailboxes).
+pub async fn sign_in_via_simulator_with(
+    sim_url: &str,
+    upn: &str,
+    shared: bool,
+) -> anyhow::Result<TokenSet> {
     let client = EntraClient::new(AuthorityConfig {
         authority_url: sim_url.to_string(),
         tenant: crate::sim::tenant::DEMO_TENANT_ID.to_string(),
@@ -236,7 +246,7 @@ pub async fn sign_in_via_simulator(sim_url: &str, upn: &str) -> anyhow::Result<T
         credential: ClientCredential::None,
         graph_resource: "https://graph.microsoft.com".to_string(),
     })?;
-    let scopes = client.config().delegated_scopes(false);
+    let scopes = client.config().delegated_scopes(shared);
     let login = LoopbackLogin::start(&client, None, &scopes, Some(upn)).await?;
     let browser = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub use demo::sign_in_via_simulator;
+pub use demo::{sign_in_via_simulator, sign_in_via_simulator_with};
 
 /// graphgate: a local SMTP and IMAP gateway to Microsoft 365 mailboxes
 /// through Microsoft Graph, signed in with OAuth 2.0 (Entra ID).

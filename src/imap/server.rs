@@ -610,10 +610,25 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
                 delimiter: imap_next::imap_types::core::QuotedChar::try_from('/').ok(),
                 extensions: vec![],
             }];
+            let has_shared =
+                auth_of(&conn.state).is_some_and(|a| !a.account.shared_mailboxes.is_empty());
+            let shared_ns = if has_shared {
+                vec![imap_next::imap_types::extensions::namespace::Namespace {
+                    prefix: imap_next::imap_types::core::IString::try_from(
+                        crate::mailbox::SHARED_PREFIX,
+                    )
+                    .expect("istring")
+                    .into_static(),
+                    delimiter: imap_next::imap_types::core::QuotedChar::try_from('/').ok(),
+                    extensions: vec![],
+                }]
+            } else {
+                vec![]
+            };
             Reply::ok("NAMESPACE completed").with_data(vec![Data::Namespace {
                 personal,
                 other: vec![],
-                shared: vec![],
+                shared: shared_ns,
             }])
         }
         CommandBody::Select { mailbox, .. } | CommandBody::Examine { mailbox, .. } => {
@@ -789,7 +804,7 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             let remote = RemoteFolderId::new(folder.remote_id.clone());
             match auth
                 .model
-                .backend()
+                .backend_for(&folder)
                 .append_message(&remote, bytes::Bytes::from(bytes), &options)
                 .await
             {
@@ -833,6 +848,12 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             let Ok(target) = auth.model.folder(&target_name) else {
                 return Reply::no(format!("[TRYCREATE] no folder named {target_name:?}"));
             };
+            if !auth.model.same_mailbox(&view.folder, &target) {
+                return Reply::no(format!(
+                    "{name} between two mailboxes is not possible through Graph; \
+                     FETCH the message and APPEND it to {target_name}"
+                ));
+            }
             let records = match shared.store.messages(view.folder.id) {
                 Ok(r) => r,
                 Err(e) => return Reply::no(e.to_string()),
@@ -843,9 +864,15 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             for (_, r) in &chosen {
                 let id = RemoteMessageId::new(r.remote_id.clone());
                 let result = if moving {
-                    auth.model.backend().move_message(&id, &to).await
+                    auth.model
+                        .backend_for(&view.folder)
+                        .move_message(&id, &to)
+                        .await
                 } else {
-                    auth.model.backend().copy_message(&id, &to).await
+                    auth.model
+                        .backend_for(&view.folder)
+                        .copy_message(&id, &to)
+                        .await
                 };
                 match result {
                     Ok(_) => moved.push(r.remote_id.clone()),
@@ -882,19 +909,21 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
                 Some((p, l)) => (Some(p.to_string()), l.to_string()),
                 None => (None, wanted.clone()),
             };
-            let parent_id = match parent {
+            let parent = match parent {
                 Some(p) => match auth.model.folder(&p) {
-                    Ok(f) => Some(RemoteFolderId::new(f.remote_id)),
+                    Ok(f) => Some(f),
                     Err(_) => return Reply::no(format!("the parent folder {p:?} does not exist")),
                 },
                 None => None,
             };
-            match auth
-                .model
-                .backend()
-                .create_folder(parent_id.as_ref(), &leaf)
-                .await
-            {
+            let parent_id = parent
+                .as_ref()
+                .map(|f| RemoteFolderId::new(f.remote_id.clone()));
+            let backend = match &parent {
+                Some(f) => auth.model.backend_for(f),
+                None => auth.model.own_backend(),
+            };
+            match backend.create_folder(parent_id.as_ref(), &leaf).await {
                 Ok(_) => {
                     let _ = auth.model.refresh_folders().await;
                     Reply::ok("CREATE completed")
@@ -915,7 +944,7 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             }
             match auth
                 .model
-                .backend()
+                .backend_for(&folder)
                 .delete_folder(&RemoteFolderId::new(folder.remote_id.clone()))
                 .await
             {
@@ -944,7 +973,7 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             }
             match auth
                 .model
-                .backend()
+                .backend_for(&folder)
                 .rename_folder(&RemoteFolderId::new(folder.remote_id.clone()), leaf)
                 .await
             {

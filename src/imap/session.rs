@@ -30,7 +30,7 @@ use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
 
 use super::content::ContentCache;
 use crate::graph::{FlagStatus, FlagUpdate, MailBackend, RemoteMessageId};
-use crate::mailbox::{FolderChanges, MailboxModel, flags};
+use crate::mailbox::{FolderChanges, MailboxModel, MailboxSet, SHARED_PREFIX, flags};
 use crate::runtime::Accounts;
 use crate::store::folders::{FolderRecord, MessageRecord, Uid};
 use crate::store::{Account, Store};
@@ -111,7 +111,8 @@ impl View {
 
 pub struct Authenticated {
     pub account: Account,
-    pub model: MailboxModel,
+    /// The account's mailbox and the shared ones it reads (`Shared/…`).
+    pub model: MailboxSet,
 }
 
 pub enum State {
@@ -347,13 +348,28 @@ impl Shared {
     pub fn open(&self, account: Account) -> Result<Authenticated, String> {
         let runtime = self.accounts.get(account.id)?;
         let backend: Arc<dyn MailBackend> = Arc::new(runtime.mailbox.clone());
-        let model = MailboxModel::new(
+        let own = MailboxModel::new(
             self.store.clone(),
             account.id,
             account.mailbox.clone(),
             backend,
         );
-        Ok(Authenticated { account, model })
+        let shared = account
+            .shared_mailboxes
+            .iter()
+            .map(|address| {
+                let backend: Arc<dyn MailBackend> = Arc::new(self.accounts.graph().mailbox(
+                    crate::graph::Mailbox::User(address.clone()),
+                    runtime.tokens.clone(),
+                ));
+                MailboxModel::new(self.store.clone(), account.id, address.clone(), backend)
+                    .with_prefix(format!("{SHARED_PREFIX}{address}/"))
+            })
+            .collect();
+        Ok(Authenticated {
+            account,
+            model: MailboxSet::new(own, shared),
+        })
     }
 }
 
@@ -502,6 +518,50 @@ pub fn list(
     }
     let full = format!("{reference}{pattern}");
     let mut out = Vec::new();
+    // Parents that are not folders themselves (`Shared`, `Shared/bob@…`)
+    // are listed as \Noselect so that clients can walk the hierarchy.
+    let mut virtual_parents: Vec<String> = Vec::new();
+    for f in &folders {
+        let mut path = String::new();
+        let parts: Vec<&str> = f.name.split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            if !path.is_empty() {
+                path.push('/');
+            }
+            path.push_str(part);
+            if !folders.iter().any(|g| g.name == path) && !virtual_parents.contains(&path) {
+                virtual_parents.push(path.clone());
+            }
+        }
+    }
+    virtual_parents.sort();
+    for name in virtual_parents.iter().filter(|n| list_match(&full, n)) {
+        let encoded = super::utf7::encode(name);
+        if let Ok(mailbox) = Mailbox::try_from(encoded) {
+            let items = vec![
+                FlagNameAttribute::Noselect,
+                FlagNameAttribute::from(
+                    imap_next::imap_types::core::Atom::try_from("HasChildren").expect("atom"),
+                ),
+            ];
+            let delimiter =
+                Some(imap_next::imap_types::core::QuotedChar::try_from('/').expect("/"));
+            let mailbox = mailbox.into_static();
+            out.push(if subscribed_only {
+                Data::Lsub {
+                    items,
+                    delimiter,
+                    mailbox,
+                }
+            } else {
+                Data::List {
+                    items,
+                    delimiter,
+                    mailbox,
+                }
+            });
+        }
+    }
     for f in folders.iter().filter(|f| !subscribed_only || f.subscribed) {
         if !list_match(&full, &f.name) {
             continue;
@@ -648,7 +708,11 @@ pub async fn fetch(
         let wanted: Vec<MessageRecord> = targets.iter().map(|(_, r)| r.clone()).collect();
         let ready = shared
             .cache
-            .ensure(auth.model.backend().as_ref(), view.folder.id, wanted)
+            .ensure(
+                auth.model.backend_for(&view.folder).as_ref(),
+                view.folder.id,
+                wanted,
+            )
             .await
             .map_err(|e| Refusal::no(format!("Graph could not deliver the messages: {e}")))?;
         targets.retain_mut(|(_, r)| match super::content::find(&ready, r.uid) {
@@ -745,7 +809,7 @@ pub async fn fetch(
         };
         if auth
             .model
-            .backend()
+            .backend_for(&view.folder)
             .update_flags(&id, &update)
             .await
             .is_ok()
@@ -851,7 +915,7 @@ pub async fn store_flags(
         if update != FlagUpdate::default() {
             let id = RemoteMessageId::new(r.remote_id.clone());
             auth.model
-                .backend()
+                .backend_for(&view.folder)
                 .update_flags(&id, &update)
                 .await
                 .map_err(|e| Refusal::no(format!("Graph refused the flag change: {e}")))?;
@@ -899,9 +963,15 @@ pub async fn expunge(
     for r in doomed {
         let id = RemoteMessageId::new(r.remote_id.clone());
         let result = if shared.expunge_permanently {
-            auth.model.backend().permanent_delete(&id).await
+            auth.model
+                .backend_for(&view.folder)
+                .permanent_delete(&id)
+                .await
         } else {
-            auth.model.backend().delete_message(&id).await
+            auth.model
+                .backend_for(&view.folder)
+                .delete_message(&id)
+                .await
         };
         match result {
             Ok(()) => gone.push(r.remote_id.clone()),
@@ -1040,7 +1110,11 @@ pub async fn search(
             .collect();
         records = shared
             .cache
-            .ensure(auth.model.backend().as_ref(), view.folder.id, in_view)
+            .ensure(
+                auth.model.backend_for(&view.folder).as_ref(),
+                view.folder.id,
+                in_view,
+            )
             .await
             .map_err(|e| Refusal::no(format!("Graph could not deliver the messages: {e}")))?;
         for r in &records {

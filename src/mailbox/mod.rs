@@ -64,6 +64,9 @@ pub struct MailboxModel {
     /// The Graph mailbox address (folders rows are keyed by it).
     mailbox: String,
     backend: Arc<dyn MailBackend>,
+    /// Put in front of every folder name (`Shared/bob@contoso.com/` for a
+    /// shared mailbox; empty for the account's own).
+    prefix: String,
 }
 
 /// SPECIAL-USE attribute (RFC 6154) of a well-known folder.
@@ -131,7 +134,22 @@ impl MailboxModel {
             account,
             mailbox: mailbox.into(),
             backend,
+            prefix: String::new(),
         }
+    }
+
+    /// The same model with every folder name under `prefix`.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> MailboxModel {
+        self.prefix = prefix.into();
+        self
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn mailbox(&self) -> &str {
+        &self.mailbox
     }
 
     pub fn backend(&self) -> &Arc<dyn MailBackend> {
@@ -160,6 +178,7 @@ impl MailboxModel {
     /// renamed ones keep theirs, vanished ones are dropped.
     pub async fn refresh_folders(&self) -> Result<Vec<FolderRecord>, ModelError> {
         let remote = self.backend.list_folders().await?;
+        tracing::debug!(mailbox = %self.mailbox, folders = remote.len(), "folders listed");
         let names = imap_names(&remote);
         let mut seen = HashSet::new();
         // Parents first, so a rename of a parent and a child in one round
@@ -169,11 +188,12 @@ impl MailboxModel {
                 continue;
             };
             seen.insert(f.id.as_str().to_string());
+            let name = format!("{}{name}", self.prefix);
             self.store.upsert_folder(
                 self.account,
                 &self.mailbox,
                 f.id.as_str(),
-                name,
+                &name,
                 f.parent_id.as_ref().map(|p| p.as_str()),
                 f.well_known.and_then(special_use),
             )?;
@@ -283,5 +303,93 @@ impl MailboxModel {
         self.store
             .set_delta_link(folder, Some(result.delta_link.as_str()))?;
         Ok(changes)
+    }
+}
+
+/// An account's own mailbox and the shared mailboxes it may read, as one
+/// folder tree: shared ones live under `Shared/<address>/`.
+pub struct MailboxSet {
+    /// The account's own first.
+    models: Vec<MailboxModel>,
+}
+
+/// The IMAP namespace prefix of shared mailboxes.
+pub const SHARED_PREFIX: &str = "Shared/";
+
+impl MailboxSet {
+    pub fn new(own: MailboxModel, shared: Vec<MailboxModel>) -> MailboxSet {
+        let mut models = vec![own];
+        models.extend(shared);
+        MailboxSet { models }
+    }
+
+    /// The model a folder name belongs to (the longest matching prefix).
+    fn model_for_name(&self, name: &str) -> &MailboxModel {
+        self.models
+            .iter()
+            .filter(|m| !m.prefix.is_empty() && name.starts_with(&m.prefix))
+            .max_by_key(|m| m.prefix.len())
+            .unwrap_or(&self.models[0])
+    }
+
+    /// The model a folder row belongs to.
+    pub fn model_of(&self, folder: &FolderRecord) -> &MailboxModel {
+        self.models
+            .iter()
+            .find(|m| m.mailbox.eq_ignore_ascii_case(&folder.mailbox))
+            .unwrap_or(&self.models[0])
+    }
+
+    /// The account's own mailbox.
+    pub fn own_backend(&self) -> &Arc<dyn MailBackend> {
+        self.models[0].backend()
+    }
+
+    pub fn backend_for(&self, folder: &FolderRecord) -> &Arc<dyn MailBackend> {
+        self.model_of(folder).backend()
+    }
+
+    pub fn folders(&self) -> Result<Vec<FolderRecord>, ModelError> {
+        let mut all = Vec::new();
+        for m in &self.models {
+            all.extend(m.folders()?);
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(all)
+    }
+
+    pub fn folder(&self, name: &str) -> Result<FolderRecord, ModelError> {
+        self.model_for_name(name).folder(name)
+    }
+
+    /// Refresh every mailbox's folders; a shared mailbox that cannot be
+    /// read (no Full Access any more) is logged and skipped.
+    pub async fn refresh_folders(&self) -> Result<Vec<FolderRecord>, ModelError> {
+        self.models[0].refresh_folders().await?;
+        for m in &self.models[1..] {
+            if let Err(e) = m.refresh_folders().await {
+                tracing::warn!(
+                    shared = %m.mailbox,
+                    "cannot list the folders of the shared mailbox: {e}; check the account's \
+                     Full Access permission on it"
+                );
+            }
+        }
+        self.folders()
+    }
+
+    pub async fn sync(&self, folder: FolderId) -> Result<FolderChanges, ModelError> {
+        for m in &self.models {
+            if m.folders()?.iter().any(|f| f.id == folder) {
+                return m.sync(folder).await;
+            }
+        }
+        Err(ModelError::NoSuchFolder(format!("#{}", folder.0)))
+    }
+
+    /// Whether two folders are in the same Graph mailbox (Graph moves and
+    /// copies only within one).
+    pub fn same_mailbox(&self, a: &FolderRecord, b: &FolderRecord) -> bool {
+        a.mailbox.eq_ignore_ascii_case(&b.mailbox)
     }
 }
