@@ -5,6 +5,12 @@
 //! authenticated with OAuth 2.0 against Microsoft Entra ID.
 //!
 //! Module map (a layer only calls the layer below it):
+//! - [`smtp`], [`imap`]: the protocol front-ends (sessions, listeners).
+//! - [`spool`]: the SMTP spool's exactly-once delivery through Graph.
+//! - [`mailbox`]: the mailbox model IMAP stands on (UIDs, flags, delta sync).
+//! - [`mime`]: the SMTP side of MIME (header facts, the large-message split).
+//! - [`graph`]: the Microsoft Graph client behind the `MailBackend` trait.
+//! - [`runtime`], [`account`]: each account's tokens and Graph handle at run time.
 //! - [`sim`]: a wire-faithful simulator of Graph mail and Entra ID, the
 //!   embedded default of `graphgate demo` and of every test.
 //! - [`auth`]: OAuth 2.0 flows against Entra ID and the token source.
@@ -20,9 +26,9 @@ pub mod graph;
 pub mod imap;
 pub mod mailbox;
 pub mod mime;
+pub mod runtime;
 pub mod secret;
 pub mod sim;
-pub mod runtime;
 pub mod smtp;
 pub mod spool;
 pub mod store;

@@ -57,7 +57,9 @@ impl Tls {
             (Some(c), None) | (None, Some(c)) => {
                 return Err(TlsError::File {
                     path: c.to_path_buf(),
-                    message: "a certificate needs both tls.certificate_file and tls.private_key_file".into(),
+                    message:
+                        "a certificate needs both tls.certificate_file and tls.private_key_file"
+                            .into(),
                 });
             }
             (None, None) => {
