@@ -230,6 +230,35 @@ async fn transcript_states_errors_and_basic_commands() {
 }
 
 #[tokio::test]
+async fn two_sessions_on_one_folder_see_each_others_changes() {
+    let d = demo();
+    let (mut a, _) = Raw::connect(&d.imap).await;
+    let (mut b, _) = Raw::connect(&d.imap).await;
+    a.cmd("a1 LOGIN alice@example.com alice").await;
+    b.cmd("b1 LOGIN alice@example.com alice").await;
+    a.cmd("a2 SELECT INBOX").await;
+    b.cmd("b2 SELECT INBOX").await;
+    let r = a.cmd("a3 STORE 4 +FLAGS (\\Flagged)").await;
+    assert!(r[0].starts_with("* 4 FETCH (FLAGS (\\Flagged"), "{r:?}");
+    let r = b.cmd("b3 NOOP").await;
+    assert!(
+        r.iter()
+            .any(|l| l.starts_with("* 4 FETCH (UID 4 FLAGS (") && l.contains("\\Flagged")),
+        "{r:?}"
+    );
+    // Nothing new: nothing said.
+    let r = b.cmd("b4 NOOP").await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    a.cmd("a4 STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    let r = a.cmd("a5 EXPUNGE").await;
+    assert_eq!(r[0], "* 2 EXPUNGE", "{r:?}");
+    let r = b.cmd("b5 NOOP").await;
+    assert!(r.contains(&"* 2 EXPUNGE".to_string()), "{r:?}");
+    let r = b.cmd("b6 FETCH 1:* (UID)").await;
+    assert_eq!(r.len(), 4, "three messages left: {r:?}");
+}
+
+#[tokio::test]
 async fn async_imap_reads_flags_appends_moves_and_expunges() {
     let d = demo();
     let tcp = TcpStream::connect(&d.imap).await.unwrap();

@@ -101,12 +101,9 @@ pub struct View {
     pub read_only: bool,
     /// UIDs in sequence-number order (sequence number = index + 1).
     pub uids: Vec<Uid>,
-}
-
-impl View {
-    fn seq_of(&self, uid: Uid) -> Option<u32> {
-        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
-    }
+    /// The flags the client was last told, per UID: what a later change —
+    /// by Outlook, or by another IMAP session — is compared against.
+    pub told: std::collections::HashMap<Uid, (u32, String)>,
 }
 
 pub struct Authenticated {
@@ -373,38 +370,56 @@ impl Shared {
     }
 }
 
-/// Report a sync's changes into `view` as untagged responses.
-pub fn report(view: &mut View, changes: &FolderChanges, store: &Store) -> Vec<Data<'static>> {
+/// Bring `view` up to the folder's state in the store and say what
+/// changed as untagged responses, in RFC 3501 §7.4.1 order: EXPUNGE for
+/// messages gone (highest sequence number first, so each number is still
+/// valid when sent), EXISTS for new ones, FETCH FLAGS for flags that differ
+/// from what the client was last told. Works the same whether this
+/// session's sync, another session or Outlook caused the change.
+pub fn report(view: &mut View, _changes: &FolderChanges, store: &Store) -> Vec<Data<'static>> {
     let mut out = Vec::new();
-    for uid in &changes.removed {
-        if let Some(seq) = view.seq_of(*uid) {
-            view.uids.remove(seq as usize - 1);
-            out.push(Data::Expunge(nz(seq)));
-        }
+    let Ok(records) = store.messages(view.folder.id) else {
+        return out;
+    };
+    let mut gone: Vec<u32> = view
+        .uids
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| super::content::find(&records, **u).is_none())
+        .map(|(i, _)| i as u32 + 1)
+        .collect();
+    gone.sort_unstable_by(|a, b| b.cmp(a));
+    for seq in gone {
+        let uid = view.uids.remove(seq as usize - 1);
+        view.told.remove(&uid);
+        out.push(Data::Expunge(nz(seq)));
     }
-    if !changes.added.is_empty() {
-        view.uids.extend(changes.added.iter().copied());
-        view.uids.sort();
-        view.uids.dedup();
+    let last = view.uids.last().copied().unwrap_or(Uid(0));
+    let new: Vec<&MessageRecord> = records.iter().filter(|r| r.uid > last).collect();
+    if !new.is_empty() {
+        for r in &new {
+            view.uids.push(r.uid);
+            view.told.insert(r.uid, (r.flags, r.keywords.clone()));
+        }
         out.push(Data::Exists(view.uids.len() as u32));
     }
-    if !changes.flags_changed.is_empty()
-        && let Ok(records) = store.messages(view.folder.id)
-    {
-        for uid in &changes.flags_changed {
-            if let (Some(seq), Some(r)) = (view.seq_of(*uid), super::content::find(&records, *uid))
-            {
-                let items = vec![
-                    MessageDataItem::Uid(nz(uid.0)),
-                    MessageDataItem::Flags(flag_list(r.flags, &r.keywords)),
-                ];
-                if let Ok(items) = Vec1::try_from(items) {
-                    out.push(Data::Fetch {
-                        seq: nz(seq),
-                        items,
-                    });
-                }
+    for (i, uid) in view.uids.iter().enumerate() {
+        let Some(r) = super::content::find(&records, *uid) else {
+            continue;
+        };
+        let now = (r.flags, r.keywords.clone());
+        if view.told.get(uid) != Some(&now) {
+            let items = vec![
+                MessageDataItem::Uid(nz(uid.0)),
+                MessageDataItem::Flags(flag_list(r.flags, &r.keywords)),
+            ];
+            if let Ok(items) = Vec1::try_from(items) {
+                out.push(Data::Fetch {
+                    seq: nz(i as u32 + 1),
+                    items,
+                });
             }
+            view.told.insert(*uid, now);
         }
     }
     out
@@ -441,6 +456,10 @@ pub async fn select(
         folder: folder.clone(),
         read_only,
         uids: records.iter().map(|r| r.uid).collect(),
+        told: records
+            .iter()
+            .map(|r| (r.uid, (r.flags, r.keywords.clone())))
+            .collect(),
     };
     let mut data = vec![
         Data::Flags(vec![
@@ -685,7 +704,7 @@ fn needs_content(names: &[MessageDataItemName<'_>]) -> bool {
 pub async fn fetch(
     shared: &Shared,
     auth: &Authenticated,
-    view: &View,
+    view: &mut View,
     set: &SequenceSet,
     names: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
@@ -793,6 +812,8 @@ pub async fn fetch(
         }
         if names.contains(&MessageDataItemName::Flags) || (set_seen && bits != record.flags) {
             items.push(MessageDataItem::Flags(flag_list(bits, &record.keywords)));
+            view.told
+                .insert(record.uid, (bits, record.keywords.clone()));
         }
         if let Ok(items) = Vec1::try_from(items) {
             out.push(Data::Fetch {
@@ -839,7 +860,7 @@ pub struct StoreRequest<'a> {
 pub async fn store_flags(
     shared: &Shared,
     auth: &Authenticated,
-    view: &View,
+    view: &mut View,
     request: &StoreRequest<'_>,
 ) -> Result<Vec<Data<'static>>, Refusal> {
     let StoreRequest {
@@ -925,6 +946,8 @@ pub async fn store_flags(
             .store
             .set_message_flags(view.folder.id, r.uid, new_bits, &keywords_text)
             .map_err(|e| Refusal::no(e.to_string()))?;
+        // With or without .SILENT the client now knows these flags.
+        view.told.insert(r.uid, (new_bits, keywords_text.clone()));
         if !silent {
             let mut items = vec![MessageDataItem::Flags(flag_list(new_bits, &keywords_text))];
             if uid {
