@@ -256,6 +256,16 @@ async fn two_sessions_on_one_folder_see_each_others_changes() {
     assert!(r.contains(&"* 2 EXPUNGE".to_string()), "{r:?}");
     let r = b.cmd("b6 FETCH 1:* (UID)").await;
     assert_eq!(r.len(), 4, "three messages left: {r:?}");
+    // UIDPLUS: COPY answers COPYUID; MOVE sends it before its EXPUNGE.
+    let r = a.cmd("a6 UID COPY 1 Archive").await;
+    assert!(last(&r).starts_with("a6 OK [COPYUID "), "{r:?}");
+    assert!(last(&r).contains(" 1 1]"), "{r:?}");
+    let r = a.cmd("a7 UID MOVE 3 Archive").await;
+    assert!(
+        r[0].starts_with("* OK [COPYUID ") && r[0].contains(" 3 2]"),
+        "{r:?}"
+    );
+    assert_eq!(r[1], "* 2 EXPUNGE", "{r:?}");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::Vec1;
 use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_next::imap_types::extensions::uidplus::{UidElement, UidSet};
 use imap_next::imap_types::mailbox::ListMailbox;
 use imap_next::imap_types::response::{
     Capability, Code, CommandContinuationRequest, Data, Greeting, Status,
@@ -210,11 +211,13 @@ impl Conn {
 }
 
 fn send_reply(imap: &mut ImapNext, tag: imap_next::imap_types::core::Tag<'static>, reply: Reply) {
-    for d in reply.data {
-        imap.enqueue_data(d);
-    }
+    // Untagged statuses first: MOVE's COPYUID must precede its EXPUNGEs
+    // (RFC 6851 §4.3); for SELECT and LOGOUT the order is free.
     for u in reply.untagged {
         imap.enqueue_status(u);
+    }
+    for d in reply.data {
+        imap.enqueue_data(d);
     }
     let status = match reply.status {
         Ok((code, t)) => Status::ok(Some(tag), code, text(&t)),
@@ -861,6 +864,7 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             let chosen = session::resolve(view, &records, &sequence_set, uid);
             let to = RemoteFolderId::new(target.remote_id.clone());
             let mut moved = Vec::new();
+            let mut pairs = Vec::new();
             for (_, r) in &chosen {
                 let id = RemoteMessageId::new(r.remote_id.clone());
                 let result = if moving {
@@ -875,12 +879,53 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
                         .await
                 };
                 match result {
-                    Ok(_) => moved.push(r.remote_id.clone()),
+                    Ok(created) => {
+                        moved.push(r.remote_id.clone());
+                        pairs.push((r.uid, created.id.as_str().to_string()));
+                    }
                     Err(e) => return Reply::no(format!("Graph refused the {name}: {e}")),
                 }
             }
             let _ = auth.model.sync(target.id).await;
             let mut reply = Reply::ok(format!("{name} completed"));
+            // UIDPLUS (RFC 4315): which UIDs the copies got.
+            let mut source = Vec::new();
+            let mut destination = Vec::new();
+            for (from, new_id) in &pairs {
+                if let Ok(Some(m)) = shared.store.message_by_remote_id(target.id, new_id)
+                    && let (Some(a), Some(b)) = (
+                        std::num::NonZeroU32::new(from.0),
+                        std::num::NonZeroU32::new(m.uid.0),
+                    )
+                {
+                    source.push(UidElement::Single(a));
+                    destination.push(UidElement::Single(b));
+                }
+            }
+            let copyuid = match (
+                Vec1::try_from(source),
+                Vec1::try_from(destination),
+                std::num::NonZeroU32::new(target.uid_validity.0),
+            ) {
+                (Ok(source), Ok(destination), Some(uid_validity))
+                    if source.as_ref().len() == pairs.len() =>
+                {
+                    Some(Code::CopyUid {
+                        uid_validity,
+                        source: UidSet(source),
+                        destination: UidSet(destination),
+                    })
+                }
+                _ => None,
+            };
+            if let Some(code) = copyuid {
+                if moving {
+                    // RFC 6851: before the EXPUNGEs, untagged.
+                    reply.untagged.extend(untagged_ok(code, "moved"));
+                } else {
+                    reply.status = Ok((Some(code), format!("{name} completed")));
+                }
+            }
             if moving {
                 match shared.store.remove_messages(view.folder.id, &moved) {
                     Ok(mut removed) => {
