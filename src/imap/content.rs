@@ -80,6 +80,7 @@ impl ContentCache {
                 missing.push(r);
             }
         }
+        let mut recorded = Vec::new();
         for group in missing.chunks(BATCH) {
             let ids: Vec<RemoteMessageId> = group
                 .iter()
@@ -104,12 +105,7 @@ impl ContentCache {
                                  and Exchange rendered it differently)"
                             );
                         }
-                        let _ = self.store.set_message_content(
-                            folder,
-                            record.uid,
-                            &hash,
-                            bytes.len() as u64,
-                        );
+                        recorded.push((record.uid, hash.clone(), bytes.len() as u64));
                         let mut r = record.clone();
                         r.content_hash = Some(hash);
                         r.size = Some(bytes.len() as u64);
@@ -121,6 +117,9 @@ impl ContentCache {
                     Err(e) => return Err(e),
                 }
             }
+        }
+        if !recorded.is_empty() {
+            let _ = self.store.set_message_contents(folder, &recorded);
         }
         ready.sort_by_key(|r| r.uid);
         Ok(ready)

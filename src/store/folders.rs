@@ -325,6 +325,27 @@ impl Store {
         Ok(())
     }
 
+    /// [`Store::set_message_content`] for many messages in one transaction
+    /// (one fsync instead of one per message).
+    pub fn set_message_contents(
+        &self,
+        folder: FolderId,
+        contents: &[(Uid, String, u64)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        {
+            let mut update = tx.prepare(
+                "UPDATE messages SET content_hash = ?1, size = ?2 WHERE folder_id = ?3 AND uid = ?4",
+            )?;
+            for (uid, hash, size) in contents {
+                update.execute(params![hash, *size as i64, folder.0, uid.0])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Forget messages by remote id (deleted or moved away remotely).
     /// Returns the UIDs removed.
     pub fn remove_messages(
