@@ -8,6 +8,7 @@ pub mod gateway;
 mod logging;
 mod queue;
 mod serve;
+mod signin;
 mod sim;
 mod status;
 
@@ -52,6 +53,12 @@ enum Command {
     /// Run only the Microsoft Graph + Entra ID simulator (for tests and
     /// trying things against a fake tenant).
     Sim(sim::SimArgs),
+    /// Sign a local account in to Microsoft 365 (device code; --browser
+    /// for a browser on this machine; app-only accounts check their app
+    /// credential).
+    Login(signin::LoginArgs),
+    /// Sign a local account out: delete its tokens (its login and spool stay).
+    Logout(signin::LogoutArgs),
     /// Manage the local accounts legacy applications log in with.
     #[command(subcommand)]
     Accounts(accounts::AccountsCommand),
@@ -155,6 +162,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             status::run(&config, &store, args).await
         }
         Command::ConsentUrl(ref args) => consent::run(&load_config(&cli)?, args),
+        Command::Login(ref args) => {
+            let config = load_config(&cli)?;
+            logging::init(&config.log.level, &config.log.format);
+            let store = open_store(&config)?;
+            signin::login(&config, &store, args).await
+        }
+        Command::Logout(ref args) => {
+            let config = load_config(&cli)?;
+            signin::logout(&open_store(&config)?, args)
+        }
         Command::Queue(ref command) => {
             let config = load_config(&cli)?;
             queue::run(&open_store(&config)?, command)

@@ -1,0 +1,403 @@
+//! `graphgate login` / `logout` as an admin runs them, against
+//! `graphgate sim` over HTTP: device code approved, declined and signed in
+//! by the wrong user; the browser flow; app-only accounts with a good and a
+//! bad secret; the tokens sealed at rest and absent from trace logs.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use graphgate::sim::tenant::{
+    DEMO_CLIENT_SECRET, DEMO_CLIENT_SECRET_ID, DEMO_CONFIDENTIAL_CLIENT_ID, DEMO_PUBLIC_CLIENT_ID,
+    DEMO_TENANT_ID,
+};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_graphgate");
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Sim {
+    _proc: Proc,
+    url: String,
+}
+
+fn sim() -> Sim {
+    let mut child = Command::new(BIN)
+        .args(["sim", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines.next().expect("sim banner").unwrap();
+        if let Some(u) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            break u.to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Sim {
+        _proc: Proc(child),
+        url,
+    }
+}
+
+/// A data directory whose configuration points at `sim` with `client_id`
+/// (and a client secret file when given).
+fn data_dir(sim: &Sim, client_id: &str, secret: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = format!(
+        "data_dir = {data:?}\n[microsoft]\nauthority_url = {url:?}\ngraph_url = {url:?}\n\
+         tenant = {DEMO_TENANT_ID:?}\nclient_id = {client_id:?}\n",
+        data = dir.path().display().to_string(),
+        url = sim.url
+    );
+    if let Some(secret) = secret {
+        let file = dir.path().join("client_secret");
+        std::fs::write(&file, secret).unwrap();
+        config.push_str(&format!(
+            "client_secret_file = {:?}\n",
+            file.display().to_string()
+        ));
+    }
+    std::fs::write(dir.path().join("graphgate.toml"), config).unwrap();
+    dir
+}
+
+fn graphgate(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--config").arg(dir.join("graphgate.toml"));
+    c
+}
+
+fn add_account(dir: &Path, login: &str, extra: &[&str]) {
+    let mut child = graphgate(dir)
+        .args(["accounts", "add", login, "--password-stdin"])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"local-secret-password\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+fn status(dir: &Path) -> Value {
+    let out = graphgate(dir).args(["status", "--json"]).output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "status --json: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn account_state(dir: &Path, login: &str) -> (String, Option<String>) {
+    let s = status(dir);
+    let a = s["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["login"] == login)
+        .unwrap()
+        .clone();
+    (
+        a["state"].as_str().unwrap().to_string(),
+        a["error"].as_str().map(str::to_string),
+    )
+}
+
+/// Run `login` with device code; when the code appears on stdout, complete
+/// it in the simulator as `user` (approve or decline). Returns (success,
+/// stdout, stderr).
+fn device_login(
+    sim: &Sim,
+    dir: &Path,
+    login: &str,
+    user: &str,
+    approve: bool,
+) -> (bool, String, String) {
+    let mut child = graphgate(dir)
+        .args(["login", login])
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut reader = BufReader::new(stdout);
+    let mut out = String::new();
+    let code = loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "no code in {out}");
+        out.push_str(&line);
+        if let Some(code) = line.trim().strip_prefix("Code: ") {
+            break code.to_string();
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{}/_sim/devicelogin", sim.url))
+            .json(&serde_json::json!({"user_code": code, "user": user, "approve": approve}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "devicelogin: {}", r.status());
+    });
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    out.push_str(&rest);
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        out,
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[test]
+fn device_code_sign_in_then_logout() {
+    let sim = sim();
+    let dir = data_dir(&sim, DEMO_PUBLIC_CLIENT_ID, None);
+    add_account(dir.path(), "alice@example.com", &[]);
+    let (ok, out, err) = device_login(
+        &sim,
+        dir.path(),
+        "alice@example.com",
+        "alice@example.com",
+        true,
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("URL: ") && out.contains("/devicelogin"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Signed in as alice@example.com") && out.contains("Inbox: "),
+        "{out}"
+    );
+    assert_eq!(account_state(dir.path(), "alice@example.com").0, "online");
+
+    let out = graphgate(dir.path())
+        .args(["logout", "alice@example.com"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (state, error) = account_state(dir.path(), "alice@example.com");
+    assert_eq!(state, "offline");
+    assert!(
+        error
+            .unwrap_or_default()
+            .contains("graphgate login alice@example.com"),
+        "the remedy names the command"
+    );
+}
+
+#[test]
+fn declined_sign_in_ends_with_a_sentence() {
+    let sim = sim();
+    let dir = data_dir(&sim, DEMO_PUBLIC_CLIENT_ID, None);
+    add_account(dir.path(), "alice@example.com", &[]);
+    let (ok, _, err) = device_login(
+        &sim,
+        dir.path(),
+        "alice@example.com",
+        "alice@example.com",
+        false,
+    );
+    assert!(!ok);
+    assert!(err.contains("declined"), "{err}");
+    assert!(err.contains("graphgate login alice@example.com"), "{err}");
+}
+
+#[test]
+fn another_user_signing_in_is_refused_and_changes_nothing() {
+    let sim = sim();
+    let dir = data_dir(&sim, DEMO_PUBLIC_CLIENT_ID, None);
+    add_account(dir.path(), "alice@example.com", &[]);
+    let (ok, _, err) = device_login(
+        &sim,
+        dir.path(),
+        "alice@example.com",
+        "bob@example.com",
+        true,
+    );
+    assert!(!ok);
+    assert!(err.contains("user mismatch"), "{err}");
+    assert!(
+        err.contains("bob@example.com") && err.contains("alice@example.com"),
+        "{err}"
+    );
+    // No tokens were stored: the account has still never signed in.
+    let (state, error) = account_state(dir.path(), "alice@example.com");
+    assert_eq!(state, "offline");
+    assert!(error.unwrap_or_default().contains("never signed in"));
+}
+
+#[test]
+fn browser_sign_in_through_the_loopback_redirect() {
+    let sim = sim();
+    let dir = data_dir(&sim, DEMO_PUBLIC_CLIENT_ID, None);
+    add_account(dir.path(), "bob@example.com", &[]);
+    let mut child = graphgate(dir.path())
+        .args(["login", "bob@example.com", "--browser", "--no-open"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stdout.take().unwrap());
+    let url = loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0);
+        if let Some(u) = line.trim().strip_prefix("URL: ") {
+            break u.to_string();
+        }
+    };
+    // Play the browser: the simulator signs bob in (login_hint) and
+    // redirects to the loopback listener.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = browser.get(&url).send().await.unwrap();
+        let location = r.headers()["location"].to_str().unwrap().replacen(
+            "http://localhost:",
+            "http://127.0.0.1:",
+            1,
+        );
+        browser.get(location).send().await.unwrap();
+    });
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{rest}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(rest.contains("Signed in as bob@example.com"), "{rest}");
+}
+
+#[test]
+fn app_only_accounts_check_their_credential() {
+    let sim = sim();
+    let dir = data_dir(&sim, DEMO_CONFIDENTIAL_CLIENT_ID, Some(DEMO_CLIENT_SECRET));
+    add_account(
+        dir.path(),
+        "scanner",
+        &["--mailbox", "bob@example.com", "--app-only"],
+    );
+    let out = graphgate(dir.path())
+        .args(["login", "scanner"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("App-only access to bob@example.com works"),
+        "{text}"
+    );
+
+    // The secret's ID pasted instead of its value: AADSTS7000215 and the fix.
+    let bad = data_dir(
+        &sim,
+        DEMO_CONFIDENTIAL_CLIENT_ID,
+        Some(DEMO_CLIENT_SECRET_ID),
+    );
+    add_account(
+        bad.path(),
+        "scanner",
+        &["--mailbox", "bob@example.com", "--app-only"],
+    );
+    let out = graphgate(bad.path())
+        .args(["login", "scanner"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success());
+    assert!(text.contains("7000215"), "{text}");
+    assert!(
+        text.to_lowercase().contains("value"),
+        "says to use the secret's value: {text}"
+    );
+}
+
+#[test]
+fn tokens_are_sealed_at_rest_and_never_logged() {
+    let sim = sim();
+    let dir = data_dir(&sim, DEMO_PUBLIC_CLIENT_ID, None);
+    add_account(dir.path(), "alice@example.com", &[]);
+    let (ok, out, err) = device_login(
+        &sim,
+        dir.path(),
+        "alice@example.com",
+        "alice@example.com",
+        true,
+    );
+    assert!(ok, "{err}");
+    // The tokens, read back with the key.
+    let store = graphgate::store::Store::open(dir.path()).unwrap();
+    let key = graphgate::store::StoreKey::load(dir.path()).unwrap();
+    let account = store.account("alice@example.com").unwrap().unwrap();
+    let tokens = graphgate::account::load_tokens(&store, &key, account.id)
+        .unwrap()
+        .unwrap();
+    let access = tokens.access_token.expose().clone();
+    let refresh = tokens.refresh_token.as_ref().unwrap().expose().clone();
+    assert!(
+        err.contains("TRACE") || err.contains("DEBUG"),
+        "trace logging was on"
+    );
+    for secret in [access.as_str(), refresh.as_str(), "local-secret-password"] {
+        assert!(!out.contains(secret), "a secret is on stdout");
+        assert!(!err.contains(secret), "a secret is in the trace log");
+    }
+    // Nothing of the tokens is readable in the database file itself.
+    let db = std::fs::read(graphgate::store::Store::path_in(dir.path())).unwrap();
+    let db_text = String::from_utf8_lossy(&db);
+    assert!(!db_text.contains(&refresh[..refresh.len().min(24)]));
+    assert!(!db_text.contains(&access[..access.len().min(24)]));
+    // Mode 0600 for the database and the key file.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [
+            graphgate::store::Store::path_in(dir.path()),
+            dir.path().join("graphgate.key"),
+        ] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+    }
+    // Another key cannot open them, and status says what is wrong.
+    let out = graphgate(dir.path())
+        .args(["status"])
+        .env("GRAPHGATE_KEY", "11".repeat(32))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(text.to_lowercase().contains("key"), "{text}");
+    let _ = Duration::ZERO;
+}
