@@ -549,3 +549,64 @@ async fn delegated_sign_in_without_consent_names_the_consent_url() {
             .contains("graphgate consent-url")
     );
 }
+
+/// Each refresh failure the simulator can produce, end to end through the
+/// client, reaches its own remedy sentence.
+#[tokio::test]
+async fn refresh_failures_from_the_simulator_get_their_remedies() {
+    type Setup = fn(&str) -> (&'static str, Value);
+    let cases: [(u32, Option<Setup>, &str); 3] = [
+        (
+            700082,
+            Some(|_| ("/_sim/expire_refresh_tokens", json!({}))),
+            "graphgate login alice@example.com",
+        ),
+        (
+            50076,
+            Some(|u| ("/_sim/policy", json!({"user": u, "block": "mfa"}))),
+            "graphgate login --browser alice@example.com",
+        ),
+        (
+            53003,
+            Some(|u| {
+                (
+                    "/_sim/policy",
+                    json!({"user": u, "block": "conditional_access"}),
+                )
+            }),
+            "tenant admin",
+        ),
+    ];
+    for (code, setup, needle) in cases {
+        let sim = start_sim(|_| {}).await;
+        let client = Arc::new(sim.public_client());
+        let tokens = sim.browser_login(&client, "alice@example.com").await;
+        if let Some(setup) = setup {
+            let (path, body) = setup("alice@example.com");
+            sim.control(path, body).await;
+        }
+        let source =
+            RefreshingTokenSource::new(client, expired(tokens), Arc::new(MemoryStore::default()));
+        let err = source.access_token().await.unwrap_err();
+        assert_eq!(err.aadsts(), Some(code), "{err:?}");
+        let remedy = err.remedy("alice@example.com");
+        assert!(remedy.contains(needle), "{code}: {remedy}");
+    }
+
+    // A refresh token redeemed by another app: AADSTS70000.
+    let sim = start_sim(|_| {}).await;
+    let public = Arc::new(sim.public_client());
+    let tokens = sim.browser_login(&public, "alice@example.com").await;
+    let other = Arc::new(sim.confidential_client(ClientCredential::Secret {
+        secret: Secret::new(DEMO_CLIENT_SECRET.into()),
+    }));
+    let source =
+        RefreshingTokenSource::new(other, expired(tokens), Arc::new(MemoryStore::default()));
+    let err = source.access_token().await.unwrap_err();
+    assert_eq!(err.aadsts(), Some(70000), "{err:?}");
+    assert!(err.requires_login());
+    assert!(
+        err.remedy("alice@example.com")
+            .contains("graphgate login alice@example.com")
+    );
+}
