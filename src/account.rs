@@ -158,6 +158,66 @@ pub fn authority_from_config(config: &Config) -> Result<AuthorityConfig, AuthErr
     })
 }
 
+/// The Entra ID client an account uses: the configuration's, or — for an
+/// app-only account with its own app registration — one built from it
+/// (same authority, the account's client id, tenant and credential files).
+pub fn entra_for(
+    account: &Account,
+    entra: &Arc<EntraClient>,
+) -> Result<Arc<EntraClient>, AuthError> {
+    let Some(own) = &account.app_credential else {
+        return Ok(entra.clone());
+    };
+    if account.auth_profile != AuthProfile::AppOnly {
+        return Ok(entra.clone());
+    }
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| {
+            AuthError::Config(format!(
+                "{}'s {what} {}: {e}; fix it with `graphgate accounts add {} --app-only …` \
+                 or make the file readable",
+                account.login,
+                path.display(),
+                account.login
+            ))
+        })
+    };
+    let mut config = entra.config().clone();
+    if let Some(id) = &own.client_id {
+        config.client_id = id.clone();
+    }
+    if let Some(tenant) = &own.tenant {
+        config.tenant = tenant.clone();
+    }
+    config.credential = match (
+        &own.client_secret_file,
+        &own.certificate_file,
+        &own.private_key_file,
+    ) {
+        (Some(secret), None, None) => ClientCredential::Secret {
+            secret: Secret::new(read("client secret file", secret)?.trim().to_string()),
+        },
+        (None, Some(cert), Some(key)) => ClientCredential::Certificate {
+            cert_pem: read("certificate file", cert)?,
+            key_pem: Secret::new(read("private key file", key)?),
+            algorithm: if own.rs256 {
+                crate::auth::AssertionAlgorithm::RS256
+            } else {
+                crate::auth::AssertionAlgorithm::PS256
+            },
+        },
+        (None, None, None) => config.credential,
+        _ => {
+            return Err(AuthError::Config(format!(
+                "{} has an incomplete app credential: give a client secret file, or a \
+                 certificate file and its private key file",
+                account.login
+            )));
+        }
+    };
+    Ok(Arc::new(EntraClient::new(config)?))
+}
+
 /// One account, ready to talk to Graph.
 pub struct AccountRuntime {
     pub account: Account,
@@ -195,7 +255,9 @@ impl AccountRuntime {
                 )
             }
             AuthProfile::AppOnly => (
-                Arc::new(ClientCredentialsTokenSource::new(entra)),
+                Arc::new(ClientCredentialsTokenSource::new(entra_for(
+                    &account, &entra,
+                )?)),
                 Mailbox::User(account.mailbox.clone()),
             ),
         };

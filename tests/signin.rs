@@ -401,3 +401,59 @@ fn tokens_are_sealed_at_rest_and_never_logged() {
     assert!(text.to_lowercase().contains("key"), "{text}");
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn an_app_only_account_can_bring_its_own_app_registration() {
+    let sim = sim();
+    // The configuration names the public client (for delegated accounts);
+    // this account has its own confidential app and secret file.
+    let dir = data_dir(&sim, DEMO_PUBLIC_CLIENT_ID, None);
+    let secret = dir.path().join("scanner.secret");
+    std::fs::write(&secret, DEMO_CLIENT_SECRET).unwrap();
+    add_account(
+        dir.path(),
+        "scanner",
+        &[
+            "--mailbox",
+            "bob@example.com",
+            "--app-only",
+            "--client-id",
+            DEMO_CONFIDENTIAL_CLIENT_ID,
+            "--client-secret-file",
+            secret.to_str().unwrap(),
+        ],
+    );
+    let out = graphgate(dir.path())
+        .args(["login", "scanner"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(account_state(dir.path(), "scanner").0, "online");
+    // The store holds the path, never the secret.
+    let db = std::fs::read(graphgate::store::Store::path_in(dir.path())).unwrap();
+    assert!(!String::from_utf8_lossy(&db).contains(DEMO_CLIENT_SECRET));
+    // Half a certificate is refused and adds nothing.
+    let out = graphgate(dir.path())
+        .args([
+            "accounts",
+            "add",
+            "half",
+            "--mailbox",
+            "bob@example.com",
+            "--app-only",
+            "--certificate-file",
+            "/nonexistent.pem",
+            "--password-stdin",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let listed = graphgate(dir.path())
+        .args(["accounts", "list"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("half"));
+}

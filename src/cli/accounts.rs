@@ -63,6 +63,27 @@ pub struct AddArgs {
     /// submission).
     #[arg(long)]
     no_sent_copy: bool,
+    /// App-only: this account's own app registration (client id) instead
+    /// of `microsoft.client_id`.
+    #[arg(long, value_name = "ID", requires = "app_only")]
+    client_id: Option<String>,
+    /// App-only: its tenant (id or domain) instead of `microsoft.tenant`.
+    #[arg(long, value_name = "TENANT", requires = "app_only")]
+    tenant: Option<String>,
+    /// App-only: a file holding its client secret's Value (kept in the
+    /// file; the store records only the path).
+    #[arg(long, value_name = "FILE", requires = "app_only")]
+    client_secret_file: Option<std::path::PathBuf>,
+    /// App-only: its PEM certificate (with --private-key-file).
+    #[arg(long, value_name = "FILE", requires = "app_only")]
+    certificate_file: Option<std::path::PathBuf>,
+    /// App-only: the PEM private key of --certificate-file.
+    #[arg(long, value_name = "FILE", requires = "app_only")]
+    private_key_file: Option<std::path::PathBuf>,
+    /// App-only: sign the certificate assertion RS256 with `x5t` (older
+    /// tenants) instead of PS256 with `x5t#S256`.
+    #[arg(long, requires = "app_only")]
+    rs256: bool,
 }
 
 pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode> {
@@ -88,6 +109,29 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
             })?;
             if args.no_sent_copy {
                 store.set_save_to_sent_items(&account.login, false)?;
+            }
+            let credential = crate::store::AppCredential {
+                client_id: args.client_id.clone(),
+                tenant: args.tenant.clone(),
+                client_secret_file: args.client_secret_file.clone(),
+                certificate_file: args.certificate_file.clone(),
+                private_key_file: args.private_key_file.clone(),
+                rs256: args.rs256,
+            };
+            if credential != crate::store::AppCredential::default() {
+                let secret = credential.client_secret_file.is_some();
+                let cert =
+                    credential.certificate_file.is_some() || credential.private_key_file.is_some();
+                let complete =
+                    credential.certificate_file.is_some() == credential.private_key_file.is_some();
+                if (secret && cert) || !complete {
+                    store.remove_account(&account.login)?;
+                    anyhow::bail!(
+                        "give either --client-secret-file, or --certificate-file with \
+                         --private-key-file; nothing was added"
+                    );
+                }
+                store.set_app_credential(&account.login, Some(&credential))?;
             }
             println!(
                 "Added {} → {} ({}).",

@@ -245,6 +245,10 @@ async fn app_only(
     entra: Arc<EntraClient>,
     graph: &GraphClient,
 ) -> anyhow::Result<ExitCode> {
+    let entra = match crate::account::entra_for(account, &entra) {
+        Ok(e) => e,
+        Err(e) => return fail(sentence(&account.login, &e)),
+    };
     let tokens: Arc<dyn TokenSource> = Arc::new(ClientCredentialsTokenSource::new(entra));
     if let Err(e) = tokens.access_token().await {
         let text = sentence(&account.login, &e);

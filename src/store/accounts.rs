@@ -67,6 +67,31 @@ pub struct Account {
     pub last_error: Option<String>,
     /// Keep a copy of what it sends through SMTP in Sent Items.
     pub save_to_sent_items: bool,
+    /// An app-only account's own app registration, when it does not use
+    /// the one of the `microsoft.*` configuration.
+    pub app_credential: Option<AppCredential>,
+}
+
+/// Where an app-only account's credential comes from. Secrets stay in
+/// their files (a Docker secret, mode 0600): the store keeps only paths.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppCredential {
+    /// Application (client) id; default: `microsoft.client_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// Tenant id or domain; default: `microsoft.tenant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<std::path::PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_file: Option<std::path::PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key_file: Option<std::path::PathBuf>,
+    /// Sign the certificate assertion with RS256/`x5t` instead of
+    /// PS256/`x5t#S256`.
+    #[serde(default)]
+    pub rs256: bool,
 }
 
 /// What `accounts add` supplies.
@@ -81,7 +106,7 @@ pub struct NewAccount {
 }
 
 const COLUMNS: &str = "id, login, mailbox, auth_profile, aliases, shared_mailboxes, state, last_error, \
-     save_to_sent_items";
+     save_to_sent_items, app_credential";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
     let json_err = |i: usize, e: serde_json::Error| {
@@ -101,6 +126,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
         state: AccountState::parse(&state),
         last_error: row.get(7)?,
         save_to_sent_items: row.get(8)?,
+        app_credential: match row.get::<_, Option<String>>(9)? {
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| json_err(9, e))?),
+            None => None,
+        },
     })
 }
 
@@ -123,6 +152,28 @@ fn verify_hash(hash: &str, password: &Secret<String>) -> bool {
 }
 
 impl Store {
+    /// Give an app-only account its own app registration (or `None`: the
+    /// configuration's).
+    pub fn set_app_credential(
+        &self,
+        login: &str,
+        credential: Option<&AppCredential>,
+    ) -> Result<(), StoreError> {
+        let text = credential
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let conn = self.lock()?;
+        let n = conn.execute(
+            "UPDATE accounts SET app_credential = ?1, updated_at = ?2 WHERE login = ?3",
+            params![text, now_unix(), login],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSuchAccount(login.to_string()));
+        }
+        Ok(())
+    }
+
     /// Whether SMTP submissions of `login` leave a copy in Sent Items.
     pub fn set_save_to_sent_items(&self, login: &str, save: bool) -> Result<(), StoreError> {
         let conn = self.lock()?;

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
-pub use accounts::{Account, AccountId, AccountState, AuthProfile, NewAccount};
+pub use accounts::{Account, AccountId, AccountState, AppCredential, AuthProfile, NewAccount};
 pub use cache::CacheEntry;
 pub use crypto::{KeySource, StoreKey};
 pub use folders::{FolderId, FolderRecord, MessageRecord, Uid, UidValidity};

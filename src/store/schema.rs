@@ -104,6 +104,11 @@ ALTER TABLE spool ADD COLUMN sending_since INTEGER;
 ALTER TABLE spool ADD COLUMN delivered_at INTEGER;
 ALTER TABLE accounts ADD COLUMN save_to_sent_items INTEGER NOT NULL DEFAULT 1;
 "#,
+    // 3: an app-only account's own app registration (client id, tenant,
+    // and the *files* holding its secret or certificate; never the secret).
+    r#"
+ALTER TABLE accounts ADD COLUMN app_credential TEXT;
+"#,
 ];
 
 /// The schema version this build writes.
