@@ -32,6 +32,11 @@ impl Drop for Demo {
 }
 
 fn demo() -> Demo {
+    demo_on("127.0.0.1:0")
+}
+
+/// The demo with its SMTP listener on `smtp` (e.g. all interfaces).
+fn demo_on(smtp: &str) -> Demo {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args([
@@ -41,7 +46,7 @@ fn demo() -> Demo {
             "--admin",
             "127.0.0.1:0",
             "--smtp",
-            "127.0.0.1:0",
+            smtp,
             "--imap",
             "127.0.0.1:0",
             "--data-dir",
@@ -589,4 +594,37 @@ async fn refusals_over_the_wire() {
         .unwrap();
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 0, "{list}");
+}
+
+/// The first non-loopback IPv4 address of this machine, if any.
+fn outside_address() -> Option<std::net::IpAddr> {
+    // Routing to a documentation address picks the outward interface
+    // without sending anything.
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.254:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
+#[tokio::test]
+async fn plaintext_auth_from_another_host_is_refused() {
+    let Some(ip) = outside_address() else {
+        eprintln!("skipped: this machine has no non-loopback address to connect from");
+        return;
+    };
+    let d = demo_on("0.0.0.0:0");
+    let port = d.smtp.rsplit_once(':').unwrap().1;
+    let mut c = Raw::connect(&format!("{ip}:{port}")).await;
+    let ehlo = c.cmd("EHLO outside").await;
+    assert!(ehlo.starts_with("250"), "{ehlo}");
+    let r = c.cmd("AUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAGFsaWNl").await;
+    assert!(r.starts_with("538") || r.starts_with("530"), "{r}");
+    assert!(r.contains("STARTTLS"), "the reply says what to do: {r}");
+    // From loopback the same listener allows it.
+    let mut local = Raw::connect(&format!("127.0.0.1:{port}")).await;
+    local.cmd("EHLO local").await;
+    let r = local
+        .cmd("AUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAGFsaWNl")
+        .await;
+    assert!(r.starts_with("235"), "{r}");
 }
