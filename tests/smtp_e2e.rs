@@ -628,3 +628,73 @@ async fn plaintext_auth_from_another_host_is_refused() {
         .await;
     assert!(r.starts_with("235"), "{r}");
 }
+
+#[tokio::test]
+async fn mutt_sends_in_batch_mode() {
+    let d = demo();
+    if !tool("mutt") {
+        return;
+    }
+    let home = d.dir.path().join("mutt-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let rc = home.join("muttrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "set smtp_url=\"smtp://alice@example.com@{smtp}/\"\nset smtp_pass=\"alice\"\n\
+             set ssl_starttls=no\nset ssl_force_tls=no\nset from=\"alice@example.com\"\n\
+             set use_from=yes\nset record=\"\"\nset hostname=\"example.com\"\n",
+            smtp = d.smtp
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("mutt")
+        .args(["-F"])
+        .arg(&rc)
+        .args(["-s", "sent by mutt", "--", "bob@example.com"])
+        .env("HOME", &home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        child.stdin.as_mut().unwrap(),
+        b"Hello from mutt in batch mode\n",
+    )
+    .unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // mutt makes its own Message-ID; find the message by subject.
+    let token = d.token("bob@example.com").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page: Value = reqwest::Client::new()
+            .get(format!(
+                "{}/v1.0/me/mailFolders/inbox/messages?$select=subject&$top=50",
+                d.sim
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if page["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["subject"] == "sent by mutt")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "mutt's message never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
