@@ -202,6 +202,16 @@ async fn transcript_states_errors_and_basic_commands() {
         r[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen))"),
         "{r:?}"
     );
+    let r = c.cmd("e1 FETCH 1 (ENVELOPE)").await;
+    assert!(
+        r[0].starts_with(
+            "* 1 FETCH (ENVELOPE (\"Mon, 16 Nov 2026 09:00:00 +0000\" \"Quarterly report\" \
+             ((\"Bob Example\" NIL \"bob\" \"example.com\")) ((\"Bob Example\" NIL \"bob\" \"example.com\")) \
+             ((\"Bob Example\" NIL \"bob\" \"example.com\")) ((\"Alice Example\" NIL \"alice\" \"example.com\")) \
+             NIL NIL NIL \"<seed-plain@example.com>\"))"
+        ),
+        "{r:?}"
+    );
     let r = c.cmd("a10 UID SEARCH UNSEEN").await;
     assert_eq!(r[0], "* SEARCH 2 3 4");
     // Content keys: the bytes are fetched (in $batch) and searched.

@@ -15,6 +15,7 @@
 //! mailboxes as a namespace.
 
 pub mod content;
+pub mod envelope;
 pub mod server;
 pub mod session;
 pub mod utf7;

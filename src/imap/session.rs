@@ -796,10 +796,13 @@ pub async fn fetch(
                         data: nstring(&partial(data, *range)),
                     }
                 }
+                MessageDataItemName::Envelope => MessageDataItem::Envelope(
+                    super::envelope::envelope(bytes.as_deref().unwrap_or_default()),
+                ),
                 _ => {
                     return Err(Refusal::no(
-                        "ENVELOPE and BODYSTRUCTURE arrive with the MIME core; ask for \
-                         FLAGS, UID, INTERNALDATE, RFC822.SIZE or BODY[] sections",
+                        "BODYSTRUCTURE arrives with the MIME core; ask for FLAGS, UID, \
+                         INTERNALDATE, RFC822.SIZE, ENVELOPE or BODY[] sections",
                     ));
                 }
             };
