@@ -212,6 +212,25 @@ async fn transcript_states_errors_and_basic_commands() {
         ),
         "{r:?}"
     );
+    let r = c.cmd("e2 FETCH 3 (BODYSTRUCTURE)").await;
+    assert_eq!(
+        r[0],
+        "* 3 FETCH (BODYSTRUCTURE ((\"TEXT\" \"plain\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 33 0 NIL NIL NIL NIL)\
+         (\"application\" \"pdf\" (\"NAME\" \"invoice-2026-117.pdf\") NIL NIL \"BASE64\" 104 NIL \
+         (\"ATTACHMENT\" (\"FILENAME\" \"invoice-2026-117.pdf\")) NIL NIL) \"mixed\" (\"BOUNDARY\" \"mix\") NIL NIL NIL))",
+        "{r:?}"
+    );
+    let r = c.cmd("e3 FETCH 3 (BODY.PEEK[1] BODY.PEEK[2.MIME])").await;
+    assert!(r[0].starts_with("* 3 FETCH (BODY[1] {33}"), "{r:?}");
+    assert!(r.iter().any(|l| l.contains("BODY[2.MIME] {")), "{r:?}");
+    let r = c
+        .cmd("e4 FETCH 4 (BODY.PEEK[2.HEADER.FIELDS (SUBJECT)])")
+        .await;
+    assert!(
+        r.iter()
+            .any(|l| l.contains("Subject: Server maintenance window")),
+        "{r:?}"
+    );
     let r = c.cmd("a10 UID SEARCH UNSEEN").await;
     assert_eq!(r[0], "* SEARCH 2 3 4");
     // Content keys: the bytes are fetched (in $batch) and searched.

@@ -10,10 +10,14 @@
 //!   section describe the same bytes for the life of the message.
 //! - [`utf7`]: modified UTF-7 mailbox names.
 //!
-//! Not in this build yet (the IMAP issue goes on): ENVELOPE, BODYSTRUCTURE
-//! and numbered body parts (they come with the MIME core), shared
-//! mailboxes as a namespace.
+//! - [`envelope`], [`bodystructure`]: ENVELOPE, BODY/BODYSTRUCTURE and
+//!   numbered part sections, computed from the bytes served.
+//!
+//! Not in this build yet (the IMAP issue goes on): a comparison of
+//! ENVELOPE/BODYSTRUCTURE against a reference server over a fixture
+//! corpus, the Exchange-style re-rendering option of the simulator.
 
+pub mod bodystructure;
 pub mod content;
 pub mod envelope;
 pub mod server;

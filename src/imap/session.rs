@@ -292,6 +292,36 @@ fn header_len(msg: &[u8]) -> usize {
 /// of a single-part message.
 fn section_bytes(msg: &[u8], section: Option<&Section<'_>>) -> Option<Vec<u8>> {
     let head = header_len(msg);
+    let path = |part: &imap_next::imap_types::fetch::Part| -> Vec<u32> {
+        part.0.as_ref().iter().map(|n| n.get()).collect()
+    };
+    match section {
+        Some(Section::Part(part)) => {
+            let (_, body) = super::bodystructure::part_ranges(msg, &path(part))?;
+            return Some(msg[body].to_vec());
+        }
+        Some(Section::Mime(part)) => {
+            let (header, _) = super::bodystructure::part_ranges(msg, &path(part))?;
+            return Some(msg[header].to_vec());
+        }
+        Some(Section::Header(Some(part)))
+        | Some(Section::Text(Some(part)))
+        | Some(Section::HeaderFields(Some(part), _))
+        | Some(Section::HeaderFieldsNot(Some(part), _)) => {
+            // The message inside a message/rfc822 part.
+            let (_, body) = super::bodystructure::part_ranges(msg, &path(part))?;
+            let inner = &msg[body];
+            let top = match section {
+                Some(Section::Header(_)) => Section::Header(None),
+                Some(Section::Text(_)) => Section::Text(None),
+                Some(Section::HeaderFields(_, f)) => Section::HeaderFields(None, f.clone()),
+                Some(Section::HeaderFieldsNot(_, f)) => Section::HeaderFieldsNot(None, f.clone()),
+                _ => return None,
+            };
+            return section_bytes(inner, Some(&top));
+        }
+        _ => {}
+    }
     match section {
         None => Some(msg.to_vec()),
         Some(Section::Header(None)) => Some(msg[..head].to_vec()),
@@ -783,8 +813,7 @@ pub async fn fetch(
                     let b = bytes.as_deref().unwrap_or_default();
                     let Some(data) = section_bytes(b, section.as_ref()) else {
                         return Err(Refusal::no(
-                            "this build answers BODY[], HEADER, TEXT and HEADER.FIELDS; \
-                             part sections arrive with the MIME core",
+                            "no such part in this message (BODYSTRUCTURE lists its parts)",
                         ));
                     };
                     if !peek {
@@ -799,10 +828,21 @@ pub async fn fetch(
                 MessageDataItemName::Envelope => MessageDataItem::Envelope(
                     super::envelope::envelope(bytes.as_deref().unwrap_or_default()),
                 ),
+                MessageDataItemName::BodyStructure => {
+                    MessageDataItem::BodyStructure(super::bodystructure::body_structure(
+                        bytes.as_deref().unwrap_or_default(),
+                        true,
+                    ))
+                }
+                MessageDataItemName::Body => {
+                    MessageDataItem::Body(super::bodystructure::body_structure(
+                        bytes.as_deref().unwrap_or_default(),
+                        false,
+                    ))
+                }
                 _ => {
                     return Err(Refusal::no(
-                        "BODYSTRUCTURE arrives with the MIME core; ask for FLAGS, UID, \
-                         INTERNALDATE, RFC822.SIZE, ENVELOPE or BODY[] sections",
+                        "BINARY and MODSEQ are not offered (see CAPABILITY)",
                     ));
                 }
             };
