@@ -2,103 +2,17 @@
 //! for restarts and IDLE), with independent clients: async-imap, Python's
 //! imaplib, curl, and raw transcripts over a socket.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_graphgate");
+mod support;
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Collect stdout lines until `done` says the banner is complete.
-fn banner(child: &mut Child, done: &str) -> Vec<String> {
-    let stdout = child.stdout.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let done = done.to_string();
-    std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if !sent {
-                lines.push(line.clone());
-                if line.contains(&done) {
-                    let _ = tx.send(lines.clone());
-                    sent = true;
-                }
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("no banner within 60 s")
-}
-
-fn field(lines: &[String], label: &str) -> String {
-    lines
-        .iter()
-        .find(|l| l.starts_with(label))
-        .and_then(|l| l[label.len()..].split_whitespace().next())
-        .unwrap_or_else(|| panic!("no {label} in {lines:#?}"))
-        .to_string()
-}
-
-struct Demo {
-    _proc: Proc,
-    imap: String,
-    imaps: String,
-    sim: String,
-    _dir: tempfile::TempDir,
-}
-
-fn demo() -> Demo {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--sim",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--smtp",
-            "127.0.0.1:0",
-            "--imap",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let lines = banner(&mut child, "control");
-    let sim_line = lines
-        .iter()
-        .find(|l| l.contains("simulator on http://"))
-        .unwrap();
-    Demo {
-        _proc: Proc(child),
-        imap: field(&lines, "IMAP "),
-        imaps: field(&lines, "IMAPS "),
-        sim: sim_line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap()
-            .to_string(),
-        _dir: dir,
-    }
-}
+use support::{BIN, Proc, banner, demo};
 
 /// A raw IMAP dialogue: send a line, read until the tagged reply.
 struct Raw {
@@ -466,30 +380,10 @@ async fn curl_lists_fetches_and_appends() {
 mod restart {
     use super::*;
 
-    struct Sim {
-        _proc: Proc,
-        url: String,
-    }
+    use support::{Sim, sim as start_sim};
 
     fn sim() -> Sim {
-        let mut child = Command::new(BIN)
-            .args(["sim", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let lines = banner(&mut child, "simulator on http://");
-        let url = lines
-            .last()
-            .unwrap()
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap()
-            .to_string();
-        Sim {
-            _proc: Proc(child),
-            url,
-        }
+        start_sim(true)
     }
 
     async fn data_dir(sim: &Sim) -> tempfile::TempDir {

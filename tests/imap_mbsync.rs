@@ -3,67 +3,12 @@
 //! message deleted and a message written in the Maildir go back up, and
 //! the gateway (hence Graph) shows exactly that afterwards.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-const BIN: &str = env!("CARGO_BIN_EXE_graphgate");
+mod support;
 
-struct Demo {
-    child: Child,
-    imap: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn demo() -> Demo {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--sim",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--smtp",
-            "127.0.0.1:0",
-            "--imap",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if !sent && line.starts_with("IMAP ") {
-                let _ = tx.send(line.split_whitespace().nth(1).unwrap().to_string());
-                sent = true;
-            }
-        }
-    });
-    let imap = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("demo banner");
-    Demo {
-        child,
-        imap,
-        _dir: dir,
-    }
-}
+use support::demo;
 
 fn files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();

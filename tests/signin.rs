@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use graphgate::sim::tenant::{
@@ -14,42 +14,12 @@ use graphgate::sim::tenant::{
 };
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_graphgate");
+mod support;
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Sim {
-    _proc: Proc,
-    url: String,
-}
+use support::{BIN, Sim};
 
 fn sim() -> Sim {
-    let mut child = Command::new(BIN)
-        .args(["sim", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines.next().expect("sim banner").unwrap();
-        if let Some(u) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-            break u.to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    Sim {
-        _proc: Proc(child),
-        url,
-    }
+    support::sim(true)
 }
 
 /// A data directory whose configuration points at `sim` with `client_id`

@@ -4,134 +4,21 @@
 //! recipient's simulated mailbox over Graph and compared with what was
 //! sent. Plus the refusals a client must hear.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_graphgate");
+mod support;
 
-struct Demo {
-    child: Child,
-    smtp: String,
-    smtps: String,
-    sim: String,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn demo() -> Demo {
-    demo_on("127.0.0.1:0")
-}
-
-/// The demo with its SMTP listener on `smtp` (e.g. all interfaces).
-fn demo_on(smtp: &str) -> Demo {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--sim",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--smtp",
-            smtp,
-            "--imap",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = Vec::new();
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if !sent {
-                lines.push(line.clone());
-                if line.contains("control") {
-                    let _ = tx.send(lines.clone());
-                    sent = true;
-                }
-            }
-        }
-    });
-    let lines: Vec<String> = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("demo banner");
-    let field = |label: &str| {
-        lines
-            .iter()
-            .find(|l| l.starts_with(label))
-            .and_then(|l| l[label.len()..].split_whitespace().next())
-            .unwrap()
-            .to_string()
-    };
-    let sim = lines
-        .iter()
-        .find_map(|l| {
-            l.contains("simulator on http://")
-                .then(|| l.split_whitespace().find(|w| w.starts_with("http://")))
-                .flatten()
-        })
-        .unwrap()
-        .to_string();
-    Demo {
-        child,
-        smtp: field("SMTP "),
-        smtps: field("SMTPS "),
-        sim,
-        dir,
-    }
-}
-
-fn form(fields: &[(&str, &str)]) -> String {
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
+use support::{BIN, Demo, demo, demo_on};
 
 impl Demo {
     async fn token(&self, upn: &str) -> String {
-        let password = upn.split('@').next().unwrap();
-        let v: Value = reqwest::Client::new()
-            .post(format!("{}/{DEMO_TENANT_ID}/oauth2/v2.0/token", self.sim))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form(&[
-                ("grant_type", "password"),
-                ("client_id", DEMO_PUBLIC_CLIENT_ID),
-                ("username", upn),
-                ("password", password),
-                ("scope", "https://graph.microsoft.com/Mail.ReadWrite"),
-            ]))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["access_token"].as_str().unwrap().to_string()
+        support::token(&self.sim, upn).await
     }
 
     /// The raw MIME of the message with `message_id` in `upn`'s Inbox,

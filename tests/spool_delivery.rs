@@ -7,7 +7,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -19,25 +19,17 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::TcpStream;
 
-const BIN: &str = env!("CARGO_BIN_EXE_graphgate");
+mod support;
 
-/// A child process killed when dropped.
-struct Proc(Child);
+use support::{BIN, Proc, Sim};
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn start_sim() -> Sim {
+    support::sim(false)
 }
 
-/// Read stdout lines until one contains `marker`; return that line. The
-/// rest of stdout is drained in the background so the child never blocks.
-fn wait_for_line(child: &mut Child, marker: &str) -> String {
-    try_wait_for_line(child, marker).expect("the process did not print its ready line within 60 s")
-}
-
-fn try_wait_for_line(child: &mut Child, marker: &str) -> Option<String> {
+/// Read stdout lines until one contains `marker`; `None` if the process
+/// ends (or says nothing) first.
+fn try_wait_for_line(child: &mut std::process::Child, marker: &str) -> Option<String> {
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     let marker = marker.to_string();
@@ -54,47 +46,9 @@ fn try_wait_for_line(child: &mut Child, marker: &str) -> Option<String> {
     rx.recv_timeout(Duration::from_secs(60)).ok()
 }
 
-/// `application/x-www-form-urlencoded`.
-fn form(fields: &[(&str, &str)]) -> String {
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
-    fields
-        .iter()
-        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-struct Sim {
-    _proc: Proc,
-    url: String,
-    http: reqwest::Client,
-}
-
-fn start_sim() -> Sim {
-    let mut child = Command::new(BIN)
-        .args(["sim", "--listen", "127.0.0.1:0", "--no-seed"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let line = wait_for_line(&mut child, "simulator on http://");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap()
-        .to_string();
-    Sim {
-        _proc: Proc(child),
-        url,
-        http: reqwest::Client::new(),
-    }
-}
-
 impl Sim {
     async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) {
-        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.url));
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -108,31 +62,7 @@ impl Sim {
 
     /// A token of `upn` (password = local part) by the password grant.
     async fn token(&self, upn: &str) -> String {
-        let password = upn.split('@').next().unwrap();
-        let response: Value = self
-            .http
-            .post(format!("{}/{DEMO_TENANT_ID}/oauth2/v2.0/token", self.url))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(form(&[
-                ("grant_type", "password"),
-                ("client_id", DEMO_PUBLIC_CLIENT_ID),
-                ("username", upn),
-                ("password", password),
-                (
-                    "scope",
-                    "https://graph.microsoft.com/Mail.ReadWrite offline_access",
-                ),
-            ]))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        response["access_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no token: {response}"))
-            .to_string()
+        support::token(&self.url, upn).await
     }
 
     /// Subjects of the messages in a folder of `upn`.
@@ -144,8 +74,7 @@ impl Sim {
         );
         let mut out = Vec::new();
         loop {
-            let page: Value = self
-                .http
+            let page: Value = reqwest::Client::new()
                 .get(&url)
                 .bearer_auth(&token)
                 .send()
@@ -167,8 +96,7 @@ impl Sim {
     /// The raw MIME of the message of `upn`'s Inbox with this subject.
     async fn mime_by_subject(&self, upn: &str, subject: &str) -> Vec<u8> {
         let token = self.token(upn).await;
-        let page: Value = self
-            .http
+        let page: Value = reqwest::Client::new()
             .get(format!(
                 "{}/v1.0/me/mailFolders/inbox/messages?$select=id,subject&$top=100",
                 self.url
@@ -187,7 +115,7 @@ impl Sim {
             .find(|m| m["subject"] == subject)
             .map(|m| m["id"].as_str().unwrap().to_string())
             .unwrap_or_else(|| panic!("no message {subject:?} in {upn}'s Inbox"));
-        self.http
+        reqwest::Client::new()
             .get(format!("{}/v1.0/me/messages/{id}/$value", self.url))
             .bearer_auth(&token)
             .send()

@@ -1,0 +1,186 @@
+//! What the process-level tests share: starting `graphgate demo` or
+//! `graphgate sim` as a child process and reading their addresses off the
+//! banner, and tokens from the simulator by the password grant.
+//!
+//! Each test binary uses a different part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_graphgate");
+
+/// A child process, killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Stdout lines of `child` up to and including the first containing
+/// `done`; the rest is drained in the background so the child never
+/// blocks on a full pipe.
+pub fn banner(child: &mut Child, done: &str) -> Vec<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let done = done.to_string();
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent {
+                lines.push(line.clone());
+                if line.contains(&done) {
+                    let _ = tx.send(lines.clone());
+                    sent = true;
+                }
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("no banner within 60 s")
+}
+
+/// The word after `label` on the first banner line starting with it.
+pub fn field(lines: &[String], label: &str) -> String {
+    lines
+        .iter()
+        .find(|l| l.starts_with(label))
+        .and_then(|l| l[label.len()..].split_whitespace().next())
+        .unwrap_or_else(|| panic!("no {label} in {lines:#?}"))
+        .to_string()
+}
+
+/// The first `http://…` word of the banner.
+pub fn url(lines: &[String]) -> String {
+    lines
+        .iter()
+        .find_map(|l| l.split_whitespace().find(|w| w.starts_with("http://")))
+        .expect("a URL in the banner")
+        .to_string()
+}
+
+/// `graphgate demo` on free ports, state in a temporary directory.
+pub struct Demo {
+    pub proc: Proc,
+    pub smtp: String,
+    pub smtps: String,
+    pub imap: String,
+    pub imaps: String,
+    pub sim: String,
+    pub dir: tempfile::TempDir,
+}
+
+/// The demo, every listener on a free loopback port.
+pub fn demo() -> Demo {
+    demo_on("127.0.0.1:0")
+}
+
+/// The demo with its SMTP listener on `smtp` (e.g. all interfaces).
+pub fn demo_on(smtp: &str) -> Demo {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--sim",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--smtp",
+            smtp,
+            "--imap",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = banner(&mut child, "control");
+    Demo {
+        smtp: field(&lines, "SMTP "),
+        smtps: field(&lines, "SMTPS "),
+        imap: field(&lines, "IMAP "),
+        imaps: field(&lines, "IMAPS "),
+        sim: url(&lines[lines
+            .iter()
+            .position(|l| l.contains("simulator on"))
+            .unwrap()..]),
+        proc: Proc(child),
+        dir,
+    }
+}
+
+/// `graphgate sim` alone on a free port (`--no-seed` when `seed` is false).
+pub struct Sim {
+    pub proc: Proc,
+    pub url: String,
+}
+
+pub fn sim(seed: bool) -> Sim {
+    let mut args = vec!["sim", "--listen", "127.0.0.1:0"];
+    if !seed {
+        args.push("--no-seed");
+    }
+    let mut child = Command::new(BIN)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = banner(&mut child, "simulator on http://");
+    Sim {
+        url: url(&lines),
+        proc: Proc(child),
+    }
+}
+
+/// `application/x-www-form-urlencoded`.
+pub fn form(fields: &[(&str, &str)]) -> String {
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// A Graph token of a demo user (password = the local part of the
+/// address) from the simulator's password grant.
+pub async fn token(sim_url: &str, upn: &str) -> String {
+    let password = upn.split('@').next().unwrap();
+    let response: Value = reqwest::Client::new()
+        .post(format!("{sim_url}/{DEMO_TENANT_ID}/oauth2/v2.0/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[
+            ("grant_type", "password"),
+            ("client_id", DEMO_PUBLIC_CLIENT_ID),
+            ("username", upn),
+            ("password", password),
+            (
+                "scope",
+                "https://graph.microsoft.com/Mail.ReadWrite offline_access",
+            ),
+        ]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    response["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no token: {response}"))
+        .to_string()
+}
