@@ -94,6 +94,11 @@ impl ContentCache {
             for (record, (_, result)) in group.iter().zip(fetched) {
                 match result {
                     Ok(bytes) => {
+                        let bytes = if bytes.contains(&0) {
+                            bytes::Bytes::from(without_nul(&bytes))
+                        } else {
+                            bytes
+                        };
                         let hash = self
                             .write(&bytes)
                             .await
@@ -124,6 +129,16 @@ impl ContentCache {
         ready.sort_by_key(|r| r.uid);
         Ok(ready)
     }
+}
+
+/// The bytes with every NUL replaced by 0x80, as Dovecot does: an IMAP
+/// literal cannot carry NUL, and the bytes served (and their size) must be
+/// the same every time, so the substitution happens once, before caching.
+pub fn without_nul(bytes: &[u8]) -> Vec<u8> {
+    bytes
+        .iter()
+        .map(|&b| if b == 0 { 0x80 } else { b })
+        .collect()
 }
 
 /// Where the content cache lives under the data directory.

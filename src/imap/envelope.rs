@@ -46,10 +46,17 @@ fn raw_header(head: &[u8], name: &str) -> Option<String> {
 fn nstring(value: Option<&str>) -> NString<'static> {
     match value {
         None => NString(None),
-        Some(v) => match IString::try_from(v.to_string()) {
-            Ok(s) => NString(Some(s.into_static())),
-            Err(_) => NString::from(Literal::unvalidated(v.as_bytes().to_vec())),
-        },
+        Some(v) => {
+            // NUL cannot travel in an IMAP string of any kind.
+            let v = v.replace('\0', " ");
+            match IString::try_from(v.clone()) {
+                Ok(s) => NString(Some(s.into_static())),
+                Err(_) => match Literal::try_from(v.into_bytes()) {
+                    Ok(l) => NString::from(l.into_static()),
+                    Err(_) => NString(None),
+                },
+            }
+        }
     }
 }
 
@@ -197,6 +204,15 @@ Cc: team: dave@example.com, erin@example.com;\r\nMessage-ID: <m1@example.com>\r\
         assert!(e.bcc.is_empty());
         assert_eq!(show(&e.in_reply_to), None);
         assert_eq!(show(&e.message_id).as_deref(), Some("<m1@example.com>"));
+    }
+
+    /// A fuzzer find: NUL inside an address made an invalid IMAP literal.
+    #[test]
+    fn regression_nul_in_headers() {
+        let msg = include_bytes!("../../fuzz/seeds/imap_mime/regression-nul.eml");
+        let e = envelope(msg);
+        let _ = crate::imap::bodystructure::body_structure(msg, true);
+        assert!(!format!("{e:?}").contains("\\0"));
     }
 
     #[test]

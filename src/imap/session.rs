@@ -279,7 +279,12 @@ fn imap_date(unix: Option<i64>) -> DateTime {
 }
 
 fn nstring(bytes: &[u8]) -> NString<'static> {
-    NString::from(Literal::unvalidated(bytes.to_vec()))
+    // The cache already turned NUL into 0x80 (see content.rs); anything
+    // else a literal cannot carry is made safe the same way.
+    match Literal::try_from(bytes.to_vec()) {
+        Ok(l) => NString::from(l.into_static()),
+        Err(_) => NString::from(Literal::unvalidated(super::content::without_nul(bytes))),
+    }
 }
 
 /// The header block of a message (up to and including the blank line).
