@@ -19,6 +19,10 @@ use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 
 /// Deepest nesting of parts described.
 const MAX_DEPTH: usize = 32;
+/// Most parts described in one message (nested messages included); the
+/// rest is summarised as empty text, so a hostile message costs bounded
+/// work and memory.
+const MAX_PARTS: usize = 2_000;
 
 fn istring(s: &str) -> IString<'static> {
     IString::try_from(s.to_string())
@@ -76,7 +80,12 @@ fn part_structure(
     id: u32,
     extended: bool,
     depth: usize,
+    budget: &mut usize,
 ) -> BodyStructure<'static> {
+    if *budget == 0 {
+        return empty_text();
+    }
+    *budget -= 1;
     let raw = message.raw_message.as_ref();
     let Some(part) = message.parts.get(id as usize) else {
         return empty_text();
@@ -98,7 +107,7 @@ fn part_structure(
         } else {
             children
                 .iter()
-                .map(|c| part_structure(message, *c, extended, depth + 1))
+                .map(|c| part_structure(message, *c, extended, depth + 1, budget))
                 .collect()
         };
         let bodies = Vec1::try_from(bodies).unwrap_or_else(|_| Vec1::from(empty_text()));
@@ -134,14 +143,17 @@ fn part_structure(
     let specific = match (&part.body, ctype.to_ascii_lowercase().as_str()) {
         // The nested message is described from its own bytes (the part's
         // body), so its envelope and offsets are its own.
-        (PartType::Message(_), _) if depth < MAX_DEPTH => SpecificFields::Message {
-            envelope: Box::new(super::envelope::envelope(body_bytes)),
-            body_structure: Box::new(match MessageParser::default().parse(body_bytes) {
-                Some(inner) => part_structure(&inner, 0, extended, depth + 1),
-                None => empty_text(),
-            }),
-            number_of_lines: lines(body_bytes),
-        },
+        // Only a strictly smaller body is entered, so nesting always ends.
+        (PartType::Message(_), _) if depth < MAX_DEPTH && body_bytes.len() < raw.len() => {
+            SpecificFields::Message {
+                envelope: Box::new(super::envelope::envelope(body_bytes)),
+                body_structure: Box::new(match MessageParser::default().parse(body_bytes) {
+                    Some(inner) => part_structure(&inner, 0, extended, depth + 1, budget),
+                    None => empty_text(),
+                }),
+                number_of_lines: lines(body_bytes),
+            }
+        }
         (_, "text") => SpecificFields::Text {
             subtype: istring(&subtype),
             number_of_lines: lines(body_bytes),
@@ -199,7 +211,10 @@ fn empty_text() -> BodyStructure<'static> {
 /// BODYSTRUCTURE (`extended`) or BODY of `message`.
 pub fn body_structure(message: &[u8], extended: bool) -> BodyStructure<'static> {
     match MessageParser::default().parse(message) {
-        Some(parsed) => part_structure(&parsed, 0, extended, 0),
+        Some(parsed) => {
+            let mut budget = MAX_PARTS;
+            part_structure(&parsed, 0, extended, 0, &mut budget)
+        }
         None => empty_text(),
     }
 }
@@ -241,7 +256,7 @@ fn ranges_in(
                 rest = tail;
             }
             // Inside a message/rfc822 part the numbering starts again.
-            PartType::Message(_) if id != 0 => {
+            PartType::Message(_) if id != 0 && body.len() < message.len() => {
                 let (h, b) = ranges_in(&message[body.clone()], rest, depth + 1)?;
                 return Some((
                     body.start + h.start..body.start + h.end,
@@ -313,6 +328,15 @@ Subject: inner\r\nFrom: a@b.c\r\n\r\ninner body\r\n--b--\r\n";
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A fuzzer find: message/rfc822 parts whose bodies parse to the same
+    /// shape again made the work grow exponentially with the depth.
+    #[test]
+    fn regression_nested_messages_cost_bounded_work() {
+        let msg = include_bytes!("../../fuzz/seeds/imap_mime/regression-oom.eml");
+        let _ = body_structure(msg, true);
+        let _ = body_structure(msg, false);
     }
 
     #[test]
