@@ -15,7 +15,7 @@ use imap_next::imap_types::body::{
     SinglePartExtensionData, SpecificFields,
 };
 use imap_next::imap_types::core::{IString, NString, Vec1};
-use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{HeaderValue, Message, MimeHeaders, PartType};
 
 /// Deepest nesting of multiparts and messages described: what common
 /// client parsers accept (imap-codec reads 8 levels). A part deeper than
@@ -170,7 +170,7 @@ fn part_structure(
         (PartType::Message(_), _) if depth < MAX_DEPTH && body_bytes.len() < raw.len() => {
             SpecificFields::Message {
                 envelope: Box::new(super::envelope::envelope(body_bytes)),
-                body_structure: Box::new(match MessageParser::default().parse(body_bytes) {
+                body_structure: Box::new(match crate::mime::parse_message(body_bytes) {
                     Some(inner) => part_structure(&inner, 0, extended, depth + 1, budget),
                     None => empty_text(),
                 }),
@@ -239,7 +239,7 @@ fn empty_text() -> BodyStructure<'static> {
 
 /// BODYSTRUCTURE (`extended`) or BODY of `message`.
 pub fn body_structure(message: &[u8], extended: bool) -> BodyStructure<'static> {
-    match MessageParser::default().parse(message) {
+    match crate::mime::parse_message(message) {
         Some(parsed) => {
             let mut budget = MAX_PARTS;
             part_structure(&parsed, 0, extended, 0, &mut budget)
@@ -266,7 +266,7 @@ fn ranges_in(
     if depth > MAX_PATH_DEPTH {
         return None;
     }
-    let parsed = MessageParser::default().parse(message)?;
+    let parsed = crate::mime::parse_message(message)?;
     let mut id = 0usize;
     let mut rest = path;
     loop {
@@ -379,6 +379,16 @@ Subject: inner\r\nFrom: a@b.c\r\n\r\ninner body\r\n--b--\r\n";
             let wire = ResponseCodec::default().encode(&response).dump();
             assert!(ResponseCodec::default().decode(&wire).is_ok());
         }
+    }
+
+    /// A fuzzer find: mail-parser itself panics on this input; the
+    /// structure is still answered (as far as it can be) without a panic.
+    #[test]
+    fn regression_mail_parser_panic_is_contained() {
+        let msg = include_bytes!("../../fuzz/seeds/imap_mime/regression-mailparser-panic.eml");
+        let _ = body_structure(msg, true);
+        let _ = part_ranges(msg, &[1]);
+        let _ = crate::imap::envelope::envelope(msg);
     }
 
     #[test]

@@ -1110,7 +1110,7 @@ struct Parsed {
 
 fn parse_for_search(bytes: &[u8]) -> Parsed {
     let head = header_len(bytes);
-    let message = mail_parser::MessageParser::default().parse(bytes);
+    let message = crate::mime::parse_message(bytes);
     let mut headers = Vec::new();
     for line in String::from_utf8_lossy(&bytes[..head]).split("\r\n") {
         if let Some((name, value)) = line.split_once(':') {
