@@ -27,6 +27,13 @@ pub struct SimArgs {
     /// Start with empty mailboxes instead of the demo messages.
     #[arg(long)]
     no_seed: bool,
+    /// Store the messages the simulator makes (sent, delivered, created,
+    /// copied) in the MIME Exchange Online generates — its own headers in
+    /// its order, new boundaries, quoted-printable and base64 — instead of
+    /// the bytes submitted, so that `$value` differs from them as it does
+    /// at Microsoft.
+    #[arg(long)]
+    exchange_mime: bool,
     /// Write the demo confidential app's certificate and private key (PEM)
     /// into this directory, for trying certificate credentials.
     #[arg(long, value_name = "DIR")]
@@ -48,6 +55,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .map(|upn| (Duration::from_secs(2), upn)),
         seed_messages: !args.no_seed,
+        exchange_mime: args.exchange_mime,
         ..SimConfig::default()
     };
     let state = SimState::new(config)?;

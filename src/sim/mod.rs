@@ -71,6 +71,12 @@ pub struct SimConfig {
     /// Requests allowed per mailbox per 10 minutes (Graph: 10,000); `None`
     /// for no budget.
     pub mailbox_budget: Option<u32>,
+    /// Store every message the simulator makes (deliveries, Sent Items
+    /// copies, drafts, items created from JSON, copies) in the MIME
+    /// Exchange Online generates instead of the bytes submitted, so that
+    /// `$value` differs from them as it does at Microsoft (see
+    /// [`mail::exchange`]). Off by default.
+    pub exchange_mime: bool,
 }
 
 impl Default for SimConfig {
@@ -87,6 +93,7 @@ impl Default for SimConfig {
             initial_faults: faults::Faults::default(),
             fault_seed: None,
             mailbox_budget: None,
+            exchange_mime: false,
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::sim::caller::Caller;
 use crate::sim::errors::GraphError;
 
 use super::common::*;
+use super::exchange::store_as_exchange;
 use super::folders::*;
 
 pub(super) fn sorted_messages<'a>(mb: &'a Mailbox, folder: Option<&str>) -> Vec<&'a Message> {
@@ -344,6 +345,7 @@ pub async fn copy_message(
         let mut copy = find(mb, &id)?.clone();
         copy.id = model::new_id("AAMkM");
         copy.folder_id = to;
+        store_as_exchange(&state, &mut copy, false);
         let new_id = mb.insert(copy);
         let m = find(mb, &new_id)?;
         Ok((StatusCode::CREATED, Json(message_json(m))).into_response())
@@ -487,7 +489,7 @@ pub(super) fn create(
         let folder_id = mb
             .folder_id(folder)
             .ok_or_else(|| GraphError::not_found("folder"))?;
-        let m = if is_mime_request(headers) {
+        let mut m = if is_mime_request(headers) {
             // Created from MIME: always a draft, in Drafts (graph-facts.md).
             let drafts = mb
                 .folder_id("drafts")
@@ -508,6 +510,7 @@ pub(super) fn create(
             }
             m
         };
+        store_as_exchange(state, &mut m, false);
         let id = mb.insert(m);
         Ok((StatusCode::CREATED, Json(message_json(find(mb, &id)?))).into_response())
     };

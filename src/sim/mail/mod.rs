@@ -22,6 +22,7 @@ mod attachments;
 mod common;
 mod controls;
 mod delta;
+pub mod exchange;
 mod folders;
 mod handlers;
 mod messages;

@@ -15,6 +15,7 @@ use crate::sim::caller::Caller;
 use crate::sim::errors::GraphError;
 
 use super::common::*;
+use super::exchange::store_as_exchange;
 use super::folders::*;
 use super::messages::*;
 
@@ -76,6 +77,7 @@ pub(super) fn deliver(
                     Utc::now(),
                 );
                 copy.bcc.clear();
+                store_as_exchange(state, &mut copy, true);
                 state.mail().with(&user.id, |mb| {
                     if let Some(inbox) = mb.folder_id("inbox") {
                         copy.folder_id = inbox;
@@ -101,6 +103,7 @@ pub(super) fn deliver(
             }
         }
     }
+    store_as_exchange(state, &mut m, false);
     state.mail().with(&t.user_id, |mb| {
         if !unknown.is_empty() {
             let ndr = format!(
@@ -110,7 +113,8 @@ pub(super) fn deliver(
                 unknown.join(", ")
             );
             if let Some(inbox) = mb.folder_id("inbox") {
-                let n = model::message_from_mime(model::new_id("AAMkM"), inbox, ndr.into_bytes(), Utc::now());
+                let mut n = model::message_from_mime(model::new_id("AAMkM"), inbox, ndr.into_bytes(), Utc::now());
+                store_as_exchange(state, &mut n, true);
                 mb.insert(n);
             }
         }
