@@ -18,6 +18,7 @@ use crate::sim::errors::GraphError;
 use super::common::*;
 use super::exchange::store_as_exchange;
 use super::folders::*;
+use super::query::{Order, check_combination, parse_count, parse_filter, parse_orderby};
 
 pub(super) fn sorted_messages<'a>(mb: &'a Mailbox, folder: Option<&str>) -> Vec<&'a Message> {
     let mut list: Vec<&Message> = mb
@@ -41,10 +42,20 @@ pub(super) fn message_page(
     let expand = expanded_properties(query);
     let top = top(query, 10)?;
     let skip = skip(query);
+    let filter = query.get("$filter").map(|f| parse_filter(f)).transpose()?;
+    let order = query
+        .get("$orderby")
+        .map(|o| parse_orderby(o))
+        .transpose()?;
+    check_combination(filter.as_ref(), order)?;
+    let count = parse_count(query.get("$count"))?;
+    // Newest first unless asked otherwise (Graph's order for mail lists).
     let mut list = sorted_messages(mb, folder.as_deref());
-    if let Some(filter) = query.get("$filter") {
-        let wanted = internet_message_id_filter(filter)?;
-        list.retain(|m| m.internet_message_id == wanted);
+    if order == Some(Order::OldestFirst) {
+        list.reverse();
+    }
+    if let Some(filter) = &filter {
+        list.retain(|m| filter.matches(m));
     }
     let page: Vec<Value> = list
         .iter()
@@ -62,46 +73,28 @@ pub(super) fn message_page(
         if let Some(s) = query.get("$select") {
             url.push_str(&format!("&$select={s}"));
         }
+        // The other options of the first request ride along (Graph: "This
+        // URL includes any query parameters you may have specified").
+        for option in ["$filter", "$orderby", "$expand", "$count"] {
+            if let Some(v) = query.get(option) {
+                let v =
+                    percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
+                url.push_str(&format!("&{option}={v}"));
+            }
+        }
         url
     });
-    Ok(collection(
-        format!("{}/v1.0/$metadata#messages", base_url(state)),
-        page,
-        next,
-    ))
-}
-
-/// The one `$filter` form the simulator understands:
-/// `internetMessageId eq '<id@host>'` (quotes doubled inside, as OData
-/// escapes them). Anything else is refused the way Graph refuses a filter
-/// it cannot parse.
-fn internet_message_id_filter(filter: &str) -> Result<String, GraphError> {
-    let refuse = || {
-        GraphError::bad_request(
-            "BadRequest",
-            format!(
-                "Invalid filter clause: the simulator supports only internetMessageId eq '…', not {filter:?}."
-            ),
-        )
-    };
-    let rest = filter.trim();
-    let (field, rest) = rest.split_once(char::is_whitespace).ok_or_else(refuse)?;
-    if !field.eq_ignore_ascii_case("internetMessageId") {
-        return Err(refuse());
+    let mut body = json!({
+        "@odata.context": format!("{}/v1.0/$metadata#messages", base_url(state)),
+    });
+    if count {
+        body["@odata.count"] = json!(list.len());
     }
-    let (op, value) = rest
-        .trim_start()
-        .split_once(char::is_whitespace)
-        .ok_or_else(refuse)?;
-    let value = value.trim();
-    if !op.eq_ignore_ascii_case("eq")
-        || value.len() < 2
-        || !value.starts_with('\'')
-        || !value.ends_with('\'')
-    {
-        return Err(refuse());
+    body["value"] = Value::Array(page);
+    if let Some(next) = next {
+        body["@odata.nextLink"] = json!(next);
     }
-    Ok(value[1..value.len() - 1].replace("''", "'"))
+    Ok(Json(body).into_response())
 }
 
 pub async fn list_folder_messages(

@@ -27,6 +27,7 @@ mod folders;
 mod handlers;
 mod messages;
 pub mod model;
+mod query;
 mod seed;
 mod send;
 
