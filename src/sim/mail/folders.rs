@@ -139,6 +139,7 @@ pub(super) fn create_folder_under(
         display_name: name,
         well_known: None,
         hidden: false,
+        seq: mb.next_seq(),
     };
     let body = mb.folder_json(&folder);
     mb.folders.push(folder);
@@ -199,12 +200,14 @@ pub async fn rename_folder(
             .folder(&folder)
             .map(|f| f.id.clone())
             .ok_or_else(|| GraphError::not_found("folder"))?;
+        let seq = mb.next_seq();
         let f = mb
             .folders
             .iter_mut()
             .find(|f| f.id == id)
             .ok_or_else(|| GraphError::not_found("folder"))?;
         f.display_name = name;
+        f.seq = seq;
         let f = f.clone();
         Ok(Json(mb.folder_json(&f)).into_response())
     })
@@ -252,6 +255,11 @@ pub async fn delete_folder(
             mb.remove(&id);
         }
         mb.folders.retain(|x| !doomed.contains(&x.id));
+        // Children first, as their removal is reported before the parent's.
+        for id in doomed.into_iter().rev() {
+            let seq = mb.next_seq();
+            mb.folder_tombstones.push((seq, id));
+        }
         Ok(StatusCode::NO_CONTENT.into_response())
     })
 }

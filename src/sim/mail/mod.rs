@@ -1,17 +1,26 @@
 //! Graph v1.0 mail for the simulator: `/v1.0/me/…` and `/v1.0/users/{id}/…`
 //! mail folders (list with paging, child folders, well-known names, create,
-//! rename, delete), messages (list with `$select`/`$top`/`@odata.nextLink`,
-//! get with the size extended property, `$value`, create from base64 MIME as
-//! a draft or from JSON, PATCH, DELETE, move, copy, permanentDelete), per
-//! folder `delta` with `@odata.deltaLink` and `@removed`, and `sendMail`
-//! (base64 MIME or JSON) delivering to the tenant's users.
+//! rename, delete, and the hierarchy `mailFolders/delta` with `$select`,
+//! paging, `@removed` and 410), messages (list with `$select`/`$top`/
+//! `@odata.nextLink`, `$orderby=receivedDateTime asc|desc`, `$filter` on
+//! `isRead`, `receivedDateTime` and `internetMessageId` joined by `and`,
+//! `$count=true`; get with the size extended property, `$value`, create
+//! from base64 MIME as a draft or from JSON, PATCH, DELETE, move, copy,
+//! permanentDelete), per folder `delta` with `@odata.deltaLink` and
+//! `@removed`, and `sendMail` (base64 MIME or JSON) delivering to the
+//! tenant's users.
 //!
 //! Written from Microsoft's Graph documentation and graph-facts.md, sharing
 //! no code with `graph/`. Drafts take file attachments directly (below
 //! 3 MB) or through upload sessions (`createUploadSession`, then chunked
 //! `PUT`s of at most 4 MB, in order, without a bearer token, at
-//! `/_upload/{session}`), and a sent draft carries them in its MIME. Not
-//! simulated yet: `mailFolders/delta`, `$filter` other than `internetMessageId eq`, `$orderby`.
+//! `/_upload/{session}`), and a sent draft carries them in its MIME. With
+//! `SimConfig::exchange_mime` the messages the simulator makes are stored
+//! in the MIME Exchange generates ([`exchange`]), so `$value` is not the
+//! bytes that were submitted. Not simulated yet: `$search`, other
+//! `$filter` and `$orderby` forms (refused with 400), folder move and copy,
+//! the beta `importMime`; `Prefer: odata.maxpagesize` is honoured on delta
+//! only (Graph documents it there), plain lists page by `$top`.
 //!
 //! Test controls (not counted in `/_sim/stats`): `POST
 //! /_sim/mail/deliver?to=UPN[&folder=NAME]` with raw MIME delivers an
@@ -23,6 +32,7 @@ mod common;
 mod controls;
 mod delta;
 pub mod exchange;
+mod folder_delta;
 mod folders;
 mod handlers;
 mod messages;
@@ -206,6 +216,10 @@ pub fn routes() -> Router<SimState> {
             .route(
                 &format!("{prefix}/mailFolders"),
                 get(handlers::list_folders).post(handlers::create_folder),
+            )
+            .route(
+                &format!("{prefix}/mailFolders/delta"),
+                get(handlers::folder_delta),
             )
             .route(
                 &format!("{prefix}/mailFolders/{{folder_id}}"),

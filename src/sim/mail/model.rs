@@ -28,6 +28,9 @@ pub struct Folder {
     pub display_name: String,
     pub well_known: Option<&'static str>,
     pub hidden: bool,
+    /// Change sequence of the folder's creation or last rename
+    /// (`mailFolders/delta`).
+    pub seq: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +162,8 @@ pub struct Mailbox {
     pub messages: HashMap<String, Message>,
     /// Ids of removed (deleted or moved-away) messages: (seq, folder, id).
     pub tombstones: Vec<(u64, String, String)>,
+    /// Ids of deleted folders: (seq, id).
+    pub folder_tombstones: Vec<(u64, String)>,
     pub seq: u64,
 }
 
@@ -195,18 +200,21 @@ pub fn normalise_property_id(id: &str) -> String {
 impl Mailbox {
     pub fn new() -> Mailbox {
         let root_id = new_id("AAMkRoot");
-        let folders = WELL_KNOWN
+        let folders: Vec<Folder> = WELL_KNOWN
             .iter()
-            .map(|(name, display)| Folder {
+            .zip(1..)
+            .map(|((name, display), seq)| Folder {
                 id: new_id("AAMkF"),
                 parent_id: root_id.clone(),
                 display_name: (*display).to_string(),
                 well_known: Some(name),
                 hidden: false,
+                seq,
             })
             .collect();
         Mailbox {
             root_id,
+            seq: folders.len() as u64,
             folders,
             ..Default::default()
         }
