@@ -45,9 +45,10 @@ pub struct LoginArgs {
     /// one; the app registration must allow http://localhost).
     #[arg(long, value_name = "PORT")]
     port: Option<u16>,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 900, value_name = "SECONDS")]
-    timeout: u64,
+    /// Give up after this many seconds (default: 300 with --browser; for
+    /// a device code, the 900 s Entra ID gives the code to live).
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -104,7 +105,8 @@ pub async fn login(config: &Config, store: &Store, args: &LoginArgs) -> anyhow::
     let scopes = entra
         .config()
         .delegated_scopes(!account.shared_mailboxes.is_empty());
-    let signed_in = tokio::time::timeout(Duration::from_secs(args.timeout), async {
+    let timeout = args.timeout.unwrap_or(if args.browser { 300 } else { 900 });
+    let signed_in = tokio::time::timeout(Duration::from_secs(timeout), async {
         if args.browser {
             browser(&entra, &scopes, &account, args).await
         } else {
@@ -115,8 +117,8 @@ pub async fn login(config: &Config, store: &Store, args: &LoginArgs) -> anyhow::
     let tokens = match signed_in {
         Err(_) => {
             return fail(format!(
-                "the sign-in did not finish within {} s; run `graphgate login {}` again",
-                args.timeout, account.login
+                "the sign-in did not finish within {timeout} s; run `graphgate login {}` again",
+                account.login
             ));
         }
         Ok(Err(e)) => return fail(sentence(&account.login, &e)),
