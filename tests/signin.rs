@@ -93,6 +93,23 @@ fn account_state(dir: &Path, login: &str) -> (String, Option<String>) {
     )
 }
 
+/// The account's id and its sealed tokens (access, refresh), read back
+/// with the data directory's key.
+fn stored(dir: &Path, login: &str) -> (i64, Option<(String, Option<String>)>) {
+    let store = graphgate::store::Store::open(dir).unwrap();
+    let key = graphgate::store::StoreKey::load(dir).unwrap();
+    let account = store.account(login).unwrap().unwrap();
+    let tokens = graphgate::account::load_tokens(&store, &key, account.id)
+        .unwrap()
+        .map(|t| {
+            (
+                t.access_token.expose().clone(),
+                t.refresh_token.as_ref().map(|r| r.expose().clone()),
+            )
+        });
+    (account.id.0, tokens)
+}
+
 /// Run `login` with device code; when the code appears on stdout, complete
 /// it in the simulator as `user` (approve or decline). Returns (success,
 /// stdout, stderr).
@@ -178,6 +195,23 @@ fn device_code_sign_in_then_logout() {
             .contains("graphgate login alice@example.com"),
         "the remedy names the command"
     );
+    let (id, tokens) = stored(dir.path(), "alice@example.com");
+    assert!(tokens.is_none(), "logout deleted the tokens");
+
+    // Signing in again keeps the same account (id, and with it spool and
+    // folders) and brings it back online.
+    let (ok, out, err) = device_login(
+        &sim,
+        dir.path(),
+        "alice@example.com",
+        "alice@example.com",
+        true,
+    );
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(account_state(dir.path(), "alice@example.com").0, "online");
+    let (again, tokens) = stored(dir.path(), "alice@example.com");
+    assert_eq!(again, id);
+    assert!(tokens.is_some());
 }
 
 #[test]
@@ -219,6 +253,31 @@ fn another_user_signing_in_is_refused_and_changes_nothing() {
     let (state, error) = account_state(dir.path(), "alice@example.com");
     assert_eq!(state, "offline");
     assert!(error.unwrap_or_default().contains("never signed in"));
+    assert!(stored(dir.path(), "alice@example.com").1.is_none());
+
+    // Signed in as alice, then re-authenticated as bob: alice's tokens and
+    // state stay exactly as they were.
+    let (ok, _, err) = device_login(
+        &sim,
+        dir.path(),
+        "alice@example.com",
+        "alice@example.com",
+        true,
+    );
+    assert!(ok, "{err}");
+    let before = stored(dir.path(), "alice@example.com");
+    assert!(before.1.is_some());
+    let (ok, _, err) = device_login(
+        &sim,
+        dir.path(),
+        "alice@example.com",
+        "bob@example.com",
+        true,
+    );
+    assert!(!ok);
+    assert!(err.contains("user mismatch"), "{err}");
+    assert_eq!(stored(dir.path(), "alice@example.com"), before);
+    assert_eq!(account_state(dir.path(), "alice@example.com").0, "online");
 }
 
 #[test]
@@ -278,6 +337,7 @@ fn app_only_accounts_check_their_credential() {
     );
     let out = graphgate(dir.path())
         .args(["login", "scanner"])
+        .env("RUST_LOG", "trace")
         .output()
         .unwrap();
     let text =
@@ -287,6 +347,11 @@ fn app_only_accounts_check_their_credential() {
         text.contains("App-only access to bob@example.com works"),
         "{text}"
     );
+    assert!(
+        !text.contains(DEMO_CLIENT_SECRET),
+        "the client secret is in the trace log"
+    );
+    assert_eq!(account_state(dir.path(), "scanner").0, "online");
 
     // The secret's ID pasted instead of its value: AADSTS7000215 and the fix.
     let bad = data_dir(
@@ -338,7 +403,23 @@ fn tokens_are_sealed_at_rest_and_never_logged() {
         err.contains("TRACE") || err.contains("DEBUG"),
         "trace logging was on"
     );
-    for secret in [access.as_str(), refresh.as_str(), "local-secret-password"] {
+    // `status` uses (and may refresh) the tokens: its trace log too.
+    let status = graphgate(dir.path())
+        .args(["status"])
+        .env("RUST_LOG", "trace")
+        .output()
+        .unwrap();
+    let out = out + &String::from_utf8_lossy(&status.stdout);
+    let err = err + &String::from_utf8_lossy(&status.stderr);
+    assert!(status.status.success(), "{out}\n{err}");
+    // Every device code the simulator issues starts with this (Entra's
+    // look); the one this login polled with must not be printed.
+    for secret in [
+        access.as_str(),
+        refresh.as_str(),
+        "local-secret-password",
+        "DAQABIQEAAAB",
+    ] {
         assert!(!out.contains(secret), "a secret is on stdout");
         assert!(!err.contains(secret), "a secret is in the trace log");
     }
