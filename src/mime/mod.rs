@@ -3,6 +3,7 @@
 //! into a draft plus attachments ([`split`]). Both read bounded pieces of
 //! the spool file, never the whole message; both are fuzzed.
 
+pub mod imap;
 pub mod split;
 pub mod submission;
 
