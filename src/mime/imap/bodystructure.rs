@@ -36,7 +36,7 @@ use super::structure::{Part, Tree, lines};
 /// message/rfc822 part is described with its parts.
 pub(crate) const MAX_LEVEL: usize = 5;
 
-type Params = Vec<(Vec<u8>, Vec<u8>)>;
+type Params = Vec<rfc822::Param>;
 
 /// The Content-* fields of one part, as BODYSTRUCTURE reports them.
 #[derive(Default)]

@@ -404,9 +404,12 @@ pub(crate) fn content_type<'a>(value: &'a [u8]) -> (Vec<u8>, Lexer<'a>, Step) {
     (out, lx, step)
 }
 
+/// A MIME parameter: attribute and value.
+pub(crate) type Param = (Vec<u8>, Vec<u8>);
+
 /// One `; attribute=value` parameter: `None` at the end of the input,
 /// `Some(Err(()))` when malformed here.
-fn content_param(lx: &mut Lexer<'_>) -> Option<Result<(Vec<u8>, Vec<u8>), ()>> {
+fn content_param(lx: &mut Lexer<'_>) -> Option<Result<Param, ()>> {
     if lx.at_end() {
         return None;
     }
@@ -453,7 +456,7 @@ fn content_param(lx: &mut Lexer<'_>) -> Option<Result<(Vec<u8>, Vec<u8>), ()>> {
 /// percent-encoded with the `charset'lang'` prefix as sent) after the
 /// plain ones. A name whose pieces are not numbered 0, 1, 2… is left as
 /// its pieces. Names keep the case they were sent in.
-pub(crate) fn parameters(lx: &mut Lexer<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn parameters(lx: &mut Lexer<'_>) -> Vec<Param> {
     struct Piece {
         key: Vec<u8>,
         value: Vec<u8>,

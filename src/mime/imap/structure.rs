@@ -338,7 +338,20 @@ impl Parser<'_> {
             }
             self.parts[id].flags = flags;
             self.parts[id].body = body_start..body_start;
-            return stop;
+            // The line end before the delimiter left this header block
+            // for the enclosing part's body: every enclosing part that
+            // ends here ends after it.
+            return match stop {
+                Stop::Hit {
+                    idx, line, close, ..
+                } => Stop::Hit {
+                    idx,
+                    line,
+                    cut: line,
+                    close,
+                },
+                Stop::Eof => Stop::Eof,
+            };
         }
 
         let stop = match boundary {
