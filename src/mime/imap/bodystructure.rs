@@ -15,10 +15,10 @@
 //! location; for multiparts the Content-Type parameters (boundary among
 //! them) instead of MD5.
 //!
-//! A multipart or message/rfc822 part deeper than [`MAX_LEVEL`] is
-//! described as one opaque application/octet-stream part of its real
-//! size (as parts past the parser's limits are): deeper structures are
-//! more than common client parsers read (imap-codec reads 7 levels).
+//! A multipart or message/rfc822 part the part tree did not enter (too
+//! deep or too many parts, see [`super::structure`]) is described as one
+//! opaque application/octet-stream part of its real size, as Dovecot does
+//! past its limits.
 
 use imap_types::body::{
     BasicFields, Body, BodyStructure, Disposition, Language, Location, MultiPartExtensionData,
@@ -31,10 +31,6 @@ use super::header::fields;
 use super::rfc822::{self, Step};
 use super::strings::{istring, nstring, static_str, unfolded, without_nul};
 use super::structure::{Part, Tree, lines};
-
-/// Deepest level (the top-level body is at 0) at which a multipart or a
-/// message/rfc822 part is described with its parts.
-pub(crate) const MAX_LEVEL: usize = 5;
 
 type Params = Vec<rfc822::Param>;
 
@@ -176,26 +172,19 @@ fn empty_text(extended: bool) -> BodyStructure<'static> {
     }
 }
 
-/// BODYSTRUCTURE (`extended`) or BODY of part `id` at nesting `level`.
-pub(crate) fn write(
-    msg: &[u8],
-    tree: &Tree,
-    id: usize,
-    level: usize,
-    extended: bool,
-) -> BodyStructure<'static> {
+/// BODYSTRUCTURE (`extended`) or BODY of part `id`.
+pub(crate) fn write(msg: &[u8], tree: &Tree, id: usize, extended: bool) -> BodyStructure<'static> {
     let Some(part) = tree.parts.get(id) else {
         return empty_text(extended);
     };
     let mut c = Content::of(msg, part);
     let flags = part.flags;
-    let fits = level <= MAX_LEVEL;
 
-    if flags.multipart && fits {
+    if flags.multipart {
         let bodies: Vec<_> = part
             .children
             .iter()
-            .map(|&child| write(msg, tree, child, level + 1, extended))
+            .map(|&child| write(msg, tree, child, extended))
             .collect();
         let bodies = Vec1::try_from(bodies).unwrap_or_else(|_| Vec1::from(empty_text(extended)));
         let subtype = c.media.as_ref().map(|m| m.1.clone()).unwrap_or_default();
@@ -210,14 +199,11 @@ pub(crate) fn write(
     }
 
     // Parts that should have been split or entered but were not (too
-    // deep, too many, or a message/rfc822 part past the limits) are
-    // opaque data.
-    let opaque = flags.multipart
-        || (flags.rfc822 && !fits)
-        || (!flags.rfc822
-            && (c.is_type("message", "rfc822")
-                || c.is_type("multipart", "")
-                || (c.media.is_none() && part.in_digest)));
+    // deep, too many parts) are opaque data.
+    let opaque = !flags.rfc822
+        && (c.is_type("message", "rfc822")
+            || c.is_type("multipart", "")
+            || (c.media.is_none() && part.in_digest));
     let text = !flags.rfc822
         && !opaque
         && c.media
@@ -243,7 +229,7 @@ pub(crate) fn write(
         size: size(&part.body),
     };
     let body_bytes = msg.get(part.body.clone()).unwrap_or_default();
-    let specific = if flags.rfc822 && !opaque {
+    let specific = if flags.rfc822 {
         let child = part.children.first().copied().unwrap_or(usize::MAX);
         let envelope = tree
             .parts
@@ -253,7 +239,7 @@ pub(crate) fn write(
             .unwrap_or_else(|| envelope_of(b""));
         SpecificFields::Message {
             envelope: Box::new(envelope),
-            body_structure: Box::new(write(msg, tree, child, level + 1, extended)),
+            body_structure: Box::new(write(msg, tree, child, extended)),
             number_of_lines: lines(body_bytes),
         }
     } else if opaque {

@@ -76,12 +76,12 @@ impl<'a> Message<'a> {
 
     /// BODYSTRUCTURE (with extension data).
     pub fn body_structure(&self) -> BodyStructure<'static> {
-        bodystructure::write(self.bytes, &self.tree, 0, 0, true)
+        bodystructure::write(self.bytes, &self.tree, 0, true)
     }
 
     /// BODY (the non-extensible form).
     pub fn body(&self) -> BodyStructure<'static> {
-        bodystructure::write(self.bytes, &self.tree, 0, 0, false)
+        bodystructure::write(self.bytes, &self.tree, 0, false)
     }
 
     /// BODY[section] (`None` is `BODY[]`); see [`section`].

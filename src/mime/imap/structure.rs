@@ -18,15 +18,23 @@
 //! inside multipart/digest, RFC 2046 §5.1.5).
 //!
 //! Work is bounded: at most [`MAX_NESTING`] levels and [`MAX_PARTS`]
-//! parts; beyond them a part is read as opaque data.
+//! parts; beyond them a part is read as opaque data (described as
+//! application/octet-stream), as the reference server does past its own,
+//! higher limits.
 
 use std::ops::Range;
 
 use super::header::{fields, memchr};
 use super::rfc822::{self, Step};
 
-/// Deepest part nesting read (the top-level message is at 0).
-pub(crate) const MAX_NESTING: usize = 100;
+/// Part nesting read: a multipart or message/rfc822 part is entered only
+/// when its children stay below this depth (the top-level message is at
+/// 0), so containers nest at most 5 deep and parts 6 — as deep as common
+/// client parsers read BODYSTRUCTURE (imap-codec reads 7 levels). A
+/// container deeper down is one opaque part, for BODYSTRUCTURE and part
+/// numbers alike. (Dovecot reads 100 levels; this is the one place where
+/// the answers differ on purpose.)
+pub(crate) const MAX_NESTING: usize = 7;
 /// Most parts read in one message, nested messages included.
 pub(crate) const MAX_PARTS: usize = 10_000;
 /// Longest boundary honoured (RFC 2046 allows 70); longer ones are cut.
@@ -314,6 +322,10 @@ impl Parser<'_> {
             }
         }
         let nesting_ok = depth + 1 < MAX_NESTING;
+        if !nesting_ok {
+            // Too deep to hold parts: opaque data.
+            flags.multipart = false;
+        }
         self.parts[id].header = start..header_end;
 
         // The body.
@@ -361,10 +373,6 @@ impl Parser<'_> {
                 self.multipart_body(id, body_start, depth, flags.digest)
             }
             _ => {
-                if at_eoh && boundary.is_some() {
-                    // Nested too deep to be split.
-                    flags.multipart = false;
-                }
                 if flags.rfc822 && nesting_ok && self.parts.len() < MAX_PARTS {
                     self.parts[id].flags = flags;
                     let child = self.parts.len();
