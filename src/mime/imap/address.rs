@@ -173,13 +173,9 @@ impl Parser<'_> {
         self.lx.skip_cfws()
     }
 
-    /// `[display-name] angle-addr`; `Broken` when it is not one.
-    fn name_addr(&mut self) -> Step {
-        let mut s = Vec::new();
-        if self.lx.phrase(&mut s) != Step::More || self.lx.cur() != b'<' {
-            return Step::Broken;
-        }
-        self.addr.name = if s.is_empty() { None } else { Some(s) };
+    /// `angle-addr` after a display name (`name`, empty for none).
+    fn name_addr_after(&mut self, name: Vec<u8>) -> Step {
+        self.addr.name = if name.is_empty() { None } else { Some(name) };
         if self.angle_addr() == Step::Broken {
             self.addr.domain = Some(b"SYNTAX_ERROR".to_vec());
             self.invalid = true;
@@ -225,35 +221,45 @@ impl Parser<'_> {
         step
     }
 
+    /// `mailbox = name-addr / addr-spec`.
     fn mailbox(&mut self) -> Step {
         let start = self.lx.pos;
-        let mut step = self.name_addr();
-        if step == Step::Broken {
-            self.lx.pos = start;
-            self.addr = Addr::default();
-            step = self.addr_spec();
-            if self.invalid
-                && self.addr.name.is_none()
-                && self.addr.mailbox.is_some()
-                && self.addr.domain.is_none()
-            {
-                self.addr.name = self.addr.mailbox.take();
+        let mut name = Vec::new();
+        let named = self.lx.phrase(&mut name) == Step::More && self.lx.cur() == b'<';
+        self.mailbox_after(start, named.then_some(name))
+    }
+
+    /// A mailbox starting at `start`: `name` is its display name when a
+    /// phrase and `<` were read (the lexer is at the `<`), else it is an
+    /// addr-spec.
+    fn mailbox_after(&mut self, start: usize, name: Option<Vec<u8>>) -> Step {
+        let step = match name {
+            Some(name) => self.name_addr_after(name),
+            None => {
+                self.lx.pos = start;
+                self.addr = Addr::default();
+                let step = self.addr_spec();
+                if self.invalid
+                    && self.addr.name.is_none()
+                    && self.addr.mailbox.is_some()
+                    && self.addr.domain.is_none()
+                {
+                    self.addr.name = self.addr.mailbox.take();
+                }
+                step
             }
-        }
+        };
         self.push_fixed();
         step
     }
 
-    /// `display-name ":" [mailbox-list] ";"`; `Broken` when not a group.
-    fn group(&mut self) -> Step {
-        let mut s = Vec::new();
-        if self.lx.phrase(&mut s) != Step::More || self.lx.cur() != b':' {
-            return Step::Broken;
-        }
+    /// The rest of a group after its display name `name` (the lexer is
+    /// at the `:`): `":" [mailbox-list] ";"`.
+    fn group_after(&mut self, name: Vec<u8>) -> Step {
         self.lx.pos += 1;
         let mut step = self.lx.skip_cfws();
         self.addr = Addr {
-            mailbox: Some(s),
+            mailbox: Some(name),
             ..Addr::default()
         };
         self.push();
@@ -290,17 +296,19 @@ impl Parser<'_> {
         }
     }
 
+    /// `address = mailbox / group`: both may start with a phrase, read
+    /// once; what follows it tells them apart.
     fn address(&mut self) -> Step {
         let start = self.lx.pos;
-        let before = self.out.len();
-        let step = self.group();
-        if step != Step::Broken {
-            return step;
+        let mut name = Vec::new();
+        if self.lx.phrase(&mut name) == Step::More {
+            match self.lx.cur() {
+                b':' => return self.group_after(name),
+                b'<' => return self.mailbox_after(start, Some(name)),
+                _ => {}
+            }
         }
-        self.lx.pos = start;
-        self.out.truncate(before);
-        self.addr = Addr::default();
-        self.mailbox()
+        self.mailbox_after(start, None)
     }
 
     fn address_list(&mut self) {

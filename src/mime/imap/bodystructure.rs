@@ -64,7 +64,8 @@ impl Content {
             let name = &f.name[8..];
             let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
             let value = f.value();
-            let raw = || Some(without_nul(&value).into_owned());
+            // Unfolded right away: these are written unfolded.
+            let raw = || Some(unfolded(&without_nul(&value)));
             if is("ID") && c.id.is_none() {
                 c.id = raw();
             } else if is("MD5") && c.md5.is_none() {
@@ -133,7 +134,7 @@ fn disposition(c: &mut Content) -> Disposition<'static> {
                 .map(istring)
                 .collect(),
             tail: Some(Location {
-                location: nstring(c.location.take().map(|l| unfolded(&l))),
+                location: nstring(c.location.take()),
                 extensions: Vec::new(),
             }),
         }),
@@ -220,8 +221,8 @@ pub(crate) fn write(msg: &[u8], tree: &Tree, id: usize, extended: bool) -> BodyS
     }
     let basic = BasicFields {
         parameter_list: param_list(params),
-        id: nstring(c.id.take().map(|v| unfolded(&v))),
-        description: nstring(c.description.take().map(|v| unfolded(&v))),
+        id: nstring(c.id.take()),
+        description: nstring(c.description.take()),
         content_transfer_encoding: match c.encoding.take() {
             Some(e) => istring(e),
             None => static_str("7bit"),
@@ -266,7 +267,7 @@ pub(crate) fn write(msg: &[u8], tree: &Tree, id: usize, extended: bool) -> BodyS
     BodyStructure::Single {
         body: Body { basic, specific },
         extension_data: extended.then(|| SinglePartExtensionData {
-            md5: nstring(c.md5.take().map(|v| unfolded(&v))),
+            md5: nstring(c.md5.take()),
             tail: Some(disposition(&mut c)),
         }),
     }

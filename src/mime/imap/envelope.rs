@@ -52,8 +52,12 @@ pub(crate) fn envelope_of(header: &[u8]) -> Envelope<'static> {
                 continue;
             }
         };
-        *text = Some(without_nul(&f.value()).into_owned());
+        // The last one counts; its value is read at the end.
+        *text = Some(f);
     }
+    let text = |f: Option<super::header::Field<'_>>, form: fn(&[u8]) -> Vec<u8>| {
+        f.map(|f| form(&without_nul(&f.value())))
+    };
     if sender.is_empty() {
         sender.clone_from(&from);
     }
@@ -61,16 +65,16 @@ pub(crate) fn envelope_of(header: &[u8]) -> Envelope<'static> {
         reply_to.clone_from(&from);
     }
     Envelope {
-        date: nstring(date.map(|d| unfolded(&d))),
-        subject: nstring(subject.map(|s| for_humans(&s))),
+        date: nstring(text(date, unfolded)),
+        subject: nstring(text(subject, for_humans)),
         from: addresses(from),
         sender: addresses(sender),
         reply_to: addresses(reply_to),
         to: addresses(to),
         cc: addresses(cc),
         bcc: addresses(bcc),
-        in_reply_to: nstring(in_reply_to.map(|v| unfolded(&v))),
-        message_id: nstring(message_id.map(|v| unfolded(&v))),
+        in_reply_to: nstring(text(in_reply_to, unfolded)),
+        message_id: nstring(text(message_id, unfolded)),
     }
 }
 

@@ -72,9 +72,28 @@ fn split_line(bytes: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// Position of the first `needle` in `hay`.
+/// Position of the first `needle` in `hay`, eight bytes at a time (the
+/// byte scans of headers and bodies are the hot loop of this module).
 pub(crate) fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let pattern = LO.wrapping_mul(u64::from(needle));
+    let mut chunks = hay.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ pattern;
+        // A zero byte in x is a match.
+        if x.wrapping_sub(LO) & !x & HI != 0 {
+            break;
+        }
+        offset += 8;
+    }
+    hay[offset..]
+        .iter()
+        .position(|&b| b == needle)
+        .map(|i| offset + i)
 }
 
 /// The fields of a header block (which must not contain the blank line
@@ -152,6 +171,18 @@ mod tests {
         assert_eq!(&*f[2].value(), b"\n  a@b");
         assert_eq!(f[3].name, b"");
         assert_eq!(&*f[3].value(), b"nocolon");
+    }
+
+    #[test]
+    fn memchr_finds_the_first_match_anywhere() {
+        let hay: Vec<u8> = (0..64u8).collect();
+        for n in 0..64u8 {
+            assert_eq!(memchr(n, &hay), Some(n as usize));
+        }
+        assert_eq!(memchr(200, &hay), None);
+        assert_eq!(memchr(b'x', b""), None);
+        assert_eq!(memchr(0x80, b"abcdefgh\x80\x80"), Some(8));
+        assert_eq!(memchr(b'\n', b"aaaaaaa\n\n"), Some(7));
     }
 
     #[test]

@@ -23,12 +23,17 @@ pub(crate) fn istring(value: Vec<u8>) -> IString<'static> {
     let quotable = value
         .iter()
         .all(|&b| matches!(b, 0x01..=0x09 | 0x0b..=0x0c | 0x0e..=0x7f));
-    if quotable
-        && let Ok(text) = std::str::from_utf8(&value)
-        && let Ok(q) = Quoted::try_from(text.to_owned())
-    {
-        return IString::Quoted(q);
-    }
+    let value = if quotable {
+        // Quotable bytes are ASCII, hence UTF-8.
+        match String::from_utf8(value) {
+            // Every byte was just checked to be a TEXT-CHAR, which is all
+            // `Quoted` asks for.
+            Ok(text) => return IString::Quoted(Quoted::unvalidated(text)),
+            Err(e) => e.into_bytes(),
+        }
+    } else {
+        value
+    };
     let value = if value.contains(&0) {
         value
             .into_iter()

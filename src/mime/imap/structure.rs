@@ -421,8 +421,13 @@ impl Parser<'_> {
 
 /// Line ends (LF) in `bytes`: the line count of RFC 3501 body-fld-lines.
 pub(crate) fn lines(bytes: &[u8]) -> u32 {
-    let n = bytes.iter().filter(|&&b| b == b'\n').count();
-    u32::try_from(n).unwrap_or(u32::MAX)
+    let mut n: u32 = 0;
+    let mut rest = bytes;
+    while let Some(i) = memchr(b'\n', rest) {
+        n = n.saturating_add(1);
+        rest = &rest[i + 1..];
+    }
+    n
 }
 
 #[cfg(test)]
