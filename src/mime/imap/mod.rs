@@ -1,6 +1,6 @@
 //! The IMAP view of a message (RFC 3501 §6.4.5 and §7.4.2): the pure,
 //! protocol-independent functions from a message's bytes to what FETCH
-//! returns — ENVELOPE, BODYSTRUCTURE and BODY, BODY[section]<partial>,
+//! returns — ENVELOPE, BODYSTRUCTURE and BODY, `BODY[section]<partial>`,
 //! RFC822.SIZE. No I/O, no session state; a panic is unreachable from any
 //! input, and the work is linear in the message's size with bounded
 //! nesting.
@@ -25,12 +25,11 @@
 //! mail-parser decodes (encoded words, charsets, transfer encodings) and
 //! has its own view of where parts end.
 //!
-//! - [`header`]: header fields and their raw values.
-//! - [`rfc822`]: tokens, quoted strings, Content-Type and parameters
-//!   (RFC 2231 continuations merged).
-//! - [`address`]: address lists for ENVELOPE.
-//! - [`structure`]: the part tree (byte ranges, kinds).
-//! - [`envelope`], [`bodystructure`], [`section`]: the FETCH items.
+//! Inside: `header` (header fields and their raw values), `rfc822`
+//! (tokens, quoted strings, Content-Type and parameters with RFC 2231
+//! continuations merged), `address` (address lists for ENVELOPE),
+//! `structure` (the part tree: byte ranges and kinds), and the FETCH
+//! items in `envelope`, `bodystructure` and `section`.
 
 mod address;
 mod bodystructure;

@@ -1,4 +1,4 @@
-//! BODY[section]<partial> (RFC 3501 §6.4.5) as byte ranges of the
+//! `BODY[section]<partial>` (RFC 3501 §6.4.5) as byte ranges of the
 //! message.
 //!
 //! - `[]` the whole message; `[HEADER]` the header block with its blank
