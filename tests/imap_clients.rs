@@ -129,9 +129,10 @@ async fn transcript_states_errors_and_basic_commands() {
     let r = c.cmd("e2 FETCH 3 (BODYSTRUCTURE)").await;
     assert_eq!(
         r[0],
-        "* 3 FETCH (BODYSTRUCTURE ((\"TEXT\" \"plain\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 33 0 NIL NIL NIL NIL)\
-         (\"application\" \"pdf\" (\"NAME\" \"invoice-2026-117.pdf\") NIL NIL \"BASE64\" 104 NIL \
-         (\"ATTACHMENT\" (\"FILENAME\" \"invoice-2026-117.pdf\")) NIL NIL) \"mixed\" (\"BOUNDARY\" \"mix\") NIL NIL NIL))",
+        // Names and values keep the case of the message, as Dovecot's do.
+        "* 3 FETCH (BODYSTRUCTURE ((\"TEXT\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 33 0 NIL NIL NIL NIL)\
+         (\"application\" \"pdf\" (\"name\" \"invoice-2026-117.pdf\") NIL NIL \"base64\" 104 NIL \
+         (\"attachment\" (\"filename\" \"invoice-2026-117.pdf\")) NIL NIL) \"mixed\" (\"boundary\" \"mix\") NIL NIL NIL))",
         "{r:?}"
     );
     let r = c.cmd("e3 FETCH 3 (BODY.PEEK[1] BODY.PEEK[2.MIME])").await;

@@ -393,7 +393,6 @@ fn hostile_inputs_stay_bounded_and_parseable() {
         }
     }
     for msg in inputs {
-        let started = Instant::now();
         check_sizes("hostile input", &msg);
         let m = Message::new(&msg);
         let wire = fetch_wire(vec![
@@ -407,7 +406,6 @@ fn hostile_inputs_stay_bounded_and_parseable() {
             let _ = m.section(Some(&Section::Mime(part(p))));
             let _ = m.section(Some(&Section::Text(Some(part(p)))));
         }
-        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }
 

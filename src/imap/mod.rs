@@ -10,16 +10,12 @@
 //!   section describe the same bytes for the life of the message.
 //! - [`utf7`]: modified UTF-7 mailbox names.
 //!
-//! - [`envelope`], [`bodystructure`]: ENVELOPE, BODY/BODYSTRUCTURE and
-//!   numbered part sections, computed from the bytes served.
 //!
-//! Not in this build yet (the IMAP issue goes on): a comparison of
-//! ENVELOPE/BODYSTRUCTURE against a reference server over a fixture
-//! corpus, the Exchange-style re-rendering option of the simulator.
+//! ENVELOPE, BODY/BODYSTRUCTURE and every `BODY[section]` are computed
+//! from the bytes served by the protocol-independent MIME core,
+//! [`crate::mime::imap`].
 
-pub mod bodystructure;
 pub mod content;
-pub mod envelope;
 pub mod server;
 pub mod session;
 pub mod utf7;

@@ -31,6 +31,7 @@ use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
 use super::content::ContentCache;
 use crate::graph::{FlagStatus, FlagUpdate, MailBackend, RemoteMessageId};
 use crate::mailbox::{FolderChanges, MailboxModel, MailboxSet, SHARED_PREFIX, flags};
+use crate::mime::imap as mime;
 use crate::runtime::Accounts;
 use crate::store::folders::{FolderRecord, MessageRecord, Uid};
 use crate::store::{Account, Store};
@@ -278,100 +279,59 @@ fn imap_date(unix: Option<i64>) -> DateTime {
     })
 }
 
+/// A message's bytes, with the part tree read on first use.
+struct Lazy<'a> {
+    bytes: &'a [u8],
+    tree: std::cell::OnceCell<mime::Message<'a>>,
+}
+
+impl<'a> Lazy<'a> {
+    fn new(bytes: &'a [u8]) -> Lazy<'a> {
+        Lazy {
+            bytes,
+            tree: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    fn parsed(&self) -> &mime::Message<'a> {
+        self.tree.get_or_init(|| mime::Message::new(self.bytes))
+    }
+
+    fn envelope(&self) -> imap_next::imap_types::envelope::Envelope<'static> {
+        mime::envelope(self.bytes)
+    }
+
+    fn body_structure(&self) -> imap_next::imap_types::body::BodyStructure<'static> {
+        self.parsed().body_structure()
+    }
+
+    fn body(&self) -> imap_next::imap_types::body::BodyStructure<'static> {
+        self.parsed().body()
+    }
+
+    /// `BODY[section]`: the top-level header and text need no part tree.
+    fn section(&self, section: Option<&Section<'_>>) -> std::borrow::Cow<'a, [u8]> {
+        match section {
+            None
+            | Some(Section::Header(None))
+            | Some(Section::Text(None))
+            | Some(Section::HeaderFields(None, _))
+            | Some(Section::HeaderFieldsNot(None, _)) => mime::section(self.bytes, section),
+            Some(_) => self.parsed().section(section),
+        }
+    }
+}
+
 fn nstring(bytes: &[u8]) -> NString<'static> {
     // The cache already turned NUL into 0x80 (see content.rs); anything
     // else a literal cannot carry is made safe the same way.
     match Literal::try_from(bytes.to_vec()) {
         Ok(l) => NString::from(l.into_static()),
         Err(_) => NString::from(Literal::unvalidated(super::content::without_nul(bytes))),
-    }
-}
-
-/// The header block of a message (up to and including the blank line).
-fn header_len(msg: &[u8]) -> usize {
-    crate::mime::submission::header_block_len(msg).unwrap_or(msg.len())
-}
-
-/// `BODY[section]` for the sections this build answers itself: the whole
-/// message, HEADER, TEXT, HEADER.FIELDS (.NOT) of the top level, and part 1
-/// of a single-part message.
-fn section_bytes(msg: &[u8], section: Option<&Section<'_>>) -> Option<Vec<u8>> {
-    let head = header_len(msg);
-    let path = |part: &imap_next::imap_types::fetch::Part| -> Vec<u32> {
-        part.0.as_ref().iter().map(|n| n.get()).collect()
-    };
-    match section {
-        Some(Section::Part(part)) => {
-            let (_, body) = super::bodystructure::part_ranges(msg, &path(part))?;
-            return Some(msg[body].to_vec());
-        }
-        Some(Section::Mime(part)) => {
-            let (header, _) = super::bodystructure::part_ranges(msg, &path(part))?;
-            return Some(msg[header].to_vec());
-        }
-        Some(Section::Header(Some(part)))
-        | Some(Section::Text(Some(part)))
-        | Some(Section::HeaderFields(Some(part), _))
-        | Some(Section::HeaderFieldsNot(Some(part), _)) => {
-            // The message inside a message/rfc822 part.
-            let (_, body) = super::bodystructure::part_ranges(msg, &path(part))?;
-            let inner = &msg[body];
-            let top = match section {
-                Some(Section::Header(_)) => Section::Header(None),
-                Some(Section::Text(_)) => Section::Text(None),
-                Some(Section::HeaderFields(_, f)) => Section::HeaderFields(None, f.clone()),
-                Some(Section::HeaderFieldsNot(_, f)) => Section::HeaderFieldsNot(None, f.clone()),
-                _ => return None,
-            };
-            return section_bytes(inner, Some(&top));
-        }
-        _ => {}
-    }
-    match section {
-        None => Some(msg.to_vec()),
-        Some(Section::Header(None)) => Some(msg[..head].to_vec()),
-        Some(Section::Text(None)) => Some(msg[head..].to_vec()),
-        Some(Section::HeaderFields(None, fields))
-        | Some(Section::HeaderFieldsNot(None, fields)) => {
-            let not = matches!(section, Some(Section::HeaderFieldsNot(..)));
-            let wanted: Vec<String> = fields
-                .as_ref()
-                .iter()
-                .map(|f| String::from_utf8_lossy(f.as_ref()).to_ascii_lowercase())
-                .collect();
-            let mut out = Vec::new();
-            let mut keep = false;
-            for line in msg[..head].split_inclusive(|&b| b == b'\n') {
-                if line == b"\r\n" || line == b"\n" {
-                    break;
-                }
-                if !line.starts_with(b" ") && !line.starts_with(b"\t") {
-                    let name = line
-                        .split(|&b| b == b':')
-                        .next()
-                        .map(|n| String::from_utf8_lossy(n).trim().to_ascii_lowercase())
-                        .unwrap_or_default();
-                    keep = wanted.contains(&name) != not;
-                }
-                if keep {
-                    out.extend_from_slice(line);
-                }
-            }
-            out.extend_from_slice(b"\r\n");
-            Some(out)
-        }
-        _ => None,
-    }
-}
-
-fn partial(bytes: Vec<u8>, range: Option<(u32, NonZeroU32)>) -> Vec<u8> {
-    match range {
-        None => bytes,
-        Some((start, len)) => {
-            let start = (start as usize).min(bytes.len());
-            let end = start.saturating_add(len.get() as usize).min(bytes.len());
-            bytes[start..end].to_vec()
-        }
     }
 }
 
@@ -785,6 +745,9 @@ pub async fn fetch(
         } else {
             None
         };
+        // One part tree per message for all the items asked for; it is
+        // read only when an item needs it.
+        let message = Lazy::new(bytes.as_deref().unwrap_or_default());
         let mut items = Vec::new();
         let mut set_seen = false;
         for name in &names {
@@ -795,56 +758,45 @@ pub async fn fetch(
                     MessageDataItem::InternalDate(imap_date(record.internal_date))
                 }
                 MessageDataItemName::Rfc822Size => {
-                    MessageDataItem::Rfc822Size(bytes.as_ref().map_or(0, |b| b.len() as u32))
+                    MessageDataItem::Rfc822Size(mime::rfc822_size(message.bytes()))
                 }
                 MessageDataItemName::Rfc822 => {
                     set_seen = true;
-                    MessageDataItem::Rfc822(nstring(bytes.as_deref().unwrap_or_default()))
+                    MessageDataItem::Rfc822(nstring(message.bytes()))
                 }
-                MessageDataItemName::Rfc822Header => {
-                    let b = bytes.as_deref().unwrap_or_default();
-                    MessageDataItem::Rfc822Header(nstring(&b[..header_len(b)]))
-                }
+                MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(nstring(
+                    &message.section(Some(&Section::Header(None))),
+                )),
                 MessageDataItemName::Rfc822Text => {
                     set_seen = true;
-                    let b = bytes.as_deref().unwrap_or_default();
-                    MessageDataItem::Rfc822Text(nstring(&b[header_len(b)..]))
+                    MessageDataItem::Rfc822Text(nstring(
+                        &message.section(Some(&Section::Text(None))),
+                    ))
                 }
                 MessageDataItemName::BodyExt {
                     section,
                     partial: range,
                     peek,
                 } => {
-                    let b = bytes.as_deref().unwrap_or_default();
-                    let Some(data) = section_bytes(b, section.as_ref()) else {
-                        return Err(Refusal::no(
-                            "no such part in this message (BODYSTRUCTURE lists its parts)",
-                        ));
-                    };
                     if !peek {
                         set_seen = true;
                     }
+                    let data = message.section(section.as_ref());
+                    let data = match range {
+                        Some((start, len)) => mime::partial(&data, *start, len.get()),
+                        None => &data[..],
+                    };
                     MessageDataItem::BodyExt {
                         section: section.clone().map(|s| s.into_static()),
                         origin: range.map(|(start, _)| start),
-                        data: nstring(&partial(data, *range)),
+                        data: nstring(data),
                     }
                 }
-                MessageDataItemName::Envelope => MessageDataItem::Envelope(
-                    super::envelope::envelope(bytes.as_deref().unwrap_or_default()),
-                ),
+                MessageDataItemName::Envelope => MessageDataItem::Envelope(message.envelope()),
                 MessageDataItemName::BodyStructure => {
-                    MessageDataItem::BodyStructure(super::bodystructure::body_structure(
-                        bytes.as_deref().unwrap_or_default(),
-                        true,
-                    ))
+                    MessageDataItem::BodyStructure(message.body_structure())
                 }
-                MessageDataItemName::Body => {
-                    MessageDataItem::Body(super::bodystructure::body_structure(
-                        bytes.as_deref().unwrap_or_default(),
-                        false,
-                    ))
-                }
+                MessageDataItemName::Body => MessageDataItem::Body(message.body()),
                 _ => {
                     return Err(Refusal::no(
                         "BINARY and MODSEQ are not offered (see CAPABILITY)",
@@ -1109,7 +1061,7 @@ struct Parsed {
 }
 
 fn parse_for_search(bytes: &[u8]) -> Parsed {
-    let head = header_len(bytes);
+    let head = mime::section(bytes, Some(&Section::Header(None))).len();
     let message = crate::mime::parse_message(bytes);
     let mut headers = Vec::new();
     for line in String::from_utf8_lossy(&bytes[..head]).split("\r\n") {
