@@ -12,7 +12,37 @@ use tokio::net::TcpStream;
 
 mod support;
 
-use support::{BIN, Proc, banner, demo};
+use support::{BIN, Demo, Proc, banner, demo, demo_exchange_mime};
+
+/// Each scenario twice: against a tenant that stores the bytes it is
+/// given, and against one that re-renders them as Exchange Online does
+/// (`graphgate demo --exchange-mime`), where what IMAP serves is not what
+/// was sent or appended — and must still be one consistent byte stream.
+macro_rules! both_renderings {
+    ($($name:ident),* $(,)?) => {
+        mod as_submitted {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::demo()).await
+            })*
+        }
+        mod exchange_rendered {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::demo_exchange_mime()).await
+            })*
+        }
+    };
+}
+
+both_renderings!(
+    transcript_states_errors_and_basic_commands,
+    two_sessions_on_one_folder_see_each_others_changes,
+    async_imap_reads_flags_appends_moves_and_expunges,
+    implicit_tls_with_python_imaplib,
+    curl_lists_fetches_and_appends,
+    each_message_is_one_unchanging_byte_stream,
+);
 
 /// A raw IMAP dialogue: send a line, read until the tagged reply.
 struct Raw {
@@ -61,9 +91,7 @@ fn last(lines: &[String]) -> &str {
     lines.last().map(String::as_str).unwrap_or_default()
 }
 
-#[tokio::test]
-async fn transcript_states_errors_and_basic_commands() {
-    let d = demo();
+async fn transcript_states_errors_and_basic_commands(d: Demo) {
     let (mut c, greeting) = Raw::connect(&d.imap).await;
     assert!(greeting.starts_with("* OK"), "{greeting}");
     let caps = c.cmd("a1 CAPABILITY").await;
@@ -173,9 +201,7 @@ async fn transcript_states_errors_and_basic_commands() {
     assert!(last(&r).starts_with("a12 OK"), "{r:?}");
 }
 
-#[tokio::test]
-async fn two_sessions_on_one_folder_see_each_others_changes() {
-    let d = demo();
+async fn two_sessions_on_one_folder_see_each_others_changes(d: Demo) {
     let (mut a, _) = Raw::connect(&d.imap).await;
     let (mut b, _) = Raw::connect(&d.imap).await;
     a.cmd("a1 LOGIN alice@example.com alice").await;
@@ -212,9 +238,7 @@ async fn two_sessions_on_one_folder_see_each_others_changes() {
     assert_eq!(r[1], "* 2 EXPUNGE", "{r:?}");
 }
 
-#[tokio::test]
-async fn async_imap_reads_flags_appends_moves_and_expunges() {
-    let d = demo();
+async fn async_imap_reads_flags_appends_moves_and_expunges(d: Demo) {
     let tcp = TcpStream::connect(&d.imap).await.unwrap();
     let mut client = async_imap::Client::new(tcp);
     let _greeting = client.read_response().await.unwrap();
@@ -282,9 +306,7 @@ async fn async_imap_reads_flags_appends_moves_and_expunges() {
     s.logout().await.unwrap();
 }
 
-#[tokio::test]
-async fn implicit_tls_with_python_imaplib() {
-    let d = demo();
+async fn implicit_tls_with_python_imaplib(d: Demo) {
     if Command::new("python3").arg("--version").output().is_err() {
         assert!(std::env::var("CI").is_err(), "python3 is missing on CI");
         eprintln!("skipped: python3 is not installed");
@@ -325,9 +347,7 @@ print("imaplib ok")
     );
 }
 
-#[tokio::test]
-async fn curl_lists_fetches_and_appends() {
-    let d = demo();
+async fn curl_lists_fetches_and_appends(d: Demo) {
     if Command::new("curl").arg("--version").output().is_err() {
         assert!(std::env::var("CI").is_err(), "curl is missing on CI");
         eprintln!("skipped: curl is not installed");
@@ -569,4 +589,144 @@ mod restart {
             "{mv:?}"
         );
     }
+}
+
+/// What IMAP serves for a message — RFC822.SIZE, BODY[], HEADER, TEXT,
+/// parts, chunks by size — describes one byte stream, which does not
+/// change once served, whether the tenant kept the bytes a client
+/// appended (or sent) or re-rendered them as Exchange does.
+async fn each_message_is_one_unchanging_byte_stream(d: Demo) {
+    use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+    let appended = "from: Bob Example <bob@example.com>\r\nto: bob@example.com\r\n\
+        subject: one stream\r\n (appended)\r\nmessage-id: <one-stream-append@example.com>\r\n\
+        content-type: multipart/mixed; boundary=b1\r\n\r\n--b1\r\ncontent-type: text/plain\r\n\r\n\
+        caf\u{e9} line one\r\nline two\r\n--b1\r\ncontent-type: application/octet-stream; name=x.bin\r\n\
+        content-transfer-encoding: base64\r\n\r\nAAECAwQFBgcICQ==\r\n--b1--\r\n";
+    let sent = "From: Alice <alice@example.com>\r\nTo: bob@example.com\r\n\
+        Subject: one stream (sent)\r\nMessage-ID: <one-stream-smtp@example.com>\r\n\
+        MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+        Content-Transfer-Encoding: 8bit\r\n\r\nBonjour, \u{e7}a va ?\r\n";
+    let smtp: std::net::SocketAddr = d.smtp.parse().unwrap();
+    let mailer = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(smtp.ip().to_string())
+        .port(smtp.port())
+        .credentials(Credentials::new("alice@example.com".into(), "alice".into()))
+        .authentication(vec![Mechanism::Plain])
+        .build();
+    let envelope = lettre::address::Envelope::new(
+        Some("alice@example.com".parse().unwrap()),
+        vec!["bob@example.com".parse().unwrap()],
+    )
+    .unwrap();
+    mailer.send_raw(&envelope, sent.as_bytes()).await.unwrap();
+
+    let tcp = TcpStream::connect(&d.imap).await.unwrap();
+    let mut client = async_imap::Client::new(tcp);
+    let _greeting = client.read_response().await.unwrap();
+    let mut s = client
+        .login("bob@example.com", "bob")
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    s.append("INBOX", None, None, appended).await.unwrap();
+    s.select("INBOX").await.unwrap();
+    // The SMTP delivery arrives when the spool has sent it: poll.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (uid_appended, uid_sent) = loop {
+        let a = s
+            .uid_search("HEADER Message-ID <one-stream-append@example.com>")
+            .await;
+        let b = s
+            .uid_search("HEADER Message-ID <one-stream-smtp@example.com>")
+            .await;
+        let (a, b) = (a.unwrap(), b.unwrap());
+        if let (Some(a), Some(b)) = (a.iter().next(), b.iter().next()) {
+            break (*a, *b);
+        }
+
+        assert!(
+            Instant::now() < deadline,
+            "the messages are not both there: {a:?} {b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        s.noop().await.unwrap();
+    };
+
+    let mut first = Vec::new();
+    for (uid, original) in [(uid_appended, appended), (uid_sent, sent)] {
+        let fetched: Vec<_> = s
+            .uid_fetch(
+                uid.to_string(),
+                "(RFC822.SIZE BODY.PEEK[] BODY.PEEK[HEADER] BODY.PEEK[TEXT] BODYSTRUCTURE)",
+            )
+            .await
+            .unwrap()
+            .collect::<Vec<_>>()
+            .await;
+        let f = fetched[0].as_ref().unwrap();
+        let body = f.body().unwrap().to_vec();
+        assert_eq!(f.size.unwrap() as usize, body.len(), "RFC822.SIZE is exact");
+        let mut joined = f.header().unwrap().to_vec();
+        joined.extend_from_slice(f.text().unwrap());
+        assert_eq!(joined, body, "HEADER + TEXT is BODY[]");
+        if d.exchange_mime {
+            assert_ne!(body, original.as_bytes(), "the tenant re-rendered it");
+        }
+        // The content is the same message either way.
+        let parsed = mail_parser::MessageParser::default().parse(&body).unwrap();
+        let wanted = mail_parser::MessageParser::default()
+            .parse(original.as_bytes())
+            .unwrap();
+        assert_eq!(parsed.subject(), wanted.subject());
+        // (lettre ends DATA with one more CRLF than the message has.)
+        let text = |m: &mail_parser::Message<'_>| m.body_text(0).map(|t| t.trim_end().to_string());
+        assert_eq!(text(&parsed), text(&wanted));
+        assert_eq!(parsed.message_id(), wanted.message_id());
+        assert_eq!(
+            parsed.attachment(0).map(|a| a.contents().to_vec()),
+            wanted.attachment(0).map(|a| a.contents().to_vec())
+        );
+        // A client reading in chunks by RFC822.SIZE gets the same bytes.
+        let mut chunks = Vec::new();
+        let mut at = 0;
+        while at < body.len() {
+            let fetched: Vec<_> = s
+                .uid_fetch(uid.to_string(), format!("(BODY.PEEK[]<{at}.100>)"))
+                .await
+                .unwrap()
+                .collect::<Vec<_>>()
+                .await;
+            let chunk = fetched[0].as_ref().unwrap().body().unwrap().to_vec();
+            assert!(!chunk.is_empty() && chunk.len() <= 100);
+            at += chunk.len();
+            chunks.extend_from_slice(&chunk);
+        }
+        assert_eq!(chunks, body, "chunks by RFC822.SIZE make BODY[]");
+        first.push((uid, body));
+    }
+    s.logout().await.unwrap();
+
+    // Another session later serves the very same bytes.
+    let tcp = TcpStream::connect(&d.imap).await.unwrap();
+    let mut client = async_imap::Client::new(tcp);
+    let _greeting = client.read_response().await.unwrap();
+    let mut s = client
+        .login("bob@example.com", "bob")
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    s.examine("INBOX").await.unwrap();
+    for (uid, body) in first {
+        let fetched: Vec<_> = s
+            .uid_fetch(uid.to_string(), "(RFC822.SIZE BODY.PEEK[])")
+            .await
+            .unwrap()
+            .collect::<Vec<_>>()
+            .await;
+        let f = fetched[0].as_ref().unwrap();
+        assert_eq!(f.body().unwrap(), &body[..]);
+        assert_eq!(f.size.unwrap() as usize, body.len());
+    }
+    s.logout().await.unwrap();
 }

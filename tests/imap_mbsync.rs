@@ -8,7 +8,7 @@ use std::process::Command;
 
 mod support;
 
-use support::demo;
+use support::{Demo, demo, demo_exchange_mime};
 
 fn files(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -55,6 +55,18 @@ fn flags(imap: &str, folder: &str) -> String {
 
 #[test]
 fn mbsync_two_way_sync_keeps_flags_deletions_and_new_mail() {
+    two_way_sync(demo);
+}
+
+/// The same against a tenant that re-renders stored MIME as Exchange
+/// does: the message mbsync uploads comes back as other bytes, which
+/// must not make mbsync see a second message or lose the first.
+#[test]
+fn mbsync_two_way_sync_with_exchange_rendered_mime() {
+    two_way_sync(demo_exchange_mime);
+}
+
+fn two_way_sync(start: fn() -> Demo) {
     for tool in ["mbsync", "curl"] {
         let found = Command::new("which")
             .arg(tool)
@@ -66,7 +78,7 @@ fn mbsync_two_way_sync_keeps_flags_deletions_and_new_mail() {
             return;
         }
     }
-    let d = demo();
+    let d = start();
     let work = tempfile::tempdir().unwrap();
     let maildir = work.path().join("mail");
     let inbox = maildir.join("INBOX");

@@ -52,6 +52,12 @@ pub struct DemoArgs {
     /// Admin HTTP endpoint (/healthz, /readyz, /metrics).
     #[arg(long, default_value = "127.0.0.1:8025", value_name = "ADDR")]
     admin: SocketAddr,
+    /// Make the simulated tenant re-render the MIME of every message it
+    /// stores the way Exchange Online does (header order and folding,
+    /// boundaries, transfer encodings), so that what IMAP serves is not
+    /// the bytes that were sent or appended — as with the real service.
+    #[arg(long)]
+    exchange_mime: bool,
 }
 
 /// The implicit-TLS twin of a plain listener: as given, else the standard
@@ -86,6 +92,7 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
     let sim_url = format!("http://{sim_addr}");
     let sim = SimState::new(SimConfig {
         public_url: sim_url.clone(),
+        exchange_mime: args.exchange_mime,
         ..SimConfig::default()
     })?;
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -77,6 +77,8 @@ pub struct Demo {
     pub imaps: String,
     pub sim: String,
     pub dir: tempfile::TempDir,
+    /// The simulated tenant re-renders stored MIME (`--exchange-mime`).
+    pub exchange_mime: bool,
 }
 
 /// The demo, every listener on a free loopback port.
@@ -86,6 +88,17 @@ pub fn demo() -> Demo {
 
 /// The demo with its SMTP listener on `smtp` (e.g. all interfaces).
 pub fn demo_on(smtp: &str) -> Demo {
+    demo_with(smtp, &[])
+}
+
+/// The demo whose simulated tenant re-renders stored MIME as Exchange
+/// does (`--exchange-mime`).
+pub fn demo_exchange_mime() -> Demo {
+    demo_with("127.0.0.1:0", &["--exchange-mime"])
+}
+
+/// The demo with its SMTP listener on `smtp` and `extra` arguments.
+pub fn demo_with(smtp: &str, extra: &[&str]) -> Demo {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args([
@@ -101,6 +114,7 @@ pub fn demo_on(smtp: &str) -> Demo {
             "--data-dir",
         ])
         .arg(dir.path())
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -117,6 +131,7 @@ pub fn demo_on(smtp: &str) -> Demo {
             .unwrap()..]),
         proc: Proc(child),
         dir,
+        exchange_mime: extra.contains(&"--exchange-mime"),
     }
 }
 

@@ -415,10 +415,58 @@ pub(super) fn message_from_json(body: &Value, folder_id: String, sender: &str) -
         .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
         .map(|d| d.with_timezone(&Utc))
         .unwrap_or_else(Utc::now);
+    let html = body
+        .pointer("/body/contentType")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("html"));
     let mut builder = mail_builder::MessageBuilder::new()
         .from((from.0.as_str(), from.1.as_str()))
-        .subject(subject.as_str())
-        .text_body(text.as_str());
+        .subject(subject.as_str());
+    builder = if html {
+        builder.html_body(text.clone())
+    } else {
+        builder.text_body(text.clone())
+    };
+    // What Exchange keeps of a created item and writes into its MIME:
+    // the Message-ID given as internetMessageId, the sent time as Date,
+    // Reply-To, and the file attachments carried inline in the request.
+    if let Some(mid) = body.get("internetMessageId").and_then(Value::as_str) {
+        let bare = mid.trim().trim_start_matches('<').trim_end_matches('>');
+        if !bare.is_empty() {
+            builder = builder.message_id(bare.to_string());
+        }
+    }
+    if let Some(sent) = body
+        .get("sentDateTime")
+        .and_then(Value::as_str)
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+    {
+        builder = builder.date(sent.timestamp());
+    }
+    let reply_to = recipients(body.get("replyTo"));
+    if !reply_to.is_empty() {
+        builder = builder.reply_to(reply_to);
+    }
+    for a in body
+        .get("attachments")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let is_file = a
+            .get("@odata.type")
+            .and_then(Value::as_str)
+            .is_none_or(|t| t.ends_with("fileAttachment"));
+        if !is_file {
+            continue;
+        }
+        if let Ok(att) = super::attachments::attachment_from_json(a) {
+            builder = match (&att.content_id, att.is_inline) {
+                (Some(cid), true) => builder.inline(att.content_type, cid.clone(), att.bytes),
+                _ => builder.attachment(att.content_type, att.name, att.bytes),
+            };
+        }
+    }
     let addr = |l: &[(String, String)]| -> Vec<(String, String)> { l.to_vec() };
     if !to.is_empty() {
         builder = builder.to(addr(&to));
