@@ -42,6 +42,7 @@ both_renderings!(
     implicit_tls_with_python_imaplib,
     curl_lists_fetches_and_appends,
     each_message_is_one_unchanging_byte_stream,
+    a_mail_handler_reads_its_own_inbox_folder_and_leaves_nothing_behind,
 );
 
 /// A raw IMAP dialogue: send a line, read until the tagged reply.
@@ -588,6 +589,40 @@ mod restart {
             mv.last().unwrap().contains("between two mailboxes"),
             "{mv:?}"
         );
+        c.cmd("o LOGOUT").await;
+
+        // A helpdesk handler that only reads INBOX: the shared mailbox's
+        // Inbox becomes alice's INBOX, her own Inbox moves aside.
+        let out = Command::new(BIN)
+            .args([
+                "accounts",
+                "set",
+                "alice@example.com",
+                "--imap-inbox",
+                "Shared/support@example.com/INBOX",
+                "--config",
+            ])
+            .arg(dir.path().join("graphgate.toml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let (mut c, _) = Raw::connect(&imap).await;
+        c.cmd("a LOGIN alice@example.com alice").await;
+        let list = c.cmd("l LIST \"\" *").await;
+        assert!(list.iter().any(|l| l.ends_with(" INBOX")), "{list:?}");
+        assert!(
+            list.iter().any(|l| l.contains("\"Inbox (mailbox)\"")),
+            "{list:?}"
+        );
+        assert!(
+            !list
+                .iter()
+                .any(|l| l.ends_with("Shared/support@example.com/INBOX")),
+            "{list:?}"
+        );
+        c.cmd("s SELECT INBOX").await;
+        let found = c.cmd("f UID SEARCH SUBJECT \"ticket 4711\"").await;
+        assert_ne!(found[0], "* SEARCH", "{found:?}");
     }
 }
 
@@ -729,4 +764,134 @@ async fn each_message_is_one_unchanging_byte_stream(d: Demo) {
         assert_eq!(f.size.unwrap() as usize, body.len());
     }
     s.logout().await.unwrap();
+}
+
+/// `graphgate accounts set LOGIN …` against the demo's data directory.
+fn accounts_set(d: &Demo, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["accounts", "set"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(d.dir.path())
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+async fn alice(d: &Demo) -> Raw {
+    let (mut c, _) = Raw::connect(&d.imap).await;
+    let r = c.cmd("l LOGIN alice@example.com alice").await;
+    assert!(last(&r).starts_with("l OK"), "{r:?}");
+    c
+}
+
+fn exists(lines: &[String]) -> u32 {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("* ")?.strip_suffix(" EXISTS")?.parse().ok())
+        .unwrap_or_else(|| panic!("no EXISTS in {lines:?}"))
+}
+
+/// The per-account settings a helpdesk's mail handler needs: the folder
+/// it reads as INBOX, and fetched mail not kept on the server.
+async fn a_mail_handler_reads_its_own_inbox_folder_and_leaves_nothing_behind(d: Demo) {
+    let ticket = |n: u32| {
+        format!(
+            "From: customer@fabrikam.example\r\nTo: alice@example.com\r\n\
+             Subject: ticket {n}\r\nMessage-ID: <ticket-{n}@fabrikam.example>\r\n\r\nplease help\r\n"
+        )
+    };
+    let mut c = alice(&d).await;
+    let seeded = exists(&c.cmd("s SELECT INBOX").await);
+    let r = c.cmd("c CREATE INBOX/Tickets").await;
+    assert!(last(&r).starts_with("c OK"), "{r:?}");
+    for n in [1, 2] {
+        let m = ticket(n);
+        let r = c
+            .cmd(&format!(
+                "a{n} APPEND INBOX/Tickets {{{}+}}\r\n{m}",
+                m.len()
+            ))
+            .await;
+        assert!(last(&r).contains("OK"), "{r:?}");
+    }
+    c.cmd("o LOGOUT").await;
+
+    let said = accounts_set(
+        &d,
+        &[
+            "alice@example.com",
+            "--imap-inbox",
+            "INBOX/Tickets",
+            "--keep-fetched",
+            "no",
+        ],
+    );
+    assert!(said.contains("INBOX/Tickets"), "{said}");
+
+    // The handler sees the Tickets folder as INBOX; the mailbox's own
+    // Inbox is still there under another name, with its messages.
+    let mut c = alice(&d).await;
+    let list = c.cmd("l LIST \"\" *").await;
+    assert!(list.iter().any(|l| l.ends_with(" INBOX")), "{list:?}");
+    assert!(
+        list.iter().any(|l| l.contains("\"Inbox (mailbox)\"")),
+        "{list:?}"
+    );
+    assert!(!list.iter().any(|l| l.contains("Tickets")), "{list:?}");
+    let status = c.cmd("st STATUS \"Inbox (mailbox)\" (MESSAGES)").await;
+    assert!(
+        status[0].contains(&format!("MESSAGES {seeded}")),
+        "{status:?}"
+    );
+    let r = c.cmd("s select inbox").await;
+    assert_eq!(exists(&r), 2, "{r:?}");
+    let r = c.cmd("f FETCH 1 (RFC822)").await;
+    assert!(r.iter().any(|l| l.contains("Subject: ticket 1")), "{r:?}");
+    // Peeking at a header is not fetching the message.
+    c.cmd("h FETCH 2 (BODY.PEEK[HEADER])").await;
+    c.cmd("o LOGOUT").await;
+
+    // What it fetched is gone from the server (to Deleted Items); the
+    // rest stays.
+    let mut c = alice(&d).await;
+    let r = c.cmd("s SELECT INBOX").await;
+    assert_eq!(exists(&r), 1, "{r:?}");
+    let r = c
+        .cmd("f FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .await;
+    assert!(r.iter().any(|l| l.contains("ticket 2")), "{r:?}");
+    let r = c.cmd("t STATUS \"Deleted Items\" (MESSAGES)").await;
+    assert!(r[0].contains("MESSAGES 1"), "{r:?}");
+    // A connection that drops after fetching deletes nothing.
+    c.cmd("g FETCH 1 (BODY[])").await;
+    drop(c);
+    let mut c = alice(&d).await;
+    let r = c.cmd("s SELECT INBOX").await;
+    assert_eq!(exists(&r), 1, "{r:?}");
+    c.cmd("o LOGOUT").await;
+
+    // Back to the mailbox's own Inbox, keeping fetched mail.
+    accounts_set(
+        &d,
+        &[
+            "alice@example.com",
+            "--imap-inbox",
+            "",
+            "--keep-fetched",
+            "yes",
+        ],
+    );
+    let mut c = alice(&d).await;
+    assert_eq!(exists(&c.cmd("s SELECT INBOX").await), seeded);
+    let r = c.cmd("f FETCH 1:* (RFC822)").await;
+    assert!(last(&r).starts_with("f OK"), "{r:?}");
+    let r = c.cmd("t STATUS INBOX/Tickets (MESSAGES)").await;
+    assert!(r[0].contains("MESSAGES 1"), "{r:?}");
+    c.cmd("o LOGOUT").await;
+    let mut c = alice(&d).await;
+    assert_eq!(exists(&c.cmd("s SELECT INBOX").await), seeded);
 }

@@ -26,6 +26,8 @@ pub enum AccountsCommand {
         /// The local login name.
         login: String,
     },
+    /// Change a local account's settings.
+    Set(SetArgs),
     /// Change a local account's password.
     Passwd {
         /// The local login name.
@@ -34,6 +36,77 @@ pub enum AccountsCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+}
+
+/// Per-account settings, for `accounts set` (and `accounts add`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct Settings {
+    /// The folder IMAP shows as INBOX, by the name IMAP LIST gives it
+    /// (e.g. `INBOX/Support`, `Tickets`, `Shared/support@contoso.com/INBOX`),
+    /// for mail handlers that only read INBOX. An empty value resets it to
+    /// the mailbox's own Inbox.
+    #[arg(long, value_name = "FOLDER")]
+    imap_inbox: Option<String>,
+    /// Whether messages an IMAP session fetched in full (BODY[], RFC822)
+    /// stay on the server. `no`: they are deleted (to Deleted Items, or
+    /// for good with imap.expunge_permanently) when the session closes the
+    /// folder or logs out cleanly — a dropped connection deletes nothing.
+    #[arg(long, value_name = "yes|no", value_parser = yes_no)]
+    keep_fetched: Option<bool>,
+    /// Whether SMTP submissions leave a copy in Sent Items.
+    #[arg(long, value_name = "yes|no", value_parser = yes_no)]
+    sent_copy: Option<bool>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SetArgs {
+    /// The local login name.
+    login: String,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+fn yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "on" | "1" => Ok(true),
+        "no" | "false" | "off" | "0" => Ok(false),
+        _ => Err(format!("{s:?}: say yes or no")),
+    }
+}
+
+/// Apply `settings` to `login`, saying what changed.
+fn apply(store: &Store, login: &str, settings: &Settings) -> anyhow::Result<Vec<String>> {
+    let mut said = Vec::new();
+    if let Some(folder) = &settings.imap_inbox {
+        let folder = folder.trim();
+        if folder.is_empty() || folder.eq_ignore_ascii_case("INBOX") {
+            store.set_imap_inbox(login, None)?;
+            said.push("IMAP INBOX: the mailbox's Inbox".to_string());
+        } else {
+            store.set_imap_inbox(login, Some(folder))?;
+            said.push(format!(
+                "IMAP INBOX: {folder} (its own name is now \"Inbox (mailbox)\" when it is \
+                 the mailbox's Inbox that moves aside)"
+            ));
+        }
+    }
+    if let Some(keep) = settings.keep_fetched {
+        store.set_keep_fetched(login, keep)?;
+        said.push(if keep {
+            "fetched mail stays on the server".to_string()
+        } else {
+            "fetched mail is deleted when the IMAP session closes the folder or logs out"
+                .to_string()
+        });
+    }
+    if let Some(copy) = settings.sent_copy {
+        store.set_save_to_sent_items(login, copy)?;
+        said.push(format!(
+            "Sent Items copy of SMTP submissions: {}",
+            if copy { "yes" } else { "no" }
+        ));
+    }
+    Ok(said)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -84,6 +157,8 @@ pub struct AddArgs {
     /// tenants) instead of PS256 with `x5t#S256`.
     #[arg(long, requires = "app_only")]
     rs256: bool,
+    #[command(flatten)]
+    settings: Settings,
 }
 
 pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode> {
@@ -110,6 +185,7 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
             if args.no_sent_copy {
                 store.set_save_to_sent_items(&account.login, false)?;
             }
+            apply(store, &account.login, &args.settings)?;
             let credential = crate::store::AppCredential {
                 client_id: args.client_id.clone(),
                 tenant: args.tenant.clone(),
@@ -162,6 +238,8 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
                             "aliases": a.aliases,
                             "shared_mailboxes": a.shared_mailboxes,
                             "save_to_sent_items": a.save_to_sent_items,
+                            "imap_inbox": a.imap_inbox,
+                            "keep_fetched": a.keep_fetched,
                             "last_error": a.last_error,
                         })
                     })
@@ -178,6 +256,23 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
                     println!("{:<32} {:<32} {state}", a.login, a.mailbox);
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::Set(args) => {
+            if store.account(&args.login)?.is_none() {
+                return Err(crate::store::StoreError::NoSuchAccount(args.login).into());
+            }
+            let said = apply(store, &args.login, &args.settings)?;
+            if said.is_empty() {
+                anyhow::bail!(
+                    "nothing to change: give --imap-inbox FOLDER, --keep-fetched yes|no or \
+                     --sent-copy yes|no"
+                );
+            }
+            for line in said {
+                println!("{}: {line}.", args.login);
+            }
+            println!("A running gateway applies it to the next IMAP login.");
             Ok(ExitCode::SUCCESS)
         }
         AccountsCommand::Remove { login } => {

@@ -559,6 +559,9 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             reply
         }
         CommandBody::Logout => {
+            if let State::Selected(auth, view) = &mut conn.state {
+                session::leave(shared, auth, view).await;
+            }
             conn.state = State::Logout;
             let mut reply = Reply::ok("LOGOUT completed");
             if let Ok(bye) = Status::bye(None, "graphgate logging out") {
@@ -638,7 +641,11 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             let read_only = name == "EXAMINE";
             let folder = session::local_name(&mailbox);
             let auth = match std::mem::replace(&mut conn.state, State::Logout) {
-                State::Authenticated(a) | State::Selected(a, _) => a,
+                State::Authenticated(a) => a,
+                State::Selected(a, mut view) => {
+                    session::leave(shared, &a, &mut view).await;
+                    a
+                }
                 other => {
                     conn.state = other;
                     return Reply::bad("not logged in");
@@ -669,6 +676,7 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             if name == "CLOSE" && !view.read_only {
                 let _ = session::expunge(shared, &auth, &mut view, None).await;
             }
+            session::leave(shared, &auth, &mut view).await;
             conn.state = State::Authenticated(auth);
             Reply::ok(format!("{name} completed"))
         }

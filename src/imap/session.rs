@@ -30,7 +30,9 @@ use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
 
 use super::content::ContentCache;
 use crate::graph::{FlagStatus, FlagUpdate, MailBackend, RemoteMessageId};
-use crate::mailbox::{FolderChanges, MailboxModel, MailboxSet, SHARED_PREFIX, flags};
+use crate::mailbox::{
+    FolderChanges, InboxPlacement, MailboxModel, MailboxSet, SHARED_PREFIX, flags,
+};
 use crate::mime::imap as mime;
 use crate::runtime::Accounts;
 use crate::store::folders::{FolderRecord, MessageRecord, Uid};
@@ -105,6 +107,10 @@ pub struct View {
     /// The flags the client was last told, per UID: what a later change —
     /// by Outlook, or by another IMAP session — is compared against.
     pub told: std::collections::HashMap<Uid, (u32, String)>,
+    /// Messages whose whole content this session fetched (BODY[],
+    /// RFC822, BODY[TEXT]): deleted on leaving the folder when the
+    /// account does not keep fetched mail (see [`leave`]).
+    pub fetched: std::collections::HashSet<Uid>,
 }
 
 pub struct Authenticated {
@@ -340,12 +346,41 @@ impl Shared {
     pub fn open(&self, account: Account) -> Result<Authenticated, String> {
         let runtime = self.accounts.get(account.id)?;
         let backend: Arc<dyn MailBackend> = Arc::new(runtime.mailbox.clone());
+        // The per-account INBOX (`accounts set --imap-inbox`): a folder of
+        // the account's own mailbox, or of one of its shared mailboxes.
+        let inbox = account
+            .imap_inbox
+            .as_deref()
+            .map(|name| name.trim_end_matches('/'))
+            .filter(|name| !name.is_empty() && !name.eq_ignore_ascii_case("INBOX"));
+        let placement = |prefix: &str| -> InboxPlacement {
+            match inbox {
+                None => InboxPlacement::Own,
+                Some(name) => {
+                    let shared_target = account.shared_mailboxes.iter().find_map(|a| {
+                        let p = format!("{SHARED_PREFIX}{a}/");
+                        name.get(..p.len())
+                            .filter(|head| head.eq_ignore_ascii_case(&p))
+                            .map(|_| p)
+                    });
+                    match shared_target {
+                        Some(p) if p.eq_ignore_ascii_case(prefix) => {
+                            InboxPlacement::Folder(name[p.len()..].to_string())
+                        }
+                        Some(_) => InboxPlacement::Elsewhere,
+                        None if prefix.is_empty() => InboxPlacement::Folder(name.to_string()),
+                        None => InboxPlacement::Own,
+                    }
+                }
+            }
+        };
         let own = MailboxModel::new(
             self.store.clone(),
             account.id,
             account.mailbox.clone(),
             backend,
-        );
+        )
+        .with_inbox(placement(""));
         let shared = account
             .shared_mailboxes
             .iter()
@@ -354,8 +389,10 @@ impl Shared {
                     crate::graph::Mailbox::User(address.clone()),
                     runtime.tokens.clone(),
                 ));
+                let prefix = format!("{SHARED_PREFIX}{address}/");
                 MailboxModel::new(self.store.clone(), account.id, address.clone(), backend)
-                    .with_prefix(format!("{SHARED_PREFIX}{address}/"))
+                    .with_inbox(placement(&prefix))
+                    .with_prefix(prefix)
             })
             .collect();
         Ok(Authenticated {
@@ -455,6 +492,7 @@ pub async fn select(
             .iter()
             .map(|r| (r.uid, (r.flags, r.keywords.clone())))
             .collect(),
+        fetched: Default::default(),
     };
     let mut data = vec![
         Data::Flags(vec![
@@ -750,6 +788,7 @@ pub async fn fetch(
         let message = Lazy::new(bytes.as_deref().unwrap_or_default());
         let mut items = Vec::new();
         let mut set_seen = false;
+        let mut fetched_whole = false;
         for name in &names {
             let item = match name {
                 MessageDataItemName::Uid => MessageDataItem::Uid(nz(record.uid.0)),
@@ -762,6 +801,7 @@ pub async fn fetch(
                 }
                 MessageDataItemName::Rfc822 => {
                     set_seen = true;
+                    fetched_whole = true;
                     MessageDataItem::Rfc822(nstring(message.bytes()))
                 }
                 MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(nstring(
@@ -769,6 +809,7 @@ pub async fn fetch(
                 )),
                 MessageDataItemName::Rfc822Text => {
                     set_seen = true;
+                    fetched_whole = true;
                     MessageDataItem::Rfc822Text(nstring(
                         &message.section(Some(&Section::Text(None))),
                     ))
@@ -780,6 +821,9 @@ pub async fn fetch(
                 } => {
                     if !peek {
                         set_seen = true;
+                    }
+                    if range.is_none() && matches!(section, None | Some(Section::Text(None))) {
+                        fetched_whole = true;
                     }
                     let data = message.section(section.as_ref());
                     let data = match range {
@@ -804,6 +848,9 @@ pub async fn fetch(
                 }
             };
             items.push(item);
+        }
+        if fetched_whole && !view.read_only {
+            view.fetched.insert(record.uid);
         }
         let mut bits = record.flags;
         if set_seen && bits & flags::SEEN == 0 && !view.read_only {
@@ -982,6 +1029,54 @@ pub async fn expunge(
         .filter(|r| r.flags & flags::DELETED != 0)
         .filter(|r| only.is_none_or(|set| in_set(set, r.uid.0, largest)))
         .collect();
+    delete(shared, auth, view, doomed).await
+}
+
+/// Leaving the selected folder cleanly (CLOSE, UNSELECT, SELECT of
+/// another, LOGOUT): for an account that keeps no fetched mail
+/// (`accounts set --keep-fetched no`), delete what this session fetched
+/// in full, as EXPUNGE deletes. A dropped connection deletes nothing:
+/// the client may not have stored what it fetched.
+pub async fn leave(shared: &Shared, auth: &Authenticated, view: &mut View) {
+    if auth.account.keep_fetched || view.read_only || view.fetched.is_empty() {
+        return;
+    }
+    let Ok(records) = shared.store.messages(view.folder.id) else {
+        return;
+    };
+    let fetched: Vec<&MessageRecord> = records
+        .iter()
+        .filter(|r| view.fetched.contains(&r.uid))
+        .collect();
+    let n = fetched.len();
+    match delete(shared, auth, view, fetched).await {
+        Ok(_) => tracing::info!(
+            account = %auth.account.login,
+            folder = %view.folder.name,
+            messages = n,
+            "fetched messages deleted on leaving the folder (keep_fetched = no)"
+        ),
+        Err(e) => tracing::warn!(
+            account = %auth.account.login,
+            folder = %view.folder.name,
+            "could not delete the fetched messages: {}; they stay and are tried again \
+             the next time they are fetched",
+            match e {
+                Refusal::No(t) | Refusal::Bad(t) => t,
+            }
+        ),
+    }
+}
+
+/// Delete `doomed` in Graph (to Deleted Items, or for good with
+/// `imap.expunge_permanently`) and from the folder's table; the untagged
+/// EXPUNGEs for the view.
+async fn delete(
+    shared: &Shared,
+    auth: &Authenticated,
+    view: &mut View,
+    doomed: Vec<&MessageRecord>,
+) -> Result<Vec<Data<'static>>, Refusal> {
     let mut gone = Vec::new();
     for r in doomed {
         let id = RemoteMessageId::new(r.remote_id.clone());

@@ -67,6 +67,74 @@ pub struct MailboxModel {
     /// Put in front of every folder name (`Shared/bob@contoso.com/` for a
     /// shared mailbox; empty for the account's own).
     prefix: String,
+    /// Where the account's IMAP INBOX is, as far as this mailbox goes.
+    inbox: InboxPlacement,
+}
+
+/// Where the folder IMAP calls INBOX lives, for one mailbox of an
+/// account (the per-account `imap_inbox` setting).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum InboxPlacement {
+    /// This mailbox's own Inbox is INBOX (the account's own mailbox,
+    /// by default).
+    #[default]
+    Own,
+    /// The folder of this mailbox with this (default, prefix-less) IMAP
+    /// name is INBOX; the mailbox's own Inbox moves aside to
+    /// [`MOVED_INBOX`].
+    Folder(String),
+    /// INBOX is in another mailbox of the account: this one's own Inbox
+    /// keeps the name of any other folder.
+    Elsewhere,
+}
+
+/// The name of a mailbox's own Inbox when another folder is INBOX.
+pub const MOVED_INBOX: &str = "Inbox (mailbox)";
+
+/// `name` with a leading `INBOX` in any case spelled `INBOX` (RFC 3501
+/// §5.1: INBOX is case-insensitive, also as the first level of a path).
+pub fn canonical_name(name: &str) -> std::borrow::Cow<'_, str> {
+    let head = name.get(..5);
+    let rest = name.get(5..).unwrap_or_default();
+    if head.is_some_and(|h| h.eq_ignore_ascii_case("INBOX"))
+        && (rest.is_empty() || rest.starts_with('/'))
+        && head != Some("INBOX")
+    {
+        std::borrow::Cow::Owned(format!("INBOX{rest}"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
+/// Whether `name` is `prefix` or under it (as a `/` path).
+fn under<'a>(name: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = name.strip_prefix(prefix)?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+/// Apply the account's INBOX placement to one mailbox's default names
+/// (see [`imap_names`]): the chosen folder and its children become
+/// `INBOX…`; the mailbox's own Inbox and its children become
+/// [`MOVED_INBOX`]`…`. Returns, per folder, its name and whether it is
+/// the account's INBOX subtree (which carries no shared prefix).
+pub fn place_inbox(name: &str, placement: &InboxPlacement) -> (String, bool) {
+    match placement {
+        InboxPlacement::Own => (name.to_string(), false),
+        InboxPlacement::Folder(chosen) => {
+            let chosen = canonical_name(chosen);
+            if let Some(rest) = under(name, &chosen) {
+                (format!("INBOX{rest}"), true)
+            } else if let Some(rest) = under(name, "INBOX") {
+                (format!("{MOVED_INBOX}{rest}"), false)
+            } else {
+                (name.to_string(), false)
+            }
+        }
+        InboxPlacement::Elsewhere => match under(name, "INBOX") {
+            Some(rest) => (format!("{MOVED_INBOX}{rest}"), false),
+            None => (name.to_string(), false),
+        },
+    }
 }
 
 /// SPECIAL-USE attribute (RFC 6154) of a well-known folder.
@@ -135,7 +203,14 @@ impl MailboxModel {
             mailbox: mailbox.into(),
             backend,
             prefix: String::new(),
+            inbox: InboxPlacement::Own,
         }
+    }
+
+    /// The same model with the account's INBOX placed as `inbox` says.
+    pub fn with_inbox(mut self, inbox: InboxPlacement) -> MailboxModel {
+        self.inbox = inbox;
+        self
     }
 
     /// The same model with every folder name under `prefix`.
@@ -167,9 +242,10 @@ impl MailboxModel {
     }
 
     pub fn folder(&self, name: &str) -> Result<FolderRecord, ModelError> {
+        let name = canonical_name(name);
         self.folders()?
             .into_iter()
-            .find(|f| f.name == name || (name.eq_ignore_ascii_case("INBOX") && f.name == "INBOX"))
+            .find(|f| f.name == name)
             .ok_or_else(|| ModelError::NoSuchFolder(name.to_string()))
     }
 
@@ -180,6 +256,19 @@ impl MailboxModel {
         let remote = self.backend.list_folders().await?;
         tracing::debug!(mailbox = %self.mailbox, folders = remote.len(), "folders listed");
         let names = imap_names(&remote);
+        let mut inbox = self.inbox.clone();
+        if let InboxPlacement::Folder(chosen) = &inbox {
+            let chosen = canonical_name(chosen);
+            if !names.values().any(|n| *n == chosen) {
+                tracing::warn!(
+                    mailbox = %self.mailbox,
+                    "the account's imap_inbox folder {chosen:?} does not exist; INBOX stays the \
+                     mailbox's Inbox (fix it with `graphgate accounts set LOGIN --imap-inbox \
+                     FOLDER`, naming a folder as LIST shows it)"
+                );
+                inbox = InboxPlacement::Own;
+            }
+        }
         let mut seen = HashSet::new();
         // Parents first, so a rename of a parent and a child in one round
         // never collides on a name still held by the other.
@@ -188,7 +277,10 @@ impl MailboxModel {
                 continue;
             };
             seen.insert(f.id.as_str().to_string());
-            let name = format!("{}{name}", self.prefix);
+            let name = match place_inbox(name, &inbox) {
+                (name, true) => name,
+                (name, false) => format!("{}{name}", self.prefix),
+            };
             self.store.upsert_folder(
                 self.account,
                 &self.mailbox,
@@ -359,6 +451,14 @@ impl MailboxSet {
     }
 
     pub fn folder(&self, name: &str) -> Result<FolderRecord, ModelError> {
+        // INBOX may be a folder of a shared mailbox (`imap_inbox`).
+        if under(&canonical_name(name), "INBOX").is_some() {
+            for m in &self.models {
+                if let Ok(f) = m.folder(name) {
+                    return Ok(f);
+                }
+            }
+        }
         self.model_for_name(name).folder(name)
     }
 
@@ -391,5 +491,53 @@ impl MailboxSet {
     /// copies only within one).
     pub fn same_mailbox(&self, a: &FolderRecord, b: &FolderRecord) -> bool {
         a.mailbox.eq_ignore_ascii_case(&b.mailbox)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_is_case_insensitive_as_a_first_level() {
+        assert_eq!(canonical_name("inbox"), "INBOX");
+        assert_eq!(canonical_name("Inbox/Sub"), "INBOX/Sub");
+        assert_eq!(canonical_name("Inboxes"), "Inboxes");
+        assert_eq!(canonical_name("Shared/x/inbox"), "Shared/x/inbox");
+    }
+
+    #[test]
+    fn the_chosen_folder_becomes_inbox_and_the_own_inbox_moves_aside() {
+        let chosen = InboxPlacement::Folder("inbox/Tickets".into());
+        assert_eq!(
+            place_inbox("INBOX/Tickets", &chosen),
+            ("INBOX".into(), true)
+        );
+        assert_eq!(
+            place_inbox("INBOX/Tickets/2026", &chosen),
+            ("INBOX/2026".into(), true)
+        );
+        assert_eq!(place_inbox("INBOX", &chosen), (MOVED_INBOX.into(), false));
+        assert_eq!(
+            place_inbox("INBOX/Other", &chosen),
+            (format!("{MOVED_INBOX}/Other"), false)
+        );
+        assert_eq!(
+            place_inbox("INBOX/Tickets2", &chosen),
+            (format!("{MOVED_INBOX}/Tickets2"), false)
+        );
+        assert_eq!(place_inbox("Archive", &chosen), ("Archive".into(), false));
+        // INBOX in another (shared) mailbox of the account.
+        assert_eq!(
+            place_inbox("INBOX", &InboxPlacement::Elsewhere),
+            (MOVED_INBOX.into(), false)
+        );
+        assert_eq!(
+            place_inbox("INBOX", &InboxPlacement::Own),
+            ("INBOX".into(), false)
+        );
+        // A shared mailbox's own Inbox chosen: it keeps its place, unprefixed.
+        let shared = InboxPlacement::Folder("INBOX".into());
+        assert_eq!(place_inbox("INBOX", &shared), ("INBOX".into(), true));
     }
 }

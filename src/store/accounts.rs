@@ -70,6 +70,14 @@ pub struct Account {
     /// An app-only account's own app registration, when it does not use
     /// the one of the `microsoft.*` configuration.
     pub app_credential: Option<AppCredential>,
+    /// The folder IMAP presents as INBOX, by its IMAP name (e.g.
+    /// `INBOX/Support`, `Shared/support@contoso.com/INBOX`); `None`: the
+    /// mailbox's own Inbox.
+    pub imap_inbox: Option<String>,
+    /// Whether a message an IMAP session fetched in full stays on the
+    /// server (`false`: it is deleted when the session closes the folder
+    /// or logs out, as a POP3 client without "leave on server" would).
+    pub keep_fetched: bool,
 }
 
 /// Where an app-only account's credential comes from. Secrets stay in
@@ -106,7 +114,7 @@ pub struct NewAccount {
 }
 
 const COLUMNS: &str = "id, login, mailbox, auth_profile, aliases, shared_mailboxes, state, last_error, \
-     save_to_sent_items, app_credential";
+     save_to_sent_items, app_credential, imap_inbox, keep_fetched";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
     let json_err = |i: usize, e: serde_json::Error| {
@@ -130,6 +138,8 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
             Some(text) => Some(serde_json::from_str(&text).map_err(|e| json_err(9, e))?),
             None => None,
         },
+        imap_inbox: row.get(10)?,
+        keep_fetched: row.get(11)?,
     })
 }
 
@@ -167,6 +177,32 @@ impl Store {
         let n = conn.execute(
             "UPDATE accounts SET app_credential = ?1, updated_at = ?2 WHERE login = ?3",
             params![text, now_unix(), login],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSuchAccount(login.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The folder IMAP shows `login` as INBOX (`None`: its Inbox).
+    pub fn set_imap_inbox(&self, login: &str, folder: Option<&str>) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        let n = conn.execute(
+            "UPDATE accounts SET imap_inbox = ?1, updated_at = ?2 WHERE login = ?3",
+            params![folder, now_unix(), login],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NoSuchAccount(login.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Whether messages `login` fetched over IMAP stay on the server.
+    pub fn set_keep_fetched(&self, login: &str, keep: bool) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        let n = conn.execute(
+            "UPDATE accounts SET keep_fetched = ?1, updated_at = ?2 WHERE login = ?3",
+            params![keep, now_unix(), login],
         )?;
         if n == 0 {
             return Err(StoreError::NoSuchAccount(login.to_string()));

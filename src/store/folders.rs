@@ -119,6 +119,14 @@ impl Store {
             .optional()?;
         let id = match existing {
             Some(id) => {
+                // A name still held by another folder (names swap when
+                // folders are renamed, or when the account's INBOX moves)
+                // is taken from it; its own refresh names it again.
+                tx.execute(
+                    "UPDATE folders SET name = name || ' (renaming ' || id || ')'
+                     WHERE account_id = ?1 AND name = ?2 AND id != ?3",
+                    params![account.0, name, id],
+                )?;
                 tx.execute(
                     "UPDATE folders SET name = ?1, parent_remote_id = ?2, special_use = ?3
                      WHERE id = ?4",

@@ -109,6 +109,13 @@ ALTER TABLE accounts ADD COLUMN save_to_sent_items INTEGER NOT NULL DEFAULT 1;
     r#"
 ALTER TABLE accounts ADD COLUMN app_credential TEXT;
 "#,
+    // 4: per-account IMAP settings for mail handlers: the folder IMAP
+    // shows as INBOX (NULL: the mailbox's Inbox), and whether messages a
+    // session fetched stay on the server.
+    r#"
+ALTER TABLE accounts ADD COLUMN imap_inbox TEXT;
+ALTER TABLE accounts ADD COLUMN keep_fetched INTEGER NOT NULL DEFAULT 1;
+"#,
 ];
 
 /// The schema version this build writes.
