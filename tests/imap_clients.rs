@@ -43,6 +43,7 @@ both_renderings!(
     curl_lists_fetches_and_appends,
     each_message_is_one_unchanging_byte_stream,
     a_mail_handler_reads_its_own_inbox_folder_and_leaves_nothing_behind,
+    mutt_in_batch_mode_files_its_copy_over_imap,
 );
 
 /// A raw IMAP dialogue: send a line, read until the tagged reply.
@@ -894,4 +895,72 @@ async fn a_mail_handler_reads_its_own_inbox_folder_and_leaves_nothing_behind(d: 
     c.cmd("o LOGOUT").await;
     let mut c = alice(&d).await;
     assert_eq!(exists(&c.cmd("s SELECT INBOX").await), seeded);
+}
+
+/// Debian's mutt in batch mode: it sends through graphgate's SMTP and
+/// files its copy (`record`) into a folder over graphgate's IMAP — its
+/// own LOGIN, SELECT/STATUS and APPEND.
+async fn mutt_in_batch_mode_files_its_copy_over_imap(d: Demo) {
+    let found = Command::new("which")
+        .arg("mutt")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var("CI").is_err(), "mutt is missing on CI");
+        eprintln!("skipped: mutt is not installed (scripts/test installs it)");
+        return;
+    }
+    let mut c = alice(&d).await;
+    let r = c.cmd("c CREATE \"Mutt Copies\"").await;
+    assert!(last(&r).starts_with("c OK"), "{r:?}");
+    let home = d.dir.path().join("mutt-imap-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let rc = home.join("muttrc");
+    std::fs::write(
+        &rc,
+        format!(
+            "set smtp_url=\"smtp://alice@example.com@{smtp}/\"\nset smtp_pass=\"alice\"\n\
+             set imap_user=\"alice@example.com\"\nset imap_pass=\"alice\"\n\
+             set ssl_starttls=no\nset ssl_force_tls=no\nset from=\"alice@example.com\"\n\
+             set use_from=yes\nset copy=yes\nset record=\"imap://{imap}/Mutt Copies\"\n\
+             set hostname=\"example.com\"\nset confirmcreate=no\n",
+            smtp = d.smtp,
+            imap = d.imap,
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new("mutt")
+        .arg("-F")
+        .arg(&rc)
+        .args(["-s", "filed by mutt", "--", "bob@example.com"])
+        .env("HOME", &home)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"Filed over IMAP\n").unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = c.cmd("s SELECT \"Mutt Copies\"").await;
+    assert_eq!(
+        exists(&r),
+        1,
+        "{r:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = c
+        .cmd("f FETCH 1 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .await;
+    assert!(
+        r.iter().any(|l| l.contains("Subject: filed by mutt")),
+        "{r:?}"
+    );
+    c.cmd("o LOGOUT").await;
 }

@@ -398,11 +398,11 @@ async fn serve(
                     }
                     None => {
                         conn.authenticate_tag = Some(tag);
-                        let _ = imap.authenticate_continue(
-                            CommandContinuationRequest::basic(None, "").unwrap_or_else(|_| {
-                                CommandContinuationRequest::basic(None, "go on").expect("ccr")
-                            }),
-                        );
+                        // RFC 3501 §6.2.2: the challenge is base64; PLAIN's
+                        // is empty ("+ "). SASL libraries (mutt's) decode
+                        // any text here and fail on words.
+                        let _ = imap
+                            .authenticate_continue(CommandContinuationRequest::base64(&b""[..]));
                     }
                 }
             }
