@@ -1,12 +1,14 @@
 //! The admin HTTP endpoint: `/healthz` (the process answers), `/readyz`
-//! (every account has a usable grant, the store answers), `/metrics`
-//! (Prometheus text format).
+//! (every listener accepts, every enabled account has a usable grant,
+//! Microsoft Graph answers), `/metrics` (Prometheus / OpenMetrics text,
+//! see [`crate::metrics`]).
 //!
 //! Off by default outside `graphgate demo`; loopback by default when on.
 
-use std::fmt::Write as _;
-use std::sync::Arc;
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -15,7 +17,51 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::metrics::StateLabel;
 use crate::store::{AccountState, SpoolState, Store};
+
+/// The gateway's listeners: each is up while its accept loop runs.
+#[derive(Clone, Default)]
+pub struct Listeners {
+    list: Arc<Mutex<Vec<Listener>>>,
+}
+
+/// A listener's name, address and whether its accept loop still runs.
+type Listener = (String, SocketAddr, Arc<AtomicBool>);
+
+/// Held by a listener's task: the listener counts as down once dropped.
+pub struct Up(Arc<AtomicBool>);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Listeners {
+    /// Record that `what` listens on `addr`; it stays up while the
+    /// returned guard lives.
+    pub fn started(&self, what: &str, addr: SocketAddr) -> Up {
+        let flag = Arc::new(AtomicBool::new(true));
+        self.list.lock().unwrap_or_else(|e| e.into_inner()).push((
+            what.to_string(),
+            addr,
+            flag.clone(),
+        ));
+        Up(flag)
+    }
+
+    /// The listeners that stopped, by name and address.
+    fn down(&self) -> Vec<String> {
+        self.list
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(_, _, up)| !up.load(Ordering::Acquire))
+            .map(|(what, addr, _)| format!("the {what} on {addr} stopped accepting"))
+            .collect()
+    }
+}
 
 /// What the admin endpoint reports on.
 #[derive(Clone)]
@@ -26,16 +72,59 @@ pub struct AdminState {
 struct AdminInner {
     store: Store,
     started: Instant,
+    listeners: Listeners,
+    /// Graph's base URL, probed by /readyz (`None`: not probed).
+    graph_url: Option<String>,
+    http: reqwest::Client,
+    /// The last Graph probe: when, and the problem if any.
+    probe: tokio::sync::Mutex<Option<(Instant, Option<String>)>>,
 }
+
+/// How long a Graph probe's answer is reused (probes are not free).
+const PROBE_TTL: Duration = Duration::from_secs(15);
 
 impl AdminState {
     pub fn new(store: Store) -> AdminState {
+        AdminState::with(store, Listeners::default(), None)
+    }
+
+    /// With the gateway's listeners and Graph's base URL to check.
+    pub fn with(store: Store, listeners: Listeners, graph_url: Option<String>) -> AdminState {
         AdminState {
             inner: Arc::new(AdminInner {
                 store,
                 started: Instant::now(),
+                listeners,
+                graph_url,
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap_or_default(),
+                probe: tokio::sync::Mutex::new(None),
             }),
         }
+    }
+
+    /// Whether Graph answers HTTP at all (any status: a 401 without a
+    /// token proves it is reachable); the answer is kept [`PROBE_TTL`].
+    async fn graph_problem(&self) -> Option<String> {
+        let url = self.inner.graph_url.as_ref()?;
+        let mut last = self.inner.probe.lock().await;
+        if let Some((at, problem)) = last.as_ref()
+            && at.elapsed() < PROBE_TTL
+        {
+            return problem.clone();
+        }
+        let probe = format!("{}/v1.0/", url.trim_end_matches('/'));
+        let problem = match self.inner.http.get(&probe).send().await {
+            Ok(_) => None,
+            Err(e) => Some(format!(
+                "Microsoft Graph at {url} does not answer ({e}); check the network, proxy \
+                 and microsoft.graph_url"
+            )),
+        };
+        *last = Some((Instant::now(), problem.clone()));
+        problem
     }
 }
 
@@ -64,48 +153,49 @@ async fn healthz() -> &'static str {
 
 async fn readyz(State(state): State<AdminState>) -> Response {
     let store = state.inner.store.clone();
-    let accounts = tokio::task::spawn_blocking(move || store.accounts()).await;
-    let accounts = match accounts {
+    let accounts = match tokio::task::spawn_blocking(move || store.accounts()).await {
         Ok(Ok(accounts)) => accounts,
         Ok(Err(e)) => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("not ready: the store does not answer: {e}\n"),
-            )
-                .into_response();
+            return not_ready(vec![format!("the store does not answer: {e}")]);
         }
-        Err(e) => {
-            return (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response();
-        }
+        Err(e) => return not_ready(vec![e.to_string()]),
     };
+    let mut problems = state.inner.listeners.down();
     if accounts.is_empty() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: no account is configured; add one with `graphgate accounts add`\n",
-        )
-            .into_response();
+        problems.push("no account is configured; add one with `graphgate accounts add`".into());
     }
-    let offline: Vec<String> = accounts
-        .iter()
-        .filter(|a| a.state == AccountState::Offline)
-        .map(|a| match &a.last_error {
-            Some(e) => format!("{}: OFFLINE: {e}", a.login),
-            None => format!("{}: OFFLINE: not signed in", a.login),
-        })
-        .collect();
-    if offline.is_empty() {
+    problems.extend(
+        accounts
+            .iter()
+            .filter(|a| a.state == AccountState::Offline)
+            .map(|a| match &a.last_error {
+                Some(e) => format!("{}: OFFLINE: {e}", a.login),
+                None => format!(
+                    "{}: OFFLINE: not signed in; run `graphgate login {}`",
+                    a.login, a.login
+                ),
+            }),
+    );
+    if let Some(problem) = state.graph_problem().await {
+        problems.push(problem);
+    }
+    if problems.is_empty() {
         (
             StatusCode::OK,
             format!("ready: {} account(s) online\n", accounts.len()),
         )
             .into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready:\n{}\n", offline.join("\n")),
-        )
-            .into_response()
+        not_ready(problems)
     }
+}
+
+fn not_ready(problems: Vec<String>) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("not ready:\n{}\n", problems.join("\n")),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AdminState>) -> Response {
@@ -114,39 +204,21 @@ async fn metrics(State(state): State<AdminState>) -> Response {
         Ok((store.accounts()?, store.spool_list(None, None)?))
     })
     .await;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP graphgate_build_info Version of the running graphgate.\n\
-         # TYPE graphgate_build_info gauge\n\
-         graphgate_build_info{{version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    );
-    let _ = writeln!(
-        out,
-        "# HELP graphgate_uptime_seconds Seconds since the process started.\n\
-         # TYPE graphgate_uptime_seconds gauge\n\
-         graphgate_uptime_seconds {}",
-        state.inner.started.elapsed().as_secs()
-    );
+    let m = crate::metrics::get();
+    m.uptime_seconds
+        .set(state.inner.started.elapsed().as_secs() as i64);
     if let Ok(Ok((accounts, spool))) = gathered {
         let online = accounts
             .iter()
             .filter(|a| a.state == AccountState::Online)
             .count();
-        let _ = writeln!(
-            out,
-            "# HELP graphgate_accounts Local accounts by state.\n\
-             # TYPE graphgate_accounts gauge\n\
-             graphgate_accounts{{state=\"online\"}} {online}\n\
-             graphgate_accounts{{state=\"offline\"}} {}",
-            accounts.len() - online
-        );
-        let _ = writeln!(
-            out,
-            "# HELP graphgate_spool_messages Spooled messages by state.\n\
-             # TYPE graphgate_spool_messages gauge"
-        );
+        let label = |s: &str| StateLabel { state: s.into() };
+        m.accounts
+            .get_or_create(&label("online"))
+            .set(online as i64);
+        m.accounts
+            .get_or_create(&label("offline"))
+            .set((accounts.len() - online) as i64);
         for s in [
             SpoolState::Queued,
             SpoolState::Sending,
@@ -155,19 +227,25 @@ async fn metrics(State(state): State<AdminState>) -> Response {
             SpoolState::Dropped,
         ] {
             let n = spool.iter().filter(|e| e.state == s).count();
-            let _ = writeln!(
-                out,
-                "graphgate_spool_messages{{state=\"{}\"}} {n}",
-                s.as_str()
-            );
+            m.spool_messages
+                .get_or_create(&label(s.as_str()))
+                .set(n as i64);
         }
+        let now = crate::store::now_unix();
+        let oldest = spool
+            .iter()
+            .filter(|e| matches!(e.state, SpoolState::Queued | SpoolState::Sending))
+            .map(|e| now - e.accepted_at)
+            .max()
+            .unwrap_or(0);
+        m.spool_oldest_queued_seconds.set(oldest.max(0));
     }
     (
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        out,
+        m.encode(),
     )
         .into_response()
 }

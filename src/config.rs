@@ -137,6 +137,9 @@ pub struct MicrosoftConfig {
     pub certificate_file: Option<PathBuf>,
     /// PEM private key of that certificate.
     pub private_key_file: Option<PathBuf>,
+    /// How often (seconds) the gateway redeems each account's grant to
+    /// prove it still works; 0 = never.
+    pub token_check_s: u64,
 }
 
 /// The optional admin HTTP endpoint (`/healthz`, `/readyz`, `/metrics`).
@@ -180,6 +183,7 @@ impl Default for MicrosoftConfig {
             client_secret_file: None,
             certificate_file: None,
             private_key_file: None,
+            token_check_s: 3600,
         }
     }
 }
@@ -259,6 +263,14 @@ pub const KEYS: &[KeyDoc] = &[
         key: "microsoft.private_key_file",
         doc: "The PEM private key of `certificate_file`. Mode 0600.",
         example: Some("/run/secrets/graphgate_key.pem"),
+    },
+    KeyDoc {
+        key: "microsoft.token_check_s",
+        doc: "How often, in seconds, a running gateway redeems each signed-in account's grant \
+              to prove it still works: a revoked grant turns the account OFFLINE (and /readyz \
+              not ready) within this time rather than when mail waits for it, and a rarely used \
+              account's refresh token never expires by inactivity (AADSTS700082). 0: never.",
+        example: Some("3600"),
     },
     KeyDoc {
         key: "smtp.listen",

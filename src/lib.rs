@@ -25,6 +25,7 @@ pub mod config;
 pub mod graph;
 pub mod imap;
 pub mod mailbox;
+pub mod metrics;
 pub mod mime;
 pub mod runtime;
 pub mod secret;

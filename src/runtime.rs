@@ -70,6 +70,36 @@ impl Accounts {
         Ok(runtime)
     }
 
+    /// Prove every signed-in account's grant (see [`TokenSource::check`]):
+    /// a dead one goes OFFLINE with its remedy now, not when a message
+    /// waits for it. Transient failures (network) are only logged.
+    ///
+    /// [`TokenSource::check`]: crate::auth::TokenSource::check
+    pub async fn check_all(&self) {
+        let Ok(accounts) = self.store.accounts() else {
+            return;
+        };
+        for account in accounts {
+            if account.state != AccountState::Online {
+                continue;
+            }
+            let rt = match self.get(account.id) {
+                Ok(rt) => rt,
+                Err(why) => {
+                    tracing::warn!(account = %account.login, "token check: {why}");
+                    continue;
+                }
+            };
+            match rt.tokens.check().await {
+                Ok(()) => tracing::debug!(account = %account.login, "token check: the grant works"),
+                Err(e) => {
+                    let sentence = self.auth_failed(account.id, &account.login, &e);
+                    tracing::warn!(account = %account.login, "token check failed: {sentence}");
+                }
+            }
+        }
+    }
+
     /// An authentication failure of `id`: forget its runtime so the next use
     /// reopens it from the store; when only a new sign-in helps, mark it
     /// OFFLINE with the remedy. Returns the sentence.

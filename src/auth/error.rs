@@ -108,6 +108,31 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    /// A bounded label for metrics: `AADSTS<code>`, the OAuth error word,
+    /// or the kind of failure — never a description.
+    pub fn metric_label(&self) -> String {
+        match self {
+            AuthError::Entra {
+                code: Some(code), ..
+            } => format!("AADSTS{code}"),
+            AuthError::Entra { error, .. } => {
+                let word: String = error
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .take(40)
+                    .collect();
+                if word.is_empty() {
+                    "entra_error".into()
+                } else {
+                    word
+                }
+            }
+            AuthError::Persist(_) => "persist_failed".into(),
+            AuthError::Config(_) => "config".into(),
+            _ => "failed".into(),
+        }
+    }
+
     /// An [`AuthError::Entra`] from Entra's error body (also the device-code
     /// outcomes, which are plain RFC 8628 errors).
     pub fn from_entra(body: EntraErrorResponse) -> AuthError {

@@ -77,4 +77,12 @@ pub trait TokenSource: Send + Sync {
 
     /// Graph rejected `token` with 401: drop it so the next call refreshes.
     fn invalidate(&self, token: &AccessToken);
+
+    /// Prove the grant still works by redeeming it now (a refresh, or a
+    /// new client-credentials token), whatever the cached token's age:
+    /// finds a revoked grant before a user does, and keeps a rarely used
+    /// refresh token from expiring by inactivity (AADSTS700082).
+    fn check(&self) -> BoxFuture<'_, Result<(), AuthError>> {
+        Box::pin(async { self.access_token().await.map(|_| ()) })
+    }
 }

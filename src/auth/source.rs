@@ -117,6 +117,21 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// `acquire(previous)` under the lock, whatever the cached token's age.
+    async fn force<F, Fut>(&self, acquire: F) -> Result<(), AuthError>
+    where
+        F: FnOnce(Option<TokenSet>) -> Fut,
+        Fut: Future<Output = Result<TokenSet, AuthError>>,
+    {
+        let mut guard = self.tokens.lock().await;
+        let tokens = acquire(guard.clone()).await?;
+        *guard = Some(tokens);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -170,7 +185,12 @@ impl RefreshingTokenSource {
                 correlation_id: None,
             });
         };
-        let mut tokens = self.client.refresh(&refresh_token, &self.scopes).await?;
+        let mut tokens = self
+            .client
+            .refresh(&refresh_token, &self.scopes)
+            .await
+            .inspect_err(|e| crate::metrics::get().token_refresh(&e.metric_label()))?;
+        crate::metrics::get().token_refresh("ok");
         if tokens.identity.is_none() {
             tokens.identity = previous.and_then(|p| p.identity);
         }
@@ -201,6 +221,10 @@ impl TokenSource for RefreshingTokenSource {
         Box::pin(self.cache.get(|previous| self.refresh(previous)))
     }
 
+    fn check(&self) -> BoxFuture<'_, Result<(), AuthError>> {
+        Box::pin(self.cache.force(|previous| self.refresh(previous)))
+    }
+
     fn invalidate(&self, token: &AccessToken) {
         self.cache.reject(token);
     }
@@ -228,9 +252,24 @@ impl ClientCredentialsTokenSource {
     }
 }
 
+impl ClientCredentialsTokenSource {
+    async fn acquire(&self) -> Result<TokenSet, AuthError> {
+        let result = self.client.client_credentials().await;
+        crate::metrics::get().token_refresh(&match &result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.metric_label(),
+        });
+        result
+    }
+}
+
 impl TokenSource for ClientCredentialsTokenSource {
     fn access_token(&self) -> BoxFuture<'_, Result<AccessToken, AuthError>> {
-        Box::pin(self.cache.get(|_| self.client.client_credentials()))
+        Box::pin(self.cache.get(|_| self.acquire()))
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), AuthError>> {
+        Box::pin(self.cache.force(|_| self.acquire()))
     }
 
     fn invalidate(&self, token: &AccessToken) {

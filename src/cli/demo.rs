@@ -163,7 +163,11 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
     let admin_addr = admin_listener.local_addr()?;
     {
         let stop = shutdown.clone();
-        let state = crate::admin::AdminState::new(store.clone());
+        let state = crate::admin::AdminState::with(
+            store.clone(),
+            gateway.listeners.clone(),
+            Some(sim_url.clone()),
+        );
         tasks.spawn(async move {
             crate::admin::serve(admin_listener, state, async move { stop.cancelled().await }).await
         });
@@ -226,8 +230,15 @@ fn write_demo_config(
         "# Written by `graphgate demo`: the demo's simulated tenant.\n{}",
         toml::to_string_pretty(&config)?
     );
-    std::fs::write(data_dir.join("graphgate.toml"), text)?;
-    Ok(config)
+    std::fs::write(data_dir.join("graphgate.toml"), &text)?;
+    // GRAPHGATE_* variables tune the demo as they tune `serve` (its
+    // listeners come from the demo's own flags).
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    Ok(crate::config::Config::from_parts(
+        &text,
+        "graphgate demo",
+        &vars,
+    )?)
 }
 
 /// Sign `upn` in against the simulator with the production browser flow

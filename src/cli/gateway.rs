@@ -25,6 +25,8 @@ pub struct Gateway {
     pub smtps: Option<SocketAddr>,
     pub imap: Option<SocketAddr>,
     pub imaps: Option<SocketAddr>,
+    /// The listeners started and whether each still accepts (for /readyz).
+    pub listeners: crate::admin::Listeners,
 }
 
 /// Listen addresses chosen on the command line (demo) win over the
@@ -60,6 +62,21 @@ pub async fn start(
         .map_err(|e| format!("{e}. {}", e.remedy("<account>")));
     let accounts = Accounts::new(store.clone(), key.clone(), entra, graph);
     let registry = accounts.clone();
+    if config.microsoft.token_check_s > 0 {
+        let every = Duration::from_secs(config.microsoft.token_check_s);
+        let accounts = accounts.clone();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return Ok(()),
+                    _ = tick.tick() => accounts.check_all().await,
+                }
+            }
+        });
+    }
     let s = &config.smtp;
     let spool = Spool::new(
         store.clone(),
@@ -92,6 +109,7 @@ pub async fn start(
         smtps: None,
         imap: None,
         imaps: None,
+        listeners: crate::admin::Listeners::default(),
     };
     if [smtp_addr, smtps_addr, imap_addr, imaps_addr]
         .iter()
@@ -156,8 +174,11 @@ pub async fn start(
         }
         let server = server.clone();
         let stop = shutdown.clone();
-        tasks
-            .spawn(async move { crate::smtp::server::run(listener, implicit, server, stop).await });
+        let up = gateway.listeners.started(what, local);
+        tasks.spawn(async move {
+            let _up = up;
+            crate::smtp::server::run(listener, implicit, server, stop).await
+        });
     }
     let imap_server = crate::imap::server::ImapServer::new(
         crate::imap::server::ImapConfig {
@@ -200,8 +221,11 @@ pub async fn start(
         }
         let server = imap_server.clone();
         let stop = shutdown.clone();
-        tasks
-            .spawn(async move { crate::imap::server::run(listener, implicit, server, stop).await });
+        let up = gateway.listeners.started(what, local);
+        tasks.spawn(async move {
+            let _up = up;
+            crate::imap::server::run(listener, implicit, server, stop).await
+        });
     }
     Ok(gateway)
 }

@@ -70,7 +70,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     if let Some(addr) = config.admin_listen()? {
         let listener = super::bind(addr, "admin endpoint", "admin.listen").await?;
         tracing::info!(addr = %listener.local_addr()?, "admin endpoint listening");
-        let state = crate::admin::AdminState::new(store.clone());
+        let state = crate::admin::AdminState::with(
+            store.clone(),
+            gateway.listeners.clone(),
+            Some(config.microsoft.graph_url.clone()),
+        );
         let stop = shutdown.clone();
         tasks.spawn(async move {
             crate::admin::serve(listener, state, async move { stop.cancelled().await }).await

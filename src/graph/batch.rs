@@ -69,6 +69,11 @@ impl GraphMailbox {
                     let status = reply.status;
                     if status == 429 {
                         self.shared.count(|c| c.throttled += 1);
+                        let m = crate::metrics::get();
+                        m.graph_throttled.inc();
+                        if let Some(secs) = reply.retry_after() {
+                            m.graph_retry_after_seconds.inc_by(secs as f64);
+                        }
                     }
                     let retryable = status == 429
                         || ((status == 503 || status == 504) && request.method == "GET");

@@ -312,6 +312,11 @@ impl GraphMailbox {
                         status == 429 || ((status == 503 || status == 504) && call.idempotent);
                     if status == 429 {
                         self.shared.count(|c| c.throttled += 1);
+                        let m = crate::metrics::get();
+                        m.graph_throttled.inc();
+                        if let Some(secs) = retry_after(&reply.headers) {
+                            m.graph_retry_after_seconds.inc_by(secs as f64);
+                        }
                     }
                     if !retryable || attempt >= policy.max_attempts {
                         return Err(decode_error(status, &reply.body));
@@ -352,6 +357,7 @@ impl GraphMailbox {
 
     async fn send_once(&self, call: &Call, token: Option<&str>, request_id: &str) -> Attempt {
         let key = format!("{} {}", call.method, call.route);
+        let key_for_metrics = key.clone();
         self.shared
             .count(|c| *c.requests.entry(key).or_insert(0) += 1);
         let mut builder = self
@@ -380,11 +386,15 @@ impl GraphMailbox {
         }
         let mut response = match builder.send().await {
             Ok(r) => r,
-            Err(e) => return Attempt::Transport(error_chain(&e)),
+            Err(e) => {
+                crate::metrics::get().graph_request(&key_for_metrics, None);
+                return Attempt::Transport(error_chain(&e));
+            }
         };
         let status = response.status().as_u16();
         self.shared
             .count(|c| *c.statuses.entry(status).or_insert(0) += 1);
+        crate::metrics::get().graph_request(&key_for_metrics, Some(status));
         let headers = response.headers().clone();
         let limit = self.shared.config.max_response_bytes;
         let mut body = Vec::new();

@@ -39,7 +39,11 @@ impl ContentCache {
     /// The cached bytes of `record`, if they are on disk.
     pub async fn read(&self, record: &MessageRecord) -> Option<Bytes> {
         let hash = record.content_hash.as_deref()?;
-        tokio::fs::read(self.path(hash)).await.ok().map(Bytes::from)
+        let bytes = tokio::fs::read(self.path(hash)).await.ok()?;
+        crate::metrics::get()
+            .mime_cache_bytes_served
+            .inc_by(bytes.len() as u64);
+        Some(Bytes::from(bytes))
     }
 
     async fn write(&self, bytes: &[u8]) -> std::io::Result<String> {
@@ -80,6 +84,9 @@ impl ContentCache {
                 missing.push(r);
             }
         }
+        let metrics = crate::metrics::get();
+        metrics.mime_cache_hits.inc_by(ready.len() as u64);
+        metrics.mime_cache_misses.inc_by(missing.len() as u64);
         let mut recorded = Vec::new();
         for group in missing.chunks(BATCH) {
             let ids: Vec<RemoteMessageId> = group
@@ -110,6 +117,7 @@ impl ContentCache {
                                  and Exchange rendered it differently)"
                             );
                         }
+                        metrics.mime_cache_bytes_fetched.inc_by(bytes.len() as u64);
                         recorded.push((record.uid, hash.clone(), bytes.len() as u64));
                         let mut r = record.clone();
                         r.content_hash = Some(hash);

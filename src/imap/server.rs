@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
@@ -103,14 +104,21 @@ pub async fn run(
         };
         let server = server.clone();
         let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let _permit = permit;
-            let span = tracing::info_span!("imap", %peer);
-            let _enter = span.enter();
-            if let Err(e) = serve(tcp, peer, implicit_tls, server, shutdown).await {
-                tracing::debug!(%peer, "imap connection ended: {e}");
+        let metrics = crate::metrics::get();
+        metrics.imap_sessions.inc();
+        // One span per session (instrumented, not entered: the guard of
+        // `enter` would wrongly cover other tasks across awaits).
+        let span = tracing::info_span!("imap", session = crate::metrics::session_id(), %peer);
+        connections.spawn(
+            async move {
+                let _permit = permit;
+                let _active = crate::metrics::Active::new(&metrics.imap_sessions_active);
+                if let Err(e) = serve(tcp, peer, implicit_tls, server, shutdown).await {
+                    tracing::debug!("imap connection ended: {e}");
+                }
             }
-        });
+            .instrument(span),
+        );
         while connections.try_join_next().is_some() {}
     }
     while connections.join_next().await.is_some() {}
@@ -535,6 +543,7 @@ macro_rules! selected {
 
 async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'static>) -> Reply {
     let name = command.body.name().to_ascii_uppercase();
+    crate::metrics::get().imap_command(&name);
     if let Err(why) = session::allowed(&name, conn.state.phase()) {
         return Reply::bad(why);
     }

@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tracing::Instrument as _;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -127,12 +128,22 @@ pub async fn run(
         };
         let server = server.clone();
         let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let _permit = permit;
-            if let Err(e) = serve_connection(stream, peer, implicit_tls, server, shutdown).await {
-                tracing::debug!(%peer, error = %e, "smtp connection ended");
+        let metrics = crate::metrics::get();
+        metrics.smtp_sessions.inc();
+        // One span per session: every line it logs (AUTH, MAIL, the queue
+        // id of what it spooled) carries `smtp{session=… peer=…}`.
+        let span = tracing::info_span!("smtp", session = crate::metrics::session_id(), %peer);
+        connections.spawn(
+            async move {
+                let _permit = permit;
+                let _active = crate::metrics::Active::new(&metrics.smtp_sessions_active);
+                if let Err(e) = serve_connection(stream, peer, implicit_tls, server, shutdown).await
+                {
+                    tracing::debug!(error = %e, "smtp connection ended");
+                }
             }
-        });
+            .instrument(span),
+        );
         while connections.try_join_next().is_some() {}
     }
     while connections.join_next().await.is_some() {}

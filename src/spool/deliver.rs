@@ -154,6 +154,7 @@ impl Spool {
                 ..Default::default()
             },
         ) {
+            crate::metrics::get().spool_delivered.inc();
             tracing::info!(
                 queue_id = entry.id.0,
                 "message delivered to Microsoft Graph"
@@ -188,6 +189,7 @@ impl Spool {
                 ..Default::default()
             },
         );
+        crate::metrics::get().spool_retries.inc();
         tracing::warn!(
             queue_id = entry.id.0,
             retry_in_s = delay.as_secs(),

@@ -106,6 +106,7 @@ impl Spool {
         if !matches!(changed, Ok(true)) {
             return;
         }
+        crate::metrics::get().spool_bounced.inc();
         tracing::error!(queue_id = id.0, "message bounced: {text}");
         if null_sender {
             self.remove_file(id).await;

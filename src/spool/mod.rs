@@ -341,6 +341,7 @@ impl Spool {
             }
         };
         let queue_id = format!("{}", entry.id.0);
+        crate::metrics::get().smtp_messages_accepted.inc();
         tracing::info!(
             queue_id,
             account = %account.login,

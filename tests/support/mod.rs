@@ -76,6 +76,8 @@ pub struct Demo {
     pub imap: String,
     pub imaps: String,
     pub sim: String,
+    /// `http://host:port` of the admin endpoint.
+    pub admin: String,
     pub dir: tempfile::TempDir,
     /// The simulated tenant re-renders stored MIME (`--exchange-mime`).
     pub exchange_mime: bool,
@@ -99,6 +101,16 @@ pub fn demo_exchange_mime() -> Demo {
 
 /// The demo with its SMTP listener on `smtp` and `extra` arguments.
 pub fn demo_with(smtp: &str, extra: &[&str]) -> Demo {
+    demo_with_env(smtp, extra, &[])
+}
+
+/// The demo with `GRAPHGATE_*` variables (which tune it as they tune
+/// `serve`).
+pub fn demo_env(env: &[(&str, &str)]) -> Demo {
+    demo_with_env("127.0.0.1:0", &[], env)
+}
+
+fn demo_with_env(smtp: &str, extra: &[&str], env: &[(&str, &str)]) -> Demo {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(BIN)
         .args([
@@ -115,6 +127,7 @@ pub fn demo_with(smtp: &str, extra: &[&str]) -> Demo {
         ])
         .arg(dir.path())
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -129,6 +142,9 @@ pub fn demo_with(smtp: &str, extra: &[&str]) -> Demo {
             .iter()
             .position(|l| l.contains("simulator on"))
             .unwrap()..]),
+        admin: field(&lines, "Admin ")
+            .trim_end_matches("/healthz")
+            .to_string(),
         proc: Proc(child),
         dir,
         exchange_mime: extra.contains(&"--exchange-mime"),

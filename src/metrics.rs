@@ -1,0 +1,314 @@
+//! Process-wide counters for `/metrics` (Prometheus / OpenMetrics text,
+//! through the `prometheus-client` crate).
+//!
+//! Each layer bumps its own counters where the event happens: the SMTP
+//! and IMAP listeners (sessions, commands), the spool (accepted,
+//! delivered, bounced), the Graph client (requests by route template and
+//! status, throttling, Retry-After), the token sources (refreshes and
+//! failures) and the IMAP content cache (hits, misses, bytes). Gauges that
+//! describe stored state (accounts by state, spool depth and age) are set
+//! from the store when `/metrics` is read, so they are right even for work
+//! another process (a `graphgate queue retry`) did.
+//!
+//! Labels are bounded sets: route *templates* (never raw URLs, which carry
+//! ids), HTTP status codes, command names, fixed outcome words. Nothing
+//! that identifies a person or carries a secret is a label.
+
+use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteStatus {
+    /// `METHOD route-template`, e.g. `GET users/{id}/messages/{id}/$value`.
+    pub route: String,
+    /// HTTP status, or `transport` for a connection failure.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Command {
+    pub command: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+/// Every metric graphgate exports.
+pub struct Metrics {
+    registry: Registry,
+    pub smtp_sessions: Counter,
+    pub smtp_sessions_active: Gauge,
+    /// Messages answered 250 after DATA (and spooled).
+    pub smtp_messages_accepted: Counter,
+    /// Messages refused at SMTP, by reply code class (`5xx`, `4xx`).
+    pub smtp_messages_refused: Family<Outcome, Counter>,
+    pub spool_delivered: Counter,
+    pub spool_bounced: Counter,
+    pub spool_retries: Counter,
+    pub imap_sessions: Counter,
+    pub imap_sessions_active: Gauge,
+    pub imap_commands: Family<Command, Counter>,
+    pub graph_requests: Family<RouteStatus, Counter>,
+    pub graph_throttled: Counter,
+    pub graph_retry_after_seconds: Counter<f64, AtomicU64>,
+    pub token_refreshes: Family<Outcome, Counter>,
+    pub mime_cache_hits: Counter,
+    pub mime_cache_misses: Counter,
+    pub mime_cache_bytes_served: Counter,
+    pub mime_cache_bytes_fetched: Counter,
+    // Set from the store when /metrics is read.
+    pub accounts: Family<StateLabel, Gauge>,
+    pub spool_messages: Family<StateLabel, Gauge>,
+    pub spool_oldest_queued_seconds: Gauge,
+    pub uptime_seconds: Gauge,
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("graphgate");
+        let m = Metrics {
+            smtp_sessions: Counter::default(),
+            smtp_sessions_active: Gauge::default(),
+            smtp_messages_accepted: Counter::default(),
+            smtp_messages_refused: Family::default(),
+            spool_delivered: Counter::default(),
+            spool_bounced: Counter::default(),
+            spool_retries: Counter::default(),
+            imap_sessions: Counter::default(),
+            imap_sessions_active: Gauge::default(),
+            imap_commands: Family::default(),
+            graph_requests: Family::default(),
+            graph_throttled: Counter::default(),
+            graph_retry_after_seconds: Counter::default(),
+            token_refreshes: Family::default(),
+            mime_cache_hits: Counter::default(),
+            mime_cache_misses: Counter::default(),
+            mime_cache_bytes_served: Counter::default(),
+            mime_cache_bytes_fetched: Counter::default(),
+            accounts: Family::default(),
+            spool_messages: Family::default(),
+            spool_oldest_queued_seconds: Gauge::default(),
+            uptime_seconds: Gauge::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register(
+            "smtp_sessions",
+            "SMTP connections accepted",
+            m.smtp_sessions.clone(),
+        );
+        r.register(
+            "smtp_sessions_active",
+            "SMTP connections open now",
+            m.smtp_sessions_active.clone(),
+        );
+        r.register(
+            "smtp_messages_accepted",
+            "Messages answered 250 after DATA and spooled",
+            m.smtp_messages_accepted.clone(),
+        );
+        r.register(
+            "smtp_messages_refused",
+            "Messages refused at SMTP, by reply class",
+            m.smtp_messages_refused.clone(),
+        );
+        r.register(
+            "spool_delivered",
+            "Spooled messages Graph accepted (202)",
+            m.spool_delivered.clone(),
+        );
+        r.register(
+            "spool_bounced",
+            "Spooled messages given up on (a DSN went to the sender)",
+            m.spool_bounced.clone(),
+        );
+        r.register(
+            "spool_retries",
+            "Delivery attempts that will be tried again",
+            m.spool_retries.clone(),
+        );
+        r.register(
+            "imap_sessions",
+            "IMAP connections accepted",
+            m.imap_sessions.clone(),
+        );
+        r.register(
+            "imap_sessions_active",
+            "IMAP connections open now",
+            m.imap_sessions_active.clone(),
+        );
+        r.register(
+            "imap_commands",
+            "IMAP commands received, by command",
+            m.imap_commands.clone(),
+        );
+        r.register(
+            "graph_requests",
+            "HTTP requests to Microsoft Graph, by route template and status (each attempt)",
+            m.graph_requests.clone(),
+        );
+        r.register(
+            "graph_throttled",
+            "429 answers from Graph (outer and inside $batch)",
+            m.graph_throttled.clone(),
+        );
+        r.register(
+            "graph_retry_after_seconds",
+            "Seconds Graph asked graphgate to wait (Retry-After)",
+            m.graph_retry_after_seconds.clone(),
+        );
+        r.register(
+            "token_refreshes",
+            "Access token acquisitions (refresh or client credentials), by outcome",
+            m.token_refreshes.clone(),
+        );
+        r.register(
+            "mime_cache_hits",
+            "Messages served from the on-disk MIME cache",
+            m.mime_cache_hits.clone(),
+        );
+        r.register(
+            "mime_cache_misses",
+            "Messages whose MIME had to be fetched from Graph",
+            m.mime_cache_misses.clone(),
+        );
+        r.register(
+            "mime_cache_served_bytes",
+            "Bytes of message MIME served from the cache",
+            m.mime_cache_bytes_served.clone(),
+        );
+        r.register(
+            "mime_cache_fetched_bytes",
+            "Bytes of message MIME fetched from Graph into the cache",
+            m.mime_cache_bytes_fetched.clone(),
+        );
+        r.register("accounts", "Local accounts by state", m.accounts.clone());
+        r.register(
+            "spool_messages",
+            "Spooled messages by state",
+            m.spool_messages.clone(),
+        );
+        r.register(
+            "spool_oldest_queued_seconds",
+            "Age of the oldest message waiting to be delivered (0 when none)",
+            m.spool_oldest_queued_seconds.clone(),
+        );
+        r.register(
+            "build",
+            "Version of the running graphgate",
+            prometheus_client::metrics::info::Info::new(vec![(
+                "version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            )]),
+        );
+        r.register(
+            "uptime_seconds",
+            "Seconds since the process started",
+            m.uptime_seconds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// One Graph HTTP answer (or transport failure) for `route`.
+    pub fn graph_request(&self, route: &str, status: Option<u16>) {
+        self.graph_requests
+            .get_or_create(&RouteStatus {
+                route: route.to_string(),
+                status: status.map_or_else(|| "transport".into(), |s| s.to_string()),
+            })
+            .inc();
+    }
+
+    /// One IMAP command, by its name (`FETCH`, `UID FETCH`, …).
+    pub fn imap_command(&self, name: &str) {
+        self.imap_commands
+            .get_or_create(&Command {
+                command: name.to_ascii_uppercase(),
+            })
+            .inc();
+    }
+
+    /// A token acquisition's outcome (`ok`, or the AADSTS code / error).
+    pub fn token_refresh(&self, outcome: &str) {
+        self.token_refreshes
+            .get_or_create(&Outcome {
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+/// A short id for a new SMTP or IMAP session, unique in this process
+/// (log lines of one session carry it).
+pub fn session_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts a session as active while held.
+pub struct Active(&'static Gauge);
+
+impl Active {
+    pub fn new(gauge: &'static Gauge) -> Active {
+        gauge.inc();
+        Active(gauge)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_show_in_the_exposition() {
+        let m = get();
+        m.graph_request("GET me/mailFolders", Some(200));
+        m.imap_command("uid fetch");
+        m.token_refresh("ok");
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "graphgate_graph_requests_total{route=\"GET me/mailFolders\",status=\"200\"}"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("graphgate_imap_commands_total{command=\"UID FETCH\"}"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+}
