@@ -157,6 +157,9 @@ pub struct LogConfig {
     pub level: String,
     /// `text` or `json`.
     pub format: String,
+    /// Log every SMTP and IMAP line (credentials redacted) at trace level
+    /// under `graphgate::wire`.
+    pub protocol_trace: bool,
 }
 
 impl Default for Config {
@@ -193,6 +196,7 @@ impl Default for LogConfig {
         LogConfig {
             level: "info".into(),
             format: "text".into(),
+            protocol_trace: false,
         }
     }
 }
@@ -403,6 +407,13 @@ pub const KEYS: &[KeyDoc] = &[
         key: "log.format",
         doc: "`text` for people, `json` for log collectors (one object per line).",
         example: None,
+    },
+    KeyDoc {
+        key: "log.protocol_trace",
+        doc: "Log every SMTP and IMAP command and reply line (target `graphgate::wire`, trace \
+              level) for debugging a client. Passwords, AUTH payloads and message bodies are \
+              left out. Same as `--trace-protocol`.",
+        example: Some("false"),
     },
 ];
 

@@ -1,13 +1,51 @@
 //! Logging set-up: tracing to stderr, text or JSON. Secrets never reach a
 //! log line: they are `Secret<T>`, whose `Debug` prints `[redacted]`.
+//!
+//! The command line's `--log-level`, `--log-format` and `--trace-protocol`
+//! win over the configuration (`log.*`), and `RUST_LOG` over both.
+
+use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
 
-/// Install the global subscriber. `RUST_LOG` wins over `level`.
+use crate::config::LogConfig;
+
+/// The command line's logging flags, set once before any command runs.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub level: Option<String>,
+    pub format: Option<String>,
+    pub protocol_trace: bool,
+}
+
+static OVERRIDES: OnceLock<Overrides> = OnceLock::new();
+
+pub fn set_overrides(overrides: Overrides) {
+    let _ = OVERRIDES.set(overrides);
+}
+
+/// Install the global subscriber from `config` (and the overrides).
+pub fn init_config(config: &LogConfig) {
+    install(&config.level, &config.format, config.protocol_trace);
+}
+
+/// Install the global subscriber with these defaults (and the overrides).
 pub fn init(level: &str, format: &str) {
-    let filter = EnvFilter::try_from_default_env()
+    install(level, format, false);
+}
+
+fn install(level: &str, format: &str, protocol_trace: bool) {
+    let o = OVERRIDES.get().cloned().unwrap_or_default();
+    let level = o.level.as_deref().unwrap_or(level);
+    let format = o.format.as_deref().unwrap_or(format);
+    let mut filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    if (protocol_trace || o.protocol_trace)
+        && let Ok(d) = format!("{}=trace", crate::wire::TARGET).parse()
+    {
+        filter = filter.add_directive(d);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -38,6 +38,19 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
+    /// Log filter (overrides log.level), e.g. `debug` or
+    /// `graphgate::graph=debug,info`.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
+
+    /// Log format (overrides log.format).
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+
+    /// Log every SMTP and IMAP line, credentials redacted (log.protocol_trace).
+    #[arg(long, global = true)]
+    trace_protocol: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -144,6 +157,11 @@ fn open_store(config: &crate::config::Config) -> anyhow::Result<crate::store::St
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    logging::set_overrides(logging::Overrides {
+        level: cli.log_level.clone(),
+        format: cli.log_format.clone(),
+        protocol_trace: cli.trace_protocol,
+    });
     match cli.command {
         Command::Demo(ref args) => demo::run(args, cli.data_dir.clone()).await,
         Command::Serve(_) => serve::run(load_config(&cli)?).await,
@@ -164,7 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ConsentUrl(ref args) => consent::run(&load_config(&cli)?, args),
         Command::Login(ref args) => {
             let config = load_config(&cli)?;
-            logging::init(&config.log.level, &config.log.format);
+            logging::init_config(&config.log);
             let store = open_store(&config)?;
             signin::login(&config, &store, args).await
         }

@@ -16,7 +16,7 @@ use crate::store::{Store, StoreKey};
 pub struct ServeArgs {}
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
-    super::logging::init(&config.log.level, &config.log.format);
+    super::logging::init_config(&config.log);
     let store = Store::open(&config.data_dir)?;
     let key = StoreKey::load(&config.data_dir)?;
     tracing::info!(

@@ -346,6 +346,13 @@ async fn serve(
         match event {
             Event::GreetingSent { .. } => {}
             Event::ResponseSent { response, .. } => {
+                if crate::wire::enabled() {
+                    use imap_codec::encode::Encoder as _;
+                    let wire = imap_codec::ResponseCodec::default()
+                        .encode(&response)
+                        .dump();
+                    tracing::trace!(target: crate::wire::TARGET, "S: {}", crate::wire::line(&wire));
+                }
                 // Only the tagged reply ends a STARTTLS or LOGOUT exchange
                 // (LOGOUT's BYE comes before it).
                 let tagged = matches!(
@@ -374,6 +381,17 @@ async fn serve(
             Event::CommandAuthenticateReceived {
                 command_authenticate,
             } => {
+                tracing::trace!(
+                    target: crate::wire::TARGET,
+                    "C: {} AUTHENTICATE {}{}",
+                    command_authenticate.tag.inner(),
+                    command_authenticate.mechanism,
+                    if command_authenticate.initial_response.is_some() {
+                        format!(" {}", crate::wire::REDACTED)
+                    } else {
+                        String::new()
+                    }
+                );
                 let tag = command_authenticate.tag.clone();
                 if !matches!(conn.state, State::NotAuthenticated) {
                     let _ = imap.authenticate_finish(
@@ -415,6 +433,7 @@ async fn serve(
                 }
             }
             Event::AuthenticateDataReceived { authenticate_data } => {
+                tracing::trace!(target: crate::wire::TARGET, "C: {}", crate::wire::REDACTED);
                 let Some(tag) = conn.authenticate_tag.take() else {
                     continue;
                 };
@@ -456,6 +475,9 @@ async fn serve(
                 }
             }
             Event::CommandReceived { command } => {
+                if crate::wire::enabled() {
+                    tracing::trace!(target: crate::wire::TARGET, "C: {}", wire_command(&command));
+                }
                 let tag = command.tag.clone();
                 let reply = command_reply(&server, &mut conn, command).await;
                 send_reply(&mut imap, tag, reply);
@@ -1050,5 +1072,29 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             Reply::ok(format!("{name} completed (every folder is subscribed)"))
         }
         _ => Reply::bad(format!("{name} is not supported")),
+    }
+}
+
+/// A command as the protocol trace shows it: its wire form, but LOGIN
+/// without the password and APPEND without the message.
+fn wire_command(command: &Command<'_>) -> String {
+    use imap_codec::encode::Encoder as _;
+    let tag = command.tag.inner();
+    match &command.body {
+        CommandBody::Login { username, .. } => format!(
+            "{tag} LOGIN {} {}",
+            String::from_utf8_lossy(username.as_ref()),
+            crate::wire::REDACTED
+        ),
+        CommandBody::Append {
+            mailbox, message, ..
+        } => format!(
+            "{tag} APPEND {mailbox:?} <message, {} bytes>",
+            match message {
+                LiteralOrLiteral8::Literal(l) => l.data().len(),
+                LiteralOrLiteral8::Literal8(l) => l.data.len(),
+            }
+        ),
+        _ => crate::wire::line(&imap_codec::CommandCodec::default().encode(command).dump()),
     }
 }

@@ -250,7 +250,18 @@ async fn serve_connection(
             let mut next = Vec::new();
             for action in actions.drain(..) {
                 match action {
-                    Action::Reply(bytes) => stream.write_all(&bytes).await?,
+                    Action::Reply(bytes) => {
+                        if crate::wire::enabled() {
+                            for line in bytes.split_inclusive(|&b| b == b'\n') {
+                                tracing::trace!(
+                                    target: crate::wire::TARGET,
+                                    "S: {}",
+                                    crate::wire::line(line)
+                                );
+                            }
+                        }
+                        stream.write_all(&bytes).await?
+                    }
                     Action::Close => {
                         let _ = stream.flush().await;
                         let _ = stream.shutdown().await;
@@ -296,6 +307,10 @@ async fn serve_connection(
                         }
                     }
                     Action::MessageEnd(envelope) => {
+                        tracing::trace!(
+                            target: crate::wire::TARGET,
+                            "C: <message data> . (end of data)"
+                        );
                         stream.flush().await?;
                         let outcome = match incoming.take() {
                             Some(inc) => finish_message(&server, &session, envelope, inc).await,

@@ -361,6 +361,9 @@ impl Session {
         let result = self.requests.ingest(bytes).map(Request::into_owned);
         match result {
             Ok(request) => {
+                if crate::wire::enabled() {
+                    tracing::trace!(target: crate::wire::TARGET, "C: {}", wire_request(&request));
+                }
                 self.commands += 1;
                 if self.commands > self.config.max_commands {
                     out.push(reply(421, "4.7.0", "Too many commands; closing"));
@@ -578,6 +581,7 @@ impl Session {
     }
 
     fn ingest_auth_line(&mut self, bytes: &mut std::slice::Iter<'_, u8>, out: &mut Vec<Action>) {
+        tracing::trace!(target: crate::wire::TARGET, "C: {}", crate::wire::REDACTED);
         let rest = bytes.as_slice();
         let Some(pos) = memchr_lf(rest) else {
             if self.line.len() + rest.len() > MAX_AUTH_LINE {
@@ -877,4 +881,45 @@ fn multiline(code: u16, lines: &[String]) -> Action {
         out.push_str(&format!("{code}{sep}{line}\r\n"));
     }
     Action::Reply(out.into_bytes())
+}
+
+/// A parsed command as the protocol trace shows it: close to its wire
+/// form, without AUTH's payload.
+fn wire_request(request: &Request<String>) -> String {
+    match request {
+        Request::Ehlo { host } => format!("EHLO {host}"),
+        Request::Helo { host } => format!("HELO {host}"),
+        Request::Lhlo { host } => format!("LHLO {host}"),
+        Request::Auth { mechanism, .. } => {
+            let name = match *mechanism {
+                AUTH_PLAIN => "PLAIN".to_string(),
+                AUTH_LOGIN => "LOGIN".to_string(),
+                other => format!("mechanism {other:#x}"),
+            };
+            format!("AUTH {name} {}", crate::wire::REDACTED)
+        }
+        Request::Mail { from } => format!(
+            "MAIL FROM:<{}>{}",
+            from.address,
+            if from.size > 0 {
+                format!(" SIZE={}", from.size)
+            } else {
+                String::new()
+            }
+        ),
+        Request::Rcpt { to } => format!("RCPT TO:<{}>", to.address),
+        Request::Data => "DATA".into(),
+        Request::Bdat {
+            chunk_size,
+            is_last,
+        } => {
+            format!("BDAT {chunk_size}{}", if *is_last { " LAST" } else { "" })
+        }
+        Request::Rset => "RSET".into(),
+        Request::Quit => "QUIT".into(),
+        Request::StartTls => "STARTTLS".into(),
+        Request::Noop { .. } => "NOOP".into(),
+        Request::Vrfy { value } => format!("VRFY {value}"),
+        other => format!("{other:?}"),
+    }
 }

@@ -63,6 +63,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Notify, Semaphore};
@@ -204,15 +205,21 @@ impl Spool {
                     break;
                 };
                 let spool = self.clone();
-                tasks.spawn(async move {
-                    let _permit = permit;
-                    let id = entry.id;
-                    let outcome = spool.process(entry).await;
-                    if let Outcome::Failed { .. } = &outcome {
-                        spool.bounce(id, &outcome).await;
+                // One span per message attempt: `spool{queue_id=…}`, the id
+                // the SMTP session logged when it accepted the message.
+                let span = tracing::info_span!("spool", queue_id = entry.id.0);
+                tasks.spawn(
+                    async move {
+                        let _permit = permit;
+                        let id = entry.id;
+                        let outcome = spool.process(entry).await;
+                        if let Outcome::Failed { .. } = &outcome {
+                            spool.bounce(id, &outcome).await;
+                        }
+                        spool.release(id);
                     }
-                    spool.release(id);
-                });
+                    .instrument(span),
+                );
             }
             while tasks.try_join_next().is_some() {}
             let wait = match self.store.spool_next_due() {
@@ -341,9 +348,10 @@ impl Spool {
             }
         };
         let queue_id = format!("{}", entry.id.0);
+        let id_number = entry.id.0;
         crate::metrics::get().smtp_messages_accepted.inc();
         tracing::info!(
-            queue_id,
+            queue_id = entry.id.0,
             account = %account.login,
             size = message.size,
             recipients = message.envelope.rcpt_to.len(),
@@ -362,29 +370,35 @@ impl Spool {
             let spool = self.clone();
             let cell = cell.clone();
             let id = entry.id;
-            tokio::spawn(async move {
-                let permit = spool.permits.clone().acquire_owned().await;
-                let outcome = spool.attempt(entry).await;
-                drop(permit);
-                let answered_here = {
-                    let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
-                    if matches!(*state, Window::Waiting) {
-                        *state = Window::Answered(outcome.clone());
-                        true
-                    } else {
-                        false
+            // Inside the SMTP session's span: the first attempt's lines read
+            // `smtp{session=…}:spool{queue_id=…}`.
+            let span = tracing::info_span!("spool", queue_id = id.0);
+            tokio::spawn(
+                async move {
+                    let permit = spool.permits.clone().acquire_owned().await;
+                    let outcome = spool.attempt(entry).await;
+                    drop(permit);
+                    let answered_here = {
+                        let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
+                        if matches!(*state, Window::Waiting) {
+                            *state = Window::Answered(outcome.clone());
+                            true
+                        } else {
+                            false
+                        }
+                    };
+                    if answered_here {
+                        cell.done.notify_one();
+                        if let Outcome::Failed { .. } = &outcome {
+                            spool.reject(id, &outcome).await;
+                        }
+                    } else if let Outcome::Failed { .. } = &outcome {
+                        spool.bounce(id, &outcome).await;
                     }
-                };
-                if answered_here {
-                    cell.done.notify_one();
-                    if let Outcome::Failed { .. } = &outcome {
-                        spool.reject(id, &outcome).await;
-                    }
-                } else if let Outcome::Failed { .. } = &outcome {
-                    spool.bounce(id, &outcome).await;
+                    spool.release(id);
                 }
-                spool.release(id);
-            });
+                .instrument(span),
+            );
         }
         tokio::select! {
             _ = cell.done.notified() => {}
@@ -411,7 +425,7 @@ impl Spool {
                 text,
             },
             Some(Outcome::Deferred(why)) => {
-                tracing::info!(queue_id, "delivery deferred: {why}");
+                tracing::info!(queue_id = id_number, "delivery deferred: {why}");
                 SubmitOutcome::Accepted {
                     queue_id: format!("{queue_id}; Graph is busy, the spool will retry"),
                 }
