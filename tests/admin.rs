@@ -13,21 +13,12 @@ use serde_json::{Value, json};
 
 mod support;
 
-use support::{Demo, demo_env};
+use support::{Demo, demo_env, py, python};
 
 async fn get(url: &str) -> (u16, String) {
     let r = reqwest::get(url).await.unwrap();
     let status = r.status().as_u16();
     (status, r.text().await.unwrap())
-}
-
-/// Debian's python3 (the one python3-prometheus-client belongs to).
-fn python() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
 }
 
 /// Every sample of the exposition, `name{labels}` → value, as the
@@ -113,20 +104,6 @@ fn value(text: &str, parsed: &Option<HashMap<String, f64>>, name: &str, filter: 
         Some(samples) => sum(samples, name, filter),
         None => sum_text(text, name, filter),
     }
-}
-
-/// Run `script` with Python's smtplib/imaplib against the demo.
-fn py(script: &str) {
-    let out = Command::new(python())
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 // Multi-threaded: the task that clears the fault runs while Python blocks.

@@ -13,28 +13,7 @@ use serde_json::Value;
 
 mod support;
 
-use support::{BIN, Proc, banner, field};
-
-fn python() -> &'static str {
-    if std::path::Path::new("/usr/bin/python3").exists() {
-        "/usr/bin/python3"
-    } else {
-        "python3"
-    }
-}
-
-fn py(script: &str) {
-    let out = Command::new(python())
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use support::{BIN, Proc, banner, field, py};
 
 fn lines(path: &std::path::Path) -> Vec<Value> {
     let file = std::fs::File::open(path).unwrap();

@@ -184,43 +184,37 @@ impl Store {
         Ok(())
     }
 
-    /// The folder IMAP shows `login` as INBOX (`None`: its Inbox).
-    pub fn set_imap_inbox(&self, login: &str, folder: Option<&str>) -> Result<(), StoreError> {
+    /// Set one per-account setting column (a fixed name, never input).
+    fn set_account_column(
+        &self,
+        login: &str,
+        column: &'static str,
+        value: &dyn rusqlite::ToSql,
+    ) -> Result<(), StoreError> {
         let conn = self.lock()?;
         let n = conn.execute(
-            "UPDATE accounts SET imap_inbox = ?1, updated_at = ?2 WHERE login = ?3",
-            params![folder, now_unix(), login],
+            &format!("UPDATE accounts SET {column} = ?1, updated_at = ?2 WHERE login = ?3"),
+            params![value, now_unix(), login],
         )?;
         if n == 0 {
             return Err(StoreError::NoSuchAccount(login.to_string()));
         }
         Ok(())
+    }
+
+    /// The folder IMAP shows `login` as INBOX (`None`: its Inbox).
+    pub fn set_imap_inbox(&self, login: &str, folder: Option<&str>) -> Result<(), StoreError> {
+        self.set_account_column(login, "imap_inbox", &folder)
     }
 
     /// Whether messages `login` fetched over IMAP stay on the server.
     pub fn set_keep_fetched(&self, login: &str, keep: bool) -> Result<(), StoreError> {
-        let conn = self.lock()?;
-        let n = conn.execute(
-            "UPDATE accounts SET keep_fetched = ?1, updated_at = ?2 WHERE login = ?3",
-            params![keep, now_unix(), login],
-        )?;
-        if n == 0 {
-            return Err(StoreError::NoSuchAccount(login.to_string()));
-        }
-        Ok(())
+        self.set_account_column(login, "keep_fetched", &keep)
     }
 
     /// Whether SMTP submissions of `login` leave a copy in Sent Items.
     pub fn set_save_to_sent_items(&self, login: &str, save: bool) -> Result<(), StoreError> {
-        let conn = self.lock()?;
-        let n = conn.execute(
-            "UPDATE accounts SET save_to_sent_items = ?1, updated_at = ?2 WHERE login = ?3",
-            params![save, now_unix(), login],
-        )?;
-        if n == 0 {
-            return Err(StoreError::NoSuchAccount(login.to_string()));
-        }
-        Ok(())
+        self.set_account_column(login, "save_to_sent_items", &save)
     }
 
     pub fn add_account(&self, new: &NewAccount) -> Result<Account, StoreError> {

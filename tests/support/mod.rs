@@ -215,3 +215,27 @@ pub async fn token(sim_url: &str, upn: &str) -> String {
         .unwrap_or_else(|| panic!("no token: {response}"))
         .to_string()
 }
+
+/// Debian's python3 (the one the python3-* packages belong to) when the
+/// PATH's differs (pyenv), else the PATH's.
+pub fn python() -> &'static str {
+    if std::path::Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    }
+}
+
+/// Run a Python script (smtplib, imaplib…); its output on failure.
+pub fn py(script: &str) {
+    let out = Command::new(python())
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
