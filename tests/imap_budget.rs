@@ -1,7 +1,7 @@
 //! The Graph call budget of IMAP over a folder of 10,000 messages, counted
 //! by the simulator (`/_sim/stats`): a cold `UID FETCH 1:* (UID FLAGS
 //! INTERNALDATE)` — login and SELECT included — costs at most 25 Graph
-//! requests (delta pages of 500); a cold `UID FETCH 1:* (RFC822.SIZE)`
+//! requests (delta pages of 500); a cold `UID FETCH 1:* (RFC822.SIZE ENVELOPE)`
 //! costs one `$batch` per 20 messages; repeating either costs nothing.
 
 use std::time::Duration;
@@ -176,15 +176,15 @@ async fn ten_thousand_messages_cost_what_the_budget_allows() {
     assert_eq!(graph_requests(&http, &sim_url).await - before, 0);
 
     let before = graph_requests(&http, &sim_url).await;
-    let (n, done) = c.cmd("e UID FETCH 1:* (RFC822.SIZE)").await;
+    let (n, done) = c.cmd("e UID FETCH 1:* (RFC822.SIZE ENVELOPE)").await;
     assert!(done.starts_with("e OK"), "{done}");
     assert_eq!(n, MESSAGES);
     let cold_sizes = graph_requests(&http, &sim_url).await - before;
-    eprintln!("cold UID FETCH 1:* (RFC822.SIZE): {cold_sizes} Graph requests");
+    eprintln!("cold UID FETCH 1:* (RFC822.SIZE ENVELOPE): {cold_sizes} Graph requests");
     assert!(cold_sizes <= (MESSAGES / 20) as u64, "{cold_sizes}");
 
     let before = graph_requests(&http, &sim_url).await;
-    c.cmd("f UID FETCH 1:* (RFC822.SIZE)").await;
+    c.cmd("f UID FETCH 1:* (RFC822.SIZE ENVELOPE)").await;
     assert_eq!(graph_requests(&http, &sim_url).await - before, 0);
     stop.cancel();
 }
