@@ -398,6 +398,12 @@ async fn append_recreates_the_draft_as_a_non_draft_and_removes_the_draft() {
     let options = graphgate::graph::AppendOptions {
         is_read: true,
         received: None,
+        flags: graphgate::graph::FlagUpdate {
+            flag: Some(graphgate::graph::FlagStatus::Flagged),
+            categories: Some(vec!["Blue".into()]),
+            answered: Some(true),
+            ..Default::default()
+        },
     };
     let m = mailbox
         .append_message(&RemoteFolderId::new("F-inbox"), mime, &options)
@@ -422,6 +428,14 @@ async fn append_recreates_the_draft_as_a_non_draft_and_removes_the_draft() {
         body["singleValueExtendedProperties"][0]["id"],
         "Integer 0x0E07"
     );
+    // The other flags ride on the same request.
+    assert_eq!(body["flag"]["flagStatus"], "flagged");
+    assert_eq!(body["categories"], serde_json::json!(["Blue"]));
+    assert_eq!(
+        body["singleValueExtendedProperties"][1],
+        serde_json::json!({"id": "Integer 0x1081", "value": "102"})
+    );
+    assert!(body.get("isRead").is_some_and(|r| r == true));
     assert!(
         seen.requests
             .iter()

@@ -173,6 +173,10 @@ pub struct FlagUpdate {
 pub struct AppendOptions {
     pub is_read: bool,
     pub received: Option<DateTime<Utc>>,
+    /// Other flags the new item carries from its creation (`\Flagged`,
+    /// `\Answered`, `$Forwarded`, keywords as categories); `is_read` here
+    /// is ignored.
+    pub flags: FlagUpdate,
 }
 
 /// An attachment of the large send path, read as a stream.

@@ -117,9 +117,26 @@ impl GraphMailbox {
         // PR_MESSAGE_FLAGS: MSGFLAG_READ (1) or nothing; not MSGFLAG_UNSENT
         // (8), so the item is not a draft. Only settable at creation.
         let flags = if options.is_read { "1" } else { "0" };
+        let mut properties = vec![json!({ "id": "Integer 0x0E07", "value": flags })];
+        // The other IMAP flags go in the same request: flag, categories,
+        // and the answered/forwarded properties, as a later STORE would
+        // set them.
+        if let Value::Object(patch) = super::messages::flag_patch(&options.flags) {
+            for (key, value) in patch {
+                match key.as_str() {
+                    "isRead" => {}
+                    "singleValueExtendedProperties" => {
+                        properties.extend(value.as_array().cloned().unwrap_or_default())
+                    }
+                    _ => {
+                        item.insert(key, value);
+                    }
+                }
+            }
+        }
         item.insert(
             "singleValueExtendedProperties".into(),
-            json!([{ "id": "Integer 0x0E07", "value": flags }]),
+            Value::Array(properties),
         );
         let url = self.url(&format!(
             "mailFolders/{}/messages",

@@ -842,6 +842,7 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             let options = AppendOptions {
                 is_read: flags.contains(&imap_next::imap_types::flag::Flag::Seen),
                 received: date.map(|d| d.as_ref().with_timezone(&chrono::Utc)),
+                flags: session::append_flags(&flags),
             };
             let remote = RemoteFolderId::new(folder.remote_id.clone());
             match auth

@@ -893,6 +893,28 @@ pub async fn fetch(
     Ok(out)
 }
 
+/// The flags an APPENDed message is created with, beside `\Seen`
+/// (`\Deleted` and `\Draft` cannot be set at creation through Graph).
+pub fn append_flags(flags: &[Flag<'_>]) -> FlagUpdate {
+    let mut update = FlagUpdate::default();
+    let mut categories = Vec::new();
+    for f in flags {
+        match f {
+            Flag::Flagged => update.flag = Some(FlagStatus::Flagged),
+            Flag::Answered => update.answered = Some(true),
+            Flag::Keyword(k) if k.as_ref().eq_ignore_ascii_case("$Forwarded") => {
+                update.forwarded = Some(true)
+            }
+            Flag::Keyword(k) => categories.push(k.as_ref().to_string()),
+            _ => {}
+        }
+    }
+    if !categories.is_empty() {
+        update.categories = Some(categories);
+    }
+    update
+}
+
 /// What a STORE asks for.
 pub struct StoreRequest<'a> {
     pub set: &'a SequenceSet,

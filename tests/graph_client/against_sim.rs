@@ -320,6 +320,7 @@ async fn sim_move_copy_delete_drafts_append_and_send() {
             &AppendOptions {
                 is_read: true,
                 received: None,
+                ..AppendOptions::default()
             },
         )
         .await
