@@ -93,6 +93,9 @@ pub struct ImapConfig {
     /// EXPUNGE deletes for good instead of moving to Deleted Items.
     pub expunge_permanently: bool,
     pub max_connections: u64,
+    /// Size cap of the on-disk message cache, in MiB (least recently
+    /// used messages go first); 0 = no cap.
+    pub cache_max_mb: u64,
 }
 
 impl Default for ImapConfig {
@@ -104,6 +107,7 @@ impl Default for ImapConfig {
             idle_poll_s: 30,
             expunge_permanently: false,
             max_connections: 256,
+            cache_max_mb: 2048,
         }
     }
 }
@@ -378,6 +382,13 @@ pub const KEYS: &[KeyDoc] = &[
         key: "imap.max_connections",
         doc: "Simultaneous IMAP connections; more are refused with BYE.",
         example: None,
+    },
+    KeyDoc {
+        key: "imap.cache_max_mb",
+        doc: "Size cap, in MiB, of the on-disk cache of message bytes (<data dir>/cache): the \
+              least recently used messages are dropped first and fetched again from Graph when \
+              a client asks for them. 0: no cap.",
+        example: Some("2048"),
     },
     KeyDoc {
         key: "tls.certificate_file",

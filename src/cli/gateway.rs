@@ -196,7 +196,8 @@ pub async fn start(
             cache: crate::imap::content::ContentCache::new(
                 crate::imap::content::cache_dir(&config.data_dir),
                 store.clone(),
-            ),
+            )
+            .with_cap(config.imap.cache_max_mb.saturating_mul(1024 * 1024)),
             expunge_permanently: config.imap.expunge_permanently,
         },
         tls,

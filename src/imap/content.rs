@@ -21,6 +21,8 @@ const BATCH: usize = 20;
 pub struct ContentCache {
     dir: PathBuf,
     store: Store,
+    /// Size cap in bytes (0: none).
+    cap: u64,
 }
 
 impl ContentCache {
@@ -28,7 +30,39 @@ impl ContentCache {
         ContentCache {
             dir: dir.into(),
             store,
+            cap: 0,
         }
+    }
+
+    /// Keep at most `bytes` on disk (least recently used go first); 0:
+    /// no cap.
+    pub fn with_cap(mut self, bytes: u64) -> ContentCache {
+        self.cap = bytes;
+        self
+    }
+
+    /// Drop least recently used contents beyond the cap (to 90 % of it,
+    /// so that eviction does not run on every fetch), never one in `keep`.
+    /// An evicted message is fetched again when a client asks for it.
+    async fn evict(&self, keep: std::collections::HashSet<String>) {
+        if self.cap == 0 {
+            return;
+        }
+        match self.store.cache_size() {
+            Ok(total) if total > self.cap => {}
+            _ => return,
+        }
+        let dropped = match self.store.cache_evict_to(self.cap / 10 * 9, &keep) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("message cache: cannot evict: {e}");
+                return;
+            }
+        };
+        for hash in &dropped {
+            let _ = tokio::fs::remove_file(self.path(hash)).await;
+        }
+        tracing::debug!(dropped = dropped.len(), "message cache: evicted to its cap");
     }
 
     fn path(&self, hash: &str) -> PathBuf {
@@ -86,6 +120,13 @@ impl ContentCache {
         }
         let metrics = crate::metrics::get();
         metrics.mime_cache_hits.inc_by(ready.len() as u64);
+        let hits: Vec<&str> = ready
+            .iter()
+            .filter_map(|r| r.content_hash.as_deref())
+            .collect();
+        if !hits.is_empty() {
+            let _ = self.store.cache_touch(&hits);
+        }
         metrics.mime_cache_misses.inc_by(missing.len() as u64);
         let mut recorded = Vec::new();
         for group in missing.chunks(BATCH) {
@@ -133,6 +174,11 @@ impl ContentCache {
         }
         if !recorded.is_empty() {
             let _ = self.store.set_message_contents(folder, &recorded);
+            let keep = ready
+                .iter()
+                .filter_map(|r| r.content_hash.clone())
+                .collect();
+            self.evict(keep).await;
         }
         ready.sort_by_key(|r| r.uid);
         Ok(ready)

@@ -15,6 +15,10 @@ pub struct CacheEntry {
     pub structure: Option<Vec<u8>>,
 }
 
+/// Entries used within this many seconds are never evicted: a FETCH may
+/// be serving them from disk right now.
+pub const RECENT_S: i64 = 300;
+
 impl Store {
     pub fn cache_put(&self, content_hash: &str, size: u64) -> Result<(), StoreError> {
         let conn = self.lock()?;
@@ -70,22 +74,50 @@ impl Store {
         Ok(total.max(0) as u64)
     }
 
+    /// Mark entries used now (one transaction for a whole FETCH).
+    pub fn cache_touch(&self, hashes: &[&str]) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        {
+            let mut touch =
+                tx.prepare("UPDATE cache SET last_used = ?1 WHERE content_hash = ?2")?;
+            let now = now_unix();
+            for hash in hashes {
+                touch.execute(params![now, hash])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// Drop least recently used entries until the total is at most `cap`
-    /// bytes; returns the hashes dropped (the caller deletes their files).
-    pub fn cache_evict_to(&self, cap: u64) -> Result<Vec<String>, StoreError> {
+    /// bytes, never one of `keep` (what is being served right now);
+    /// returns the hashes dropped (the caller deletes their files).
+    pub fn cache_evict_to(
+        &self,
+        cap: u64,
+        keep: &std::collections::HashSet<String>,
+    ) -> Result<Vec<String>, StoreError> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         let mut total: i64 =
             tx.query_row("SELECT COALESCE(SUM(size), 0) FROM cache", [], |r| r.get(0))?;
         let mut dropped = Vec::new();
+        let recent = now_unix() - RECENT_S;
         {
-            let mut oldest = tx
-                .prepare("SELECT content_hash, size FROM cache ORDER BY last_used, content_hash")?;
+            let mut oldest = tx.prepare(
+                "SELECT content_hash, size, last_used FROM cache ORDER BY last_used, content_hash",
+            )?;
             let mut rows = oldest.query([])?;
             while total > cap as i64 {
                 let Some(row) = rows.next()? else { break };
                 let hash: String = row.get(0)?;
                 let size: i64 = row.get(1)?;
+                let last_used: i64 = row.get(2)?;
+                // What was used in the last minutes may be being served.
+                if keep.contains(&hash) || last_used > recent {
+                    continue;
+                }
                 total -= size;
                 dropped.push(hash);
             }
@@ -105,13 +137,34 @@ mod tests {
     #[test]
     fn evicts_to_the_cap() {
         let store = Store::open_in_memory().unwrap();
-        store.cache_put("a", 100).unwrap();
-        store.cache_put("b", 100).unwrap();
-        store.cache_put("c", 100).unwrap();
-        assert_eq!(store.cache_size().unwrap(), 300);
-        let dropped = store.cache_evict_to(150).unwrap();
-        assert_eq!(dropped.len(), 2);
-        assert_eq!(store.cache_size().unwrap(), 100);
-        store.cache_set_structure("c", b"S").unwrap_or(());
+        for (i, hash) in ["a", "b", "c", "d"].iter().enumerate() {
+            store.cache_put(hash, 100).unwrap();
+            // a, b and c were last used long ago (a first); d just now.
+            if *hash != "d" {
+                store
+                    .lock()
+                    .unwrap()
+                    .execute(
+                        "UPDATE cache SET last_used = ?1 WHERE content_hash = ?2",
+                        params![now_unix() - 10_000 + i as i64, hash],
+                    )
+                    .unwrap();
+            }
+        }
+        assert_eq!(store.cache_size().unwrap(), 400);
+        // b is being served: kept although old; a and c go; d is recent.
+        let keep = ["b".to_string()].into_iter().collect();
+        let dropped = store.cache_evict_to(150, &keep).unwrap();
+        assert_eq!(dropped, ["a", "c"]);
+        assert_eq!(store.cache_size().unwrap(), 200);
+        // Touching marks an entry used now.
+        store.cache_touch(&["b"]).unwrap();
+        assert!(
+            store
+                .cache_evict_to(0, &Default::default())
+                .unwrap()
+                .is_empty()
+        );
+        store.cache_set_structure("d", b"S").unwrap_or(());
     }
 }
