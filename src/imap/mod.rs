@@ -15,6 +15,7 @@
 //! from the bytes served by the protocol-independent MIME core,
 //! [`crate::mime::imap`].
 
+pub(crate) mod commands;
 pub mod content;
 pub mod server;
 pub mod session;

@@ -2,32 +2,29 @@
 //! requests, AUTHENTICATE and IDLE exchanges) over a plain or TLS stream;
 //! [`super::session`] does the commands.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument as _;
 
 use imap_next::imap_types::IntoStatic;
-use imap_next::imap_types::auth::{AuthMechanism, AuthenticateData};
+use imap_next::imap_types::auth::AuthenticateData;
 use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::Vec1;
 use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::extensions::uidplus::{UidElement, UidSet};
 use imap_next::imap_types::mailbox::ListMailbox;
-use imap_next::imap_types::response::{
-    Capability, Code, CommandContinuationRequest, Data, Greeting, Status,
-};
+use imap_next::imap_types::response::{Code, CommandContinuationRequest, Greeting, Status};
 use imap_next::server::{Event, Options, Server as ImapNext};
 use imap_next::stream::{Error as StreamError, Stream};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::commands::{capability, enable, id, login, logout, namespace, noop, starttls};
 use super::session::{self, Authenticated, Refusal, Reply, Shared, State};
 use crate::graph::{AppendOptions, RemoteFolderId, RemoteMessageId};
-use crate::secret::Secret;
 use crate::smtp::server::FailureLimiter;
-use crate::store::Account;
 use crate::tls::Tls;
 
 /// Listener settings (`imap.*`).
@@ -60,7 +57,7 @@ pub struct ImapServer {
     pub config: ImapConfig,
     pub shared: Shared,
     pub tls: Option<Tls>,
-    limiter: FailureLimiter,
+    pub(crate) limiter: FailureLimiter,
 }
 
 impl ImapServer {
@@ -125,94 +122,21 @@ pub async fn run(
     Ok(())
 }
 
-fn text(s: &str) -> String {
-    // IMAP text: one line, no CR/LF, not empty.
-    let t: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-    if t.is_empty() { "-".into() } else { t }
-}
-
-fn capabilities(
-    tls_active: bool,
-    tls_available: bool,
-    login_allowed: bool,
-    authed: bool,
-) -> Vec1<Capability<'static>> {
-    let mut caps = vec![Capability::Imap4Rev1];
-    for c in [
-        "LITERAL+",
-        "IDLE",
-        "UIDPLUS",
-        "MOVE",
-        "UNSELECT",
-        "SPECIAL-USE",
-        "NAMESPACE",
-        "ID",
-        "ENABLE",
-    ] {
-        if let Ok(cap) = Capability::try_from(c) {
-            caps.push(cap.into_static());
-        }
-    }
-    if !authed {
-        if !tls_active && tls_available {
-            caps.push(Capability::StartTls);
-        }
-        if login_allowed {
-            caps.push(Capability::Auth(AuthMechanism::Plain));
-        } else {
-            caps.push(Capability::LoginDisabled);
-        }
-    }
-    Vec1::try_from(caps).expect("IMAP4rev1 is always there")
-}
-
-async fn check_login(
-    server: &ImapServer,
-    ip: IpAddr,
-    login: &str,
-    password: Secret<String>,
-) -> Option<Account> {
-    let delay = server.limiter.delay(ip, login);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    let store = server.shared.store.clone();
-    let owned = login.to_string();
-    let result = tokio::task::spawn_blocking(move || store.authenticate(&owned, &password)).await;
-    match result {
-        Ok(Ok(Some(account))) => {
-            server.limiter.success(ip, login);
-            Some(account)
-        }
-        Ok(Ok(None)) => {
-            server.limiter.failure(ip, login);
-            tracing::warn!(%ip, login, "imap authentication failed");
-            None
-        }
-        _ => None,
-    }
-}
-
-/// Split `\0authz\0authc\0password` (RFC 4616).
-fn sasl_plain(data: &[u8]) -> Option<(String, Secret<String>)> {
-    let mut parts = data.split(|&b| b == 0);
-    let _authz = parts.next()?;
-    let login = String::from_utf8(parts.next()?.to_vec()).ok()?;
-    let password = String::from_utf8(parts.next()?.to_vec()).ok()?;
-    Some((login, Secret::new(password)))
-}
-
-struct Conn {
-    state: State,
-    tls_active: bool,
-    peer: SocketAddr,
+/// One connection: the session state and what the framing loop needs.
+pub(crate) struct Conn {
+    pub(crate) state: State,
+    pub(crate) tls_active: bool,
+    pub(crate) peer: SocketAddr,
     authenticate_tag: Option<imap_next::imap_types::core::Tag<'static>>,
     idle_tag: Option<imap_next::imap_types::core::Tag<'static>>,
-    starttls: bool,
+    /// STARTTLS said OK: start TLS once that reply is written.
+    pub(crate) starttls: bool,
 }
 
 impl Conn {
-    fn login_allowed(&self, server: &ImapServer) -> bool {
+    /// LOGIN / AUTHENTICATE may be used: over TLS, or from loopback when
+    /// `imap.plaintext_login_on_loopback` allows it.
+    pub(crate) fn login_allowed(&self, server: &ImapServer) -> bool {
         self.tls_active
             || (server.config.plaintext_login_on_loopback && self.peer.ip().is_loopback())
     }
@@ -228,12 +152,13 @@ fn send_reply(imap: &mut ImapNext, tag: imap_next::imap_types::core::Tag<'static
         imap.enqueue_data(d);
     }
     let status = match reply.status {
-        Ok((code, t)) => Status::ok(Some(tag), code, text(&t)),
-        Err(Refusal::No(t)) => Status::no(Some(tag), None, text(&t)),
-        Err(Refusal::Bad(t)) => Status::bad(Some(tag), None, text(&t)),
+        Ok((code, t)) => Status::ok(Some(tag), code, session::text(&t))
+            .ok()
+            .map(|s| s.into_static()),
+        Err(refusal) => refusal.status(tag),
     };
-    if let Ok(status) = status {
-        imap.enqueue_status(status.into_static());
+    if let Some(status) = status {
+        imap.enqueue_status(status);
     }
 }
 
@@ -393,34 +318,18 @@ async fn serve(
                     }
                 );
                 let tag = command_authenticate.tag.clone();
-                if !matches!(conn.state, State::NotAuthenticated) {
-                    let _ = imap.authenticate_finish(
-                        Status::bad(Some(tag), None, "Already authenticated").expect("status"),
-                    );
-                    continue;
-                }
-                if !conn.login_allowed(&server) {
-                    let _ = imap.authenticate_finish(
-                        Status::no(
-                            Some(tag),
-                            None,
-                            "Use STARTTLS (or the implicit-TLS port) before logging in",
-                        )
-                        .expect("status"),
-                    );
-                    continue;
-                }
-                if command_authenticate.mechanism != AuthMechanism::Plain {
-                    let _ = imap.authenticate_finish(
-                        Status::no(Some(tag), None, "Only AUTHENTICATE PLAIN is supported")
-                            .expect("status"),
-                    );
+                if let Err(refusal) =
+                    login::may_authenticate(&server, &conn, &command_authenticate.mechanism)
+                {
+                    if let Some(status) = refusal.status(tag) {
+                        let _ = imap.authenticate_finish(status);
+                    }
                     continue;
                 }
                 match command_authenticate.initial_response {
                     Some(data) => {
                         let data = data.declassify().to_vec();
-                        finish_auth(&server, &mut conn, &mut imap, tag, &data).await;
+                        login::finish_authenticate(&server, &mut conn, &mut imap, tag, &data).await;
                     }
                     None => {
                         conn.authenticate_tag = Some(tag);
@@ -446,7 +355,7 @@ async fn serve(
                     }
                     AuthenticateData::Continue(data) => {
                         let data = data.declassify().to_vec();
-                        finish_auth(&server, &mut conn, &mut imap, tag, &data).await;
+                        login::finish_authenticate(&server, &mut conn, &mut imap, tag, &data).await;
                     }
                 }
             }
@@ -486,71 +395,11 @@ async fn serve(
     }
 }
 
-async fn finish_auth(
-    server: &ImapServer,
-    conn: &mut Conn,
-    imap: &mut ImapNext,
-    tag: imap_next::imap_types::core::Tag<'static>,
-    data: &[u8],
-) {
-    let status = match sasl_plain(data) {
-        None => Status::bad(Some(tag), None, "Malformed PLAIN credentials"),
-        Some((login, password)) => match login_account(server, conn, &login, password).await {
-            Ok(()) => Status::ok(
-                Some(tag),
-                Some(Code::Capability(capabilities(
-                    conn.tls_active,
-                    false,
-                    true,
-                    true,
-                ))),
-                "Authenticated",
-            ),
-            Err(t) => Status::no(Some(tag), None, text(&t)),
-        },
-    };
-    if let Ok(status) = status {
-        let _ = imap.authenticate_finish(status.into_static());
-    }
-}
-
-async fn login_account(
-    server: &ImapServer,
-    conn: &mut Conn,
-    login: &str,
-    password: Secret<String>,
-) -> Result<(), String> {
-    let Some(account) = check_login(server, conn.peer.ip(), login, password).await else {
-        return Err(
-            "Wrong login or password (graphgate local account; see `graphgate accounts list`)"
-                .into(),
-        );
-    };
-    let authed = server
-        .shared
-        .open(account.clone())
-        .map_err(|e| format!("{} cannot reach its mailbox: {e}", account.login))?;
-    authed
-        .model
-        .refresh_folders()
-        .await
-        .map_err(|e| format!("cannot list the folders of {}: {e}", account.mailbox))?;
-    tracing::info!(account = %account.login, "imap login");
-    conn.state = State::Authenticated(Box::new(authed));
-    Ok(())
-}
-
 fn auth_of(state: &State) -> Option<&Authenticated> {
     match state {
         State::Authenticated(a) | State::Selected(a, _) => Some(a),
         _ => None,
     }
-}
-
-fn untagged_ok(code: Code<'static>, t: &str) -> Option<Status<'static>> {
-    Status::ok(None, Some(code), text(t))
-        .ok()
-        .map(|s| s.into_static())
 }
 
 /// Take the selected state apart for a command that needs a folder.
@@ -571,103 +420,18 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
     }
     let shared = &server.shared;
     match command.body {
-        CommandBody::Capability => {
-            Reply::ok("CAPABILITY completed").with_data(vec![Data::Capability(capabilities(
-                conn.tls_active,
-                server.tls.is_some(),
-                conn.login_allowed(server),
-                auth_of(&conn.state).is_some(),
-            ))])
-        }
-        CommandBody::Noop | CommandBody::Check => {
-            let mut reply = Reply::ok(format!("{name} completed"));
-            if let State::Selected(auth, view) = &mut conn.state {
-                match auth.model.sync(view.folder.id).await {
-                    Ok(changes) => reply.data = session::report(view, &changes, &shared.store),
-                    Err(e) => tracing::warn!("imap sync failed: {e}"),
-                }
-            }
-            reply
-        }
-        CommandBody::Logout => {
-            if let State::Selected(auth, view) = &mut conn.state {
-                session::leave(shared, auth, view).await;
-            }
-            conn.state = State::Logout;
-            let mut reply = Reply::ok("LOGOUT completed");
-            if let Ok(bye) = Status::bye(None, "graphgate logging out") {
-                reply.untagged.push(bye.into_static());
-            }
-            reply
-        }
-        CommandBody::StartTLS => {
-            if conn.tls_active {
-                Reply::bad("TLS is already active")
-            } else if server.tls.is_none() {
-                Reply::no("No certificate configured for STARTTLS (tls.certificate_file)")
-            } else {
-                conn.starttls = true;
-                Reply::ok("Begin TLS negotiation now")
-            }
-        }
+        CommandBody::Capability => capability::handle(server, conn),
+        CommandBody::Noop => noop::handle(shared, &mut conn.state, "NOOP").await,
+        CommandBody::Check => noop::handle(shared, &mut conn.state, "CHECK").await,
+        CommandBody::Logout => logout::handle(shared, &mut conn.state).await,
+        CommandBody::StartTLS => starttls::handle(server, conn),
         CommandBody::Login { username, password } => {
-            if !conn.login_allowed(server) {
-                return Reply::no(
-                    "Plaintext login is disabled here: use STARTTLS or the implicit-TLS port",
-                );
-            }
-            let login = String::from_utf8_lossy(username.as_ref()).to_string();
-            let password =
-                Secret::new(String::from_utf8_lossy(password.declassify().as_ref()).to_string());
-            match login_account(server, conn, &login, password).await {
-                Ok(()) => Reply::ok("LOGIN completed"),
-                Err(t) => Reply::no(t),
-            }
+            login::handle(server, conn, &username, &password).await
         }
         CommandBody::Authenticate { .. } => Reply::bad("AUTHENTICATE is handled separately"),
-        CommandBody::Enable { .. } => Reply::ok("ENABLE completed (nothing to enable)"),
-        CommandBody::Id { .. } => {
-            let params = vec![(
-                imap_next::imap_types::core::IString::try_from("name")
-                    .expect("istring")
-                    .into_static(),
-                imap_next::imap_types::core::NString::try_from("graphgate")
-                    .expect("nstring")
-                    .into_static(),
-            )];
-            Reply::ok("ID completed").with_data(vec![Data::Id {
-                parameters: Some(params),
-            }])
-        }
-        CommandBody::Namespace => {
-            let personal = vec![imap_next::imap_types::extensions::namespace::Namespace {
-                prefix: imap_next::imap_types::core::IString::try_from("")
-                    .expect("istring")
-                    .into_static(),
-                delimiter: imap_next::imap_types::core::QuotedChar::try_from('/').ok(),
-                extensions: vec![],
-            }];
-            let has_shared =
-                auth_of(&conn.state).is_some_and(|a| !a.account.shared_mailboxes.is_empty());
-            let shared_ns = if has_shared {
-                vec![imap_next::imap_types::extensions::namespace::Namespace {
-                    prefix: imap_next::imap_types::core::IString::try_from(
-                        crate::mailbox::SHARED_PREFIX,
-                    )
-                    .expect("istring")
-                    .into_static(),
-                    delimiter: imap_next::imap_types::core::QuotedChar::try_from('/').ok(),
-                    extensions: vec![],
-                }]
-            } else {
-                vec![]
-            };
-            Reply::ok("NAMESPACE completed").with_data(vec![Data::Namespace {
-                personal,
-                other: vec![],
-                shared: shared_ns,
-            }])
-        }
+        CommandBody::Enable { .. } => enable::handle(),
+        CommandBody::Id { .. } => id::handle(),
+        CommandBody::Namespace => namespace::handle(&conn.state),
         CommandBody::Select { mailbox, .. } | CommandBody::Examine { mailbox, .. } => {
             let read_only = name == "EXAMINE";
             let folder = session::local_name(&mailbox);
@@ -687,7 +451,7 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
                     let mut reply = Reply::ok(format!("{name} completed")).with_data(data);
                     reply.status = Ok((Some(code), format!("{name} completed")));
                     for (code, t) in session::select_codes(&view, &shared.store) {
-                        reply.untagged.extend(untagged_ok(code, &t));
+                        reply.untagged.extend(session::untagged_ok(code, &t));
                     }
                     conn.state = State::Selected(auth, Box::new(view));
                     reply
@@ -961,7 +725,7 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             if let Some(code) = copyuid {
                 if moving {
                     // RFC 6851: before the EXPUNGEs, untagged.
-                    reply.untagged.extend(untagged_ok(code, "moved"));
+                    reply.untagged.extend(session::untagged_ok(code, "moved"));
                 } else {
                     reply.status = Ok((Some(code), format!("{name} completed")));
                 }

@@ -16,14 +16,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime as ChronoDateTime, FixedOffset, TimeZone, Utc};
-use imap_next::imap_types::core::{Literal, NString, Vec1};
+use imap_next::imap_types::core::{Literal, NString, Tag, Vec1};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
 };
 use imap_next::imap_types::flag::{Flag, FlagFetch, FlagNameAttribute, FlagPerm, StoreType};
 use imap_next::imap_types::mailbox::Mailbox;
-use imap_next::imap_types::response::{Code, Data};
+use imap_next::imap_types::response::{Code, Data, Status};
 use imap_next::imap_types::search::SearchKey;
 use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
@@ -42,7 +42,7 @@ use crate::store::{Account, Store};
 /// [UIDVALIDITY …]`, `BYE`), then the tagged status.
 pub struct Reply {
     pub data: Vec<Data<'static>>,
-    pub untagged: Vec<imap_next::imap_types::response::Status<'static>>,
+    pub untagged: Vec<Status<'static>>,
     pub status: Result<(Option<Code<'static>>, String), Refusal>,
 }
 
@@ -58,6 +58,32 @@ impl Refusal {
     pub fn no(text: impl Into<String>) -> Refusal {
         Refusal::No(text.into())
     }
+
+    pub fn bad(text: impl Into<String>) -> Refusal {
+        Refusal::Bad(text.into())
+    }
+
+    /// The tagged `NO` / `BAD` that says so.
+    pub fn status(self, tag: Tag<'static>) -> Option<Status<'static>> {
+        let status = match self {
+            Refusal::No(t) => Status::no(Some(tag), None, text(&t)),
+            Refusal::Bad(t) => Status::bad(Some(tag), None, text(&t)),
+        };
+        status.ok().map(|s| s.into_static())
+    }
+}
+
+/// IMAP text (RFC 3501 §9 `text`): one line, no CR/LF, not empty.
+pub fn text(s: &str) -> String {
+    let t: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+    if t.is_empty() { "-".into() } else { t }
+}
+
+/// An untagged `OK [code] text` (SELECT's UIDVALIDITY…, MOVE's COPYUID).
+pub fn untagged_ok(code: Code<'static>, t: &str) -> Option<Status<'static>> {
+    Status::ok(None, Some(code), text(t))
+        .ok()
+        .map(|s| s.into_static())
 }
 
 impl From<Refusal> for Reply {
@@ -142,6 +168,22 @@ impl State {
             State::Authenticated(_) => Phase::Authenticated,
             State::Selected(..) => Phase::Selected,
             State::Logout => Phase::Logout,
+        }
+    }
+
+    /// The logged-in account (authenticated or selected state).
+    pub fn account(&self) -> Option<&Authenticated> {
+        match self {
+            State::Authenticated(a) | State::Selected(a, _) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The account and the selected folder (selected state).
+    pub fn selected(&mut self) -> Option<(&Authenticated, &mut View)> {
+        match self {
+            State::Selected(auth, view) => Some((auth, view)),
+            _ => None,
         }
     }
 }

@@ -1,0 +1,57 @@
+//! CAPABILITY (RFC 3501 §6.1.1): what this server offers. Before login it
+//! also says how to log in: `STARTTLS` while the connection is plain and a
+//! certificate is configured, then `AUTH=PLAIN`, or `LOGINDISABLED` where
+//! plaintext login is not allowed (RFC 3501 §6.2.1). No Graph call.
+
+use imap_next::imap_types::IntoStatic;
+use imap_next::imap_types::auth::AuthMechanism;
+use imap_next::imap_types::core::Vec1;
+use imap_next::imap_types::response::{Capability, Data};
+
+use crate::imap::server::{Conn, ImapServer};
+use crate::imap::session::Reply;
+
+pub(crate) fn handle(server: &ImapServer, conn: &Conn) -> Reply {
+    Reply::ok("CAPABILITY completed").with_data(vec![Data::Capability(capabilities(
+        conn.tls_active,
+        server.tls.is_some(),
+        conn.login_allowed(server),
+        conn.state.account().is_some(),
+    ))])
+}
+
+/// The capability list; also sent in the OK of a successful AUTHENTICATE.
+pub(crate) fn capabilities(
+    tls_active: bool,
+    tls_available: bool,
+    login_allowed: bool,
+    authed: bool,
+) -> Vec1<Capability<'static>> {
+    let mut caps = vec![Capability::Imap4Rev1];
+    for c in [
+        "LITERAL+",
+        "IDLE",
+        "UIDPLUS",
+        "MOVE",
+        "UNSELECT",
+        "SPECIAL-USE",
+        "NAMESPACE",
+        "ID",
+        "ENABLE",
+    ] {
+        if let Ok(cap) = Capability::try_from(c) {
+            caps.push(cap.into_static());
+        }
+    }
+    if !authed {
+        if !tls_active && tls_available {
+            caps.push(Capability::StartTls);
+        }
+        if login_allowed {
+            caps.push(Capability::Auth(AuthMechanism::Plain));
+        } else {
+            caps.push(Capability::LoginDisabled);
+        }
+    }
+    Vec1::try_from(caps).expect("IMAP4rev1 is always there")
+}

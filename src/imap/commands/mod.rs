@@ -1,0 +1,14 @@
+//! One file per IMAP command (or tight family of commands), each with a
+//! `handle` that the dispatch in [`super::server`] calls once the command
+//! table ([`super::session::allowed`]) has let the command through. Each
+//! file says which RFC section it implements and what it costs in Graph
+//! calls.
+
+pub(crate) mod capability;
+pub(crate) mod enable;
+pub(crate) mod id;
+pub(crate) mod login;
+pub(crate) mod logout;
+pub(crate) mod namespace;
+pub(crate) mod noop;
+pub(crate) mod starttls;
