@@ -13,7 +13,6 @@ use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::core::Vec1;
 use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::extensions::uidplus::{UidElement, UidSet};
-use imap_next::imap_types::mailbox::ListMailbox;
 use imap_next::imap_types::response::{Code, CommandContinuationRequest, Greeting, Status};
 use imap_next::server::{Event, Options, Server as ImapNext};
 use imap_next::stream::{Error as StreamError, Stream};
@@ -21,9 +20,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::commands::{capability, enable, id, login, logout, namespace, noop, starttls};
-use super::session::{self, Authenticated, Refusal, Reply, Shared, State};
-use crate::graph::{AppendOptions, RemoteFolderId, RemoteMessageId};
+use super::commands::{
+    append, capability, create, delete, enable, id, list, login, logout, namespace, noop, rename,
+    select, starttls, status, subscribe,
+};
+use super::session::{self, Reply, Shared, State};
+use crate::graph::{RemoteFolderId, RemoteMessageId};
 use crate::smtp::server::FailureLimiter;
 use crate::tls::Tls;
 
@@ -395,13 +397,6 @@ async fn serve(
     }
 }
 
-fn auth_of(state: &State) -> Option<&Authenticated> {
-    match state {
-        State::Authenticated(a) | State::Selected(a, _) => Some(a),
-        _ => None,
-    }
-}
-
 /// Take the selected state apart for a command that needs a folder.
 macro_rules! selected {
     ($conn:expr) => {
@@ -432,36 +427,11 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
         CommandBody::Enable { .. } => enable::handle(),
         CommandBody::Id { .. } => id::handle(),
         CommandBody::Namespace => namespace::handle(&conn.state),
-        CommandBody::Select { mailbox, .. } | CommandBody::Examine { mailbox, .. } => {
-            let read_only = name == "EXAMINE";
-            let folder = session::local_name(&mailbox);
-            let auth = match std::mem::replace(&mut conn.state, State::Logout) {
-                State::Authenticated(a) => a,
-                State::Selected(a, mut view) => {
-                    session::leave(shared, &a, &mut view).await;
-                    a
-                }
-                other => {
-                    conn.state = other;
-                    return Reply::bad("not logged in");
-                }
-            };
-            match session::select(&auth, &folder, read_only, &shared.store).await {
-                Ok((view, data, code)) => {
-                    let mut reply = Reply::ok(format!("{name} completed")).with_data(data);
-                    reply.status = Ok((Some(code), format!("{name} completed")));
-                    for (code, t) in session::select_codes(&view, &shared.store) {
-                        reply.untagged.extend(session::untagged_ok(code, &t));
-                    }
-                    conn.state = State::Selected(auth, Box::new(view));
-                    reply
-                }
-                Err(refusal) => {
-                    // RFC 3501 §6.3.1: a failed SELECT leaves no folder selected.
-                    conn.state = State::Authenticated(auth);
-                    refusal.into()
-                }
-            }
+        CommandBody::Select { mailbox, .. } => {
+            select::handle(shared, &mut conn.state, &mailbox, false).await
+        }
+        CommandBody::Examine { mailbox, .. } => {
+            select::handle(shared, &mut conn.state, &mailbox, true).await
         }
         CommandBody::Close | CommandBody::Unselect => {
             let State::Selected(auth, mut view) = std::mem::replace(&mut conn.state, State::Logout)
@@ -498,48 +468,15 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
         CommandBody::List {
             reference,
             mailbox_wildcard,
-        }
-        | CommandBody::Lsub {
+        } => list::handle(&conn.state, &reference, &mailbox_wildcard, false),
+        CommandBody::Lsub {
             reference,
             mailbox_wildcard,
-        } => {
-            let Some(auth) = auth_of(&conn.state) else {
-                return Reply::bad("not logged in");
-            };
-            let reference = session::local_name(&reference);
-            let pattern = match &mailbox_wildcard {
-                ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).to_string(),
-                ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).to_string(),
-            };
-            let pattern = super::utf7::decode(&pattern).unwrap_or(pattern);
-            let reference = if reference.eq_ignore_ascii_case("inbox") && pattern.is_empty() {
-                String::new()
-            } else {
-                reference
-            };
-            let reference = if reference == "INBOX" {
-                String::new()
-            } else {
-                reference
-            };
-            match session::list(auth, &reference, &pattern, name == "LSUB") {
-                Ok(data) => Reply::ok(format!("{name} completed")).with_data(data),
-                Err(r) => r.into(),
-            }
-        }
+        } => list::handle(&conn.state, &reference, &mailbox_wildcard, true),
         CommandBody::Status {
             mailbox,
             item_names,
-        } => {
-            let Some(auth) = auth_of(&conn.state) else {
-                return Reply::bad("not logged in");
-            };
-            let folder = session::local_name(&mailbox);
-            match session::status(auth, &folder, &item_names, &shared.store).await {
-                Ok(data) => Reply::ok("STATUS completed").with_data(vec![data]),
-                Err(r) => r.into(),
-            }
-        }
+        } => status::handle(shared, &conn.state, &mailbox, &item_names).await,
         CommandBody::Fetch {
             sequence_set,
             macro_or_item_names,
@@ -588,56 +525,15 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             date,
             message,
         } => {
-            let Some(auth) = auth_of(&conn.state) else {
-                return Reply::bad("not logged in");
-            };
-            let folder_name = session::local_name(&mailbox);
-            let Ok(folder) = auth.model.folder(&folder_name) else {
-                let mut r = Reply::no(format!("no folder named {folder_name:?}"));
-                r.status = Err(Refusal::No(format!(
-                    "[TRYCREATE] no folder named {folder_name:?}"
-                )));
-                return r;
-            };
-            let bytes = match &message {
-                LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
-                LiteralOrLiteral8::Literal8(l) => l.data.as_ref().to_vec(),
-            };
-            let options = AppendOptions {
-                is_read: flags.contains(&imap_next::imap_types::flag::Flag::Seen),
-                received: date.map(|d| d.as_ref().with_timezone(&chrono::Utc)),
-                flags: session::append_flags(&flags),
-            };
-            let remote = RemoteFolderId::new(folder.remote_id.clone());
-            match auth
-                .model
-                .backend_for(&folder)
-                .append_message(&remote, bytes::Bytes::from(bytes), &options)
-                .await
-            {
-                Ok(created) => {
-                    let _ = auth.model.sync(folder.id).await;
-                    let uid = shared
-                        .store
-                        .message_by_remote_id(folder.id, created.id.as_str())
-                        .ok()
-                        .flatten()
-                        .map(|m| m.uid.0);
-                    let mut reply = Reply::ok("APPEND completed");
-                    if let Some(uid) = uid.and_then(std::num::NonZeroU32::new) {
-                        reply.status = Ok((
-                            Some(Code::AppendUid {
-                                uid_validity: std::num::NonZeroU32::new(folder.uid_validity.0)
-                                    .unwrap_or(std::num::NonZeroU32::MIN),
-                                uid,
-                            }),
-                            "APPEND completed".into(),
-                        ));
-                    }
-                    reply
-                }
-                Err(e) => Reply::no(format!("Graph refused the message: {e}. {}", e.remedy())),
-            }
+            append::handle(
+                shared,
+                &conn.state,
+                &mailbox,
+                &flags,
+                date.as_ref(),
+                &message,
+            )
+            .await
         }
         CommandBody::Copy {
             sequence_set,
@@ -748,94 +644,11 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             }
             reply
         }
-        CommandBody::Create { mailbox } => {
-            let Some(auth) = auth_of(&conn.state) else {
-                return Reply::bad("not logged in");
-            };
-            let wanted = session::local_name(&mailbox);
-            let wanted = wanted.trim_end_matches('/').to_string();
-            let (parent, leaf) = match wanted.rsplit_once('/') {
-                Some((p, l)) => (Some(p.to_string()), l.to_string()),
-                None => (None, wanted.clone()),
-            };
-            let parent = match parent {
-                Some(p) => match auth.model.folder(&p) {
-                    Ok(f) => Some(f),
-                    Err(_) => return Reply::no(format!("the parent folder {p:?} does not exist")),
-                },
-                None => None,
-            };
-            let parent_id = parent
-                .as_ref()
-                .map(|f| RemoteFolderId::new(f.remote_id.clone()));
-            let backend = match &parent {
-                Some(f) => auth.model.backend_for(f),
-                None => auth.model.own_backend(),
-            };
-            match backend.create_folder(parent_id.as_ref(), &leaf).await {
-                Ok(_) => {
-                    let _ = auth.model.refresh_folders().await;
-                    Reply::ok("CREATE completed")
-                }
-                Err(e) => Reply::no(format!("Graph refused to create {wanted:?}: {e}")),
-            }
-        }
-        CommandBody::Delete { mailbox } => {
-            let Some(auth) = auth_of(&conn.state) else {
-                return Reply::bad("not logged in");
-            };
-            let wanted = session::local_name(&mailbox);
-            let Ok(folder) = auth.model.folder(&wanted) else {
-                return Reply::no(format!("no folder named {wanted:?}"));
-            };
-            if folder.name == "INBOX" || folder.special_use.is_some() {
-                return Reply::no(format!("{wanted} is a special folder Exchange keeps"));
-            }
-            match auth
-                .model
-                .backend_for(&folder)
-                .delete_folder(&RemoteFolderId::new(folder.remote_id.clone()))
-                .await
-            {
-                Ok(()) => {
-                    let _ = auth.model.refresh_folders().await;
-                    Reply::ok("DELETE completed")
-                }
-                Err(e) => Reply::no(format!("Graph refused to delete {wanted:?}: {e}")),
-            }
-        }
-        CommandBody::Rename { from, to } => {
-            let Some(auth) = auth_of(&conn.state) else {
-                return Reply::bad("not logged in");
-            };
-            let old = session::local_name(&from);
-            let new = session::local_name(&to);
-            let Ok(folder) = auth.model.folder(&old) else {
-                return Reply::no(format!("no folder named {old:?}"));
-            };
-            let (old_parent, _) = old.rsplit_once('/').unwrap_or(("", &old));
-            let (new_parent, leaf) = new.rsplit_once('/').unwrap_or(("", &new));
-            if old_parent != new_parent {
-                return Reply::no(
-                    "moving a folder to another parent is not supported yet; rename within its parent",
-                );
-            }
-            match auth
-                .model
-                .backend_for(&folder)
-                .rename_folder(&RemoteFolderId::new(folder.remote_id.clone()), leaf)
-                .await
-            {
-                Ok(_) => {
-                    let _ = auth.model.refresh_folders().await;
-                    Reply::ok("RENAME completed")
-                }
-                Err(e) => Reply::no(format!("Graph refused to rename {old:?}: {e}")),
-            }
-        }
-        CommandBody::Subscribe { .. } | CommandBody::Unsubscribe { .. } => {
-            Reply::ok(format!("{name} completed (every folder is subscribed)"))
-        }
+        CommandBody::Create { mailbox } => create::handle(&conn.state, &mailbox).await,
+        CommandBody::Delete { mailbox } => delete::handle(&conn.state, &mailbox).await,
+        CommandBody::Rename { from, to } => rename::handle(&conn.state, &from, &to).await,
+        CommandBody::Subscribe { .. } => subscribe::handle("SUBSCRIBE"),
+        CommandBody::Unsubscribe { .. } => subscribe::handle("UNSUBSCRIBE"),
         _ => Reply::bad(format!("{name} is not supported")),
     }
 }

@@ -21,12 +21,11 @@ use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
 };
-use imap_next::imap_types::flag::{Flag, FlagFetch, FlagNameAttribute, FlagPerm, StoreType};
+use imap_next::imap_types::flag::{Flag, FlagFetch, StoreType};
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data, Status};
 use imap_next::imap_types::search::SearchKey;
 use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
-use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
 
 use super::content::ContentCache;
 use crate::graph::{FlagStatus, FlagUpdate, MailBackend, RemoteMessageId};
@@ -239,7 +238,7 @@ pub struct Shared {
     pub expunge_permanently: bool,
 }
 
-fn nz(n: u32) -> NonZeroU32 {
+pub(crate) fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n.max(1)).expect("non-zero")
 }
 
@@ -279,6 +278,8 @@ pub fn local_name(mailbox: &Mailbox<'_>) -> String {
     }
 }
 
+pub use super::commands::list::list_match;
+
 /// Does `value` fall in `set`, where `*` is `largest`?
 pub fn in_set(set: &SequenceSet, value: u32, largest: u32) -> bool {
     let expand = |s: &SeqOrUid| match s {
@@ -293,28 +294,6 @@ pub fn in_set(set: &SequenceSet, value: u32, largest: u32) -> bool {
             (lo..=hi).contains(&value)
         }
     })
-}
-
-/// Simple LIST pattern matching: `*` matches anything, `%` anything but
-/// the hierarchy separator `/`.
-pub fn list_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
-            Some('%') => (0..=n.len())
-                .take_while(|&i| i == 0 || n[i - 1] != '/')
-                .any(|i| go(&p[1..], &n[i..])),
-            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    if name == "INBOX" {
-        let upper: Vec<char> = pattern.to_ascii_uppercase().chars().collect();
-        return go(&upper, &n);
-    }
-    go(&p, &n)
 }
 
 fn imap_date(unix: Option<i64>) -> DateTime {
@@ -497,248 +476,6 @@ pub fn report(view: &mut View, _changes: &FolderChanges, store: &Store) -> Vec<D
         }
     }
     out
-}
-
-/// SELECT / EXAMINE: sync the folder, then describe it.
-pub async fn select(
-    auth: &Authenticated,
-    name: &str,
-    read_only: bool,
-    store: &Store,
-) -> Result<(View, Vec<Data<'static>>, Code<'static>), Refusal> {
-    let folder = match auth.model.folder(name) {
-        Ok(f) => f,
-        Err(_) => {
-            auth.model
-                .refresh_folders()
-                .await
-                .map_err(|e| Refusal::no(format!("cannot list folders: {e}")))?;
-            auth.model
-                .folder(name)
-                .map_err(|_| Refusal::no(format!("no folder named {name:?}; LIST shows them")))?
-        }
-    };
-    auth.model
-        .sync(folder.id)
-        .await
-        .map_err(|e| Refusal::no(format!("cannot synchronise {name}: {e}")))?;
-    let folder = auth.model.folder(&folder.name).unwrap_or(folder);
-    let records = store
-        .messages(folder.id)
-        .map_err(|e| Refusal::no(e.to_string()))?;
-    let view = View {
-        folder: folder.clone(),
-        read_only,
-        uids: records.iter().map(|r| r.uid).collect(),
-        told: records
-            .iter()
-            .map(|r| (r.uid, (r.flags, r.keywords.clone())))
-            .collect(),
-        fetched: Default::default(),
-    };
-    let mut data = vec![
-        Data::Flags(vec![
-            Flag::Answered,
-            Flag::Flagged,
-            Flag::Deleted,
-            Flag::Seen,
-            Flag::Draft,
-        ]),
-        Data::Exists(view.uids.len() as u32),
-        Data::Recent(0),
-    ];
-    let _ = &mut data;
-    let code = if read_only {
-        Code::ReadOnly
-    } else {
-        Code::ReadWrite
-    };
-    Ok((view, data, code))
-}
-
-/// The untagged OK lines of a SELECT (UIDVALIDITY, UIDNEXT, PERMANENTFLAGS,
-/// UNSEEN).
-pub fn select_codes(view: &View, store: &Store) -> Vec<(Code<'static>, String)> {
-    let mut codes = vec![
-        (
-            Code::UidValidity(nz(view.folder.uid_validity.0)),
-            "UIDs valid".to_string(),
-        ),
-        (
-            Code::UidNext(nz(view.folder.uid_next.0)),
-            "Predicted next UID".to_string(),
-        ),
-        (
-            Code::PermanentFlags(vec![
-                FlagPerm::Flag(Flag::Answered),
-                FlagPerm::Flag(Flag::Flagged),
-                FlagPerm::Flag(Flag::Deleted),
-                FlagPerm::Flag(Flag::Seen),
-                FlagPerm::Flag(Flag::Draft),
-                FlagPerm::Asterisk,
-            ]),
-            "Flags permitted".to_string(),
-        ),
-    ];
-    if let Ok(records) = store.messages(view.folder.id)
-        && let Some(first) = records.iter().position(|r| r.flags & flags::SEEN == 0)
-    {
-        codes.push((
-            Code::Unseen(nz(first as u32 + 1)),
-            "First unseen".to_string(),
-        ));
-    }
-    codes
-}
-
-/// LIST / LSUB.
-pub fn list(
-    auth: &Authenticated,
-    reference: &str,
-    pattern: &str,
-    subscribed_only: bool,
-) -> Result<Vec<Data<'static>>, Refusal> {
-    let folders = auth
-        .model
-        .folders()
-        .map_err(|e| Refusal::no(e.to_string()))?;
-    if pattern.is_empty() {
-        // RFC 3501 §6.3.8: the hierarchy delimiter and root.
-        return Ok(vec![Data::List {
-            items: vec![FlagNameAttribute::Noselect],
-            delimiter: Some(imap_next::imap_types::core::QuotedChar::try_from('/').expect("/")),
-            mailbox: Mailbox::try_from("").unwrap_or(Mailbox::Inbox),
-        }]);
-    }
-    let full = format!("{reference}{pattern}");
-    let mut out = Vec::new();
-    // Parents that are not folders themselves (`Shared`, `Shared/bob@…`)
-    // are listed as \Noselect so that clients can walk the hierarchy.
-    let mut virtual_parents: Vec<String> = Vec::new();
-    for f in &folders {
-        let mut path = String::new();
-        let parts: Vec<&str> = f.name.split('/').collect();
-        for part in &parts[..parts.len().saturating_sub(1)] {
-            if !path.is_empty() {
-                path.push('/');
-            }
-            path.push_str(part);
-            if !folders.iter().any(|g| g.name == path) && !virtual_parents.contains(&path) {
-                virtual_parents.push(path.clone());
-            }
-        }
-    }
-    virtual_parents.sort();
-    for name in virtual_parents.iter().filter(|n| list_match(&full, n)) {
-        let encoded = super::utf7::encode(name);
-        if let Ok(mailbox) = Mailbox::try_from(encoded) {
-            let items = vec![
-                FlagNameAttribute::Noselect,
-                FlagNameAttribute::from(
-                    imap_next::imap_types::core::Atom::try_from("HasChildren").expect("atom"),
-                ),
-            ];
-            let delimiter =
-                Some(imap_next::imap_types::core::QuotedChar::try_from('/').expect("/"));
-            let mailbox = mailbox.into_static();
-            out.push(if subscribed_only {
-                Data::Lsub {
-                    items,
-                    delimiter,
-                    mailbox,
-                }
-            } else {
-                Data::List {
-                    items,
-                    delimiter,
-                    mailbox,
-                }
-            });
-        }
-    }
-    for f in folders.iter().filter(|f| !subscribed_only || f.subscribed) {
-        if !list_match(&full, &f.name) {
-            continue;
-        }
-        let mut items = Vec::new();
-        let has_children = folders
-            .iter()
-            .any(|c| c.parent_remote_id.as_deref() == Some(f.remote_id.as_str()));
-        items.push(if has_children {
-            FlagNameAttribute::from(
-                imap_next::imap_types::core::Atom::try_from("HasChildren").expect("atom"),
-            )
-        } else {
-            FlagNameAttribute::from(
-                imap_next::imap_types::core::Atom::try_from("HasNoChildren").expect("atom"),
-            )
-        });
-        if let Some(special) = &f.special_use
-            && let Ok(atom) =
-                imap_next::imap_types::core::Atom::try_from(special.trim_start_matches('\\'))
-        {
-            items.push(FlagNameAttribute::from(atom.into_static()));
-        }
-        let delimiter = Some(imap_next::imap_types::core::QuotedChar::try_from('/').expect("/"));
-        let mailbox = wire_name(f);
-        out.push(if subscribed_only {
-            Data::Lsub {
-                items,
-                delimiter,
-                mailbox,
-            }
-        } else {
-            Data::List {
-                items,
-                delimiter,
-                mailbox,
-            }
-        });
-    }
-    Ok(out)
-}
-
-/// STATUS of a folder (after a sync).
-pub async fn status(
-    auth: &Authenticated,
-    name: &str,
-    wanted: &[StatusDataItemName],
-    store: &Store,
-) -> Result<Data<'static>, Refusal> {
-    let folder = auth
-        .model
-        .folder(name)
-        .map_err(|_| Refusal::no(format!("no folder named {name:?}")))?;
-    auth.model
-        .sync(folder.id)
-        .await
-        .map_err(|e| Refusal::no(format!("cannot synchronise {name}: {e}")))?;
-    let folder = auth.model.folder(name).unwrap_or(folder);
-    let records = store
-        .messages(folder.id)
-        .map_err(|e| Refusal::no(e.to_string()))?;
-    let mut items = Vec::new();
-    for w in wanted {
-        items.push(match w {
-            StatusDataItemName::Messages => StatusDataItem::Messages(records.len() as u32),
-            StatusDataItemName::Recent => StatusDataItem::Recent(0),
-            StatusDataItemName::UidNext => StatusDataItem::UidNext(nz(folder.uid_next.0)),
-            StatusDataItemName::UidValidity => {
-                StatusDataItem::UidValidity(nz(folder.uid_validity.0))
-            }
-            StatusDataItemName::Unseen => StatusDataItem::Unseen(
-                records
-                    .iter()
-                    .filter(|r| r.flags & flags::SEEN == 0)
-                    .count() as u32,
-            ),
-            _ => continue,
-        });
-    }
-    Ok(Data::Status {
-        mailbox: wire_name(&folder),
-        items: items.into(),
-    })
 }
 
 /// The messages of `set` in the view, with their sequence numbers.
@@ -933,28 +670,6 @@ pub async fn fetch(
         }
     }
     Ok(out)
-}
-
-/// The flags an APPENDed message is created with, beside `\Seen`
-/// (`\Deleted` and `\Draft` cannot be set at creation through Graph).
-pub fn append_flags(flags: &[Flag<'_>]) -> FlagUpdate {
-    let mut update = FlagUpdate::default();
-    let mut categories = Vec::new();
-    for f in flags {
-        match f {
-            Flag::Flagged => update.flag = Some(FlagStatus::Flagged),
-            Flag::Answered => update.answered = Some(true),
-            Flag::Keyword(k) if k.as_ref().eq_ignore_ascii_case("$Forwarded") => {
-                update.forwarded = Some(true)
-            }
-            Flag::Keyword(k) => categories.push(k.as_ref().to_string()),
-            _ => {}
-        }
-    }
-    if !categories.is_empty() {
-        update.categories = Some(categories);
-    }
-    update
 }
 
 /// What a STORE asks for.

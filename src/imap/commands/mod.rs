@@ -4,11 +4,19 @@
 //! file says which RFC section it implements and what it costs in Graph
 //! calls.
 
+pub(crate) mod append;
 pub(crate) mod capability;
+pub(crate) mod create;
+pub(crate) mod delete;
 pub(crate) mod enable;
 pub(crate) mod id;
+pub(crate) mod list;
 pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod namespace;
 pub(crate) mod noop;
+pub(crate) mod rename;
+pub(crate) mod select;
 pub(crate) mod starttls;
+pub(crate) mod status;
+pub(crate) mod subscribe;

@@ -1,0 +1,33 @@
+//! DELETE (RFC 3501 §6.3.4): a folder in Graph, except INBOX and the
+//! special-use folders Exchange keeps. Costs one folder deletion, then one
+//! folder listing per mailbox the account reads.
+
+use imap_next::imap_types::mailbox::Mailbox;
+
+use crate::graph::RemoteFolderId;
+use crate::imap::session::{Reply, State, local_name};
+
+pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
+    let Some(auth) = state.account() else {
+        return Reply::bad("not logged in");
+    };
+    let wanted = local_name(mailbox);
+    let Ok(folder) = auth.model.folder(&wanted) else {
+        return Reply::no(format!("no folder named {wanted:?}"));
+    };
+    if folder.name == "INBOX" || folder.special_use.is_some() {
+        return Reply::no(format!("{wanted} is a special folder Exchange keeps"));
+    }
+    match auth
+        .model
+        .backend_for(&folder)
+        .delete_folder(&RemoteFolderId::new(folder.remote_id.clone()))
+        .await
+    {
+        Ok(()) => {
+            let _ = auth.model.refresh_folders().await;
+            Reply::ok("DELETE completed")
+        }
+        Err(e) => Reply::no(format!("Graph refused to delete {wanted:?}: {e}")),
+    }
+}

@@ -1,0 +1,170 @@
+//! LIST and LSUB (RFC 3501 §6.3.8, §6.3.9; RFC 6154 SPECIAL-USE): the
+//! folders whose names match the pattern, with `/` as the hierarchy
+//! delimiter, `\HasChildren` / `\HasNoChildren`, the special-use attribute
+//! of Graph's well-known folders, and `\Noselect` parents that are not
+//! folders themselves (`Shared`, `Shared/bob@…`). Every folder counts as
+//! subscribed. No Graph call: the folder list is the one LOGIN (or a
+//! CREATE, DELETE, RENAME, or an unknown name at SELECT) last fetched.
+
+use imap_next::imap_types::IntoStatic;
+use imap_next::imap_types::core::{Atom, QuotedChar};
+use imap_next::imap_types::flag::FlagNameAttribute;
+use imap_next::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_next::imap_types::response::Data;
+
+use crate::imap::session::{Authenticated, Refusal, Reply, State, local_name, wire_name};
+use crate::imap::utf7;
+
+/// LIST, or LSUB when `subscribed_only`.
+pub(crate) fn handle(
+    state: &State,
+    reference: &Mailbox<'_>,
+    mailbox_wildcard: &ListMailbox<'_>,
+    subscribed_only: bool,
+) -> Reply {
+    let name = if subscribed_only { "LSUB" } else { "LIST" };
+    let Some(auth) = state.account() else {
+        return Reply::bad("not logged in");
+    };
+    let reference = local_name(reference);
+    let pattern = match mailbox_wildcard {
+        ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).to_string(),
+        ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).to_string(),
+    };
+    let pattern = utf7::decode(&pattern).unwrap_or(pattern);
+    let reference = if reference.eq_ignore_ascii_case("inbox") && pattern.is_empty() {
+        String::new()
+    } else {
+        reference
+    };
+    let reference = if reference == "INBOX" {
+        String::new()
+    } else {
+        reference
+    };
+    match list(auth, &reference, &pattern, subscribed_only) {
+        Ok(data) => Reply::ok(format!("{name} completed")).with_data(data),
+        Err(r) => r.into(),
+    }
+}
+
+/// Simple LIST pattern matching: `*` matches anything, `%` anything but
+/// the hierarchy separator `/`.
+pub fn list_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|i| go(&p[1..], &n[i..])),
+            Some('%') => (0..=n.len())
+                .take_while(|&i| i == 0 || n[i - 1] != '/')
+                .any(|i| go(&p[1..], &n[i..])),
+            Some(c) => n.first() == Some(c) && go(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    if name == "INBOX" {
+        let upper: Vec<char> = pattern.to_ascii_uppercase().chars().collect();
+        return go(&upper, &n);
+    }
+    go(&p, &n)
+}
+
+/// LIST / LSUB.
+fn list(
+    auth: &Authenticated,
+    reference: &str,
+    pattern: &str,
+    subscribed_only: bool,
+) -> Result<Vec<Data<'static>>, Refusal> {
+    let folders = auth
+        .model
+        .folders()
+        .map_err(|e| Refusal::no(e.to_string()))?;
+    if pattern.is_empty() {
+        // RFC 3501 §6.3.8: the hierarchy delimiter and root.
+        return Ok(vec![Data::List {
+            items: vec![FlagNameAttribute::Noselect],
+            delimiter: Some(QuotedChar::try_from('/').expect("/")),
+            mailbox: Mailbox::try_from("").unwrap_or(Mailbox::Inbox),
+        }]);
+    }
+    let full = format!("{reference}{pattern}");
+    let mut out = Vec::new();
+    // Parents that are not folders themselves (`Shared`, `Shared/bob@…`)
+    // are listed as \Noselect so that clients can walk the hierarchy.
+    let mut virtual_parents: Vec<String> = Vec::new();
+    for f in &folders {
+        let mut path = String::new();
+        let parts: Vec<&str> = f.name.split('/').collect();
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            if !path.is_empty() {
+                path.push('/');
+            }
+            path.push_str(part);
+            if !folders.iter().any(|g| g.name == path) && !virtual_parents.contains(&path) {
+                virtual_parents.push(path.clone());
+            }
+        }
+    }
+    virtual_parents.sort();
+    for name in virtual_parents.iter().filter(|n| list_match(&full, n)) {
+        let encoded = utf7::encode(name);
+        if let Ok(mailbox) = Mailbox::try_from(encoded) {
+            let items = vec![
+                FlagNameAttribute::Noselect,
+                FlagNameAttribute::from(Atom::try_from("HasChildren").expect("atom")),
+            ];
+            let delimiter = Some(QuotedChar::try_from('/').expect("/"));
+            let mailbox = mailbox.into_static();
+            out.push(if subscribed_only {
+                Data::Lsub {
+                    items,
+                    delimiter,
+                    mailbox,
+                }
+            } else {
+                Data::List {
+                    items,
+                    delimiter,
+                    mailbox,
+                }
+            });
+        }
+    }
+    for f in folders.iter().filter(|f| !subscribed_only || f.subscribed) {
+        if !list_match(&full, &f.name) {
+            continue;
+        }
+        let mut items = Vec::new();
+        let has_children = folders
+            .iter()
+            .any(|c| c.parent_remote_id.as_deref() == Some(f.remote_id.as_str()));
+        items.push(if has_children {
+            FlagNameAttribute::from(Atom::try_from("HasChildren").expect("atom"))
+        } else {
+            FlagNameAttribute::from(Atom::try_from("HasNoChildren").expect("atom"))
+        });
+        if let Some(special) = &f.special_use
+            && let Ok(atom) = Atom::try_from(special.trim_start_matches('\\'))
+        {
+            items.push(FlagNameAttribute::from(atom.into_static()));
+        }
+        let delimiter = Some(QuotedChar::try_from('/').expect("/"));
+        let mailbox = wire_name(f);
+        out.push(if subscribed_only {
+            Data::Lsub {
+                items,
+                delimiter,
+                mailbox,
+            }
+        } else {
+            Data::List {
+                items,
+                delimiter,
+                mailbox,
+            }
+        });
+    }
+    Ok(out)
+}

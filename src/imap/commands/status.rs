@@ -1,0 +1,72 @@
+//! STATUS (RFC 3501 §6.3.10): MESSAGES, RECENT (always 0), UIDNEXT,
+//! UIDVALIDITY and UNSEEN of a folder, after bringing it up to date. Costs
+//! one delta query on that folder; the counts come from the local index.
+
+use imap_next::imap_types::mailbox::Mailbox;
+use imap_next::imap_types::response::Data;
+use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
+
+use crate::imap::session::{
+    Authenticated, Refusal, Reply, Shared, State, local_name, nz, wire_name,
+};
+use crate::mailbox::flags;
+use crate::store::Store;
+
+pub(crate) async fn handle(
+    shared: &Shared,
+    state: &State,
+    mailbox: &Mailbox<'_>,
+    item_names: &[StatusDataItemName],
+) -> Reply {
+    let Some(auth) = state.account() else {
+        return Reply::bad("not logged in");
+    };
+    let folder = local_name(mailbox);
+    match status(auth, &folder, item_names, &shared.store).await {
+        Ok(data) => Reply::ok("STATUS completed").with_data(vec![data]),
+        Err(r) => r.into(),
+    }
+}
+
+/// STATUS of a folder (after a sync).
+async fn status(
+    auth: &Authenticated,
+    name: &str,
+    wanted: &[StatusDataItemName],
+    store: &Store,
+) -> Result<Data<'static>, Refusal> {
+    let folder = auth
+        .model
+        .folder(name)
+        .map_err(|_| Refusal::no(format!("no folder named {name:?}")))?;
+    auth.model
+        .sync(folder.id)
+        .await
+        .map_err(|e| Refusal::no(format!("cannot synchronise {name}: {e}")))?;
+    let folder = auth.model.folder(name).unwrap_or(folder);
+    let records = store
+        .messages(folder.id)
+        .map_err(|e| Refusal::no(e.to_string()))?;
+    let mut items = Vec::new();
+    for w in wanted {
+        items.push(match w {
+            StatusDataItemName::Messages => StatusDataItem::Messages(records.len() as u32),
+            StatusDataItemName::Recent => StatusDataItem::Recent(0),
+            StatusDataItemName::UidNext => StatusDataItem::UidNext(nz(folder.uid_next.0)),
+            StatusDataItemName::UidValidity => {
+                StatusDataItem::UidValidity(nz(folder.uid_validity.0))
+            }
+            StatusDataItemName::Unseen => StatusDataItem::Unseen(
+                records
+                    .iter()
+                    .filter(|r| r.flags & flags::SEEN == 0)
+                    .count() as u32,
+            ),
+            _ => continue,
+        });
+    }
+    Ok(Data::Status {
+        mailbox: wire_name(&folder),
+        items: items.into(),
+    })
+}
