@@ -4,7 +4,11 @@
 //! - [`server`]: the listener and the per-connection loop (imap-next does
 //!   the framing: literals, AUTHENTICATE and IDLE exchanges, STARTTLS).
 //! - [`session`]: states, the table of which command each state allows,
-//!   and the commands, on top of the mailbox model (`crate::mailbox`).
+//!   and what the commands share, on top of the mailbox model
+//!   (`crate::mailbox`).
+//! - `commands`: one handler file per command (or tight family: SELECT
+//!   and EXAMINE, COPY and MOVE…), each naming its RFC section and its
+//!   cost in Graph calls.
 //! - [`content`]: the bytes served per message, fetched once from Graph
 //!   (batched) and kept on disk by content hash, so RFC822.SIZE and every
 //!   section describe the same bytes for the life of the message.

@@ -1,6 +1,9 @@
-//! The IMAP listener: imap-next does the framing (literals, continuation
-//! requests, AUTHENTICATE and IDLE exchanges) over a plain or TLS stream;
-//! [`super::session`] does the commands.
+//! The IMAP listener (RFC 3501 over TCP, RFC 8314 implicit TLS or
+//! STARTTLS): accepting connections, the per-connection loop, and the
+//! framing, which imap-next does (literals, continuation requests, the
+//! AUTHENTICATE and IDLE exchanges). Each command is checked against the
+//! state table ([`super::session::allowed`]) and then handed to its
+//! handler in [`super::commands`] by one `match`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,10 +13,8 @@ use tracing::Instrument as _;
 use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::auth::AuthenticateData;
 use imap_next::imap_types::command::{Command, CommandBody};
-use imap_next::imap_types::core::Vec1;
 use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
-use imap_next::imap_types::extensions::uidplus::{UidElement, UidSet};
-use imap_next::imap_types::response::{Code, CommandContinuationRequest, Greeting, Status};
+use imap_next::imap_types::response::{CommandContinuationRequest, Greeting, Status};
 use imap_next::server::{Event, Options, Server as ImapNext};
 use imap_next::stream::{Error as StreamError, Stream};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,11 +22,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::{
-    append, capability, create, delete, enable, id, list, login, logout, namespace, noop, rename,
-    select, starttls, status, subscribe,
+    append, capability, close, copy, create, delete, enable, expunge, fetch, id, idle, list, login,
+    logout, namespace, noop, rename, search, select, starttls, status, store, subscribe,
 };
 use super::session::{self, Reply, Shared, State};
-use crate::graph::{RemoteFolderId, RemoteMessageId};
 use crate::smtp::server::FailureLimiter;
 use crate::tls::Tls;
 
@@ -215,12 +215,8 @@ async fn serve(
             }
             _ = poll => {
                 // IDLE: look for remote changes and report them at once.
-                if let State::Selected(auth, view) = &mut conn.state
-                    && let Ok(changes) = auth.model.sync(view.folder.id).await
-                {
-                    for d in session::report(view, &changes, &server.shared.store) {
-                        imap.enqueue_data(d);
-                    }
+                for d in idle::changes(&server.shared, &mut conn.state).await {
+                    imap.enqueue_data(d);
                 }
                 continue;
             }
@@ -362,11 +358,10 @@ async fn serve(
                 }
             }
             Event::IdleCommandReceived { tag } => {
-                if !matches!(conn.state, State::Authenticated(_) | State::Selected(..)) {
-                    let _ = imap.idle_reject(
-                        Status::bad(Some(tag), None, "IDLE needs you to log in first")
-                            .expect("status"),
-                    );
+                if let Err(refusal) = idle::start(&conn.state) {
+                    if let Some(status) = refusal.status(tag) {
+                        let _ = imap.idle_reject(status);
+                    }
                     continue;
                 }
                 conn.idle_tag = Some(tag);
@@ -397,16 +392,6 @@ async fn serve(
     }
 }
 
-/// Take the selected state apart for a command that needs a folder.
-macro_rules! selected {
-    ($conn:expr) => {
-        match &mut $conn.state {
-            State::Selected(auth, view) => (auth, view),
-            _ => return Reply::bad("no folder selected: SELECT one first"),
-        }
-    };
-}
-
 async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'static>) -> Reply {
     let name = command.body.name().to_ascii_uppercase();
     crate::metrics::get().imap_command(&name);
@@ -415,56 +400,30 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
     }
     let shared = &server.shared;
     match command.body {
+        // Any state (RFC 3501 §6.1; ID, ENABLE).
         CommandBody::Capability => capability::handle(server, conn),
         CommandBody::Noop => noop::handle(shared, &mut conn.state, "NOOP").await,
-        CommandBody::Check => noop::handle(shared, &mut conn.state, "CHECK").await,
         CommandBody::Logout => logout::handle(shared, &mut conn.state).await,
+        CommandBody::Id { .. } => id::handle(),
+        CommandBody::Enable { .. } => enable::handle(),
+        // Not authenticated (§6.2).
         CommandBody::StartTLS => starttls::handle(server, conn),
         CommandBody::Login { username, password } => {
             login::handle(server, conn, &username, &password).await
         }
         CommandBody::Authenticate { .. } => Reply::bad("AUTHENTICATE is handled separately"),
-        CommandBody::Enable { .. } => enable::handle(),
-        CommandBody::Id { .. } => id::handle(),
-        CommandBody::Namespace => namespace::handle(&conn.state),
+        // Authenticated (§6.3; NAMESPACE).
         CommandBody::Select { mailbox, .. } => {
             select::handle(shared, &mut conn.state, &mailbox, false).await
         }
         CommandBody::Examine { mailbox, .. } => {
             select::handle(shared, &mut conn.state, &mailbox, true).await
         }
-        CommandBody::Close | CommandBody::Unselect => {
-            let State::Selected(auth, mut view) = std::mem::replace(&mut conn.state, State::Logout)
-            else {
-                return Reply::bad("no folder selected");
-            };
-            if name == "CLOSE" && !view.read_only {
-                let _ = session::expunge(shared, &auth, &mut view, None).await;
-            }
-            session::leave(shared, &auth, &mut view).await;
-            conn.state = State::Authenticated(auth);
-            Reply::ok(format!("{name} completed"))
-        }
-        CommandBody::Expunge => {
-            let (auth, view) = selected!(conn);
-            if view.read_only {
-                return Reply::no("the folder is open read-only (EXAMINE)");
-            }
-            match session::expunge(shared, auth, view, None).await {
-                Ok(data) => Reply::ok("EXPUNGE completed").with_data(data),
-                Err(r) => r.into(),
-            }
-        }
-        CommandBody::ExpungeUid { sequence_set } => {
-            let (auth, view) = selected!(conn);
-            if view.read_only {
-                return Reply::no("the folder is open read-only (EXAMINE)");
-            }
-            match session::expunge(shared, auth, view, Some(&sequence_set)).await {
-                Ok(data) => Reply::ok("UID EXPUNGE completed").with_data(data),
-                Err(r) => r.into(),
-            }
-        }
+        CommandBody::Create { mailbox } => create::handle(&conn.state, &mailbox).await,
+        CommandBody::Delete { mailbox } => delete::handle(&conn.state, &mailbox).await,
+        CommandBody::Rename { from, to } => rename::handle(&conn.state, &from, &to).await,
+        CommandBody::Subscribe { .. } => subscribe::handle("SUBSCRIBE"),
+        CommandBody::Unsubscribe { .. } => subscribe::handle("UNSUBSCRIBE"),
         CommandBody::List {
             reference,
             mailbox_wildcard,
@@ -473,52 +432,11 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             reference,
             mailbox_wildcard,
         } => list::handle(&conn.state, &reference, &mailbox_wildcard, true),
+        CommandBody::Namespace => namespace::handle(&conn.state),
         CommandBody::Status {
             mailbox,
             item_names,
         } => status::handle(shared, &conn.state, &mailbox, &item_names).await,
-        CommandBody::Fetch {
-            sequence_set,
-            macro_or_item_names,
-            uid,
-            ..
-        } => {
-            let (auth, view) = selected!(conn);
-            match session::fetch(shared, auth, view, &sequence_set, &macro_or_item_names, uid).await
-            {
-                Ok(data) => Reply::ok(format!("{name} completed")).with_data(data),
-                Err(r) => r.into(),
-            }
-        }
-        CommandBody::Store {
-            sequence_set,
-            kind,
-            response,
-            flags,
-            uid,
-            ..
-        } => {
-            let (auth, view) = selected!(conn);
-            let silent = matches!(response, imap_next::imap_types::flag::StoreResponse::Silent);
-            let request = session::StoreRequest {
-                set: &sequence_set,
-                kind: &kind,
-                flags: &flags,
-                silent,
-                uid,
-            };
-            match session::store_flags(shared, auth, view, &request).await {
-                Ok(data) => Reply::ok(format!("{name} completed")).with_data(data),
-                Err(r) => r.into(),
-            }
-        }
-        CommandBody::Search { criteria, uid, .. } => {
-            let (auth, view) = selected!(conn);
-            match session::search(shared, auth, view, criteria.as_ref(), uid).await {
-                Ok(data) => Reply::ok(format!("{name} completed")).with_data(vec![data]),
-                Err(r) => r.into(),
-            }
-        }
         CommandBody::Append {
             mailbox,
             flags,
@@ -535,120 +453,53 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
             )
             .await
         }
+        // Selected (§6.4; UNSELECT, MOVE, UID EXPUNGE).
+        CommandBody::Check => noop::handle(shared, &mut conn.state, "CHECK").await,
+        CommandBody::Close => close::handle(shared, &mut conn.state, true).await,
+        CommandBody::Unselect => close::handle(shared, &mut conn.state, false).await,
+        CommandBody::Expunge => expunge::handle(shared, &mut conn.state, None).await,
+        CommandBody::ExpungeUid { sequence_set } => {
+            expunge::handle(shared, &mut conn.state, Some(&sequence_set)).await
+        }
+        CommandBody::Search { criteria, uid, .. } => {
+            search::handle(shared, &mut conn.state, criteria.as_ref(), uid).await
+        }
+        CommandBody::Fetch {
+            sequence_set,
+            macro_or_item_names,
+            uid,
+            ..
+        } => {
+            fetch::handle(
+                shared,
+                &mut conn.state,
+                &sequence_set,
+                &macro_or_item_names,
+                uid,
+            )
+            .await
+        }
+        CommandBody::Store {
+            sequence_set,
+            kind,
+            response,
+            flags,
+            uid,
+            ..
+        } => {
+            let state = &mut conn.state;
+            store::handle(shared, state, &sequence_set, &kind, &response, &flags, uid).await
+        }
         CommandBody::Copy {
             sequence_set,
             mailbox,
             uid,
-        }
-        | CommandBody::Move {
+        } => copy::handle(shared, &mut conn.state, &sequence_set, &mailbox, uid, false).await,
+        CommandBody::Move {
             sequence_set,
             mailbox,
             uid,
-        } => {
-            let moving = name == "MOVE";
-            let (auth, view) = selected!(conn);
-            let target_name = session::local_name(&mailbox);
-            let Ok(target) = auth.model.folder(&target_name) else {
-                return Reply::no(format!("[TRYCREATE] no folder named {target_name:?}"));
-            };
-            if !auth.model.same_mailbox(&view.folder, &target) {
-                return Reply::no(format!(
-                    "{name} between two mailboxes is not possible through Graph; \
-                     FETCH the message and APPEND it to {target_name}"
-                ));
-            }
-            let records = match shared.store.messages(view.folder.id) {
-                Ok(r) => r,
-                Err(e) => return Reply::no(e.to_string()),
-            };
-            let chosen = session::resolve(view, &records, &sequence_set, uid);
-            let to = RemoteFolderId::new(target.remote_id.clone());
-            let mut moved = Vec::new();
-            let mut pairs = Vec::new();
-            for (_, r) in &chosen {
-                let id = RemoteMessageId::new(r.remote_id.clone());
-                let result = if moving {
-                    auth.model
-                        .backend_for(&view.folder)
-                        .move_message(&id, &to)
-                        .await
-                } else {
-                    auth.model
-                        .backend_for(&view.folder)
-                        .copy_message(&id, &to)
-                        .await
-                };
-                match result {
-                    Ok(created) => {
-                        moved.push(r.remote_id.clone());
-                        pairs.push((r.uid, created.id.as_str().to_string()));
-                    }
-                    Err(e) => return Reply::no(format!("Graph refused the {name}: {e}")),
-                }
-            }
-            let _ = auth.model.sync(target.id).await;
-            let mut reply = Reply::ok(format!("{name} completed"));
-            // UIDPLUS (RFC 4315): which UIDs the copies got.
-            let mut source = Vec::new();
-            let mut destination = Vec::new();
-            for (from, new_id) in &pairs {
-                if let Ok(Some(m)) = shared.store.message_by_remote_id(target.id, new_id)
-                    && let (Some(a), Some(b)) = (
-                        std::num::NonZeroU32::new(from.0),
-                        std::num::NonZeroU32::new(m.uid.0),
-                    )
-                {
-                    source.push(UidElement::Single(a));
-                    destination.push(UidElement::Single(b));
-                }
-            }
-            let copyuid = match (
-                Vec1::try_from(source),
-                Vec1::try_from(destination),
-                std::num::NonZeroU32::new(target.uid_validity.0),
-            ) {
-                (Ok(source), Ok(destination), Some(uid_validity))
-                    if source.as_ref().len() == pairs.len() =>
-                {
-                    Some(Code::CopyUid {
-                        uid_validity,
-                        source: UidSet(source),
-                        destination: UidSet(destination),
-                    })
-                }
-                _ => None,
-            };
-            if let Some(code) = copyuid {
-                if moving {
-                    // RFC 6851: before the EXPUNGEs, untagged.
-                    reply.untagged.extend(session::untagged_ok(code, "moved"));
-                } else {
-                    reply.status = Ok((Some(code), format!("{name} completed")));
-                }
-            }
-            if moving {
-                match shared.store.remove_messages(view.folder.id, &moved) {
-                    Ok(mut removed) => {
-                        removed.sort();
-                        reply.data = session::report(
-                            view,
-                            &crate::mailbox::FolderChanges {
-                                removed,
-                                ..Default::default()
-                            },
-                            &shared.store,
-                        );
-                    }
-                    Err(e) => return Reply::no(e.to_string()),
-                }
-            }
-            reply
-        }
-        CommandBody::Create { mailbox } => create::handle(&conn.state, &mailbox).await,
-        CommandBody::Delete { mailbox } => delete::handle(&conn.state, &mailbox).await,
-        CommandBody::Rename { from, to } => rename::handle(&conn.state, &from, &to).await,
-        CommandBody::Subscribe { .. } => subscribe::handle("SUBSCRIBE"),
-        CommandBody::Unsubscribe { .. } => subscribe::handle("UNSUBSCRIBE"),
+        } => copy::handle(shared, &mut conn.state, &sequence_set, &mailbox, uid, true).await,
         _ => Reply::bad(format!("{name} is not supported")),
     }
 }

@@ -1,9 +1,12 @@
-//! One IMAP connection's state and its commands.
+//! One IMAP connection's state, and what several commands share.
 //!
 //! States (RFC 3501 §3): not authenticated → authenticated → selected →
 //! logout. [`allowed`] is the one table of which command each state takes;
 //! everything else gets `BAD` with the state it needs, and the connection
-//! stays up.
+//! stays up. The commands themselves are in `super::commands`, one file
+//! each; here are their common parts: [`Reply`] and [`Refusal`], the
+//! selected [`View`], [`report`] of changes, [`resolve`] of sequence sets,
+//! [`leave`] and `delete`, and name and flag helpers.
 //!
 //! The selected folder is a *view*: the UIDs in sequence-number order as
 //! the client last learned them. Remote changes (from the mailbox model's
@@ -14,25 +17,17 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use chrono::{DateTime as ChronoDateTime, FixedOffset, TimeZone, Utc};
-use imap_next::imap_types::core::{Literal, NString, Tag, Vec1};
-use imap_next::imap_types::datetime::DateTime;
-use imap_next::imap_types::fetch::{
-    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
-};
-use imap_next::imap_types::flag::{Flag, FlagFetch, StoreType};
+use imap_next::imap_types::IntoStatic;
+use imap_next::imap_types::core::{Tag, Vec1};
+use imap_next::imap_types::fetch::MessageDataItem;
+use imap_next::imap_types::flag::{Flag, FlagFetch};
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data, Status};
-use imap_next::imap_types::search::SearchKey;
 use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
 use super::content::ContentCache;
-use crate::graph::{FlagStatus, FlagUpdate, MailBackend, RemoteMessageId};
-use crate::mailbox::{
-    FolderChanges, InboxPlacement, MailboxModel, MailboxSet, SHARED_PREFIX, flags,
-};
-use crate::mime::imap as mime;
+use crate::graph::{MailBackend, RemoteMessageId};
+use crate::mailbox::{FolderChanges, InboxPlacement, MailboxModel, MailboxSet, SHARED_PREFIX};
 use crate::runtime::Accounts;
 use crate::store::folders::{FolderRecord, MessageRecord, Uid};
 use crate::store::{Account, Store};
@@ -242,7 +237,7 @@ pub(crate) fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n.max(1)).expect("non-zero")
 }
 
-fn flag_list(bits: u32, keywords: &str) -> Vec<FlagFetch<'static>> {
+pub(crate) fn flag_list(bits: u32, keywords: &str) -> Vec<FlagFetch<'static>> {
     crate::mailbox::Flags::from_store(bits, keywords)
         .imap_names()
         .into_iter()
@@ -253,8 +248,6 @@ fn flag_list(bits: u32, keywords: &str) -> Vec<FlagFetch<'static>> {
         })
         .collect()
 }
-
-use imap_next::imap_types::IntoStatic;
 
 /// The IMAP name of a folder (modified UTF-7).
 pub fn wire_name(folder: &FolderRecord) -> Mailbox<'static> {
@@ -294,72 +287,6 @@ pub fn in_set(set: &SequenceSet, value: u32, largest: u32) -> bool {
             (lo..=hi).contains(&value)
         }
     })
-}
-
-fn imap_date(unix: Option<i64>) -> DateTime {
-    let when: ChronoDateTime<FixedOffset> = unix
-        .and_then(|s| Utc.timestamp_opt(s, 0).single())
-        .unwrap_or_else(Utc::now)
-        .fixed_offset();
-    DateTime::try_from(when).unwrap_or_else(|_| {
-        DateTime::try_from(Utc.timestamp_opt(0, 0).unwrap().fixed_offset()).expect("epoch")
-    })
-}
-
-/// A message's bytes, with the part tree read on first use.
-struct Lazy<'a> {
-    bytes: &'a [u8],
-    tree: std::cell::OnceCell<mime::Message<'a>>,
-}
-
-impl<'a> Lazy<'a> {
-    fn new(bytes: &'a [u8]) -> Lazy<'a> {
-        Lazy {
-            bytes,
-            tree: std::cell::OnceCell::new(),
-        }
-    }
-
-    fn bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
-    fn parsed(&self) -> &mime::Message<'a> {
-        self.tree.get_or_init(|| mime::Message::new(self.bytes))
-    }
-
-    fn envelope(&self) -> imap_next::imap_types::envelope::Envelope<'static> {
-        mime::envelope(self.bytes)
-    }
-
-    fn body_structure(&self) -> imap_next::imap_types::body::BodyStructure<'static> {
-        self.parsed().body_structure()
-    }
-
-    fn body(&self) -> imap_next::imap_types::body::BodyStructure<'static> {
-        self.parsed().body()
-    }
-
-    /// `BODY[section]`: the top-level header and text need no part tree.
-    fn section(&self, section: Option<&Section<'_>>) -> std::borrow::Cow<'a, [u8]> {
-        match section {
-            None
-            | Some(Section::Header(None))
-            | Some(Section::Text(None))
-            | Some(Section::HeaderFields(None, _))
-            | Some(Section::HeaderFieldsNot(None, _)) => mime::section(self.bytes, section),
-            Some(_) => self.parsed().section(section),
-        }
-    }
-}
-
-fn nstring(bytes: &[u8]) -> NString<'static> {
-    // The cache already turned NUL into 0x80 (see content.rs); anything
-    // else a literal cannot carry is made safe the same way.
-    match Literal::try_from(bytes.to_vec()) {
-        Ok(l) => NString::from(l.into_static()),
-        Err(_) => NString::from(Literal::unvalidated(super::content::without_nul(bytes))),
-    }
 }
 
 impl Shared {
@@ -501,316 +428,6 @@ pub fn resolve(
         .collect()
 }
 
-fn needs_content(names: &[MessageDataItemName<'_>]) -> bool {
-    names.iter().any(|n| {
-        !matches!(
-            n,
-            MessageDataItemName::Uid
-                | MessageDataItemName::Flags
-                | MessageDataItemName::InternalDate
-        )
-    })
-}
-
-/// FETCH / UID FETCH.
-pub async fn fetch(
-    shared: &Shared,
-    auth: &Authenticated,
-    view: &mut View,
-    set: &SequenceSet,
-    names: &MacroOrMessageDataItemNames<'_>,
-    uid: bool,
-) -> Result<Vec<Data<'static>>, Refusal> {
-    let mut names: Vec<MessageDataItemName<'_>> = match names {
-        MacroOrMessageDataItemNames::Macro(m) => {
-            m.expand().into_iter().map(|n| n.into_static()).collect()
-        }
-        MacroOrMessageDataItemNames::MessageDataItemNames(n) => n.clone(),
-    };
-    if uid && !names.contains(&MessageDataItemName::Uid) {
-        names.insert(0, MessageDataItemName::Uid);
-    }
-    let records = shared
-        .store
-        .messages(view.folder.id)
-        .map_err(|e| Refusal::no(e.to_string()))?;
-    let mut targets = resolve(view, &records, set, uid);
-    if needs_content(&names) {
-        let wanted: Vec<MessageRecord> = targets.iter().map(|(_, r)| r.clone()).collect();
-        let ready = shared
-            .cache
-            .ensure(
-                auth.model.backend_for(&view.folder).as_ref(),
-                view.folder.id,
-                wanted,
-            )
-            .await
-            .map_err(|e| Refusal::no(format!("Graph could not deliver the messages: {e}")))?;
-        targets.retain_mut(|(_, r)| match super::content::find(&ready, r.uid) {
-            Some(fresh) => {
-                *r = fresh.clone();
-                true
-            }
-            None => false,
-        });
-    }
-    let mut out = Vec::new();
-    let mut mark_seen = Vec::new();
-    for (seq, record) in targets {
-        let bytes: Option<Bytes> = if needs_content(&names) {
-            shared.cache.read(&record).await
-        } else {
-            None
-        };
-        // One part tree per message for all the items asked for; it is
-        // read only when an item needs it.
-        let message = Lazy::new(bytes.as_deref().unwrap_or_default());
-        let mut items = Vec::new();
-        let mut set_seen = false;
-        let mut fetched_whole = false;
-        for name in &names {
-            let item = match name {
-                MessageDataItemName::Uid => MessageDataItem::Uid(nz(record.uid.0)),
-                MessageDataItemName::Flags => continue,
-                MessageDataItemName::InternalDate => {
-                    MessageDataItem::InternalDate(imap_date(record.internal_date))
-                }
-                MessageDataItemName::Rfc822Size => {
-                    MessageDataItem::Rfc822Size(mime::rfc822_size(message.bytes()))
-                }
-                MessageDataItemName::Rfc822 => {
-                    set_seen = true;
-                    fetched_whole = true;
-                    MessageDataItem::Rfc822(nstring(message.bytes()))
-                }
-                MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(nstring(
-                    &message.section(Some(&Section::Header(None))),
-                )),
-                MessageDataItemName::Rfc822Text => {
-                    set_seen = true;
-                    fetched_whole = true;
-                    MessageDataItem::Rfc822Text(nstring(
-                        &message.section(Some(&Section::Text(None))),
-                    ))
-                }
-                MessageDataItemName::BodyExt {
-                    section,
-                    partial: range,
-                    peek,
-                } => {
-                    if !peek {
-                        set_seen = true;
-                    }
-                    if range.is_none() && matches!(section, None | Some(Section::Text(None))) {
-                        fetched_whole = true;
-                    }
-                    let data = message.section(section.as_ref());
-                    let data = match range {
-                        Some((start, len)) => mime::partial(&data, *start, len.get()),
-                        None => &data[..],
-                    };
-                    MessageDataItem::BodyExt {
-                        section: section.clone().map(|s| s.into_static()),
-                        origin: range.map(|(start, _)| start),
-                        data: nstring(data),
-                    }
-                }
-                MessageDataItemName::Envelope => MessageDataItem::Envelope(message.envelope()),
-                MessageDataItemName::BodyStructure => {
-                    MessageDataItem::BodyStructure(message.body_structure())
-                }
-                MessageDataItemName::Body => MessageDataItem::Body(message.body()),
-                _ => {
-                    return Err(Refusal::no(
-                        "BINARY and MODSEQ are not offered (see CAPABILITY)",
-                    ));
-                }
-            };
-            items.push(item);
-        }
-        if fetched_whole && !view.read_only {
-            view.fetched.insert(record.uid);
-        }
-        let mut bits = record.flags;
-        if set_seen && bits & flags::SEEN == 0 && !view.read_only {
-            bits |= flags::SEEN;
-            mark_seen.push(record.clone());
-        }
-        if names.contains(&MessageDataItemName::Flags) || (set_seen && bits != record.flags) {
-            items.push(MessageDataItem::Flags(flag_list(bits, &record.keywords)));
-            view.told
-                .insert(record.uid, (bits, record.keywords.clone()));
-        }
-        if let Ok(items) = Vec1::try_from(items) {
-            out.push(Data::Fetch {
-                seq: nz(seq),
-                items,
-            });
-        }
-    }
-    for r in mark_seen {
-        let id = RemoteMessageId::new(r.remote_id.clone());
-        let update = FlagUpdate {
-            is_read: Some(true),
-            ..FlagUpdate::default()
-        };
-        if auth
-            .model
-            .backend_for(&view.folder)
-            .update_flags(&id, &update)
-            .await
-            .is_ok()
-        {
-            let _ = shared.store.set_message_flags(
-                view.folder.id,
-                r.uid,
-                r.flags | flags::SEEN,
-                &r.keywords,
-            );
-        }
-    }
-    Ok(out)
-}
-
-/// What a STORE asks for.
-pub struct StoreRequest<'a> {
-    pub set: &'a SequenceSet,
-    pub kind: &'a StoreType,
-    pub flags: &'a [Flag<'a>],
-    /// `.SILENT`: no FETCH responses.
-    pub silent: bool,
-    pub uid: bool,
-}
-
-/// STORE / UID STORE: flags to Graph (`\Deleted` stays local).
-pub async fn store_flags(
-    shared: &Shared,
-    auth: &Authenticated,
-    view: &mut View,
-    request: &StoreRequest<'_>,
-) -> Result<Vec<Data<'static>>, Refusal> {
-    let StoreRequest {
-        set,
-        kind,
-        flags: new_flags,
-        silent,
-        uid,
-    } = *request;
-    if view.read_only {
-        return Err(Refusal::no(
-            "the folder is open read-only (EXAMINE); SELECT it to change flags",
-        ));
-    }
-    let records = shared
-        .store
-        .messages(view.folder.id)
-        .map_err(|e| Refusal::no(e.to_string()))?;
-    let mut bits = 0u32;
-    let mut keywords = Vec::new();
-    for f in new_flags {
-        match f {
-            Flag::Seen => bits |= flags::SEEN,
-            Flag::Answered => bits |= flags::ANSWERED,
-            Flag::Flagged => bits |= flags::FLAGGED,
-            Flag::Deleted => bits |= flags::DELETED,
-            Flag::Draft => bits |= flags::DRAFT,
-            Flag::Keyword(k) if k.as_ref().eq_ignore_ascii_case("$Forwarded") => {
-                bits |= flags::FORWARDED
-            }
-            Flag::Keyword(k) => keywords.push(k.as_ref().to_string()),
-            Flag::Extension(_) => {}
-        }
-    }
-    let mut out = Vec::new();
-    for (seq, r) in resolve(view, &records, set, uid) {
-        let old = crate::mailbox::Flags::from_store(r.flags, &r.keywords);
-        let mut new_bits = match kind {
-            StoreType::Replace => bits | (old.bits & flags::DRAFT),
-            StoreType::Add => old.bits | bits,
-            StoreType::Remove => old.bits & !bits,
-        };
-        // \Draft follows Graph's isDraft, which a client cannot change.
-        new_bits = (new_bits & !flags::DRAFT) | (old.bits & flags::DRAFT);
-        let mut new_keywords = match kind {
-            StoreType::Replace => keywords.clone(),
-            StoreType::Add => {
-                let mut k = old.keywords.clone();
-                k.extend(keywords.iter().cloned());
-                k
-            }
-            StoreType::Remove => old
-                .keywords
-                .iter()
-                .filter(|k| !keywords.iter().any(|x| x.eq_ignore_ascii_case(k)))
-                .cloned()
-                .collect(),
-        };
-        new_keywords.sort();
-        new_keywords.dedup();
-        let changed = |bit: u32| (old.bits & bit) != (new_bits & bit);
-        let update = FlagUpdate {
-            is_read: changed(flags::SEEN).then_some(new_bits & flags::SEEN != 0),
-            flag: changed(flags::FLAGGED).then_some(if new_bits & flags::FLAGGED != 0 {
-                FlagStatus::Flagged
-            } else {
-                FlagStatus::NotFlagged
-            }),
-            answered: changed(flags::ANSWERED).then_some(new_bits & flags::ANSWERED != 0),
-            forwarded: changed(flags::FORWARDED).then_some(new_bits & flags::FORWARDED != 0),
-            categories: (new_keywords != old.keywords).then(|| new_keywords.clone()),
-        };
-        if update != FlagUpdate::default() {
-            let id = RemoteMessageId::new(r.remote_id.clone());
-            auth.model
-                .backend_for(&view.folder)
-                .update_flags(&id, &update)
-                .await
-                .map_err(|e| Refusal::no(format!("Graph refused the flag change: {e}")))?;
-        }
-        let keywords_text = new_keywords.join(" ");
-        shared
-            .store
-            .set_message_flags(view.folder.id, r.uid, new_bits, &keywords_text)
-            .map_err(|e| Refusal::no(e.to_string()))?;
-        // With or without .SILENT the client now knows these flags.
-        view.told.insert(r.uid, (new_bits, keywords_text.clone()));
-        if !silent {
-            let mut items = vec![MessageDataItem::Flags(flag_list(new_bits, &keywords_text))];
-            if uid {
-                items.insert(0, MessageDataItem::Uid(nz(r.uid.0)));
-            }
-            if let Ok(items) = Vec1::try_from(items) {
-                out.push(Data::Fetch {
-                    seq: nz(seq),
-                    items,
-                });
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// EXPUNGE (all `\Deleted`, or only those in `only` for UID EXPUNGE):
-/// deleted in Graph, then reported. Returns the EXPUNGE responses.
-pub async fn expunge(
-    shared: &Shared,
-    auth: &Authenticated,
-    view: &mut View,
-    only: Option<&SequenceSet>,
-) -> Result<Vec<Data<'static>>, Refusal> {
-    let records = shared
-        .store
-        .messages(view.folder.id)
-        .map_err(|e| Refusal::no(e.to_string()))?;
-    let largest = view.uids.last().map_or(0, |u| u.0);
-    let doomed: Vec<&MessageRecord> = records
-        .iter()
-        .filter(|r| r.flags & flags::DELETED != 0)
-        .filter(|r| only.is_none_or(|set| in_set(set, r.uid.0, largest)))
-        .collect();
-    delete(shared, auth, view, doomed).await
-}
-
 /// Leaving the selected folder cleanly (CLOSE, UNSELECT, SELECT of
 /// another, LOGOUT): for an account that keeps no fetched mail
 /// (`accounts set --keep-fetched no`), delete what this session fetched
@@ -850,7 +467,7 @@ pub async fn leave(shared: &Shared, auth: &Authenticated, view: &mut View) {
 /// Delete `doomed` in Graph (to Deleted Items, or for good with
 /// `imap.expunge_permanently`) and from the folder's table; the untagged
 /// EXPUNGEs for the view.
-async fn delete(
+pub(crate) async fn delete(
     shared: &Shared,
     auth: &Authenticated,
     view: &mut View,
@@ -894,240 +511,4 @@ async fn delete(
         },
         &shared.store,
     ))
-}
-
-/// Does a SEARCH key need the message's bytes (headers or body)?
-fn needs_bytes(key: &SearchKey<'_>) -> bool {
-    match key {
-        SearchKey::Bcc(_)
-        | SearchKey::Body(_)
-        | SearchKey::Cc(_)
-        | SearchKey::From(_)
-        | SearchKey::Header(..)
-        | SearchKey::Larger(_)
-        | SearchKey::Smaller(_)
-        | SearchKey::SentBefore(_)
-        | SearchKey::SentOn(_)
-        | SearchKey::SentSince(_)
-        | SearchKey::Subject(_)
-        | SearchKey::Text(_)
-        | SearchKey::To(_) => true,
-        SearchKey::Not(k) => needs_bytes(k),
-        SearchKey::Or(a, b) => needs_bytes(a) || needs_bytes(b),
-        SearchKey::And(keys) => keys.as_ref().iter().any(needs_bytes),
-        _ => false,
-    }
-}
-
-/// Case-insensitive substring (RFC 3501 §6.4.4), on decoded text.
-fn contains(haystack: &str, needle: &[u8]) -> bool {
-    let needle = String::from_utf8_lossy(needle).to_lowercase();
-    haystack.to_lowercase().contains(&needle)
-}
-
-/// What content keys look at, parsed once per message.
-struct Parsed {
-    size: usize,
-    header_text: String,
-    body_text: String,
-    sent: Option<chrono::NaiveDate>,
-    headers: Vec<(String, String)>,
-}
-
-fn parse_for_search(bytes: &[u8]) -> Parsed {
-    let head = mime::section(bytes, Some(&Section::Header(None))).len();
-    let message = crate::mime::parse_message(bytes);
-    let mut headers = Vec::new();
-    for line in String::from_utf8_lossy(&bytes[..head]).split("\r\n") {
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
-    }
-    // Decoded header values (encoded words) next to the raw ones.
-    if let Some(m) = &message {
-        for h in m.headers() {
-            if let Some(text) = h.value().as_text() {
-                headers.push((h.name().to_ascii_lowercase(), text.to_string()));
-            }
-            if let Some(addr) = h.value().as_address() {
-                for a in addr.iter() {
-                    let both = format!(
-                        "{} <{}>",
-                        a.name().unwrap_or_default(),
-                        a.address().unwrap_or_default()
-                    );
-                    headers.push((h.name().to_ascii_lowercase(), both));
-                }
-            }
-        }
-    }
-    let body_text = message
-        .as_ref()
-        .map(|m| {
-            (0..m.text_body.len().max(1))
-                .filter_map(|i| m.body_text(i).map(|t| t.to_string()))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_else(|| String::from_utf8_lossy(&bytes[head..]).to_string());
-    let sent = message
-        .as_ref()
-        .and_then(|m| m.date())
-        .and_then(|d| chrono::DateTime::parse_from_rfc3339(&d.to_rfc3339()).ok())
-        .map(|d| d.date_naive());
-    Parsed {
-        size: bytes.len(),
-        header_text: String::from_utf8_lossy(&bytes[..head]).to_string(),
-        body_text,
-        sent,
-        headers,
-    }
-}
-
-/// SEARCH: flags, UIDs, sequence numbers, keywords and dates from the
-/// local index; header, body, size and sent-date keys from the message
-/// bytes (fetched in `$batch` groups the first time, then from the cache).
-pub async fn search(
-    shared: &Shared,
-    auth: &Authenticated,
-    view: &View,
-    keys: &[SearchKey<'_>],
-    uid: bool,
-) -> Result<Data<'static>, Refusal> {
-    let mut records = shared
-        .store
-        .messages(view.folder.id)
-        .map_err(|e| Refusal::no(e.to_string()))?;
-    let mut parsed: std::collections::HashMap<Uid, Parsed> = std::collections::HashMap::new();
-    if keys.iter().any(needs_bytes) {
-        let in_view: Vec<MessageRecord> = records
-            .iter()
-            .filter(|r| view.uids.binary_search(&r.uid).is_ok())
-            .cloned()
-            .collect();
-        records = shared
-            .cache
-            .ensure(
-                auth.model.backend_for(&view.folder).as_ref(),
-                view.folder.id,
-                in_view,
-            )
-            .await
-            .map_err(|e| Refusal::no(format!("Graph could not deliver the messages: {e}")))?;
-        for r in &records {
-            if let Some(bytes) = shared.cache.read(r).await {
-                parsed.insert(r.uid, parse_for_search(&bytes));
-            }
-        }
-    }
-    let largest_seq = view.uids.len() as u32;
-    let largest_uid = view.uids.last().map_or(0, |u| u.0);
-    fn matches(
-        key: &SearchKey<'_>,
-        seq: u32,
-        r: &MessageRecord,
-        p: Option<&Parsed>,
-        largest: (u32, u32),
-    ) -> Result<bool, String> {
-        let header = |name: &str, needle: &[u8]| {
-            p.is_some_and(|p| {
-                p.headers
-                    .iter()
-                    .any(|(n, v)| n == name && contains(v, needle))
-            })
-        };
-        Ok(match key {
-            SearchKey::All => true,
-            SearchKey::Seen => r.flags & flags::SEEN != 0,
-            SearchKey::Unseen => r.flags & flags::SEEN == 0,
-            SearchKey::Answered => r.flags & flags::ANSWERED != 0,
-            SearchKey::Unanswered => r.flags & flags::ANSWERED == 0,
-            SearchKey::Flagged => r.flags & flags::FLAGGED != 0,
-            SearchKey::Unflagged => r.flags & flags::FLAGGED == 0,
-            SearchKey::Deleted => r.flags & flags::DELETED != 0,
-            SearchKey::Undeleted => r.flags & flags::DELETED == 0,
-            SearchKey::Draft => r.flags & flags::DRAFT != 0,
-            SearchKey::Undraft => r.flags & flags::DRAFT == 0,
-            SearchKey::Recent | SearchKey::New => false,
-            SearchKey::Old => true,
-            SearchKey::SequenceSet(set) => in_set(set, seq, largest.0),
-            SearchKey::Uid(set) => in_set(set, r.uid.0, largest.1),
-            SearchKey::Not(k) => !matches(k, seq, r, p, largest)?,
-            SearchKey::Or(a, b) => {
-                matches(a, seq, r, p, largest)? || matches(b, seq, r, p, largest)?
-            }
-            SearchKey::And(keys) => {
-                let mut all = true;
-                for k in keys.as_ref() {
-                    all &= matches(k, seq, r, p, largest)?;
-                }
-                all
-            }
-            SearchKey::Keyword(k) => r
-                .keywords
-                .split_whitespace()
-                .any(|w| w.eq_ignore_ascii_case(k.as_ref())),
-            SearchKey::Unkeyword(k) => !r
-                .keywords
-                .split_whitespace()
-                .any(|w| w.eq_ignore_ascii_case(k.as_ref())),
-            SearchKey::Before(d) | SearchKey::On(d) | SearchKey::Since(d) => {
-                let day = r
-                    .internal_date
-                    .and_then(|s| Utc.timestamp_opt(s, 0).single())
-                    .map(|t| t.date_naive());
-                let d = d.as_ref();
-                match (key, day) {
-                    (_, None) => false,
-                    (SearchKey::Before(_), Some(day)) => day < *d,
-                    (SearchKey::On(_), Some(day)) => day == *d,
-                    (_, Some(day)) => day >= *d,
-                }
-            }
-            SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
-                let d = d.as_ref();
-                match (key, p.and_then(|p| p.sent)) {
-                    (_, None) => false,
-                    (SearchKey::SentBefore(_), Some(day)) => day < *d,
-                    (SearchKey::SentOn(_), Some(day)) => day == *d,
-                    (_, Some(day)) => day >= *d,
-                }
-            }
-            SearchKey::Subject(s) => header("subject", s.as_ref()),
-            SearchKey::From(s) => header("from", s.as_ref()),
-            SearchKey::To(s) => header("to", s.as_ref()),
-            SearchKey::Cc(s) => header("cc", s.as_ref()),
-            SearchKey::Bcc(s) => header("bcc", s.as_ref()),
-            SearchKey::Header(name, value) => {
-                let name = String::from_utf8_lossy(name.as_ref()).to_ascii_lowercase();
-                if value.as_ref().is_empty() {
-                    p.is_some_and(|p| p.headers.iter().any(|(n, _)| *n == name))
-                } else {
-                    header(&name, value.as_ref())
-                }
-            }
-            SearchKey::Body(s) => p.is_some_and(|p| contains(&p.body_text, s.as_ref())),
-            SearchKey::Text(s) => p.is_some_and(|p| {
-                contains(&p.header_text, s.as_ref()) || contains(&p.body_text, s.as_ref())
-            }),
-            SearchKey::Larger(n) => p.is_some_and(|p| p.size > *n as usize),
-            SearchKey::Smaller(n) => p.is_some_and(|p| p.size < *n as usize),
-        })
-    }
-    let mut hits = Vec::new();
-    for (i, uidv) in view.uids.iter().enumerate() {
-        let Some(r) = super::content::find(&records, *uidv) else {
-            continue;
-        };
-        let seq = i as u32 + 1;
-        let mut all = true;
-        for k in keys {
-            all &= matches(k, seq, r, parsed.get(&r.uid), (largest_seq, largest_uid))
-                .map_err(Refusal::No)?;
-        }
-        if all {
-            hits.push(nz(if uid { r.uid.0 } else { seq }));
-        }
-    }
-    Ok(Data::Search(hits))
 }

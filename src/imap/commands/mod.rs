@@ -6,17 +6,24 @@
 
 pub(crate) mod append;
 pub(crate) mod capability;
+pub(crate) mod close;
+pub(crate) mod copy;
 pub(crate) mod create;
 pub(crate) mod delete;
 pub(crate) mod enable;
+pub(crate) mod expunge;
+pub(crate) mod fetch;
 pub(crate) mod id;
+pub(crate) mod idle;
 pub(crate) mod list;
 pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod namespace;
 pub(crate) mod noop;
 pub(crate) mod rename;
+pub(crate) mod search;
 pub(crate) mod select;
 pub(crate) mod starttls;
 pub(crate) mod status;
+pub(crate) mod store;
 pub(crate) mod subscribe;

@@ -1,0 +1,268 @@
+//! SEARCH and UID SEARCH (RFC 3501 §6.4.4): every RFC 3501 key, CHARSET
+//! UTF-8. Flags, UIDs, sequence numbers, keywords and internal dates are
+//! answered from the local index at no Graph cost; header, body, size and
+//! sent-date keys need the message bytes, which the content cache fetches
+//! in `$batch` groups (20 per request) the first time and serves from disk
+//! afterwards.
+
+use chrono::{TimeZone, Utc};
+use imap_next::imap_types::fetch::Section;
+use imap_next::imap_types::response::Data;
+use imap_next::imap_types::search::SearchKey;
+
+use crate::imap::content;
+use crate::imap::session::{Authenticated, Refusal, Reply, Shared, State, View, in_set, nz};
+use crate::mailbox::flags;
+use crate::mime::imap as mime;
+use crate::store::folders::{MessageRecord, Uid};
+
+pub(crate) async fn handle(
+    shared: &Shared,
+    state: &mut State,
+    criteria: &[SearchKey<'_>],
+    uid: bool,
+) -> Reply {
+    let Some((auth, view)) = state.selected() else {
+        return Reply::bad("no folder selected: SELECT one first");
+    };
+    match search(shared, auth, view, criteria, uid).await {
+        Ok(data) => Reply::ok("SEARCH completed").with_data(vec![data]),
+        Err(r) => r.into(),
+    }
+}
+
+/// Does a SEARCH key need the message's bytes (headers or body)?
+fn needs_bytes(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::Bcc(_)
+        | SearchKey::Body(_)
+        | SearchKey::Cc(_)
+        | SearchKey::From(_)
+        | SearchKey::Header(..)
+        | SearchKey::Larger(_)
+        | SearchKey::Smaller(_)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_)
+        | SearchKey::Subject(_)
+        | SearchKey::Text(_)
+        | SearchKey::To(_) => true,
+        SearchKey::Not(k) => needs_bytes(k),
+        SearchKey::Or(a, b) => needs_bytes(a) || needs_bytes(b),
+        SearchKey::And(keys) => keys.as_ref().iter().any(needs_bytes),
+        _ => false,
+    }
+}
+
+/// Case-insensitive substring (RFC 3501 §6.4.4), on decoded text.
+fn contains(haystack: &str, needle: &[u8]) -> bool {
+    let needle = String::from_utf8_lossy(needle).to_lowercase();
+    haystack.to_lowercase().contains(&needle)
+}
+
+/// What content keys look at, parsed once per message.
+struct Parsed {
+    size: usize,
+    header_text: String,
+    body_text: String,
+    sent: Option<chrono::NaiveDate>,
+    headers: Vec<(String, String)>,
+}
+
+fn parse_for_search(bytes: &[u8]) -> Parsed {
+    let head = mime::section(bytes, Some(&Section::Header(None))).len();
+    let message = crate::mime::parse_message(bytes);
+    let mut headers = Vec::new();
+    for line in String::from_utf8_lossy(&bytes[..head]).split("\r\n") {
+        if let Some((name, value)) = line.split_once(':') {
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
+        }
+    }
+    // Decoded header values (encoded words) next to the raw ones.
+    if let Some(m) = &message {
+        for h in m.headers() {
+            if let Some(text) = h.value().as_text() {
+                headers.push((h.name().to_ascii_lowercase(), text.to_string()));
+            }
+            if let Some(addr) = h.value().as_address() {
+                for a in addr.iter() {
+                    let both = format!(
+                        "{} <{}>",
+                        a.name().unwrap_or_default(),
+                        a.address().unwrap_or_default()
+                    );
+                    headers.push((h.name().to_ascii_lowercase(), both));
+                }
+            }
+        }
+    }
+    let body_text = message
+        .as_ref()
+        .map(|m| {
+            (0..m.text_body.len().max(1))
+                .filter_map(|i| m.body_text(i).map(|t| t.to_string()))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes[head..]).to_string());
+    let sent = message
+        .as_ref()
+        .and_then(|m| m.date())
+        .and_then(|d| chrono::DateTime::parse_from_rfc3339(&d.to_rfc3339()).ok())
+        .map(|d| d.date_naive());
+    Parsed {
+        size: bytes.len(),
+        header_text: String::from_utf8_lossy(&bytes[..head]).to_string(),
+        body_text,
+        sent,
+        headers,
+    }
+}
+
+/// SEARCH: flags, UIDs, sequence numbers, keywords and dates from the
+/// local index; header, body, size and sent-date keys from the message
+/// bytes (fetched in `$batch` groups the first time, then from the cache).
+async fn search(
+    shared: &Shared,
+    auth: &Authenticated,
+    view: &View,
+    keys: &[SearchKey<'_>],
+    uid: bool,
+) -> Result<Data<'static>, Refusal> {
+    let mut records = shared
+        .store
+        .messages(view.folder.id)
+        .map_err(|e| Refusal::no(e.to_string()))?;
+    let mut parsed: std::collections::HashMap<Uid, Parsed> = std::collections::HashMap::new();
+    if keys.iter().any(needs_bytes) {
+        let in_view: Vec<MessageRecord> = records
+            .iter()
+            .filter(|r| view.uids.binary_search(&r.uid).is_ok())
+            .cloned()
+            .collect();
+        records = shared
+            .cache
+            .ensure(
+                auth.model.backend_for(&view.folder).as_ref(),
+                view.folder.id,
+                in_view,
+            )
+            .await
+            .map_err(|e| Refusal::no(format!("Graph could not deliver the messages: {e}")))?;
+        for r in &records {
+            if let Some(bytes) = shared.cache.read(r).await {
+                parsed.insert(r.uid, parse_for_search(&bytes));
+            }
+        }
+    }
+    let largest_seq = view.uids.len() as u32;
+    let largest_uid = view.uids.last().map_or(0, |u| u.0);
+    fn matches(
+        key: &SearchKey<'_>,
+        seq: u32,
+        r: &MessageRecord,
+        p: Option<&Parsed>,
+        largest: (u32, u32),
+    ) -> Result<bool, String> {
+        let header = |name: &str, needle: &[u8]| {
+            p.is_some_and(|p| {
+                p.headers
+                    .iter()
+                    .any(|(n, v)| n == name && contains(v, needle))
+            })
+        };
+        Ok(match key {
+            SearchKey::All => true,
+            SearchKey::Seen => r.flags & flags::SEEN != 0,
+            SearchKey::Unseen => r.flags & flags::SEEN == 0,
+            SearchKey::Answered => r.flags & flags::ANSWERED != 0,
+            SearchKey::Unanswered => r.flags & flags::ANSWERED == 0,
+            SearchKey::Flagged => r.flags & flags::FLAGGED != 0,
+            SearchKey::Unflagged => r.flags & flags::FLAGGED == 0,
+            SearchKey::Deleted => r.flags & flags::DELETED != 0,
+            SearchKey::Undeleted => r.flags & flags::DELETED == 0,
+            SearchKey::Draft => r.flags & flags::DRAFT != 0,
+            SearchKey::Undraft => r.flags & flags::DRAFT == 0,
+            SearchKey::Recent | SearchKey::New => false,
+            SearchKey::Old => true,
+            SearchKey::SequenceSet(set) => in_set(set, seq, largest.0),
+            SearchKey::Uid(set) => in_set(set, r.uid.0, largest.1),
+            SearchKey::Not(k) => !matches(k, seq, r, p, largest)?,
+            SearchKey::Or(a, b) => {
+                matches(a, seq, r, p, largest)? || matches(b, seq, r, p, largest)?
+            }
+            SearchKey::And(keys) => {
+                let mut all = true;
+                for k in keys.as_ref() {
+                    all &= matches(k, seq, r, p, largest)?;
+                }
+                all
+            }
+            SearchKey::Keyword(k) => r
+                .keywords
+                .split_whitespace()
+                .any(|w| w.eq_ignore_ascii_case(k.as_ref())),
+            SearchKey::Unkeyword(k) => !r
+                .keywords
+                .split_whitespace()
+                .any(|w| w.eq_ignore_ascii_case(k.as_ref())),
+            SearchKey::Before(d) | SearchKey::On(d) | SearchKey::Since(d) => {
+                let day = r
+                    .internal_date
+                    .and_then(|s| Utc.timestamp_opt(s, 0).single())
+                    .map(|t| t.date_naive());
+                let d = d.as_ref();
+                match (key, day) {
+                    (_, None) => false,
+                    (SearchKey::Before(_), Some(day)) => day < *d,
+                    (SearchKey::On(_), Some(day)) => day == *d,
+                    (_, Some(day)) => day >= *d,
+                }
+            }
+            SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
+                let d = d.as_ref();
+                match (key, p.and_then(|p| p.sent)) {
+                    (_, None) => false,
+                    (SearchKey::SentBefore(_), Some(day)) => day < *d,
+                    (SearchKey::SentOn(_), Some(day)) => day == *d,
+                    (_, Some(day)) => day >= *d,
+                }
+            }
+            SearchKey::Subject(s) => header("subject", s.as_ref()),
+            SearchKey::From(s) => header("from", s.as_ref()),
+            SearchKey::To(s) => header("to", s.as_ref()),
+            SearchKey::Cc(s) => header("cc", s.as_ref()),
+            SearchKey::Bcc(s) => header("bcc", s.as_ref()),
+            SearchKey::Header(name, value) => {
+                let name = String::from_utf8_lossy(name.as_ref()).to_ascii_lowercase();
+                if value.as_ref().is_empty() {
+                    p.is_some_and(|p| p.headers.iter().any(|(n, _)| *n == name))
+                } else {
+                    header(&name, value.as_ref())
+                }
+            }
+            SearchKey::Body(s) => p.is_some_and(|p| contains(&p.body_text, s.as_ref())),
+            SearchKey::Text(s) => p.is_some_and(|p| {
+                contains(&p.header_text, s.as_ref()) || contains(&p.body_text, s.as_ref())
+            }),
+            SearchKey::Larger(n) => p.is_some_and(|p| p.size > *n as usize),
+            SearchKey::Smaller(n) => p.is_some_and(|p| p.size < *n as usize),
+        })
+    }
+    let mut hits = Vec::new();
+    for (i, uidv) in view.uids.iter().enumerate() {
+        let Some(r) = content::find(&records, *uidv) else {
+            continue;
+        };
+        let seq = i as u32 + 1;
+        let mut all = true;
+        for k in keys {
+            all &= matches(k, seq, r, parsed.get(&r.uid), (largest_seq, largest_uid))
+                .map_err(Refusal::No)?;
+        }
+        if all {
+            hits.push(nz(if uid { r.uid.0 } else { seq }));
+        }
+    }
+    Ok(Data::Search(hits))
+}
