@@ -352,3 +352,15 @@ async fn a_port_taken_by_another_program_fails_and_the_gateway_is_recognised() {
     );
     line(&shown, "ok    spool: empty; a running graphgate gateway");
 }
+
+#[tokio::test]
+async fn an_unknown_configuration_key_fails_before_anything_else() {
+    let sim = support::sim(true);
+    let dir = setup(&sim, "", "listen_adress = \"127.0.0.1:1143\"\n").await;
+    let out = doctor(dir.path(), &[]);
+    let shown = text(&out);
+    assert!(!out.status.success(), "{shown}");
+    let fail = line(&shown, "FAIL  configuration:");
+    assert!(fail.contains("listen_adress"), "{fail}");
+    assert!(fail.contains("— fix: "), "{fail}");
+}

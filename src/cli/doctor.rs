@@ -96,7 +96,7 @@ impl Finding {
             Level::Warn => "warn",
             Level::Fail => "FAIL",
         };
-        let detail = self.detail.trim_end_matches('.');
+        let detail = self.detail.trim_end_matches('.').replace(['\r', '\n'], " ");
         match &self.fix {
             Some(fix) => format!("{level:<4}  {}: {detail} — fix: {fix}", self.check),
             None => format!("{level:<4}  {}: {detail}", self.check),
@@ -158,6 +158,22 @@ pub async fn run(
     })
 }
 
+/// A TOML error on one line: its location and its reason, without the
+/// excerpt and caret lines (`13 | key = …`, `   | ^^^`).
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            let rest = l
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .trim_start();
+            !l.is_empty() && !rest.starts_with('|')
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 /// Everything about this host (not about the accounts).
 async fn check_host(config: &Config, config_file: Option<&Path>, report: &mut Report) {
     let db = check_data_dir(&config.data_dir, report);
@@ -186,7 +202,7 @@ fn check_config(
         Err(e) => {
             report.push(Finding::fail(
                 "configuration",
-                e.to_string(),
+                one_line(&e.to_string()),
                 "correct the key or variable named (unknown keys are refused; `graphgate config \
                  example` lists every key), then run `graphgate doctor` again",
             ));
@@ -422,6 +438,28 @@ fn check_permissions(config: &Config, config_file: Option<&Path>, db: bool, repo
             "microsoft.private_key_file",
             report,
         );
+    }
+    // App-only accounts with their own app registration name their files.
+    let accounts = if db {
+        Store::open(&config.data_dir)
+            .and_then(|s| s.accounts())
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    for account in accounts {
+        let Some(own) = &account.app_credential else {
+            continue;
+        };
+        let setting = format!("`graphgate accounts add {} --app-only …`", account.login);
+        if let Some(p) = &own.client_secret_file {
+            let what = format!("account {} client secret file", account.login);
+            check_secret_file(&what, p, &setting, report);
+        }
+        if let Some(p) = &own.private_key_file {
+            let what = format!("account {} certificate private key", account.login);
+            check_secret_file(&what, p, &setting, report);
+        }
     }
 }
 
@@ -744,6 +782,15 @@ fn check_spool(data_dir: &Path, holder: Option<&Holder>, report: &mut Report) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn toml_errors_fit_on_one_line() {
+        let e = "f.toml: TOML parse error at line 13, column 1\n   |\n13 | listen_adress = 1\n   | ^^^^^\nunknown field `listen_adress`\n";
+        assert_eq!(
+            one_line(e),
+            "f.toml: TOML parse error at line 13, column 1: unknown field `listen_adress`"
+        );
+    }
 
     #[test]
     fn lines_have_the_fixed_shape() {
