@@ -15,6 +15,7 @@ use crate::graph::{GraphClient, GraphConfig};
 use crate::runtime::Accounts;
 use crate::smtp::server::{Server, ServerConfig};
 use crate::smtp::session::SessionConfig;
+use crate::spool::owner::{OwnerRole, SpoolOwner};
 use crate::spool::{Spool, SpoolConfig, spool_dir};
 use crate::store::{Store, StoreKey};
 use crate::tls::Tls;
@@ -40,6 +41,18 @@ pub struct Listen {
 }
 
 pub type Tasks = JoinSet<std::io::Result<()>>;
+
+/// The spool settings of the configuration (`smtp.*`).
+pub fn spool_config(config: &Config) -> SpoolConfig {
+    let s = &config.smtp;
+    SpoolConfig {
+        sync_window: Duration::from_secs(s.sync_window_s),
+        bounce_after: Duration::from_secs(s.bounce_after_h * 3600),
+        in_doubt_grace: Duration::from_secs(s.in_doubt_grace_s),
+        retry_base: Duration::from_secs(s.retry_base_s.max(1)),
+        ..SpoolConfig::default()
+    }
+}
 
 /// Start the spool worker and the SMTP listeners; they stop when
 /// `shutdown` is cancelled (a connection inside a message finishes it, the
@@ -78,21 +91,14 @@ pub async fn start(
         });
     }
     let s = &config.smtp;
-    let spool = Spool::new(
-        store.clone(),
-        accounts.clone(),
-        SpoolConfig {
-            sync_window: Duration::from_secs(s.sync_window_s),
-            bounce_after: Duration::from_secs(s.bounce_after_h * 3600),
-            in_doubt_grace: Duration::from_secs(s.in_doubt_grace_s),
-            retry_base: Duration::from_secs(s.retry_base_s.max(1)),
-            ..SpoolConfig::default()
-        },
-    );
+    let spool = Spool::new(store.clone(), accounts.clone(), spool_config(config));
+    // One deliverer per data directory (see `spool::owner`).
+    let owner = own_spool(&config.data_dir).await?;
     {
         let spool = spool.clone();
         let stop = shutdown.clone();
         tasks.spawn(async move {
+            let _owner = owner;
             spool.run(stop).await;
             Ok(())
         });
@@ -229,4 +235,41 @@ pub async fn start(
         });
     }
     Ok(gateway)
+}
+
+/// Take the spool of `data_dir`: refused while another gateway has it;
+/// while a `graphgate send-test` has it (one message, at most a few
+/// minutes), wait for it to finish.
+async fn own_spool(data_dir: &std::path::Path) -> anyhow::Result<SpoolOwner> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    let mut told = false;
+    loop {
+        let holder = match SpoolOwner::try_acquire(data_dir, OwnerRole::Gateway) {
+            Ok(Ok(owner)) => return Ok(owner),
+            Ok(Err(holder)) => holder,
+            Err(e) => anyhow::bail!(
+                "cannot lock the spool in {}: {e}; check that the data directory is writable",
+                data_dir.display()
+            ),
+        };
+        if holder.role == Some(OwnerRole::Gateway) {
+            anyhow::bail!(
+                "{holder} already delivers the spool of {}; two gateways on one data directory \
+                 could send a message twice. Stop that one first, or give this one another \
+                 data directory (--data-dir / GRAPHGATE_DATA_DIR)",
+                data_dir.display()
+            );
+        }
+        if tokio::time::Instant::now() >= deadline {
+            anyhow::bail!(
+                "{holder} has held the spool of {} for 10 minutes; stop it and start again",
+                data_dir.display()
+            );
+        }
+        if !told && holder.role.is_some() {
+            tracing::warn!("waiting for {holder} to finish with the spool");
+            told = true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

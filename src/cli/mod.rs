@@ -4,9 +4,11 @@
 mod accounts;
 mod consent;
 mod demo;
+mod doctor;
 pub mod gateway;
 mod logging;
 mod queue;
+mod send_test;
 mod serve;
 mod signin;
 mod sim;
@@ -86,6 +88,13 @@ enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Send one test message through the spool and Graph, as SMTP would
+    /// (with --read-back: wait until it shows up in the recipient's Inbox).
+    SendTest(send_test::SendTestArgs),
+    /// Check configuration, file permissions, ports, the TLS certificate,
+    /// the clock and every account's token and permissions; print each
+    /// finding with its fix. Exit status 1 when anything FAILs.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,17 +138,23 @@ pub fn main() -> ExitCode {
 /// there is one (`graphgate demo` leaves one describing its simulator, so
 /// `graphgate status --data-dir DIR` works against a running demo).
 fn load_config(cli: &Cli) -> anyhow::Result<crate::config::Config> {
-    let beside_data = cli
-        .data_dir
-        .as_ref()
-        .map(|d| d.join("graphgate.toml"))
-        .filter(|p| p.exists());
-    let path = cli.config.clone().or(beside_data);
+    let path = config_file(cli);
     let mut config = crate::config::Config::load(path.as_deref())?;
     if let Some(dir) = &cli.data_dir {
         config.data_dir = dir.clone();
     }
     Ok(config)
+}
+
+/// The configuration file [`load_config`] reads: `--config`, else a
+/// `graphgate.toml` inside `--data-dir` if there is one.
+fn config_file(cli: &Cli) -> Option<PathBuf> {
+    let beside_data = cli
+        .data_dir
+        .as_ref()
+        .map(|d| d.join("graphgate.toml"))
+        .filter(|p| p.exists());
+    cli.config.clone().or(beside_data)
 }
 
 /// The store in the configured data directory, which must exist already
@@ -193,6 +208,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue(ref command) => {
             let config = load_config(&cli)?;
             queue::run(&open_store(&config)?, command)
+        }
+        Command::SendTest(ref args) => {
+            let config = load_config(&cli)?;
+            let store = open_store(&config)?;
+            send_test::run(&config, &store, args).await
+        }
+        Command::Doctor(ref args) => {
+            doctor::run(config_file(&cli), cli.data_dir.clone(), args).await
         }
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::example());

@@ -144,6 +144,14 @@ impl GraphMailbox {
         Ok(ids)
     }
 
+    /// One folder by id or well-known name (`GET mailFolders/{id}`): the
+    /// cheapest read that proves a mailbox is reachable (`graphgate doctor`).
+    pub async fn get_folder(&self, folder: &RemoteFolderId) -> Result<RemoteFolder, GraphError> {
+        let url = self.url(&format!("mailFolders/{}", encode_segment(folder.as_str())));
+        let call = Call::new(Method::GET, "mailFolders/{id}", url).idempotent();
+        decode_folder(&self.execute(&call).await?.body)
+    }
+
     pub(crate) async fn create_folder_impl(
         &self,
         parent: Option<&RemoteFolderId>,

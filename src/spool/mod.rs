@@ -58,6 +58,7 @@
 
 mod deliver;
 pub mod dsn;
+pub mod owner;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -298,31 +299,37 @@ impl Spool {
         Ok((Some(message_id), prefix))
     }
 
-    /// Spool an accepted message and try it within the window.
-    async fn submit_inner(self: &Arc<Self>, message: SpooledMessage) -> SubmitOutcome {
+    /// Record an accepted message (header checks, Message-ID, the row),
+    /// leaving the worker off it until `not_before`; the file is removed
+    /// when it is refused.
+    async fn record(
+        &self,
+        message: SpooledMessage,
+        not_before: i64,
+    ) -> Result<SpoolEntry, SubmitOutcome> {
         let account = match self.store.account(&message.account.login) {
             Ok(Some(a)) => a,
             Ok(None) => {
                 let _ = tokio::fs::remove_file(&message.path).await;
-                return SubmitOutcome::Rejected {
+                return Err(SubmitOutcome::Rejected {
                     code: 550,
                     enhanced: "5.7.1".into(),
                     text: format!("the account {} no longer exists", message.account.login),
-                };
+                });
             }
             Err(e) => {
                 tracing::error!(error = %e, "spool: the store failed");
                 let _ = tokio::fs::remove_file(&message.path).await;
-                return SubmitOutcome::TryLater {
+                return Err(SubmitOutcome::TryLater {
                     text: "The spool database is unavailable; try again later".into(),
-                };
+                });
             }
         };
         let (message_id, prefix) = match self.prepare(&message, &account.mailbox).await {
             Ok(p) => p,
             Err(outcome) => {
                 let _ = tokio::fs::remove_file(&message.path).await;
-                return outcome;
+                return Err(outcome);
             }
         };
         let path = message.path.to_string_lossy();
@@ -334,21 +341,17 @@ impl Spool {
             size: message.size,
             message_id: message_id.as_deref(),
             prefix: &prefix,
-            // The worker must not race the window's own first attempt; if
-            // this process dies first, the entry is due shortly after.
-            not_before: Some(now_unix() + self.config.sync_window.as_secs() as i64 + 5),
+            not_before: Some(not_before),
         }) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "spool: cannot record a message");
                 let _ = tokio::fs::remove_file(&message.path).await;
-                return SubmitOutcome::TryLater {
+                return Err(SubmitOutcome::TryLater {
                     text: "The spool could not record the message; try again later".into(),
-                };
+                });
             }
         };
-        let queue_id = format!("{}", entry.id.0);
-        let id_number = entry.id.0;
         crate::metrics::get().smtp_messages_accepted.inc();
         tracing::info!(
             queue_id = entry.id.0,
@@ -357,6 +360,37 @@ impl Spool {
             recipients = message.envelope.rcpt_to.len(),
             "message accepted into the spool"
         );
+        Ok(entry)
+    }
+
+    /// Hand a message to the spool without attempting it in this process:
+    /// the entry is due at once, for the worker that owns this data
+    /// directory's spool (a running gateway; see [`owner`]). The same
+    /// checks as [`Submitter::submit`]; the refusal is the SMTP reply.
+    pub async fn enqueue(&self, message: SpooledMessage) -> Result<SpoolEntry, SubmitOutcome> {
+        self.record(message, now_unix()).await
+    }
+
+    /// Whether a task of this process is working on `id` (its first
+    /// attempt may outlast the synchronous window).
+    pub fn is_working_on(&self, id: SpoolId) -> bool {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+    }
+
+    /// Spool an accepted message and try it within the window.
+    async fn submit_inner(self: &Arc<Self>, message: SpooledMessage) -> SubmitOutcome {
+        // The worker must not race the window's own first attempt; if
+        // this process dies first, the entry is due shortly after.
+        let not_before = now_unix() + self.config.sync_window.as_secs() as i64 + 5;
+        let entry = match self.record(message, not_before).await {
+            Ok(entry) => entry,
+            Err(outcome) => return outcome,
+        };
+        let queue_id = format!("{}", entry.id.0);
+        let id_number = entry.id.0;
         // From here on the message is durable: whatever happens, the
         // worker delivers it. The first attempt starts now.
         if !self.take(entry.id) {
