@@ -5,6 +5,7 @@ mod accounts;
 mod consent;
 mod demo;
 pub mod gateway;
+mod health;
 mod logging;
 mod queue;
 mod serve;
@@ -73,6 +74,10 @@ enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check the running gateway (for container health checks): its admin
+    /// endpoint's /readyz when admin.listen is set, else the greetings of its
+    /// SMTP and IMAP listeners. Exit status 0 healthy, 1 not.
+    Health(health::HealthArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +181,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load_config(&cli)?;
             queue::run(&open_store(&config)?, command)
         }
+        Command::Health(ref args) => health::run(&load_config(&cli)?, args).await,
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::example());
             Ok(ExitCode::SUCCESS)
