@@ -6,6 +6,7 @@ mod consent;
 mod demo;
 mod doctor;
 pub mod gateway;
+mod health;
 mod logging;
 mod queue;
 mod send_test;
@@ -95,6 +96,10 @@ enum Command {
     /// the clock and every account's token and permissions; print each
     /// finding with its fix. Exit status 1 when anything FAILs.
     Doctor(doctor::DoctorArgs),
+    /// Check the running gateway (for container health checks): its admin
+    /// endpoint's /readyz when admin.listen is set, else the greetings of its
+    /// SMTP and IMAP listeners. Exit status 0 healthy, 1 not.
+    Health(health::HealthArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,6 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(ref args) => {
             doctor::run(config_file(&cli), cli.data_dir.clone(), args).await
         }
+        Command::Health(ref args) => health::run(&load_config(&cli)?, args).await,
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::example());
             Ok(ExitCode::SUCCESS)
