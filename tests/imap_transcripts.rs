@@ -235,6 +235,18 @@ async fn authenticated_state_folder_commands() {
         S: b7 OK CREATE completed
         C: b8 CREATE projects
         S: b8 NO …
+        C: b8a CREATE Projects
+        S: b8a NO [ALREADYEXISTS] …
+        // Superior folders are created too (RFC 3501 §6.3.3).
+        C: b8b CREATE Reports/2026/Q4/
+        S: b8b OK CREATE completed
+        C: b8c LIST "" Reports*
+        S: * LIST (\HasChildren) "/" Reports
+        S: * LIST (\HasChildren) "/" Reports/2026
+        S: * LIST (\HasNoChildren) "/" Reports/2026/Q4
+        S: b8c OK LIST completed
+        C: b8d CREATE a//b
+        S: b8d NO …
         C: b9 LIST "" Projects*
         S: * LIST (\HasChildren) "/" Projects
         S: * LIST (\HasNoChildren) "/" Projects/2026

@@ -416,7 +416,7 @@ impl MailboxSet {
     }
 
     /// The model a folder name belongs to (the longest matching prefix).
-    fn model_for_name(&self, name: &str) -> &MailboxModel {
+    pub fn model_for_name(&self, name: &str) -> &MailboxModel {
         self.models
             .iter()
             .filter(|m| !m.prefix.is_empty() && name.starts_with(&m.prefix))
