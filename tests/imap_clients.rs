@@ -521,6 +521,32 @@ mod restart {
         );
     }
 
+    /// The message cache is a cache: wiped while the gateway runs, its
+    /// contents are fetched again and served the same.
+    #[tokio::test]
+    async fn a_wiped_message_cache_serves_the_same_bytes_again() {
+        let sim = sim();
+        let dir = data_dir(&sim).await;
+        let (_gw, imap) = serve(dir.path());
+        let (mut c, _) = Raw::connect(&imap).await;
+        c.cmd("a LOGIN alice@example.com alice").await;
+        c.cmd("b SELECT INBOX").await;
+        let first = c.cmd("c FETCH 1 (RFC822.SIZE BODY.PEEK[])").await;
+        assert!(first.last().unwrap().starts_with("c OK"), "{first:?}");
+        let cache = dir.path().join("cache");
+        let mut removed = 0;
+        for sub in std::fs::read_dir(&cache).unwrap() {
+            for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+                std::fs::remove_file(f.unwrap().path()).unwrap();
+                removed += 1;
+            }
+        }
+        assert!(removed > 0, "nothing was cached under {cache:?}");
+        let again = c.cmd("d FETCH 1 (RFC822.SIZE BODY.PEEK[])").await;
+        assert!(again.last().unwrap().starts_with("d OK"), "{again:?}");
+        assert_eq!(first[..first.len() - 1], again[..again.len() - 1]);
+    }
+
     #[tokio::test]
     async fn idle_reports_new_mail_without_the_client_asking() {
         let sim = sim();

@@ -65,6 +65,11 @@ impl ContentCache {
         tracing::debug!(dropped = dropped.len(), "message cache: evicted to its cap");
     }
 
+    /// Where the contents live.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn path(&self, hash: &str) -> PathBuf {
         let prefix = hash.get(..2).unwrap_or("00");
         self.dir.join(prefix).join(hash)

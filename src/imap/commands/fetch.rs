@@ -121,6 +121,35 @@ fn needs_content(names: &[MessageDataItemName<'_>]) -> bool {
     })
 }
 
+/// The bytes of a message whose cached file vanished after `ensure`:
+/// fetched from Graph again (a message must never be served empty).
+async fn reread(
+    shared: &Shared,
+    auth: &Authenticated,
+    view: &View,
+    record: &MessageRecord,
+) -> Result<Bytes, Refusal> {
+    let cannot = || {
+        Refusal::no(format!(
+            "the content of UID {} is missing from the message cache ({}) and Graph did not \
+             deliver it again; check the data directory's disk and retry the FETCH",
+            record.uid.0,
+            shared.cache.dir().display()
+        ))
+    };
+    let ready = shared
+        .cache
+        .ensure(
+            auth.model.backend_for(&view.folder).as_ref(),
+            view.folder.id,
+            vec![record.clone()],
+        )
+        .await
+        .map_err(|e| Refusal::no(format!("Graph could not deliver the message: {e}")))?;
+    let fresh = ready.into_iter().next().ok_or_else(cannot)?;
+    shared.cache.read(&fresh).await.ok_or_else(cannot)
+}
+
 /// FETCH / UID FETCH.
 async fn fetch(
     shared: &Shared,
@@ -167,7 +196,12 @@ async fn fetch(
     let mut mark_seen = Vec::new();
     for (seq, record) in targets {
         let bytes: Option<Bytes> = if needs_content(&names) {
-            shared.cache.read(&record).await
+            match shared.cache.read(&record).await {
+                Some(b) => Some(b),
+                // Gone between `ensure` and here (removed by hand, or the
+                // disk failed): fetch it again rather than serve nothing.
+                None => Some(reread(shared, auth, view, &record).await?),
+            }
         } else {
             None
         };
