@@ -471,6 +471,10 @@ async fn the_entry_point_serves_signs_in_and_sends_from_the_environment_alone() 
         "{running}"
     );
     assert!(running.contains(&format!("IMAP 0.0.0.0:{}", ports[&1143])));
+    assert!(
+        running.contains(&format!("admin http://127.0.0.1:{}", ports[&8025])),
+        "the banner names the admin endpoint: {running}"
+    );
 
     // HEALTHCHECK, while the admin endpoint comes up: "not ready", with the
     // command that fixes it.

@@ -182,3 +182,50 @@ fn json_logs_follow_a_message_and_never_show_a_credential() {
         "a protocol line outside a session span"
     );
 }
+
+/// A log reader that goes away (a closed stderr pipe) loses the lines,
+/// not the gateway: it keeps serving.
+#[test]
+fn a_closed_stderr_does_not_stop_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "demo",
+            "--sim",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--smtp",
+            "127.0.0.1:0",
+            "--imap",
+            "127.0.0.1:0",
+            "--log-level",
+            "debug",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stderr.take());
+    let lines = banner(&mut child, "control");
+    let mut child = Proc(child);
+    let smtp = field(&lines, "SMTP ");
+    for _ in 0..3 {
+        let mut s = std::net::TcpStream::connect(&smtp).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut greeting = String::new();
+        r.read_line(&mut greeting).unwrap();
+        assert!(greeting.starts_with("220"), "{greeting}");
+        std::io::Write::write_all(&mut s, b"AUTH PLAIN AGJhZABiYWQ=\r\nQUIT\r\n").unwrap();
+        let mut reply = String::new();
+        r.read_line(&mut reply).unwrap();
+        assert!(reply.starts_with("5"), "{reply}");
+    }
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "the gateway exited when its stderr closed"
+    );
+}

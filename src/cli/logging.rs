@@ -46,9 +46,13 @@ fn install(level: &str, format: &str, protocol_trace: bool) {
     {
         filter = filter.add_directive(d);
     }
+    // A closed stderr (a log pipe whose reader died) loses log lines but
+    // must not bring the gateway down: the layer's own report of a failed
+    // write would go to stderr too, and `eprint!` panics there.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = if format == "json" {
         builder.json().try_init()
     } else {

@@ -1,5 +1,6 @@
 //! `graphgate serve`: the gateway from configuration.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -59,17 +60,12 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         tracing::warn!("no SMTP listener: smtp.listen and smtp.implicit_tls_listen are both empty");
     }
     let show = |a: Option<std::net::SocketAddr>| a.map_or("off".to_string(), |a| a.to_string());
-    println!(
-        "graphgate is running. SMTP {} · SMTPS {} · IMAP {} · IMAPS {} · data {}",
-        show(gateway.smtp),
-        show(gateway.smtps),
-        show(gateway.imap),
-        show(gateway.imaps),
-        config.data_dir.display()
-    );
+    let mut admin = "off".to_string();
     if let Some(addr) = config.admin_listen()? {
         let listener = super::bind(addr, "admin endpoint", "admin.listen").await?;
-        tracing::info!(addr = %listener.local_addr()?, "admin endpoint listening");
+        let local = listener.local_addr()?;
+        tracing::info!(addr = %local, "admin endpoint listening");
+        admin = format!("http://{local}");
         let state = crate::admin::AdminState::with(
             store.clone(),
             gateway.listeners.clone(),
@@ -80,6 +76,17 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             crate::admin::serve(listener, state, async move { stop.cancelled().await }).await
         });
     }
+    // The banner is for whoever started graphgate; a closed stdout (a
+    // service manager that does not read it) must not stop the gateway.
+    let _ = writeln!(
+        std::io::stdout(),
+        "graphgate is running. SMTP {} · SMTPS {} · IMAP {} · IMAPS {} · admin {admin} · data {}",
+        show(gateway.smtp),
+        show(gateway.smtps),
+        show(gateway.imap),
+        show(gateway.imaps),
+        config.data_dir.display()
+    );
     super::shutdown_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
