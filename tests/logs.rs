@@ -6,14 +6,14 @@
 //! appears anywhere.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod support;
 
-use support::{BIN, Proc, banner, field, py};
+use support::{Proc, banner, demo_command, field, py};
 
 fn lines(path: &std::path::Path) -> Vec<Value> {
     let file = std::fs::File::open(path).unwrap();
@@ -41,24 +41,8 @@ fn in_span(v: &Value, name: &str, key: &str) -> Option<Value> {
 fn json_logs_follow_a_message_and_never_show_a_credential() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("stderr.log");
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--sim",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--smtp",
-            "127.0.0.1:0",
-            "--imap",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--trace-protocol",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::piped())
+    let mut child = demo_command(&dir.path().join("data"))
+        .args(["--log-format", "json", "--trace-protocol"])
         .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
         .spawn()
         .unwrap();
@@ -188,23 +172,8 @@ fn json_logs_follow_a_message_and_never_show_a_credential() {
 #[test]
 fn a_closed_stderr_does_not_stop_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--sim",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--smtp",
-            "127.0.0.1:0",
-            "--imap",
-            "127.0.0.1:0",
-            "--log-level",
-            "debug",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .stdout(Stdio::piped())
+    let mut child = demo_command(&dir.path().join("data"))
+        .args(["--log-level", "debug"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -101,16 +101,7 @@ impl TokenSet {
 /// The claims of a JWT's payload, decoded without verifying the signature
 /// (see the module comment). `None` for anything that is not a JWT.
 pub fn decode_identity(jwt: &str) -> Option<SignedInIdentity> {
-    if jwt.len() > MAX_JWT_LEN {
-        return None;
-    }
-    let mut parts = jwt.split('.');
-    let (_header, payload) = (parts.next()?, parts.next()?);
-    parts.next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let identity: SignedInIdentity = serde_json::from_slice(&bytes).ok()?;
+    let identity: SignedInIdentity = jwt_claims(jwt)?;
     if identity.oid.is_empty() && identity.preferred_username.is_none() {
         return None;
     }
@@ -130,6 +121,22 @@ pub fn check_identity(expected_upn: &str, tokens: &TokenSet) -> Result<(), AuthE
         }
         _ => Ok(()),
     }
+}
+
+/// A JWT's payload decoded into `T`, without verifying the signature (the
+/// token is ours to present, not to trust; see the module comment). `None`
+/// for anything that is not a JWT of reasonable size.
+pub fn jwt_claims<T: serde::de::DeserializeOwned>(jwt: &str) -> Option<T> {
+    if jwt.len() > MAX_JWT_LEN {
+        return None;
+    }
+    let mut parts = jwt.split('.');
+    let (_header, payload) = (parts.next()?, parts.next()?);
+    parts.next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 #[cfg(test)]

@@ -294,7 +294,7 @@ async fn greeting(listener: &Listener) -> Result<(), GreetingError> {
         .map_err(GreetingError::Connect)?;
     if listener.implicit_tls {
         let name = rustls::pki_types::ServerName::IpAddress(listener.addr.ip().into());
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(any_certificate()))
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(crate::tls::any_certificate_client()))
             .connect(name, tcp)
             .await
             .map_err(GreetingError::Tls)?;
@@ -340,67 +340,6 @@ async fn read_greeting<S: AsyncRead + AsyncWrite + Unpin>(
     let _ = stream.write_all(bye).await;
     let _ = stream.shutdown().await;
     Ok(())
-}
-
-/// A TLS client that accepts any certificate. The health check proves the
-/// listener completes a handshake and greets; it sends no credential, and
-/// the certificate's names need not include the loopback address it uses.
-fn any_certificate() -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap_or_else(|_| rustls::ClientConfig::builder())
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth()
-}
-
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -110,22 +110,26 @@ pub fn demo_env(env: &[(&str, &str)]) -> Demo {
     demo_with_env("127.0.0.1:0", &[], env)
 }
 
+/// `graphgate demo` with every listener on a free loopback port and its
+/// state in `data_dir`; stdout (the banner) piped, stderr for the caller.
+pub fn demo_command(data_dir: &std::path::Path) -> Command {
+    demo_command_on("127.0.0.1:0", data_dir)
+}
+
+/// [`demo_command`] with the SMTP listener on `smtp`.
+fn demo_command_on(smtp: &str, data_dir: &std::path::Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(["demo", "--sim", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--smtp", smtp, "--imap", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::piped());
+    command
+}
+
 fn demo_with_env(smtp: &str, extra: &[&str], env: &[(&str, &str)]) -> Demo {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "demo",
-            "--sim",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--smtp",
-            smtp,
-            "--imap",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
+    let mut child = demo_command_on(smtp, dir.path())
         .args(extra)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use base64::Engine;
 use serde::Deserialize;
 
 use super::{Finding, Report};
@@ -18,9 +17,6 @@ use crate::auth::EntraClient;
 use crate::config::Config;
 use crate::graph::{GraphClient, GraphConfig, GraphError, Mailbox, WellKnownFolder};
 use crate::store::{Account, AuthProfile, Store, StoreKey};
-
-/// Largest token whose payload is decoded.
-const MAX_JWT_LEN: usize = 32 * 1024;
 
 /// The Graph permissions an access token carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,16 +58,7 @@ pub(in crate::cli) fn token_permissions(jwt: &str) -> Option<Permissions> {
         scp: Option<String>,
         roles: Option<Vec<String>>,
     }
-    if jwt.len() > MAX_JWT_LEN {
-        return None;
-    }
-    let mut parts = jwt.split('.');
-    let (_header, payload) = (parts.next()?, parts.next()?);
-    parts.next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    let claims: Claims = serde_json::from_slice(&bytes).ok()?;
+    let claims: Claims = crate::auth::token_set::jwt_claims(jwt)?;
     match (claims.scp, claims.roles) {
         (Some(scp), _) => Some(Permissions::Delegated(
             scp.split_whitespace()
@@ -405,6 +392,7 @@ async fn check_reads(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     fn jwt(claims: serde_json::Value) -> String {
         let enc = |v: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
