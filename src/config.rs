@@ -67,7 +67,7 @@ impl Default for SmtpConfig {
             hostname: "localhost".into(),
             max_message_size: 35 * 1024 * 1024,
             max_recipients: 500,
-            max_connections: 256,
+            max_connections: 1024,
             plaintext_auth_on_loopback: true,
             sync_window_s: 10,
             bounce_after_h: 48,
@@ -93,6 +93,9 @@ pub struct ImapConfig {
     /// EXPUNGE deletes for good instead of moving to Deleted Items.
     pub expunge_permanently: bool,
     pub max_connections: u64,
+    /// Seconds of silence (outside IDLE) after which a connection is
+    /// logged out; a TLS handshake gets at most a minute of it.
+    pub idle_timeout_s: u64,
     /// Size cap of the on-disk message cache, in MiB (least recently
     /// used messages go first); 0 = no cap.
     pub cache_max_mb: u64,
@@ -106,7 +109,8 @@ impl Default for ImapConfig {
             plaintext_login_on_loopback: true,
             idle_poll_s: 30,
             expunge_permanently: false,
-            max_connections: 256,
+            max_connections: 1024,
+            idle_timeout_s: 30 * 60,
             cache_max_mb: 2048,
         }
     }
@@ -364,6 +368,13 @@ pub const KEYS: &[KeyDoc] = &[
         key: "imap.plaintext_login_on_loopback",
         doc: "Allow LOGIN/AUTHENTICATE without TLS from 127.0.0.1/::1. From any other address \
               login needs STARTTLS or implicit TLS (LOGINDISABLED is announced before).",
+        example: None,
+    },
+    KeyDoc {
+        key: "imap.idle_timeout_s",
+        doc: "Seconds a silent IMAP connection stays logged in outside IDLE (RFC 3501's \
+              autologout: at least 30 minutes for real clients). A TLS handshake gets at most \
+              60 seconds of it.",
         example: None,
     },
     KeyDoc {

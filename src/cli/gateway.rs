@@ -192,9 +192,9 @@ pub async fn start(
             max_literal: u32::try_from(s.max_message_size).unwrap_or(u32::MAX),
             idle_poll: Duration::from_secs(config.imap.idle_poll_s.max(1)),
             max_connections: usize::try_from(config.imap.max_connections)
-                .unwrap_or(256)
+                .unwrap_or(1024)
                 .max(1),
-            ..crate::imap::server::ImapConfig::default()
+            idle_timeout: Duration::from_secs(config.imap.idle_timeout_s.max(1)),
         },
         crate::imap::session::Shared {
             store: store.clone(),

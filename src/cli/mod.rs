@@ -111,9 +111,41 @@ enum ConfigCommand {
     Check,
 }
 
+/// Raise the soft limit on open files to the hard limit and return it:
+/// each SMTP or IMAP connection is a descriptor, and the usual default soft
+/// limit (1024) is below what the listeners' `max_connections` allow.
+pub fn raise_open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read and write only the struct given.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                return None;
+            }
+            if limit.rlim_cur < limit.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: limit.rlim_max,
+                    rlim_max: limit.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    limit = raised;
+                }
+            }
+        }
+        Some(limit.rlim_cur)
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 /// Parse the command line and run it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    raise_open_file_limit();
     // One TLS crypto provider for the whole process (rustls panics at run
     // time if two are linked and none is chosen).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -49,9 +49,29 @@ impl Default for ImapConfig {
             plaintext_login_on_loopback: true,
             max_literal: 35 * 1024 * 1024,
             idle_poll: Duration::from_secs(30),
-            max_connections: 256,
+            max_connections: 1024,
             idle_timeout: Duration::from_secs(30 * 60),
         }
+    }
+}
+
+impl ImapConfig {
+    /// How long a TLS handshake may take: a client that stops halfway
+    /// must not hold a connection slot.
+    fn handshake_timeout(&self) -> Duration {
+        self.idle_timeout.min(Duration::from_secs(60))
+    }
+}
+
+/// A TLS handshake within the configured time.
+async fn handshake(
+    server: &ImapServer,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
+    let tls = server.tls.as_ref().ok_or("no TLS certificate")?;
+    match tokio::time::timeout(server.config.handshake_timeout(), tls.acceptor.accept(tcp)).await {
+        Ok(r) => r.map_err(|e| format!("TLS handshake failed: {e}")),
+        Err(_) => Err("TLS handshake timed out".into()),
     }
 }
 
@@ -164,6 +184,33 @@ fn send_reply(imap: &mut ImapNext, tag: imap_next::imap_types::core::Tag<'static
     }
 }
 
+/// Longest tag repeated in a BAD for a line that could not be parsed.
+const MAX_ECHOED_TAG: usize = 64;
+
+/// The start of discarded input, enough to find its tag (without copying
+/// what may be a whole over-long line).
+fn head(discarded: &[u8]) -> Vec<u8> {
+    discarded[..discarded.len().min(MAX_ECHOED_TAG + 1)].to_vec()
+}
+
+/// Send an untagged BYE before closing: imap-next writes a queued
+/// response only while the stream is driven, so drive it (briefly) until
+/// the BYE is out.
+async fn bye(stream: &mut Stream, imap: &mut ImapNext, text: &str) {
+    let Ok(status) = Status::bye(None, text.to_string()) else {
+        return;
+    };
+    imap.enqueue_status(status.into_static());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, stream.next(&mut *imap)).await {
+            Ok(Ok(Event::ResponseSent { .. })) => return,
+            Ok(Ok(_)) => continue,
+            _ => return,
+        }
+    }
+}
+
 async fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -173,11 +220,7 @@ async fn serve(
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
     let mut stream = if implicit_tls {
-        let tls = server
-            .tls
-            .as_ref()
-            .ok_or("implicit TLS without a certificate")?;
-        let s = tls.acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+        let s = handshake(&server, tcp).await?;
         Stream::tls(tokio_rustls::TlsStream::Server(s))
     } else {
         Stream::insecure(tcp)
@@ -186,6 +229,10 @@ async fn serve(
     options.max_literal_size = server.config.max_literal;
     options.max_command_size = server.config.max_literal.saturating_add(64 * 1024);
     options.crlf_relaxed = true;
+    let _ = options.set_literal_reject_text(format!(
+        "the literal is larger than the message size limit ({} bytes; smtp.max_message_size)",
+        server.config.max_literal
+    ));
     let greeting = Greeting::ok(None, "graphgate IMAP ready (Microsoft 365 through Graph)")
         .map_err(|e| e.to_string())?;
     let mut imap = ImapNext::new(options, greeting.into_static());
@@ -207,10 +254,7 @@ async fn serve(
         };
         let event = tokio::select! {
             _ = shutdown.cancelled() => {
-                if let Ok(bye) = Status::bye(None, "graphgate is shutting down") {
-                    imap.enqueue_status(bye);
-                    let _ = stream.flush().await;
-                }
+                bye(&mut stream, &mut imap, "graphgate is shutting down").await;
                 return Ok(());
             }
             _ = poll => {
@@ -224,10 +268,12 @@ async fn serve(
         };
         let event = match event {
             Err(_) if conn.idle_tag.is_none() => {
-                if let Ok(bye) = Status::bye(None, "Autologout: idle for too long") {
-                    imap.enqueue_status(bye);
-                    let _ = stream.flush().await;
-                }
+                bye(
+                    &mut stream,
+                    &mut imap,
+                    "Autologout: idle for too long (imap.idle_timeout_s)",
+                )
+                .await;
                 return Ok(());
             }
             Err(_) => continue,
@@ -238,25 +284,28 @@ async fn serve(
                 use imap_next::server::Error as ServerError;
                 let (discarded, why) = match &e {
                     ServerError::ExpectedCrlfGotLf { discarded_bytes } => (
-                        discarded_bytes.declassify().to_vec(),
+                        head(discarded_bytes.declassify()),
                         "lines must end with CRLF",
                     ),
                     ServerError::MalformedMessage { discarded_bytes } => (
-                        discarded_bytes.declassify().to_vec(),
+                        head(discarded_bytes.declassify()),
                         "unknown command or wrong arguments (RFC 3501 syntax)",
                     ),
                     ServerError::LiteralTooLong { discarded_bytes } => (
-                        discarded_bytes.declassify().to_vec(),
+                        head(discarded_bytes.declassify()),
                         "the literal is larger than the message size limit (smtp.max_message_size)",
                     ),
                     ServerError::CommandTooLong { discarded_bytes } => (
-                        discarded_bytes.declassify().to_vec(),
+                        head(discarded_bytes.declassify()),
                         "the command line is too long",
                     ),
                 };
+                // A tag longer than any client uses is not echoed: the
+                // line may be megabytes of one word.
                 let tag = discarded
                     .split(|b| *b == b' ')
                     .next()
+                    .filter(|t| t.len() <= MAX_ECHOED_TAG)
                     .and_then(|t| std::str::from_utf8(t).ok())
                     .and_then(|t| imap_next::imap_types::core::Tag::try_from(t.to_string()).ok());
                 if let Ok(bad) = Status::bad(tag, None, format!("Could not parse that: {why}")) {
@@ -290,9 +339,8 @@ async fn serve(
                 if conn.starttls {
                     conn.starttls = false;
                     stream.flush().await.map_err(|e| e.to_string())?;
-                    let tls = server.tls.as_ref().ok_or("no TLS")?;
                     let tcp: TcpStream = stream.into();
-                    let s = tls.acceptor.accept(tcp).await.map_err(|e| e.to_string())?;
+                    let s = handshake(&server, tcp).await?;
                     stream = Stream::tls(tokio_rustls::TlsStream::Server(s));
                     conn.tls_active = true;
                 }

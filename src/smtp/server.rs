@@ -63,7 +63,7 @@ impl Default for ServerConfig {
         ServerConfig {
             session: SessionConfig::default(),
             incoming_dir: PathBuf::from("spool/incoming"),
-            max_connections: 256,
+            max_connections: 1024,
             idle_timeout: Duration::from_secs(300),
             max_connection_time: Duration::from_secs(3600),
             plaintext_auth_on_loopback: true,
@@ -222,7 +222,10 @@ async fn serve_connection(
                 "implicit TLS listener without a certificate",
             ));
         };
-        let handshake = tokio::time::timeout(server.config.idle_timeout, tls.acceptor.accept(tcp));
+        let handshake = tokio::time::timeout(
+            server.config.idle_timeout.min(Duration::from_secs(60)),
+            tls.acceptor.accept(tcp),
+        );
         match handshake.await {
             Ok(Ok(s)) => Stream::Tls(Box::new(s)),
             Ok(Err(e)) => return Err(e),
@@ -282,7 +285,7 @@ async fn serve_connection(
                             return Ok(());
                         };
                         let handshake = tokio::time::timeout(
-                            server.config.idle_timeout,
+                            server.config.idle_timeout.min(Duration::from_secs(60)),
                             tls.acceptor.accept(tcp),
                         );
                         stream = match handshake.await {
