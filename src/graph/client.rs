@@ -292,6 +292,20 @@ impl GraphMailbox {
                     if (200..300).contains(&status) {
                         return Ok(reply);
                     }
+                    if (300..400).contains(&status) {
+                        // Never followed: a redirect would carry the bearer
+                        // token to wherever Location points.
+                        let location = reply
+                            .headers
+                            .get("location")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("nowhere");
+                        return Err(GraphError::Malformed(format!(
+                            "Graph answered {status} redirecting to {}; graphgate never follows \
+                             redirects (is microsoft.graph_url right, or is a proxy in the way?)",
+                            location.chars().take(200).collect::<String>()
+                        )));
+                    }
                     if status == 401 && call.authorized && !reauthorized {
                         // The token may have been revoked or expired early:
                         // drop it and try once with a fresh one.
@@ -315,6 +329,7 @@ impl GraphMailbox {
                         let m = crate::metrics::get();
                         m.graph_throttled.inc();
                         if let Some(secs) = retry_after(&reply.headers) {
+                            let secs = secs.min(policy.max_retry_after_s);
                             m.graph_retry_after_seconds.inc_by(secs as f64);
                         }
                     }

@@ -367,7 +367,21 @@ pub fn decode_error(status: u16, body: &[u8]) -> GraphError {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
         ),
-        None => (String::new(), String::new(), None),
+        // Not Graph's error shape: an HTML page from a proxy, or nothing.
+        // Its start is the only clue, so keep it (printable characters only).
+        None => {
+            let text: String = String::from_utf8_lossy(&body[..body.len().min(300)])
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let message = if text.is_empty() {
+                "an empty answer, not Graph's JSON error shape".to_string()
+            } else {
+                format!("not Graph's JSON error shape: {text}")
+            };
+            (String::new(), message, None)
+        }
     };
     if is_delta_reset(status, &code) {
         return GraphError::DeltaReset;

@@ -324,14 +324,22 @@ impl MailboxModel {
             .into_iter()
             .map(|m| (m.remote_id.clone(), m))
             .collect();
-        let mut upserts: Vec<&RemoteMessage> = Vec::new();
-        let mut removed_ids: Vec<String> = Vec::new();
+        // A round may name a message more than once (Graph replays items
+        // across pages; a message can be removed and come back): the last
+        // word on each wins.
+        let mut last: HashMap<&str, Option<&RemoteMessage>> = HashMap::new();
         for change in &result.changes {
             match change {
-                DeltaChange::Upsert(m) => upserts.push(m),
-                DeltaChange::Removed(id) => removed_ids.push(id.as_str().to_string()),
-            }
+                DeltaChange::Upsert(m) => last.insert(m.id.as_str(), Some(m)),
+                DeltaChange::Removed(id) => last.insert(id.as_str(), None),
+            };
         }
+        let upserts: Vec<&RemoteMessage> = last.values().filter_map(|m| *m).collect();
+        let mut removed_ids: Vec<String> = last
+            .iter()
+            .filter(|(_, m)| m.is_none())
+            .map(|(id, _)| id.to_string())
+            .collect();
         if full {
             // A full listing is the whole truth: what it lacks is gone.
             let present: HashSet<&str> = upserts.iter().map(|m| m.id.as_str()).collect();
@@ -353,10 +361,8 @@ impl MailboxModel {
                 .cmp(&b.received)
                 .then(a.id.as_str().cmp(b.id.as_str()))
         });
-        let mut seen_new = HashSet::new();
         let additions: Vec<NewMessage> = new
             .iter()
-            .filter(|m| seen_new.insert(m.id.as_str()))
             .map(|m| {
                 let (bits, keywords) = Flags::from_remote(m).to_store();
                 NewMessage {
