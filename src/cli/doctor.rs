@@ -405,11 +405,11 @@ fn check_permissions(config: &Config, config_file: Option<&Path>, db: bool, repo
                 format!("chmod 600 {}", file.display()),
             ));
         } else if mode & 0o044 != 0 {
-            report.push(Finding::warn(
+            report.push(Finding::fail(
                 "configuration file",
                 format!(
                     "{} is readable by group or others (mode {mode:04o}); it names where the \
-                     secrets are",
+                     secrets are, and `graphgate serve` refuses to start with it",
                     file.display()
                 ),
                 format!("chmod 600 {}", file.display()),
