@@ -1,11 +1,14 @@
 //! Secrets at rest and in output: configuration and key files others can
 //! read are refused with the chmod that fixes them; `graphgate keys rotate`
 //! re-seals every token with a new key (also finishing an interrupted
-//! rotation, and with an operator's key from GRAPHGATE_KEY_FILE).
+//! rotation, and with an operator's key from GRAPHGATE_KEY_FILE); and a
+//! demo logging at trace level, protocol trace on, never prints a password,
+//! an AUTH payload, a token or the store key.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use graphgate::secret::Secret;
 use graphgate::spool::owner::{OwnerRole, SpoolOwner};
@@ -13,7 +16,7 @@ use graphgate::store::{AuthProfile, NewAccount, Store, StoreKey};
 
 mod support;
 
-use support::BIN;
+use support::{BIN, Proc, demo_command, py};
 
 fn chmod(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -251,4 +254,130 @@ fn an_external_key_is_rotated_only_with_the_new_key_given() {
     // graphgate wrote no key file of its own.
     assert!(!dir.path().join("graphgate.key").exists());
     assert_eq!(key_bytes(&current), old);
+}
+
+/// Poll `path` until it contains `what`.
+fn wait_for(path: &Path, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(what) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {what:?} in {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn trace_logs_never_show_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out_log = dir.path().join("stdout.log");
+    let err_log = dir.path().join("stderr.log");
+    let child = demo_command(&data)
+        .args(["--log-level", "trace", "--trace-protocol"])
+        .env("RUST_LOG", "trace")
+        .env_remove("GRAPHGATE_KEY")
+        .env_remove("GRAPHGATE_KEY_FILE")
+        .stdout(Stdio::from(std::fs::File::create(&out_log).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&err_log).unwrap()))
+        .spawn()
+        .unwrap();
+    let demo = Proc(child);
+    let banner = wait_for(&out_log, "control");
+    let lines: Vec<String> = banner.lines().map(str::to_string).collect();
+    let smtp = support::field(&lines, "SMTP ");
+    let imap = support::field(&lines, "IMAP ");
+    let (host, port) = smtp.rsplit_once(':').unwrap();
+    let (ihost, iport) = imap.rsplit_once(':').unwrap();
+    // The demo wrote its configuration for other users' eyes only.
+    assert_eq!(mode(&data.join("graphgate.toml")), 0o600);
+
+    // SMTP AUTH PLAIN and LOGIN + a message; IMAP LOGIN, AUTHENTICATE
+    // PLAIN and FETCH; one wrong password (logged as a failure).
+    py(&format!(
+        "import smtplib, imaplib, time\n\
+         s = smtplib.SMTP('{host}', {port})\n\
+         s.login('alice@example.com', 'alice')\n\
+         s.sendmail('alice@example.com', ['bob@example.com'], \
+         'From: alice@example.com\\r\\nTo: bob@example.com\\r\\nSubject: traced\\r\\n\\r\\nhello\\r\\n')\n\
+         s.quit()\n\
+         s = smtplib.SMTP('{host}', {port})\n\
+         s.ehlo()\n\
+         s.user, s.password = 'alice@example.com', 'alice'\n\
+         s.auth('LOGIN', s.auth_login, initial_response_ok=False)\n\
+         s.quit()\n\
+         s = smtplib.SMTP('{host}', {port})\n\
+         try:\n    s.login('bob@example.com', 'hunter2-wrong')\n\
+         except smtplib.SMTPAuthenticationError:\n    pass\n\
+         c = imaplib.IMAP4('{ihost}', {iport})\n\
+         c.login('bob@example.com', 'bob')\n\
+         c.select('INBOX')\n\
+         for _ in range(100):\n\
+         \x20   typ, data = c.search(None, 'ALL')\n\
+         \x20   if data[0]: break\n\
+         \x20   time.sleep(0.1); c.noop()\n\
+         c.fetch(data[0].split()[-1], '(RFC822)')\n\
+         c.logout()\n\
+         c = imaplib.IMAP4('{ihost}', {iport})\n\
+         c.authenticate('PLAIN', lambda _: b'\\0alice@example.com\\0alice')\n\
+         c.logout()\n"
+    ));
+    wait_for(&err_log, "message delivered to Microsoft Graph");
+    wait_for(&err_log, "smtp authentication failed");
+    drop(demo);
+
+    let store = Store::open(&data).unwrap();
+    let key_hex = std::fs::read_to_string(data.join("graphgate.key"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let key = StoreKey::load(&data).unwrap();
+    let mut secrets = vec![
+        // Passwords as LOGIN sends them and in AUTH payloads.
+        "alice@example.com alice".to_string(),
+        "\"alice\"".to_string(),
+        "bob@example.com bob".to_string(),
+        "hunter2-wrong".to_string(),
+        "AGFsaWNlQGV4YW1wbGUuY29tAGFsaWNl".to_string(),
+        "AGJvYkBleGFtcGxlLmNvbQBib2I=".to_string(),
+        // AUTH LOGIN's base64 password lines: "alice".
+        "YWxpY2U=".to_string(),
+        // Any JWT, the store key.
+        "eyJ".to_string(),
+        key_hex.clone(),
+        key_hex.to_uppercase(),
+    ];
+    for login in ["alice@example.com", "bob@example.com"] {
+        let account = store.account(login).unwrap().unwrap();
+        let tokens = graphgate::account::load_tokens(&store, &key, account.id)
+            .unwrap()
+            .unwrap();
+        secrets.push(tokens.access_token.expose().clone());
+        secrets.push(tokens.refresh_token.unwrap().expose().clone());
+    }
+    let stdout = std::fs::read_to_string(&out_log).unwrap();
+    let stderr = std::fs::read_to_string(&err_log).unwrap();
+    assert!(
+        stderr.contains("graphgate::wire"),
+        "the protocol trace is on"
+    );
+    for (name, text) in [("stdout", &stdout), ("stderr", &stderr)] {
+        for secret in &secrets {
+            if let Some(at) = text.find(secret.as_str()) {
+                let from = text[..at].rfind('\n').map_or(0, |n| n + 1);
+                let to = text[at..].find('\n').map_or(text.len(), |n| at + n);
+                panic!(
+                    "a secret ({} chars) in {name}: {}",
+                    secret.len(),
+                    &text[from..to]
+                );
+            }
+        }
+    }
 }
