@@ -42,12 +42,13 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
-/// A configuration with every listener off, for `serve` to fail fast or
-/// not at all before it listens.
+/// A configuration with every listener off and Microsoft at a closed
+/// local port, for `serve` and `doctor` to reach nothing.
 fn quiet_config(dir: &Path) -> std::path::PathBuf {
     let path = dir.join("graphgate.toml");
     let text = format!(
-        "data_dir = {:?}\n[smtp]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n\
+        "data_dir = {:?}\n[microsoft]\nauthority_url = \"http://127.0.0.1:9\"\n\
+         graph_url = \"http://127.0.0.1:9\"\n[smtp]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n\
          [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n",
         dir.display().to_string()
     );
@@ -197,6 +198,23 @@ fn an_interrupted_rotation_still_opens_everything_and_is_finished() {
     let loaded = StoreKey::load(dir.path()).unwrap();
     assert_eq!(loaded.id(), StoreKey::from_bytes(installed).id());
     assert_eq!(open_with(dir.path(), &loaded).unwrap(), tokens);
+
+    // doctor says so and how to finish it (nothing to reach: the
+    // configuration points at a closed local port).
+    let config = quiet_config(dir.path());
+    let out = graphgate(
+        dir.path(),
+        &["--config", config.to_str().unwrap(), "doctor"],
+    )
+    .output()
+    .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("warn  token key:") && l.contains("keys rotate")),
+        "{shown}"
+    );
 
     // The next rotation finishes it, then rotates.
     let out = graphgate(dir.path(), &["keys", "rotate"]).output().unwrap();
