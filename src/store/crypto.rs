@@ -387,6 +387,44 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("graphgate.key");
+        let old = [0xab; 32];
+        std::fs::write(old_key_path(&path), hex::encode(old)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let private = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(old_key_path(&path), private).unwrap();
+        }
+        let previous = previous_key(&path).unwrap().unwrap();
+        let key = StoreKey {
+            key: Secret::new([0xcd; 32]),
+            source: KeySource::File(path),
+            previous: Some(previous),
+        };
+        let shown = format!("{key:?} {:?} {}", key.to_hex(), key.to_hex());
+        assert!(
+            !shown.contains("abab") && !shown.contains("cdcd"),
+            "{shown}"
+        );
+        assert!(shown.contains("[redacted]"), "{shown}");
+        // The previous key opens what it sealed.
+        let sealed = StoreKey::from_bytes(old).seal(b"t", "c").unwrap();
+        let id = StoreKey::from_bytes(old).id();
+        assert_eq!(
+            key.opener(&id)
+                .unwrap()
+                .open(&sealed, "c")
+                .unwrap()
+                .expose(),
+            b"t"
+        );
+        assert!(key.opener("000000000000").is_none());
+    }
+
+    #[test]
     fn parses_hex_and_base64_keys() {
         let hex_key = "00".repeat(32);
         assert_eq!(StoreKey::parse(&hex_key).unwrap(), [0; 32]);
