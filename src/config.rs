@@ -26,6 +26,7 @@ pub struct Config {
     pub microsoft: MicrosoftConfig,
     pub smtp: SmtpConfig,
     pub imap: ImapConfig,
+    pub login_limit: LoginLimitConfig,
     pub tls: TlsConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
@@ -116,6 +117,54 @@ impl Default for ImapConfig {
     }
 }
 
+/// Backoff after failed SMTP AUTH / IMAP LOGIN attempts, per remote
+/// address and per login ([`crate::login_guard`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginLimitConfig {
+    /// Failures answered without delay.
+    pub free_failures: u64,
+    /// First delay in milliseconds, doubled per further failure.
+    pub delay_ms: u64,
+    /// Longest delay in seconds.
+    pub max_delay_s: u64,
+    /// Failures after which attempts are refused; 0 = never.
+    pub lockout_after: u64,
+    /// Seconds attempts are refused.
+    pub lockout_s: u64,
+    /// Seconds after the last failure when a count is forgotten.
+    pub forget_after_s: u64,
+}
+
+impl Default for LoginLimitConfig {
+    fn default() -> Self {
+        let d = crate::login_guard::LoginLimits::default();
+        LoginLimitConfig {
+            free_failures: d.free_failures.into(),
+            delay_ms: u64::try_from(d.delay.as_millis()).unwrap_or(u64::MAX),
+            max_delay_s: d.max_delay.as_secs(),
+            lockout_after: d.lockout_after.into(),
+            lockout_s: d.lockout.as_secs(),
+            forget_after_s: d.forget_after.as_secs(),
+        }
+    }
+}
+
+impl LoginLimitConfig {
+    pub fn limits(&self) -> crate::login_guard::LoginLimits {
+        use std::time::Duration;
+        let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        crate::login_guard::LoginLimits {
+            free_failures: count(self.free_failures),
+            delay: Duration::from_millis(self.delay_ms),
+            max_delay: Duration::from_secs(self.max_delay_s),
+            lockout_after: count(self.lockout_after),
+            lockout: Duration::from_secs(self.lockout_s),
+            forget_after: Duration::from_secs(self.forget_after_s.max(1)),
+        }
+    }
+}
+
 /// The certificate of the SMTP and IMAP listeners.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -177,6 +226,7 @@ impl Default for Config {
             microsoft: MicrosoftConfig::default(),
             smtp: SmtpConfig::default(),
             imap: ImapConfig::default(),
+            login_limit: LoginLimitConfig::default(),
             tls: TlsConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
@@ -402,6 +452,41 @@ pub const KEYS: &[KeyDoc] = &[
         example: Some("2048"),
     },
     KeyDoc {
+        key: "login_limit.free_failures",
+        doc: "Failed SMTP AUTH / IMAP LOGIN attempts (per client address, and per login name, \
+              counted together for SMTP and IMAP, loopback included) answered at once. After \
+              them each attempt from that address or for that login waits first.",
+        example: None,
+    },
+    KeyDoc {
+        key: "login_limit.delay_ms",
+        doc: "The first such wait in milliseconds; doubled per further failure up to \
+              login_limit.max_delay_s.",
+        example: None,
+    },
+    KeyDoc {
+        key: "login_limit.max_delay_s",
+        doc: "Longest wait before a login attempt, in seconds.",
+        example: None,
+    },
+    KeyDoc {
+        key: "login_limit.lockout_after",
+        doc: "Failures after which attempts from that address or for that login are refused \
+              without checking the password (SMTP 454 4.7.0, IMAP NO [UNAVAILABLE], saying how \
+              long to wait). A successful login resets its login's count. 0: never refuse.",
+        example: None,
+    },
+    KeyDoc {
+        key: "login_limit.lockout_s",
+        doc: "Seconds attempts stay refused after login_limit.lockout_after failures.",
+        example: None,
+    },
+    KeyDoc {
+        key: "login_limit.forget_after_s",
+        doc: "Seconds after the last failure when an address's or a login's count is forgotten.",
+        example: None,
+    },
+    KeyDoc {
         key: "tls.certificate_file",
         doc: "PEM certificate (chain) for STARTTLS and implicit TLS. Unset: graphgate generates \
               a self-signed certificate in the data directory on first start (see certs/README.md \
@@ -468,12 +553,73 @@ pub enum ConfigError {
     },
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
+    /// A file that holds or names secrets is open to other users.
+    #[error(
+        "{what} {} is readable or writable by group or others (mode {mode:04o}), so graphgate \
+         refuses to use it; fix: chmod 600 {} (owned by the user graphgate runs as; a Docker \
+         secret: mount it with mode 0400)",
+        path.display(),
+        path.display()
+    )]
+    NotPrivate {
+        what: &'static str,
+        path: PathBuf,
+        mode: u32,
+    },
     #[error(
         "unknown environment variable {name}: no configuration key `{key}` exists; \
          `graphgate config example` lists every key (variable names are GRAPHGATE_ + the key \
          with dots as underscores, upper case)"
     )]
     UnknownVariable { name: String, key: String },
+}
+
+/// Refuse `path` when group or others may read or write it (mode bits,
+/// so this holds for root too): the configuration names where secrets
+/// are, and the key file is one. `what` names the file in the message.
+pub fn check_private_file(path: &Path, what: &'static str) -> Result<(), ConfigError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o066 != 0 {
+            return Err(ConfigError::NotPrivate {
+                what,
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, what);
+    Ok(())
+}
+
+/// Write a file only its owner may read (mode 0600, also when it existed
+/// with a wider mode), fsync'ed.
+pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut file = options.open(path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(contents)?;
+        file.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let mut file = options.open(path)?;
+        file.write_all(contents)?;
+        file.sync_all()
+    }
 }
 
 /// The environment variable for a key: `microsoft.client_id` →

@@ -15,6 +15,7 @@
 //!   embedded default of `graphgate demo` and of every test.
 //! - [`auth`]: OAuth 2.0 flows against Entra ID and the token source.
 //! - [`store`]: SQLite state: accounts, sealed tokens, UID maps, cache index, spool.
+//! - [`login_guard`]: backoff and lockout after failed SMTP/IMAP logins.
 //! - [`secret`]: `Secret<T>`, which never prints its value.
 
 pub mod account;
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod graph;
 pub mod imap;
+pub mod login_guard;
 pub mod mailbox;
 pub mod metrics;
 pub mod mime;

@@ -412,8 +412,8 @@ mod restart {
     async fn data_dir(sim: &Sim) -> tempfile::TempDir {
         use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("graphgate.toml"),
+        graphgate::config::write_private_file(
+            &dir.path().join("graphgate.toml"),
             format!(
                 "data_dir = {data:?}\n[microsoft]\nauthority_url = {url:?}\ngraph_url = {url:?}\n\
                  tenant = {DEMO_TENANT_ID:?}\nclient_id = {DEMO_PUBLIC_CLIENT_ID:?}\n\
@@ -421,7 +421,8 @@ mod restart {
                  [imap]\nlisten = \"127.0.0.1:0\"\nimplicit_tls_listen = \"\"\nidle_poll_s = 1\n",
                 data = dir.path().display().to_string(),
                 url = sim.url
-            ),
+            )
+            .as_bytes(),
         )
         .unwrap();
         let store = graphgate::store::Store::open(dir.path()).unwrap();

@@ -35,7 +35,8 @@ async fn data_dir(sim: &Sim) -> tempfile::TempDir {
         data = dir.path().display().to_string(),
         url = sim.url,
     );
-    std::fs::write(dir.path().join("graphgate.toml"), config).unwrap();
+    graphgate::config::write_private_file(&dir.path().join("graphgate.toml"), config.as_bytes())
+        .unwrap();
     let store = Store::open(dir.path()).unwrap();
     let key = StoreKey::load(dir.path()).unwrap();
     for (login, password) in [("alice@example.com", "alice"), ("bob@example.com", "bob")] {

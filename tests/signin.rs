@@ -40,7 +40,8 @@ fn data_dir(sim: &Sim, client_id: &str, secret: Option<&str>) -> tempfile::TempD
             file.display().to_string()
         ));
     }
-    std::fs::write(dir.path().join("graphgate.toml"), config).unwrap();
+    graphgate::config::write_private_file(&dir.path().join("graphgate.toml"), config.as_bytes())
+        .unwrap();
     dir
 }
 

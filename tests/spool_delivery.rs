@@ -147,7 +147,11 @@ impl Data {
             data = dir.path().display().to_string(),
             url = sim.url,
         );
-        std::fs::write(dir.path().join("graphgate.toml"), config).unwrap();
+        graphgate::config::write_private_file(
+            &dir.path().join("graphgate.toml"),
+            config.as_bytes(),
+        )
+        .unwrap();
         let store = Store::open(dir.path()).unwrap();
         for (login, password) in [("alice@example.com", "alice"), ("bob@example.com", "bob")] {
             store
@@ -845,7 +849,7 @@ async fn an_app_only_account_sends_as_the_mailboxes_it_lists() {
                 secret.display().to_string()
             ),
         );
-    std::fs::write(&config_path, config).unwrap();
+    graphgate::config::write_private_file(&config_path, config.as_bytes()).unwrap();
     data.store()
         .add_account(&NewAccount {
             login: "scanner".into(),

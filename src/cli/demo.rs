@@ -230,7 +230,8 @@ fn write_demo_config(
         "# Written by `graphgate demo`: the demo's simulated tenant.\n{}",
         toml::to_string_pretty(&config)?
     );
-    std::fs::write(data_dir.join("graphgate.toml"), &text)?;
+    // 0600: `serve` and the key loader refuse files others can read.
+    crate::config::write_private_file(&data_dir.join("graphgate.toml"), text.as_bytes())?;
     // GRAPHGATE_* variables tune the demo as they tune `serve` (its
     // listeners come from the demo's own flags).
     let vars: Vec<(String, String)> = std::env::vars().collect();

@@ -405,11 +405,11 @@ fn check_permissions(config: &Config, config_file: Option<&Path>, db: bool, repo
                 format!("chmod 600 {}", file.display()),
             ));
         } else if mode & 0o044 != 0 {
-            report.push(Finding::warn(
+            report.push(Finding::fail(
                 "configuration file",
                 format!(
                     "{} is readable by group or others (mode {mode:04o}); it names where the \
-                     secrets are",
+                     secrets are, and `graphgate serve` refuses to start with it",
                     file.display()
                 ),
                 format!("chmod 600 {}", file.display()),
@@ -502,6 +502,18 @@ fn check_store_key(data_dir: &Path, db: bool, report: &mut Report) {
         return;
     }
     check_secret_file(what, &path, key, report);
+    let old = crate::store::crypto::old_key_path(&path);
+    if key != "GRAPHGATE_KEY_FILE" && old.exists() {
+        report.push(Finding::warn(
+            what,
+            format!(
+                "{} is left by an interrupted `graphgate keys rotate` (tokens still open \
+                 with either key)",
+                old.display()
+            ),
+            "stop the gateway and run `graphgate keys rotate` again to finish it",
+        ));
+    }
     // An unreadable file was reported by check_secret_file.
     if let Ok(text) = std::fs::read_to_string(&path)
         && let Err(e) = crate::store::StoreKey::parse(&text)

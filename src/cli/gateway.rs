@@ -137,6 +137,10 @@ pub async fn start(
             None
         }
     };
+    // One guard for SMTP and IMAP: guesses count against both.
+    let login_guard = Arc::new(crate::login_guard::LoginGuard::new(
+        config.login_limit.limits(),
+    ));
     let server = Server::new(
         ServerConfig {
             session: SessionConfig {
@@ -149,6 +153,7 @@ pub async fn start(
             max_connections: usize::try_from(s.max_connections).unwrap_or(256).max(1),
             idle_timeout: Duration::from_secs(s.idle_timeout_s.max(1)),
             plaintext_auth_on_loopback: s.plaintext_auth_on_loopback,
+            login_guard: login_guard.clone(),
             ..ServerConfig::default()
         },
         store.clone(),
@@ -189,6 +194,7 @@ pub async fn start(
     let imap_server = crate::imap::server::ImapServer::new(
         crate::imap::server::ImapConfig {
             plaintext_login_on_loopback: config.imap.plaintext_login_on_loopback,
+            login_guard,
             max_literal: u32::try_from(s.max_message_size).unwrap_or(u32::MAX),
             idle_poll: Duration::from_secs(config.imap.idle_poll_s.max(1)),
             max_connections: usize::try_from(config.imap.max_connections)

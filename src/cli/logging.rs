@@ -20,6 +20,9 @@ pub struct Overrides {
 
 static OVERRIDES: OnceLock<Overrides> = OnceLock::new();
 
+/// Log targets of libraries that log raw protocol bytes below info.
+const RAW_WIRE_TARGETS: &[&str] = &["imap_next"];
+
 pub fn set_overrides(overrides: Overrides) {
     let _ = OVERRIDES.set(overrides);
 }
@@ -45,6 +48,16 @@ fn install(level: &str, format: &str, protocol_trace: bool) {
         && let Ok(d) = format!("{}=trace", crate::wire::TARGET).parse()
     {
         filter = filter.add_directive(d);
+    }
+    // Libraries that log raw protocol bytes (imap-next logs every read and
+    // write, LOGIN passwords and AUTHENTICATE payloads included, at trace)
+    // are capped whatever the filter asks: `--trace-protocol` is the
+    // redacted way to see the dialogue. Later directives win over earlier
+    // ones for the same target, so RUST_LOG cannot lift the cap.
+    for target in RAW_WIRE_TARGETS {
+        if let Ok(d) = format!("{target}=info").parse() {
+            filter = filter.add_directive(d);
+        }
     }
     // A closed stderr (a log pipe whose reader died) loses log lines but
     // must not bring the gateway down: the layer's own report of a failed

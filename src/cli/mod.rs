@@ -7,6 +7,7 @@ mod demo;
 mod doctor;
 pub mod gateway;
 mod health;
+mod keys;
 mod logging;
 mod queue;
 mod send_test;
@@ -89,6 +90,10 @@ enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The token-encryption key: `keys rotate` makes a new one and
+    /// re-seals every stored token with it.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Send one test message through the spool and Graph, as SMTP would
     /// (with --read-back: wait until it shows up in the recipient's Inbox).
     SendTest(send_test::SendTestArgs),
@@ -216,7 +221,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     });
     match cli.command {
         Command::Demo(ref args) => demo::run(args, cli.data_dir.clone()).await,
-        Command::Serve(_) => serve::run(load_config(&cli)?).await,
+        Command::Serve(_) => {
+            if let Some(path) = config_file(&cli) {
+                crate::config::check_private_file(&path, "the configuration file")?;
+            }
+            serve::run(load_config(&cli)?).await
+        }
         Command::Accounts(ref command) => {
             let config = load_config(&cli)?;
             let store = match command {
@@ -254,6 +264,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(ref args) => {
             doctor::run(config_file(&cli), cli.data_dir.clone(), args).await
         }
+        Command::Keys(ref command) => keys::run(&load_config(&cli)?, command),
         Command::Health(ref args) => health::run(&load_config(&cli)?, args).await,
         Command::Config(ConfigCommand::Example) => {
             print!("{}", crate::config::example());

@@ -26,7 +26,7 @@ use super::commands::{
     logout, namespace, noop, rename, search, select, starttls, status, store, subscribe,
 };
 use super::session::{self, Reply, Shared, State};
-use crate::smtp::server::FailureLimiter;
+use crate::login_guard::LoginGuard;
 use crate::tls::Tls;
 
 /// Listener settings (`imap.*`).
@@ -41,6 +41,8 @@ pub struct ImapConfig {
     pub max_connections: usize,
     /// A connection silent for this long (outside IDLE) is closed.
     pub idle_timeout: Duration,
+    /// Failed-login backoff, shared with the SMTP listeners.
+    pub login_guard: Arc<LoginGuard>,
 }
 
 impl Default for ImapConfig {
@@ -51,6 +53,7 @@ impl Default for ImapConfig {
             idle_poll: Duration::from_secs(30),
             max_connections: 1024,
             idle_timeout: Duration::from_secs(30 * 60),
+            login_guard: Arc::default(),
         }
     }
 }
@@ -79,7 +82,6 @@ pub struct ImapServer {
     pub config: ImapConfig,
     pub shared: Shared,
     pub tls: Option<Tls>,
-    pub(crate) limiter: FailureLimiter,
 }
 
 impl ImapServer {
@@ -88,7 +90,6 @@ impl ImapServer {
             config,
             shared,
             tls,
-            limiter: FailureLimiter::default(),
         })
     }
 }

@@ -1,17 +1,16 @@
 //! The SMTP listener: a thin tokio shell around [`Session`].
 //!
 //! It reads bytes, feeds the session, and carries out its actions: replies,
-//! password checks against the store (slowed down after failures per client
-//! address and login), STARTTLS upgrades, and message data, which it streams
+//! password checks against the store (slowed down, then refused, after
+//! failures per client address and login: [`crate::login_guard`]), STARTTLS upgrades, and message data, which it streams
 //! into a spool file (never the whole message in memory) and fsyncs before it
 //! hands the file to the [`Submitter`], whose answer becomes the final reply.
 //! One connection's failure never touches another's.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::Instrument as _;
@@ -22,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::session::{Action, Authenticated, Envelope, Session, SessionConfig, SubmitOutcome};
+use crate::login_guard::{Admission, LoginGuard, seconds};
 use crate::secret::Secret;
 use crate::store::Store;
 use crate::tls::Tls;
@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub max_connection_time: Duration,
     /// Allow AUTH without TLS from loopback addresses.
     pub plaintext_auth_on_loopback: bool,
+    /// Failed-login backoff, shared with the IMAP listeners.
+    pub login_guard: Arc<LoginGuard>,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +69,7 @@ impl Default for ServerConfig {
             idle_timeout: Duration::from_secs(300),
             max_connection_time: Duration::from_secs(3600),
             plaintext_auth_on_loopback: true,
+            login_guard: Arc::default(),
         }
     }
 }
@@ -77,7 +80,6 @@ pub struct Server {
     pub store: Store,
     pub tls: Option<Tls>,
     pub submitter: Arc<dyn Submitter>,
-    limiter: FailureLimiter,
 }
 
 impl Server {
@@ -92,7 +94,6 @@ impl Server {
             store,
             tls,
             submitter,
-            limiter: FailureLimiter::default(),
         })
     }
 }
@@ -272,8 +273,13 @@ async fn serve_connection(
                     }
                     Action::Authenticate { login, password } => {
                         stream.flush().await?;
-                        let account = check_login(&server, peer.ip(), &login, password).await;
-                        next.extend(session.auth_result(account));
+                        next.extend(
+                            match check_login(&server, peer.ip(), &login, password).await {
+                                Checked::Account(account) => session.auth_result(Some(account)),
+                                Checked::Wrong => session.auth_result(None),
+                                Checked::Refused(retry_in) => session.auth_refused(retry_in),
+                            },
+                        );
                     }
                     Action::StartTls => {
                         stream.flush().await?;
@@ -428,15 +434,31 @@ async fn finish_message(
     }
 }
 
+/// The outcome of an AUTH exchange's password check.
+enum Checked {
+    Account(Authenticated),
+    Wrong,
+    /// Too many failures: refused unchecked for this long.
+    Refused(Duration),
+}
+
+/// Check a password through the shared [`LoginGuard`]: wait or refuse as
+/// it says, and tell it the outcome. Every failure and refusal is logged
+/// with the address and the login, never the password.
 async fn check_login(
     server: &Server,
     ip: IpAddr,
     login: &str,
     password: Secret<String>,
-) -> Option<Authenticated> {
-    let delay = server.limiter.delay(ip, login);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+) -> Checked {
+    let guard = &server.config.login_guard;
+    match guard.admit(ip, login) {
+        Admission::Refuse { retry_in } => {
+            tracing::warn!(%ip, login, retry_in_s = seconds(retry_in), "smtp authentication refused: too many failures");
+            return Checked::Refused(retry_in);
+        }
+        Admission::Proceed { wait } if !wait.is_zero() => tokio::time::sleep(wait).await,
+        Admission::Proceed { .. } => {}
     }
     let store = server.store.clone();
     let login_owned = login.to_string();
@@ -444,107 +466,23 @@ async fn check_login(
         tokio::task::spawn_blocking(move || store.authenticate(&login_owned, &password)).await;
     match result {
         Ok(Ok(Some(account))) => {
-            server.limiter.success(ip, login);
+            guard.success(login);
             let mut allowed = vec![account.mailbox.clone()];
             allowed.extend(account.aliases.iter().cloned());
-            Some(Authenticated {
+            Checked::Account(Authenticated {
                 login: account.login,
                 allowed_senders: allowed,
             })
         }
         Ok(Ok(None)) => {
-            server.limiter.failure(ip, login);
+            guard.failure(ip, login);
             tracing::warn!(%ip, login, "smtp authentication failed");
-            None
+            Checked::Wrong
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "smtp authentication: the store failed");
-            None
+            Checked::Wrong
         }
-        Err(_) => None,
-    }
-}
-
-/// Failed logins slow the next attempts from the same address and for the
-/// same login: 0.5 s doubling up to 8 s, forgotten after 15 minutes.
-#[derive(Default)]
-pub struct FailureLimiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
-}
-
-impl FailureLimiter {
-    const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
-    const MAX_ENTRIES: usize = 100_000;
-
-    fn keys(ip: IpAddr, login: &str) -> [String; 2] {
-        [
-            format!("ip:{ip}"),
-            format!("login:{}", login.to_ascii_lowercase()),
-        ]
-    }
-
-    pub fn delay(&self, ip: IpAddr, login: &str) -> Duration {
-        let Ok(map) = self.failures.lock() else {
-            return Duration::ZERO;
-        };
-        let worst = Self::keys(ip, login)
-            .iter()
-            .filter_map(|k| map.get(k))
-            .filter(|(_, at)| at.elapsed() < Self::FORGET_AFTER)
-            .map(|(n, _)| *n)
-            .max()
-            .unwrap_or(0);
-        if worst == 0 {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(500u64 << (worst - 1).min(4))
-        }
-    }
-
-    pub fn failure(&self, ip: IpAddr, login: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            if map.len() > Self::MAX_ENTRIES {
-                map.retain(|_, (_, at)| at.elapsed() < Self::FORGET_AFTER);
-            }
-            for key in Self::keys(ip, login) {
-                let entry = map.entry(key).or_insert((0, Instant::now()));
-                entry.0 = entry.0.saturating_add(1);
-                entry.1 = Instant::now();
-            }
-        }
-    }
-
-    pub fn success(&self, ip: IpAddr, login: &str) {
-        if let Ok(mut map) = self.failures.lock() {
-            for key in Self::keys(ip, login) {
-                map.remove(&key);
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failures_slow_down_and_success_forgets() {
-        let limiter = FailureLimiter::default();
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        assert_eq!(limiter.delay(ip, "a"), Duration::ZERO);
-        limiter.failure(ip, "a");
-        assert_eq!(limiter.delay(ip, "a"), Duration::from_millis(500));
-        // Same login from elsewhere, or another login from here: slowed too.
-        assert_eq!(
-            limiter.delay("10.0.0.1".parse().unwrap(), "A"),
-            Duration::from_millis(500)
-        );
-        assert_eq!(limiter.delay(ip, "b"), Duration::from_millis(500));
-        for _ in 0..10 {
-            limiter.failure(ip, "a");
-        }
-        assert_eq!(limiter.delay(ip, "a"), Duration::from_secs(8));
-        limiter.success(ip, "a");
-        assert_eq!(limiter.delay(ip, "a"), Duration::ZERO);
+        Err(_) => Checked::Wrong,
     }
 }

@@ -264,6 +264,28 @@ impl Session {
         out
     }
 
+    /// The shell refused the AUTH unchecked: too many failed logins from
+    /// this address or for this login (RFC 4954 §6: 454 4.7.0, temporary).
+    pub fn auth_refused(&mut self, retry_in: std::time::Duration) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state != State::AwaitAuth {
+            return out;
+        }
+        self.state = State::Command;
+        self.errors += 1;
+        out.push(reply(
+            454,
+            "4.7.0",
+            &format!(
+                "Too many failed logins from this address or for this login; \
+                 wait {} seconds before trying again",
+                crate::login_guard::seconds(retry_in)
+            ),
+        ));
+        self.resume(&mut out);
+        out
+    }
+
     /// The shell handled the last [`Action::MessageEnd`].
     pub fn submit_result(&mut self, outcome: SubmitOutcome) -> Vec<Action> {
         let mut out = Vec::new();

@@ -29,6 +29,8 @@ pub enum OwnerRole {
     Gateway,
     /// `send-test`: one message of its own.
     SendTest,
+    /// `keys rotate`: no gateway may seal tokens with the old key meanwhile.
+    KeyRotation,
 }
 
 impl OwnerRole {
@@ -36,6 +38,7 @@ impl OwnerRole {
         match self {
             OwnerRole::Gateway => "gateway",
             OwnerRole::SendTest => "send-test",
+            OwnerRole::KeyRotation => "keys-rotate",
         }
     }
 }
@@ -53,6 +56,7 @@ impl std::fmt::Display for Holder {
         let what = match self.role {
             Some(OwnerRole::Gateway) => "a running graphgate gateway (serve or demo)",
             Some(OwnerRole::SendTest) => "a running `graphgate send-test`",
+            Some(OwnerRole::KeyRotation) => "a running `graphgate keys rotate`",
             None => "another graphgate process",
         };
         match self.pid {
@@ -139,6 +143,7 @@ fn parse_holder(text: &str) -> Holder {
     let role = match words.next() {
         Some("gateway") => Some(OwnerRole::Gateway),
         Some("send-test") => Some(OwnerRole::SendTest),
+        Some("keys-rotate") => Some(OwnerRole::KeyRotation),
         _ => None,
     };
     let pid = match (words.next(), words.next()) {

@@ -7,6 +7,9 @@
 //! 2. `GRAPHGATE_KEY_FILE`: a file holding the same (a Docker secret);
 //! 3. `<data dir>/graphgate.key`, created with mode 0600 on first use.
 //!
+//! A key file that group or others may read or write is refused, with the
+//! `chmod` that fixes it.
+//!
 //! A sealed blob is `version (1) || nonce (24) || ciphertext+tag`; the
 //! associated data binds it to its purpose and account, so a blob copied to
 //! another row does not open.
@@ -29,6 +32,9 @@ const NONCE_LEN: usize = 24;
 pub struct StoreKey {
     key: Secret<[u8; 32]>,
     source: KeySource,
+    /// The key before an interrupted `graphgate keys rotate`
+    /// (`<key file>.old`): it still opens rows sealed before the rotation.
+    previous: Option<Secret<[u8; 32]>>,
 }
 
 impl std::fmt::Debug for StoreKey {
@@ -36,6 +42,7 @@ impl std::fmt::Debug for StoreKey {
         f.debug_struct("StoreKey")
             .field("id", &self.id())
             .field("source", &self.source)
+            .field("previous", &self.previous.as_ref().map(|_| "[redacted]"))
             .finish()
     }
 }
@@ -54,6 +61,7 @@ impl StoreKey {
         StoreKey {
             key: Secret::new(bytes),
             source: KeySource::Given,
+            previous: None,
         }
     }
 
@@ -91,10 +99,12 @@ impl StoreKey {
             return Ok(StoreKey {
                 key: Secret::new(key),
                 source: KeySource::Environment,
+                previous: None,
             });
         }
         if let Ok(path) = std::env::var("GRAPHGATE_KEY_FILE") {
             let path = PathBuf::from(path);
+            private(&path, "the key file (GRAPHGATE_KEY_FILE)")?;
             let text = std::fs::read_to_string(&path).map_err(|source| StoreError::Io {
                 path: path.clone(),
                 source,
@@ -105,16 +115,20 @@ impl StoreKey {
             return Ok(StoreKey {
                 key: Secret::new(key),
                 source: KeySource::File(path),
+                previous: None,
             });
         }
         let path = data_dir.join("graphgate.key");
         match std::fs::read_to_string(&path) {
             Ok(text) => {
+                private(&path, "the key file")?;
                 let key = StoreKey::parse(&text)
                     .map_err(|e| StoreError::Crypto(format!("{}: {e}", path.display())))?;
+                let previous = previous_key(&path)?;
                 Ok(StoreKey {
                     key: Secret::new(key),
                     source: KeySource::File(path),
+                    previous,
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -123,10 +137,27 @@ impl StoreKey {
                 Ok(StoreKey {
                     key: Secret::new(key),
                     source: KeySource::Generated(path),
+                    previous: None,
                 })
             }
             Err(source) => Err(StoreError::Io { path, source }),
         }
+    }
+
+    /// A key that opens rows sealed under `key_id`: this one, or the one
+    /// before an interrupted rotation.
+    pub fn opener(&self, key_id: &str) -> Option<StoreKey> {
+        if key_id == self.id() {
+            return Some(StoreKey::from_bytes(*self.key.expose()));
+        }
+        let previous = StoreKey::from_bytes(*self.previous.as_ref()?.expose());
+        (previous.id() == key_id).then_some(previous)
+    }
+
+    /// The key's bytes as written in a key file (64 hex digits). For
+    /// `keys rotate` only, which writes them.
+    pub fn to_hex(&self) -> Secret<String> {
+        Secret::new(hex::encode(self.key.expose()))
     }
 
     pub fn source(&self) -> &KeySource {
@@ -191,6 +222,38 @@ impl StoreKey {
     }
 }
 
+/// `<key file>.old`, left by a `graphgate keys rotate` that was
+/// interrupted after it installed the new key and before its re-sealing
+/// committed (see `cli/keys.rs` for the ordering).
+fn previous_key(path: &Path) -> Result<Option<Secret<[u8; 32]>>, StoreError> {
+    let old = old_key_path(path);
+    match std::fs::read_to_string(&old) {
+        Ok(text) => {
+            private(&old, "the previous key file")?;
+            let key = StoreKey::parse(&text)
+                .map_err(|e| StoreError::Crypto(format!("{}: {e}", old.display())))?;
+            Ok(Some(Secret::new(key)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io { path: old, source }),
+    }
+}
+
+/// Where the key before a rotation is kept until the rotation commits.
+pub fn old_key_path(key_file: &Path) -> PathBuf {
+    let mut name = key_file.as_os_str().to_owned();
+    name.push(".old");
+    PathBuf::from(name)
+}
+
+/// Refuse a key file others may read (see [`crate::config::check_private_file`]).
+fn private(path: &Path, what: &'static str) -> Result<(), StoreError> {
+    crate::config::check_private_file(path, what).map_err(|e| match e {
+        crate::config::ConfigError::Read { path, source } => StoreError::Io { path, source },
+        other => StoreError::KeyFile(other.to_string()),
+    })
+}
+
 fn write_new_key_file(path: &Path, contents: &str) -> Result<(), StoreError> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
@@ -253,15 +316,46 @@ impl super::Store {
         let Some((key_id, sealed)) = row else {
             return Ok(None);
         };
-        if key_id != key.id() {
+        let Some(opener) = key.opener(&key_id) else {
             return Err(StoreError::Crypto(format!(
                 "the tokens were sealed with key {key_id}, but the key in use is {}; \
                  set GRAPHGATE_KEY (or GRAPHGATE_KEY_FILE) to the original key, \
                  or sign in again with `graphgate login`",
                 key.id()
             )));
+        };
+        opener.open(&sealed, &token_context(account)).map(Some)
+    }
+
+    /// Re-seal every stored token set with `new`, opening each with
+    /// `current` (or its previous key), in one transaction: a crash leaves
+    /// all rows as they were or all re-sealed. Returns how many rows.
+    pub fn reseal_tokens(&self, current: &StoreKey, new: &StoreKey) -> Result<usize, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let rows: Vec<(i64, String, Vec<u8>)> = {
+            let mut stmt = tx.prepare("SELECT account_id, key_id, sealed FROM tokens")?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect::<Result<_, _>>()?
+        };
+        for (account, key_id, sealed) in &rows {
+            let context = token_context(super::AccountId(*account));
+            let opener = current.opener(key_id).ok_or_else(|| {
+                StoreError::Crypto(format!(
+                    "the tokens of account {account} were sealed with key {key_id}, which is \
+                     neither the key in use ({}) nor the one before it; nothing was changed",
+                    current.id()
+                ))
+            })?;
+            let plain = opener.open(sealed, &context)?;
+            let resealed = new.seal(plain.expose(), &context)?;
+            tx.execute(
+                "UPDATE tokens SET key_id = ?1, sealed = ?2 WHERE account_id = ?3",
+                rusqlite::params![new.id(), resealed, account],
+            )?;
         }
-        key.open(&sealed, &token_context(account)).map(Some)
+        tx.commit()?;
+        Ok(rows.len())
     }
 
     pub fn delete_tokens(&self, account: super::AccountId) -> Result<(), StoreError> {
@@ -290,6 +384,44 @@ mod tests {
         assert!(other.open(&sealed, "a").is_err());
         assert!(key.open(&[], "a").is_err());
         assert!(key.open(&[1, 2, 3], "a").is_err());
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("graphgate.key");
+        let old = [0xab; 32];
+        std::fs::write(old_key_path(&path), hex::encode(old)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let private = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(old_key_path(&path), private).unwrap();
+        }
+        let previous = previous_key(&path).unwrap().unwrap();
+        let key = StoreKey {
+            key: Secret::new([0xcd; 32]),
+            source: KeySource::File(path),
+            previous: Some(previous),
+        };
+        let shown = format!("{key:?} {:?} {}", key.to_hex(), key.to_hex());
+        assert!(
+            !shown.contains("abab") && !shown.contains("cdcd"),
+            "{shown}"
+        );
+        assert!(shown.contains("[redacted]"), "{shown}");
+        // The previous key opens what it sealed.
+        let sealed = StoreKey::from_bytes(old).seal(b"t", "c").unwrap();
+        let id = StoreKey::from_bytes(old).id();
+        assert_eq!(
+            key.opener(&id)
+                .unwrap()
+                .open(&sealed, "c")
+                .unwrap()
+                .expose(),
+            b"t"
+        );
+        assert!(key.opener("000000000000").is_none());
     }
 
     #[test]

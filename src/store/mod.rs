@@ -58,6 +58,9 @@ pub enum StoreError {
     AccountExists(String),
     #[error("stored tokens could not be decrypted: {0}")]
     Crypto(String),
+    /// The key file is unusable as it stands (e.g. others may read it).
+    #[error("{0}")]
+    KeyFile(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("the database lock was poisoned by a panic in another thread")]

@@ -1,6 +1,7 @@
 //! LOGIN (RFC 3501 §6.2.3) and AUTHENTICATE PLAIN (§6.2.2, RFC 4616):
-//! check a graphgate local account's password (failures slow down per
-//! address and login, as for SMTP), then open its mailbox and list its
+//! check a graphgate local account's password (failures slow down, then
+//! are refused, per address and login, shared with SMTP:
+//! [`crate::login_guard`]), then open its mailbox and list its
 //! folders — one Graph folder listing per mailbox the account reads. The
 //! AUTHENTICATE exchange itself (continuation, client data, cancel) is
 //! framing and stays in [`crate::imap::server`]; this file decides whether
@@ -18,6 +19,7 @@ use imap_next::server::Server as ImapNext;
 use super::capability::capabilities;
 use crate::imap::server::{Conn, ImapServer};
 use crate::imap::session::{Refusal, Reply, State, text};
+use crate::login_guard::{Admission, seconds};
 use crate::secret::Secret;
 use crate::store::Account;
 
@@ -99,30 +101,56 @@ fn sasl_plain(data: &[u8]) -> Option<(String, Secret<String>)> {
     Some((login, Secret::new(password)))
 }
 
+/// The outcome of a password check through the shared [`LoginGuard`]
+/// (`crate::login_guard`).
+enum Checked {
+    Account(Box<Account>),
+    Wrong,
+    /// Too many failures: refused unchecked for this long.
+    Refused(std::time::Duration),
+}
+
+/// Check a password: wait or refuse as the guard says, and tell it the
+/// outcome. Every failure and refusal is logged with the address and the
+/// login, never the password.
 async fn check_login(
     server: &ImapServer,
     ip: IpAddr,
     login: &str,
     password: Secret<String>,
-) -> Option<Account> {
-    let delay = server.limiter.delay(ip, login);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+) -> Checked {
+    let guard = &server.config.login_guard;
+    match guard.admit(ip, login) {
+        Admission::Refuse { retry_in } => {
+            tracing::warn!(
+                %ip,
+                login,
+                retry_in_s = seconds(retry_in),
+                "imap authentication refused: too many failures"
+            );
+            return Checked::Refused(retry_in);
+        }
+        Admission::Proceed { wait } if !wait.is_zero() => tokio::time::sleep(wait).await,
+        Admission::Proceed { .. } => {}
     }
     let store = server.shared.store.clone();
     let owned = login.to_string();
     let result = tokio::task::spawn_blocking(move || store.authenticate(&owned, &password)).await;
     match result {
         Ok(Ok(Some(account))) => {
-            server.limiter.success(ip, login);
-            Some(account)
+            guard.success(login);
+            Checked::Account(Box::new(account))
         }
         Ok(Ok(None)) => {
-            server.limiter.failure(ip, login);
+            guard.failure(ip, login);
             tracing::warn!(%ip, login, "imap authentication failed");
-            None
+            Checked::Wrong
         }
-        _ => None,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "imap authentication: the store failed");
+            Checked::Wrong
+        }
+        Err(_) => Checked::Wrong,
     }
 }
 
@@ -134,11 +162,24 @@ async fn login_account(
     login: &str,
     password: Secret<String>,
 ) -> Result<(), String> {
-    let Some(account) = check_login(server, conn.peer.ip(), login, password).await else {
-        return Err(
-            "Wrong login or password (graphgate local account; see `graphgate accounts list`)"
-                .into(),
-        );
+    // RFC 5530 response codes: AUTHENTICATIONFAILED for wrong
+    // credentials, UNAVAILABLE for a temporary refusal.
+    let account = match check_login(server, conn.peer.ip(), login, password).await {
+        Checked::Account(account) => *account,
+        Checked::Wrong => {
+            return Err(
+                "[AUTHENTICATIONFAILED] Wrong login or password (graphgate local \
+                 account; see `graphgate accounts list`)"
+                    .into(),
+            );
+        }
+        Checked::Refused(retry_in) => {
+            return Err(format!(
+                "[UNAVAILABLE] Too many failed logins from this address or for this login; \
+                 wait {} seconds before trying again",
+                seconds(retry_in)
+            ));
+        }
     };
     let authed = server
         .shared
