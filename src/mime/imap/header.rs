@@ -72,28 +72,11 @@ fn split_line(bytes: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
-/// Position of the first `needle` in `hay`, eight bytes at a time (the
-/// byte scans of headers and bodies are the hot loop of this module).
+/// Position of the first `needle` in `hay` (SIMD where the CPU has it:
+/// the byte scans of headers and bodies are the hot loop of this module).
+#[inline]
 pub(crate) fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let pattern = LO.wrapping_mul(u64::from(needle));
-    let mut chunks = hay.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in chunks.by_ref() {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ pattern;
-        // A zero byte in x is a match.
-        if x.wrapping_sub(LO) & !x & HI != 0 {
-            break;
-        }
-        offset += 8;
-    }
-    hay[offset..]
-        .iter()
-        .position(|&b| b == needle)
-        .map(|i| offset + i)
+    memchr::memchr(needle, hay)
 }
 
 /// The fields of a header block (which must not contain the blank line
