@@ -243,7 +243,16 @@ async fn imap_endless_lines_huge_literals_garbage_and_wrong_state_get_errors() {
     let r = c.line().await.unwrap();
     assert!(!r.starts_with('+'), "a continuation for 2 GB: {r}");
     assert!(r.starts_with("b BAD") || r.starts_with("b NO"), "{r}");
-    assert!(r.contains("larger than"), "{r}");
+    assert!(r.contains("larger than 1048576 bytes"), "{r}");
+    assert!(
+        r.contains("SMTP"),
+        "the refusal says where large messages go: {r}"
+    );
+    // The limit is announced beforehand too (RFC 7889).
+    c.send(b"d CAPABILITY\r\n").await;
+    let caps = c.line().await.unwrap();
+    assert!(caps.contains(" APPENDLIMIT=1048576"), "{caps}");
+    assert!(c.tagged("d").await.unwrap().starts_with("d OK"));
     c.send(b"c NOOP\r\n").await;
     assert!(c.tagged("c").await.unwrap().starts_with("c OK"));
 

@@ -49,7 +49,7 @@ impl Default for ImapConfig {
     fn default() -> Self {
         ImapConfig {
             plaintext_login_on_loopback: true,
-            max_literal: 35 * 1024 * 1024,
+            max_literal: crate::graph::send::MAX_DIRECT_MIME as u32,
             idle_poll: Duration::from_secs(30),
             max_connections: 1024,
             idle_timeout: Duration::from_secs(30 * 60),
@@ -185,6 +185,16 @@ fn send_reply(imap: &mut ImapNext, tag: imap_next::imap_types::core::Tag<'static
     }
 }
 
+/// Why a literal above `limit` bytes is refused.
+fn literal_limit_text(limit: u32) -> String {
+    format!(
+        "the literal is larger than {limit} bytes, the most graphgate takes: an APPENDed \
+         message is stored through one Graph request (about 3 MB; Exchange's own limit \
+         applies below that through smtp.max_message_size). Send larger messages through \
+         SMTP, which uploads attachments separately"
+    )
+}
+
 /// Longest tag repeated in a BAD for a line that could not be parsed.
 const MAX_ECHOED_TAG: usize = 64;
 
@@ -230,10 +240,7 @@ async fn serve(
     options.max_literal_size = server.config.max_literal;
     options.max_command_size = server.config.max_literal.saturating_add(64 * 1024);
     options.crlf_relaxed = true;
-    let _ = options.set_literal_reject_text(format!(
-        "the literal is larger than the message size limit ({} bytes; smtp.max_message_size)",
-        server.config.max_literal
-    ));
+    let _ = options.set_literal_reject_text(literal_limit_text(server.config.max_literal));
     let greeting = Greeting::ok(None, "graphgate IMAP ready (Microsoft 365 through Graph)")
         .map_err(|e| e.to_string())?;
     let mut imap = ImapNext::new(options, greeting.into_static());
@@ -283,22 +290,21 @@ async fn serve(
                 // Garbage: say so (tagged when the line has a usable tag)
                 // and keep the connection.
                 use imap_next::server::Error as ServerError;
-                let (discarded, why) = match &e {
+                let (discarded, why): (Vec<u8>, std::borrow::Cow<'static, str>) = match &e {
                     ServerError::ExpectedCrlfGotLf { discarded_bytes } => (
                         head(discarded_bytes.declassify()),
-                        "lines must end with CRLF",
+                        "lines must end with CRLF".into(),
                     ),
                     ServerError::MalformedMessage { discarded_bytes } => (
                         head(discarded_bytes.declassify()),
-                        "unknown command or wrong arguments (RFC 3501 syntax)",
+                        "unknown command or wrong arguments (RFC 3501 syntax)".into(),
                     ),
-                    ServerError::LiteralTooLong { discarded_bytes } => (
-                        head(discarded_bytes.declassify()),
-                        "the literal is larger than the message size limit (smtp.max_message_size)",
-                    ),
+                    // imap-next has already answered the announcement with
+                    // a tagged BAD carrying literal_limit_text.
+                    ServerError::LiteralTooLong { .. } => continue,
                     ServerError::CommandTooLong { discarded_bytes } => (
                         head(discarded_bytes.declassify()),
-                        "the command line is too long",
+                        "the command line is too long".into(),
                     ),
                 };
                 // A tag longer than any client uses is not echoed: the

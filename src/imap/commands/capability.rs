@@ -1,7 +1,8 @@
 //! CAPABILITY (RFC 3501 §6.1.1): what this server offers. Before login it
 //! also says how to log in: `STARTTLS` while the connection is plain and a
 //! certificate is configured, then `AUTH=PLAIN`, or `LOGINDISABLED` where
-//! plaintext login is not allowed (RFC 3501 §6.2.1). No Graph call.
+//! plaintext login is not allowed (RFC 3501 §6.2.1); and APPENDLIMIT
+//! (RFC 7889), the largest message APPEND takes. No Graph call.
 
 use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::auth::AuthMechanism;
@@ -17,6 +18,7 @@ pub(crate) fn handle(server: &ImapServer, conn: &Conn) -> Reply {
         server.tls.is_some(),
         conn.login_allowed(server),
         conn.state.account().is_some(),
+        server.config.max_literal,
     ))])
 }
 
@@ -26,6 +28,7 @@ pub(crate) fn capabilities(
     tls_available: bool,
     login_allowed: bool,
     authed: bool,
+    append_limit: u32,
 ) -> Vec1<Capability<'static>> {
     let mut caps = vec![Capability::Imap4Rev1];
     for c in [
@@ -42,6 +45,11 @@ pub(crate) fn capabilities(
         if let Ok(cap) = Capability::try_from(c) {
             caps.push(cap.into_static());
         }
+    }
+    // RFC 7889: the largest message APPEND takes, so that a client can
+    // tell before it sends one.
+    if let Ok(cap) = Capability::try_from(format!("APPENDLIMIT={append_limit}")) {
+        caps.push(cap.into_static());
     }
     if !authed {
         if !tls_active && tls_available {

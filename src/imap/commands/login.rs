@@ -81,6 +81,7 @@ pub(crate) async fn finish_authenticate(
                     false,
                     true,
                     true,
+                    server.config.max_literal,
                 ))),
                 "Authenticated",
             ),
