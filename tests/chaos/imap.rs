@@ -160,11 +160,7 @@ fn fetched(line: &str) -> Option<Fetched> {
     let flags = items.split("FLAGS (").nth(1)?.split(')').next()?;
     let lower = items.to_ascii_lowercase();
     let at = lower.find("message-id:")? + "message-id:".len();
-    let message_id = items[at..]
-        .trim_start()
-        .split_whitespace()
-        .next()?
-        .to_string();
+    let message_id = items[at..].split_whitespace().next()?.to_string();
     Some(Fetched {
         uid,
         message_id,
