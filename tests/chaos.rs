@@ -321,6 +321,14 @@ impl Gateway {
         }
     }
 
+    /// No process of the gateway panicked, not even in a task that the
+    /// runtime caught (the panic hook writes to the log).
+    fn assert_no_panic(&self) {
+        let log = self.log();
+        let panics: Vec<&str> = log.lines().filter(|l| l.contains("panicked")).collect();
+        assert!(panics.is_empty(), "the gateway panicked: {panics:#?}");
+    }
+
     /// Spool entries not yet in a final state.
     fn waiting(&self) -> Vec<String> {
         Store::open(self.path())

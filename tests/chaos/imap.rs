@@ -353,10 +353,12 @@ async fn imap_under_faults_and_sigkills_agrees_with_the_mailbox_and_keeps_uids()
     let total_ops: usize = (0..m).map(|j| plan(j).len()).sum();
     let done = Arc::new(AtomicUsize::new(0));
     let acked: Arc<Mutex<BTreeMap<(usize, usize), Acked>>> = Arc::default();
+    let interrupted = Arc::new(AtomicUsize::new(0));
     let killing = killer(gateway, kills, total_ops, done.clone(), done.clone());
     let mut tasks = Vec::new();
     for c in 0..clients {
         let (done, acked, book) = (done.clone(), acked.clone(), book.clone());
+        let interrupted = interrupted.clone();
         let addr = imap_addr.clone();
         let mine: Vec<(usize, u32)> = (c..m)
             .step_by(clients)
@@ -375,6 +377,7 @@ async fn imap_under_faults_and_sigkills_agrees_with_the_mailbox_and_keeps_uids()
                             None => imap_session(&addr, &book).await,
                         };
                         let Ok(answer) = imap.command(&op.command(uid)).await else {
+                            interrupted.fetch_add(1, Ordering::SeqCst);
                             continue;
                         };
                         outcome = if answer.ok() {
@@ -405,6 +408,7 @@ async fn imap_under_faults_and_sigkills_agrees_with_the_mailbox_and_keeps_uids()
     tenant.faults_off().await;
     gateway.assert_alive();
     gateway.sample_rss();
+    gateway.assert_no_panic();
 
     // The mailbox as Graph has it.
     let (inbox, inbox_copies) = graph_folder(&tenant, &token, "inbox").await;
@@ -412,11 +416,21 @@ async fn imap_under_faults_and_sigkills_agrees_with_the_mailbox_and_keeps_uids()
     let (deleted, deleted_copies) = graph_folder(&tenant, &token, "deleteditems").await;
     let mut problems = Vec::new();
     let acked = acked.lock().unwrap().clone();
-    let (mut ok, mut refused, mut unknown) = (0, Vec::new(), 0);
+    let (mut ok, mut refused, mut unknown) = (0, BTreeMap::<String, usize>::new(), 0);
     for outcome in acked.values() {
         match outcome {
             Acked::Ok => ok += 1,
-            Acked::Refused(why) => refused.push(why.clone()),
+            Acked::Refused(why) => {
+                // The reason without the URL (which names the message).
+                let why: String = why
+                    .split(" (http")
+                    .next()
+                    .unwrap_or(why)
+                    .chars()
+                    .take(70)
+                    .collect();
+                *refused.entry(why).or_default() += 1;
+            }
             Acked::Unknown => unknown += 1,
         }
     }
@@ -492,9 +506,10 @@ async fn imap_under_faults_and_sigkills_agrees_with_the_mailbox_and_keeps_uids()
     let broken = book.broken.lock().unwrap().clone();
     println!(
         "chaos imap: messages={m} clients={clients} kills={} ops={total_ops} ok={ok} \
-         refused={refused:?} unknown={unknown} inbox={} moved={} deleted={} views_compared={views} \
+         refused={refused:?} unknown={unknown} interrupted={} inbox={} moved={} deleted={} views_compared={views} \
          uids_seen={} uid_meaning_changes={} problems={} peak_rss_kb={} worked_in={:.1}s total={:.1}s",
         gateway.kills,
+        interrupted.load(Ordering::SeqCst),
         inbox.len(),
         moved.len(),
         deleted.len(),

@@ -210,6 +210,7 @@ async fn smtp_under_faults_and_sigkills_delivers_every_250_exactly_once() {
     gateway.drained().await;
     gateway.assert_alive();
     gateway.sample_rss();
+    gateway.assert_no_panic();
 
     // The recipient's mailbox, through Graph.
     let token = tenant.token("bob@example.com").await;
