@@ -435,10 +435,7 @@ async fn check_login(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let store = server.store.clone();
-    let login_owned = login.to_string();
-    let result =
-        tokio::task::spawn_blocking(move || store.authenticate(&login_owned, &password)).await;
+    let result = crate::account::authenticate(&server.store, login, password).await;
     match result {
         Ok(Ok(Some(account))) => {
             server.limiter.success(ip, login);

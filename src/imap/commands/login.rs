@@ -109,9 +109,7 @@ async fn check_login(
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let store = server.shared.store.clone();
-    let owned = login.to_string();
-    let result = tokio::task::spawn_blocking(move || store.authenticate(&owned, &password)).await;
+    let result = crate::account::authenticate(&server.shared.store, login, password).await;
     match result {
         Ok(Ok(Some(account))) => {
             server.limiter.success(ip, login);
