@@ -169,11 +169,15 @@ fn fetched(line: &str) -> Option<Fetched> {
     })
 }
 
-/// Every (folder, UID) → Message-ID and folder → UIDVALIDITY any client
-/// ever saw; a second meaning is a broken promise, noted.
+/// Every (folder, UID) → Message-ID, (folder, Message-ID) → UID and
+/// folder → UIDVALIDITY any client ever saw; a second meaning is a broken
+/// promise, noted. (Each message here has its own Message-ID and never
+/// comes back to a folder it left, so within one UIDVALIDITY neither map
+/// may change: no UID names another message, no message is renumbered.)
 #[derive(Default)]
 struct UidBook {
     uids: Mutex<HashMap<(String, u32), String>>,
+    messages: Mutex<HashMap<(String, String), u32>>,
     validities: Mutex<HashMap<String, String>>,
     broken: Mutex<Vec<String>>,
 }
@@ -189,6 +193,15 @@ impl UidBook {
                 .lock()
                 .unwrap()
                 .push(format!("{folder} UID {uid} was {known}, now {message_id}"));
+        }
+        let mut messages = self.messages.lock().unwrap();
+        let known = messages
+            .entry((folder.to_string(), message_id.to_string()))
+            .or_insert(uid);
+        if *known != uid {
+            self.broken.lock().unwrap().push(format!(
+                "{folder}: {message_id} was UID {known}, now UID {uid}"
+            ));
         }
     }
 
@@ -421,14 +434,10 @@ async fn imap_under_faults_and_sigkills_agrees_with_the_mailbox_and_keeps_uids()
         match outcome {
             Acked::Ok => ok += 1,
             Acked::Refused(why) => {
-                // The reason without the URL (which names the message).
-                let why: String = why
-                    .split(" (http")
-                    .next()
-                    .unwrap_or(why)
-                    .chars()
-                    .take(70)
-                    .collect();
+                // The reason's first two parts ("NO Graph refused the
+                // MOVE: Graph answered 503 …"), without the details
+                // that name the message.
+                let why = why.splitn(3, ": ").take(2).collect::<Vec<_>>().join(": ");
                 *refused.entry(why).or_default() += 1;
             }
             Acked::Unknown => unknown += 1,
