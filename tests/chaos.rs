@@ -321,6 +321,14 @@ impl Gateway {
         }
     }
 
+    /// The last lines of the gateway's log (all its lives), for a failure
+    /// message.
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
     /// No process of the gateway panicked, not even in a task that the
     /// runtime caught (the panic hook writes to the log).
     fn assert_no_panic(&self) {

@@ -533,6 +533,14 @@ async fn imap_under_faults_and_sigkills_agrees_with_the_mailbox_and_keeps_uids()
         gateway.kills, kills,
         "the gateway was not killed as planned"
     );
-    assert!(broken.is_empty(), "UIDs changed meaning: {broken:#?}");
-    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(
+        broken.is_empty(),
+        "UIDs changed meaning: {broken:#?}\ngateway log:\n{}",
+        gateway.log_tail()
+    );
+    assert!(
+        problems.is_empty(),
+        "{problems:#?}\ngateway log:\n{}",
+        gateway.log_tail()
+    );
 }

@@ -293,6 +293,10 @@ async fn smtp_under_faults_and_sigkills_delivers_every_250_exactly_once() {
         "the gateway was not killed as planned"
     );
     assert!(accepted > 0, "nothing was accepted");
-    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(
+        problems.is_empty(),
+        "{problems:#?}\ngateway log:\n{}",
+        gateway.log_tail()
+    );
     assert!(mismatched.is_empty(), "{mismatched:#?}");
 }
