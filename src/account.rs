@@ -18,7 +18,7 @@ use crate::auth::{AuthError, TokenSet, TokenSource};
 use crate::config::Config;
 use crate::graph::{GraphClient, GraphMailbox, Mailbox};
 use crate::secret::Secret;
-use crate::store::{Account, AccountId, AccountState, AuthProfile, Store, StoreKey};
+use crate::store::{Account, AccountId, AccountState, AuthProfile, Store, StoreError, StoreKey};
 
 /// The token set as sealed into the store (JSON, then XChaCha20-Poly1305).
 #[derive(Serialize, Deserialize)]
@@ -42,6 +42,32 @@ fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
+}
+
+/// Password checks in progress at once, gateway-wide: one per core.
+static PASSWORD_CHECKS: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+
+/// [`Store::authenticate`] (SMTP AUTH, IMAP LOGIN/AUTHENTICATE) on the
+/// blocking pool, at most one per core at a time. Each Argon2id
+/// verification holds 19 MiB and a core until it ends, and it runs for
+/// wrong passwords and unknown logins too: unbounded, every client that
+/// authenticates at the same moment — all of them reconnecting after a
+/// restart, or anyone who can reach the port — added 19 MiB to the
+/// gateway (32 SMTP clients reconnecting peaked at 600 MB), up to the
+/// blocking pool's 512 threads. More at once would not finish sooner.
+pub async fn authenticate(
+    store: &Store,
+    login: &str,
+    password: Secret<String>,
+) -> Result<Result<Option<Account>, StoreError>, tokio::task::JoinError> {
+    // The semaphore is never closed; without a permit, check anyway.
+    let _permit = PASSWORD_CHECKS.acquire().await.ok();
+    let store = store.clone();
+    let login = login.to_string();
+    tokio::task::spawn_blocking(move || store.authenticate(&login, &password)).await
 }
 
 /// Seal `tokens` into the store for `account` (one statement: a crash keeps

@@ -460,10 +460,7 @@ async fn check_login(
         Admission::Proceed { wait } if !wait.is_zero() => tokio::time::sleep(wait).await,
         Admission::Proceed { .. } => {}
     }
-    let store = server.store.clone();
-    let login_owned = login.to_string();
-    let result =
-        tokio::task::spawn_blocking(move || store.authenticate(&login_owned, &password)).await;
+    let result = crate::account::authenticate(&server.store, login, password).await;
     match result {
         Ok(Ok(Some(account))) => {
             guard.success(login);

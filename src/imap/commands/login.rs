@@ -134,9 +134,7 @@ async fn check_login(
         Admission::Proceed { wait } if !wait.is_zero() => tokio::time::sleep(wait).await,
         Admission::Proceed { .. } => {}
     }
-    let store = server.shared.store.clone();
-    let owned = login.to_string();
-    let result = tokio::task::spawn_blocking(move || store.authenticate(&owned, &password)).await;
+    let result = crate::account::authenticate(&server.shared.store, login, password).await;
     match result {
         Ok(Ok(Some(account))) => {
             guard.success(login);
