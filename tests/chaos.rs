@@ -222,7 +222,11 @@ impl Gateway {
             data = dir.path().display().to_string(),
             url = tenant.url(),
         );
-        std::fs::write(dir.path().join("graphgate.toml"), config).unwrap();
+        graphgate::config::write_private_file(
+            &dir.path().join("graphgate.toml"),
+            config.as_bytes(),
+        )
+        .unwrap();
         let store = Store::open(dir.path()).unwrap();
         let account = store
             .add_account(&NewAccount {
