@@ -87,7 +87,7 @@ fn message(i: usize) -> Vec<u8> {
         c = i % 5,
         mm = i % 60,
     );
-    if i > 0 && i % 3 == 0 {
+    if i > 0 && i.is_multiple_of(3) {
         m.push_str(&format!(
             "In-Reply-To: <m{p}.{ps}@external.example>\r\n",
             p = i - 1,
@@ -100,7 +100,7 @@ fn message(i: usize) -> Vec<u8> {
             format!("Line {l} of message {i}: the quarterly numbers are attached as usual.\r\n")
         })
         .collect();
-    if i % 25 == 0 {
+    if i.is_multiple_of(25) {
         let attachment: String = (0..60)
             .map(|l| format!("{:076}\r\n", l * 7 + i))
             .collect::<String>()
@@ -112,7 +112,7 @@ fn message(i: usize) -> Vec<u8> {
              Content-Disposition: attachment; filename=\"report{i}.pdf\"\r\n\
              Content-Transfer-Encoding: base64\r\n\r\n{attachment}--mix{i}--\r\n"
         ));
-    } else if i % 7 == 0 {
+    } else if i.is_multiple_of(7) {
         m.push_str(&format!(
             "Content-Type: multipart/alternative; boundary=\"alt{i}\"\r\n\r\n\
              --alt{i}\r\nContent-Type: text/plain; charset=utf-8\r\n\
