@@ -110,6 +110,9 @@ fn nstring(bytes: &[u8]) -> NString<'static> {
     }
 }
 
+/// Messages whose cached bytes are read together.
+const READ_AHEAD: usize = 64;
+
 fn needs_content(names: &[MessageDataItemName<'_>]) -> bool {
     names.iter().any(|n| {
         !matches!(
@@ -194,101 +197,117 @@ async fn fetch(
     }
     let mut out = Vec::new();
     let mut mark_seen = Vec::new();
-    for (seq, record) in targets {
-        let bytes: Option<Bytes> = if needs_content(&names) {
-            match shared.cache.read(&record).await {
-                Some(b) => Some(b),
-                // Gone between `ensure` and here (removed by hand, or the
-                // disk failed): fetch it again rather than serve nothing.
-                None => Some(reread(shared, auth, view, &record).await?),
-            }
+    let content = needs_content(&names);
+    let mut targets = targets.into_iter();
+    loop {
+        // The cached files of READ_AHEAD messages are read in one blocking
+        // task (one task per file was a thread hand-off per message).
+        let chunk: Vec<(u32, MessageRecord)> = targets.by_ref().take(READ_AHEAD).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let cached = if content {
+            let records: Vec<&MessageRecord> = chunk.iter().map(|(_, r)| r).collect();
+            shared.cache.read_many(&records).await
         } else {
-            None
+            vec![None; chunk.len()]
         };
-        // One part tree per message for all the items asked for; it is
-        // read only when an item needs it.
-        let message = Lazy::new(bytes.as_deref().unwrap_or_default());
-        let mut items = Vec::new();
-        let mut set_seen = false;
-        let mut fetched_whole = false;
-        for name in &names {
-            let item = match name {
-                MessageDataItemName::Uid => MessageDataItem::Uid(nz(record.uid.0)),
-                MessageDataItemName::Flags => continue,
-                MessageDataItemName::InternalDate => {
-                    MessageDataItem::InternalDate(imap_date(record.internal_date))
+        for ((seq, record), cached) in chunk.into_iter().zip(cached) {
+            let bytes: Option<Bytes> = if content {
+                match cached {
+                    Some(b) => Some(b),
+                    // Gone between `ensure` and here (removed by hand, or the
+                    // disk failed): fetch it again rather than serve nothing.
+                    None => Some(reread(shared, auth, view, &record).await?),
                 }
-                MessageDataItemName::Rfc822Size => {
-                    MessageDataItem::Rfc822Size(mime::rfc822_size(message.bytes()))
-                }
-                MessageDataItemName::Rfc822 => {
-                    set_seen = true;
-                    fetched_whole = true;
-                    MessageDataItem::Rfc822(nstring(message.bytes()))
-                }
-                MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(nstring(
-                    &message.section(Some(&Section::Header(None))),
-                )),
-                MessageDataItemName::Rfc822Text => {
-                    set_seen = true;
-                    fetched_whole = true;
-                    MessageDataItem::Rfc822Text(nstring(
-                        &message.section(Some(&Section::Text(None))),
-                    ))
-                }
-                MessageDataItemName::BodyExt {
-                    section,
-                    partial: range,
-                    peek,
-                } => {
-                    if !peek {
-                        set_seen = true;
-                    }
-                    if range.is_none() && matches!(section, None | Some(Section::Text(None))) {
-                        fetched_whole = true;
-                    }
-                    let data = message.section(section.as_ref());
-                    let data = match range {
-                        Some((start, len)) => mime::partial(&data, *start, len.get()),
-                        None => &data[..],
-                    };
-                    MessageDataItem::BodyExt {
-                        section: section.clone().map(|s| s.into_static()),
-                        origin: range.map(|(start, _)| start),
-                        data: nstring(data),
-                    }
-                }
-                MessageDataItemName::Envelope => MessageDataItem::Envelope(message.envelope()),
-                MessageDataItemName::BodyStructure => {
-                    MessageDataItem::BodyStructure(message.body_structure())
-                }
-                MessageDataItemName::Body => MessageDataItem::Body(message.body()),
-                _ => {
-                    return Err(Refusal::no(
-                        "BINARY and MODSEQ are not offered (see CAPABILITY)",
-                    ));
-                }
+            } else {
+                None
             };
-            items.push(item);
-        }
-        if fetched_whole && !view.read_only {
-            view.fetched.insert(record.uid);
-        }
-        let mut bits = record.flags;
-        if set_seen && bits & flags::SEEN == 0 && !view.read_only {
-            bits |= flags::SEEN;
-            mark_seen.push(record.clone());
-        }
-        if names.contains(&MessageDataItemName::Flags) || (set_seen && bits != record.flags) {
-            items.push(MessageDataItem::Flags(flag_list(bits, &record.keywords)));
-            view.told
-                .insert(record.uid, (bits, record.keywords.clone()));
-        }
-        if let Ok(items) = Vec1::try_from(items) {
-            out.push(Data::Fetch {
-                seq: nz(seq),
-                items,
-            });
+            // One part tree per message for all the items asked for; it is
+            // read only when an item needs it.
+            let message = Lazy::new(bytes.as_deref().unwrap_or_default());
+            let mut items = Vec::new();
+            let mut set_seen = false;
+            let mut fetched_whole = false;
+            for name in &names {
+                let item = match name {
+                    MessageDataItemName::Uid => MessageDataItem::Uid(nz(record.uid.0)),
+                    MessageDataItemName::Flags => continue,
+                    MessageDataItemName::InternalDate => {
+                        MessageDataItem::InternalDate(imap_date(record.internal_date))
+                    }
+                    MessageDataItemName::Rfc822Size => {
+                        MessageDataItem::Rfc822Size(mime::rfc822_size(message.bytes()))
+                    }
+                    MessageDataItemName::Rfc822 => {
+                        set_seen = true;
+                        fetched_whole = true;
+                        MessageDataItem::Rfc822(nstring(message.bytes()))
+                    }
+                    MessageDataItemName::Rfc822Header => MessageDataItem::Rfc822Header(nstring(
+                        &message.section(Some(&Section::Header(None))),
+                    )),
+                    MessageDataItemName::Rfc822Text => {
+                        set_seen = true;
+                        fetched_whole = true;
+                        MessageDataItem::Rfc822Text(nstring(
+                            &message.section(Some(&Section::Text(None))),
+                        ))
+                    }
+                    MessageDataItemName::BodyExt {
+                        section,
+                        partial: range,
+                        peek,
+                    } => {
+                        if !peek {
+                            set_seen = true;
+                        }
+                        if range.is_none() && matches!(section, None | Some(Section::Text(None))) {
+                            fetched_whole = true;
+                        }
+                        let data = message.section(section.as_ref());
+                        let data = match range {
+                            Some((start, len)) => mime::partial(&data, *start, len.get()),
+                            None => &data[..],
+                        };
+                        MessageDataItem::BodyExt {
+                            section: section.clone().map(|s| s.into_static()),
+                            origin: range.map(|(start, _)| start),
+                            data: nstring(data),
+                        }
+                    }
+                    MessageDataItemName::Envelope => MessageDataItem::Envelope(message.envelope()),
+                    MessageDataItemName::BodyStructure => {
+                        MessageDataItem::BodyStructure(message.body_structure())
+                    }
+                    MessageDataItemName::Body => MessageDataItem::Body(message.body()),
+                    _ => {
+                        return Err(Refusal::no(
+                            "BINARY and MODSEQ are not offered (see CAPABILITY)",
+                        ));
+                    }
+                };
+                items.push(item);
+            }
+            if fetched_whole && !view.read_only {
+                view.fetched.insert(record.uid);
+            }
+            let mut bits = record.flags;
+            if set_seen && bits & flags::SEEN == 0 && !view.read_only {
+                bits |= flags::SEEN;
+                mark_seen.push(record.clone());
+            }
+            if names.contains(&MessageDataItemName::Flags) || (set_seen && bits != record.flags) {
+                items.push(MessageDataItem::Flags(flag_list(bits, &record.keywords)));
+                view.told
+                    .insert(record.uid, (bits, record.keywords.clone()));
+            }
+            if let Ok(items) = Vec1::try_from(items) {
+                out.push(Data::Fetch {
+                    seq: nz(seq),
+                    items,
+                });
+            }
         }
     }
     for r in mark_seen {

@@ -1,0 +1,675 @@
+//! IMAP over a large folder (issue 8, targets 2 to 4), graphgate in
+//! process in front of the simulator, driven by a raw-socket client that
+//! reads until the tagged OK:
+//!
+//! - `imap_warm_fetch`: `FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE
+//!   RFC822.SIZE)` over 10,000 messages whose bodies graphgate has already
+//!   cached, next to a private Dovecot serving the same bytes from a
+//!   Maildir, same client code (skipped, with the reason printed, when
+//!   Dovecot is not installed).
+//! - `imap_cold_sync` (50 ms of simulated Graph latency, a fresh data dir
+//!   for every iteration): login + SELECT + `UID FETCH 1:* (UID FLAGS
+//!   INTERNALDATE)` over the 10,000 messages, and login + SELECT + `UID
+//!   FETCH 1:* (RFC822.SIZE ENVELOPE)` over a folder of 1,000 (10,000 would
+//!   need 500 `$batch` requests, over 30 s an iteration).
+//! - `imap_body_download` (50 ms, cold cache): `FETCH 1:1000 BODY.PEEK[]`.
+//!
+//! The Graph requests of each cold iteration and the bound that Graph's 4
+//! concurrent requests per mailbox allow are printed next to the times:
+//! the nominal bound counts 50 ms per `$batch`; the simulator, like
+//! Outlook, also runs the 20 requests inside a batch 4 at a time, each with
+//! the latency, so there one batch takes (1 + 20 / 4) x 50 ms = 300 ms and
+//! the bound it allows is six times the nominal one for the batches.
+//!
+//! `cargo bench --bench imap`. Without `--bench` (`cargo test
+//! --all-targets` runs each benchmark once) the folders hold 60 and 40
+//! messages.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use graphgate::secret::Secret;
+use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
+use graphgate::sim::{SimConfig, SimState};
+use graphgate::store::{AuthProfile, NewAccount, Store, StoreKey};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
+
+/// Simulated Graph latency of the cold benchmarks.
+const LATENCY_MS: u64 = 50;
+/// Graph's concurrent requests per mailbox (and graphgate's default).
+const CONCURRENT: u64 = 4;
+/// Inner requests per `$batch`.
+const PER_BATCH: u64 = 20;
+/// What one full `$batch` takes in the simulator: its own latency, then
+/// its inner requests 4 at a time, each with the latency.
+const BATCH_MS: u64 = (1 + PER_BATCH.div_ceil(CONCURRENT)) * LATENCY_MS;
+
+/// Whether criterion measures (`cargo bench`) or runs each benchmark
+/// once (`cargo test`).
+fn measuring() -> bool {
+    static M: OnceLock<bool> = OnceLock::new();
+    *M.get_or_init(|| std::env::args().any(|a| a == "--bench"))
+}
+
+/// Messages in alice's Inbox (warm FETCH, cold flag sync, body download).
+fn large() -> usize {
+    if measuring() { 10_000 } else { 60 }
+}
+
+/// Messages in bob's Inbox (cold RFC822.SIZE ENVELOPE).
+fn medium() -> usize {
+    if measuring() { 1_000 } else { 40 }
+}
+
+/// Message `i`, deterministic: mostly short text, every 7th a
+/// multipart/alternative newsletter, every 25th with a small attachment.
+fn message(i: usize) -> Vec<u8> {
+    let day = 1 + i % 28;
+    let mut m = format!(
+        "Return-Path: <sender{s}@external.example>\r\n\
+         Received: from mx{s}.external.example (mx{s}.external.example [192.0.2.{o}])\r\n\
+         \tby mx.example.com with ESMTPS id {i:08x}; Mon, {day} Jun 2026 10:{mm:02}:00 +0000\r\n\
+         From: \"Sender {s}\" <sender{s}@external.example>\r\n\
+         To: Alice <alice@example.com>, bob@example.com\r\n\
+         Cc: team{c}@example.com\r\n\
+         Subject: =?UTF-8?Q?Status_r=C3=A9port?= number {i}\r\n\
+         Date: Mon, {day} Jun 2026 10:{mm:02}:00 +0000\r\n\
+         Message-ID: <m{i}.{s}@external.example>\r\n",
+        s = i % 97,
+        o = i % 250,
+        c = i % 5,
+        mm = i % 60,
+    );
+    if i > 0 && i.is_multiple_of(3) {
+        m.push_str(&format!(
+            "In-Reply-To: <m{p}.{ps}@external.example>\r\n",
+            p = i - 1,
+            ps = (i - 1) % 97
+        ));
+    }
+    m.push_str("MIME-Version: 1.0\r\n");
+    let text: String = (0..(3 + i % 20))
+        .map(|l| {
+            format!("Line {l} of message {i}: the quarterly numbers are attached as usual.\r\n")
+        })
+        .collect();
+    if i.is_multiple_of(25) {
+        let attachment: String = (0..60)
+            .map(|l| format!("{:076}\r\n", l * 7 + i))
+            .collect::<String>()
+            .replace(|c: char| c.is_ascii_digit(), "Q");
+        m.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=\"mix{i}\"\r\n\r\n\
+             --mix{i}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{text}\r\n\
+             --mix{i}\r\nContent-Type: application/pdf; name=\"report{i}.pdf\"\r\n\
+             Content-Disposition: attachment; filename=\"report{i}.pdf\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{attachment}--mix{i}--\r\n"
+        ));
+    } else if i.is_multiple_of(7) {
+        m.push_str(&format!(
+            "Content-Type: multipart/alternative; boundary=\"alt{i}\"\r\n\r\n\
+             --alt{i}\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n{text}\r\n\
+             --alt{i}\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+             <html><body><p>{text}</p></body></html>\r\n--alt{i}--\r\n"
+        ));
+    } else {
+        m.push_str(&format!(
+            "Content-Type: text/plain; charset=utf-8\r\n\r\n{text}"
+        ));
+    }
+    m.into_bytes()
+}
+
+/// The simulator, filled once.
+struct Sim {
+    url: String,
+    http: reqwest::Client,
+    _sim: SimState,
+    _stop: CancellationToken,
+}
+
+impl Sim {
+    async fn start() -> Sim {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let sim = SimState::new(SimConfig {
+            public_url: url.clone(),
+            seed_messages: false,
+            ..SimConfig::default()
+        })
+        .unwrap();
+        let stop = CancellationToken::new();
+        {
+            let stop = stop.clone();
+            tokio::spawn(graphgate::sim::serve(listener, sim.clone(), async move {
+                stop.cancelled().await
+            }));
+        }
+        for (user, count) in [
+            ("alice@example.com", large()),
+            ("bob@example.com", medium()),
+        ] {
+            let id = sim.tenant().user(user).unwrap().id.clone();
+            for i in 0..count {
+                sim.mail().deliver(&id, "inbox", message(i));
+            }
+        }
+        Sim {
+            url,
+            http: reqwest::Client::new(),
+            _sim: sim,
+            _stop: stop,
+        }
+    }
+
+    async fn graph_requests(&self) -> u64 {
+        let stats: serde_json::Value = self
+            .http
+            .get(format!("{}/_sim/stats", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        stats["graph_requests"].as_u64().unwrap()
+    }
+
+    async fn latency(&self, ms: u64) {
+        let r = self
+            .http
+            .post(format!("{}/_sim/faults", self.url))
+            .json(&serde_json::json!({ "latency_ms": ms }))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    }
+}
+
+/// A gateway with a data dir of its own and one account (password `pw`),
+/// stopped when dropped.
+struct Gateway {
+    imap: std::net::SocketAddr,
+    stop: CancellationToken,
+    _tasks: graphgate::cli::gateway::Tasks,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Gateway {
+    async fn start(sim: &Sim, user: &str) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = StoreKey::load(dir.path()).unwrap();
+        let account = store
+            .add_account(&NewAccount {
+                login: user.into(),
+                password: Secret::new("pw".into()),
+                mailbox: user.into(),
+                auth_profile: AuthProfile::Delegated,
+                aliases: vec![],
+                shared_mailboxes: vec![],
+            })
+            .unwrap();
+        let tokens = graphgate::cli::sign_in_via_simulator(&sim.url, user)
+            .await
+            .unwrap();
+        graphgate::account::save_tokens(&store, &key, account.id, &tokens).unwrap();
+        let mut config = graphgate::config::Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        config.microsoft.authority_url = sim.url.clone();
+        config.microsoft.graph_url = sim.url.clone();
+        config.microsoft.tenant = DEMO_TENANT_ID.into();
+        config.microsoft.client_id = DEMO_PUBLIC_CLIENT_ID.into();
+        config.smtp.listen = String::new();
+        config.smtp.implicit_tls_listen = String::new();
+        config.imap.implicit_tls_listen = String::new();
+        let stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        let gateway = graphgate::cli::gateway::start(
+            &config,
+            &store,
+            &key,
+            graphgate::cli::gateway::Listen {
+                imap: Some("127.0.0.1:0".parse().unwrap()),
+                ..Default::default()
+            },
+            &stop,
+            &mut tasks,
+        )
+        .await
+        .unwrap();
+        Gateway {
+            imap: gateway.imap.unwrap(),
+            stop,
+            _tasks: tasks,
+            _dir: dir,
+        }
+    }
+}
+
+/// A raw-socket IMAP client: one command at a time, read until its tagged
+/// answer, literals skipped (or kept).
+struct Client {
+    read: BufReader<OwnedReadHalf>,
+    write: OwnedWriteHalf,
+    tag: u64,
+}
+
+impl Client {
+    async fn connect(addr: std::net::SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        let (read, write) = stream.into_split();
+        let mut c = Client {
+            read: BufReader::with_capacity(64 * 1024, read),
+            write,
+            tag: 0,
+        };
+        let mut greeting = Vec::new();
+        c.read.read_until(b'\n', &mut greeting).await.unwrap();
+        assert!(greeting.starts_with(b"* OK"), "{greeting:?}");
+        c
+    }
+
+    /// Send `command`; answer (untagged lines, literals if `keep`). Panics
+    /// unless the tagged answer is OK.
+    async fn run(&mut self, command: &str, keep: bool) -> (usize, Vec<Vec<u8>>) {
+        self.tag += 1;
+        let tag = format!("t{} ", self.tag);
+        self.write
+            .write_all(format!("{tag}{command}\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut untagged = 0;
+        let mut literals = Vec::new();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = self.read.read_until(b'\n', &mut line).await.unwrap();
+            assert!(n > 0, "connection closed during {command}");
+            if let Some(len) = literal_len(&line) {
+                let mut data = vec![0u8; len];
+                self.read.read_exact(&mut data).await.unwrap();
+                if keep {
+                    literals.push(data);
+                }
+            }
+            if line.starts_with(tag.as_bytes()) {
+                assert!(
+                    line[tag.len()..].starts_with(b"OK"),
+                    "{command}: {}",
+                    String::from_utf8_lossy(&line)
+                );
+                return (untagged, literals);
+            }
+            if line.starts_with(b"* ") {
+                untagged += 1;
+            }
+        }
+    }
+}
+
+/// `N` of a line ending in `{N}`.
+fn literal_len(line: &[u8]) -> Option<usize> {
+    let l = line.strip_suffix(b"\r\n").unwrap_or(line);
+    let l = l.strip_suffix(b"}")?;
+    let open = l.iter().rposition(|&b| b == b'{')?;
+    std::str::from_utf8(&l[open + 1..]).ok()?.parse().ok()
+}
+
+// ---------------------------------------------------------------------
+// A private Dovecot, as tests/mime_imap.rs starts one.
+// ---------------------------------------------------------------------
+
+struct Dovecot {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn id(args: &[&str]) -> String {
+    let out = Command::new("id").args(args).output().expect("id");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn chown_all(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
+    if path.is_dir() {
+        for e in std::fs::read_dir(path).expect("read_dir") {
+            chown_all(&e.expect("entry").path(), uid, gid);
+        }
+    }
+}
+
+impl Dovecot {
+    /// Dovecot with `messages` in its INBOX (a Maildir written here).
+    fn start(binary: &Path, messages: &[Vec<u8>]) -> Dovecot {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cur = dir.path().join("mail/cur");
+        std::fs::create_dir_all(&cur).unwrap();
+        std::fs::create_dir_all(dir.path().join("mail/new")).unwrap();
+        std::fs::create_dir_all(dir.path().join("mail/tmp")).unwrap();
+        for (i, m) in messages.iter().enumerate() {
+            let name = format!("{}.M{i}P1.bench,S={}:2,", 1_780_000_000 + i, m.len());
+            std::fs::write(cur.join(name), m).unwrap();
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let as_root = id(&["-u"]) == "0";
+        let user = if as_root {
+            "nobody".to_string()
+        } else {
+            id(&["-un"])
+        };
+        let uid = id(&["-u", &user]);
+        let gid = id(&["-g", &user]);
+        let group = id(&["-gn", &user]);
+        let d = dir.path().display();
+        let config = format!(
+            "base_dir = {d}/run\n\
+             state_dir = {d}/state\n\
+             log_path = {d}/dovecot.log\n\
+             info_log_path = {d}/dovecot.log\n\
+             protocols = imap\n\
+             listen = 127.0.0.1\n\
+             ssl = no\n\
+             disable_plaintext_auth = no\n\
+             auth_mechanisms = plain\n\
+             default_internal_user = {user}\n\
+             default_internal_group = {group}\n\
+             default_login_user = {user}\n\
+             first_valid_uid = 1\n\
+             mail_location = maildir:{d}/mail\n\
+             passdb {{\n  driver = static\n  args = password=x\n}}\n\
+             userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={d}/home\n}}\n\
+             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service anvil {{\n  chroot =\n}}\n"
+        );
+        let conf = dir.path().join("dovecot.conf");
+        std::fs::write(&conf, config).expect("config");
+        let mut cmd = if as_root {
+            let (u, g): (u32, u32) = (uid.parse().expect("uid"), gid.parse().expect("gid"));
+            chown_all(dir.path(), u, g);
+            let mut c = Command::new("setpriv");
+            c.arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={gid}"))
+                .arg("--clear-groups")
+                .arg(binary);
+            c
+        } else {
+            Command::new(binary)
+        };
+        let child = cmd
+            .arg("-F")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start dovecot");
+        let dovecot = Dovecot { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "dovecot did not start; its log:\n{}",
+                std::fs::read_to_string(dovecot.dir.path().join("dovecot.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        dovecot
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------
+// The benchmarks.
+// ---------------------------------------------------------------------
+
+const WARM_FETCH: &str = "FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE)";
+
+fn runtime() -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn warm_fetch(c: &mut Criterion, rt: &Runtime, sim: &Sim) {
+    let n = large();
+    // graphgate, its cache filled by one cold FETCH (which also yields
+    // the bytes it serves, for Dovecot's Maildir).
+    let (gateway, mut ours, served) = rt.block_on(async {
+        sim.latency(0).await;
+        let gateway = Gateway::start(sim, "alice@example.com").await;
+        let mut client = Client::connect(gateway.imap).await;
+        client.run("LOGIN alice@example.com pw", false).await;
+        client.run("SELECT INBOX", false).await;
+        let (_, served) = client.run("FETCH 1:* BODY.PEEK[]", true).await;
+        assert_eq!(served.len(), n);
+        let (count, _) = client.run(WARM_FETCH, false).await;
+        assert_eq!(count, n);
+        (gateway, client, served)
+    });
+    let dovecot = ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .map(|binary| Dovecot::start(binary, &served));
+    let mut theirs = dovecot.as_ref().map(|d| {
+        rt.block_on(async {
+            let mut client = Client::connect(([127, 0, 0, 1], d.port).into()).await;
+            client.run("LOGIN u x", false).await;
+            client.run("SELECT INBOX", false).await;
+            // Dovecot's first FETCH fills its index cache.
+            let (count, _) = client.run(WARM_FETCH, false).await;
+            assert_eq!(count, n);
+            client
+        })
+    });
+    if theirs.is_none() {
+        eprintln!("imap_warm_fetch/dovecot skipped: dovecot is not installed (dovecot-imapd)");
+    }
+
+    let mut group = c.benchmark_group("imap_warm_fetch");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_function(format!("graphgate/{n}"), |b| {
+        b.iter(|| rt.block_on(ours.run(WARM_FETCH, false)))
+    });
+    if let Some(client) = theirs.as_mut() {
+        group.bench_function(format!("dovecot/{n}"), |b| {
+            b.iter(|| rt.block_on(client.run(WARM_FETCH, false)))
+        });
+    }
+    group.finish();
+    drop(gateway);
+}
+
+/// Login + SELECT + `command` against a fresh gateway with `LATENCY_MS`
+/// of Graph latency: (time, Graph requests, untagged answers).
+async fn cold(sim: &Sim, user: &str, command: &str) -> (Duration, u64, usize) {
+    sim.latency(0).await;
+    let gateway = Gateway::start(sim, user).await;
+    let mut client = Client::connect(gateway.imap).await;
+    sim.latency(LATENCY_MS).await;
+    let before = sim.graph_requests().await;
+    let start = Instant::now();
+    client.run(&format!("LOGIN {user} pw"), false).await;
+    client.run("SELECT INBOX", false).await;
+    let (count, _) = client.run(command, false).await;
+    let took = start.elapsed();
+    let requests = sim.graph_requests().await - before;
+    sim.latency(0).await;
+    (took, requests, count)
+}
+
+fn report(what: &str, took: Duration, requests: u64, bound_ms: u64, detail: &str) {
+    eprintln!(
+        "{what}: {:.0} ms, {requests} Graph requests ({} ms at {LATENCY_MS} ms each in \
+         sequence); bound {bound_ms} ms {detail}",
+        took.as_secs_f64() * 1000.0,
+        requests * LATENCY_MS,
+    );
+}
+
+fn cold_sync(c: &mut Criterion, rt: &Runtime, sim: &Sim) {
+    let mut group = c.benchmark_group("imap_cold_sync");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+
+    let n = large();
+    let command = "UID FETCH 1:* (UID FLAGS INTERNALDATE)";
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_function(format!("uid_flags_internaldate/{n}"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (took, requests, count) = rt.block_on(cold(sim, "alice@example.com", command));
+                assert_eq!(count, n);
+                assert!(requests <= 25, "{requests} Graph requests");
+                report(
+                    "cold login+SELECT+UID FETCH (UID FLAGS INTERNALDATE)",
+                    took,
+                    requests,
+                    requests * LATENCY_MS,
+                    "(the listing is sequential: delta pages)",
+                );
+                total += took;
+            }
+            total
+        })
+    });
+
+    let n = medium();
+    let command = "UID FETCH 1:* (RFC822.SIZE ENVELOPE)";
+    let batches = (n as u64).div_ceil(PER_BATCH);
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_function(format!("rfc822size_envelope/{n}"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (took, requests, count) = rt.block_on(cold(sim, "bob@example.com", command));
+                assert_eq!(count, n);
+                let listing = requests.saturating_sub(batches);
+                let rounds = batches.div_ceil(CONCURRENT);
+                let bound = (listing + rounds) * LATENCY_MS;
+                report(
+                    "cold login+SELECT+UID FETCH (RFC822.SIZE ENVELOPE)",
+                    took,
+                    requests,
+                    bound,
+                    &format!(
+                        "= ({listing} listing + ceil({batches} $batch / {CONCURRENT})) x \
+                         {LATENCY_MS} ms; in the simulator's model {} ms = {listing} x \
+                         {LATENCY_MS} + {rounds} x {BATCH_MS} ms",
+                        listing * LATENCY_MS + rounds * BATCH_MS
+                    ),
+                );
+                total += took;
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+fn body_download(c: &mut Criterion, rt: &Runtime, sim: &Sim) {
+    let mut group = c.benchmark_group("imap_body_download");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    let n = large().min(1000);
+    let command = format!("FETCH 1:{n} BODY.PEEK[]");
+    let batches = (n as u64).div_ceil(PER_BATCH);
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_function(format!("body_peek/{n}"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (took, requests, count) = rt.block_on(async {
+                    // Listed (SELECT, flags) before the clock starts: only
+                    // the bodies are cold.
+                    let gateway = Gateway::start(sim, "alice@example.com").await;
+                    let mut client = Client::connect(gateway.imap).await;
+                    client.run("LOGIN alice@example.com pw", false).await;
+                    client.run("SELECT INBOX", false).await;
+                    client.run("UID FETCH 1:* (UID FLAGS)", false).await;
+                    sim.latency(LATENCY_MS).await;
+                    let before = sim.graph_requests().await;
+                    let start = Instant::now();
+                    let (count, _) = client.run(&command, false).await;
+                    let took = start.elapsed();
+                    let requests = sim.graph_requests().await - before;
+                    sim.latency(0).await;
+                    (took, requests, count)
+                });
+                assert_eq!(count, n);
+                let rounds = batches.div_ceil(CONCURRENT);
+                report(
+                    &format!("cold {command}"),
+                    took,
+                    requests,
+                    rounds * LATENCY_MS,
+                    &format!(
+                        "= ceil({batches} $batch / {CONCURRENT}) x {LATENCY_MS} ms; in the \
+                         simulator's model {} ms = {rounds} x {BATCH_MS} ms",
+                        rounds * BATCH_MS
+                    ),
+                );
+                total += took;
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = runtime();
+    let sim = rt.block_on(Sim::start());
+    warm_fetch(c, &rt, &sim);
+    cold_sync(c, &rt, &sim);
+    body_download(c, &rt, &sim);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
