@@ -166,12 +166,19 @@ impl ContentCache {
         }
         let metrics = crate::metrics::get();
         metrics.mime_cache_hits.inc_by(ready.len() as u64);
-        let hits: Vec<&str> = ready
+        let hits: Vec<String> = ready
             .iter()
-            .filter_map(|r| r.content_hash.as_deref())
+            .filter_map(|r| r.content_hash.clone())
             .collect();
         if !hits.is_empty() {
-            let _ = self.store.cache_touch(&hits);
+            // Recency for eviction only: off the answer's path (it was a
+            // blocking write of one row per message, and its fsync, on the
+            // task serving the FETCH).
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || {
+                let hits: Vec<&str> = hits.iter().map(String::as_str).collect();
+                let _ = store.cache_touch(&hits);
+            });
         }
         metrics.mime_cache_misses.inc_by(missing.len() as u64);
         let mut recorded = Vec::new();

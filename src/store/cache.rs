@@ -74,13 +74,16 @@ impl Store {
         Ok(total.max(0) as u64)
     }
 
-    /// Mark entries used now (one transaction for a whole FETCH).
+    /// Mark entries used now (one transaction for a whole FETCH). An entry
+    /// used within the last minute is left as it is: eviction needs no finer
+    /// recency, and a FETCH repeated over a big folder then writes nothing.
     pub fn cache_touch(&self, hashes: &[&str]) -> Result<(), StoreError> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
         {
-            let mut touch =
-                tx.prepare("UPDATE cache SET last_used = ?1 WHERE content_hash = ?2")?;
+            let mut touch = tx.prepare(
+                "UPDATE cache SET last_used = ?1 WHERE content_hash = ?2 AND last_used < ?1 - 60",
+            )?;
             let now = now_unix();
             for hash in hashes {
                 touch.execute(params![now, hash])?;
