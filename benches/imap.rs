@@ -25,12 +25,14 @@
 //! --all-targets` runs each benchmark once) the folders hold 60 and 40
 //! messages.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+#[path = "../tests/support/dovecot.rs"]
+mod dovecot;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use dovecot::{Dovecot, dovecot_binary};
 use graphgate::secret::Secret;
 use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
 use graphgate::sim::{SimConfig, SimState};
@@ -336,131 +338,6 @@ fn literal_len(line: &[u8]) -> Option<usize> {
 }
 
 // ---------------------------------------------------------------------
-// A private Dovecot, as tests/mime_imap.rs starts one.
-// ---------------------------------------------------------------------
-
-struct Dovecot {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-fn id(args: &[&str]) -> String {
-    let out = Command::new("id").args(args).output().expect("id");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn chown_all(path: &Path, uid: u32, gid: u32) {
-    std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown");
-    if path.is_dir() {
-        for e in std::fs::read_dir(path).expect("read_dir") {
-            chown_all(&e.expect("entry").path(), uid, gid);
-        }
-    }
-}
-
-impl Dovecot {
-    /// Dovecot with `messages` in its INBOX (a Maildir written here).
-    fn start(binary: &Path, messages: &[Vec<u8>]) -> Dovecot {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let cur = dir.path().join("mail/cur");
-        std::fs::create_dir_all(&cur).unwrap();
-        std::fs::create_dir_all(dir.path().join("mail/new")).unwrap();
-        std::fs::create_dir_all(dir.path().join("mail/tmp")).unwrap();
-        for (i, m) in messages.iter().enumerate() {
-            let name = format!("{}.M{i}P1.bench,S={}:2,", 1_780_000_000 + i, m.len());
-            std::fs::write(cur.join(name), m).unwrap();
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let as_root = id(&["-u"]) == "0";
-        let user = if as_root {
-            "nobody".to_string()
-        } else {
-            id(&["-un"])
-        };
-        let uid = id(&["-u", &user]);
-        let gid = id(&["-g", &user]);
-        let group = id(&["-gn", &user]);
-        let d = dir.path().display();
-        let config = format!(
-            "base_dir = {d}/run\n\
-             state_dir = {d}/state\n\
-             log_path = {d}/dovecot.log\n\
-             info_log_path = {d}/dovecot.log\n\
-             protocols = imap\n\
-             listen = 127.0.0.1\n\
-             ssl = no\n\
-             disable_plaintext_auth = no\n\
-             auth_mechanisms = plain\n\
-             default_internal_user = {user}\n\
-             default_internal_group = {group}\n\
-             default_login_user = {user}\n\
-             first_valid_uid = 1\n\
-             mail_location = maildir:{d}/mail\n\
-             passdb {{\n  driver = static\n  args = password=x\n}}\n\
-             userdb {{\n  driver = static\n  args = uid={uid} gid={gid} home={d}/home\n}}\n\
-             service imap-login {{\n  chroot =\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
-             service anvil {{\n  chroot =\n}}\n"
-        );
-        let conf = dir.path().join("dovecot.conf");
-        std::fs::write(&conf, config).expect("config");
-        let mut cmd = if as_root {
-            let (u, g): (u32, u32) = (uid.parse().expect("uid"), gid.parse().expect("gid"));
-            chown_all(dir.path(), u, g);
-            let mut c = Command::new("setpriv");
-            c.arg(format!("--reuid={uid}"))
-                .arg(format!("--regid={gid}"))
-                .arg("--clear-groups")
-                .arg(binary);
-            c
-        } else {
-            Command::new(binary)
-        };
-        let child = cmd
-            .arg("-F")
-            .arg("-c")
-            .arg(&conf)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start dovecot");
-        let dovecot = Dovecot { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "dovecot did not start; its log:\n{}",
-                std::fs::read_to_string(dovecot.dir.path().join("dovecot.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        dovecot
-    }
-}
-
-impl Drop for Dovecot {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-// ---------------------------------------------------------------------
 // The benchmarks.
 // ---------------------------------------------------------------------
 
@@ -489,11 +366,7 @@ fn warm_fetch(c: &mut Criterion, rt: &Runtime, sim: &Sim) {
         assert_eq!(count, n);
         (gateway, client, served)
     });
-    let dovecot = ["/usr/sbin/dovecot", "/usr/local/sbin/dovecot"]
-        .iter()
-        .map(Path::new)
-        .find(|p| p.exists())
-        .map(|binary| Dovecot::start(binary, &served));
+    let dovecot = dovecot_binary().map(|binary| Dovecot::start(&binary, &served));
     let mut theirs = dovecot.as_ref().map(|d| {
         rt.block_on(async {
             let mut client = Client::connect(([127, 0, 0, 1], d.port).into()).await;

@@ -16,10 +16,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use graphgate::account::{AccountRuntime, save_tokens};
 use graphgate::auth::{AuthorityConfig, ClientCredential, EntraClient};
 use graphgate::graph::{GraphClient, GraphConfig, MailBackend};
-use graphgate::secret::Secret;
 use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
 use graphgate::sim::{SimConfig, SimState};
-use graphgate::store::{AuthProfile, NewAccount, Store, StoreKey};
+use graphgate::store::{NewAccount, Store, StoreKey};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -59,14 +58,7 @@ async fn setup() -> Setup {
     let store = Store::open(dir.path()).unwrap();
     let key = StoreKey::load(dir.path()).unwrap();
     let account = store
-        .add_account(&NewAccount {
-            login: "alice@example.com".into(),
-            password: Secret::new("alice".into()),
-            mailbox: "alice@example.com".into(),
-            auth_profile: AuthProfile::Delegated,
-            aliases: vec![],
-            shared_mailboxes: vec![],
-        })
+        .add_account(&NewAccount::delegated("alice@example.com", "alice"))
         .unwrap();
     let tokens = graphgate::cli::sign_in_via_simulator(&sim_url, "alice@example.com")
         .await

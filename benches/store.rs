@@ -5,22 +5,14 @@
 //! `cargo bench --bench store`
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use graphgate::secret::Secret;
 use graphgate::store::folders::NewMessage;
-use graphgate::store::{AuthProfile, NewAccount, Store, StoreKey};
+use graphgate::store::{NewAccount, Store, StoreKey};
 
 fn store_with_folder() -> (Store, graphgate::store::FolderId, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let account = store
-        .add_account(&NewAccount {
-            login: "alice@example.com".into(),
-            password: Secret::new("alice".into()),
-            mailbox: "alice@example.com".into(),
-            auth_profile: AuthProfile::Delegated,
-            aliases: vec![],
-            shared_mailboxes: vec![],
-        })
+        .add_account(&NewAccount::delegated("alice@example.com", "alice"))
         .unwrap();
     let folder = store
         .upsert_folder(

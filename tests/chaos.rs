@@ -26,9 +26,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use graphgate::secret::Secret;
 use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
-use graphgate::store::{AuthProfile, NewAccount, SpoolState, Store, StoreKey};
+use graphgate::store::{NewAccount, SpoolState, Store, StoreKey};
 use serde_json::Value;
 
 mod support;
@@ -229,14 +228,7 @@ impl Gateway {
         .unwrap();
         let store = Store::open(dir.path()).unwrap();
         let account = store
-            .add_account(&NewAccount {
-                login: "alice@example.com".into(),
-                password: Secret::new("alice".into()),
-                mailbox: "alice@example.com".into(),
-                auth_profile: AuthProfile::Delegated,
-                aliases: vec![],
-                shared_mailboxes: vec![],
-            })
+            .add_account(&NewAccount::delegated("alice@example.com", "alice"))
             .unwrap();
         let tokens = graphgate::cli::sign_in_via_simulator(tenant.url(), "alice@example.com")
             .await

@@ -11,9 +11,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use graphgate::secret::Secret;
 use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
-use graphgate::store::{AuthProfile, NewAccount, Store, StoreKey};
+use graphgate::store::{NewAccount, Store, StoreKey};
 use serde_json::Value;
 
 mod support;
@@ -37,14 +36,7 @@ async fn setup(sim: &Sim, smtp: &str, extra: &str) -> tempfile::TempDir {
     let store = Store::open(dir.path()).unwrap();
     let key = StoreKey::load(dir.path()).unwrap();
     let account = store
-        .add_account(&NewAccount {
-            login: "alice@example.com".into(),
-            password: Secret::new("alice".into()),
-            mailbox: "alice@example.com".into(),
-            auth_profile: AuthProfile::Delegated,
-            aliases: vec![],
-            shared_mailboxes: vec![],
-        })
+        .add_account(&NewAccount::delegated("alice@example.com", "alice"))
         .unwrap();
     let tokens = graphgate::cli::sign_in_via_simulator(&sim.url, "alice@example.com")
         .await

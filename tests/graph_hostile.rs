@@ -21,7 +21,7 @@ use graphgate::graph::{
 use graphgate::mailbox::{MailboxModel, flags};
 use graphgate::secret::Secret;
 use graphgate::store::folders::FolderId;
-use graphgate::store::{AccountId, AuthProfile, NewAccount, Store};
+use graphgate::store::{AccountId, NewAccount, Store};
 use serde_json::{Value, json};
 
 /// One canned answer.
@@ -298,14 +298,7 @@ fn model(dir: &std::path::Path, backend: Arc<dyn MailBackend>) -> (MailboxModel,
         Some(a) => a.id,
         None => {
             store
-                .add_account(&NewAccount {
-                    login: "alice@example.com".into(),
-                    password: Secret::new("alice".into()),
-                    mailbox: "alice@example.com".into(),
-                    auth_profile: AuthProfile::Delegated,
-                    aliases: vec![],
-                    shared_mailboxes: vec![],
-                })
+                .add_account(&NewAccount::delegated("alice@example.com", "alice"))
                 .unwrap()
                 .id
         }

@@ -6,10 +6,9 @@
 
 use std::time::Duration;
 
-use graphgate::secret::Secret;
 use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
 use graphgate::sim::{SimConfig, SimState};
-use graphgate::store::{AuthProfile, NewAccount, Store, StoreKey};
+use graphgate::store::{NewAccount, Store, StoreKey};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -107,14 +106,7 @@ async fn ten_thousand_messages_cost_what_the_budget_allows() {
     let store = Store::open(dir.path()).unwrap();
     let key = StoreKey::load(dir.path()).unwrap();
     let account = store
-        .add_account(&NewAccount {
-            login: "alice@example.com".into(),
-            password: Secret::new("alice".into()),
-            mailbox: "alice@example.com".into(),
-            auth_profile: AuthProfile::Delegated,
-            aliases: vec![],
-            shared_mailboxes: vec![],
-        })
+        .add_account(&NewAccount::delegated("alice@example.com", "alice"))
         .unwrap();
     let tokens = graphgate::cli::sign_in_via_simulator(&sim_url, "alice@example.com")
         .await

@@ -17,7 +17,7 @@ use graphgate::sim::caller::Caller;
 use graphgate::sim::tenant::DEMO_PUBLIC_CLIENT_ID;
 use graphgate::sim::{SimConfig, SimState};
 use graphgate::store::folders::Uid;
-use graphgate::store::{AccountId, AuthProfile, NewAccount, Store};
+use graphgate::store::{AccountId, NewAccount, Store};
 
 struct SimTokens {
     state: SimState,
@@ -78,14 +78,7 @@ async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let account = store
-        .add_account(&NewAccount {
-            login: "alice@example.com".into(),
-            password: Secret::new("alice".into()),
-            mailbox: "alice@example.com".into(),
-            auth_profile: AuthProfile::Delegated,
-            aliases: vec![],
-            shared_mailboxes: vec![],
-        })
+        .add_account(&NewAccount::delegated("alice@example.com", "alice"))
         .unwrap()
         .id;
     World {

@@ -10,9 +10,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use graphgate::secret::Secret;
 use graphgate::spool::owner::{OwnerRole, SpoolOwner};
-use graphgate::store::{AuthProfile, NewAccount, Store, StoreKey};
+use graphgate::store::{NewAccount, Store, StoreKey};
 
 mod support;
 
@@ -120,14 +119,7 @@ fn sealed_store(dir: &Path, tokens: &[u8]) -> [u8; 32] {
     let store = Store::open(dir).unwrap();
     let key = StoreKey::load(dir).unwrap();
     let account = store
-        .add_account(&NewAccount {
-            login: "alice@example.com".into(),
-            password: Secret::new("alice".into()),
-            mailbox: "alice@example.com".into(),
-            auth_profile: AuthProfile::Delegated,
-            aliases: vec![],
-            shared_mailboxes: vec![],
-        })
+        .add_account(&NewAccount::delegated("alice@example.com", "alice"))
         .unwrap();
     store.put_tokens(account.id, &key, tokens, None).unwrap();
     key_bytes(&dir.join("graphgate.key"))

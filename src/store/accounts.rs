@@ -113,6 +113,21 @@ pub struct NewAccount {
     pub shared_mailboxes: Vec<String>,
 }
 
+impl NewAccount {
+    /// A delegated account whose login is its mailbox address, with no
+    /// aliases or shared mailboxes (what `accounts add LOGIN` makes).
+    pub fn delegated(login: &str, password: &str) -> NewAccount {
+        NewAccount {
+            login: login.to_string(),
+            password: Secret::new(password.to_string()),
+            mailbox: login.to_string(),
+            auth_profile: AuthProfile::Delegated,
+            aliases: Vec::new(),
+            shared_mailboxes: Vec::new(),
+        }
+    }
+}
+
 const COLUMNS: &str = "id, login, mailbox, auth_profile, aliases, shared_mailboxes, state, last_error, \
      save_to_sent_items, app_credential, imap_inbox, keep_fetched";
 
