@@ -387,7 +387,7 @@ fn hostile_inputs_stay_bounded_and_parseable() {
     let mut wide = b"Content-Type: multipart/mixed; boundary=w\r\n\r\n".to_vec();
     wide.extend_from_slice(&b"--w\r\n\r\n".repeat(20_000));
     inputs.push(wide);
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/mime_imap");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/mime_imap");
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for e in entries.flatten() {
             if e.file_name().to_string_lossy().starts_with("regression-") {

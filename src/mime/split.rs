@@ -524,7 +524,7 @@ Content-Disposition: attachment; filename=\"data.bin\"\r\nContent-Transfer-Encod
     /// announced size differ from the streamed one.
     #[tokio::test]
     async fn regression_mid_body_padding_streams_the_announced_size() {
-        let msg = include_bytes!("../../fuzz/seeds/mime_split/regression-mid-padding.eml");
+        let msg = include_bytes!("../../fuzz/corpus/mime_split/regression-mid-padding.eml");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.eml");
         std::fs::write(&path, msg).unwrap();
