@@ -289,6 +289,18 @@ async fn imap_endless_lines_huge_literals_garbage_and_wrong_state_get_errors() {
     let r = c.line().await.unwrap();
     assert!(r.starts_with("* BAD"), "{r}");
 
+    // LIST patterns made of wildcards (a fuzzer's find: matching them by
+    // trying every split was exponential), and one longer than any name.
+    c.send(b"l1 LOGIN bob@example.com bob\r\n").await;
+    assert!(c.tagged("l1").await.unwrap().starts_with("l1 OK"));
+    let stars = format!("l2 LIST \"\" \"{}?{}\"\r\n", "*".repeat(60), "*".repeat(60));
+    c.send(stars.as_bytes()).await;
+    assert!(c.tagged("l2").await.unwrap().starts_with("l2 OK"));
+    let long = format!("l3 LIST \"\" \"{}\"\r\n", "%a".repeat(1000));
+    c.send(long.as_bytes()).await;
+    let r = c.tagged("l3").await.unwrap();
+    assert!(r.starts_with("l3 NO") && r.contains("1024"), "{r}");
+
     // Pipelined garbage: 500 bad lines in one write, then a NOOP that is
     // still answered.
     let mut garbage = Vec::new();
