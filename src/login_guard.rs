@@ -22,6 +22,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::secret::Secret;
+use crate::store::{Account, Store};
+
 /// Thresholds (`login_limit.*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginLimits {
@@ -51,6 +54,15 @@ impl Default for LoginLimits {
     }
 }
 
+/// The outcome of [`LoginGuard::check`].
+pub enum Checked {
+    Account(Box<Account>),
+    /// Wrong login or password (or the store failed: logged).
+    Wrong,
+    /// Too many failures: refused unchecked for this long.
+    Refused(Duration),
+}
+
 /// What to do with a login attempt before its password is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
@@ -77,11 +89,12 @@ pub struct LoginGuard {
 /// Entries kept at most; beyond it, expired ones are swept.
 const MAX_ENTRIES: usize = 100_000;
 
+fn login_key(login: &str) -> String {
+    format!("login:{}", login.to_lowercase())
+}
+
 fn keys(ip: IpAddr, login: &str) -> [String; 2] {
-    [
-        format!("ip:{ip}"),
-        format!("login:{}", login.to_lowercase()),
-    ]
+    [format!("ip:{ip}"), login_key(login)]
 }
 
 /// `retry_in` rounded up to whole seconds, for replies.
@@ -111,8 +124,50 @@ impl LoginGuard {
 
     pub fn success(&self, login: &str) {
         if let Ok(mut map) = self.counts.lock() {
-            let [_, login_key] = keys(IpAddr::from([0, 0, 0, 0]), login);
-            map.remove(&login_key);
+            map.remove(&login_key(login));
+        }
+    }
+
+    /// Check a password for `protocol` ("smtp", "imap"): wait or refuse as
+    /// the counts say, check it (Argon2id, [`crate::account::authenticate`])
+    /// and count the outcome. Every failure and refusal is logged with the
+    /// address and the login, never the password.
+    pub async fn check(
+        &self,
+        store: &Store,
+        protocol: &'static str,
+        ip: IpAddr,
+        login: &str,
+        password: Secret<String>,
+    ) -> Checked {
+        match self.admit(ip, login) {
+            Admission::Refuse { retry_in } => {
+                tracing::warn!(
+                    %ip,
+                    login,
+                    retry_in_s = seconds(retry_in),
+                    "{protocol} authentication refused: too many failures"
+                );
+                return Checked::Refused(retry_in);
+            }
+            Admission::Proceed { wait } if !wait.is_zero() => tokio::time::sleep(wait).await,
+            Admission::Proceed { .. } => {}
+        }
+        match crate::account::authenticate(store, login, password).await {
+            Ok(Ok(Some(account))) => {
+                self.success(login);
+                Checked::Account(Box::new(account))
+            }
+            Ok(Ok(None)) => {
+                self.failure(ip, login);
+                tracing::warn!(%ip, login, "{protocol} authentication failed");
+                Checked::Wrong
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "{protocol} authentication: the store failed");
+                Checked::Wrong
+            }
+            Err(_) => Checked::Wrong,
         }
     }
 

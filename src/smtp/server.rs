@@ -7,7 +7,7 @@
 //! hands the file to the [`Submitter`], whose answer becomes the final reply.
 //! One connection's failure never touches another's.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,8 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::session::{Action, Authenticated, Envelope, Session, SessionConfig, SubmitOutcome};
-use crate::login_guard::{Admission, LoginGuard, seconds};
-use crate::secret::Secret;
+use crate::login_guard::{Checked, LoginGuard};
 use crate::store::Store;
 use crate::tls::Tls;
 
@@ -274,8 +273,20 @@ async fn serve_connection(
                     Action::Authenticate { login, password } => {
                         stream.flush().await?;
                         next.extend(
-                            match check_login(&server, peer.ip(), &login, password).await {
-                                Checked::Account(account) => session.auth_result(Some(account)),
+                            match server
+                                .config
+                                .login_guard
+                                .check(&server.store, "smtp", peer.ip(), &login, password)
+                                .await
+                            {
+                                Checked::Account(account) => {
+                                    let mut allowed = vec![account.mailbox.clone()];
+                                    allowed.extend(account.aliases.iter().cloned());
+                                    session.auth_result(Some(Authenticated {
+                                        login: account.login,
+                                        allowed_senders: allowed,
+                                    }))
+                                }
                                 Checked::Wrong => session.auth_result(None),
                                 Checked::Refused(retry_in) => session.auth_refused(retry_in),
                             },
@@ -431,55 +442,5 @@ async fn finish_message(
                     .into(),
             }
         }
-    }
-}
-
-/// The outcome of an AUTH exchange's password check.
-enum Checked {
-    Account(Authenticated),
-    Wrong,
-    /// Too many failures: refused unchecked for this long.
-    Refused(Duration),
-}
-
-/// Check a password through the shared [`LoginGuard`]: wait or refuse as
-/// it says, and tell it the outcome. Every failure and refusal is logged
-/// with the address and the login, never the password.
-async fn check_login(
-    server: &Server,
-    ip: IpAddr,
-    login: &str,
-    password: Secret<String>,
-) -> Checked {
-    let guard = &server.config.login_guard;
-    match guard.admit(ip, login) {
-        Admission::Refuse { retry_in } => {
-            tracing::warn!(%ip, login, retry_in_s = seconds(retry_in), "smtp authentication refused: too many failures");
-            return Checked::Refused(retry_in);
-        }
-        Admission::Proceed { wait } if !wait.is_zero() => tokio::time::sleep(wait).await,
-        Admission::Proceed { .. } => {}
-    }
-    let result = crate::account::authenticate(&server.store, login, password).await;
-    match result {
-        Ok(Ok(Some(account))) => {
-            guard.success(login);
-            let mut allowed = vec![account.mailbox.clone()];
-            allowed.extend(account.aliases.iter().cloned());
-            Checked::Account(Authenticated {
-                login: account.login,
-                allowed_senders: allowed,
-            })
-        }
-        Ok(Ok(None)) => {
-            guard.failure(ip, login);
-            tracing::warn!(%ip, login, "smtp authentication failed");
-            Checked::Wrong
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "smtp authentication: the store failed");
-            Checked::Wrong
-        }
-        Err(_) => Checked::Wrong,
     }
 }

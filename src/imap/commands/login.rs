@@ -7,8 +7,6 @@
 //! framing and stays in [`crate::imap::server`]; this file decides whether
 //! it may start and finishes it.
 
-use std::net::IpAddr;
-
 use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::auth::AuthMechanism;
 use imap_next::imap_types::core::{AString, Tag};
@@ -19,9 +17,8 @@ use imap_next::server::Server as ImapNext;
 use super::capability::capabilities;
 use crate::imap::server::{Conn, ImapServer};
 use crate::imap::session::{Refusal, Reply, State, text};
-use crate::login_guard::{Admission, seconds};
+use crate::login_guard::{Checked, seconds};
 use crate::secret::Secret;
-use crate::store::Account;
 
 /// LOGIN.
 pub(crate) async fn handle(
@@ -102,57 +99,6 @@ fn sasl_plain(data: &[u8]) -> Option<(String, Secret<String>)> {
     Some((login, Secret::new(password)))
 }
 
-/// The outcome of a password check through the shared [`LoginGuard`]
-/// (`crate::login_guard`).
-enum Checked {
-    Account(Box<Account>),
-    Wrong,
-    /// Too many failures: refused unchecked for this long.
-    Refused(std::time::Duration),
-}
-
-/// Check a password: wait or refuse as the guard says, and tell it the
-/// outcome. Every failure and refusal is logged with the address and the
-/// login, never the password.
-async fn check_login(
-    server: &ImapServer,
-    ip: IpAddr,
-    login: &str,
-    password: Secret<String>,
-) -> Checked {
-    let guard = &server.config.login_guard;
-    match guard.admit(ip, login) {
-        Admission::Refuse { retry_in } => {
-            tracing::warn!(
-                %ip,
-                login,
-                retry_in_s = seconds(retry_in),
-                "imap authentication refused: too many failures"
-            );
-            return Checked::Refused(retry_in);
-        }
-        Admission::Proceed { wait } if !wait.is_zero() => tokio::time::sleep(wait).await,
-        Admission::Proceed { .. } => {}
-    }
-    let result = crate::account::authenticate(&server.shared.store, login, password).await;
-    match result {
-        Ok(Ok(Some(account))) => {
-            guard.success(login);
-            Checked::Account(Box::new(account))
-        }
-        Ok(Ok(None)) => {
-            guard.failure(ip, login);
-            tracing::warn!(%ip, login, "imap authentication failed");
-            Checked::Wrong
-        }
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "imap authentication: the store failed");
-            Checked::Wrong
-        }
-        Err(_) => Checked::Wrong,
-    }
-}
-
 /// Check the password, open the account and list its folders; the
 /// session is then authenticated.
 async fn login_account(
@@ -163,7 +109,18 @@ async fn login_account(
 ) -> Result<(), String> {
     // RFC 5530 response codes: AUTHENTICATIONFAILED for wrong
     // credentials, UNAVAILABLE for a temporary refusal.
-    let account = match check_login(server, conn.peer.ip(), login, password).await {
+    let account = match server
+        .config
+        .login_guard
+        .check(
+            &server.shared.store,
+            "imap",
+            conn.peer.ip(),
+            login,
+            password,
+        )
+        .await
+    {
         Checked::Account(account) => *account,
         Checked::Wrong => {
             return Err(
