@@ -41,7 +41,23 @@ pub struct Tls {
     pub source: CertificateSource,
 }
 
+/// Longest a TLS handshake may take on a listener: a client that stops
+/// halfway must not hold a connection slot for a whole idle timeout.
+const MAX_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl Tls {
+    /// The server side of a handshake on `tcp`, within the listener's idle
+    /// timeout and at most [`MAX_HANDSHAKE`]; a timeout is `TimedOut`.
+    pub async fn accept_within(
+        &self,
+        tcp: tokio::net::TcpStream,
+        idle_timeout: std::time::Duration,
+    ) -> std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+        tokio::time::timeout(idle_timeout.min(MAX_HANDSHAKE), self.acceptor.accept(tcp))
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+    }
+
     /// Use `cert`/`key` if given, else the self-signed pair in `data_dir`
     /// (generated on first use for `localhost` and `127.0.0.1`).
     pub fn load(cert: Option<&Path>, key: Option<&Path>, data_dir: &Path) -> Result<Tls, TlsError> {
@@ -130,23 +146,10 @@ fn generate_self_signed(dir: &Path, cert: &Path, key: &Path) -> Result<(), TlsEr
     ];
     let certified =
         rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
-    write_private(key, certified.signing_key.serialize_pem().as_bytes()).map_err(|e| io(key, e))?;
+    crate::config::write_private_file(key, certified.signing_key.serialize_pem().as_bytes())
+        .map_err(|e| io(key, e))?;
     std::fs::write(cert, certified.cert.pem()).map_err(|e| io(cert, e))?;
     Ok(())
-}
-
-fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(contents)?;
-    file.sync_all()
 }
 
 /// A TLS client that accepts any certificate, for probes of our own

@@ -58,24 +58,18 @@ impl Default for ImapConfig {
     }
 }
 
-impl ImapConfig {
-    /// How long a TLS handshake may take: a client that stops halfway
-    /// must not hold a connection slot.
-    fn handshake_timeout(&self) -> Duration {
-        self.idle_timeout.min(Duration::from_secs(60))
-    }
-}
-
 /// A TLS handshake within the configured time.
 async fn handshake(
     server: &ImapServer,
     tcp: TcpStream,
 ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, String> {
     let tls = server.tls.as_ref().ok_or("no TLS certificate")?;
-    match tokio::time::timeout(server.config.handshake_timeout(), tls.acceptor.accept(tcp)).await {
-        Ok(r) => r.map_err(|e| format!("TLS handshake failed: {e}")),
-        Err(_) => Err("TLS handshake timed out".into()),
-    }
+    tls.accept_within(tcp, server.config.idle_timeout)
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::TimedOut => "TLS handshake timed out".to_string(),
+            _ => format!("TLS handshake failed: {e}"),
+        })
 }
 
 pub struct ImapServer {
@@ -198,12 +192,6 @@ fn literal_limit_text(limit: u32) -> String {
 /// Longest tag repeated in a BAD for a line that could not be parsed.
 const MAX_ECHOED_TAG: usize = 64;
 
-/// The start of discarded input, enough to find its tag (without copying
-/// what may be a whole over-long line).
-fn head(discarded: &[u8]) -> Vec<u8> {
-    discarded[..discarded.len().min(MAX_ECHOED_TAG + 1)].to_vec()
-}
-
 /// Send an untagged BYE before closing: imap-next writes a queued
 /// response only while the stream is driven, so drive it (briefly) until
 /// the BYE is out.
@@ -290,26 +278,25 @@ async fn serve(
                 // Garbage: say so (tagged when the line has a usable tag)
                 // and keep the connection.
                 use imap_next::server::Error as ServerError;
-                let (discarded, why): (Vec<u8>, std::borrow::Cow<'static, str>) = match &e {
-                    ServerError::ExpectedCrlfGotLf { discarded_bytes } => (
-                        head(discarded_bytes.declassify()),
-                        "lines must end with CRLF".into(),
-                    ),
+                let (discarded, why): (&[u8], &str) = match &e {
+                    ServerError::ExpectedCrlfGotLf { discarded_bytes } => {
+                        (discarded_bytes.declassify(), "lines must end with CRLF")
+                    }
                     ServerError::MalformedMessage { discarded_bytes } => (
-                        head(discarded_bytes.declassify()),
-                        "unknown command or wrong arguments (RFC 3501 syntax)".into(),
+                        discarded_bytes.declassify(),
+                        "unknown command or wrong arguments (RFC 3501 syntax)",
                     ),
                     // imap-next has already answered the announcement with
                     // a tagged BAD carrying literal_limit_text.
                     ServerError::LiteralTooLong { .. } => continue,
-                    ServerError::CommandTooLong { discarded_bytes } => (
-                        head(discarded_bytes.declassify()),
-                        "the command line is too long".into(),
-                    ),
+                    ServerError::CommandTooLong { discarded_bytes } => {
+                        (discarded_bytes.declassify(), "the command line is too long")
+                    }
                 };
                 // A tag longer than any client uses is not echoed: the
-                // line may be megabytes of one word.
-                let tag = discarded
+                // line may be megabytes of one word, so only its start is
+                // looked at.
+                let tag = discarded[..discarded.len().min(MAX_ECHOED_TAG + 1)]
                     .split(|b| *b == b' ')
                     .next()
                     .filter(|t| t.len() <= MAX_ECHOED_TAG)

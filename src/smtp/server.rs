@@ -222,15 +222,9 @@ async fn serve_connection(
                 "implicit TLS listener without a certificate",
             ));
         };
-        let handshake = tokio::time::timeout(
-            server.config.idle_timeout.min(Duration::from_secs(60)),
-            tls.acceptor.accept(tcp),
-        );
-        match handshake.await {
-            Ok(Ok(s)) => Stream::Tls(Box::new(s)),
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
-        }
+        Stream::Tls(Box::new(
+            tls.accept_within(tcp, server.config.idle_timeout).await?,
+        ))
     } else {
         Stream::Plain(tcp)
     };
@@ -301,13 +295,9 @@ async fn serve_connection(
                         else {
                             return Ok(());
                         };
-                        let handshake = tokio::time::timeout(
-                            server.config.idle_timeout.min(Duration::from_secs(60)),
-                            tls.acceptor.accept(tcp),
-                        );
-                        stream = match handshake.await {
-                            Ok(Ok(s)) => Stream::Tls(Box::new(s)),
-                            _ => return Ok(()),
+                        stream = match tls.accept_within(tcp, server.config.idle_timeout).await {
+                            Ok(s) => Stream::Tls(Box::new(s)),
+                            Err(_) => return Ok(()),
                         };
                         next.extend(session.tls_started());
                     }
