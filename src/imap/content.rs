@@ -82,6 +82,14 @@ impl ContentCache {
         self.dir.join(prefix).join(hash)
     }
 
+    /// Where each record's bytes would be (`None`: never fetched).
+    fn paths(&self, records: &[&MessageRecord]) -> Vec<Option<PathBuf>> {
+        records
+            .iter()
+            .map(|r| r.content_hash.as_deref().map(|h| self.path(h)))
+            .collect()
+    }
+
     /// The cached bytes of `record`, if they are on disk.
     pub async fn read(&self, record: &MessageRecord) -> Option<Bytes> {
         let hash = record.content_hash.as_deref()?;
@@ -95,10 +103,7 @@ impl ContentCache {
     /// The cached bytes of each record (`None` where they are not on
     /// disk), read in one blocking task.
     pub async fn read_many(&self, records: &[&MessageRecord]) -> Vec<Option<Bytes>> {
-        let paths: Vec<Option<PathBuf>> = records
-            .iter()
-            .map(|r| r.content_hash.as_deref().map(|h| self.path(h)))
-            .collect();
+        let paths = self.paths(records);
         let n = paths.len();
         let read = tokio::task::spawn_blocking(move || {
             paths
@@ -144,10 +149,7 @@ impl ContentCache {
         let mut ready = Vec::with_capacity(records.len());
         // Which are on disk, looked up in one blocking task (one per
         // message was a thread hand-off each).
-        let paths: Vec<Option<PathBuf>> = records
-            .iter()
-            .map(|r| r.content_hash.as_deref().map(|h| self.path(h)))
-            .collect();
+        let paths = self.paths(&records.iter().collect::<Vec<_>>());
         let n = paths.len();
         let on_disk = tokio::task::spawn_blocking(move || {
             paths

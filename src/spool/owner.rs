@@ -140,12 +140,14 @@ impl SpoolOwner {
 
 fn parse_holder(text: &str) -> Holder {
     let mut words = text.split_whitespace();
-    let role = match words.next() {
-        Some("gateway") => Some(OwnerRole::Gateway),
-        Some("send-test") => Some(OwnerRole::SendTest),
-        Some("keys-rotate") => Some(OwnerRole::KeyRotation),
-        _ => None,
-    };
+    let word = words.next();
+    let role = [
+        OwnerRole::Gateway,
+        OwnerRole::SendTest,
+        OwnerRole::KeyRotation,
+    ]
+    .into_iter()
+    .find(|r| Some(r.as_str()) == word);
     let pid = match (words.next(), words.next()) {
         (Some("pid"), Some(n)) => n.parse().ok(),
         _ => None,
