@@ -33,10 +33,9 @@ mod dovecot;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dovecot::{Dovecot, dovecot_binary};
-use graphgate::secret::Secret;
 use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
 use graphgate::sim::{SimConfig, SimState};
-use graphgate::store::{AuthProfile, NewAccount, Store, StoreKey};
+use graphgate::store::{NewAccount, Store, StoreKey};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -219,14 +218,7 @@ impl Gateway {
         let store = Store::open(dir.path()).unwrap();
         let key = StoreKey::load(dir.path()).unwrap();
         let account = store
-            .add_account(&NewAccount {
-                login: user.into(),
-                password: Secret::new("pw".into()),
-                mailbox: user.into(),
-                auth_profile: AuthProfile::Delegated,
-                aliases: vec![],
-                shared_mailboxes: vec![],
-            })
+            .add_account(&NewAccount::delegated(user, "pw"))
             .unwrap();
         let tokens = graphgate::cli::sign_in_via_simulator(&sim.url, user)
             .await

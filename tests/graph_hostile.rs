@@ -401,13 +401,7 @@ async fn a_truncated_delta_page_changes_nothing_and_the_next_round_resumes() {
     );
     model.sync(folder).await.unwrap();
     let before = held(&store, folder);
-    let link_before = store
-        .folders(model_account(&store))
-        .unwrap()
-        .into_iter()
-        .find(|f| f.id == folder)
-        .unwrap()
-        .delta_link;
+    let link_before = delta_link(&store, folder);
 
     // Page 1 is fine (it adds B and removes A), page 2 is cut off mid-way.
     let page2 = json!({"value": [message("C", "2026-01-03T00:00:00Z", false)],
@@ -429,13 +423,7 @@ async fn a_truncated_delta_page_changes_nothing_and_the_next_round_resumes() {
         before,
         "nothing applied from half a round"
     );
-    let link_after = store
-        .folders(model_account(&store))
-        .unwrap()
-        .into_iter()
-        .find(|f| f.id == folder)
-        .unwrap()
-        .delta_link;
+    let link_after = delta_link(&store, folder);
     assert_eq!(link_after, link_before, "the delta link did not move");
 
     // The round is repeated from the same link and now completes.
@@ -457,6 +445,14 @@ async fn a_truncated_delta_page_changes_nothing_and_the_next_round_resumes() {
     assert!(last.contains("deltatoken=t1"), "resumed from t1: {last}");
 }
 
-fn model_account(store: &Store) -> AccountId {
-    store.account("alice@example.com").unwrap().unwrap().id
+/// The delta link the store holds for `folder`.
+fn delta_link(store: &Store, folder: FolderId) -> Option<String> {
+    let account = store.account("alice@example.com").unwrap().unwrap().id;
+    store
+        .folders(account)
+        .unwrap()
+        .into_iter()
+        .find(|f| f.id == folder)
+        .unwrap()
+        .delta_link
 }
