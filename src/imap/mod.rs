@@ -23,4 +23,5 @@ pub(crate) mod commands;
 pub mod content;
 pub mod server;
 pub mod session;
+pub(crate) mod stream;
 pub mod utf7;

@@ -16,7 +16,6 @@ use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::response::{CommandContinuationRequest, Greeting, Status};
 use imap_next::server::{Event, Options, Server as ImapNext};
-use imap_next::stream::{Error as StreamError, Stream};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +25,7 @@ use super::commands::{
     logout, namespace, noop, rename, search, select, starttls, status, store, subscribe,
 };
 use super::session::{self, Reply, Shared, State};
+use super::stream::{Stream, StreamError};
 use crate::login_guard::LoginGuard;
 use crate::tls::Tls;
 
@@ -159,8 +159,27 @@ impl Conn {
     }
 }
 
-fn send_reply(imap: &mut ImapNext, tag: imap_next::imap_types::core::Tag<'static>, reply: Reply) {
-    // Untagged statuses first: MOVE's COPYUID must precede its EXPUNGEs
+fn send_reply(
+    stream: &mut Stream,
+    imap: &mut ImapNext,
+    tag: imap_next::imap_types::core::Tag<'static>,
+    reply: Reply,
+) {
+    // Pre-encoded responses first: imap-next's queue is empty while a
+    // command is answered (it sends everything before it reads the next
+    // command), so they follow all earlier output.
+    if !reply.raw.is_empty() {
+        if crate::wire::enabled() {
+            tracing::trace!(
+                target: crate::wire::TARGET,
+                "S: {} (then {} bytes more)",
+                crate::wire::line(&reply.raw),
+                reply.raw.len().saturating_sub(300)
+            );
+        }
+        stream.push_raw(&reply.raw);
+    }
+    // Untagged statuses next: MOVE's COPYUID must precede its EXPUNGEs
     // (RFC 6851 §4.3); for SELECT and LOGOUT the order is free.
     for u in reply.untagged {
         imap.enqueue_status(u);
@@ -203,11 +222,13 @@ async fn bye(stream: &mut Stream, imap: &mut ImapNext, text: &str) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         match tokio::time::timeout_at(deadline, stream.next(&mut *imap)).await {
-            Ok(Ok(Event::ResponseSent { .. })) => return,
+            Ok(Ok(Event::ResponseSent { .. })) => break,
             Ok(Ok(_)) => continue,
             _ => return,
         }
     }
+    // Output is coalesced: the BYE is out only once flushed.
+    let _ = tokio::time::timeout_at(deadline, stream.flush()).await;
 }
 
 async fn serve(
@@ -220,7 +241,7 @@ async fn serve(
     let _ = tcp.set_nodelay(true);
     let mut stream = if implicit_tls {
         let s = handshake(&server, tcp).await?;
-        Stream::tls(tokio_rustls::TlsStream::Server(s))
+        Stream::tls(s)
     } else {
         Stream::insecure(tcp)
     };
@@ -333,9 +354,9 @@ async fn serve(
                 if conn.starttls {
                     conn.starttls = false;
                     stream.flush().await.map_err(|e| e.to_string())?;
-                    let tcp: TcpStream = stream.into();
+                    let tcp = stream.into_plain().ok_or("STARTTLS over TLS")?;
                     let s = handshake(&server, tcp).await?;
-                    stream = Stream::tls(tokio_rustls::TlsStream::Server(s));
+                    stream = Stream::tls(s);
                     conn.tls_active = true;
                 }
                 if matches!(conn.state, State::Logout) {
@@ -427,8 +448,11 @@ async fn serve(
                     tracing::trace!(target: crate::wire::TARGET, "C: {}", wire_command(&command));
                 }
                 let tag = command.tag.clone();
+                // Earlier answers go out before a command that may take a
+                // while (output is coalesced until imap-next waits for input).
+                stream.try_flush().map_err(|e| e.to_string())?;
                 let reply = command_reply(&server, &mut conn, command).await;
-                send_reply(&mut imap, tag, reply);
+                send_reply(&mut stream, &mut imap, tag, reply);
             }
         }
     }
