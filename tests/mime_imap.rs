@@ -22,6 +22,7 @@ use std::time::Duration;
 
 #[path = "support/dovecot.rs"]
 mod dovecot;
+mod support;
 
 use dovecot::{Dovecot, dovecot_binary};
 use graphgate::mime::imap::{Message, partial, section};
@@ -841,4 +842,105 @@ fn same_answers_as_dovecot() {
         failures.join("\n"),
         dovecot.log()
     );
+}
+
+/// `GET url` with curl: the body.
+fn get(url: &str) -> String {
+    let out = std::process::Command::new("curl")
+        .args(["-sf", url])
+        .output()
+        .expect("curl is installed (scripts/test installs it)");
+    assert!(out.status.success(), "GET {url}: {:?}", out.status);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn graph_requests(sim: &str) -> u64 {
+    let stats: serde_json::Value =
+        serde_json::from_str(&get(&format!("{sim}/_sim/stats"))).expect("stats JSON");
+    stats["graph_requests"].as_u64().expect("graph_requests")
+}
+
+/// Rows of the gateway's store with a computed structure kept.
+fn structures_kept(data_dir: &Path) -> i64 {
+    let db = rusqlite::Connection::open_with_flags(
+        graphgate::store::Store::path_in(data_dir),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("the store");
+    db.query_row(
+        "SELECT count(*) FROM cache WHERE structure IS NOT NULL",
+        [],
+        |r| r.get(0),
+    )
+    .expect("count")
+}
+
+/// The warm FETCH path (graphgate's `imap::structures`): once a FETCH
+/// has computed the messages' structures, the same FETCH is answered from
+/// the store — byte for byte what the full path wrote, without the cached
+/// files and without Graph.
+#[test]
+fn stored_structures_answer_as_the_full_path_did() {
+    let demo = support::demo();
+    let port: u16 = demo.imap.rsplit(':').next().unwrap().parse().unwrap();
+    let mut c = Client::connect(port);
+    c.run("LOGIN alice@example.com alice", None);
+    c.run("CREATE Structures", None);
+    let mut appended = 0;
+    for (_, msg) in fixtures() {
+        // APPEND stores up to about 3 MB (APPENDLIMIT).
+        if msg.len() < 2_000_000 {
+            c.run("APPEND Structures", Some(&msg));
+            appended += 1;
+        }
+    }
+    c.run("SELECT Structures", None);
+    let commands = [
+        "FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE)",
+        "UID FETCH 1:* (BODY INTERNALDATE ENVELOPE FLAGS)",
+        "FETCH 1:* (RFC822.SIZE UID)",
+        "FETCH 2:4 (FLAGS UID INTERNALDATE)",
+    ];
+    let full: Vec<Vec<Vec<u8>>> = commands.iter().map(|cmd| c.run(cmd, None).0).collect();
+    assert_eq!(full[0].len(), appended);
+
+    // The structures are stored off the answer's path: wait for them.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while structures_kept(demo.dir.path()) < appended as i64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "structures kept: {} of {appended}",
+            structures_kept(demo.dir.path())
+        );
+        std::thread::yield_now();
+    }
+    // Without the message files the full path would fetch them again.
+    let cache = demo.dir.path().join("cache");
+    for entry in std::fs::read_dir(&cache).expect("cache directory") {
+        let dir = entry.unwrap().path();
+        if dir.is_dir() {
+            for file in std::fs::read_dir(&dir).unwrap() {
+                std::fs::remove_file(file.unwrap().path()).unwrap();
+            }
+        }
+    }
+    let before = graph_requests(&demo.sim);
+    for (command, first) in commands.iter().zip(&full) {
+        let again = c.run(command, None).0;
+        assert_eq!(again.len(), first.len(), "{command}");
+        for (a, b) in again.iter().zip(first) {
+            assert_eq!(
+                String::from_utf8_lossy(a),
+                String::from_utf8_lossy(b),
+                "{command}"
+            );
+        }
+    }
+    assert_eq!(graph_requests(&demo.sim), before, "answered without Graph");
+
+    // A body section still needs the bytes: fetched again from Graph, and
+    // they describe the same message.
+    let (bodies, _) = c.run("FETCH 1 (BODY.PEEK[] RFC822.SIZE)", None);
+    assert_eq!(bodies.len(), 1);
+    assert!(graph_requests(&demo.sim) > before);
 }

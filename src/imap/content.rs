@@ -72,6 +72,20 @@ impl ContentCache {
         tracing::debug!(dropped = dropped.len(), "message cache: evicted to its cap");
     }
 
+    /// Mark contents used, for eviction only: off the answer's path (it
+    /// was a blocking write of one row per message, and its fsync, on the
+    /// task serving the FETCH).
+    pub fn touch(&self, hashes: Vec<String>) {
+        if hashes.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let hashes: Vec<&str> = hashes.iter().map(String::as_str).collect();
+            let _ = store.cache_touch(&hashes);
+        });
+    }
+
     /// Where the contents live.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -168,20 +182,12 @@ impl ContentCache {
         }
         let metrics = crate::metrics::get();
         metrics.mime_cache_hits.inc_by(ready.len() as u64);
-        let hits: Vec<String> = ready
-            .iter()
-            .filter_map(|r| r.content_hash.clone())
-            .collect();
-        if !hits.is_empty() {
-            // Recency for eviction only: off the answer's path (it was a
-            // blocking write of one row per message, and its fsync, on the
-            // task serving the FETCH).
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || {
-                let hits: Vec<&str> = hits.iter().map(String::as_str).collect();
-                let _ = store.cache_touch(&hits);
-            });
-        }
+        self.touch(
+            ready
+                .iter()
+                .filter_map(|r| r.content_hash.clone())
+                .collect(),
+        );
         metrics.mime_cache_misses.inc_by(missing.len() as u64);
         let mut recorded = Vec::new();
         // Up to BATCHES_IN_FLIGHT batches at once, their answers taken in

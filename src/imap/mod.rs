@@ -24,4 +24,5 @@ pub mod content;
 pub mod server;
 pub mod session;
 pub(crate) mod stream;
+pub mod structures;
 pub mod utf7;

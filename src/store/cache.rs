@@ -53,17 +53,39 @@ impl Store {
         .map_err(Into::into)
     }
 
-    pub fn cache_set_structure(
-        &self,
-        content_hash: &str,
-        structure: &[u8],
-    ) -> Result<(), StoreError> {
-        let conn = self.lock()?;
-        conn.execute(
-            "UPDATE cache SET structure = ?1 WHERE content_hash = ?2",
-            params![structure, content_hash],
-        )?;
+    /// Keep computed structures (`(content hash, encoded structure)`), one
+    /// transaction for all; an entry evicted meanwhile is left out.
+    pub fn cache_set_structures(&self, structures: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        {
+            let mut set =
+                tx.prepare_cached("UPDATE cache SET structure = ?1 WHERE content_hash = ?2")?;
+            for (hash, structure) in structures {
+                set.execute(params![structure, hash])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
+    }
+
+    /// The stored structures of a folder's messages, by UID (ascending;
+    /// messages without one are left out).
+    pub fn folder_structures(
+        &self,
+        folder: super::folders::FolderId,
+    ) -> Result<Vec<(super::folders::Uid, Vec<u8>)>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT m.uid, c.structure FROM messages m
+             JOIN cache c ON c.content_hash = m.content_hash
+             WHERE m.folder_id = ?1 AND c.structure IS NOT NULL
+             ORDER BY m.uid",
+        )?;
+        let rows = stmt.query_map([folder.0], |r| {
+            Ok((super::folders::Uid(r.get(0)?), r.get::<_, Vec<u8>>(1)?))
+        })?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
     }
 
     /// Total bytes indexed.
@@ -168,6 +190,14 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
-        store.cache_set_structure("d", b"S").unwrap_or(());
+        // A structure is kept with its entry (and read with it).
+        store
+            .cache_set_structures(&[("d".into(), b"S".to_vec()), ("gone".into(), b"T".to_vec())])
+            .unwrap();
+        assert_eq!(
+            store.cache_get("d").unwrap().unwrap().structure.as_deref(),
+            Some(&b"S"[..])
+        );
+        assert_eq!(store.cache_get("gone").unwrap(), None);
     }
 }

@@ -24,6 +24,7 @@ use crate::imap::content;
 use crate::imap::session::{
     Authenticated, Refusal, Reply, Shared, State, View, flag_list, nz, resolve,
 };
+use crate::imap::structures;
 use crate::mailbox::flags;
 use crate::mime::imap as mime;
 use crate::store::folders::MessageRecord;
@@ -39,12 +40,13 @@ pub(crate) async fn handle(
         return Reply::bad("no folder selected: SELECT one first");
     };
     match fetch(shared, auth, view, set, names, uid).await {
-        Ok(data) => Reply::ok("FETCH completed").with_data(data),
+        Ok(Answer::Data(data)) => Reply::ok("FETCH completed").with_data(data),
+        Ok(Answer::Encoded(raw)) => Reply::ok("FETCH completed").with_raw(raw),
         Err(r) => r.into(),
     }
 }
 
-fn imap_date(unix: Option<i64>) -> DateTime {
+pub(crate) fn imap_date(unix: Option<i64>) -> DateTime {
     let when: ChronoDateTime<FixedOffset> = unix
         .and_then(|s| Utc.timestamp_opt(s, 0).single())
         .unwrap_or_else(Utc::now)
@@ -153,6 +155,13 @@ async fn reread(
     shared.cache.read(&fresh).await.ok_or_else(cannot)
 }
 
+/// A FETCH's untagged responses.
+enum Answer {
+    Data(Vec<Data<'static>>),
+    /// Encoded already, from the index and stored structures.
+    Encoded(Vec<u8>),
+}
+
 /// FETCH / UID FETCH.
 async fn fetch(
     shared: &Shared,
@@ -161,7 +170,7 @@ async fn fetch(
     set: &SequenceSet,
     names: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
-) -> Result<Vec<Data<'static>>, Refusal> {
+) -> Result<Answer, Refusal> {
     let mut names: Vec<MessageDataItemName<'_>> = match names {
         MacroOrMessageDataItemNames::Macro(m) => {
             m.expand().into_iter().map(|n| n.into_static()).collect()
@@ -176,6 +185,27 @@ async fn fetch(
         .messages(view.folder.id)
         .map_err(|e| Refusal::no(e.to_string()))?;
     let mut targets = resolve(view, &records, set, uid);
+    // Structures kept by earlier FETCHes (by UID), when an item needs one.
+    let stored = if structures::needs_structure(&names) {
+        shared
+            .store
+            .folder_structures(view.folder.id)
+            .map_err(|e| Refusal::no(e.to_string()))?
+    } else {
+        Vec::new()
+    };
+    if let Some(raw) = structures::answer(view, &names, &targets, &stored) {
+        // The bytes behind those structures were used: keep them from
+        // eviction as if they had been read.
+        shared.cache.touch(
+            targets
+                .iter()
+                .filter_map(|(_, r)| r.content_hash.clone())
+                .collect(),
+        );
+        return Ok(Answer::Encoded(raw));
+    }
+    let mut computed = Vec::new();
     if needs_content(&names) {
         let wanted: Vec<MessageRecord> = targets.iter().map(|(_, r)| r.clone()).collect();
         let ready = shared
@@ -226,6 +256,16 @@ async fn fetch(
             // One part tree per message for all the items asked for; it is
             // read only when an item needs it.
             let message = Lazy::new(bytes.as_deref().unwrap_or_default());
+            // Keep the structure for the next FETCH (see structures.rs).
+            if let (true, Some(hash)) = (structures::needs_structure(&names), &record.content_hash)
+            {
+                let known = stored
+                    .binary_search_by_key(&record.uid, |(u, _)| *u)
+                    .is_ok_and(|i| structures::decode(&stored[i].1).is_some());
+                if !known && bytes.is_some() {
+                    computed.push((hash.clone(), structures::compute(message.bytes())));
+                }
+            }
             let mut items = Vec::new();
             let mut set_seen = false;
             let mut fetched_whole = false;
@@ -310,6 +350,15 @@ async fn fetch(
             }
         }
     }
+    if !computed.is_empty() {
+        // Off the answer's path; a FETCH meanwhile computes them again.
+        let store = shared.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.cache_set_structures(&computed) {
+                tracing::warn!("message cache: cannot keep computed structures: {e}");
+            }
+        });
+    }
     for r in mark_seen {
         let id = RemoteMessageId::new(r.remote_id.clone());
         let update = FlagUpdate {
@@ -331,5 +380,5 @@ async fn fetch(
             );
         }
     }
-    Ok(out)
+    Ok(Answer::Data(out))
 }
