@@ -198,6 +198,22 @@ fn send_reply(
     }
 }
 
+/// A state machine past its greeting with no input: the one to go on with
+/// after STARTTLS (its greeting was sent at the start, in plaintext).
+fn without_input(options: Options) -> ImapNext {
+    let greeting = Greeting::ok(None, "-").expect("greeting");
+    let mut imap = ImapNext::new(options, greeting);
+    use imap_next::State as _;
+    loop {
+        match imap.next() {
+            Ok(Event::GreetingSent { .. }) => return imap,
+            // The greeting's bytes: not to be sent again.
+            Err(imap_next::Interrupt::Io(imap_next::Io::Output(_))) => continue,
+            _ => return imap,
+        }
+    }
+}
+
 /// Why a literal above `limit` bytes is refused.
 fn literal_limit_text(limit: u32) -> String {
     format!(
@@ -252,7 +268,7 @@ async fn serve(
     let _ = options.set_literal_reject_text(literal_limit_text(server.config.max_literal));
     let greeting = Greeting::ok(None, "graphgate IMAP ready (Microsoft 365 through Graph)")
         .map_err(|e| e.to_string())?;
-    let mut imap = ImapNext::new(options, greeting.into_static());
+    let mut imap = ImapNext::new(options.clone(), greeting.into_static());
     let mut conn = Conn {
         state: State::NotAuthenticated,
         tls_active: implicit_tls,
@@ -358,6 +374,11 @@ async fn serve(
                     let s = handshake(&server, tcp).await?;
                     stream = Stream::tls(s);
                     conn.tls_active = true;
+                    // Whatever came in plaintext after STARTTLS is dropped
+                    // unanswered (RFC 3207 §4.2's rule, CVE-2011-0411's
+                    // attack): it sits in imap-next's input, so start over
+                    // with a state machine that has none.
+                    imap = without_input(options.clone());
                 }
                 if matches!(conn.state, State::Logout) {
                     stream.flush().await.map_err(|e| e.to_string())?;
