@@ -471,46 +471,29 @@ fn commands_injected_before_the_tls_handshake_are_dropped() {
     let port = |addr: &str| addr.rsplit(':').next().unwrap().to_string();
     let script = r#"
 import socket, ssl, sys
-imap_port, smtp_port = int(sys.argv[1]), int(sys.argv[2])
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
 
-s = socket.create_connection(("127.0.0.1", imap_port), timeout=30)
-f = s.makefile("rb")
-assert f.readline().startswith(b"* OK")
-s.sendall(b"a STARTTLS\r\nb LOGIN alice@example.com alice\r\n")
-assert f.readline().startswith(b"a OK"), "STARTTLS refused"
-t = ctx.wrap_socket(s, server_hostname="localhost")
-t.sendall(b"c NOOP\r\n")
-g = t.makefile("rb")
-first = g.readline()
-assert first.startswith(b"c OK"), "injected IMAP command answered: %r" % first
-t.sendall(b"d LOGOUT\r\n")
+def attempt(port, hello, starttls, injected, after, expected):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    f = s.makefile("rb")
+    f.readline()
+    if hello:
+        s.sendall(hello)
+        while f.readline()[3:4] != b" ":
+            pass
+    s.sendall(starttls + injected)
+    f.readline()
+    t = ctx.wrap_socket(s, server_hostname="localhost")
+    t.sendall(after)
+    first = t.makefile("rb").readline()
+    assert first.startswith(expected), "injected %r answered: %r" % (injected, first)
 
-s = socket.create_connection(("127.0.0.1", smtp_port), timeout=30)
-f = s.makefile("rb")
-assert f.readline().startswith(b"220")
-s.sendall(b"EHLO x\r\n")
-while f.readline()[3:4] != b" ":
-    pass
-s.sendall(b"STARTTLS\r\nMAIL FROM:<alice@example.com>\r\n")
-assert f.readline().startswith(b"220"), "STARTTLS refused"
-t = ctx.wrap_socket(s, server_hostname="localhost")
-t.sendall(b"NOOP\r\n")
-g = t.makefile("rb")
-first = g.readline()
-assert first.startswith(b"250 2.0.0"), "injected SMTP command answered: %r" % first
-t.sendall(b"QUIT\r\n")
+attempt(int(sys.argv[1]), None, b"a STARTTLS\r\n",
+        b"b LOGIN alice@example.com alice\r\n", b"c NOOP\r\n", b"c OK")
+attempt(int(sys.argv[2]), b"EHLO x\r\n", b"STARTTLS\r\n",
+        b"MAIL FROM:<alice@example.com>\r\n", b"NOOP\r\n", b"250 2.0.0")
 "#;
-    let out = std::process::Command::new(support::python())
-        .args(["-c", script, &port(&d.imap), &port(&d.smtp)])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::py_with(script, &[&port(&d.imap), &port(&d.smtp)]);
 }

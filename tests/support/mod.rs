@@ -232,8 +232,15 @@ pub fn python() -> &'static str {
 
 /// Run a Python script (smtplib, imaplib…); its output on failure.
 pub fn py(script: &str) {
+    py_with(script, &[]);
+}
+
+/// [`py`] with arguments (`sys.argv[1:]`).
+pub fn py_with(script: &str, args: &[&str]) {
     let out = Command::new(python())
-        .args(["-c", script])
+        .arg("-c")
+        .arg(script)
+        .args(args)
         .output()
         .unwrap();
     assert!(
