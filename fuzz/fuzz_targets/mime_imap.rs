@@ -3,11 +3,14 @@
 //! never panic; the FETCH response carrying them re-parses with
 //! imap-codec to the same wire form; BODY[HEADER] + BODY[TEXT] is the
 //! message; every size in BODYSTRUCTURE is the length of that part's
-//! BODY[n] and every line count its number of line ends.
+//! BODY[n] and every line count its number of line ends. The structure
+//! the warm FETCH path keeps (`graphgate::imap::structures`) reads back to
+//! the same wire form, and reading arbitrary bytes as one never panics.
 #![no_main]
 
 use std::num::NonZeroU32;
 
+use graphgate::imap::structures;
 use graphgate::mime::imap::{Message, partial, section};
 use imap_codec::ResponseCodec;
 use imap_codec::decode::Decoder;
@@ -128,4 +131,25 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let _ = partial(data, data.len() as u32 / 2, 7);
+
+    let kept = structures::compute(data);
+    let s = structures::decode(&kept).expect("a computed structure reads back");
+    let four = Response::Data(Data::Fetch {
+        seq: NonZeroU32::MIN,
+        items: Vec1::try_from(vec![
+            MessageDataItem::Envelope(m.envelope()),
+            MessageDataItem::BodyStructure(structure),
+            MessageDataItem::Body(m.body()),
+            MessageDataItem::Rfc822Size(m.size()),
+        ])
+        .unwrap(),
+    });
+    let mut served = b"* 1 FETCH (".to_vec();
+    for item in [s.envelope, s.body_structure, s.body] {
+        served.extend_from_slice(item);
+        served.push(b' ');
+    }
+    served.extend_from_slice(format!("RFC822.SIZE {})\r\n", s.rfc822_size).as_bytes());
+    assert_eq!(served, ResponseCodec::default().encode(&four).dump());
+    let _ = structures::decode(data);
 });
