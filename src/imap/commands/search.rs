@@ -14,7 +14,7 @@ use crate::imap::content;
 use crate::imap::session::{Authenticated, Refusal, Reply, Shared, State, View, in_set, nz};
 use crate::mailbox::flags;
 use crate::mime::imap as mime;
-use crate::store::folders::{MessageRecord, Uid};
+use crate::store::folders::MessageRecord;
 
 pub(crate) async fn handle(
     shared: &Shared,
@@ -119,6 +119,9 @@ fn parse_for_search(bytes: &[u8]) -> Parsed {
     }
 }
 
+/// Messages whose bytes are read together.
+const READ_AHEAD: usize = 64;
+
 /// SEARCH: flags, UIDs, sequence numbers, keywords and dates from the
 /// local index; header, body, size and sent-date keys from the message
 /// bytes (fetched in `$batch` groups the first time, then from the cache).
@@ -133,8 +136,8 @@ async fn search(
         .store
         .messages(view.folder.id)
         .map_err(|e| Refusal::no(e.to_string()))?;
-    let mut parsed: std::collections::HashMap<Uid, Parsed> = std::collections::HashMap::new();
-    if keys.iter().any(needs_bytes) {
+    let with_bytes = keys.iter().any(needs_bytes);
+    if with_bytes {
         let in_view: Vec<MessageRecord> = records
             .iter()
             .filter(|r| view.uids.binary_search(&r.uid).is_ok())
@@ -149,11 +152,6 @@ async fn search(
             )
             .await
             .map_err(|e| Refusal::no(format!("Graph could not deliver the messages: {e}")))?;
-        for r in &records {
-            if let Some(bytes) = shared.cache.read(r).await {
-                parsed.insert(r.uid, parse_for_search(&bytes));
-            }
-        }
     }
     let largest_seq = view.uids.len() as u32;
     let largest_uid = view.uids.last().map_or(0, |u| u.0);
@@ -249,19 +247,34 @@ async fn search(
             SearchKey::Smaller(n) => p.is_some_and(|p| p.size < *n as usize),
         })
     }
+    // Messages in sequence order; their bytes are read, parsed and matched
+    // READ_AHEAD at a time (one read per message, all parsed texts held
+    // until the end, was a task hand-off each and memory in proportion to
+    // the folder).
+    let in_view: Vec<(u32, &MessageRecord)> = view
+        .uids
+        .iter()
+        .enumerate()
+        .filter_map(|(i, uid)| content::find(&records, *uid).map(|r| (i as u32 + 1, r)))
+        .collect();
     let mut hits = Vec::new();
-    for (i, uidv) in view.uids.iter().enumerate() {
-        let Some(r) = content::find(&records, *uidv) else {
-            continue;
+    for chunk in in_view.chunks(READ_AHEAD) {
+        let bytes = if with_bytes {
+            let refs: Vec<&MessageRecord> = chunk.iter().map(|(_, r)| *r).collect();
+            shared.cache.read_many(&refs).await
+        } else {
+            vec![None; chunk.len()]
         };
-        let seq = i as u32 + 1;
-        let mut all = true;
-        for k in keys {
-            all &= matches(k, seq, r, parsed.get(&r.uid), (largest_seq, largest_uid))
-                .map_err(Refusal::No)?;
-        }
-        if all {
-            hits.push(nz(if uid { r.uid.0 } else { seq }));
+        for ((seq, r), bytes) in chunk.iter().zip(bytes) {
+            let parsed = bytes.as_deref().map(parse_for_search);
+            let mut all = true;
+            for k in keys {
+                all &= matches(k, *seq, r, parsed.as_ref(), (largest_seq, largest_uid))
+                    .map_err(Refusal::No)?;
+            }
+            if all {
+                hits.push(nz(if uid { r.uid.0 } else { *seq }));
+            }
         }
     }
     Ok(Data::Search(hits))
