@@ -281,3 +281,61 @@ fn accounts_are_managed_from_the_command_line() {
     assert!(!ok);
     assert!(err.contains("accounts list"), "{err}");
 }
+
+/// Started under an open-file limit too low for its listeners, the
+/// gateway says so, with the limit, what it needs and what to change.
+#[test]
+fn a_low_open_file_limit_is_reported_with_what_to_change() {
+    use std::io::Read as _;
+    use std::os::unix::process::CommandExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = graphgate();
+    command
+        .args(["demo", "--sim", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args([
+            "--smtp",
+            "127.0.0.1:0",
+            "--imap",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit between fork and exec touches only the struct given.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 300,
+                rlim_max: 300,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    // The warning comes before the listeners, so before the banner's end.
+    let stdout = child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        if line.unwrap().trim_start().starts_with("control") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    let _ = child.wait();
+    assert!(
+        log.contains("the open-file limit is 300, below the 4160 descriptors")
+            && log.contains("ulimit -n")
+            && log.contains("smtp.max_connections"),
+        "{log}"
+    );
+}

@@ -137,6 +137,20 @@ pub async fn start(
             None
         }
     };
+    // Each connection is a descriptor: say so if the open-file limit (raised
+    // to its hard limit at start) cannot carry every listener full.
+    let listeners = |a: &Option<_>, b: &Option<_>| (a.is_some() as u64) + (b.is_some() as u64);
+    let needed = listeners(&smtp_addr, &smtps_addr) * s.max_connections
+        + listeners(&imap_addr, &imaps_addr) * config.imap.max_connections
+        + 64;
+    if let Some(limit) = super::raise_open_file_limit().filter(|l| *l < needed) {
+        tracing::warn!(
+            "the open-file limit is {limit}, below the {needed} descriptors that full listeners \
+             need: connections beyond it will be refused; raise it (ulimit -n, LimitNOFILE= in \
+             systemd, --ulimit nofile= in Docker) or lower smtp.max_connections / \
+             imap.max_connections"
+        );
+    }
     // One guard for SMTP and IMAP: guesses count against both.
     let login_guard = Arc::new(crate::login_guard::LoginGuard::new(
         config.login_limit.limits(),
