@@ -4,9 +4,9 @@
 //! keyed by content hash, so they go when the bytes are evicted).
 //!
 //! A warm `FETCH 1:* (FLAGS ENVELOPE BODYSTRUCTURE RFC822.SIZE)` then
-//! reads one row per message and copies bytes, instead of reading every
-//! message file, walking its part tree and encoding the result
-//! ([`answer`]). The first FETCH that computes a structure stores it
+//! reads one row per message and copies bytes ([`write_item`]), instead of
+//! reading every message file, walking its part tree and encoding the
+//! result. The first FETCH that computes a structure keeps it
 //! ([`compute`]).
 
 use std::collections::HashMap;
@@ -17,9 +17,9 @@ use imap_next::imap_types::core::Vec1;
 use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName};
 use imap_next::imap_types::response::{Data, Response};
 
-use crate::imap::session::{View, flag_list, nz};
+use crate::imap::session::{flag_list, nz};
 use crate::mime::imap as mime;
-use crate::store::folders::{MessageRecord, Uid};
+use crate::store::folders::MessageRecord;
 
 /// Bumped whenever the MIME core may describe a message differently: a
 /// stored structure of another version is computed again.
@@ -37,7 +37,7 @@ pub struct Structure<'a> {
 
 /// One FETCH item in its wire form (`NAME value`), as imap-codec writes
 /// it inside a FETCH response.
-fn encode_item(item: MessageDataItem<'static>) -> Vec<u8> {
+pub fn encode_item(item: MessageDataItem<'static>) -> Vec<u8> {
     let response = Response::Data(Data::Fetch {
         seq: nz(1),
         items: Vec1::from(item),
@@ -94,8 +94,8 @@ pub fn decode(stored: &[u8]) -> Option<Structure<'_>> {
     })
 }
 
-/// The items [`answer`] serves: what the index and a stored structure
-/// hold. Anything else (a body section, RFC822…) takes the full path.
+/// Whether the index and a kept structure hold every item: no message's
+/// bytes are needed then (a body section, RFC822… need them).
 pub fn servable(names: &[MessageDataItemName<'_>]) -> bool {
     names.iter().all(|n| {
         matches!(
@@ -124,95 +124,61 @@ pub fn needs_structure(names: &[MessageDataItemName<'_>]) -> bool {
     })
 }
 
-/// The FETCH responses for `targets` (sequence number, record), encoded,
-/// when every item is [`servable`] and every message needing a structure
-/// has one in `stored` (sorted by UID); `None` otherwise, for the full
-/// path. The bytes are what imap-codec would write for the same items, in
-/// the same order (FLAGS last, as the full path puts them).
-pub fn answer(
-    view: &mut View,
-    names: &[MessageDataItemName<'_>],
-    targets: &[(u32, MessageRecord)],
-    stored: &[(Uid, Vec<u8>)],
-) -> Option<Vec<u8>> {
-    if !servable(names) {
-        return None;
-    }
-    let with_structure = needs_structure(names);
-    let with_flags = names.contains(&MessageDataItemName::Flags);
-    let mut out = Vec::with_capacity(targets.len() * if with_structure { 1024 } else { 64 });
-    // FLAGS lists are few and shared by many messages.
-    let mut flag_items: HashMap<(u32, &str), Vec<u8>> = HashMap::new();
-    let date_format = chrono::format::StrftimeItems::new("%d-%b-%Y %H:%M:%S %z");
-    for (seq, record) in targets {
-        let structure = if with_structure {
-            let i = stored
-                .binary_search_by_key(&record.uid, |(uid, _)| *uid)
-                .ok()?;
-            Some(decode(&stored[i].1)?)
-        } else {
-            None
-        };
-        let _ = write!(out, "* {seq} FETCH (");
-        let mut first = true;
-        let mut sep = |out: &mut Vec<u8>| {
-            if !std::mem::take(&mut first) {
-                out.push(b' ');
-            }
-        };
-        for name in names {
-            match name {
-                MessageDataItemName::Uid => {
-                    sep(&mut out);
-                    let _ = write!(out, "UID {}", nz(record.uid.0));
-                }
-                MessageDataItemName::InternalDate => {
-                    sep(&mut out);
-                    let date = super::commands::fetch::imap_date(record.internal_date);
-                    let _ = write!(
-                        out,
-                        "INTERNALDATE \"{}\"",
-                        date.as_ref().format_with_items(date_format.clone())
-                    );
-                }
-                MessageDataItemName::Rfc822Size => {
-                    sep(&mut out);
-                    let size = structure.as_ref().map_or(0, |s| s.rfc822_size);
-                    let _ = write!(out, "RFC822.SIZE {size}");
-                }
-                MessageDataItemName::Envelope => {
-                    sep(&mut out);
-                    out.extend_from_slice(structure.as_ref()?.envelope);
-                }
-                MessageDataItemName::BodyStructure => {
-                    sep(&mut out);
-                    out.extend_from_slice(structure.as_ref()?.body_structure);
-                }
-                MessageDataItemName::Body => {
-                    sep(&mut out);
-                    out.extend_from_slice(structure.as_ref()?.body);
-                }
-                // Last, below.
-                _ => {}
-            }
+/// Write `name`'s item for `record` if the index or `structure` holds it
+/// (UID, INTERNALDATE, RFC822.SIZE, ENVELOPE, BODYSTRUCTURE, BODY; the
+/// structure items need `structure`); false for any other item. The bytes
+/// are what imap-codec writes for the same item.
+pub fn write_item(
+    out: &mut Vec<u8>,
+    name: &MessageDataItemName<'_>,
+    record: &MessageRecord,
+    structure: Option<&Structure<'_>>,
+) -> bool {
+    match (name, structure) {
+        (MessageDataItemName::Uid, _) => {
+            let _ = write!(out, "UID {}", nz(record.uid.0));
         }
-        if with_flags {
-            sep(&mut out);
-            let flags = flag_items
-                .entry((record.flags, record.keywords.as_str()))
-                .or_insert_with(|| {
-                    encode_item(MessageDataItem::Flags(flag_list(
-                        record.flags,
-                        &record.keywords,
-                    )))
-                });
-            out.extend_from_slice(flags);
-            view.told
-                .insert(record.uid, (record.flags, record.keywords.clone()));
+        (MessageDataItemName::InternalDate, _) => {
+            let date = super::commands::fetch::imap_date(record.internal_date);
+            let _ = write!(
+                out,
+                "INTERNALDATE \"{}\"",
+                date.as_ref().format_with_items(DATE_FORMAT.iter())
+            );
         }
-        out.extend_from_slice(b")\r\n");
+        (MessageDataItemName::Rfc822Size, Some(s)) => {
+            let _ = write!(out, "RFC822.SIZE {}", s.rfc822_size);
+        }
+        (MessageDataItemName::Envelope, Some(s)) => out.extend_from_slice(s.envelope),
+        (MessageDataItemName::BodyStructure, Some(s)) => out.extend_from_slice(s.body_structure),
+        (MessageDataItemName::Body, Some(s)) => out.extend_from_slice(s.body),
+        _ => return false,
     }
-    Some(out)
+    true
+}
+
+/// imap-codec's format for a date-time (`"%d-%b-%Y %H:%M:%S %z"`), parsed
+/// once.
+static DATE_FORMAT: std::sync::LazyLock<Vec<chrono::format::Item<'static>>> =
+    std::sync::LazyLock::new(|| {
+        chrono::format::StrftimeItems::new("%d-%b-%Y %H:%M:%S %z")
+            .parse_to_owned()
+            .unwrap_or_default()
+    });
+
+/// `FLAGS (…)` items by flag set: a folder has few distinct ones, so each
+/// is encoded (by imap-codec) once per FETCH.
+#[derive(Default)]
+pub struct FlagItems(HashMap<(u32, String), Vec<u8>>);
+
+impl FlagItems {
+    pub fn get(&mut self, bits: u32, keywords: &str) -> &[u8] {
+        // Looked up by borrowed key first: no allocation for a known set.
+        let key = (bits, keywords.to_string());
+        self.0
+            .entry(key)
+            .or_insert_with(|| encode_item(MessageDataItem::Flags(flag_list(bits, keywords))))
+    }
 }
 
 #[cfg(test)]
@@ -237,6 +203,81 @@ mod tests {
         longer.push(0);
         assert_eq!(decode(&longer), None);
         assert_eq!(decode(b""), None);
+    }
+
+    /// A FETCH response put together from the index and a kept structure
+    /// is the one imap-codec writes for the same items.
+    #[test]
+    fn responses_are_written_as_imap_codec_writes_them() {
+        let message = b"From: =?utf-8?q?J=C3=BCrgen?= <j@example.com>\r\nTo: a@example.com, \
+            b@example.com\r\nSubject: \"quoted\" and \\ back\r\nMIME-Version: 1.0\r\n\
+            Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n\
+            hi\r\n--b\r\nContent-Type: application/pdf; name=x.pdf\r\n\
+            Content-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--b--\r\n";
+        let kept = compute(message);
+        let structure = decode(&kept).unwrap();
+        let record = MessageRecord {
+            uid: crate::store::folders::Uid(42),
+            remote_id: "id".into(),
+            flags: crate::mailbox::flags::SEEN | crate::mailbox::flags::FLAGGED,
+            keywords: "$label1 project-x".into(),
+            size: Some(message.len() as u64),
+            internal_date: Some(1_764_000_000),
+            content_hash: Some("h".into()),
+        };
+        let names = [
+            MessageDataItemName::Uid,
+            MessageDataItemName::Rfc822Size,
+            MessageDataItemName::Envelope,
+            MessageDataItemName::BodyStructure,
+            MessageDataItemName::Body,
+            MessageDataItemName::InternalDate,
+        ];
+        let mut ours = b"* 7 FETCH (".to_vec();
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                ours.push(b' ');
+            }
+            assert!(write_item(&mut ours, name, &record, Some(&structure)));
+        }
+        ours.push(b' ');
+        ours.extend_from_slice(FlagItems::default().get(record.flags, &record.keywords));
+        ours.extend_from_slice(b")\r\n");
+
+        let m = mime::Message::new(message);
+        let theirs = Response::Data(Data::Fetch {
+            seq: nz(7),
+            items: Vec1::try_from(vec![
+                MessageDataItem::Uid(nz(42)),
+                MessageDataItem::Rfc822Size(message.len() as u32),
+                MessageDataItem::Envelope(mime::envelope(message)),
+                MessageDataItem::BodyStructure(m.body_structure()),
+                MessageDataItem::Body(m.body()),
+                MessageDataItem::InternalDate(super::super::commands::fetch::imap_date(Some(
+                    1_764_000_000,
+                ))),
+                MessageDataItem::Flags(flag_list(record.flags, &record.keywords)),
+            ])
+            .unwrap(),
+        });
+        let theirs = imap_codec::ResponseCodec::default().encode(&theirs).dump();
+        assert_eq!(
+            String::from_utf8_lossy(&ours),
+            String::from_utf8_lossy(&theirs)
+        );
+        // Items not held by the index or the structure are left to the caller.
+        assert!(!write_item(
+            &mut ours,
+            &MessageDataItemName::Rfc822,
+            &record,
+            Some(&structure)
+        ));
+        assert!(!write_item(
+            &mut ours,
+            &MessageDataItemName::Envelope,
+            &record,
+            None
+        ));
     }
 
     #[test]

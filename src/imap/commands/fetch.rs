@@ -1,33 +1,35 @@
 //! FETCH and UID FETCH (RFC 3501 §6.4.5, §6.4.8): UID, FLAGS and
 //! INTERNALDATE come from the local index; RFC822.SIZE, ENVELOPE,
-//! BODY/BODYSTRUCTURE and every `BODY[section]<partial>` from the bytes
-//! the content cache serves for the message ([`crate::imap::content`]),
-//! described by the MIME core ([`crate::mime::imap`]) with the part tree
-//! read once per message and only when an item needs it. A non-PEEK body
-//! fetch sets `\Seen`. Costs nothing for metadata-only items; for the
-//! others, the messages not cached yet are fetched in `$batch` groups
-//! (20 per request), and one flag update per message newly `\Seen`.
+//! BODY/BODYSTRUCTURE from the message's structure, computed once by the
+//! MIME core ([`crate::mime::imap`]) and kept in the store
+//! ([`crate::imap::structures`]); every `BODY[section]<partial>` from the
+//! bytes the content cache serves for the message
+//! ([`crate::imap::content`]), with the part tree read once per message and
+//! only when an item needs it. A non-PEEK body fetch sets `\Seen`. The
+//! answer is encoded here, in one buffer. Costs nothing for metadata-only
+//! items or kept structures; for the others, the messages not cached yet
+//! are fetched in `$batch` groups (20 per request), and one flag update per
+//! message newly `\Seen`.
+
+use std::io::Write as _;
 
 use bytes::Bytes;
 use chrono::{DateTime as ChronoDateTime, FixedOffset, TimeZone, Utc};
 use imap_next::imap_types::IntoStatic;
-use imap_next::imap_types::core::{Literal, NString, Vec1};
+use imap_next::imap_types::core::{Literal, NString};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
 };
-use imap_next::imap_types::response::Data;
 use imap_next::imap_types::sequence::SequenceSet;
 
 use crate::graph::{FlagUpdate, RemoteMessageId};
 use crate::imap::content;
-use crate::imap::session::{
-    Authenticated, Refusal, Reply, Shared, State, View, flag_list, nz, resolve,
-};
+use crate::imap::session::{Authenticated, Refusal, Reply, Shared, State, View, resolve};
 use crate::imap::structures;
 use crate::mailbox::flags;
 use crate::mime::imap as mime;
-use crate::store::folders::MessageRecord;
+use crate::store::folders::{MessageRecord, Uid};
 
 pub(crate) async fn handle(
     shared: &Shared,
@@ -40,8 +42,7 @@ pub(crate) async fn handle(
         return Reply::bad("no folder selected: SELECT one first");
     };
     match fetch(shared, auth, view, set, names, uid).await {
-        Ok(Answer::Data(data)) => Reply::ok("FETCH completed").with_data(data),
-        Ok(Answer::Encoded(raw)) => Reply::ok("FETCH completed").with_raw(raw),
+        Ok(raw) => Reply::ok("FETCH completed").with_raw(raw),
         Err(r) => r.into(),
     }
 }
@@ -78,18 +79,6 @@ impl<'a> Lazy<'a> {
         self.tree.get_or_init(|| mime::Message::new(self.bytes))
     }
 
-    fn envelope(&self) -> imap_next::imap_types::envelope::Envelope<'static> {
-        mime::envelope(self.bytes)
-    }
-
-    fn body_structure(&self) -> imap_next::imap_types::body::BodyStructure<'static> {
-        self.parsed().body_structure()
-    }
-
-    fn body(&self) -> imap_next::imap_types::body::BodyStructure<'static> {
-        self.parsed().body()
-    }
-
     /// `BODY[section]`: the top-level header and text need no part tree.
     fn section(&self, section: Option<&Section<'_>>) -> std::borrow::Cow<'a, [u8]> {
         match section {
@@ -114,17 +103,6 @@ fn nstring(bytes: &[u8]) -> NString<'static> {
 
 /// Messages whose cached bytes are read together.
 const READ_AHEAD: usize = 64;
-
-fn needs_content(names: &[MessageDataItemName<'_>]) -> bool {
-    names.iter().any(|n| {
-        !matches!(
-            n,
-            MessageDataItemName::Uid
-                | MessageDataItemName::Flags
-                | MessageDataItemName::InternalDate
-        )
-    })
-}
 
 /// The bytes of a message whose cached file vanished after `ensure`:
 /// fetched from Graph again (a message must never be served empty).
@@ -155,14 +133,14 @@ async fn reread(
     shared.cache.read(&fresh).await.ok_or_else(cannot)
 }
 
-/// A FETCH's untagged responses.
-enum Answer {
-    Data(Vec<Data<'static>>),
-    /// Encoded already, from the index and stored structures.
-    Encoded(Vec<u8>),
-}
-
-/// FETCH / UID FETCH.
+/// FETCH / UID FETCH: the untagged responses, encoded.
+///
+/// One pass writes every response: UID, FLAGS, INTERNALDATE from the
+/// index; RFC822.SIZE, ENVELOPE, BODYSTRUCTURE and BODY from the message's
+/// kept structure (computed from its bytes and kept the first time, see
+/// [`structures`]); sections from its bytes. Only messages an item needs
+/// the bytes of are fetched and read, so a FETCH of structure items over
+/// a warm folder opens no file.
 async fn fetch(
     shared: &Shared,
     auth: &Authenticated,
@@ -170,7 +148,7 @@ async fn fetch(
     set: &SequenceSet,
     names: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
-) -> Result<Answer, Refusal> {
+) -> Result<Vec<u8>, Refusal> {
     let mut names: Vec<MessageDataItemName<'_>> = match names {
         MacroOrMessageDataItemNames::Macro(m) => {
             m.expand().into_iter().map(|n| n.into_static()).collect()
@@ -180,13 +158,35 @@ async fn fetch(
     if uid && !names.contains(&MessageDataItemName::Uid) {
         names.insert(0, MessageDataItemName::Uid);
     }
+    let offered = |n: &MessageDataItemName<'_>| {
+        matches!(
+            n,
+            MessageDataItemName::Uid
+                | MessageDataItemName::Flags
+                | MessageDataItemName::InternalDate
+                | MessageDataItemName::Rfc822Size
+                | MessageDataItemName::Envelope
+                | MessageDataItemName::BodyStructure
+                | MessageDataItemName::Body
+                | MessageDataItemName::Rfc822
+                | MessageDataItemName::Rfc822Header
+                | MessageDataItemName::Rfc822Text
+                | MessageDataItemName::BodyExt { .. }
+        )
+    };
+    if !names.iter().all(offered) {
+        return Err(Refusal::no(
+            "BINARY and MODSEQ are not offered (see CAPABILITY)",
+        ));
+    }
     let records = shared
         .store
         .messages(view.folder.id)
         .map_err(|e| Refusal::no(e.to_string()))?;
     let mut targets = resolve(view, &records, set, uid);
+    let with_structure = structures::needs_structure(&names);
     // Structures kept by earlier FETCHes (by UID), when an item needs one.
-    let stored = if structures::needs_structure(&names) {
+    let stored = if with_structure {
         shared
             .store
             .folder_structures(view.folder.id)
@@ -194,20 +194,20 @@ async fn fetch(
     } else {
         Vec::new()
     };
-    if let Some(raw) = structures::answer(view, &names, &targets, &stored) {
-        // The bytes behind those structures were used: keep them from
-        // eviction as if they had been read.
-        shared.cache.touch(
-            targets
-                .iter()
-                .filter_map(|(_, r)| r.content_hash.clone())
-                .collect(),
-        );
-        return Ok(Answer::Encoded(raw));
-    }
-    let mut computed = Vec::new();
-    if needs_content(&names) {
-        let wanted: Vec<MessageRecord> = targets.iter().map(|(_, r)| r.clone()).collect();
+    let kept = |uid: Uid| -> Option<structures::Structure<'_>> {
+        let i = stored.binary_search_by_key(&uid, |(u, _)| *u).ok()?;
+        structures::decode(&stored[i].1)
+    };
+    // Which messages' bytes are needed: all, for a section; for structure
+    // items alone, those without a kept structure.
+    let sections = !structures::servable(&names);
+    let needs_bytes = |r: &MessageRecord| sections || (with_structure && kept(r.uid).is_none());
+    let wanted: Vec<MessageRecord> = targets
+        .iter()
+        .filter(|(_, r)| needs_bytes(r))
+        .map(|(_, r)| r.clone())
+        .collect();
+    if !wanted.is_empty() {
         let ready = shared
             .cache
             .ensure(
@@ -217,17 +217,35 @@ async fn fetch(
             )
             .await
             .map_err(|e| Refusal::no(format!("Graph could not deliver the messages: {e}")))?;
-        targets.retain_mut(|(_, r)| match content::find(&ready, r.uid) {
-            Some(fresh) => {
-                *r = fresh.clone();
-                true
+        // A message Graph no longer has is left out.
+        targets.retain_mut(|(_, r)| {
+            if !needs_bytes(r) {
+                return true;
             }
-            None => false,
+            match content::find(&ready, r.uid) {
+                Some(fresh) => {
+                    *r = fresh.clone();
+                    true
+                }
+                None => false,
+            }
         });
     }
-    let mut out = Vec::new();
+    // The bytes behind kept structures were used: keep them from eviction
+    // as if they had been read (ensure did so for the others).
+    if with_structure {
+        shared.cache.touch(
+            targets
+                .iter()
+                .filter(|(_, r)| !needs_bytes(r))
+                .filter_map(|(_, r)| r.content_hash.clone())
+                .collect(),
+        );
+    }
+    let mut out = Vec::with_capacity(targets.len() * if with_structure { 1024 } else { 64 });
+    let mut flag_items = structures::FlagItems::default();
+    let mut computed = Vec::new();
     let mut mark_seen = Vec::new();
-    let content = needs_content(&names);
     let mut targets = targets.into_iter();
     loop {
         // The cached files of READ_AHEAD messages are read in one blocking
@@ -236,15 +254,15 @@ async fn fetch(
         if chunk.is_empty() {
             break;
         }
-        let cached = if content {
-            let records: Vec<&MessageRecord> = chunk.iter().map(|(_, r)| r).collect();
-            shared.cache.read_many(&records).await
-        } else {
-            vec![None; chunk.len()]
-        };
-        for ((seq, record), cached) in chunk.into_iter().zip(cached) {
-            let bytes: Option<Bytes> = if content {
-                match cached {
+        let reading: Vec<&MessageRecord> = chunk
+            .iter()
+            .filter(|(_, r)| needs_bytes(r))
+            .map(|(_, r)| r)
+            .collect();
+        let mut cached = shared.cache.read_many(&reading).await.into_iter();
+        for (seq, record) in chunk {
+            let bytes: Option<Bytes> = if needs_bytes(&record) {
+                match cached.next().flatten() {
                     Some(b) => Some(b),
                     // Gone between `ensure` and here (removed by hand, or the
                     // disk failed): fetch it again rather than serve nothing.
@@ -256,29 +274,42 @@ async fn fetch(
             // One part tree per message for all the items asked for; it is
             // read only when an item needs it.
             let message = Lazy::new(bytes.as_deref().unwrap_or_default());
-            // Keep the structure for the next FETCH (see structures.rs).
-            if let (true, Some(hash)) = (structures::needs_structure(&names), &record.content_hash)
-            {
-                let known = stored
-                    .binary_search_by_key(&record.uid, |(u, _)| *u)
-                    .is_ok_and(|i| structures::decode(&stored[i].1).is_some());
-                if !known && bytes.is_some() {
-                    computed.push((hash.clone(), structures::compute(message.bytes())));
+            // The structure: kept, or computed now (and kept for the next
+            // FETCH).
+            let fresh;
+            let structure = match (with_structure, kept(record.uid)) {
+                (false, _) => None,
+                (true, Some(s)) => Some(s),
+                (true, None) => {
+                    fresh = structures::compute(message.bytes());
+                    if let Some(hash) = &record.content_hash {
+                        computed.push((hash.clone(), fresh.clone()));
+                    }
+                    // compute's output always reads back (unit test, fuzzing).
+                    Some(structures::decode(&fresh).ok_or_else(|| {
+                        Refusal::no(format!(
+                            "could not describe UID {}: its computed structure does not read \
+                             back (a graphgate bug; please report it)",
+                            record.uid.0
+                        ))
+                    })?)
                 }
-            }
-            let mut items = Vec::new();
+            };
             let mut set_seen = false;
             let mut fetched_whole = false;
+            let _ = write!(out, "* {seq} FETCH (");
+            let mut first = true;
             for name in &names {
+                if matches!(name, MessageDataItemName::Flags) {
+                    continue; // last, below
+                }
+                if !std::mem::take(&mut first) {
+                    out.push(b' ');
+                }
+                if structures::write_item(&mut out, name, &record, structure.as_ref()) {
+                    continue;
+                }
                 let item = match name {
-                    MessageDataItemName::Uid => MessageDataItem::Uid(nz(record.uid.0)),
-                    MessageDataItemName::Flags => continue,
-                    MessageDataItemName::InternalDate => {
-                        MessageDataItem::InternalDate(imap_date(record.internal_date))
-                    }
-                    MessageDataItemName::Rfc822Size => {
-                        MessageDataItem::Rfc822Size(mime::rfc822_size(message.bytes()))
-                    }
                     MessageDataItemName::Rfc822 => {
                         set_seen = true;
                         fetched_whole = true;
@@ -316,18 +347,10 @@ async fn fetch(
                             data: nstring(data),
                         }
                     }
-                    MessageDataItemName::Envelope => MessageDataItem::Envelope(message.envelope()),
-                    MessageDataItemName::BodyStructure => {
-                        MessageDataItem::BodyStructure(message.body_structure())
-                    }
-                    MessageDataItemName::Body => MessageDataItem::Body(message.body()),
-                    _ => {
-                        return Err(Refusal::no(
-                            "BINARY and MODSEQ are not offered (see CAPABILITY)",
-                        ));
-                    }
+                    // Every other name was refused or written above.
+                    _ => continue,
                 };
-                items.push(item);
+                out.extend_from_slice(&structures::encode_item(item));
             }
             if fetched_whole && !view.read_only {
                 view.fetched.insert(record.uid);
@@ -338,16 +361,14 @@ async fn fetch(
                 mark_seen.push(record.clone());
             }
             if names.contains(&MessageDataItemName::Flags) || (set_seen && bits != record.flags) {
-                items.push(MessageDataItem::Flags(flag_list(bits, &record.keywords)));
+                if !first {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(flag_items.get(bits, &record.keywords));
                 view.told
                     .insert(record.uid, (bits, record.keywords.clone()));
             }
-            if let Ok(items) = Vec1::try_from(items) {
-                out.push(Data::Fetch {
-                    seq: nz(seq),
-                    items,
-                });
-            }
+            out.extend_from_slice(b")\r\n");
         }
     }
     if !computed.is_empty() {
@@ -380,5 +401,5 @@ async fn fetch(
             );
         }
     }
-    Ok(Answer::Data(out))
+    Ok(out)
 }
