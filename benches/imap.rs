@@ -391,8 +391,9 @@ fn warm_fetch(c: &mut Criterion, rt: &Runtime, sim: &Sim) {
 }
 
 /// Login + SELECT + `command` against a fresh gateway with `LATENCY_MS`
-/// of Graph latency: (time, Graph requests, untagged answers).
-async fn cold(sim: &Sim, user: &str, command: &str) -> (Duration, u64, usize) {
+/// of Graph latency: (time, Graph requests, untagged answers, the time of
+/// each of the three commands).
+async fn cold(sim: &Sim, user: &str, command: &str) -> (Duration, u64, usize, String) {
     sim.latency(0).await;
     let gateway = Gateway::start(sim, user).await;
     let mut client = Client::connect(gateway.imap).await;
@@ -400,12 +401,20 @@ async fn cold(sim: &Sim, user: &str, command: &str) -> (Duration, u64, usize) {
     let before = sim.graph_requests().await;
     let start = Instant::now();
     client.run(&format!("LOGIN {user} pw"), false).await;
+    let login = start.elapsed();
     client.run("SELECT INBOX", false).await;
+    let select = start.elapsed() - login;
     let (count, _) = client.run(command, false).await;
     let took = start.elapsed();
     let requests = sim.graph_requests().await - before;
     sim.latency(0).await;
-    (took, requests, count)
+    let steps = format!(
+        "LOGIN {} ms + SELECT {} ms + FETCH {} ms",
+        login.as_millis(),
+        select.as_millis(),
+        (took - login - select).as_millis()
+    );
+    (took, requests, count, steps)
 }
 
 fn report(what: &str, took: Duration, requests: u64, bound_ms: u64, detail: &str) {
@@ -429,7 +438,8 @@ fn cold_sync(c: &mut Criterion, rt: &Runtime, sim: &Sim) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let (took, requests, count) = rt.block_on(cold(sim, "alice@example.com", command));
+                let (took, requests, count, steps) =
+                    rt.block_on(cold(sim, "alice@example.com", command));
                 assert_eq!(count, n);
                 assert!(requests <= 25, "{requests} Graph requests");
                 report(
@@ -437,7 +447,7 @@ fn cold_sync(c: &mut Criterion, rt: &Runtime, sim: &Sim) {
                     took,
                     requests,
                     requests * LATENCY_MS,
-                    "(the listing is sequential: delta pages)",
+                    &format!("(the listing is sequential: delta pages); {steps}"),
                 );
                 total += took;
             }
@@ -453,7 +463,8 @@ fn cold_sync(c: &mut Criterion, rt: &Runtime, sim: &Sim) {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                let (took, requests, count) = rt.block_on(cold(sim, "bob@example.com", command));
+                let (took, requests, count, steps) =
+                    rt.block_on(cold(sim, "bob@example.com", command));
                 assert_eq!(count, n);
                 let listing = requests.saturating_sub(batches);
                 let rounds = batches.div_ceil(CONCURRENT);
@@ -466,7 +477,7 @@ fn cold_sync(c: &mut Criterion, rt: &Runtime, sim: &Sim) {
                     &format!(
                         "= ({listing} listing + ceil({batches} $batch / {CONCURRENT})) x \
                          {LATENCY_MS} ms; in the simulator's model {} ms = {listing} x \
-                         {LATENCY_MS} + {rounds} x {BATCH_MS} ms",
+                         {LATENCY_MS} + {rounds} x {BATCH_MS} ms; {steps}",
                         listing * LATENCY_MS + rounds * BATCH_MS
                     ),
                 );

@@ -456,3 +456,102 @@ fn delta_link(store: &Store, folder: FolderId) -> Option<String> {
         .unwrap()
         .delta_link
 }
+
+/// A `$batch` answer for inner ids 0..20: `$value` bodies (base64), the
+/// message of id 3 gone (404), the one of id 5 with a NUL in it.
+fn mime_batch() -> Canned {
+    use base64::Engine;
+    let responses: Vec<Value> = (0..20)
+        .map(|i| match i {
+            3 => json!({"id": "3", "status": 404, "headers": {"Content-Type": "application/json"},
+                        "body": {"error": {"code": "ErrorItemNotFound", "message": "gone"}}}),
+            _ => {
+                let mime = format!("Subject: m{i}\r\n\r\nbody{}\r\n", if i == 5 { "\0" } else { "" });
+                json!({"id": i.to_string(), "status": 200, "headers": {"Content-Type": "text/plain"},
+                       "body": base64::engine::general_purpose::STANDARD.encode(mime)})
+            }
+        })
+        .collect();
+    Canned::json(json!({ "responses": responses }))
+}
+
+#[tokio::test]
+async fn a_cold_fetch_whose_batch_fails_keeps_what_the_other_batches_brought() {
+    use graphgate::imap::content::ContentCache;
+    use graphgate::store::folders::NewMessage;
+    let graph = Hostile::start().await;
+    let (_client, backend) = graph.mailbox();
+    let dir = tempfile::tempdir().unwrap();
+    let (_model, folder, store) = model(dir.path(), backend.clone());
+    let new: Vec<NewMessage> = (0..60)
+        .map(|i| NewMessage {
+            remote_id: format!("M{i}"),
+            flags: 0,
+            keywords: String::new(),
+            size: None,
+            internal_date: None,
+        })
+        .collect();
+    store.add_messages(folder, &new).unwrap();
+    let cache = ContentCache::new(dir.path().join("cache"), store.clone());
+    // Three batches in flight at once; the third answer is a 400.
+    let refused = Canned::raw(
+        400,
+        "application/json",
+        json!({"error": {"code": "BadRequest", "message": "no"}}).to_string(),
+    );
+    graph.on("/v1.0/$batch", [mime_batch(), mime_batch(), refused]);
+    let err = cache
+        .ensure(backend.as_ref(), folder, store.messages(folder).unwrap())
+        .await
+        .expect_err("a refused batch fails the FETCH");
+    assert_eq!(err.status(), Some(400), "{err:?}");
+    // The two answered batches are on disk and recorded (less the message
+    // that was gone), in the messages' rows and in the cache index.
+    let fetched: Vec<_> = store
+        .messages(folder)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.content_hash.is_some())
+        .collect();
+    assert_eq!(fetched.len(), 38);
+    let mut total = 0;
+    for m in &fetched {
+        let path = dir
+            .path()
+            .join("cache")
+            .join(&m.content_hash.as_ref().unwrap()[..2])
+            .join(m.content_hash.as_ref().unwrap());
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(Some(bytes.len() as u64), m.size);
+        assert!(!bytes.contains(&0), "NUL replaced before caching");
+        total += bytes.len() as u64;
+    }
+    // Two batches brought the same 19 contents: stored (and indexed) once.
+    let distinct: std::collections::HashSet<_> =
+        fetched.iter().map(|m| m.content_hash.clone()).collect();
+    assert_eq!(distinct.len(), 19);
+    assert_eq!(store.cache_size().unwrap(), total / 2);
+    assert!(fetched.iter().any(|m| {
+        std::fs::read(
+            dir.path()
+                .join("cache")
+                .join(&m.content_hash.as_ref().unwrap()[..2])
+                .join(m.content_hash.as_ref().unwrap()),
+        )
+        .unwrap()
+        .contains(&0x80)
+    }));
+    // Again: only the 22 missing ones are asked for (a batch of 20 and one
+    // of 2; the canned answer has the fourth of a batch gone again).
+    graph.on("/v1.0/$batch", [mime_batch()]);
+    let before = graph.seen().len();
+    let ready = cache
+        .ensure(backend.as_ref(), folder, store.messages(folder).unwrap())
+        .await
+        .unwrap();
+    let asked: Vec<String> = graph.seen()[before..].to_vec();
+    assert_eq!(asked, ["POST /v1.0/$batch", "POST /v1.0/$batch"]);
+    assert_eq!(ready.len(), 38 + 19 + 2);
+    assert!(ready.windows(2).all(|w| w[0].uid < w[1].uid));
+}

@@ -275,6 +275,43 @@ async fn delta_reports_changes_removals_and_expiry() {
             .any(|v| v["id"] == ids[1] && v["@removed"]["reason"] == "deleted")
     );
     assert!(values.iter().any(|v| v["subject"] == "new"));
+    // The same round a page at a time: the changes in the order they
+    // happened, removals among them, each once.
+    let mut paged = Vec::new();
+    let mut url = delta_link.trim_start_matches(&sim.url).to_string();
+    loop {
+        let page: Value = sim
+            .http
+            .get(format!("{}{url}", sim.url))
+            .bearer_auth(&alice)
+            .header("Prefer", "odata.maxpagesize=1")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        paged.extend(page["value"].as_array().unwrap().iter().cloned());
+        match page["@odata.nextLink"].as_str() {
+            Some(next) => url = next.trim_start_matches(&sim.url).to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(paged.len(), 3, "{paged:?}");
+    assert_eq!(paged[0]["id"], ids[0]);
+    assert_eq!(paged[0]["isRead"], true);
+    assert_eq!(paged[1]["id"], ids[1]);
+    assert_eq!(paged[1]["@removed"]["reason"], "deleted");
+    assert_eq!(paged[2]["subject"], "new");
+    // $select renders what it names (and the etag and id), nothing else.
+    let mut keys: Vec<&str> = paged[2]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["@odata.etag", "id", "isRead", "subject"]);
     // Expired tokens: 410 Gone.
     sim.state.mail().expire_delta_tokens();
     let (status, gone) = sim

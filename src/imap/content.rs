@@ -92,8 +92,7 @@ impl ContentCache {
     }
 
     fn path(&self, hash: &str) -> PathBuf {
-        let prefix = hash.get(..2).unwrap_or("00");
-        self.dir.join(prefix).join(hash)
+        content_path(&self.dir, hash)
     }
 
     /// Where each record's bytes would be (`None`: never fetched).
@@ -134,20 +133,37 @@ impl ContentCache {
         read
     }
 
-    async fn write(&self, bytes: &[u8]) -> std::io::Result<String> {
-        let hash = hex::encode(Sha256::digest(bytes));
-        let path = self.path(&hash);
-        if tokio::fs::metadata(&path).await.is_ok() {
-            return Ok(hash);
+    /// Write each group's bytes to the cache directory in one blocking
+    /// task (NULs replaced first, see [`without_nul`]); returns each record
+    /// with the hash and length of the bytes now on disk.
+    async fn write_group(
+        &self,
+        bodies: Vec<(MessageRecord, Bytes)>,
+    ) -> Result<Vec<(MessageRecord, String, u64)>, crate::graph::GraphError> {
+        let dir = self.dir.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            let mut dirs = std::collections::HashSet::new();
+            bodies
+                .into_iter()
+                .map(|(record, bytes)| {
+                    let bytes = if bytes.contains(&0) {
+                        Bytes::from(without_nul(&bytes))
+                    } else {
+                        bytes
+                    };
+                    let hash = write_file(&dir, &bytes, &mut dirs)?;
+                    Ok((record, hash, bytes.len() as u64))
+                })
+                .collect::<std::io::Result<Vec<_>>>()
+        })
+        .await;
+        match written {
+            Ok(Ok(written)) => Ok(written),
+            Ok(Err(e)) => Err(crate::graph::GraphError::Invalid(e.to_string())),
+            Err(e) => Err(crate::graph::GraphError::Invalid(format!(
+                "message cache writer failed: {e}"
+            ))),
         }
-        if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await?;
-        }
-        let tmp = path.with_extension(format!("tmp{}", uuid::Uuid::new_v4().simple()));
-        tokio::fs::write(&tmp, bytes).await?;
-        tokio::fs::rename(&tmp, &path).await?;
-        let _ = self.store.cache_put(&hash, bytes.len() as u64);
-        Ok(hash)
     }
 
     /// Make sure every record has its bytes on disk, fetching the missing
@@ -189,64 +205,81 @@ impl ContentCache {
                 .collect(),
         );
         metrics.mime_cache_misses.inc_by(missing.len() as u64);
-        let mut recorded = Vec::new();
-        // Up to BATCHES_IN_FLIGHT batches at once, their answers taken in
-        // order (one after the other, each waited for, was one round trip
-        // per 20 messages: a cold FETCH of 1,000 bodies used a quarter of
-        // the concurrency Graph allows).
+        // Up to BATCHES_IN_FLIGHT batches at once, a new one sent as soon as
+        // any finishes; each batch's bytes are written in one blocking task
+        // while the other batches keep going (the loop used to stop polling
+        // the batches in flight while it wrote one batch's files, a few
+        // thread hand-offs and a SQLite commit per message).
         let mut groups = missing.chunks(BATCH);
-        let mut in_flight = futures::stream::FuturesOrdered::new();
+        let mut fetches = futures::stream::FuturesUnordered::new();
+        let mut writes = futures::stream::FuturesUnordered::new();
+        let mut recorded = Vec::new();
+        let mut failed = None;
         loop {
-            while in_flight.len() < BATCHES_IN_FLIGHT {
+            // After a failure no new batch starts; the batches in flight
+            // finish, and what they and the others wrote is recorded.
+            while failed.is_none() && fetches.len() < BATCHES_IN_FLIGHT {
                 match groups.next() {
-                    Some(group) => in_flight.push_back(fetch_group(backend, group)),
+                    Some(group) => fetches.push(fetch_group(backend, group)),
                     None => break,
                 }
             }
-            let Some((group, fetched)) = in_flight.next().await else {
-                break;
-            };
-            let fetched = fetched?;
-            for (record, (_, result)) in group.iter().zip(fetched) {
-                match result {
-                    Ok(bytes) => {
-                        let bytes = if bytes.contains(&0) {
-                            bytes::Bytes::from(without_nul(&bytes))
-                        } else {
-                            bytes
-                        };
-                        let hash = self
-                            .write(&bytes)
-                            .await
-                            .map_err(|e| crate::graph::GraphError::Invalid(e.to_string()))?;
-                        if record.content_hash.as_deref().is_some_and(|h| h != hash) {
-                            tracing::warn!(
-                                uid = record.uid.0,
-                                "the message's bytes changed after they were served (cache evicted \
-                                 and Exchange rendered it differently)"
-                            );
+            tokio::select! {
+                Some((group, fetched)) = fetches.next() => match fetched {
+                    Ok(fetched) => {
+                        let mut bodies = Vec::with_capacity(group.len());
+                        for (record, (_, result)) in group.iter().zip(fetched) {
+                            match result {
+                                Ok(bytes) => bodies.push((record.clone(), bytes)),
+                                Err(e) if e.status() == Some(404) => {
+                                    tracing::debug!(uid = record.uid.0, "message gone before its fetch");
+                                }
+                                Err(e) => failed = failed.or(Some(e)),
+                            }
                         }
-                        metrics.mime_cache_bytes_fetched.inc_by(bytes.len() as u64);
-                        recorded.push((record.uid, hash.clone(), bytes.len() as u64));
-                        let mut r = record.clone();
-                        r.content_hash = Some(hash);
-                        r.size = Some(bytes.len() as u64);
-                        ready.push(r);
+                        if !bodies.is_empty() {
+                            writes.push(self.write_group(bodies));
+                        }
                     }
-                    Err(e) if e.status() == Some(404) => {
-                        tracing::debug!(uid = record.uid.0, "message gone before its fetch");
+                    Err(e) => failed = failed.or(Some(e)),
+                },
+                Some(written) = writes.next() => match written {
+                    Ok(written) => {
+                        for (record, hash, size) in written {
+                            if record.content_hash.as_deref().is_some_and(|h| h != hash) {
+                                tracing::warn!(
+                                    uid = record.uid.0,
+                                    "the message's bytes changed after they were served (cache \
+                                     evicted and Exchange rendered it differently)"
+                                );
+                            }
+                            metrics.mime_cache_bytes_fetched.inc_by(size);
+                            recorded.push((record.uid, hash.clone(), size));
+                            let mut r = record;
+                            r.content_hash = Some(hash);
+                            r.size = Some(size);
+                            ready.push(r);
+                        }
                     }
-                    Err(e) => return Err(e),
-                }
+                    Err(e) => failed = failed.or(Some(e)),
+                },
+                else => break,
             }
         }
         if !recorded.is_empty() {
-            let _ = self.store.set_message_contents(folder, &recorded);
+            // One transaction (one commit) for the whole FETCH: each
+            // message's hash and size, and each content in the cache index.
+            let store = self.store.clone();
+            let _ =
+                tokio::task::spawn_blocking(move || store.record_contents(folder, &recorded)).await;
             let keep = ready
                 .iter()
                 .filter_map(|r| r.content_hash.clone())
                 .collect();
             self.evict(keep).await;
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         ready.sort_by_key(|r| r.uid);
         Ok(ready)
@@ -274,6 +307,40 @@ async fn fetch_group<'a>(
         backend.fetch_mimes(&ids).await
     };
     (group, fetched)
+}
+
+/// Store `bytes` under their SHA-256 in `dir` (written to a temporary
+/// name, then renamed, so a reader never sees part of a file); `dirs`
+/// remembers the prefix directories already made. Returns the hash.
+fn write_file(
+    dir: &Path,
+    bytes: &[u8],
+    dirs: &mut std::collections::HashSet<PathBuf>,
+) -> std::io::Result<String> {
+    let hash = hex::encode(Sha256::digest(bytes));
+    let path = content_path(dir, &hash);
+    if std::fs::metadata(&path).is_ok() {
+        return Ok(hash);
+    }
+    if let Some(parent) = path.parent()
+        && !dirs.contains(parent)
+    {
+        std::fs::create_dir_all(parent)?;
+        dirs.insert(parent.to_path_buf());
+    }
+    let tmp = path.with_extension(format!("tmp{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&tmp, bytes)?;
+    if let Err(e) = std::fs::rename(&tmp, &path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    Ok(hash)
+}
+
+/// Where the bytes with `hash` live under `dir`.
+fn content_path(dir: &Path, hash: &str) -> PathBuf {
+    let prefix = hash.get(..2).unwrap_or("00");
+    dir.join(prefix).join(hash)
 }
 
 /// The bytes with every NUL replaced by 0x80, as Dovecot does: an IMAP

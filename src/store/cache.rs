@@ -19,14 +19,15 @@ pub struct CacheEntry {
 /// be serving them from disk right now.
 pub const RECENT_S: i64 = 300;
 
+/// Index a content (hash, size, now), or mark it used if it is indexed.
+pub(super) const CACHE_PUT: &str =
+    "INSERT INTO cache (content_hash, size, last_used) VALUES (?1, ?2, ?3)
+     ON CONFLICT (content_hash) DO UPDATE SET last_used = excluded.last_used";
+
 impl Store {
     pub fn cache_put(&self, content_hash: &str, size: u64) -> Result<(), StoreError> {
         let conn = self.lock()?;
-        conn.execute(
-            "INSERT INTO cache (content_hash, size, last_used) VALUES (?1, ?2, ?3)
-             ON CONFLICT (content_hash) DO UPDATE SET last_used = excluded.last_used",
-            params![content_hash, size as i64, now_unix()],
-        )?;
+        conn.execute(CACHE_PUT, params![content_hash, size as i64, now_unix()])?;
         Ok(())
     }
 

@@ -335,7 +335,10 @@ impl Store {
 
     /// [`Store::set_message_content`] for many messages in one transaction
     /// (one fsync instead of one per message).
-    pub fn set_message_contents(
+    /// Record fetched contents in one transaction: each message's content
+    /// hash and size, and each content in the cache index (marked used
+    /// now).
+    pub fn record_contents(
         &self,
         folder: FolderId,
         contents: &[(Uid, String, u64)],
@@ -346,8 +349,11 @@ impl Store {
             let mut update = tx.prepare(
                 "UPDATE messages SET content_hash = ?1, size = ?2 WHERE folder_id = ?3 AND uid = ?4",
             )?;
+            let mut index = tx.prepare(super::cache::CACHE_PUT)?;
+            let now = now_unix();
             for (uid, hash, size) in contents {
                 update.execute(params![hash, *size as i64, folder.0, uid.0])?;
+                index.execute(params![hash, *size as i64, now])?;
             }
         }
         tx.commit()?;

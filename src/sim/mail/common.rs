@@ -10,7 +10,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::SimState;
-use super::model::{self, MESSAGE_PROPERTIES, Mailbox, Message, message_json};
+use super::model::{self, MESSAGE_PROPERTIES, Mailbox, Message, message_field, message_json};
 use crate::sim::caller::Caller;
 use crate::sim::errors::GraphError;
 
@@ -196,18 +196,23 @@ pub(super) fn render(
     select: &Option<Vec<String>>,
     expand: &Option<Vec<String>>,
 ) -> Value {
-    let full = message_json(m);
     let mut out = match select {
-        None => full,
+        None => message_json(m),
         Some(fields) => {
+            // Only the fields named are built (a delta page of 500 built
+            // every property of each message, bodies included, to keep a
+            // dozen).
             let mut o = serde_json::Map::new();
-            o.insert("@odata.etag".into(), full["@odata.etag"].clone());
-            o.insert("id".into(), full["id"].clone());
+            for f in ["@odata.etag", "id"] {
+                if let Some(v) = message_field(m, f) {
+                    o.insert(f.into(), v);
+                }
+            }
             for f in fields {
                 if f == "internetMessageHeaders" {
                     o.insert(f.clone(), headers_json(&m.mime));
-                } else if let Some(v) = full.get(f) {
-                    o.insert(f.clone(), v.clone());
+                } else if let Some(v) = message_field(m, f) {
+                    o.insert(f.clone(), v);
                 }
             }
             Value::Object(o)

@@ -29,6 +29,12 @@ pub(super) struct DeltaCursor {
     page: usize,
 }
 
+/// One entry of a delta page, rendered once the page is chosen.
+enum Change<'a> {
+    Live(&'a super::model::Message),
+    Removed(&'a str),
+}
+
 pub(super) fn encode_cursor(c: &DeltaCursor) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(serde_json::to_vec(c).unwrap_or_default())
@@ -105,26 +111,29 @@ pub async fn delta(
             .as_ref()
             .map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
         // Changes in (after, upto]: live messages of the folder, and, after
-        // the first round, tombstones of messages that left it.
-        let mut changes: Vec<(u64, Value)> = mb
+        // the first round, tombstones of messages that left it. Only the
+        // page's own changes are rendered (rendering every remaining one
+        // and keeping a page of them made a full sync quadratic).
+        let mut changes: Vec<(u64, Change<'_>)> = mb
             .messages
             .values()
             .filter(|m| m.folder_id == folder_id && m.seq > c.after && m.seq <= c.upto)
-            .map(|m| (m.seq, render(m, &sel, &None)))
+            .map(|m| (m.seq, Change::Live(m)))
             .collect();
         if c.since > 0 {
             changes.extend(
                 mb.tombstones
                     .iter()
                     .filter(|(seq, f, _)| *f == folder_id && *seq > c.after && *seq <= c.upto)
-                    .map(|(seq, _, id)| {
-                        (*seq, json!({"id": id, "@removed": {"reason": "deleted"}}))
-                    }),
+                    .map(|(seq, _, id)| (*seq, Change::Removed(id))),
             );
         }
-        changes.sort_by_key(|(seq, _)| *seq);
         let more = changes.len() > page_size;
-        changes.truncate(page_size);
+        if more {
+            changes.select_nth_unstable_by_key(page_size, |(seq, _)| *seq);
+            changes.truncate(page_size);
+        }
+        changes.sort_unstable_by_key(|(seq, _)| *seq);
         if let Some((last, _)) = changes.last() {
             c.after = *last;
         }
@@ -134,7 +143,13 @@ pub async fn delta(
             prefix(&params),
             folder_id
         );
-        let items: Vec<Value> = changes.into_iter().map(|(_, v)| v).collect();
+        let items: Vec<Value> = changes
+            .into_iter()
+            .map(|(_, change)| match change {
+                Change::Live(m) => render(m, &sel, &None),
+                Change::Removed(id) => json!({"id": id, "@removed": {"reason": "deleted"}}),
+            })
+            .collect();
         let mut body = json!({
             "@odata.context": format!("{}/v1.0/$metadata#Collection(message)", base_url(&state)),
             "value": items,

@@ -296,41 +296,91 @@ impl Mailbox {
     }
 }
 
+/// The properties [`message_json`] writes.
+const RENDERED: &[&str] = &[
+    "@odata.etag",
+    "id",
+    "createdDateTime",
+    "lastModifiedDateTime",
+    "changeKey",
+    "categories",
+    "receivedDateTime",
+    "sentDateTime",
+    "hasAttachments",
+    "internetMessageId",
+    "subject",
+    "bodyPreview",
+    "importance",
+    "parentFolderId",
+    "conversationId",
+    "isDeliveryReceiptRequested",
+    "isReadReceiptRequested",
+    "isRead",
+    "isDraft",
+    "webLink",
+    "inferenceClassification",
+    "body",
+    "sender",
+    "from",
+    "toRecipients",
+    "ccRecipients",
+    "bccRecipients",
+    "replyTo",
+    "flag",
+];
+
 /// The message resource as Graph writes it.
 pub fn message_json(m: &Message) -> Value {
+    Value::Object(
+        RENDERED
+            .iter()
+            .filter_map(|name| Some((name.to_string(), message_field(m, name)?)))
+            .collect(),
+    )
+}
+
+/// One property of the message resource as [`message_json`] writes it
+/// (`None`: not written), built alone so that `$select` renders only what
+/// it names.
+pub fn message_field(m: &Message, name: &str) -> Option<Value> {
     let recipient = |(name, address): &(String, String)| json!({"emailAddress": {"name": name, "address": address}});
     let list = |v: &[(String, String)]| Value::Array(v.iter().map(recipient).collect());
-    let preview: String = m.body_text.chars().take(255).collect();
-    json!({
-        "@odata.etag": format!("W/\"{}\"", m.seq),
-        "id": m.id,
-        "createdDateTime": timestamp(&m.created),
-        "lastModifiedDateTime": timestamp(&m.modified),
-        "changeKey": format!("CQAAABYAAAD{}", m.seq),
-        "categories": m.categories,
-        "receivedDateTime": timestamp(&m.received),
-        "sentDateTime": timestamp(&m.sent),
-        "hasAttachments": m.has_attachments,
-        "internetMessageId": m.internet_message_id,
-        "subject": m.subject,
-        "bodyPreview": preview,
-        "importance": "normal",
-        "parentFolderId": m.folder_id,
-        "conversationId": format!("AAQk{}", &m.id.chars().rev().take(16).collect::<String>()),
-        "isDeliveryReceiptRequested": false,
-        "isReadReceiptRequested": false,
-        "isRead": m.is_read,
-        "isDraft": m.is_draft,
-        "webLink": format!("https://outlook.office365.com/owa/?ItemID={}", m.id),
-        "inferenceClassification": "focused",
-        "body": {"contentType": "text", "content": m.body_text},
-        "sender": m.from.as_ref().map(recipient),
-        "from": m.from.as_ref().map(recipient),
-        "toRecipients": list(&m.to),
-        "ccRecipients": list(&m.cc),
-        "bccRecipients": list(&m.bcc),
-        "replyTo": [],
-        "flag": {"flagStatus": m.flag_status},
+    Some(match name {
+        "@odata.etag" => json!(format!("W/\"{}\"", m.seq)),
+        "id" => json!(m.id),
+        "createdDateTime" => json!(timestamp(&m.created)),
+        "lastModifiedDateTime" => json!(timestamp(&m.modified)),
+        "changeKey" => json!(format!("CQAAABYAAAD{}", m.seq)),
+        "categories" => json!(m.categories),
+        "receivedDateTime" => json!(timestamp(&m.received)),
+        "sentDateTime" => json!(timestamp(&m.sent)),
+        "hasAttachments" => json!(m.has_attachments),
+        "internetMessageId" => json!(m.internet_message_id),
+        "subject" => json!(m.subject),
+        "bodyPreview" => json!(m.body_text.chars().take(255).collect::<String>()),
+        "importance" => json!("normal"),
+        "parentFolderId" => json!(m.folder_id),
+        "conversationId" => json!(format!(
+            "AAQk{}",
+            &m.id.chars().rev().take(16).collect::<String>()
+        )),
+        "isDeliveryReceiptRequested" => json!(false),
+        "isReadReceiptRequested" => json!(false),
+        "isRead" => json!(m.is_read),
+        "isDraft" => json!(m.is_draft),
+        "webLink" => json!(format!(
+            "https://outlook.office365.com/owa/?ItemID={}",
+            m.id
+        )),
+        "inferenceClassification" => json!("focused"),
+        "body" => json!({"contentType": "text", "content": m.body_text}),
+        "sender" | "from" => json!(m.from.as_ref().map(recipient)),
+        "toRecipients" => list(&m.to),
+        "ccRecipients" => list(&m.cc),
+        "bccRecipients" => list(&m.bcc),
+        "replyTo" => json!([]),
+        "flag" => json!({"flagStatus": m.flag_status}),
+        _ => return None,
     })
 }
 
@@ -485,6 +535,34 @@ mod tests {
             normalise_property_id("integer 0xe07")
         );
         assert_eq!(normalise_property_id("Integer 0x0E08"), "integer 0xe08");
+    }
+
+    #[test]
+    fn each_field_alone_is_what_the_whole_resource_says() {
+        let mut m = message_from_mime(
+            "AAMkId".into(),
+            "AAMkF".into(),
+            b"From: A <a@x>\r\nTo: b@x\r\nCc: c@x\r\nSubject: s\r\nMessage-ID: <m@x>\r\n\r\nbody\r\n"
+                .to_vec(),
+            Utc::now(),
+        );
+        m.seq = 7;
+        m.categories = vec!["Red".into()];
+        let full = message_json(&m);
+        let object = full.as_object().unwrap();
+        assert_eq!(object.len(), RENDERED.len());
+        for name in MESSAGE_PROPERTIES.iter().chain(["@odata.etag"].iter()) {
+            assert_eq!(message_field(&m, name).as_ref(), full.get(*name), "{name}");
+        }
+        assert_eq!(full["@odata.etag"], "W/\"7\"");
+        assert_eq!(full["from"]["emailAddress"]["address"], "a@x");
+        assert_eq!(full["sender"], full["from"]);
+        assert_eq!(full["toRecipients"][0]["emailAddress"]["address"], "b@x");
+        assert_eq!(
+            full["body"]["content"].as_str().map(str::trim),
+            Some("body")
+        );
+        assert_eq!(full["flag"]["flagStatus"], m.flag_status.as_str());
     }
 
     #[test]
