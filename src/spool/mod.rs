@@ -136,17 +136,16 @@ struct Recorded {
     body: Option<Bytes>,
 }
 
-/// Who answers the client for a permanent failure: the submitting session
-/// (still waiting) or the spool (a DSN, the client already has its 250).
-enum Window {
-    Waiting,
-    Answered(Outcome),
-    Gone,
+/// An entry this process works on (`in_flight`) until dropped.
+struct InFlight {
+    spool: Arc<Spool>,
+    id: SpoolId,
 }
 
-struct WindowCell {
-    state: Mutex<Window>,
-    done: Notify,
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.spool.release(self.id);
+    }
 }
 
 /// Test hook: `GRAPHGATE_CRASH_AT=<point>` aborts the process at that point
@@ -434,61 +433,61 @@ impl Spool {
             Err(outcome) => return outcome,
         };
         let queue_id = format!("{}", entry.id.0);
-        let id_number = entry.id.0;
+        let id = entry.id;
         // From here on the message is durable, and claimed (in the store
         // and in `in_flight`): the first attempt starts now; whatever
-        // happens to it, the worker resolves and delivers the entry.
-        let cell = Arc::new(WindowCell {
-            state: Mutex::new(Window::Waiting),
-            done: Notify::new(),
-        });
-        {
-            let spool = self.clone();
-            let cell = cell.clone();
-            let id = entry.id;
-            // Inside the SMTP session's span: the first attempt's lines read
-            // `smtp{session=…}:spool{queue_id=…}`.
-            let span = tracing::info_span!("spool", queue_id = id.0);
-            tokio::spawn(
-                async move {
-                    let permit = spool.permits.clone().acquire_owned().await;
-                    let outcome = spool.send_claimed(entry, account, body).await;
-                    drop(permit);
-                    let answered_here = {
-                        let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
-                        if matches!(*state, Window::Waiting) {
-                            *state = Window::Answered(outcome.clone());
-                            true
-                        } else {
-                            false
-                        }
-                    };
-                    if answered_here {
-                        cell.done.notify_one();
-                        if let Outcome::Failed { .. } = &outcome {
-                            spool.reject(id, &outcome).await;
-                        }
-                    } else if let Outcome::Failed { .. } = &outcome {
-                        spool.bounce(id, &outcome).await;
-                    }
-                    spool.release(id);
-                }
-                .instrument(span),
-            );
-        }
-        // A zero window answers at once (250: durable, in the spool),
-        // however quickly the attempt might end.
-        if !self.config.sync_window.is_zero() {
-            tokio::select! {
-                _ = cell.done.notified() => {}
-                _ = tokio::time::sleep(self.config.sync_window) => {}
+        // happens to it, the worker resolves and delivers the entry. The
+        // guard gives the entry back to the worker however this ends —
+        // even if this future is dropped mid-attempt (the row then stays
+        // `sending`, for the resolver).
+        let guard = InFlight {
+            spool: self.clone(),
+            id,
+        };
+        let spool = self.clone();
+        // Inside the SMTP session's span: the first attempt's lines read
+        // `smtp{session=…}:spool{queue_id=…}`.
+        let span = tracing::info_span!("spool", queue_id = id.0);
+        let mut attempt = Box::pin(
+            async move {
+                let _permit = spool.permits.clone().acquire_owned().await;
+                spool.send_claimed(entry, account, body).await
             }
-        }
-        let outcome = {
-            let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
-            match std::mem::replace(&mut *state, Window::Gone) {
-                Window::Answered(o) => Some(o),
-                _ => None,
+            .instrument(span),
+        );
+        // The attempt runs on this task while the client waits (no hand-off
+        // to another task on the reply path); past the window it moves to
+        // a task of its own and the client gets its 250. A zero window
+        // answers at once, however quickly the attempt might end.
+        let finished = if self.config.sync_window.is_zero() {
+            None
+        } else {
+            tokio::select! {
+                outcome = &mut attempt => Some(outcome),
+                _ = tokio::time::sleep(self.config.sync_window) => None,
+            }
+        };
+        let outcome = match finished {
+            Some(outcome) => {
+                if let Outcome::Failed { .. } = &outcome {
+                    self.reject(id, &outcome).await;
+                }
+                drop(guard);
+                Some(outcome)
+            }
+            None => {
+                let span = tracing::info_span!("spool", queue_id = id.0);
+                tokio::spawn(
+                    async move {
+                        let outcome = attempt.await;
+                        if let Outcome::Failed { .. } = &outcome {
+                            guard.spool.bounce(id, &outcome).await;
+                        }
+                        drop(guard);
+                    }
+                    .instrument(span),
+                );
+                None
             }
         };
         match outcome {
@@ -505,7 +504,7 @@ impl Spool {
                 text,
             },
             Some(Outcome::Deferred(why)) => {
-                tracing::info!(queue_id = id_number, "delivery deferred: {why}");
+                tracing::info!(queue_id = id.0, "delivery deferred: {why}");
                 SubmitOutcome::Accepted {
                     queue_id: format!("{queue_id}; Graph is busy, the spool will retry"),
                 }
