@@ -6,10 +6,17 @@
 //! gateway adds per message. Both run with the simulator answering at once
 //! and with 20 ms of injected Graph latency.
 //!
+//! Criterion reports means only; before its groups the bench also sends
+//! N messages one after another on one connection, timing each transaction
+//! (MAIL … the final 250), interleaved with N direct `sendMail` calls, and
+//! prints p50, p99 and the mean of both and of their difference — the
+//! latency graphgate adds — and the messages per second through it.
+//! N is 2,000 at 0 ms and 500 at 20 ms (`SMTP_BENCH_N` overrides both).
+//!
 //! `cargo bench --bench smtp`
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -187,6 +194,84 @@ impl Client {
     }
 }
 
+async fn set_latency(http: &reqwest::Client, setup: &Setup, latency_ms: u64) {
+    http.post(format!("{}/_sim/faults", setup.sim_url))
+        .json(&serde_json::json!({ "latency_ms": latency_ms }))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The `q` quantile (0..=1) of sorted durations, in milliseconds.
+fn quantile(sorted: &[Duration], q: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+fn summary(name: &str, mut times: Vec<Duration>) -> (f64, f64, f64) {
+    times.sort();
+    let mean = times.iter().map(Duration::as_secs_f64).sum::<f64>() / times.len() as f64 * 1e3;
+    let (p50, p99) = (quantile(&times, 0.5), quantile(&times, 0.99));
+    println!(
+        "  {name:<22} p50 {p50:7.3} ms  p99 {p99:7.3} ms  mean {mean:7.3} ms  max {:7.3} ms",
+        quantile(&times, 1.0)
+    );
+    (p50, p99, mean)
+}
+
+/// N messages through graphgate on one connection, each followed by one
+/// direct `sendMail` (interleaved, so that the machine's load hits both
+/// alike); per-transaction percentiles of both.
+async fn percentiles(setup: &Setup, http: &reqwest::Client, latency_ms: u64, n: usize) {
+    set_latency(http, setup, latency_ms).await;
+    let mut client = Client::connect(setup.smtp).await;
+    // Warm up: connections, tokens, SQLite pages.
+    for _ in 0..20 {
+        client.send().await;
+    }
+    let mut through = Vec::with_capacity(n);
+    let mut direct = Vec::with_capacity(n);
+    let mut busy = Duration::ZERO;
+    for _ in 0..n {
+        if client.sent == 1000 {
+            // The reconnection is not part of a message's time.
+            client = Client::connect(setup.smtp).await;
+        }
+        let t = Instant::now();
+        client.send().await;
+        let d = t.elapsed();
+        busy += d;
+        through.push(d);
+        let t = Instant::now();
+        setup
+            .runtime
+            .mailbox
+            .send_mime(Bytes::from_static(MESSAGE), true)
+            .await
+            .unwrap();
+        direct.push(t.elapsed());
+    }
+    let added: Vec<Duration> = through
+        .iter()
+        .zip(&direct)
+        .map(|(t, d)| t.saturating_sub(*d))
+        .collect();
+    println!("smtp_percentiles/graph_latency_{latency_ms}ms: {n} messages, one connection");
+    let (tp50, tp99, tmean) = summary("through graphgate", through);
+    let (dp50, dp99, dmean) = summary("direct sendMail", direct);
+    summary("pairwise difference", added);
+    println!(
+        "  added (percentile of through - same percentile of direct): p50 {:.3} ms, p99 {:.3} ms, mean {:.3} ms",
+        tp50 - dp50,
+        tp99 - dp99,
+        tmean - dmean
+    );
+    println!(
+        "  {:.1} msg/s through graphgate on one connection",
+        n as f64 / busy.as_secs_f64()
+    );
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -194,17 +279,22 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let setup = rt.block_on(setup());
     let http = reqwest::Client::new();
+    // `cargo test --benches` runs this binary with --test: a short pass.
+    let quick = std::env::args().any(|a| a == "--test");
+    let n_env = std::env::var("SMTP_BENCH_N")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok());
+    for (latency_ms, n) in [(0u64, 2000usize), (20, 500)] {
+        let n = if quick { 5 } else { n_env.unwrap_or(n) };
+        if n > 0 {
+            rt.block_on(percentiles(&setup, &http, latency_ms, n));
+        }
+    }
     let mut group = c.benchmark_group("smtp_submit");
     group.throughput(Throughput::Elements(1));
     group.measurement_time(Duration::from_secs(10));
     for latency_ms in [0u64, 20] {
-        rt.block_on(async {
-            http.post(format!("{}/_sim/faults", setup.sim_url))
-                .json(&serde_json::json!({ "latency_ms": latency_ms }))
-                .send()
-                .await
-                .unwrap();
-        });
+        rt.block_on(set_latency(&http, &setup, latency_ms));
         let mut client = rt.block_on(Client::connect(setup.smtp));
         group.bench_function(
             format!("through_graphgate/graph_latency_{latency_ms}ms"),

@@ -22,7 +22,7 @@ struct Recorder {
 #[async_trait::async_trait]
 impl Submitter for Recorder {
     async fn submit(&self, message: SpooledMessage) -> SubmitOutcome {
-        let bytes = std::fs::read(&message.path).unwrap();
+        let bytes = message.read_all().await.unwrap();
         let mut all = self.messages.lock().unwrap();
         all.push((message, bytes));
         SubmitOutcome::Accepted {
@@ -179,6 +179,55 @@ async fn transcript_refusals_and_acceptance() {
     );
     assert_eq!(got[0].0.size, 21);
     assert_eq!(got[0].0.account.login, "alice@example.com");
+}
+
+#[tokio::test]
+async fn small_messages_stay_in_memory_larger_ones_go_to_an_fsynced_file() {
+    let gw = start(1_000_000).await;
+    let (mut c, _) = Raw::connect(gw.plain).await;
+    c.send("EHLO me").await;
+    assert!(
+        c.send("AUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAGFsaWNl")
+            .await
+            .starts_with("235")
+    );
+    let small = b"Subject: small\r\n\r\nhello\r\n".to_vec();
+    let mut large = b"Subject: large\r\n\r\n".to_vec();
+    while large.len() <= server::INLINE_MAX + 10_000 {
+        large.extend_from_slice(
+            b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxy\r\n",
+        );
+    }
+    for body in [&small, &large] {
+        assert!(
+            c.send("MAIL FROM:<alice@example.com>")
+                .await
+                .starts_with("250")
+        );
+        assert!(c.send("RCPT TO:<bob@example.com>").await.starts_with("250"));
+        assert!(c.send("DATA").await.starts_with("354"));
+        c.writer.write_all(body).await.unwrap();
+        assert!(c.send(".").await.starts_with("250"), "accepted");
+    }
+    let got = gw.recorder.messages.lock().unwrap();
+    assert!(
+        matches!(&got[0].0.body, server::SpooledBody::Inline(b) if b[..] == small[..]),
+        "{:?}",
+        got[0].0.body
+    );
+    assert_eq!(got[0].1, small);
+    let server::SpooledBody::File(path) = &got[1].0.body else {
+        panic!("a message above INLINE_MAX is spooled in a file");
+    };
+    assert_eq!(got[1].1, large);
+    assert_eq!(got[1].0.size, large.len() as u64);
+    assert_eq!(std::fs::read(path).unwrap(), large);
+    // Only the finished file: no `.part` left, nothing for the small one.
+    let files: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files, vec![path.clone()]);
 }
 
 #[tokio::test]

@@ -430,6 +430,15 @@ async fn abort_between_graphs_202_and_the_spool_update_delivers_once() {
     assert_eq!(reply, None);
     gw.wait_exit();
     assert_eq!(data.waiting(), 1, "the message is in the spool, in doubt");
+    // A small message: its bytes are in the row, no file anywhere.
+    let entry = &data.store().spool_list(None, None).unwrap()[0];
+    assert!(entry.inline && entry.path.is_empty(), "{entry:?}");
+    // (The test client ends the data with CRLF . CRLF.)
+    assert_eq!(
+        data.store().spool_body(entry.id).unwrap().unwrap(),
+        [message("crash after 202"), b"\r\n".to_vec()].concat()
+    );
+    assert_eq!(spool_files(&data), Vec::<PathBuf>::new());
     let _gw = start_gateway(&data, &[]);
     data.drained(Duration::from_secs(60)).await;
     assert_eq!(
@@ -442,6 +451,103 @@ async fn abort_between_graphs_202_and_the_spool_update_delivers_once() {
     let entry = &data.store().spool_list(None, None).unwrap()[0];
     assert_eq!(entry.state, SpoolState::Delivered);
     assert_eq!(entry.attempts, 1, "found in Sent Items, not sent again");
+    assert!(!entry.inline, "the bytes go once it is delivered");
+}
+
+/// Message files in the spool's incoming directory.
+fn spool_files(data: &Data) -> Vec<PathBuf> {
+    let dir = graphgate::spool::spool_dir(data.path()).join("incoming");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| Some(e.ok()?.path())).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[tokio::test]
+async fn a_message_too_large_for_the_row_is_spooled_in_a_file_and_delivered_once_after_a_crash() {
+    let sim = start_sim();
+    let data = Data::new(&sim, "").await;
+    // About 540 KB: above the in-row limit (256 KiB), still one sendMail.
+    let content: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
+    let msg = large_message("file-backed", &content);
+    assert!(msg.len() > graphgate::smtp::server::INLINE_MAX);
+    let gw = start_gateway(&data, &[("GRAPHGATE_CRASH_AT", "after-send")]);
+    assert_eq!(submit(&gw.smtp, &["bob@example.com"], &msg).await, None);
+    gw.wait_exit();
+    let entry = data.store().spool_list(None, None).unwrap().remove(0);
+    assert_eq!(entry.state, SpoolState::Sending);
+    assert!(!entry.inline, "{entry:?}");
+    assert_eq!(spool_files(&data), vec![PathBuf::from(&entry.path)]);
+    assert_eq!(
+        std::fs::read(&entry.path).unwrap(),
+        [msg, b"\r\n".to_vec()].concat()
+    );
+    let _gw = start_gateway(&data, &[]);
+    data.drained(Duration::from_secs(60)).await;
+    assert_eq!(
+        count(
+            &sim.subjects("bob@example.com", "inbox").await,
+            "file-backed"
+        ),
+        1
+    );
+    let entry = &data.store().spool_list(None, None).unwrap()[0];
+    assert_eq!(entry.state, SpoolState::Delivered);
+    assert_eq!(entry.attempts, 1, "found in Sent Items, not sent again");
+    assert_eq!(spool_files(&data), Vec::<PathBuf>::new(), "file removed");
+    let mime = sim.mime_by_subject("bob@example.com", "file-backed").await;
+    let parsed = mail_parser::MessageParser::default().parse(&mime).unwrap();
+    let attachment = parsed.attachments().next().expect("an attachment");
+    assert_eq!(attachment.contents(), content.as_slice());
+}
+
+#[tokio::test]
+async fn spool_entries_from_before_the_upgrade_are_delivered_from_their_files() {
+    let sim = start_sim();
+    let data = Data::new(&sim, "").await;
+    // A data directory as graphgate left it at schema 4 (message bytes
+    // only in files), with a message queued.
+    let store = data.store();
+    let alice = store.account("alice@example.com").unwrap().unwrap();
+    drop(store);
+    let dir = graphgate::spool::spool_dir(data.path()).join("incoming");
+    std::fs::create_dir_all(&dir).unwrap();
+    let queued = dir.join("old-queued.eml");
+    std::fs::write(&queued, message("from before, queued")).unwrap();
+    let conn = rusqlite::Connection::open(Store::path_in(data.path())).unwrap();
+    conn.execute_batch("ALTER TABLE spool DROP COLUMN body; PRAGMA user_version = 4;")
+        .unwrap();
+    conn.execute(
+        "INSERT INTO spool (account_id, state, mail_from, rcpt_to, path, size, message_id,
+             attempts, next_attempt_at, accepted_at, updated_at, prefix)
+         VALUES (?1, 'queued', 'alice@example.com', '[\"bob@example.com\"]', ?2, ?3,
+             'old-queued@example.com', 0, 0, 0, 0,
+             'Message-ID: <old-queued@example.com>\r\n')",
+        rusqlite::params![
+            alice.id.0,
+            queued.to_string_lossy(),
+            message("from before, queued").len() as i64
+        ],
+    )
+    .unwrap();
+    drop(conn);
+    let _gw = start_gateway(&data, &[]);
+    data.drained(Duration::from_secs(60)).await;
+    assert_eq!(
+        data.store().schema_version().unwrap(),
+        graphgate::store::schema::latest()
+    );
+    assert_eq!(
+        count(
+            &sim.subjects("bob@example.com", "inbox").await,
+            "from before, queued"
+        ),
+        1
+    );
+    let entry = &data.store().spool_list(None, None).unwrap()[0];
+    assert_eq!(entry.state, SpoolState::Delivered);
+    assert!(!queued.exists(), "its file is removed once delivered");
 }
 
 #[tokio::test]
@@ -694,10 +800,12 @@ fn queue_commands_show_retry_and_drop() {
             mail_from: "bob@example.com",
             rcpt_to: &["alice@example.com".to_string()],
             path: &path.to_string_lossy(),
+            body: None,
             size: 10,
             message_id: Some("w@example.com"),
             prefix: "",
             not_before: None,
+            claimed_with: None,
         })
         .unwrap();
     let run = |args: &[&str]| {

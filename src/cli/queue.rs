@@ -167,7 +167,11 @@ pub fn run(store: &Store, command: &QueueCommand) -> anyhow::Result<ExitCode> {
             if let Some(err) = &e.last_error {
                 println!("  last error   {err}");
             }
-            println!("  file         {}", e.path);
+            if !e.path.is_empty() {
+                println!("  file         {}", e.path);
+            } else if e.inline {
+                println!("  bytes        in the spool database");
+            }
             Ok(ExitCode::SUCCESS)
         }
         QueueCommand::Retry { id, all } => {
@@ -215,7 +219,9 @@ pub fn run(store: &Store, command: &QueueCommand) -> anyhow::Result<ExitCode> {
                             ..Default::default()
                         },
                     )? {
-                        let _ = std::fs::remove_file(&e.path);
+                        if !e.path.is_empty() {
+                            let _ = std::fs::remove_file(&e.path);
+                        }
                         println!("Message {id} dropped: it will not be delivered.");
                         Ok(ExitCode::SUCCESS)
                     } else {

@@ -208,7 +208,7 @@ async fn send_test(
             rcpt_to: vec![to.to_string()],
             ..Envelope::default()
         },
-        path,
+        body: crate::smtp::server::SpooledBody::File(path),
         size,
     };
 
@@ -550,7 +550,7 @@ fn report_outcome(
                     },
                 )
                 .unwrap_or(false);
-            if dropped {
+            if dropped && !entry.path.is_empty() {
                 let _ = std::fs::remove_file(&entry.path);
             }
             let after = if dropped {

@@ -2,19 +2,23 @@
 //!
 //! It reads bytes, feeds the session, and carries out its actions: replies,
 //! password checks against the store (slowed down, then refused, after
-//! failures per client address and login: [`crate::login_guard`]), STARTTLS upgrades, and message data, which it streams
-//! into a spool file (never the whole message in memory) and fsyncs before it
-//! hands the file to the [`Submitter`], whose answer becomes the final reply.
+//! failures per client address and login: [`crate::login_guard`]), STARTTLS upgrades, and message data: up to
+//! [`ServerConfig::inline_max`] bytes it keeps in memory and hands to the
+//! [`Submitter`] as they are (the spool makes them durable in its database
+//! row, one commit); beyond that it streams them into a spool file (never
+//! the whole message in memory) and fsyncs it before the hand-over. The
+//! submitter's answer becomes the final reply.
 //! One connection's failure never touches another's.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::Instrument as _;
 
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -25,14 +29,57 @@ use crate::login_guard::{Checked, LoginGuard};
 use crate::store::Store;
 use crate::tls::Tls;
 
-/// A complete, durable message for the submitter.
+/// Messages up to this size are kept in memory and spooled inside the
+/// database row (the default of [`ServerConfig::inline_max`]).
+pub const INLINE_MAX: usize = 256 * 1024;
+
+/// Where a complete message's bytes are.
+#[derive(Debug, Clone)]
+pub enum SpooledBody {
+    /// In memory, not yet durable: the submitter commits them (small
+    /// messages).
+    Inline(Bytes),
+    /// An fsync'ed file (larger messages).
+    File(PathBuf),
+}
+
+/// A complete message for the submitter.
 #[derive(Debug)]
 pub struct SpooledMessage {
     pub account: Authenticated,
     pub envelope: Envelope,
-    /// The fsync'ed file holding the message bytes.
-    pub path: PathBuf,
+    pub body: SpooledBody,
     pub size: u64,
+}
+
+impl SpooledMessage {
+    /// The start of the message: at most `limit` bytes.
+    pub async fn head(&self, limit: usize) -> std::io::Result<Vec<u8>> {
+        match &self.body {
+            SpooledBody::Inline(bytes) => Ok(bytes[..bytes.len().min(limit)].to_vec()),
+            SpooledBody::File(path) => {
+                let file = tokio::fs::File::open(path).await?;
+                let mut head = Vec::with_capacity(8 * 1024);
+                file.take(limit as u64).read_to_end(&mut head).await?;
+                Ok(head)
+            }
+        }
+    }
+
+    /// All of the message's bytes (tests, small messages).
+    pub async fn read_all(&self) -> std::io::Result<Vec<u8>> {
+        match &self.body {
+            SpooledBody::Inline(bytes) => Ok(bytes.to_vec()),
+            SpooledBody::File(path) => tokio::fs::read(path).await,
+        }
+    }
+
+    /// The message was refused: remove its file, if it has one.
+    pub async fn discard(&self) {
+        if let SpooledBody::File(path) = &self.body {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+    }
 }
 
 /// What happens to a message once its bytes are durable: the spool's
@@ -48,6 +95,9 @@ pub struct ServerConfig {
     pub session: SessionConfig,
     /// Directory for incoming spool files (created if missing).
     pub incoming_dir: PathBuf,
+    /// Messages up to this many bytes stay in memory and are spooled in
+    /// the database row; larger ones go to a file in `incoming_dir`.
+    pub inline_max: usize,
     pub max_connections: usize,
     /// A connection silent for this long is closed.
     pub idle_timeout: Duration,
@@ -64,6 +114,7 @@ impl Default for ServerConfig {
         ServerConfig {
             session: SessionConfig::default(),
             incoming_dir: PathBuf::from("spool/incoming"),
+            inline_max: INLINE_MAX,
             max_connections: 1024,
             idle_timeout: Duration::from_secs(300),
             max_connection_time: Duration::from_secs(3600),
@@ -201,11 +252,50 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// The spool file of the message being received.
+/// The message being received: in memory while it is small, then in a
+/// spool file.
 struct Incoming {
-    file: tokio::fs::File,
-    path: PathBuf,
+    memory: Vec<u8>,
+    file: Option<(tokio::fs::File, PathBuf)>,
     size: u64,
+}
+
+impl Incoming {
+    fn new() -> Incoming {
+        Incoming {
+            memory: Vec::new(),
+            file: None,
+            size: 0,
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8], dir: &Path, inline_max: usize) -> std::io::Result<()> {
+        self.size += bytes.len() as u64;
+        if self.file.is_none() && self.memory.len() + bytes.len() <= inline_max {
+            self.memory.extend_from_slice(bytes);
+            return Ok(());
+        }
+        if self.file.is_none() {
+            let (mut file, path) = open_incoming(dir).await?;
+            let memory = std::mem::take(&mut self.memory);
+            let written = file.write_all(&memory).await;
+            // Registered before any error: the file is removed either way.
+            self.file = Some((file, path));
+            written?;
+        }
+        if let Some((file, _)) = self.file.as_mut() {
+            file.write_all(bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// Forget the message (and remove its file).
+    async fn discard(self) {
+        if let Some((file, path)) = self.file {
+            drop(file);
+            let _ = tokio::fs::remove_file(&path).await;
+        }
+    }
 }
 
 async fn serve_connection(
@@ -302,18 +392,30 @@ async fn serve_connection(
                         next.extend(session.tls_started());
                     }
                     Action::MessageStart(_) => {
-                        incoming = Some(open_incoming(&server.config.incoming_dir).await?);
+                        if let Some(old) = incoming.replace(Incoming::new()) {
+                            old.discard().await;
+                        }
                     }
                     Action::MessageData(bytes) => {
                         if let Some(inc) = incoming.as_mut() {
-                            inc.file.write_all(&bytes).await?;
-                            inc.size += bytes.len() as u64;
+                            let written = inc
+                                .write(
+                                    &bytes,
+                                    &server.config.incoming_dir,
+                                    server.config.inline_max,
+                                )
+                                .await;
+                            if let Err(e) = written {
+                                if let Some(inc) = incoming.take() {
+                                    inc.discard().await;
+                                }
+                                return Err(e);
+                            }
                         }
                     }
                     Action::MessageAbort => {
                         if let Some(inc) = incoming.take() {
-                            drop(inc.file);
-                            let _ = tokio::fs::remove_file(&inc.path).await;
+                            inc.discard().await;
                         }
                     }
                     Action::MessageEnd(envelope) => {
@@ -365,13 +467,12 @@ async fn serve_connection(
         actions = session.ingest(&buf[..n]);
     }
     if let Some(inc) = incoming.take() {
-        drop(inc.file);
-        let _ = tokio::fs::remove_file(&inc.path).await;
+        inc.discard().await;
     }
     Ok(())
 }
 
-async fn open_incoming(dir: &std::path::Path) -> std::io::Result<Incoming> {
+async fn open_incoming(dir: &Path) -> std::io::Result<(tokio::fs::File, PathBuf)> {
     tokio::fs::create_dir_all(dir).await?;
     let path = dir.join(format!("{}.eml.part", uuid::Uuid::new_v4().simple()));
     let mut options = tokio::fs::OpenOptions::new();
@@ -379,58 +480,61 @@ async fn open_incoming(dir: &std::path::Path) -> std::io::Result<Incoming> {
     #[cfg(unix)]
     options.mode(0o600);
     let file = options.open(&path).await?;
-    Ok(Incoming {
-        file,
-        path,
-        size: 0,
-    })
+    Ok((file, path))
 }
 
-/// Make the message durable (flush, fsync, rename) and submit it.
+/// Make a file-backed message durable (flush, fsync, rename) and submit
+/// it; a small one goes to the submitter as it is, which commits it.
 async fn finish_message(
     server: &Server,
     session: &Session,
     envelope: Envelope,
-    mut inc: Incoming,
+    inc: Incoming,
 ) -> SubmitOutcome {
     let Some(account) = session.authenticated().cloned() else {
+        inc.discard().await;
         return SubmitOutcome::TryLater {
             text: "Not authenticated".into(),
         };
     };
-    let durable = async {
-        inc.file.flush().await?;
-        inc.file.sync_all().await?;
-        let path = inc.path.with_extension("");
-        tokio::fs::rename(&inc.path, &path).await?;
-        if let Some(dir) = path.parent() {
-            // The rename itself must survive a crash.
-            if let Ok(d) = tokio::fs::File::open(dir).await {
-                let _ = d.sync_all().await;
+    let size = inc.size;
+    let body = match inc.file {
+        None => SpooledBody::Inline(Bytes::from(inc.memory)),
+        Some((mut file, part)) => {
+            let durable = async {
+                file.flush().await?;
+                file.sync_all().await?;
+                let path = part.with_extension("");
+                tokio::fs::rename(&part, &path).await?;
+                if let Some(dir) = path.parent() {
+                    // The rename itself must survive a crash.
+                    if let Ok(d) = tokio::fs::File::open(dir).await {
+                        let _ = d.sync_all().await;
+                    }
+                }
+                Ok::<_, std::io::Error>(path)
+            };
+            match durable.await {
+                Ok(path) => SpooledBody::File(path),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot make a message durable in the spool");
+                    let _ = tokio::fs::remove_file(&part).await;
+                    return SubmitOutcome::TryLater {
+                        text: "The spool could not store the message (disk full or \
+                               unwritable?); try again later"
+                            .into(),
+                    };
+                }
             }
         }
-        Ok::<_, std::io::Error>(path)
     };
-    match durable.await {
-        Ok(path) => {
-            server
-                .submitter
-                .submit(SpooledMessage {
-                    account,
-                    envelope,
-                    path,
-                    size: inc.size,
-                })
-                .await
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot make a message durable in the spool");
-            let _ = tokio::fs::remove_file(&inc.path).await;
-            SubmitOutcome::TryLater {
-                text: "The spool could not store the message (disk full or unwritable?); \
-                       try again later"
-                    .into(),
-            }
-        }
-    }
+    server
+        .submitter
+        .submit(SpooledMessage {
+            account,
+            envelope,
+            body,
+            size,
+        })
+        .await
 }

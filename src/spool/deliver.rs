@@ -18,6 +18,21 @@ use crate::mime::submission::{header_block_len, header_facts};
 use crate::store::{Account, AuthProfile, SpoolEntry, SpoolId, SpoolState, SpoolUpdate, now_unix};
 
 const SENDMAIL: &str = "sendmail";
+
+/// How a message of `size` bytes (plus `prefix_len` added) is sent from
+/// `account`: `sendMail` when it fits one request and the account keeps a
+/// Sent Items copy (the copy is the evidence when in doubt), else a draft.
+pub(super) fn method_for(account: &Account, size: u64, prefix_len: usize) -> &'static str {
+    if is_large(size, prefix_len) || !account.save_to_sent_items {
+        DRAFT
+    } else {
+        SENDMAIL
+    }
+}
+
+fn is_large(size: u64, prefix_len: usize) -> bool {
+    size as usize + prefix_len > MAX_DIRECT_MIME
+}
 const DRAFT: &str = "draft";
 /// The draft is complete (attachments added): sending it again is safe.
 const DRAFT_READY: &str = "draft-ready";
@@ -151,6 +166,12 @@ impl Spool {
             SpoolState::Sending,
             SpoolUpdate {
                 state: Some(SpoolState::Delivered),
+                // Bytes in the row (cleared by this update): should a power
+                // cut undo the update, the row is `sending` again with its
+                // bytes, and the resolver finds it sent — so this commit
+                // need not wait for the disk. A file, once removed below,
+                // would be gone for good: that one waits.
+                lazy: entry.inline,
                 ..Default::default()
             },
         ) {
@@ -159,7 +180,9 @@ impl Spool {
                 queue_id = entry.id.0,
                 "message delivered to Microsoft Graph"
             );
-            let _ = std::fs::remove_file(&entry.path);
+            if !entry.path.is_empty() {
+                let _ = std::fs::remove_file(&entry.path);
+            }
         }
         Outcome::Delivered
     }
@@ -249,13 +272,12 @@ impl Spool {
         entry: &SpoolEntry,
         account: &Account,
         rt: &AccountRuntime,
+        body: Option<&Bytes>,
     ) -> GraphMailbox {
         if account.auth_profile != AuthProfile::AppOnly {
             return rt.mailbox.clone();
         }
-        let head = super::read_head(std::path::Path::new(&entry.path))
-            .await
-            .unwrap_or_default();
+        let head = self.message_head(entry, body).await;
         let len = header_block_len(&head).unwrap_or(head.len());
         let mut from = header_facts(&head[..len]).from;
         if from.is_empty() && !entry.prefix.is_empty() {
@@ -287,12 +309,7 @@ impl Spool {
                 text: "the sending account no longer exists".into(),
             };
         };
-        let large = entry.size as usize + entry.prefix.len() > MAX_DIRECT_MIME;
-        let method = if large || !account.save_to_sent_items {
-            DRAFT
-        } else {
-            SENDMAIL
-        };
+        let method = method_for(&account, entry.size, entry.prefix.len());
         if !self.update(
             entry.id,
             SpoolState::Queued,
@@ -310,14 +327,30 @@ impl Spool {
         let Ok(Some(entry)) = self.store.spool_entry(entry.id) else {
             return Outcome::Deferred("the entry vanished".into());
         };
-        let mailbox = match self.runtime(&entry) {
-            Ok((_, rt)) => self.sending_mailbox(&entry, &account, &rt).await,
+        self.send_claimed(entry, account, None).await
+    }
+
+    /// Send an entry whose claim (`sending`, its method) is committed.
+    /// `body`: the message's bytes when the caller has them at hand.
+    pub(crate) async fn send_claimed(
+        &self,
+        entry: SpoolEntry,
+        account: Account,
+        body: Option<Bytes>,
+    ) -> Outcome {
+        let mailbox = match self.accounts.get(account.id) {
+            Ok(rt) => {
+                self.sending_mailbox(&entry, &account, &rt, body.as_ref())
+                    .await
+            }
             Err(why) => return self.not_sent(&entry, why),
         };
-        if method == SENDMAIL {
-            self.send_mail(&entry, &account, &mailbox).await
+        if entry.method.as_deref() == Some(SENDMAIL) {
+            self.send_mail(&entry, &account, &mailbox, body).await
         } else {
-            self.send_via_draft(&entry, &account, &mailbox, large).await
+            let large = is_large(entry.size, entry.prefix.len());
+            self.send_via_draft(&entry, &account, &mailbox, large, body)
+                .await
         }
     }
 
@@ -326,16 +359,19 @@ impl Spool {
         entry: &SpoolEntry,
         account: &Account,
         mailbox: &GraphMailbox,
+        body: Option<Bytes>,
     ) -> Outcome {
-        let mime = match tokio::fs::read(&entry.path).await {
-            Ok(body) => {
-                let mut mime = Vec::with_capacity(entry.prefix.len() + body.len());
-                mime.extend_from_slice(entry.prefix.as_bytes());
-                mime.extend_from_slice(&body);
-                Bytes::from(mime)
-            }
-            Err(e) => return self.not_sent(entry, format!("cannot read the spool file: {e}")),
+        let body = match body {
+            Some(body) => body,
+            None => match self.message_bytes(entry).await {
+                Ok(body) => body,
+                Err(why) => return self.not_sent(entry, why),
+            },
         };
+        let mut mime = Vec::with_capacity(entry.prefix.len() + body.len());
+        mime.extend_from_slice(entry.prefix.as_bytes());
+        mime.extend_from_slice(&body);
+        let mime = Bytes::from(mime);
         crash_point("before-send");
         match mailbox.send_mime(mime, true).await {
             Ok(()) => {
@@ -361,6 +397,7 @@ impl Spool {
         account: &Account,
         mailbox: &GraphMailbox,
         large: bool,
+        body: Option<Bytes>,
     ) -> Outcome {
         let (draft_mime, attachments) = if large {
             let path = std::path::PathBuf::from(&entry.path);
@@ -384,14 +421,16 @@ impl Spool {
                 Err(e) => return self.not_sent(entry, format!("the split task failed: {e}")),
             }
         } else {
-            match tokio::fs::read(&entry.path).await {
-                Ok(body) => {
-                    let mut mime = entry.prefix.clone().into_bytes();
-                    mime.extend_from_slice(&body);
-                    (mime, Vec::new())
-                }
-                Err(e) => return self.not_sent(entry, format!("cannot read the spool file: {e}")),
-            }
+            let body = match body {
+                Some(body) => body,
+                None => match self.message_bytes(entry).await {
+                    Ok(body) => body,
+                    Err(why) => return self.not_sent(entry, why),
+                },
+            };
+            let mut mime = entry.prefix.clone().into_bytes();
+            mime.extend_from_slice(&body);
+            (mime, Vec::new())
         };
         let draft = match mailbox
             .create_draft_from_mime(Bytes::from(draft_mime))
@@ -512,7 +551,7 @@ impl Spool {
     pub(crate) async fn resolve(&self, entry: SpoolEntry) -> Outcome {
         let (account, mailbox) = match self.runtime(&entry) {
             Ok((account, rt)) => {
-                let mailbox = self.sending_mailbox(&entry, &account, &rt).await;
+                let mailbox = self.sending_mailbox(&entry, &account, &rt, None).await;
                 (account, mailbox)
             }
             Err(why) => {

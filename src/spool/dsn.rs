@@ -120,9 +120,7 @@ impl Spool {
     /// Put the DSN of a bounced entry into the sender's Inbox; on failure,
     /// try again later.
     pub(crate) async fn place_dsn(&self, entry: SpoolEntry) {
-        let head = super::read_head(std::path::Path::new(&entry.path))
-            .await
-            .unwrap_or_default();
+        let head = self.message_head(&entry, None).await;
         let head_len = crate::mime::submission::header_block_len(&head).unwrap_or(head.len());
         let date = chrono::Utc::now().to_rfc2822();
         let reason = Outcome::Failed {
@@ -197,6 +195,7 @@ mod tests {
             mail_from: "alice@example.com".into(),
             rcpt_to: vec!["nobody@example.com".into()],
             path: String::new(),
+            inline: false,
             size: 0,
             message_id: Some("m@x".into()),
             attempts: 3,

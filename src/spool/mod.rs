@@ -4,9 +4,12 @@
 //! # The per-message state machine
 //!
 //! Each accepted message is one row of the `spool` table (state, method,
-//! draft id, attempt start) and one fsync'ed file. Every transition is a
-//! compare-and-set on the row, committed (SQLite, `synchronous=FULL`)
-//! *before* the Graph call it announces.
+//! draft id, attempt start) and its bytes: in the row itself for a small
+//! message (up to [`crate::smtp::server::INLINE_MAX`]), else one fsync'ed
+//! file. Every transition is a compare-and-set on the row, committed
+//! (SQLite, `synchronous=FULL`) *before* the Graph call it announces. The
+//! SMTP session's first attempt is recorded already claimed: the insert
+//! that makes the message durable is also the claim, one commit.
 //!
 //! ```text
 //!              claim (method chosen, sending_since = now)
@@ -66,6 +69,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::Instrument as _;
 
+use bytes::Bytes;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -74,9 +78,9 @@ use crate::mime::submission::{
     MAX_HEADER_BLOCK, SubmissionRefusal, header_block_len, header_facts, submission_prefix,
 };
 use crate::runtime::Accounts;
-use crate::smtp::server::{SpooledMessage, Submitter};
+use crate::smtp::server::{SpooledBody, SpooledMessage, Submitter};
 use crate::smtp::session::SubmitOutcome;
-use crate::store::{SpoolEntry, SpoolId, SpoolState, Store, now_unix};
+use crate::store::{Account, SpoolEntry, SpoolId, SpoolState, Store, now_unix};
 
 pub use deliver::Outcome;
 
@@ -124,17 +128,24 @@ pub struct Spool {
     permits: Arc<Semaphore>,
 }
 
-/// Who answers the client for a permanent failure: the submitting session
-/// (still waiting) or the spool (a DSN, the client already has its 250).
-enum Window {
-    Waiting,
-    Answered(Outcome),
-    Gone,
+/// A message just recorded, with what its first attempt needs.
+struct Recorded {
+    entry: SpoolEntry,
+    account: Account,
+    /// The bytes, when they are in the row (no need to read them back).
+    body: Option<Bytes>,
 }
 
-struct WindowCell {
-    state: Mutex<Window>,
-    done: Notify,
+/// An entry this process works on (`in_flight`) until dropped.
+struct InFlight {
+    spool: Arc<Spool>,
+    id: SpoolId,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.spool.release(self.id);
+    }
 }
 
 /// Test hook: `GRAPHGATE_CRASH_AT=<point>` aborts the process at that point
@@ -258,7 +269,7 @@ impl Spool {
         message: &SpooledMessage,
         mailbox: &str,
     ) -> Result<(Option<String>, String), SubmitOutcome> {
-        let head = read_head(&message.path).await.map_err(|e| {
+        let head = message.head(MAX_HEADER_BLOCK + 4).await.map_err(|e| {
             tracing::error!(error = %e, "spool: cannot read a spooled message back");
             SubmitOutcome::TryLater {
                 text: "The spool could not read the message back; try again later".into(),
@@ -301,16 +312,20 @@ impl Spool {
 
     /// Record an accepted message (header checks, Message-ID, the row),
     /// leaving the worker off it until `not_before`; the file is removed
-    /// when it is refused.
+    /// when it is refused. With `claim`, the row is recorded already
+    /// claimed for a first attempt by this process (`sending`, marked as
+    /// worked on here before any other task can see it): the commit that
+    /// makes the message durable is also the claim.
     async fn record(
         &self,
         message: SpooledMessage,
         not_before: i64,
-    ) -> Result<SpoolEntry, SubmitOutcome> {
+        claim: bool,
+    ) -> Result<Recorded, SubmitOutcome> {
         let account = match self.store.account(&message.account.login) {
             Ok(Some(a)) => a,
             Ok(None) => {
-                let _ = tokio::fs::remove_file(&message.path).await;
+                message.discard().await;
                 return Err(SubmitOutcome::Rejected {
                     code: 550,
                     enhanced: "5.7.1".into(),
@@ -319,7 +334,7 @@ impl Spool {
             }
             Err(e) => {
                 tracing::error!(error = %e, "spool: the store failed");
-                let _ = tokio::fs::remove_file(&message.path).await;
+                message.discard().await;
                 return Err(SubmitOutcome::TryLater {
                     text: "The spool database is unavailable; try again later".into(),
                 });
@@ -328,25 +343,44 @@ impl Spool {
         let (message_id, prefix) = match self.prepare(&message, &account.mailbox).await {
             Ok(p) => p,
             Err(outcome) => {
-                let _ = tokio::fs::remove_file(&message.path).await;
+                message.discard().await;
                 return Err(outcome);
             }
         };
-        let path = message.path.to_string_lossy();
-        let entry = match self.store.spool_insert(&crate::store::NewSpoolEntry {
+        let (path, body) = match &message.body {
+            SpooledBody::Inline(bytes) => (String::new(), Some(bytes.clone())),
+            SpooledBody::File(path) => (path.to_string_lossy().into_owned(), None),
+        };
+        let method = deliver::method_for(&account, message.size, prefix.len());
+        let new = crate::store::NewSpoolEntry {
             account: account.id,
             mail_from: &message.envelope.mail_from,
             rcpt_to: &message.envelope.rcpt_to,
             path: &path,
+            body: body.as_deref(),
             size: message.size,
             message_id: message_id.as_deref(),
             prefix: &prefix,
             not_before: Some(not_before),
-        }) {
+            claimed_with: claim.then_some(method),
+        };
+        let inserted = if claim {
+            // Marked as ours under the same lock the worker takes entries
+            // with: it never sees the new row unclaimed by this process.
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            let inserted = self.store.spool_insert(&new);
+            if let Ok(entry) = &inserted {
+                in_flight.insert(entry.id);
+            }
+            inserted
+        } else {
+            self.store.spool_insert(&new)
+        };
+        let entry = match inserted {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "spool: cannot record a message");
-                let _ = tokio::fs::remove_file(&message.path).await;
+                message.discard().await;
                 return Err(SubmitOutcome::TryLater {
                     text: "The spool could not record the message; try again later".into(),
                 });
@@ -360,7 +394,11 @@ impl Spool {
             recipients = message.envelope.rcpt_to.len(),
             "message accepted into the spool"
         );
-        Ok(entry)
+        Ok(Recorded {
+            entry,
+            account,
+            body,
+        })
     }
 
     /// Hand a message to the spool without attempting it in this process:
@@ -368,7 +406,7 @@ impl Spool {
     /// directory's spool (a running gateway; see [`owner`]). The same
     /// checks as [`Submitter::submit`]; the refusal is the SMTP reply.
     pub async fn enqueue(&self, message: SpooledMessage) -> Result<SpoolEntry, SubmitOutcome> {
-        self.record(message, now_unix()).await
+        Ok(self.record(message, now_unix(), false).await?.entry)
     }
 
     /// Whether a task of this process is working on `id` (its first
@@ -382,67 +420,74 @@ impl Spool {
 
     /// Spool an accepted message and try it within the window.
     async fn submit_inner(self: &Arc<Self>, message: SpooledMessage) -> SubmitOutcome {
-        // The worker must not race the window's own first attempt; if
-        // this process dies first, the entry is due shortly after.
-        let not_before = now_unix() + self.config.sync_window.as_secs() as i64 + 5;
-        let entry = match self.record(message, not_before).await {
-            Ok(entry) => entry,
+        // Due at once: the worker skips it while this process works on it
+        // (`in_flight`); if the process dies, the next one resolves it
+        // (`sending`: was it sent?) before any retry.
+        let not_before = now_unix();
+        let Recorded {
+            entry,
+            account,
+            body,
+        } = match self.record(message, not_before, true).await {
+            Ok(recorded) => recorded,
             Err(outcome) => return outcome,
         };
         let queue_id = format!("{}", entry.id.0);
-        let id_number = entry.id.0;
-        // From here on the message is durable: whatever happens, the
-        // worker delivers it. The first attempt starts now.
-        if !self.take(entry.id) {
-            return SubmitOutcome::Accepted { queue_id };
-        }
-        let cell = Arc::new(WindowCell {
-            state: Mutex::new(Window::Waiting),
-            done: Notify::new(),
-        });
-        {
-            let spool = self.clone();
-            let cell = cell.clone();
-            let id = entry.id;
-            // Inside the SMTP session's span: the first attempt's lines read
-            // `smtp{session=…}:spool{queue_id=…}`.
-            let span = tracing::info_span!("spool", queue_id = id.0);
-            tokio::spawn(
-                async move {
-                    let permit = spool.permits.clone().acquire_owned().await;
-                    let outcome = spool.attempt(entry).await;
-                    drop(permit);
-                    let answered_here = {
-                        let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
-                        if matches!(*state, Window::Waiting) {
-                            *state = Window::Answered(outcome.clone());
-                            true
-                        } else {
-                            false
-                        }
-                    };
-                    if answered_here {
-                        cell.done.notify_one();
-                        if let Outcome::Failed { .. } = &outcome {
-                            spool.reject(id, &outcome).await;
-                        }
-                    } else if let Outcome::Failed { .. } = &outcome {
-                        spool.bounce(id, &outcome).await;
-                    }
-                    spool.release(id);
+        let id = entry.id;
+        // From here on the message is durable, and claimed (in the store
+        // and in `in_flight`): the first attempt starts now; whatever
+        // happens to it, the worker resolves and delivers the entry. The
+        // guard gives the entry back to the worker however this ends —
+        // even if this future is dropped mid-attempt (the row then stays
+        // `sending`, for the resolver).
+        let guard = InFlight {
+            spool: self.clone(),
+            id,
+        };
+        let spool = self.clone();
+        // Inside the SMTP session's span: the first attempt's lines read
+        // `smtp{session=…}:spool{queue_id=…}`.
+        let span = tracing::info_span!("spool", queue_id = id.0);
+        let mut attempt = Box::pin(
+            async move {
+                let _permit = spool.permits.clone().acquire_owned().await;
+                spool.send_claimed(entry, account, body).await
+            }
+            .instrument(span),
+        );
+        // The attempt runs on this task while the client waits (no hand-off
+        // to another task on the reply path); past the window it moves to
+        // a task of its own and the client gets its 250. A zero window
+        // answers at once, however quickly the attempt might end.
+        let finished = if self.config.sync_window.is_zero() {
+            None
+        } else {
+            tokio::select! {
+                outcome = &mut attempt => Some(outcome),
+                _ = tokio::time::sleep(self.config.sync_window) => None,
+            }
+        };
+        let outcome = match finished {
+            Some(outcome) => {
+                if let Outcome::Failed { .. } = &outcome {
+                    self.reject(id, &outcome).await;
                 }
-                .instrument(span),
-            );
-        }
-        tokio::select! {
-            _ = cell.done.notified() => {}
-            _ = tokio::time::sleep(self.config.sync_window) => {}
-        }
-        let outcome = {
-            let mut state = cell.state.lock().unwrap_or_else(|e| e.into_inner());
-            match std::mem::replace(&mut *state, Window::Gone) {
-                Window::Answered(o) => Some(o),
-                _ => None,
+                drop(guard);
+                Some(outcome)
+            }
+            None => {
+                let span = tracing::info_span!("spool", queue_id = id.0);
+                tokio::spawn(
+                    async move {
+                        let outcome = attempt.await;
+                        if let Outcome::Failed { .. } = &outcome {
+                            guard.spool.bounce(id, &outcome).await;
+                        }
+                        drop(guard);
+                    }
+                    .instrument(span),
+                );
+                None
             }
         };
         match outcome {
@@ -459,7 +504,7 @@ impl Spool {
                 text,
             },
             Some(Outcome::Deferred(why)) => {
-                tracing::info!(queue_id = id_number, "delivery deferred: {why}");
+                tracing::info!(queue_id = id.0, "delivery deferred: {why}");
                 SubmitOutcome::Accepted {
                     queue_id: format!("{queue_id}; Graph is busy, the spool will retry"),
                 }
@@ -488,9 +533,54 @@ impl Spool {
         }
     }
 
+    /// The entry is final: remove its file, or forget the bytes in its row.
     pub(crate) async fn remove_file(&self, id: SpoolId) {
         if let Ok(Some(entry)) = self.store.spool_entry(id) {
-            let _ = tokio::fs::remove_file(&entry.path).await;
+            if entry.inline
+                && let Err(e) = self.store.spool_clear_body(id)
+            {
+                tracing::warn!(queue_id = id.0, error = %e, "spool: cannot clear a body");
+            }
+            if !entry.path.is_empty() {
+                let _ = tokio::fs::remove_file(&entry.path).await;
+            }
+        }
+    }
+
+    /// All of a spooled message's bytes (without the prefix).
+    pub(crate) async fn message_bytes(&self, entry: &SpoolEntry) -> Result<Bytes, String> {
+        if entry.inline {
+            match self.store.spool_body(entry.id) {
+                Ok(Some(body)) => Ok(Bytes::from(body)),
+                Ok(None) => Err("the spooled message's bytes are gone".into()),
+                Err(e) => Err(format!("cannot read the spooled message: {e}")),
+            }
+        } else {
+            tokio::fs::read(&entry.path)
+                .await
+                .map(Bytes::from)
+                .map_err(|e| format!("cannot read the spool file: {e}"))
+        }
+    }
+
+    /// The start of a spooled message (its header block), empty when it
+    /// cannot be read.
+    pub(crate) async fn message_head(&self, entry: &SpoolEntry, body: Option<&Bytes>) -> Vec<u8> {
+        let limit = MAX_HEADER_BLOCK + 4;
+        if let Some(body) = body {
+            return body[..body.len().min(limit)].to_vec();
+        }
+        if entry.inline {
+            let mut body = self
+                .store
+                .spool_body(entry.id)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            body.truncate(limit);
+            body
+        } else {
+            read_head(Path::new(&entry.path)).await.unwrap_or_default()
         }
     }
 }

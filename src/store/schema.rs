@@ -116,6 +116,13 @@ ALTER TABLE accounts ADD COLUMN app_credential TEXT;
 ALTER TABLE accounts ADD COLUMN imap_inbox TEXT;
 ALTER TABLE accounts ADD COLUMN keep_fetched INTEGER NOT NULL DEFAULT 1;
 "#,
+    // 5: small spooled messages keep their bytes in the row (one WAL
+    // commit makes them durable: no file, no file or directory fsync);
+    // `path` is then ''. Rows from before keep their files (body NULL).
+    // The bytes are cleared when the entry reaches a final state.
+    r#"
+ALTER TABLE spool ADD COLUMN body BLOB;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -1,6 +1,7 @@
 //! The SMTP spool's index: one row per accepted message, with its state.
-//! The message bytes live in a file beside the database (`path`), written and
-//! fsync'ed before the row is committed. The delivery state machine that
+//! A small message's bytes are in the row itself (`body`, committed with it:
+//! one fsync makes both durable); a larger one's live in a file beside the
+//! database (`path`), written and fsync'ed before the row is committed. The delivery state machine that
 //! drives these rows belongs to the SMTP side; this is its durable record.
 
 use rusqlite::{OptionalExtension, Row, params};
@@ -61,8 +62,12 @@ pub struct SpoolEntry {
     pub state: SpoolState,
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
-    /// The spool file holding the message bytes.
+    /// The spool file holding the message bytes; empty when they are in
+    /// the row ([`SpoolEntry::inline`]).
     pub path: String,
+    /// The bytes are in the row: read them with [`Store::spool_body`].
+    /// Cleared (false) once the entry is final and the bytes are gone.
+    pub inline: bool,
     pub size: u64,
     pub message_id: Option<String>,
     pub attempts: u32,
@@ -83,7 +88,7 @@ pub struct SpoolEntry {
 
 const COLUMNS: &str = "id, account_id, state, mail_from, rcpt_to, path, size, message_id, \
                        attempts, next_attempt_at, last_error, accepted_at, method, draft_id, \
-                       prefix, sending_since, delivered_at";
+                       prefix, sending_since, delivered_at, body IS NOT NULL";
 
 /// A message to record in the spool.
 #[derive(Debug, Clone, Copy)]
@@ -91,8 +96,10 @@ pub struct NewSpoolEntry<'a> {
     pub account: AccountId,
     pub mail_from: &'a str,
     pub rcpt_to: &'a [String],
-    /// The fsync'ed file holding the message bytes.
+    /// The fsync'ed file holding the message bytes, or `""` with `body`.
     pub path: &'a str,
+    /// The message bytes, kept in the row (small messages).
+    pub body: Option<&'a [u8]>,
     pub size: u64,
     pub message_id: Option<&'a str>,
     /// Header lines graphgate adds in front of the file's bytes.
@@ -100,6 +107,10 @@ pub struct NewSpoolEntry<'a> {
     /// The worker leaves the entry alone until then (Unix seconds): the
     /// submitting session makes the first attempt itself.
     pub not_before: Option<i64>,
+    /// Record it already claimed by an attempt with this method (state
+    /// `sending`, `sending_since` = now, attempts = 1) — the same commit
+    /// as the insert, made before the attempt's Graph call. `None`: queued.
+    pub claimed_with: Option<&'a str>,
 }
 
 /// A change to a spool entry, applied only if it is still in the expected
@@ -114,6 +125,14 @@ pub struct SpoolUpdate<'a> {
     pub draft_id: Option<Option<&'a str>>,
     /// Starts an attempt: `sending_since` = now, `attempts` + 1.
     pub start_attempt: bool,
+    /// Commit without waiting for the disk (`synchronous=NORMAL` for this
+    /// statement): the change reaches the disk with the next durable commit
+    /// or checkpoint, and a power cut before that loses it — whole (WAL
+    /// frames are checksummed), leaving the row as it was. Only for a
+    /// transition whose loss is harmless: `sending` → `delivered` of an
+    /// entry that keeps its bytes in the row, which the resolver finds
+    /// delivered again (Sent Items, or its draft gone) if it reverts.
+    pub lazy: bool,
 }
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<SpoolEntry> {
@@ -145,60 +164,109 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SpoolEntry> {
         prefix: row.get(14)?,
         sending_since: row.get(15)?,
         delivered_at: row.get(16)?,
+        inline: row.get(17)?,
     })
 }
 
+/// `synchronous=NORMAL` on the connection until dropped, then `FULL`
+/// again (see [`SpoolUpdate::lazy`]).
+struct Relaxed<'c>(&'c rusqlite::Connection);
+
+impl<'c> Relaxed<'c> {
+    fn new(conn: &'c rusqlite::Connection) -> Result<Relaxed<'c>, StoreError> {
+        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        Ok(Relaxed(conn))
+    }
+}
+
+impl Drop for Relaxed<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.execute_batch("PRAGMA synchronous = FULL") {
+            // Never go on with commits that do not wait for the disk.
+            panic!("cannot restore synchronous=FULL on the store: {e}");
+        }
+    }
+}
+
 impl Store {
-    /// Record an accepted message whose file is already durable.
+    /// Record an accepted message (its file, if it has one, already
+    /// durable). The commit is durable when this returns.
     pub fn spool_insert(&self, new: &NewSpoolEntry<'_>) -> Result<SpoolEntry, StoreError> {
         let NewSpoolEntry {
             account,
             mail_from,
             rcpt_to,
             path,
+            body,
             size,
             message_id,
             prefix,
             not_before,
+            claimed_with,
         } = *new;
         let now = now_unix();
         let rcpt =
             serde_json::to_string(rcpt_to).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (state, sending_since, attempts) = match claimed_with {
+            Some(_) => (SpoolState::Sending, Some(now), 1),
+            None => (SpoolState::Queued, None, 0),
+        };
         let conn = self.lock()?;
-        conn.execute(
+        let mut insert = conn.prepare_cached(&format!(
             "INSERT INTO spool (account_id, state, mail_from, rcpt_to, path, size, message_id,
-                 attempts, next_attempt_at, accepted_at, updated_at, prefix)
-             VALUES (?1, 'queued', ?2, ?3, ?4, ?5, ?6, 0, ?9, ?7, ?7, ?8)",
-            params![
-                account.0,
-                mail_from,
-                rcpt,
-                path,
-                size as i64,
-                message_id,
-                now,
-                prefix,
-                not_before.unwrap_or(now)
-            ],
-        )?;
-        let id = conn.last_insert_rowid();
-        conn.query_row(
-            &format!("SELECT {COLUMNS} FROM spool WHERE id = ?1"),
-            [id],
-            from_row,
-        )
-        .map_err(Into::into)
+                 attempts, next_attempt_at, accepted_at, updated_at, prefix, body, method,
+                 sending_since)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14)
+             RETURNING {COLUMNS}"
+        ))?;
+        insert
+            .query_row(
+                params![
+                    account.0,
+                    state.as_str(),
+                    mail_from,
+                    rcpt,
+                    path,
+                    size as i64,
+                    message_id,
+                    attempts,
+                    not_before.unwrap_or(now),
+                    now,
+                    prefix,
+                    body,
+                    claimed_with,
+                    sending_since,
+                ],
+                from_row,
+            )
+            .map_err(Into::into)
+    }
+
+    /// The message bytes kept in the row of `id`, if they are.
+    pub fn spool_body(&self, id: SpoolId) -> Result<Option<Vec<u8>>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare_cached("SELECT body FROM spool WHERE id = ?1")?;
+        stmt.query_row([id.0], |r| r.get::<_, Option<Vec<u8>>>(0))
+            .optional()
+            .map(Option::flatten)
+            .map_err(Into::into)
+    }
+
+    /// Forget the bytes kept in the row of `id` (the entry is final).
+    pub fn spool_clear_body(&self, id: SpoolId) -> Result<(), StoreError> {
+        let conn = self.lock()?;
+        conn.prepare_cached("UPDATE spool SET body = NULL WHERE id = ?1 AND body IS NOT NULL")?
+            .execute([id.0])?;
+        Ok(())
     }
 
     pub fn spool_entry(&self, id: SpoolId) -> Result<Option<SpoolEntry>, StoreError> {
         let conn = self.lock()?;
-        conn.query_row(
-            &format!("SELECT {COLUMNS} FROM spool WHERE id = ?1"),
-            [id.0],
-            from_row,
-        )
-        .optional()
-        .map_err(Into::into)
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {COLUMNS} FROM spool WHERE id = ?1"))?;
+        stmt.query_row([id.0], from_row)
+            .optional()
+            .map_err(Into::into)
     }
 
     /// Move an entry from `from` to `to` (compare-and-set: returns false if
@@ -242,7 +310,12 @@ impl Store {
         let now = now_unix();
         let conn = self.lock()?;
         let to = update.state.unwrap_or(from);
-        let n = conn.execute(
+        let _relaxed = if update.lazy {
+            Some(Relaxed::new(&conn)?)
+        } else {
+            None
+        };
+        let mut stmt = conn.prepare_cached(
             "UPDATE spool SET state = ?1,
                  last_error = CASE WHEN ?2 IS NULL THEN last_error ELSE ?2 END,
                  next_attempt_at = COALESCE(?3, next_attempt_at),
@@ -251,22 +324,24 @@ impl Store {
                  sending_since = CASE WHEN ?8 THEN ?9 ELSE sending_since END,
                  attempts = attempts + ?8,
                  delivered_at = CASE WHEN ?1 = 'delivered' THEN ?9 ELSE delivered_at END,
+                 body = CASE WHEN ?1 IN ('delivered', 'rejected', 'dropped') THEN NULL
+                             ELSE body END,
                  updated_at = ?9
              WHERE id = ?10 AND state = ?11",
-            params![
-                to.as_str(),
-                update.last_error,
-                update.next_attempt_at,
-                update.method.is_some(),
-                update.method.flatten(),
-                update.draft_id.is_some(),
-                update.draft_id.flatten(),
-                i64::from(update.start_attempt),
-                now,
-                id.0,
-                from.as_str()
-            ],
         )?;
+        let n = stmt.execute(params![
+            to.as_str(),
+            update.last_error,
+            update.next_attempt_at,
+            update.method.is_some(),
+            update.method.flatten(),
+            update.draft_id.is_some(),
+            update.draft_id.flatten(),
+            i64::from(update.start_attempt),
+            now,
+            id.0,
+            from.as_str()
+        ])?;
         Ok(n == 1)
     }
 
@@ -326,10 +401,12 @@ mod tests {
                 mail_from: "a@example.com",
                 rcpt_to: &["b@example.com".into()],
                 path: "/spool/1.eml",
+                body: None,
                 size: 123,
                 message_id: Some("<x@y>"),
                 prefix: "",
                 not_before: None,
+                claimed_with: None,
             })
             .unwrap();
         assert_eq!(entry.state, SpoolState::Queued);
@@ -383,5 +460,112 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    fn account(store: &Store) -> AccountId {
+        store
+            .add_account(&NewAccount {
+                login: "a".into(),
+                password: Secret::new("p".into()),
+                mailbox: "a@example.com".into(),
+                auth_profile: AuthProfile::Delegated,
+                aliases: vec![],
+                shared_mailboxes: vec![],
+            })
+            .unwrap()
+            .id
+    }
+
+    fn synchronous(store: &Store) -> i64 {
+        store
+            .lock()
+            .unwrap()
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn inline_bytes_are_recorded_claimed_and_cleared_when_final() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let account = account(&store);
+        let body = b"Subject: hi\r\n\r\nhello\r\n";
+        let entry = store
+            .spool_insert(&NewSpoolEntry {
+                account,
+                mail_from: "a@example.com",
+                rcpt_to: &["b@example.com".into()],
+                path: "",
+                body: Some(body),
+                size: body.len() as u64,
+                message_id: Some("x@y"),
+                prefix: "",
+                not_before: None,
+                claimed_with: Some("sendmail"),
+            })
+            .unwrap();
+        // One commit recorded the bytes and the claim.
+        assert_eq!(entry.state, SpoolState::Sending);
+        assert_eq!(entry.method.as_deref(), Some("sendmail"));
+        assert_eq!(entry.attempts, 1);
+        assert!(entry.sending_since.is_some());
+        assert!(entry.inline);
+        assert_eq!(store.spool_body(entry.id).unwrap().unwrap(), body);
+        // Another process sees them (a restart after a crash).
+        let other = Store::open(dir.path()).unwrap();
+        assert_eq!(other.spool_body(entry.id).unwrap().unwrap(), body);
+        assert_eq!(synchronous(&store), 2, "FULL");
+        assert!(
+            store
+                .spool_update(
+                    entry.id,
+                    SpoolState::Sending,
+                    &SpoolUpdate {
+                        state: Some(SpoolState::Delivered),
+                        lazy: true,
+                        ..Default::default()
+                    },
+                )
+                .unwrap()
+        );
+        // The relaxed commit was for that statement only.
+        assert_eq!(synchronous(&store), 2, "FULL again");
+        let delivered = other.spool_entry(entry.id).unwrap().unwrap();
+        assert_eq!(delivered.state, SpoolState::Delivered);
+        assert!(!delivered.inline, "bytes forgotten once delivered");
+        assert_eq!(store.spool_body(entry.id).unwrap(), None);
+    }
+
+    #[test]
+    fn a_spool_of_schema_4_keeps_its_files_after_the_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Store::path_in(dir.path());
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            for sql in &crate::store::schema::MIGRATIONS[..4] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 4).unwrap();
+            conn.execute_batch(
+                "INSERT INTO accounts (login, password_hash, mailbox, auth_profile,
+                     created_at, updated_at)
+                 VALUES ('a', 'x', 'a@example.com', 'delegated', 0, 0);
+                 INSERT INTO spool (account_id, state, mail_from, rcpt_to, path, size,
+                     message_id, next_attempt_at, accepted_at, updated_at)
+                 VALUES (1, 'queued', 'a@example.com', '[\"b@example.com\"]',
+                     '/spool/old.eml', 42, 'old@y', 0, 0, 0);",
+            )
+            .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.schema_version().unwrap(),
+            crate::store::schema::latest()
+        );
+        let old = store.spool_list(Some(SpoolState::Queued), None).unwrap();
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0].path, "/spool/old.eml");
+        assert!(!old[0].inline);
+        assert_eq!(store.spool_body(old[0].id).unwrap(), None);
     }
 }
