@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::Instrument as _;
@@ -32,6 +33,74 @@ use crate::tls::Tls;
 /// Messages up to this size are kept in memory and spooled inside the
 /// database row (the default of [`ServerConfig::inline_max`]).
 pub const INLINE_MAX: usize = 256 * 1024;
+
+/// Bytes of messages held in memory while they are received, across all
+/// connections of a listener set: past this a new message part goes to a
+/// spool file instead (1,024 connections each holding [`INLINE_MAX`] would
+/// be a quarter of a gigabyte).
+pub const INLINE_BUDGET: usize = 32 * 1024 * 1024;
+
+/// What [`INLINE_BUDGET`] counts: memory reserved by messages being
+/// received.
+#[derive(Debug)]
+pub struct InlineBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl InlineBudget {
+    pub fn new(limit: usize) -> InlineBudget {
+        InlineBudget {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Bytes reserved now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for InlineBudget {
+    fn default() -> Self {
+        InlineBudget::new(INLINE_BUDGET)
+    }
+}
+
+/// One message's share of the [`InlineBudget`], given back when dropped.
+struct Reservation {
+    budget: Arc<InlineBudget>,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Reserve `n` more bytes, if the budget has them.
+    fn grow(&mut self, n: usize) -> bool {
+        let before = self.budget.used.fetch_add(n, Ordering::Relaxed);
+        if before + n > self.budget.limit {
+            self.budget.used.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        self.bytes += n;
+        true
+    }
+}
+
+impl Reservation {
+    /// Give everything back (the memory was freed).
+    fn release(&mut self) {
+        self.budget
+            .used
+            .fetch_sub(std::mem::take(&mut self.bytes), Ordering::Relaxed);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
 
 /// Where a complete message's bytes are.
 #[derive(Debug, Clone)]
@@ -127,6 +196,8 @@ impl Default for ServerConfig {
 /// Everything a connection needs.
 pub struct Server {
     pub config: ServerConfig,
+    /// Memory of messages being received, shared by every connection.
+    pub inline_budget: Arc<InlineBudget>,
     pub store: Store,
     pub tls: Option<Tls>,
     pub submitter: Arc<dyn Submitter>,
@@ -141,6 +212,7 @@ impl Server {
     ) -> Arc<Server> {
         Arc::new(Server {
             config,
+            inline_budget: Arc::default(),
             store,
             tls,
             submitter,
@@ -256,14 +328,17 @@ impl AsyncWrite for Stream {
 /// spool file.
 struct Incoming {
     memory: Vec<u8>,
+    /// The memory's share of the listeners' budget (its capacity).
+    reservation: Reservation,
     file: Option<(tokio::fs::File, PathBuf)>,
     size: u64,
 }
 
 impl Incoming {
-    fn new() -> Incoming {
+    fn new(budget: Arc<InlineBudget>) -> Incoming {
         Incoming {
             memory: Vec::new(),
+            reservation: Reservation { budget, bytes: 0 },
             file: None,
             size: 0,
         }
@@ -271,14 +346,28 @@ impl Incoming {
 
     async fn write(&mut self, bytes: &[u8], dir: &Path, inline_max: usize) -> std::io::Result<()> {
         self.size += bytes.len() as u64;
-        if self.file.is_none() && self.memory.len() + bytes.len() <= inline_max {
-            self.memory.extend_from_slice(bytes);
-            return Ok(());
+        let needed = self.memory.len() + bytes.len();
+        if self.file.is_none() && needed <= inline_max {
+            // Grown by doubling (at most to inline_max), each growth
+            // reserved first: past the budget the message goes to a file.
+            let capacity = self.memory.capacity();
+            let target = if needed <= capacity {
+                capacity
+            } else {
+                needed.max(capacity * 2).min(inline_max)
+            };
+            if self.reservation.grow(target - capacity) {
+                self.memory.reserve_exact(target - self.memory.len());
+                self.memory.extend_from_slice(bytes);
+                return Ok(());
+            }
         }
         if self.file.is_none() {
             let (mut file, path) = open_incoming(dir).await?;
             let memory = std::mem::take(&mut self.memory);
             let written = file.write_all(&memory).await;
+            drop(memory);
+            self.reservation.release();
             // Registered before any error: the file is removed either way.
             self.file = Some((file, path));
             written?;
@@ -392,7 +481,9 @@ async fn serve_connection(
                         next.extend(session.tls_started());
                     }
                     Action::MessageStart(_) => {
-                        if let Some(old) = incoming.replace(Incoming::new()) {
+                        if let Some(old) =
+                            incoming.replace(Incoming::new(server.inline_budget.clone()))
+                        {
                             old.discard().await;
                         }
                     }
@@ -537,4 +628,45 @@ async fn finish_message(
             size,
         })
         .await
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    /// Messages received at the same time share the memory budget: one
+    /// that does not fit goes to a spool file from the start, and what a
+    /// finished (or spilled) message held is given back.
+    #[tokio::test]
+    async fn messages_past_the_memory_budget_go_to_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = Arc::new(InlineBudget::new(1000));
+        let chunk = [b'x'; 300];
+
+        let mut first = Incoming::new(budget.clone());
+        first.write(&chunk, dir.path(), 1000).await.unwrap();
+        first.write(&chunk, dir.path(), 1000).await.unwrap();
+        assert!(first.file.is_none());
+        assert_eq!(first.memory.len(), 600);
+        assert!(budget.used() >= 600 && budget.used() <= 1000);
+
+        // Another message finds too little left: on disk at once.
+        let mut second = Incoming::new(budget.clone());
+        second.write(&chunk, dir.path(), 1000).await.unwrap();
+        second.write(&chunk, dir.path(), 1000).await.unwrap();
+        assert!(second.file.is_some() && second.memory.is_empty());
+        assert_eq!(second.size, 600);
+
+        // A message past inline_max spills and gives its memory back.
+        first.write(&chunk, dir.path(), 700).await.unwrap();
+        assert!(first.file.is_some());
+        assert_eq!(budget.used(), 0);
+        let mut third = Incoming::new(budget.clone());
+        third.write(&chunk, dir.path(), 1000).await.unwrap();
+        assert!(third.file.is_none());
+        drop(third);
+        assert_eq!(budget.used(), 0);
+        first.discard().await;
+        second.discard().await;
+    }
 }
