@@ -344,14 +344,7 @@ mod tests {
     fn tokens_round_trip_through_the_sealed_store() {
         let store = Store::open_in_memory().unwrap();
         let account = store
-            .add_account(&crate::store::NewAccount {
-                login: "a".into(),
-                password: Secret::new("p".into()),
-                mailbox: "a@example.com".into(),
-                auth_profile: AuthProfile::Delegated,
-                aliases: vec![],
-                shared_mailboxes: vec![],
-            })
+            .add_account(&crate::store::NewAccount::delegated("a@example.com", "p"))
             .unwrap();
         let key = StoreKey::from_bytes([1; 32]);
         assert!(load_tokens(&store, &key, account.id).unwrap().is_none());

@@ -99,22 +99,21 @@ impl Drop for Demo {
     }
 }
 
+/// `graphgate demo` on free loopback ports with its state in `data_dir`,
+/// the banner on a pipe.
+fn demo_command(data_dir: &std::path::Path) -> Command {
+    let mut command = graphgate();
+    command
+        .args(["demo", "--sim", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(["--smtp", "127.0.0.1:0", "--imap", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdout(Stdio::piped());
+    command
+}
+
 fn start_demo(data_dir: &std::path::Path) -> Demo {
-    let mut child = graphgate()
-        .args([
-            "demo",
-            "--sim",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--smtp",
-            "127.0.0.1:0",
-            "--imap",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-        ])
-        .stdout(Stdio::piped())
+    let mut child = demo_command(data_dir)
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -289,19 +288,8 @@ fn a_low_open_file_limit_is_reported_with_what_to_change() {
     use std::io::Read as _;
     use std::os::unix::process::CommandExt as _;
     let dir = tempfile::tempdir().unwrap();
-    let mut command = graphgate();
-    command
-        .args(["demo", "--sim", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .args([
-            "--smtp",
-            "127.0.0.1:0",
-            "--imap",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut command = demo_command(dir.path());
+    command.stderr(Stdio::piped());
     // SAFETY: setrlimit between fork and exec touches only the struct given.
     unsafe {
         command.pre_exec(|| {

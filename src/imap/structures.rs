@@ -94,21 +94,25 @@ pub fn decode(stored: &[u8]) -> Option<Structure<'_>> {
     })
 }
 
+/// Whether the index or a kept structure holds `name`'s item (a body
+/// section, RFC822… need the message's bytes).
+pub fn servable_item(name: &MessageDataItemName<'_>) -> bool {
+    matches!(
+        name,
+        MessageDataItemName::Uid
+            | MessageDataItemName::Flags
+            | MessageDataItemName::InternalDate
+            | MessageDataItemName::Rfc822Size
+            | MessageDataItemName::Envelope
+            | MessageDataItemName::BodyStructure
+            | MessageDataItemName::Body
+    )
+}
+
 /// Whether the index and a kept structure hold every item: no message's
-/// bytes are needed then (a body section, RFC822… need them).
+/// bytes are needed then.
 pub fn servable(names: &[MessageDataItemName<'_>]) -> bool {
-    names.iter().all(|n| {
-        matches!(
-            n,
-            MessageDataItemName::Uid
-                | MessageDataItemName::Flags
-                | MessageDataItemName::InternalDate
-                | MessageDataItemName::Rfc822Size
-                | MessageDataItemName::Envelope
-                | MessageDataItemName::BodyStructure
-                | MessageDataItemName::Body
-        )
-    })
+    names.iter().all(servable_item)
 }
 
 /// Whether any of `names` needs the message's structure.

@@ -379,21 +379,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
-    use crate::store::{AuthProfile, NewAccount};
+    use crate::store::NewAccount;
 
     #[test]
     fn spool_state_machine_is_compare_and_set() {
         let store = Store::open_in_memory().unwrap();
         let account = store
-            .add_account(&NewAccount {
-                login: "a".into(),
-                password: Secret::new("p".into()),
-                mailbox: "a@example.com".into(),
-                auth_profile: AuthProfile::Delegated,
-                aliases: vec![],
-                shared_mailboxes: vec![],
-            })
+            .add_account(&NewAccount::delegated("a@example.com", "p"))
             .unwrap();
         let entry = store
             .spool_insert(&NewSpoolEntry {
@@ -464,14 +456,7 @@ mod tests {
 
     fn account(store: &Store) -> AccountId {
         store
-            .add_account(&NewAccount {
-                login: "a".into(),
-                password: Secret::new("p".into()),
-                mailbox: "a@example.com".into(),
-                auth_profile: AuthProfile::Delegated,
-                aliases: vec![],
-                shared_mailboxes: vec![],
-            })
+            .add_account(&NewAccount::delegated("a@example.com", "p"))
             .unwrap()
             .id
     }

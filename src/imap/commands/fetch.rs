@@ -159,20 +159,14 @@ async fn fetch(
         names.insert(0, MessageDataItemName::Uid);
     }
     let offered = |n: &MessageDataItemName<'_>| {
-        matches!(
-            n,
-            MessageDataItemName::Uid
-                | MessageDataItemName::Flags
-                | MessageDataItemName::InternalDate
-                | MessageDataItemName::Rfc822Size
-                | MessageDataItemName::Envelope
-                | MessageDataItemName::BodyStructure
-                | MessageDataItemName::Body
-                | MessageDataItemName::Rfc822
-                | MessageDataItemName::Rfc822Header
-                | MessageDataItemName::Rfc822Text
-                | MessageDataItemName::BodyExt { .. }
-        )
+        structures::servable_item(n)
+            || matches!(
+                n,
+                MessageDataItemName::Rfc822
+                    | MessageDataItemName::Rfc822Header
+                    | MessageDataItemName::Rfc822Text
+                    | MessageDataItemName::BodyExt { .. }
+            )
     };
     if !names.iter().all(offered) {
         return Err(Refusal::no(

@@ -296,44 +296,25 @@ impl Mailbox {
     }
 }
 
-/// The properties [`message_json`] writes.
-const RENDERED: &[&str] = &[
-    "@odata.etag",
-    "id",
-    "createdDateTime",
-    "lastModifiedDateTime",
-    "changeKey",
-    "categories",
-    "receivedDateTime",
-    "sentDateTime",
-    "hasAttachments",
-    "internetMessageId",
-    "subject",
-    "bodyPreview",
-    "importance",
-    "parentFolderId",
-    "conversationId",
-    "isDeliveryReceiptRequested",
-    "isReadReceiptRequested",
-    "isRead",
-    "isDraft",
-    "webLink",
-    "inferenceClassification",
-    "body",
-    "sender",
-    "from",
-    "toRecipients",
-    "ccRecipients",
-    "bccRecipients",
-    "replyTo",
-    "flag",
-];
+/// Properties `$select` may name that Graph leaves out of the default
+/// message resource ([`message_json`]): they are written only when named.
+const ONLY_WHEN_SELECTED: &[&str] = &["conversationIndex", "uniqueBody", "internetMessageHeaders"];
+
+/// The properties [`message_json`] writes, in Graph's order: the etag,
+/// then [`MESSAGE_PROPERTIES`] but [`ONLY_WHEN_SELECTED`].
+fn rendered() -> impl Iterator<Item = &'static str> {
+    std::iter::once("@odata.etag").chain(
+        MESSAGE_PROPERTIES
+            .iter()
+            .copied()
+            .filter(|p| !ONLY_WHEN_SELECTED.contains(p)),
+    )
+}
 
 /// The message resource as Graph writes it.
 pub fn message_json(m: &Message) -> Value {
     Value::Object(
-        RENDERED
-            .iter()
+        rendered()
             .filter_map(|name| Some((name.to_string(), message_field(m, name)?)))
             .collect(),
     )
@@ -550,7 +531,7 @@ mod tests {
         m.categories = vec!["Red".into()];
         let full = message_json(&m);
         let object = full.as_object().unwrap();
-        assert_eq!(object.len(), RENDERED.len());
+        assert_eq!(object.len(), rendered().count());
         for name in MESSAGE_PROPERTIES.iter().chain(["@odata.etag"].iter()) {
             assert_eq!(message_field(&m, name).as_ref(), full.get(*name), "{name}");
         }
