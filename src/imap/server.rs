@@ -25,7 +25,7 @@ use super::commands::{
     logout, namespace, noop, rename, search, select, starttls, status, store, subscribe,
 };
 use super::session::{self, Reply, Shared, State};
-use super::stream::{Stream, StreamError};
+use super::stream::{Sink, Stream, StreamError};
 use crate::login_guard::LoginGuard;
 use crate::tls::Tls;
 
@@ -472,14 +472,22 @@ async fn serve(
                 // Earlier answers go out before a command that may take a
                 // while (output is coalesced until imap-next waits for input).
                 stream.try_flush().map_err(|e| e.to_string())?;
-                let reply = command_reply(&server, &mut conn, command).await;
+                let reply = {
+                    let mut sink = Sink::new(&mut stream, &mut imap);
+                    command_reply(&server, &mut conn, command, &mut sink).await
+                };
                 send_reply(&mut stream, &mut imap, tag, reply);
             }
         }
     }
 }
 
-async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'static>) -> Reply {
+async fn command_reply(
+    server: &ImapServer,
+    conn: &mut Conn,
+    command: Command<'static>,
+    sink: &mut Sink<'_>,
+) -> Reply {
     let name = command.body.name().to_ascii_uppercase();
     crate::metrics::get().imap_command(&name);
     if let Err(why) = session::allowed(&name, conn.state.phase()) {
@@ -563,6 +571,7 @@ async fn command_reply(server: &ImapServer, conn: &mut Conn, command: Command<'s
                 &sequence_set,
                 &macro_or_item_names,
                 uid,
+                sink,
             )
             .await
         }

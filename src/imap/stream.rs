@@ -188,6 +188,21 @@ impl Stream {
         Ok(())
     }
 
+    /// Write until at most `below` bytes wait, handing what the client
+    /// sends meanwhile to `state` (a long answer must not stop the client's
+    /// next commands from arriving: it may be waiting to send them before
+    /// it reads).
+    pub async fn drain<F: State>(
+        &mut self,
+        state: &mut F,
+        below: usize,
+    ) -> Result<(), StreamError<F::Error>> {
+        while self.write_buffer.len() > below {
+            poll_fn(|cx| self.poll_round(cx, state)).await?;
+        }
+        Ok(())
+    }
+
     fn shrink(&mut self) {
         if self.write_buffer.is_empty() && self.write_buffer.capacity() > KEEP_CAPACITY {
             self.write_buffer = BytesMut::new();
@@ -275,5 +290,36 @@ impl Stream {
             Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+/// Where a long answer goes while it is being made (FETCH of many bodies):
+/// queued on the stream, and written out whenever more than [`HIGH_WATER`]
+/// waits, so that a FETCH of a whole folder holds a few hundred kilobytes
+/// of its answer, not all of it.
+pub struct Sink<'a> {
+    stream: &'a mut Stream,
+    imap: &'a mut imap_next::server::Server,
+}
+
+impl<'a> Sink<'a> {
+    pub fn new(stream: &'a mut Stream, imap: &'a mut imap_next::server::Server) -> Sink<'a> {
+        Sink { stream, imap }
+    }
+
+    /// Queue `bytes` (whole untagged responses) after everything before.
+    pub async fn emit(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.push_raw(bytes);
+        if self.stream.write_buffer.len() > HIGH_WATER {
+            self.stream
+                .drain(self.imap, HIGH_WATER / 4)
+                .await
+                .map_err(|e| match e {
+                    StreamError::Closed => io::ErrorKind::ConnectionReset.into(),
+                    StreamError::Io(e) => e,
+                    StreamError::State(_) => io::Error::other("protocol error"),
+                })?;
+        }
+        Ok(())
     }
 }

@@ -26,6 +26,7 @@ use imap_next::imap_types::sequence::SequenceSet;
 use crate::graph::{FlagUpdate, RemoteMessageId};
 use crate::imap::content;
 use crate::imap::session::{Authenticated, Refusal, Reply, Shared, State, View, resolve};
+use crate::imap::stream::Sink;
 use crate::imap::structures;
 use crate::mailbox::flags;
 use crate::mime::imap as mime;
@@ -37,11 +38,12 @@ pub(crate) async fn handle(
     set: &SequenceSet,
     names: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
+    sink: &mut Sink<'_>,
 ) -> Reply {
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
     };
-    match fetch(shared, auth, view, set, names, uid).await {
+    match fetch(shared, auth, view, set, names, uid, sink).await {
         Ok(raw) => Reply::ok("FETCH completed").with_raw(raw),
         Err(r) => r.into(),
     }
@@ -101,8 +103,15 @@ fn nstring(bytes: &[u8]) -> NString<'static> {
     }
 }
 
-/// Messages whose cached bytes are read together.
+/// Messages whose cached bytes are read together: at most this many…
 const READ_AHEAD: usize = 64;
+
+/// …and, past the first, at most this many bytes of them (64 messages of
+/// 30 MB would be 2 GB in memory at once).
+const READ_AHEAD_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Encoded answers are handed to the connection once this much waits.
+const EMIT_AT: usize = 64 * 1024;
 
 /// The bytes of a message whose cached file vanished after `ensure`:
 /// fetched from Graph again (a message must never be served empty).
@@ -148,6 +157,7 @@ async fn fetch(
     set: &SequenceSet,
     names: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
+    sink: &mut Sink<'_>,
 ) -> Result<Vec<u8>, Refusal> {
     let mut names: Vec<MessageDataItemName<'_>> = match names {
         MacroOrMessageDataItemNames::Macro(m) => {
@@ -236,15 +246,30 @@ async fn fetch(
                 .collect(),
         );
     }
-    let mut out = Vec::with_capacity(targets.len() * if with_structure { 1024 } else { 64 });
+    let mut out = Vec::with_capacity(EMIT_AT * 2);
     let mut flag_items = structures::FlagItems::default();
     let mut computed = Vec::new();
     let mut mark_seen = Vec::new();
-    let mut targets = targets.into_iter();
+    let mut targets = targets.into_iter().peekable();
     loop {
-        // The cached files of READ_AHEAD messages are read in one blocking
-        // task (one task per file was a thread hand-off per message).
-        let chunk: Vec<(u32, MessageRecord)> = targets.by_ref().take(READ_AHEAD).collect();
+        // The cached files of up to READ_AHEAD messages (READ_AHEAD_BYTES)
+        // are read in one blocking task (one task per file was a thread
+        // hand-off per message).
+        let mut chunk: Vec<(u32, MessageRecord)> = Vec::new();
+        let mut chunk_bytes = 0;
+        while chunk.len() < READ_AHEAD && (chunk.is_empty() || chunk_bytes < READ_AHEAD_BYTES) {
+            let Some(next) = targets.next_if(|(_, r)| {
+                chunk.is_empty()
+                    || !needs_bytes(r)
+                    || chunk_bytes + r.size.unwrap_or(0) <= READ_AHEAD_BYTES
+            }) else {
+                break;
+            };
+            if needs_bytes(&next.1) {
+                chunk_bytes += next.1.size.unwrap_or(0);
+            }
+            chunk.push(next);
+        }
         if chunk.is_empty() {
             break;
         }
@@ -363,6 +388,15 @@ async fn fetch(
                     .insert(record.uid, (bits, record.keywords.clone()));
             }
             out.extend_from_slice(b")\r\n");
+        }
+        // What is encoded goes out now: a FETCH of a whole folder's bodies
+        // holds a chunk of them, not all.
+        if out.len() >= EMIT_AT {
+            sink.emit(&out)
+                .await
+                .map_err(|e| Refusal::no(format!("the connection failed while answering: {e}")))?;
+            out.clear();
+            out.shrink_to(EMIT_AT * 4);
         }
     }
     if !computed.is_empty() {
