@@ -108,7 +108,7 @@ const READ_AHEAD: usize = 64;
 
 /// …and, past the first, at most this many bytes of them (64 messages of
 /// 30 MB would be 2 GB in memory at once).
-const READ_AHEAD_BYTES: u64 = 8 * 1024 * 1024;
+const READ_AHEAD_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Encoded answers are handed to the connection once this much waits.
 const EMIT_AT: usize = 64 * 1024;
