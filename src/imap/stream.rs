@@ -144,48 +144,37 @@ impl Stream {
 
     /// Write everything queued (reading nothing).
     pub async fn flush(&mut self) -> io::Result<()> {
+        poll_fn(|cx| self.poll_write_out(cx)).await
+    }
+
+    /// Write what can be written without waiting (before a command that
+    /// may take a while, so that earlier answers are not held back).
+    pub fn try_flush(&mut self) -> io::Result<()> {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.poll_write_out(&mut cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Ok(()),
+        }
+    }
+
+    /// Write and flush everything queued; ready once all of it is out
+    /// (what was written before a `Pending` stays written).
+    fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while !self.write_buffer.is_empty() {
             let n =
-                poll_fn(|cx| Pin::new(&mut self.inner).poll_write(cx, &self.write_buffer)).await?;
+                std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.write_buffer))?;
             if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
             self.write_buffer.advance(n);
             self.unflushed = true;
         }
         self.shrink();
         if self.unflushed {
-            poll_fn(|cx| Pin::new(&mut self.inner).poll_flush(cx)).await?;
+            std::task::ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
             self.unflushed = false;
         }
-        Ok(())
-    }
-
-    /// Write what can be written without waiting (before a command that
-    /// may take a while, so that earlier answers are not held back).
-    pub fn try_flush(&mut self) -> io::Result<()> {
-        let waker = std::task::Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        while !self.write_buffer.is_empty() {
-            match Pin::new(&mut self.inner).poll_write(&mut cx, &self.write_buffer) {
-                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(n)) => {
-                    self.write_buffer.advance(n);
-                    self.unflushed = true;
-                }
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(()),
-            }
-        }
-        self.shrink();
-        if self.unflushed {
-            match Pin::new(&mut self.inner).poll_flush(&mut cx) {
-                Poll::Ready(Ok(())) => self.unflushed = false,
-                Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => {}
-            }
-        }
-        Ok(())
+        Poll::Ready(Ok(()))
     }
 
     /// Write until at most `below` bytes wait, handing what the client
