@@ -177,7 +177,7 @@ pub struct FlagItems(HashMap<(u32, String), Vec<u8>>);
 
 impl FlagItems {
     pub fn get(&mut self, bits: u32, keywords: &str) -> &[u8] {
-        // Looked up by borrowed key first: no allocation for a known set.
+        // The key copies the keywords (no allocation for the usual none).
         let key = (bits, keywords.to_string());
         self.0
             .entry(key)

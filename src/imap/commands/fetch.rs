@@ -30,7 +30,7 @@ use crate::imap::stream::Sink;
 use crate::imap::structures;
 use crate::mailbox::flags;
 use crate::mime::imap as mime;
-use crate::store::folders::{MessageRecord, Uid};
+use crate::store::folders::MessageRecord;
 
 pub(crate) async fn handle(
     shared: &Shared,
@@ -142,6 +142,16 @@ async fn reread(
     shared.cache.read(&fresh).await.ok_or_else(cannot)
 }
 
+/// A message a FETCH answers for.
+struct Target<'s> {
+    seq: u32,
+    record: MessageRecord,
+    /// Its kept structure (when an item needs one and it is kept).
+    kept: Option<structures::Structure<'s>>,
+    /// Whether an item needs its bytes.
+    needs_bytes: bool,
+}
+
 /// FETCH / UID FETCH: the untagged responses, encoded.
 ///
 /// One pass writes every response: UID, FLAGS, INTERNALDATE from the
@@ -187,7 +197,6 @@ async fn fetch(
         .store
         .messages(view.folder.id)
         .map_err(|e| Refusal::no(e.to_string()))?;
-    let mut targets = resolve(view, &records, set, uid);
     let with_structure = structures::needs_structure(&names);
     // Structures kept by earlier FETCHes (by UID), when an item needs one.
     let stored = if with_structure {
@@ -198,18 +207,34 @@ async fn fetch(
     } else {
         Vec::new()
     };
-    let kept = |uid: Uid| -> Option<structures::Structure<'_>> {
-        let i = stored.binary_search_by_key(&uid, |(u, _)| *u).ok()?;
-        structures::decode(&stored[i].1)
-    };
-    // Which messages' bytes are needed: all, for a section; for structure
-    // items alone, those without a kept structure.
+    // Each message with its kept structure, looked up once, and whether
+    // its bytes are needed: always, for a section; for structure items
+    // alone, when no structure is kept.
     let sections = !structures::servable(&names);
-    let needs_bytes = |r: &MessageRecord| sections || (with_structure && kept(r.uid).is_none());
+    let mut targets: Vec<Target<'_>> = resolve(view, &records, set, uid)
+        .into_iter()
+        .map(|(seq, record)| {
+            let kept = if with_structure {
+                stored
+                    .binary_search_by_key(&record.uid, |(u, _)| *u)
+                    .ok()
+                    .and_then(|i| structures::decode(&stored[i].1))
+            } else {
+                None
+            };
+            let needs_bytes = sections || (with_structure && kept.is_none());
+            Target {
+                seq,
+                record,
+                kept,
+                needs_bytes,
+            }
+        })
+        .collect();
     let wanted: Vec<MessageRecord> = targets
         .iter()
-        .filter(|(_, r)| needs_bytes(r))
-        .map(|(_, r)| r.clone())
+        .filter(|t| t.needs_bytes)
+        .map(|t| t.record.clone())
         .collect();
     if !wanted.is_empty() {
         let ready = shared
@@ -222,13 +247,13 @@ async fn fetch(
             .await
             .map_err(|e| Refusal::no(format!("Graph could not deliver the messages: {e}")))?;
         // A message Graph no longer has is left out.
-        targets.retain_mut(|(_, r)| {
-            if !needs_bytes(r) {
+        targets.retain_mut(|t| {
+            if !t.needs_bytes {
                 return true;
             }
-            match content::find(&ready, r.uid) {
+            match content::find(&ready, t.record.uid) {
                 Some(fresh) => {
-                    *r = fresh.clone();
+                    t.record = fresh.clone();
                     true
                 }
                 None => false,
@@ -241,12 +266,13 @@ async fn fetch(
         shared.cache.touch(
             targets
                 .iter()
-                .filter(|(_, r)| !needs_bytes(r))
-                .filter_map(|(_, r)| r.content_hash.clone())
+                .filter(|t| !t.needs_bytes)
+                .filter_map(|t| t.record.content_hash.clone())
                 .collect(),
         );
     }
     let mut out = Vec::with_capacity(EMIT_AT * 2);
+    let with_flags = names.contains(&MessageDataItemName::Flags);
     let mut flag_items = structures::FlagItems::default();
     let mut computed = Vec::new();
     let mut mark_seen = Vec::new();
@@ -255,18 +281,18 @@ async fn fetch(
         // The cached files of up to READ_AHEAD messages (READ_AHEAD_BYTES)
         // are read in one blocking task (one task per file was a thread
         // hand-off per message).
-        let mut chunk: Vec<(u32, MessageRecord)> = Vec::new();
+        let mut chunk: Vec<Target<'_>> = Vec::new();
         let mut chunk_bytes = 0;
-        while chunk.len() < READ_AHEAD && (chunk.is_empty() || chunk_bytes < READ_AHEAD_BYTES) {
-            let Some(next) = targets.next_if(|(_, r)| {
+        while chunk.len() < READ_AHEAD {
+            let Some(next) = targets.next_if(|t| {
                 chunk.is_empty()
-                    || !needs_bytes(r)
-                    || chunk_bytes + r.size.unwrap_or(0) <= READ_AHEAD_BYTES
+                    || !t.needs_bytes
+                    || chunk_bytes + t.record.size.unwrap_or(0) <= READ_AHEAD_BYTES
             }) else {
                 break;
             };
-            if needs_bytes(&next.1) {
-                chunk_bytes += next.1.size.unwrap_or(0);
+            if next.needs_bytes {
+                chunk_bytes += next.record.size.unwrap_or(0);
             }
             chunk.push(next);
         }
@@ -275,12 +301,18 @@ async fn fetch(
         }
         let reading: Vec<&MessageRecord> = chunk
             .iter()
-            .filter(|(_, r)| needs_bytes(r))
-            .map(|(_, r)| r)
+            .filter(|t| t.needs_bytes)
+            .map(|t| &t.record)
             .collect();
         let mut cached = shared.cache.read_many(&reading).await.into_iter();
-        for (seq, record) in chunk {
-            let bytes: Option<Bytes> = if needs_bytes(&record) {
+        for Target {
+            seq,
+            record,
+            kept,
+            needs_bytes,
+        } in chunk
+        {
+            let bytes: Option<Bytes> = if needs_bytes {
                 match cached.next().flatten() {
                     Some(b) => Some(b),
                     // Gone between `ensure` and here (removed by hand, or the
@@ -296,7 +328,7 @@ async fn fetch(
             // The structure: kept, or computed now (and kept for the next
             // FETCH).
             let fresh;
-            let structure = match (with_structure, kept(record.uid)) {
+            let structure = match (with_structure, kept) {
                 (false, _) => None,
                 (true, Some(s)) => Some(s),
                 (true, None) => {
@@ -379,7 +411,7 @@ async fn fetch(
                 bits |= flags::SEEN;
                 mark_seen.push(record.clone());
             }
-            if names.contains(&MessageDataItemName::Flags) || (set_seen && bits != record.flags) {
+            if with_flags || (set_seen && bits != record.flags) {
                 if !first {
                     out.push(b' ');
                 }
