@@ -361,17 +361,10 @@ impl Spool {
         mailbox: &GraphMailbox,
         body: Option<Bytes>,
     ) -> Outcome {
-        let body = match body {
-            Some(body) => body,
-            None => match self.message_bytes(entry).await {
-                Ok(body) => body,
-                Err(why) => return self.not_sent(entry, why),
-            },
+        let mime = match self.message_mime(entry, body).await {
+            Ok(mime) => Bytes::from(mime),
+            Err(why) => return self.not_sent(entry, why),
         };
-        let mut mime = Vec::with_capacity(entry.prefix.len() + body.len());
-        mime.extend_from_slice(entry.prefix.as_bytes());
-        mime.extend_from_slice(&body);
-        let mime = Bytes::from(mime);
         crash_point("before-send");
         match mailbox.send_mime(mime, true).await {
             Ok(()) => {
@@ -421,16 +414,10 @@ impl Spool {
                 Err(e) => return self.not_sent(entry, format!("the split task failed: {e}")),
             }
         } else {
-            let body = match body {
-                Some(body) => body,
-                None => match self.message_bytes(entry).await {
-                    Ok(body) => body,
-                    Err(why) => return self.not_sent(entry, why),
-                },
-            };
-            let mut mime = entry.prefix.clone().into_bytes();
-            mime.extend_from_slice(&body);
-            (mime, Vec::new())
+            match self.message_mime(entry, body).await {
+                Ok(mime) => (mime, Vec::new()),
+                Err(why) => return self.not_sent(entry, why),
+            }
         };
         let draft = match mailbox
             .create_draft_from_mime(Bytes::from(draft_mime))

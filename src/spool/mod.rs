@@ -547,20 +547,29 @@ impl Spool {
         }
     }
 
-    /// All of a spooled message's bytes (without the prefix).
-    pub(crate) async fn message_bytes(&self, entry: &SpoolEntry) -> Result<Bytes, String> {
-        if entry.inline {
-            match self.store.spool_body(entry.id) {
-                Ok(Some(body)) => Ok(Bytes::from(body)),
-                Ok(None) => Err("the spooled message's bytes are gone".into()),
-                Err(e) => Err(format!("cannot read the spooled message: {e}")),
-            }
-        } else {
-            tokio::fs::read(&entry.path)
+    /// The message as sent: the prefix, then its bytes — `body` when the
+    /// caller has them at hand, else read from the row or the file.
+    pub(crate) async fn message_mime(
+        &self,
+        entry: &SpoolEntry,
+        body: Option<Bytes>,
+    ) -> Result<Vec<u8>, String> {
+        let body = match body {
+            Some(body) => body,
+            None if entry.inline => match self.store.spool_body(entry.id) {
+                Ok(Some(body)) => Bytes::from(body),
+                Ok(None) => return Err("the spooled message's bytes are gone".into()),
+                Err(e) => return Err(format!("cannot read the spooled message: {e}")),
+            },
+            None => tokio::fs::read(&entry.path)
                 .await
                 .map(Bytes::from)
-                .map_err(|e| format!("cannot read the spool file: {e}"))
-        }
+                .map_err(|e| format!("cannot read the spool file: {e}"))?,
+        };
+        let mut mime = Vec::with_capacity(entry.prefix.len() + body.len());
+        mime.extend_from_slice(entry.prefix.as_bytes());
+        mime.extend_from_slice(&body);
+        Ok(mime)
     }
 
     /// The start of a spooled message (its header block), empty when it
