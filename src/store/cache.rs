@@ -2,7 +2,7 @@
 //! with its size and last use, for a size cap with LRU eviction. The files
 //! themselves are managed by the mailbox layer.
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 use super::{Store, StoreError, now_unix};
 
@@ -25,6 +25,9 @@ pub(super) const CACHE_PUT: &str =
      ON CONFLICT (content_hash) DO UPDATE SET last_used = excluded.last_used";
 
 impl Store {
+    /// One entry indexed (the FETCH path indexes with the messages' rows,
+    /// `Store::record_contents`).
+    #[cfg(test)]
     pub fn cache_put(&self, content_hash: &str, size: u64) -> Result<(), StoreError> {
         let conn = self.lock()?;
         conn.execute(CACHE_PUT, params![content_hash, size as i64, now_unix()])?;
@@ -32,7 +35,9 @@ impl Store {
     }
 
     /// Look an entry up and mark it used.
+    #[cfg(test)]
     pub fn cache_get(&self, content_hash: &str) -> Result<Option<CacheEntry>, StoreError> {
+        use rusqlite::OptionalExtension as _;
         let conn = self.lock()?;
         conn.execute(
             "UPDATE cache SET last_used = ?1 WHERE content_hash = ?2",
