@@ -95,26 +95,15 @@ impl Tenant {
         &self.sim.url
     }
 
-    async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) {
-        let mut request = self.http.request(method, format!("{}{path}", self.url()));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-    }
-
     async fn faults_on(&self) {
-        self.control(reqwest::Method::POST, "/_sim/faults", Some(faults()))
+        self.sim
+            .control(reqwest::Method::POST, "/_sim/faults", Some(faults()))
             .await;
     }
 
     async fn faults_off(&self) {
-        self.control(reqwest::Method::DELETE, "/_sim/faults", None)
+        self.sim
+            .control(reqwest::Method::DELETE, "/_sim/faults", None)
             .await;
     }
 

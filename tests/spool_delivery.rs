@@ -47,19 +47,6 @@ fn try_wait_for_line(child: &mut std::process::Child, marker: &str) -> Option<St
 }
 
 impl Sim {
-    async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) {
-        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.url));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        assert!(
-            response.status().is_success(),
-            "{path}: {}",
-            response.status()
-        );
-    }
-
     /// A token of `upn` (password = local part) by the password grant.
     async fn token(&self, upn: &str) -> String {
         support::token(&self.url, upn).await

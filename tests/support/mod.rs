@@ -161,6 +161,22 @@ pub struct Sim {
     pub url: String,
 }
 
+impl Sim {
+    /// A control request (`/_sim/faults`, …), which must succeed.
+    pub async fn control(&self, method: reqwest::Method, path: &str, body: Option<Value>) {
+        let mut request = reqwest::Client::new().request(method, format!("{}{path}", self.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+    }
+}
+
 pub fn sim(seed: bool) -> Sim {
     let mut args = vec!["sim", "--listen", "127.0.0.1:0"];
     if !seed {
