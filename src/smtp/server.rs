@@ -85,9 +85,7 @@ impl Reservation {
         self.bytes += n;
         true
     }
-}
 
-impl Reservation {
     /// Give everything back (the memory was freed).
     fn release(&mut self) {
         self.budget
@@ -98,8 +96,16 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
-        self.budget.used.fetch_sub(self.bytes, Ordering::Relaxed);
+        self.release();
     }
+}
+
+/// The first `limit` bytes of a file (a spooled message's header block).
+pub(crate) async fn file_head(path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
+    let file = tokio::fs::File::open(path).await?;
+    let mut head = Vec::with_capacity(limit.min(8 * 1024));
+    file.take(limit as u64).read_to_end(&mut head).await?;
+    Ok(head)
 }
 
 /// Where a complete message's bytes are.
@@ -126,12 +132,7 @@ impl SpooledMessage {
     pub async fn head(&self, limit: usize) -> std::io::Result<Vec<u8>> {
         match &self.body {
             SpooledBody::Inline(bytes) => Ok(bytes[..bytes.len().min(limit)].to_vec()),
-            SpooledBody::File(path) => {
-                let file = tokio::fs::File::open(path).await?;
-                let mut head = Vec::with_capacity(8 * 1024);
-                file.take(limit as u64).read_to_end(&mut head).await?;
-                Ok(head)
-            }
+            SpooledBody::File(path) => file_head(path, limit).await,
         }
     }
 

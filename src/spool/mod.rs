@@ -70,7 +70,6 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 use bytes::Bytes;
-use tokio::io::AsyncReadExt;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -589,7 +588,9 @@ impl Spool {
             body.truncate(limit);
             body
         } else {
-            read_head(Path::new(&entry.path)).await.unwrap_or_default()
+            crate::smtp::server::file_head(Path::new(&entry.path), limit)
+                .await
+                .unwrap_or_default()
         }
     }
 }
@@ -612,17 +613,6 @@ fn refusal(e: &SubmissionRefusal) -> SubmitOutcome {
         enhanced: enhanced.into(),
         text: e.to_string(),
     }
-}
-
-/// The start of a spooled file: at most [`MAX_HEADER_BLOCK`] bytes, enough
-/// for any header block graphgate accepts.
-async fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
-    let file = tokio::fs::File::open(path).await?;
-    let mut head = Vec::with_capacity(8 * 1024);
-    file.take(MAX_HEADER_BLOCK as u64 + 4)
-        .read_to_end(&mut head)
-        .await?;
-    Ok(head)
 }
 
 /// Where spool files live under the data directory.
