@@ -159,27 +159,8 @@ impl Conn {
     }
 }
 
-fn send_reply(
-    stream: &mut Stream,
-    imap: &mut ImapNext,
-    tag: imap_next::imap_types::core::Tag<'static>,
-    reply: Reply,
-) {
-    // Pre-encoded responses first: imap-next's queue is empty while a
-    // command is answered (it sends everything before it reads the next
-    // command), so they follow all earlier output.
-    if !reply.raw.is_empty() {
-        if crate::wire::enabled() {
-            tracing::trace!(
-                target: crate::wire::TARGET,
-                "S: {} (then {} bytes more)",
-                crate::wire::line(&reply.raw),
-                reply.raw.len().saturating_sub(300)
-            );
-        }
-        stream.push_raw(&reply.raw);
-    }
-    // Untagged statuses next: MOVE's COPYUID must precede its EXPUNGEs
+fn send_reply(imap: &mut ImapNext, tag: imap_next::imap_types::core::Tag<'static>, reply: Reply) {
+    // Untagged statuses first: MOVE's COPYUID must precede its EXPUNGEs
     // (RFC 6851 §4.3); for SELECT and LOGOUT the order is free.
     for u in reply.untagged {
         imap.enqueue_status(u);
@@ -476,7 +457,7 @@ async fn serve(
                     let mut sink = Sink::new(&mut stream, &mut imap);
                     command_reply(&server, &mut conn, command, &mut sink).await
                 };
-                send_reply(&mut stream, &mut imap, tag, reply);
+                send_reply(&mut imap, tag, reply);
             }
         }
     }

@@ -37,9 +37,6 @@ use crate::store::{Account, Store};
 pub struct Reply {
     pub data: Vec<Data<'static>>,
     pub untagged: Vec<Status<'static>>,
-    /// Untagged responses already encoded (the FETCH fast path), written
-    /// before `untagged` and `data`.
-    pub raw: Vec<u8>,
     pub status: Result<(Option<Code<'static>>, String), Refusal>,
 }
 
@@ -88,7 +85,6 @@ impl From<Refusal> for Reply {
         Reply {
             data: Vec::new(),
             untagged: Vec::new(),
-            raw: Vec::new(),
             status: Err(r),
         }
     }
@@ -99,7 +95,6 @@ impl Reply {
         Reply {
             data: Vec::new(),
             untagged: Vec::new(),
-            raw: Vec::new(),
             status: Ok((None, text.into())),
         }
     }
@@ -107,7 +102,6 @@ impl Reply {
         Reply {
             data: Vec::new(),
             untagged: Vec::new(),
-            raw: Vec::new(),
             status: Err(Refusal::No(text.into())),
         }
     }
@@ -115,16 +109,11 @@ impl Reply {
         Reply {
             data: Vec::new(),
             untagged: Vec::new(),
-            raw: Vec::new(),
             status: Err(Refusal::Bad(text.into())),
         }
     }
     pub fn with_data(mut self, data: Vec<Data<'static>>) -> Reply {
         self.data = data;
-        self
-    }
-    pub fn with_raw(mut self, raw: Vec<u8>) -> Reply {
-        self.raw = raw;
         self
     }
 }

@@ -7,9 +7,9 @@
 //!   FETCH of 10,000 messages was 10,000 `write` calls. Here bytes are
 //!   appended to one buffer and written when the state machine waits for
 //!   input (or the buffer passes [`HIGH_WATER`]).
-//! - Bytes encoded elsewhere can be queued ([`Stream::push_raw`]): the
-//!   FETCH fast path writes responses whose ENVELOPE and BODYSTRUCTURE were
-//!   encoded once and kept in the store.
+//! - Bytes encoded elsewhere can be queued while a command is answered
+//!   ([`Sink`]): FETCH encodes its responses itself (with the ENVELOPE and
+//!   BODYSTRUCTURE kept in the store) and hands them over as it goes.
 //!
 //! Reading and writing are polled together whenever output is pending, so
 //! a client that pipelines commands without reading its answers cannot
@@ -131,15 +131,6 @@ impl Stream {
             Inner::Plain(s) => Some(s),
             Inner::Tls(_) => None,
         }
-    }
-
-    /// Queue bytes encoded outside imap-next. They are written after
-    /// everything imap-next handed out before and before what it hands
-    /// out next: call this only between events, when imap-next has
-    /// nothing queued (it sends before it reads the next command, so
-    /// while a command is being answered its queue is empty).
-    pub fn push_raw(&mut self, bytes: &[u8]) {
-        self.write_buffer.extend_from_slice(bytes);
     }
 
     /// Write everything queued (reading nothing).
@@ -296,9 +287,19 @@ impl<'a> Sink<'a> {
         Sink { stream, imap }
     }
 
-    /// Queue `bytes` (whole untagged responses) after everything before.
+    /// Queue `bytes` (whole untagged responses) after everything before:
+    /// imap-next's queue is empty while a command is answered (it sends
+    /// everything before it reads the next command).
     pub async fn emit(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.push_raw(bytes);
+        if crate::wire::enabled() {
+            tracing::trace!(
+                target: crate::wire::TARGET,
+                "S: {} (then {} bytes more)",
+                crate::wire::line(bytes),
+                bytes.len().saturating_sub(300)
+            );
+        }
+        self.stream.write_buffer.extend_from_slice(bytes);
         if self.stream.write_buffer.len() > HIGH_WATER {
             self.stream
                 .drain(self.imap, HIGH_WATER / 4)

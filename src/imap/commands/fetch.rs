@@ -44,7 +44,7 @@ pub(crate) async fn handle(
         return Reply::bad("no folder selected: SELECT one first");
     };
     match fetch(shared, auth, view, set, names, uid, sink).await {
-        Ok(raw) => Reply::ok("FETCH completed").with_raw(raw),
+        Ok(()) => Reply::ok("FETCH completed"),
         Err(r) => r.into(),
     }
 }
@@ -168,7 +168,7 @@ async fn fetch(
     names: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
     sink: &mut Sink<'_>,
-) -> Result<Vec<u8>, Refusal> {
+) -> Result<(), Refusal> {
     let mut names: Vec<MessageDataItemName<'_>> = match names {
         MacroOrMessageDataItemNames::Macro(m) => {
             m.expand().into_iter().map(|n| n.into_static()).collect()
@@ -423,7 +423,7 @@ async fn fetch(
         }
         // What is encoded goes out now: a FETCH of a whole folder's bodies
         // holds a chunk of them, not all.
-        if out.len() >= EMIT_AT {
+        if out.len() >= EMIT_AT || (targets.peek().is_none() && !out.is_empty()) {
             sink.emit(&out)
                 .await
                 .map_err(|e| Refusal::no(format!("the connection failed while answering: {e}")))?;
@@ -461,5 +461,5 @@ async fn fetch(
             );
         }
     }
-    Ok(out)
+    Ok(())
 }
