@@ -4,7 +4,8 @@
 //! Microsoft mailbox, auth profile), tokens (sealed with XChaCha20-Poly1305,
 //! see [`crypto`]), folders (remote id, UIDVALIDITY, UIDNEXT, delta link),
 //! messages (the UID ↔ remote immutable id map with flags, size and date),
-//! the message cache index, and the SMTP spool.
+//! the message cache index, the SMTP spool, and failed logins per client
+//! address and login ([`login_failures`]).
 //!
 //! Migrations are versioned with `PRAGMA user_version`; each runs in one
 //! transaction, so a database is always at a known version. UIDs are assigned
@@ -19,6 +20,7 @@ pub mod accounts;
 pub mod cache;
 pub mod crypto;
 pub mod folders;
+pub mod login_failures;
 pub mod schema;
 pub mod spool;
 
