@@ -116,7 +116,7 @@ impl Refused {
     /// The sentence after `454 4.7.0` / `NO [UNAVAILABLE]`: what happened,
     /// for how long, and the fix.
     pub fn sentence(&self) -> String {
-        let (login, address, s) = (&self.login, self.address, seconds(self.retry_in));
+        let (login, address, s) = (printable(&self.login), self.address, seconds(self.retry_in));
         match self.reason {
             Refusal::Locked => format!(
                 "Too many failed logins for {login} from {address}: refused for {s} more \
@@ -136,6 +136,27 @@ impl Refused {
                 .to_string(),
         }
     }
+}
+
+/// A client-supplied login as it may appear in a reply line: no control
+/// characters (a CR LF would end the reply and forge another), no spaces,
+/// at most 100 characters.
+fn printable(login: &str) -> String {
+    let mut out: String = login
+        .chars()
+        .take(100)
+        .map(|c| {
+            if c.is_control() || c.is_whitespace() {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if login.chars().count() > 100 {
+        out.push('…');
+    }
+    out
 }
 
 /// The outcome of [`LoginGuard::check`].

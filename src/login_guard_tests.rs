@@ -180,6 +180,15 @@ fn seconds_round_up_and_sentences_say_the_fix() {
     }
     .sentence();
     assert!(s.contains("--address 127.0.0.1"), "{s}");
+    // The login came from the client: it cannot end the reply line.
+    let s = Refused {
+        login: "x\r\n250 OK".into(),
+        reason: Refusal::Locked,
+        ..r
+    }
+    .sentence();
+    assert!(!s.contains(['\r', '\n']), "{s}");
+    assert!(s.contains("x??250?OK"), "{s}");
 }
 
 fn store() -> Store {
