@@ -322,3 +322,57 @@ async fn without_the_loopback_exemption_login_needs_tls() {
     let r = c.imap_cmd("l", "LOGIN alice@example.com alice").await;
     assert!(r.last().unwrap().starts_with("l OK"), "{r:?}");
 }
+
+#[tokio::test]
+async fn argon2_parameters_apply_to_new_hashes_and_old_ones_keep_verifying() {
+    use std::io::Write;
+    let d = demo_env(FAST);
+    // bob's new password is hashed with cheaper parameters, from the
+    // configuration (GRAPHGATE_LOGIN_LIMIT_ARGON2_*).
+    let mut child = std::process::Command::new(support::BIN)
+        .arg("--data-dir")
+        .arg(d.dir.path())
+        .args(["accounts", "passwd", "bob@example.com", "--password-stdin"])
+        .env("GRAPHGATE_LOGIN_LIMIT_ARGON2_MEMORY_KIB", "8192")
+        .env("GRAPHGATE_LOGIN_LIMIT_ARGON2_ITERATIONS", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"new-bob\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = rusqlite::Connection::open(d.dir.path().join("graphgate.sqlite3")).unwrap();
+    let hash = |login: &str| -> String {
+        db.query_row(
+            "SELECT password_hash FROM accounts WHERE login = ?1",
+            [login],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert!(hash("bob@example.com").contains("$m=8192,t=1,p=1$"));
+    assert!(hash("alice@example.com").contains("$m=19456,t=2,p=1$"));
+    // Both verify on the running gateway, each with its own parameters.
+    let r = smtp_auth("127.0.0.1", &d.smtp, "bob@example.com", "new-bob").await;
+    assert!(r.starts_with("235"), "{r}");
+    let r = smtp_auth("127.0.0.1", &d.smtp, "alice@example.com", "alice").await;
+    assert!(r.starts_with("235"), "{r}");
+    // Parameters Argon2id refuses are a clear error naming the keys.
+    let out = std::process::Command::new(support::BIN)
+        .arg("--data-dir")
+        .arg(d.dir.path())
+        .args(["accounts", "passwd", "bob@example.com", "--password-stdin"])
+        .env("GRAPHGATE_LOGIN_LIMIT_ARGON2_MEMORY_KIB", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("login_limit.argon2_memory_kib"), "{err}");
+}

@@ -184,7 +184,7 @@ impl PasswordParams {
     fn argon2(self) -> Result<Argon2<'static>, StoreError> {
         let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)
             .map_err(|e| {
-                StoreError::Crypto(format!(
+                StoreError::Setting(format!(
                     "login_limit.argon2_memory_kib / argon2_iterations / argon2_parallelism \
                      (m={}, t={}, p={}) are not valid Argon2id parameters: {e}",
                     self.memory_kib, self.iterations, self.parallelism

@@ -65,6 +65,10 @@ pub enum StoreError {
     KeyFile(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A setting the store was given is unusable (the sentence names the
+    /// configuration key).
+    #[error("{0}")]
+    Setting(String),
     #[error("the database lock was poisoned by a panic in another thread")]
     Poisoned,
 }
