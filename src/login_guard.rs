@@ -188,9 +188,11 @@ fn until(t: i64, now: i64) -> Duration {
     Duration::from_millis(u64::try_from(t.saturating_sub(now)).unwrap_or(0))
 }
 
-/// The pair key of a login: case-folded.
+/// The pair key of a login: case-folded, and at most 320 characters (the
+/// longest address, RFC 3696 errata 1690: 64 + 1 + 255) — a client may
+/// send a login of any length, and it is stored.
 pub fn login_key(login: &str) -> String {
-    login.to_lowercase()
+    login.chars().take(320).collect::<String>().to_lowercase()
 }
 
 /// The address key: an IPv4-mapped IPv6 address is its IPv4 address.

@@ -159,6 +159,14 @@ fn zero_disables_the_lock_and_the_budget() {
 }
 
 #[test]
+fn keys_fold_case_bound_length_and_unmap_ipv4() {
+    assert_eq!(login_key("Bob@Example.COM"), "bob@example.com");
+    assert_eq!(login_key(&"x".repeat(100_000)).len(), 320);
+    let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+    assert_eq!(address_key(mapped), "127.0.0.1");
+}
+
+#[test]
 fn seconds_round_up_and_sentences_say_the_fix() {
     assert_eq!(seconds(Duration::from_millis(1)), 1);
     assert_eq!(seconds(Duration::from_secs(3)), 3);
