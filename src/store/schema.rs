@@ -128,7 +128,7 @@ ALTER TABLE spool ADD COLUMN body BLOB;
     // running gateway honours (see login_guard.rs). Times are unix
     // milliseconds; a row is forgotten at `expires_at`.
     r#"
-CREATE TABLE login_failures (
+CREATE TABLE IF NOT EXISTS login_failures (
     address      TEXT NOT NULL,
     login        TEXT NOT NULL,
     failures     INTEGER NOT NULL,
@@ -137,7 +137,7 @@ CREATE TABLE login_failures (
     expires_at   INTEGER NOT NULL,
     PRIMARY KEY (address, login)
 ) WITHOUT ROWID;
-CREATE INDEX login_failures_by_expiry ON login_failures (expires_at);
+CREATE INDEX IF NOT EXISTS login_failures_by_expiry ON login_failures (expires_at);
 "#,
 ];
 
