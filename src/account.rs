@@ -44,14 +44,28 @@ fn unix(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// Password checks in progress at once, gateway-wide: one per core.
-static PASSWORD_CHECKS: std::sync::LazyLock<tokio::sync::Semaphore> =
-    std::sync::LazyLock::new(|| {
-        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+/// Password checks in progress at once, gateway-wide
+/// (`login_limit.password_checks_at_once`; by default one per core).
+static PASSWORD_CHECKS: std::sync::OnceLock<(usize, tokio::sync::Semaphore)> =
+    std::sync::OnceLock::new();
+
+/// Size the password-check pool: `n` at once, 0 = one per core. The first
+/// call (the gateway's start) wins; returns the size in force.
+pub fn password_checks_at_once(n: usize) -> usize {
+    let (size, _) = PASSWORD_CHECKS.get_or_init(|| {
+        let size = if n == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            n
+        };
+        (size, tokio::sync::Semaphore::new(size))
     });
+    *size
+}
 
 /// [`Store::authenticate`] (SMTP AUTH, IMAP LOGIN/AUTHENTICATE) on the
-/// blocking pool, at most one per core at a time. Each Argon2id
+/// blocking pool, at most [`password_checks_at_once`] at a time (N logins
+/// arriving together are answered within ceil(N / that) × one check). Each Argon2id
 /// verification holds 19 MiB and a core until it ends, and it runs for
 /// wrong passwords and unknown logins too: unbounded, every client that
 /// authenticates at the same moment — all of them reconnecting after a
@@ -64,7 +78,11 @@ pub async fn authenticate(
     password: Secret<String>,
 ) -> Result<Result<Option<Account>, StoreError>, tokio::task::JoinError> {
     // The semaphore is never closed; without a permit, check anyway.
-    let _permit = PASSWORD_CHECKS.acquire().await.ok();
+    password_checks_at_once(0);
+    let _permit = match PASSWORD_CHECKS.get() {
+        Some((_, pool)) => pool.acquire().await.ok(),
+        None => None,
+    };
     let store = store.clone();
     let login = login.to_string();
     tokio::task::spawn_blocking(move || store.authenticate(&login, &password)).await

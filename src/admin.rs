@@ -201,13 +201,16 @@ fn not_ready(problems: Vec<String>) -> Response {
 async fn metrics(State(state): State<AdminState>) -> Response {
     let store = state.inner.store.clone();
     let gathered = tokio::task::spawn_blocking(move || -> Result<_, crate::store::StoreError> {
-        Ok((store.accounts()?, store.spool_list(None, None)?))
+        let logins = store.login_failure_counts(crate::login_guard::now_ms())?;
+        Ok((store.accounts()?, store.spool_list(None, None)?, logins))
     })
     .await;
     let m = crate::metrics::get();
     m.uptime_seconds
         .set(state.inner.started.elapsed().as_secs() as i64);
-    if let Ok(Ok((accounts, spool))) = gathered {
+    if let Ok(Ok((accounts, spool, (locked, failing)))) = gathered {
+        m.login_locked_pairs.set(locked as i64);
+        m.login_failing_pairs.set(failing as i64);
         let online = accounts
             .iter()
             .filter(|a| a.state == AccountState::Online)

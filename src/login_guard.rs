@@ -1,43 +1,66 @@
-//! Backoff after failed logins, shared by SMTP AUTH and IMAP LOGIN /
-//! AUTHENTICATE (one [`LoginGuard`] per gateway, so guessing over IMAP
-//! counts against SMTP too).
+//! The auth penalty shared by SMTP AUTH and IMAP LOGIN / AUTHENTICATE (one
+//! [`LoginGuard`] per gateway, so guessing over IMAP counts against SMTP
+//! too). Shaped after Dovecot's auth penalty (doc.dovecot.org, "Authentication
+//! Penalty": a failure delays the next answer, doubling up to a cap of
+//! 15 s, per remote IP and user name; a success resets it), with two
+//! additions Dovecot lacks: attempts in flight count, and a per-address
+//! budget.
 //!
-//! Failures are counted per remote address and per login name (case
-//! folded). The first `free_failures` of either are answered at once; after
-//! that, every attempt from that address or for that login waits first —
-//! `delay`, doubled per further failure, up to `max_delay` — and after
-//! `lockout_after` failures attempts are refused without a password check
-//! for `lockout`, with a reply that says how long to wait (RFC 4954 §6:
-//! SMTP `454 4.7.0`; IMAP `NO [UNAVAILABLE]`, RFC 5530). A success resets
-//! the login's count (not the address's: a valid account must not launder
-//! guesses at other logins from the same place). Counts are forgotten
-//! `forget_after` the last failure. Loopback addresses count like any
-//! other. The clock is [`tokio::time::Instant`], so tests can pause it;
-//! the `*_at` methods take it explicitly.
+//! - **Per (address, login) pair** (login case-folded): the first
+//!   `free_failures` failures are answered at once; after them every
+//!   attempt of that pair waits `delay`, doubled per further failure, up to
+//!   `max_delay`, *before* its password is checked. After `lockout_after`
+//!   failures the pair is refused unchecked for `lockout` (SMTP `454 4.7.0`,
+//!   RFC 4954 §6; IMAP `NO [UNAVAILABLE]`, RFC 5530), saying how long and
+//!   how to lift it (`graphgate accounts unlock LOGIN`). The correct
+//!   password of a locked pair is refused too: it is that pair's own
+//!   failures, and a lock that let the right guess through would be only a
+//!   delay. A success clears the pair.
+//! - **Attempts in flight count**: a pair is refused once its failures plus
+//!   its attempts being checked reach `lockout_after`, so N parallel wrong
+//!   attempts get at most `lockout_after` password checks, not N.
+//! - **Per address**: once `address_budget` *other* logins have live
+//!   failures from an address, a login with a failure (or an attempt in
+//!   flight) of its own from there is refused unchecked. A login without
+//!   one is still checked, so the correct password of an account that did
+//!   nothing wrong passes at once — one misconfigured application on
+//!   127.0.0.1 never locks the others out — while guessing across logins
+//!   gets one check per login per `forget_after`.
+//! - **Unknown logins** take the same path and the same time as known ones
+//!   (the store verifies a dummy Argon2id hash; `/metrics` counts it).
+//!
+//! The counts live in the store ([`crate::store::login_failures`]), so
+//! `graphgate accounts unlock` — another process — lifts a penalty the
+//! running gateway honours at the next attempt; attempts in flight live
+//! here. Stored times are the wall clock (unix ms); the waits are
+//! [`tokio::time::sleep`], so tests can pause them.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::secret::Secret;
+use crate::store::login_failures::PairFailures;
 use crate::store::{Account, Store};
 
 /// Thresholds (`login_limit.*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginLimits {
-    /// Failures answered without delay.
+    /// Failures of a pair answered without delay.
     pub free_failures: u32,
     /// Wait before the first slowed attempt; doubled per further failure.
     pub delay: Duration,
     pub max_delay: Duration,
-    /// Failures after which attempts are refused; 0 = never.
+    /// Failures (with attempts in flight) after which a pair is refused;
+    /// 0 = never.
     pub lockout_after: u32,
-    /// How long attempts are refused.
+    /// How long a pair is refused.
     pub lockout: Duration,
-    /// A count is forgotten this long after its last failure.
+    /// Other logins failing from one address before the address is
+    /// throttled; 0 = no budget.
+    pub address_budget: u32,
+    /// A pair's failures are forgotten this long after its last one.
     pub forget_after: Duration,
 }
 
@@ -46,21 +69,29 @@ impl Default for LoginLimits {
         LoginLimits {
             free_failures: 3,
             delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(30),
+            // Dovecot's AUTH_PENALTY_MAX_SECS.
+            max_delay: Duration::from_secs(15),
             lockout_after: 10,
             lockout: Duration::from_secs(5 * 60),
+            address_budget: 10,
             forget_after: Duration::from_secs(15 * 60),
         }
     }
 }
 
-/// The outcome of [`LoginGuard::check`].
-pub enum Checked {
-    Account(Box<Account>),
-    /// Wrong login or password (or the store failed: logged).
-    Wrong,
-    /// Too many failures: refused unchecked for this long.
-    Refused(Duration),
+/// Why an attempt was refused without a password check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// This login failed `lockout_after` times from this address.
+    Locked,
+    /// Enough attempts for this login from this address are being checked
+    /// to reach the lock if they fail.
+    Busy,
+    /// This address failed for `address_budget` other logins, and this
+    /// login failed from here too.
+    AddressThrottled,
+    /// The login records could not be read (the store failed: logged).
+    Unavailable,
 }
 
 /// What to do with a login attempt before its password is checked.
@@ -69,32 +100,72 @@ pub enum Admission {
     /// Check the password after waiting this long (zero: at once).
     Proceed { wait: Duration },
     /// Refuse without checking; attempts resume after `retry_in`.
-    Refuse { retry_in: Duration },
+    Refuse { reason: Refusal, retry_in: Duration },
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Count {
-    failures: u32,
-    last: Instant,
-    locked_until: Option<Instant>,
+/// A refusal, with what a reply needs to say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub reason: Refusal,
+    pub retry_in: Duration,
+    pub login: String,
+    pub address: IpAddr,
 }
 
-/// The failure counts of one gateway.
-#[derive(Debug, Default)]
-pub struct LoginGuard {
-    limits: LoginLimits,
-    counts: Mutex<HashMap<String, Count>>,
+impl Refused {
+    /// The sentence after `454 4.7.0` / `NO [UNAVAILABLE]`: what happened,
+    /// for how long, and the fix.
+    pub fn sentence(&self) -> String {
+        let (login, address, s) = (printable(&self.login), self.address, seconds(self.retry_in));
+        match self.reason {
+            Refusal::Locked => format!(
+                "Too many failed logins for {login} from {address}: refused for {s} more \
+                 seconds; wait, or an administrator runs `graphgate accounts unlock {login}`"
+            ),
+            Refusal::Busy => format!(
+                "Too many login attempts for {login} from {address} at once; wait {s} seconds \
+                 and try again"
+            ),
+            Refusal::AddressThrottled => format!(
+                "Too many failed logins for different logins from {address}, and {login} failed \
+                 too: refused for {s} seconds; wait, or an administrator runs \
+                 `graphgate accounts unlock --address {address}`"
+            ),
+            Refusal::Unavailable => "The gateway cannot read its login records (a database \
+                 error, see its log); try again in a moment"
+                .to_string(),
+        }
+    }
 }
 
-/// Entries kept at most; beyond it, expired ones are swept.
-const MAX_ENTRIES: usize = 100_000;
-
-fn login_key(login: &str) -> String {
-    format!("login:{}", login.to_lowercase())
+/// A client-supplied login as it may appear in a reply line: no control
+/// characters (a CR LF would end the reply and forge another), no spaces,
+/// at most 100 characters.
+fn printable(login: &str) -> String {
+    let mut out: String = login
+        .chars()
+        .take(100)
+        .map(|c| {
+            if c.is_control() || c.is_whitespace() {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if login.chars().count() > 100 {
+        out.push('…');
+    }
+    out
 }
 
-fn keys(ip: IpAddr, login: &str) -> [String; 2] {
-    [format!("ip:{ip}"), login_key(login)]
+/// The outcome of [`LoginGuard::check`].
+pub enum Checked {
+    Account(Box<Account>),
+    /// Wrong login or password (or the store failed: logged).
+    Wrong,
+    /// Refused unchecked.
+    Refused(Refused),
 }
 
 /// `retry_in` rounded up to whole seconds, for replies.
@@ -102,11 +173,78 @@ pub fn seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
+/// Wall-clock unix milliseconds (stored times outlive the process).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn until(t: i64, now: i64) -> Duration {
+    Duration::from_millis(u64::try_from(t.saturating_sub(now)).unwrap_or(0))
+}
+
+/// The pair key of a login: case-folded, and at most 320 characters (the
+/// longest address, RFC 3696 errata 1690: 64 + 1 + 255) — a client may
+/// send a login of any length, and it is stored.
+pub fn login_key(login: &str) -> String {
+    login.chars().take(320).collect::<String>().to_lowercase()
+}
+
+/// The address key: an IPv4-mapped IPv6 address is its IPv4 address.
+pub fn address_key(ip: IpAddr) -> String {
+    ip.to_canonical().to_string()
+}
+
+/// What the guard knows of one attempt's pair and address.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct View {
+    /// The pair's live failures.
+    pub pair: Option<PairFailures>,
+    /// The pair's attempts being checked now (this one not included).
+    pub in_flight: u32,
+    /// Other logins with live failures from the address.
+    pub others_failing: u32,
+}
+
+type PairKey = (String, String);
+
+/// The penalty policy and the attempts in flight of one gateway.
+#[derive(Debug, Default)]
+pub struct LoginGuard {
+    limits: LoginLimits,
+    in_flight: Arc<Mutex<HashMap<PairKey, u32>>>,
+}
+
+/// An admitted attempt: counts as in flight until dropped (also when the
+/// client disconnects mid-check).
+struct InFlight {
+    map: Arc<Mutex<HashMap<PairKey, u32>>>,
+    key: PairKey,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.map.lock()
+            && let Some(n) = map.get_mut(&self.key)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
 impl LoginGuard {
     pub fn new(limits: LoginLimits) -> LoginGuard {
         LoginGuard {
             limits,
-            counts: Mutex::new(HashMap::new()),
+            in_flight: Arc::default(),
         }
     }
 
@@ -114,92 +252,8 @@ impl LoginGuard {
         &self.limits
     }
 
-    pub fn admit(&self, ip: IpAddr, login: &str) -> Admission {
-        self.admit_at(ip, login, Instant::now())
-    }
-
-    pub fn failure(&self, ip: IpAddr, login: &str) {
-        self.failure_at(ip, login, Instant::now())
-    }
-
-    pub fn success(&self, login: &str) {
-        if let Ok(mut map) = self.counts.lock() {
-            map.remove(&login_key(login));
-        }
-    }
-
-    /// Check a password for `protocol` ("smtp", "imap"): wait or refuse as
-    /// the counts say, check it (Argon2id, [`crate::account::authenticate`])
-    /// and count the outcome. Every failure and refusal is logged with the
-    /// address and the login, never the password.
-    pub async fn check(
-        &self,
-        store: &Store,
-        protocol: &'static str,
-        ip: IpAddr,
-        login: &str,
-        password: Secret<String>,
-    ) -> Checked {
-        match self.admit(ip, login) {
-            Admission::Refuse { retry_in } => {
-                tracing::warn!(
-                    %ip,
-                    login,
-                    retry_in_s = seconds(retry_in),
-                    "{protocol} authentication refused: too many failures"
-                );
-                return Checked::Refused(retry_in);
-            }
-            Admission::Proceed { wait } if !wait.is_zero() => tokio::time::sleep(wait).await,
-            Admission::Proceed { .. } => {}
-        }
-        match crate::account::authenticate(store, login, password).await {
-            Ok(Ok(Some(account))) => {
-                self.success(login);
-                Checked::Account(Box::new(account))
-            }
-            Ok(Ok(None)) => {
-                self.failure(ip, login);
-                tracing::warn!(%ip, login, "{protocol} authentication failed");
-                Checked::Wrong
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "{protocol} authentication: the store failed");
-                Checked::Wrong
-            }
-            Err(_) => Checked::Wrong,
-        }
-    }
-
-    pub fn admit_at(&self, ip: IpAddr, login: &str, now: Instant) -> Admission {
-        let Ok(map) = self.counts.lock() else {
-            return Admission::Proceed {
-                wait: Duration::ZERO,
-            };
-        };
-        let live: Vec<Count> = keys(ip, login)
-            .iter()
-            .filter_map(|k| map.get(k).copied())
-            .filter(|c| now.saturating_duration_since(c.last) < self.limits.forget_after)
-            .collect();
-        let locked = live
-            .iter()
-            .filter_map(|c| c.locked_until)
-            .filter(|until| *until > now)
-            .max();
-        if let Some(until) = locked {
-            return Admission::Refuse {
-                retry_in: until - now,
-            };
-        }
-        let worst = live.iter().map(|c| c.failures).max().unwrap_or(0);
-        Admission::Proceed {
-            wait: self.wait_after(worst),
-        }
-    }
-
     /// The wait before an attempt after `failures` failures.
-    fn wait_after(&self, failures: u32) -> Duration {
+    pub fn wait_after(&self, failures: u32) -> Duration {
         let Some(extra) = failures.checked_sub(self.limits.free_failures) else {
             return Duration::ZERO;
         };
@@ -210,140 +264,206 @@ impl LoginGuard {
             .min(self.limits.max_delay)
     }
 
-    pub fn failure_at(&self, ip: IpAddr, login: &str, now: Instant) {
-        let Ok(mut map) = self.counts.lock() else {
-            return;
+    /// The policy: admit or refuse an attempt given `view` at `now` (unix
+    /// ms). An address refusal's `retry_in` is filled in by the caller.
+    pub fn decide(&self, view: &View, now: i64) -> Admission {
+        let l = &self.limits;
+        let failures = view.pair.map_or(0, |p| p.failures);
+        if let Some(locked) = view.pair.and_then(|p| p.locked_until).filter(|t| *t > now) {
+            return Admission::Refuse {
+                reason: Refusal::Locked,
+                retry_in: until(locked, now),
+            };
+        }
+        let pending = failures.saturating_add(view.in_flight);
+        if l.lockout_after > 0 && pending >= l.lockout_after {
+            return Admission::Refuse {
+                reason: Refusal::Busy,
+                retry_in: self.wait_after(pending).max(Duration::from_secs(1)),
+            };
+        }
+        if l.address_budget > 0
+            && view.others_failing >= l.address_budget
+            && (failures > 0 || view.in_flight > 0)
+        {
+            return Admission::Refuse {
+                reason: Refusal::AddressThrottled,
+                retry_in: Duration::ZERO,
+            };
+        }
+        Admission::Proceed {
+            wait: self.wait_after(pending),
+        }
+    }
+
+    /// The pair's row after one more failure at `now`.
+    pub fn after_failure(&self, old: Option<PairFailures>, now: i64) -> PairFailures {
+        let l = &self.limits;
+        let live = old.filter(|o| o.expires_at > now);
+        let mut failures = live.map_or(0, |o| o.failures).saturating_add(1);
+        let mut locked_until = live.and_then(|o| o.locked_until).filter(|t| *t > now);
+        if l.lockout_after > 0 && failures >= l.lockout_after {
+            locked_until = Some(now.saturating_add(ms(l.lockout)));
+            // After the lock the next failure locks again at once, and the
+            // next attempt waits the longest delay.
+            failures = l.lockout_after - 1;
+        }
+        PairFailures {
+            failures,
+            last_failure: now,
+            locked_until,
+            expires_at: now
+                .saturating_add(ms(l.forget_after))
+                .max(locked_until.unwrap_or(0)),
+        }
+    }
+
+    /// Read the pair's state, decide, and count the attempt in flight when
+    /// admitted.
+    fn admit(
+        &self,
+        store: &Store,
+        ip: IpAddr,
+        login: &str,
+        now: i64,
+    ) -> (Admission, Option<PairFailures>, Option<InFlight>) {
+        let (address, login) = (address_key(ip), login_key(login));
+        let (pair, others_failing) = match store.login_failures_of(&address, &login, now) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!(error = %e, "login guard: cannot read the login records");
+                let refuse = Admission::Refuse {
+                    reason: Refusal::Unavailable,
+                    retry_in: Duration::from_secs(1),
+                };
+                return (refuse, None, None);
+            }
         };
-        if map.len() >= MAX_ENTRIES {
-            let forget = self.limits.forget_after;
-            map.retain(|_, c| {
-                now.saturating_duration_since(c.last) < forget
-                    || c.locked_until.is_some_and(|u| u > now)
-            });
-        }
-        for key in keys(ip, login) {
-            let count = map.entry(key).or_insert(Count {
-                failures: 0,
-                last: now,
-                locked_until: None,
-            });
-            if now.saturating_duration_since(count.last) >= self.limits.forget_after {
-                count.failures = 0;
+        let key = (address, login);
+        let Ok(mut map) = self.in_flight.lock() else {
+            let refuse = Admission::Refuse {
+                reason: Refusal::Unavailable,
+                retry_in: Duration::from_secs(1),
+            };
+            return (refuse, pair, None);
+        };
+        let in_flight = map.get(&key).copied().unwrap_or(0);
+        let view = View {
+            pair,
+            in_flight,
+            others_failing,
+        };
+        match self.decide(&view, now) {
+            Admission::Proceed { wait } => {
+                *map.entry(key.clone()).or_insert(0) += 1;
+                let held = InFlight {
+                    map: self.in_flight.clone(),
+                    key,
+                };
+                (Admission::Proceed { wait }, pair, Some(held))
             }
-            count.failures = count.failures.saturating_add(1);
-            count.last = now;
-            if self.limits.lockout_after > 0 && count.failures >= self.limits.lockout_after {
-                count.locked_until = Some(now + self.limits.lockout);
-                // After the lockout the next failure locks again at once,
-                // but the count restarts its doubling from the top.
-                count.failures = self.limits.lockout_after - 1;
+            Admission::Refuse {
+                reason: Refusal::AddressThrottled,
+                ..
+            } => {
+                drop(map);
+                let next = store.next_expiry_of(&key.0, now).ok().flatten();
+                let retry_in = until(next.unwrap_or(now), now).max(Duration::from_secs(1));
+                let refuse = Admission::Refuse {
+                    reason: Refusal::AddressThrottled,
+                    retry_in,
+                };
+                (refuse, pair, None)
             }
+            refuse => (refuse, pair, None),
         }
+    }
+
+    /// Check a password for `protocol` ("smtp", "imap"): wait or refuse as
+    /// the penalty says, check it (Argon2id, [`crate::account::authenticate`])
+    /// and record the outcome. Every failure and refusal is logged with the
+    /// address and the login, never the password, and counted on
+    /// `/metrics`.
+    pub async fn check(
+        &self,
+        store: &Store,
+        protocol: &'static str,
+        ip: IpAddr,
+        login: &str,
+        password: Secret<String>,
+    ) -> Checked {
+        let metrics = crate::metrics::get();
+        let (admission, pair, held) = self.admit(store, ip, login, now_ms());
+        match admission {
+            Admission::Refuse { reason, retry_in } => {
+                let refused = Refused {
+                    reason,
+                    retry_in,
+                    login: login.to_string(),
+                    address: ip.to_canonical(),
+                };
+                tracing::warn!(
+                    %ip,
+                    login,
+                    reason = ?reason,
+                    retry_in_s = seconds(retry_in),
+                    "{protocol} authentication refused unchecked"
+                );
+                metrics.login_failure(protocol, "refused");
+                return Checked::Refused(refused);
+            }
+            Admission::Proceed { wait } if !wait.is_zero() => {
+                tracing::info!(%ip, login, wait_ms = wait.as_millis() as u64,
+                    "{protocol} authentication delayed after failed logins");
+                tokio::time::sleep(wait).await;
+            }
+            Admission::Proceed { .. } => {}
+        }
+        let outcome = crate::account::authenticate(store, login, password).await;
+        let (address, key) = (address_key(ip), login_key(login));
+        let checked = match outcome {
+            Ok(Ok(Some(account))) => {
+                if pair.is_some()
+                    && let Err(e) = store.clear_login_failures(&address, &key)
+                {
+                    tracing::error!(error = %e, "login guard: cannot clear a login's failures");
+                }
+                Checked::Account(Box::new(account))
+            }
+            Ok(Ok(None)) => {
+                let now = now_ms();
+                // A commit (fsync): off the async workers.
+                let (store, limits) = (store.clone(), self.limits.clone());
+                let recorded = tokio::task::spawn_blocking(move || {
+                    let policy = LoginGuard::new(limits);
+                    store.record_login_failure(&address, &key, now, |old| {
+                        policy.after_failure(old, now)
+                    })
+                })
+                .await;
+                let locked = match recorded {
+                    Ok(Ok(row)) => row.locked_until.is_some_and(|t| t > now),
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "login guard: cannot record a failed login");
+                        false
+                    }
+                    Err(_) => false,
+                };
+                tracing::warn!(%ip, login, locked, "{protocol} authentication failed");
+                metrics.login_failure(protocol, "wrong");
+                Checked::Wrong
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "{protocol} authentication: the store failed");
+                Checked::Wrong
+            }
+            Err(_) => Checked::Wrong,
+        };
+        drop(held);
+        checked
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn guard() -> LoginGuard {
-        LoginGuard::new(LoginLimits {
-            free_failures: 2,
-            delay: Duration::from_secs(1),
-            max_delay: Duration::from_secs(4),
-            lockout_after: 6,
-            lockout: Duration::from_secs(60),
-            forget_after: Duration::from_secs(600),
-        })
-    }
-
-    fn wait(a: Admission) -> Duration {
-        match a {
-            Admission::Proceed { wait } => wait,
-            Admission::Refuse { .. } => panic!("refused: {a:?}"),
-        }
-    }
-
-    const HERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
-    const THERE: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
-
-    #[test]
-    fn free_failures_then_doubling_capped_then_refusal() {
-        let g = guard();
-        let t = Instant::now();
-        let mut waits = Vec::new();
-        for _ in 0..5 {
-            waits.push(wait(g.admit_at(HERE, "a", t)).as_secs());
-            g.failure_at(HERE, "a", t);
-        }
-        waits.push(wait(g.admit_at(HERE, "a", t)).as_secs());
-        assert_eq!(waits, [0, 0, 1, 2, 4, 4]);
-        g.failure_at(HERE, "a", t);
-        assert_eq!(
-            g.admit_at(HERE, "a", t + Duration::from_secs(15)),
-            Admission::Refuse {
-                retry_in: Duration::from_secs(45)
-            }
-        );
-        // Same login from elsewhere, another login from here: refused too.
-        assert!(matches!(
-            g.admit_at(THERE, "A", t),
-            Admission::Refuse { .. }
-        ));
-        assert!(matches!(g.admit_at(HERE, "b", t), Admission::Refuse { .. }));
-        // Another login from elsewhere is untouched.
-        assert_eq!(wait(g.admit_at(THERE, "b", t)), Duration::ZERO);
-        // After the lockout: slowed, and one more failure locks again.
-        let later = t + Duration::from_secs(61);
-        assert_eq!(wait(g.admit_at(HERE, "a", later)), Duration::from_secs(4));
-        g.failure_at(HERE, "a", later);
-        assert!(matches!(
-            g.admit_at(HERE, "a", later),
-            Admission::Refuse { .. }
-        ));
-    }
-
-    #[test]
-    fn success_resets_the_login_not_the_address() {
-        let g = guard();
-        let t = Instant::now();
-        for _ in 0..4 {
-            g.failure_at(HERE, "a", t);
-        }
-        g.success("A");
-        assert_eq!(wait(g.admit_at(THERE, "a", t)), Duration::ZERO);
-        assert_eq!(wait(g.admit_at(HERE, "a", t)), Duration::from_secs(4));
-    }
-
-    #[test]
-    fn counts_are_forgotten() {
-        let g = guard();
-        let t = Instant::now();
-        for _ in 0..4 {
-            g.failure_at(HERE, "a", t);
-        }
-        let later = t + Duration::from_secs(600);
-        assert_eq!(wait(g.admit_at(HERE, "a", later)), Duration::ZERO);
-        g.failure_at(HERE, "a", later);
-        assert_eq!(wait(g.admit_at(HERE, "a", later)), Duration::ZERO);
-    }
-
-    #[test]
-    fn no_lockout_when_zero() {
-        let g = LoginGuard::new(LoginLimits {
-            lockout_after: 0,
-            ..LoginLimits::default()
-        });
-        let t = Instant::now();
-        for _ in 0..100 {
-            g.failure_at(HERE, "a", t);
-        }
-        assert_eq!(wait(g.admit_at(HERE, "a", t)), Duration::from_secs(30));
-    }
-
-    #[test]
-    fn seconds_round_up() {
-        assert_eq!(seconds(Duration::from_millis(1)), 1);
-        assert_eq!(seconds(Duration::from_secs(3)), 3);
-    }
-}
+#[path = "login_guard_tests.rs"]
+mod tests;

@@ -42,6 +42,18 @@ pub struct Outcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolOutcome {
+    pub protocol: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabel {
+    /// `known` or `unknown` (a dummy hash was verified).
+    pub login: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: String,
 }
@@ -69,10 +81,18 @@ pub struct Metrics {
     pub mime_cache_misses: Counter,
     pub mime_cache_bytes_served: Counter,
     pub mime_cache_bytes_fetched: Counter,
+    /// Failed SMTP AUTH / IMAP LOGIN, by protocol and outcome (`wrong`:
+    /// checked; `refused`: refused unchecked by the login guard).
+    pub login_failures: Family<ProtocolOutcome, Counter>,
+    /// Argon2id verifications, by whether the login exists.
+    pub login_password_checks: Family<LoginLabel, Counter>,
     // Set from the store when /metrics is read.
     pub accounts: Family<StateLabel, Gauge>,
     pub spool_messages: Family<StateLabel, Gauge>,
     pub spool_oldest_queued_seconds: Gauge,
+    /// (address, login) pairs refused unchecked now / with live failures.
+    pub login_locked_pairs: Gauge,
+    pub login_failing_pairs: Gauge,
     pub uptime_seconds: Gauge,
 }
 
@@ -98,9 +118,13 @@ impl Metrics {
             mime_cache_misses: Counter::default(),
             mime_cache_bytes_served: Counter::default(),
             mime_cache_bytes_fetched: Counter::default(),
+            login_failures: Family::default(),
+            login_password_checks: Family::default(),
             accounts: Family::default(),
             spool_messages: Family::default(),
             spool_oldest_queued_seconds: Gauge::default(),
+            login_locked_pairs: Gauge::default(),
+            login_failing_pairs: Gauge::default(),
             uptime_seconds: Gauge::default(),
             registry: Registry::default(),
         };
@@ -195,6 +219,27 @@ impl Metrics {
             "Bytes of message MIME fetched from Graph into the cache",
             m.mime_cache_bytes_fetched.clone(),
         );
+        r.register(
+            "login_failures",
+            "Failed SMTP AUTH / IMAP LOGIN attempts, by protocol and outcome (wrong: checked; \
+             refused: refused unchecked after failed logins)",
+            m.login_failures.clone(),
+        );
+        r.register(
+            "login_password_checks",
+            "Argon2id password verifications, by whether the login exists (unknown: a dummy hash)",
+            m.login_password_checks.clone(),
+        );
+        r.register(
+            "login_locked_pairs",
+            "Client address and login pairs refused unchecked now (graphgate accounts unlock)",
+            m.login_locked_pairs.clone(),
+        );
+        r.register(
+            "login_failing_pairs",
+            "Client address and login pairs with failed logins not yet forgotten",
+            m.login_failing_pairs.clone(),
+        );
         r.register("accounts", "Local accounts by state", m.accounts.clone());
         r.register(
             "spool_messages",
@@ -248,6 +293,36 @@ impl Metrics {
                 outcome: outcome.to_string(),
             })
             .inc();
+    }
+
+    /// A failed login over `protocol`: `wrong` or `refused`.
+    pub fn login_failure(&self, protocol: &str, outcome: &str) {
+        self.login_failures
+            .get_or_create(&ProtocolOutcome {
+                protocol: protocol.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    fn login_label(known: bool) -> LoginLabel {
+        LoginLabel {
+            login: if known { "known" } else { "unknown" }.to_string(),
+        }
+    }
+
+    /// One Argon2id verification (`known`: the login exists).
+    pub fn password_check(&self, known: bool) {
+        self.login_password_checks
+            .get_or_create(&Metrics::login_label(known))
+            .inc();
+    }
+
+    /// Verifications so far.
+    pub fn password_checks(&self, known: bool) -> u64 {
+        self.login_password_checks
+            .get_or_create(&Metrics::login_label(known))
+            .get()
     }
 
     /// The exposition text.

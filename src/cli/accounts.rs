@@ -1,4 +1,4 @@
-//! `graphgate accounts add|list|remove|passwd`: the local accounts legacy
+//! `graphgate accounts add|list|remove|set|unlock|passwd`: the local accounts legacy
 //! applications log in with. A legacy app never sees a Microsoft
 //! credential; a Microsoft credential is never typed into a legacy app.
 
@@ -28,6 +28,16 @@ pub enum AccountsCommand {
     },
     /// Change a local account's settings.
     Set(SetArgs),
+    /// Lift the login penalty (delays and refusals after failed logins) of
+    /// LOGIN, of every login from --address, or with neither, all of them.
+    /// A running gateway honours it at the next attempt.
+    Unlock {
+        /// The login name (as the client typed it; any case).
+        login: Option<String>,
+        /// Only failures from this client address (e.g. 127.0.0.1).
+        #[arg(long, value_name = "ADDR")]
+        address: Option<std::net::IpAddr>,
+    },
     /// Change a local account's password.
     Passwd {
         /// The local login name.
@@ -278,6 +288,35 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
         AccountsCommand::Remove { login } => {
             store.remove_account(&login)?;
             println!("Removed {login}.");
+            Ok(ExitCode::SUCCESS)
+        }
+        AccountsCommand::Unlock { login, address } => {
+            let now = crate::login_guard::now_ms();
+            let key = login.as_deref().map(crate::login_guard::login_key);
+            let address = address.map(crate::login_guard::address_key);
+            let lifted = store.unlock_logins(key.as_deref(), address.as_deref(), now)?;
+            let what = match (&login, &address) {
+                (Some(l), Some(a)) => format!("{l} from {a}"),
+                (Some(l), None) => l.clone(),
+                (None, Some(a)) => format!("logins from {a}"),
+                (None, None) => "any login".into(),
+            };
+            if lifted.is_empty() {
+                println!("No failed logins recorded for {what}; nothing to lift.");
+            }
+            for row in &lifted {
+                let f = &row.failures;
+                let state = match f.locked_until.filter(|t| *t > now) {
+                    Some(t) => format!(
+                        "was refused for {} more seconds",
+                        crate::login_guard::seconds(std::time::Duration::from_millis(
+                            u64::try_from(t - now).unwrap_or(0)
+                        ))
+                    ),
+                    None => format!("{} failure(s)", f.failures),
+                };
+                println!("Lifted {} from {}: {state}.", row.login, row.address);
+            }
             Ok(ExitCode::SUCCESS)
         }
         AccountsCommand::Passwd {

@@ -152,6 +152,7 @@ pub async fn start(
         );
     }
     // One guard for SMTP and IMAP: guesses count against both.
+    password_checks(config)?;
     let login_guard = Arc::new(crate::login_guard::LoginGuard::new(
         config.login_limit.limits(),
     ));
@@ -299,4 +300,31 @@ async fn own_spool(data_dir: &std::path::Path) -> anyhow::Result<SpoolOwner> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Apply `login_limit.argon2_*` and `login_limit.password_checks_at_once`
+/// and log the bound they give: N logins arriving together are answered
+/// within ceil(N / pool) × one check (plus the penalty waits of pairs that
+/// failed).
+fn password_checks(config: &crate::config::Config) -> anyhow::Result<()> {
+    let l = &config.login_limit;
+    crate::store::accounts::set_password_params(l.password_params())?;
+    let pool = crate::account::password_checks_at_once(
+        usize::try_from(l.password_checks_at_once).unwrap_or(usize::MAX),
+    );
+    let one = crate::store::accounts::time_one_check();
+    let storm = one.saturating_mul(u32::try_from(500usize.div_ceil(pool)).unwrap_or(u32::MAX));
+    tracing::info!(
+        at_once = pool,
+        one_check_ms = one.as_millis() as u64,
+        "password checks (Argon2id m={} KiB, t={}, p={}): {pool} at once, one takes about \
+         {} ms here, so 500 logins arriving together are all answered within about {:.1} s \
+         (login_limit.password_checks_at_once, login_limit.argon2_*)",
+        l.argon2_memory_kib,
+        l.argon2_iterations,
+        l.argon2_parallelism,
+        one.as_millis(),
+        storm.as_secs_f64()
+    );
+    Ok(())
 }

@@ -229,6 +229,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Accounts(ref command) => {
             let config = load_config(&cli)?;
+            if matches!(
+                command,
+                accounts::AccountsCommand::Add(_) | accounts::AccountsCommand::Passwd { .. }
+            ) {
+                // New hashes use login_limit.argon2_*.
+                crate::store::accounts::set_password_params(config.login_limit.password_params())?;
+            }
             let store = match command {
                 accounts::AccountsCommand::Add(_) => crate::store::Store::open(&config.data_dir)?,
                 _ => open_store(&config)?,

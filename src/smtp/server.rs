@@ -462,7 +462,9 @@ async fn serve_connection(
                                     }))
                                 }
                                 Checked::Wrong => session.auth_result(None),
-                                Checked::Refused(retry_in) => session.auth_refused(retry_in),
+                                Checked::Refused(refused) => {
+                                    session.auth_refused(&refused.sentence())
+                                }
                             },
                         );
                     }

@@ -264,24 +264,17 @@ impl Session {
         out
     }
 
-    /// The shell refused the AUTH unchecked: too many failed logins from
-    /// this address or for this login (RFC 4954 §6: 454 4.7.0, temporary).
-    pub fn auth_refused(&mut self, retry_in: std::time::Duration) -> Vec<Action> {
+    /// The shell refused the AUTH unchecked after failed logins; `text`
+    /// says why, for how long and the fix (RFC 4954 §6: 454 4.7.0,
+    /// temporary).
+    pub fn auth_refused(&mut self, text: &str) -> Vec<Action> {
         let mut out = Vec::new();
         if self.state != State::AwaitAuth {
             return out;
         }
         self.state = State::Command;
         self.errors += 1;
-        out.push(reply(
-            454,
-            "4.7.0",
-            &format!(
-                "Too many failed logins from this address or for this login; \
-                 wait {} seconds before trying again",
-                crate::login_guard::seconds(retry_in)
-            ),
-        ));
+        out.push(reply(454, "4.7.0", text));
         self.resume(&mut out);
         out
     }

@@ -158,20 +158,92 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<Account> {
     })
 }
 
-/// Hash a password with Argon2id (the crate's defaults: 19 MiB, 2 passes).
+/// The Argon2id parameters of new hashes (`login_limit.argon2_*`). A
+/// hash carries its own in its PHC string (`$argon2id$v=19$m=…,t=…,p=…$`),
+/// so changing these never breaks an existing password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for PasswordParams {
+    /// The argon2 crate's defaults, OWASP's first Argon2id choice
+    /// (Password Storage Cheat Sheet: m=19 MiB, t=2, p=1).
+    fn default() -> Self {
+        PasswordParams {
+            memory_kib: argon2::Params::DEFAULT_M_COST,
+            iterations: argon2::Params::DEFAULT_T_COST,
+            parallelism: argon2::Params::DEFAULT_P_COST,
+        }
+    }
+}
+
+impl PasswordParams {
+    fn argon2(self) -> Result<Argon2<'static>, StoreError> {
+        let params = argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| {
+                StoreError::Setting(format!(
+                    "login_limit.argon2_memory_kib / argon2_iterations / argon2_parallelism \
+                     (m={}, t={}, p={}) are not valid Argon2id parameters: {e}",
+                    self.memory_kib, self.iterations, self.parallelism
+                ))
+            })?;
+        Ok(Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            params,
+        ))
+    }
+}
+
+static PASSWORD_PARAMS: std::sync::RwLock<Option<PasswordParams>> = std::sync::RwLock::new(None);
+
+/// Use `params` for the hashes this process makes from now on (and for the
+/// dummy hash an unknown login is verified against); refused, with the
+/// keys to fix, when Argon2id does not accept them.
+pub fn set_password_params(params: PasswordParams) -> Result<(), StoreError> {
+    params.argon2()?;
+    if let Ok(mut p) = PASSWORD_PARAMS.write() {
+        *p = Some(params);
+    }
+    Ok(())
+}
+
+fn password_params() -> PasswordParams {
+    PASSWORD_PARAMS
+        .read()
+        .ok()
+        .and_then(|p| *p)
+        .unwrap_or_default()
+}
+
+/// Hash a password with Argon2id ([`set_password_params`]; by default
+/// 19 MiB, 2 passes, 1 lane).
 pub fn hash_password(password: &Secret<String>) -> Result<String, StoreError> {
+    hash_with(password_params(), password)
+}
+
+fn hash_with(params: PasswordParams, password: &Secret<String>) -> Result<String, StoreError> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
+    params
+        .argon2()?
         .hash_password(password.expose().as_bytes(), &salt)
         .map(|h| h.to_string())
         .map_err(|e| StoreError::Crypto(format!("cannot hash password: {e}")))
 }
 
-fn verify_hash(hash: &str, password: &Secret<String>) -> bool {
+/// Verify with the parameters the PHC string carries; counted on
+/// `/metrics` (`known`: the login exists) when Argon2id really ran.
+fn verify_hash(hash: &str, password: &Secret<String>, known: bool) -> bool {
     match PasswordHash::new(hash) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.expose().as_bytes(), &parsed)
-            .is_ok(),
+        Ok(parsed) => {
+            crate::metrics::get().password_check(known);
+            Argon2::default()
+                .verify_password(password.expose().as_bytes(), &parsed)
+                .is_ok()
+        }
         Err(_) => false,
     }
 }
@@ -312,11 +384,13 @@ impl Store {
             .optional()?
         };
         match found {
-            Some((hash, id)) if verify_hash(&hash, password) => self.account_by_id(AccountId(id)),
+            Some((hash, id)) if verify_hash(&hash, password, true) => {
+                self.account_by_id(AccountId(id))
+            }
             Some(_) => Ok(None),
             None => {
                 // Equalise timing with a real verification.
-                let _ = verify_hash(dummy_hash(), password);
+                let _ = verify_hash(&dummy_hash(), password, false);
                 Ok(None)
             }
         }
@@ -380,14 +454,35 @@ impl Store {
     }
 }
 
-/// An Argon2id hash of a random string, verified against when the login is
-/// unknown so that a wrong login costs as much as a wrong password.
-fn dummy_hash() -> &'static str {
-    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| {
-        let random = uuid::Uuid::new_v4().to_string();
-        hash_password(&Secret::new(random)).unwrap_or_default()
-    })
+/// An Argon2id hash of a random string, made with the current
+/// [`PasswordParams`], verified against when the login is unknown so that
+/// a wrong login costs as much as a wrong password of a new hash.
+fn dummy_hash() -> String {
+    static HASH: std::sync::Mutex<Option<(PasswordParams, String)>> = std::sync::Mutex::new(None);
+    let params = password_params();
+    let Ok(mut cached) = HASH.lock() else {
+        return String::new();
+    };
+    if let Some((p, hash)) = cached.as_ref()
+        && *p == params
+    {
+        return hash.clone();
+    }
+    let random = uuid::Uuid::new_v4().to_string();
+    let hash = hash_password(&Secret::new(random)).unwrap_or_default();
+    *cached = Some((params, hash.clone()));
+    hash
+}
+
+/// How long one password check takes with the current parameters here
+/// (one dummy verification, timed; for the log at start).
+pub fn time_one_check() -> std::time::Duration {
+    let hash = dummy_hash();
+    let started = std::time::Instant::now();
+    if let Ok(parsed) = PasswordHash::new(&hash) {
+        let _ = Argon2::default().verify_password(b"timing", &parsed);
+    }
+    started.elapsed()
 }
 
 #[cfg(test)]
@@ -403,6 +498,29 @@ mod tests {
             aliases: vec!["a@example.com".into()],
             shared_mailboxes: vec![],
         }
+    }
+
+    #[test]
+    fn hashes_keep_their_own_parameters() {
+        let cheap = PasswordParams {
+            memory_kib: 8192,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let pw = Secret::new("pw".to_string());
+        let hash = hash_with(cheap, &pw).unwrap();
+        assert!(hash.contains("m=8192,t=1,p=1"), "{hash}");
+        // Verified with the parameters the PHC string carries, whatever
+        // this process would hash with now.
+        assert!(verify_hash(&hash, &pw, true));
+        assert!(!verify_hash(&hash, &Secret::new("no".into()), true));
+        let wrong = PasswordParams {
+            memory_kib: 1,
+            ..cheap
+        };
+        let e = set_password_params(wrong).unwrap_err().to_string();
+        assert!(e.contains("login_limit.argon2_memory_kib"), "{e}");
+        assert_eq!(password_params(), PasswordParams::default());
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! Microsoft mailbox, auth profile), tokens (sealed with XChaCha20-Poly1305,
 //! see [`crypto`]), folders (remote id, UIDVALIDITY, UIDNEXT, delta link),
 //! messages (the UID ↔ remote immutable id map with flags, size and date),
-//! the message cache index, and the SMTP spool.
+//! the message cache index, the SMTP spool, and failed logins per client
+//! address and login ([`login_failures`]).
 //!
 //! Migrations are versioned with `PRAGMA user_version`; each runs in one
 //! transaction, so a database is always at a known version. UIDs are assigned
@@ -19,6 +20,7 @@ pub mod accounts;
 pub mod cache;
 pub mod crypto;
 pub mod folders;
+pub mod login_failures;
 pub mod schema;
 pub mod spool;
 
@@ -63,6 +65,10 @@ pub enum StoreError {
     KeyFile(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A setting the store was given is unusable (the sentence names the
+    /// configuration key).
+    #[error("{0}")]
+    Setting(String),
     #[error("the database lock was poisoned by a panic in another thread")]
     Poisoned,
 }

@@ -123,6 +123,22 @@ ALTER TABLE accounts ADD COLUMN keep_fetched INTEGER NOT NULL DEFAULT 1;
     r#"
 ALTER TABLE spool ADD COLUMN body BLOB;
 "#,
+    // 6: failed logins per (client address, login), so that
+    // `graphgate accounts unlock` (another process) lifts a penalty the
+    // running gateway honours (see login_guard.rs). Times are unix
+    // milliseconds; a row is forgotten at `expires_at`.
+    r#"
+CREATE TABLE IF NOT EXISTS login_failures (
+    address      TEXT NOT NULL,
+    login        TEXT NOT NULL,
+    failures     INTEGER NOT NULL,
+    last_failure INTEGER NOT NULL,
+    locked_until INTEGER,
+    expires_at   INTEGER NOT NULL,
+    PRIMARY KEY (address, login)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS login_failures_by_expiry ON login_failures (expires_at);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -1,6 +1,6 @@
 //! LOGIN (RFC 3501 §6.2.3) and AUTHENTICATE PLAIN (§6.2.2, RFC 4616):
 //! check a graphgate local account's password (failures slow down, then
-//! are refused, per address and login, shared with SMTP:
+//! are refused, per (address, login) pair, shared with SMTP:
 //! [`crate::login_guard`]), then open its mailbox and list its
 //! folders — one Graph folder listing per mailbox the account reads. The
 //! AUTHENTICATE exchange itself (continuation, client data, cancel) is
@@ -17,7 +17,7 @@ use imap_next::server::Server as ImapNext;
 use super::capability::capabilities;
 use crate::imap::server::{Conn, ImapServer};
 use crate::imap::session::{Refusal, Reply, State, text};
-use crate::login_guard::{Checked, seconds};
+use crate::login_guard::Checked;
 use crate::secret::Secret;
 
 /// LOGIN.
@@ -129,12 +129,8 @@ async fn login_account(
                     .into(),
             );
         }
-        Checked::Refused(retry_in) => {
-            return Err(format!(
-                "[UNAVAILABLE] Too many failed logins from this address or for this login; \
-                 wait {} seconds before trying again",
-                seconds(retry_in)
-            ));
+        Checked::Refused(refused) => {
+            return Err(format!("[UNAVAILABLE] {}", refused.sentence()));
         }
     };
     let authed = server
