@@ -604,7 +604,11 @@ impl Submitter for Arc<Spool> {
 
 fn refusal(e: &SubmissionRefusal) -> SubmitOutcome {
     let (code, enhanced) = match e {
-        SubmissionRefusal::FromNotAllowed { .. } | SubmissionRefusal::NoFrom(_) => (550, "5.7.1"),
+        SubmissionRefusal::FromNotAllowed { .. }
+        | SubmissionRefusal::SenderNotAllowed { .. }
+        | SubmissionRefusal::NoFrom(_) => (550, "5.7.1"),
+        // RFC 3463 X.6.0: other or undefined media (content) error.
+        SubmissionRefusal::DuplicateHeader(_) => (554, "5.6.0"),
         SubmissionRefusal::HeaderOnlyRecipient(_) => (554, "5.5.4"),
         SubmissionRefusal::HeaderTooLarge => (552, "5.3.4"),
     };
