@@ -105,8 +105,8 @@ async fn wait_ready(admin: &str, status: u16) -> String {
     }
 }
 
-/// One message from alice through Python's smtplib: `(code, reply)` of
-/// the first refusal, or `(250, …)`.
+/// One message from alice through Python's smtplib: `(code, text)` of
+/// the first refusal, or of the reply to the message data.
 fn send(smtp: &str, subject: &str) -> (u16, String) {
     let (host, port) = smtp.rsplit_once(':').unwrap();
     let script = r#"
@@ -115,13 +115,14 @@ host, port, subject = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 msg = "From: alice@example.com\r\nTo: bob@example.com\r\nSubject: %s\r\n\r\nhi\r\n" % subject
 s = smtplib.SMTP(host, port, timeout=60)
 s.login("alice@example.com", "alice")
-try:
-    s.sendmail("alice@example.com", ["bob@example.com"], msg)
-    print(250, "accepted")
-except smtplib.SMTPSenderRefused as e:
-    print(e.smtp_code, e.smtp_error.decode())
-except smtplib.SMTPDataError as e:
-    print(e.smtp_code, e.smtp_error.decode())
+def reply():
+    for step in (lambda: s.mail("alice@example.com"), lambda: s.rcpt("bob@example.com")):
+        code, text = step()
+        if code != 250:
+            return code, text
+    return s.data(msg)
+code, text = reply()
+print(code, text.decode().replace("\n", " "))
 s.quit()
 "#;
     let out = Command::new(support::python())
@@ -243,4 +244,36 @@ async fn a_revoked_grant_stays_offline_across_a_restart_until_login() {
     assert!(text.starts_with("ready"), "{text}");
     let (code, reply) = send(&gw.smtp, "after login");
     assert_eq!(code, 250, "{reply}");
+}
+
+/// A message accepted while alice was ONLINE, whose first attempt finds her
+/// grant dead, keeps its 250 (it is durable and waits in the spool for a
+/// login) but the reply names her and the fix; her next message is refused
+/// until then. Was: "250 … Graph is busy, the spool will retry", and the
+/// next one the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_grant_found_dead_while_sending_is_named_in_the_reply() {
+    let sim = support::sim(true);
+    let dir = data_dir(&sim).await;
+    let gw = serve(dir.path(), &[]);
+    wait_ready(&gw.admin, 200).await;
+    sim.control(
+        reqwest::Method::POST,
+        "/_sim/revoke",
+        Some(serde_json::json!({"user": ALICE})),
+    )
+    .await;
+    sim.control(reqwest::Method::POST, "/_sim/expire_access_tokens", None)
+        .await;
+    let (code, reply) = send(&gw.smtp, "found dead");
+    assert_eq!(code, 250, "{reply}");
+    assert!(
+        reply.contains("alice@example.com is signed out")
+            && reply.contains("graphgate login alice@example.com"),
+        "{reply}"
+    );
+    assert!(!reply.contains("busy"), "{reply}");
+    let (code, reply) = send(&gw.smtp, "next one");
+    assert_eq!(code, 451, "{reply}");
+    assert!(reply.contains("AADSTS50173"), "{reply}");
 }
