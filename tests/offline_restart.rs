@@ -3,7 +3,8 @@
 //! trusts the access token it cached before (Entra honours it until it
 //! expires, though the grant is gone) nor forgets the AADSTS reason, and
 //! SMTP refuses the account's mail with `451 4.7.0` naming it and
-//! `graphgate login`, never "Graph is busy". A real `graphgate login`
+//! `graphgate login`, never "Graph is busy"; `graphgate status` does not
+//! report or make it ONLINE either. A real `graphgate login`
 //! (device code, approved at the simulator) brings it back.
 //!
 //! The simulator runs on its own (`graphgate sim`) so that it outlives the
@@ -220,6 +221,21 @@ async fn a_revoked_grant_stays_offline_across_a_restart_until_login() {
     assert!(text.contains("alice@example.com: OFFLINE"), "{text}");
     assert!(text.contains("AADSTS50173"), "{text}");
     assert!(text.contains("graphgate login alice@example.com"), "{text}");
+    // `graphgate status` (another process, the same store) asks Entra too,
+    // and neither reports her ONLINE nor makes her so.
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.path().join("graphgate.toml"))
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!out.status.success(), "{json}");
+    assert_eq!(json["accounts"][0]["state"], "offline", "{json}");
+    let error = json["accounts"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("AADSTS50173"), "{json}");
+    let (status, text) = readyz(&gw.admin).await;
+    assert_eq!(status, 503, "after `graphgate status`: {text}");
     let (code, reply) = send(&gw.smtp, "after restart");
     assert_eq!(code, 451, "{reply}");
     assert!(reply.starts_with("4.7.0 alice@example.com"), "{reply}");
