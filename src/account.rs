@@ -317,6 +317,15 @@ impl AccountRuntime {
 /// Open every account and make sure it can get a token, recording ONLINE
 /// or OFFLINE (with the remedy sentence) in the store. Accounts that fail
 /// are reported and left out; the others keep working.
+///
+/// An account the store already knows to be OFFLINE (with its reason: a
+/// refused refresh, AADSTS code and all) stays so until Entra says
+/// otherwise: it is proven by a refresh, not by the access token cached
+/// from before, which Entra keeps honouring until it expires even after
+/// it revoked the grant ("Refresh tokens in the Microsoft identity
+/// platform", learn.microsoft.com/entra/identity-platform/refresh-tokens:
+/// revocation acts on refresh tokens; access tokens live out their
+/// lifetime). A start-up that cannot reach Entra keeps the known reason.
 pub async fn open_accounts(
     store: &Store,
     key: &StoreKey,
@@ -326,12 +335,11 @@ pub async fn open_accounts(
     let mut ready = Vec::new();
     for account in store.accounts()? {
         let (id, login) = (account.id, account.login.clone());
+        let known_offline = account.state == AccountState::Offline && account.last_error.is_some();
         let opened = AccountRuntime::open(account, store, key, entra.clone(), graph);
         let checked = match opened {
-            Ok(runtime) => match runtime.tokens.access_token().await {
-                Ok(_) => Ok(runtime),
-                Err(e) => Err(e),
-            },
+            Ok(runtime) if known_offline => runtime.tokens.check().await.map(|()| runtime),
+            Ok(runtime) => runtime.tokens.access_token().await.map(|_| runtime),
             Err(e) => Err(e),
         };
         match checked {
@@ -339,6 +347,14 @@ pub async fn open_accounts(
                 store.set_account_state(id, AccountState::Online, None)?;
                 tracing::info!(account = %login, "account online");
                 ready.push(runtime);
+            }
+            Err(e) if known_offline && !e.requires_login() => {
+                // Entra did not answer about the grant: what it said last
+                // (kept in the store) still holds.
+                tracing::error!(
+                    account = %login,
+                    "account still OFFLINE: could not check it again ({e})"
+                );
             }
             Err(e) => {
                 let text = format!(

@@ -72,7 +72,10 @@ impl Accounts {
 
     /// Prove every signed-in account's grant (see [`TokenSource::check`]):
     /// a dead one goes OFFLINE with its remedy now, not when a message
-    /// waits for it. Transient failures (network) are only logged.
+    /// waits for it. Transient failures (network) are only logged. An
+    /// OFFLINE account that still has tokens is checked too: when Entra
+    /// accepts its refresh again (the outage is over, the grant was
+    /// restored) it comes back ONLINE; a signed-out one is left alone.
     ///
     /// [`TokenSource::check`]: crate::auth::TokenSource::check
     pub async fn check_all(&self) {
@@ -80,17 +83,23 @@ impl Accounts {
             return;
         };
         for account in accounts {
-            if account.state != AccountState::Online {
-                continue;
-            }
+            let offline = account.state != AccountState::Online;
             let rt = match self.get(account.id) {
                 Ok(rt) => rt,
+                // Signed out or never signed in: only a login helps.
+                Err(_) if offline => continue,
                 Err(why) => {
                     tracing::warn!(account = %account.login, "token check: {why}");
                     continue;
                 }
             };
             match rt.tokens.check().await {
+                Ok(()) if offline => {
+                    tracing::info!(account = %account.login, "token check: the grant works again; account ONLINE");
+                    let _ = self
+                        .store
+                        .set_account_state(account.id, AccountState::Online, None);
+                }
                 Ok(()) => tracing::debug!(account = %account.login, "token check: the grant works"),
                 Err(e) => {
                     let sentence = self.auth_failed(account.id, &account.login, &e);

@@ -1,6 +1,8 @@
 //! SMTP cases beside the client matrix of `smtp_clients.rs`: plaintext
-//! AUTH refused from another host but allowed on loopback, and Debian's
-//! mutt sending in batch mode.
+//! AUTH refused from another host but allowed on loopback, Debian's
+//! mutt sending in batch mode, header fields that would let a message
+//! say another sender or other recipients than graphgate checked, and
+//! envelope addresses that are not ASCII without SMTPUTF8.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,11 +64,32 @@ impl Raw {
     }
 
     async fn cmd(&mut self, line: &str) -> String {
+        self.cmd_bytes(line.as_bytes()).await
+    }
+
+    /// A command line of any bytes (CRLF added).
+    async fn cmd_bytes(&mut self, line: &[u8]) -> String {
+        self.write.write_all(line).await.unwrap();
+        self.write.write_all(b"\r\n").await.unwrap();
+        self.reply().await
+    }
+
+    /// Every line of a (multi-line) reply.
+    async fn lines(&mut self, line: &str) -> Vec<String> {
         self.write
             .write_all(format!("{line}\r\n").as_bytes())
             .await
             .unwrap();
-        self.reply().await
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            self.read.read_line(&mut line).await.unwrap();
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line.trim_end().to_string());
+            if last {
+                return lines;
+            }
+        }
     }
 }
 
@@ -219,4 +242,146 @@ async fn password_checks_leave_no_memory_behind() {
         "16 logins at once peaked at {} kB above the settled {settled} kB ({cores} cores)",
         peak.saturating_sub(settled)
     );
+}
+
+/// The subjects in `upn`'s folder `folder` (a well-known name).
+async fn subjects(d: &Demo, upn: &str, folder: &str) -> Vec<String> {
+    let token = d.token(upn).await;
+    let page: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v1.0/me/mailFolders/{folder}/messages?$select=subject&$top=100",
+            d.sim
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["value"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no messages in {page}"))
+        .iter()
+        .filter_map(|m| m["subject"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Issue 22, item 3: a message naming two senders or two recipient lists
+/// (RFC 5322 §3.6 allows one From, Sender, To, Cc, Bcc, Subject, Date and
+/// Message-ID) is refused with a 554 naming the repeated header, and a
+/// Sender the account may not use is refused like such a From. Was: two
+/// From headers, bob's first, passed as alice's (the check read the last
+/// one) and Graph sent the message as from bob. Sent with Python's
+/// smtplib; the one well-formed message is delivered.
+#[tokio::test]
+async fn repeated_from_or_to_and_a_foreign_sender_are_refused() {
+    let d = demo();
+    let (host, port) = d.smtp.rsplit_once(':').unwrap();
+    let script = r#"
+import smtplib, sys
+host, port = sys.argv[1], int(sys.argv[2])
+messages = {
+    "two-from": "From: bob@example.com\r\nFrom: alice@example.com\r\nTo: bob@example.com\r\nSubject: spoof two from\r\n\r\nhi\r\n",
+    "two-to": "From: alice@example.com\r\nTo: bob@example.com\r\nTo: bob@example.com\r\nSubject: spoof two to\r\n\r\nhi\r\n",
+    "sender": "From: alice@example.com\r\nSender: bob@example.com\r\nTo: bob@example.com\r\nSubject: spoof sender\r\n\r\nhi\r\n",
+    "single": "From: alice@example.com\r\nSender: alice@example.com\r\nTo: bob@example.com\r\nSubject: one of each\r\n\r\nhi\r\n",
+}
+s = smtplib.SMTP(host, port, timeout=60)
+s.login("alice@example.com", "alice")
+for name, msg in messages.items():
+    try:
+        s.sendmail("alice@example.com", ["bob@example.com"], msg)
+        print(name, 250, "accepted")
+    except smtplib.SMTPDataError as e:
+        print(name, e.smtp_code, e.smtp_error.decode())
+s.quit()
+"#;
+    let out = Command::new(support::python())
+        .args(["-c", script, host, port])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in {stdout}"))
+            .to_string()
+    };
+    let two_from = reply("two-from");
+    assert!(two_from.starts_with("554 5.6.0"), "{two_from}");
+    assert!(two_from.contains("more than one From header"), "{two_from}");
+    let two_to = reply("two-to");
+    assert!(two_to.starts_with("554 5.6.0"), "{two_to}");
+    assert!(two_to.contains("more than one To header"), "{two_to}");
+    let sender = reply("sender");
+    assert!(sender.starts_with("550 5.7.1"), "{sender}");
+    assert!(
+        sender.contains("Sender header names bob@example.com"),
+        "{sender}"
+    );
+    assert!(reply("single").starts_with("250"), "{stdout}");
+
+    // The well-formed one arrives (and is in alice's Sent Items); none of
+    // the refused ones was sent, then or later.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !subjects(&d, "bob@example.com", "inbox")
+        .await
+        .iter()
+        .any(|s| s == "one of each")
+    {
+        assert!(Instant::now() < deadline, "the message never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let inbox = subjects(&d, "bob@example.com", "inbox").await;
+    let sent = subjects(&d, "alice@example.com", "sentitems").await;
+    assert!(sent.iter().any(|s| s == "one of each"), "{sent:?}");
+    for spoof in ["spoof two from", "spoof two to", "spoof sender"] {
+        assert!(!inbox.iter().any(|s| s == spoof), "{spoof}: {inbox:?}");
+        assert!(!sent.iter().any(|s| s == spoof), "{spoof}: {sent:?}");
+    }
+}
+
+/// Without SMTPUTF8 on MAIL FROM the envelope is ASCII (RFC 5321 §2.3.1,
+/// §4.1.2; RFC 6531 §3.3): a raw 8-bit byte in RCPT TO is refused with
+/// RFC 6531 §3.7.4.1's `553 5.6.7` and a sentence saying what to do. With
+/// SMTPUTF8, which the server advertises, a UTF-8 address is taken. Was:
+/// `250 2.1.5 Recipient OK` for the raw byte.
+#[tokio::test]
+async fn an_eight_bit_recipient_needs_smtputf8() {
+    let d = demo();
+    let mut c = Raw::connect(&d.smtp).await;
+    let ehlo = c.lines("EHLO eight").await;
+    assert!(ehlo.iter().any(|l| l == "250-SMTPUTF8"), "{ehlo:?}");
+    let r = c.cmd("AUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAGFsaWNl").await;
+    assert!(r.starts_with("235"), "{r}");
+    assert!(
+        c.cmd("MAIL FROM:<alice@example.com>")
+            .await
+            .starts_with("250")
+    );
+    // Latin-1 é, a raw byte that is not even UTF-8.
+    let r = c.cmd_bytes(b"RCPT TO:<jos\xe9@example.com>").await;
+    assert!(r.starts_with("553 5.6.7"), "{r}");
+    assert!(r.contains("SMTPUTF8") && r.contains("ASCII"), "{r}");
+    // The same in UTF-8, still without SMTPUTF8.
+    let r = c.cmd("RCPT TO:<josé@example.com>").await;
+    assert!(r.starts_with("553 5.6.7"), "{r}");
+    let r = c.cmd("RCPT TO:<bob@example.com>").await;
+    assert!(r.starts_with("250"), "ASCII recipients still work: {r}");
+    assert!(c.cmd("RSET").await.starts_with("250"));
+
+    let r = c.cmd("MAIL FROM:<alice@example.com> SMTPUTF8").await;
+    assert!(r.starts_with("250"), "{r}");
+    let r = c.cmd("RCPT TO:<josé@example.com>").await;
+    assert!(r.starts_with("250"), "{r}");
+    // SMTPUTF8 means UTF-8: the Latin-1 byte is still refused.
+    let r = c.cmd_bytes(b"RCPT TO:<jos\xe9@example.com>").await;
+    assert!(r.starts_with("553 5.6.7") && r.contains("UTF-8"), "{r}");
 }

@@ -154,6 +154,11 @@ async fn check(
     };
     let id = account.id;
     let login = account.login.clone();
+    // Known to be OFFLINE (a refused refresh, with its AADSTS reason): only
+    // Entra's answer to a refresh changes that, not a Graph call made with
+    // the access token cached from before (Entra honours it until it
+    // expires, though the grant is gone).
+    let known_offline = account.state == AccountState::Offline && account.last_error.is_some();
     let runtime = match AccountRuntime::open(account, store, key, entra, graph) {
         Ok(r) => r,
         Err(e) => {
@@ -163,6 +168,14 @@ async fn check(
             return status;
         }
     };
+    if known_offline && let Err(e) = runtime.tokens.check().await {
+        if e.requires_login() {
+            let text = sentence(&e.to_string(), &e.remedy(&login));
+            let _ = store.set_account_state(id, AccountState::Offline, Some(&text));
+            status.error = Some(text);
+        }
+        return status;
+    }
     let folders = runtime.mailbox.list_folders().await;
     if let Ok(token) = runtime.tokens.access_token().await {
         status.token_expires_at = Some(unix(token.expires_at));

@@ -13,9 +13,15 @@
 //!   one-transaction-per-recipient pattern would otherwise multiply mail).
 //! - A message without `Message-ID` gets one (RFC 6409 §8.3): the spool
 //!   needs it to find a message in Sent Items after a crash.
-//! - Every From address must be one the account may send as.
+//! - Every From address must be one the account may send as, and so must
+//!   a Sender address (RFC 5322 §3.6.2: the agent that sent it).
+//! - From, Sender, To, Cc, Bcc, Subject, Date and Message-ID appear at most
+//!   once (RFC 5322 §3.6, the table's "max number" column): with two From
+//!   headers the check would see one address and Graph and mail clients
+//!   show the other (spoofing); with two To headers likewise for the
+//!   recipients. A message that repeats one is refused, naming it.
 
-use mail_parser::{Address, HeaderName, MessageParser};
+use mail_parser::{Address, HeaderName, Message, MessageParser};
 
 /// The largest header block read (bytes); a longer one is refused.
 pub const MAX_HEADER_BLOCK: usize = 1024 * 1024;
@@ -28,6 +34,11 @@ pub struct HeaderFacts {
     pub header_len: usize,
     /// From addresses, lower-cased.
     pub from: Vec<String>,
+    /// Sender addresses, lower-cased.
+    pub sender: Vec<String>,
+    /// The first header field that appears more than once though RFC 5322
+    /// §3.6 allows it once (its usual spelling, e.g. `From`).
+    pub duplicate: Option<&'static str>,
     /// To, Cc and Bcc addresses, lower-cased.
     pub recipients: Vec<String>,
     /// `Message-ID` without angle brackets.
@@ -51,6 +62,18 @@ pub enum SubmissionRefusal {
          for {address} in the Exchange admin center"
     )]
     FromNotAllowed { address: String, login: String },
+    #[error(
+        "the Sender header names {address}, which {login} may not send as; remove the Sender \
+         header, or name the account's mailbox or a configured alias (`graphgate accounts add \
+         --alias`) in it"
+    )]
+    SenderNotAllowed { address: String, login: String },
+    #[error(
+        "the message has more than one {0} header; RFC 5322 section 3.6 allows one, and \
+         Microsoft 365 and mail clients may read another one than graphgate checked: send the \
+         message with a single {0} header"
+    )]
+    DuplicateHeader(&'static str),
     #[error(
         "the headers address {0}, which is not an RCPT TO recipient; Microsoft Graph delivers \
          to every header recipient, so add RCPT TO:<{0}> or remove it from To/Cc/Bcc"
@@ -90,6 +113,36 @@ fn addresses(address: Option<&Address<'_>>, into: &mut Vec<String>) {
     }
 }
 
+/// The header fields RFC 5322 §3.6 allows at most once that graphgate
+/// checks, by their usual spelling.
+fn at_most_once(name: &HeaderName<'_>) -> Option<&'static str> {
+    Some(match name {
+        HeaderName::From => "From",
+        HeaderName::Sender => "Sender",
+        HeaderName::To => "To",
+        HeaderName::Cc => "Cc",
+        HeaderName::Bcc => "Bcc",
+        HeaderName::Subject => "Subject",
+        HeaderName::Date => "Date",
+        HeaderName::MessageId => "Message-ID",
+        _ => return None,
+    })
+}
+
+/// The first field of [`at_most_once`] that `message` repeats.
+fn first_duplicate(message: &Message<'_>) -> Option<&'static str> {
+    let mut seen: Vec<&'static str> = Vec::new();
+    for header in message.headers() {
+        if let Some(name) = at_most_once(&header.name) {
+            if seen.contains(&name) {
+                return Some(name);
+            }
+            seen.push(name);
+        }
+    }
+    None
+}
+
 /// Read the facts from the header block `head` (the whole block, as
 /// [`header_block_len`] delimits it).
 pub fn header_facts(head: &[u8]) -> HeaderFacts {
@@ -100,7 +153,9 @@ pub fn header_facts(head: &[u8]) -> HeaderFacts {
     let Some(message) = MessageParser::default().parse_headers(head) else {
         return facts;
     };
+    facts.duplicate = first_duplicate(&message);
     addresses(message.from(), &mut facts.from);
+    addresses(message.sender(), &mut facts.sender);
     addresses(message.to(), &mut facts.recipients);
     addresses(message.cc(), &mut facts.recipients);
     addresses(message.bcc(), &mut facts.recipients);
@@ -113,6 +168,9 @@ pub fn header_facts(head: &[u8]) -> HeaderFacts {
     // as present-but-unusable.
     if facts.from.is_empty() && message.header(HeaderName::From).is_some() {
         facts.from.push(String::new());
+    }
+    if facts.sender.is_empty() && message.header(HeaderName::Sender).is_some() {
+        facts.sender.push(String::new());
     }
     facts
 }
@@ -130,6 +188,16 @@ pub fn submission_prefix(
     new_message_id: &str,
 ) -> Result<String, SubmissionRefusal> {
     let is_allowed = |a: &str| allowed.iter().any(|x| x.eq_ignore_ascii_case(a));
+    let readable = |a: &String| {
+        if a.is_empty() {
+            "an unreadable address".to_string()
+        } else {
+            a.clone()
+        }
+    };
+    if let Some(name) = facts.duplicate {
+        return Err(SubmissionRefusal::DuplicateHeader(name));
+    }
     if facts.from.is_empty() {
         return Err(SubmissionRefusal::NoFrom(
             allowed.first().cloned().unwrap_or_default(),
@@ -137,11 +205,13 @@ pub fn submission_prefix(
     }
     if let Some(bad) = facts.from.iter().find(|a| !is_allowed(a)) {
         return Err(SubmissionRefusal::FromNotAllowed {
-            address: if bad.is_empty() {
-                "an unreadable address".into()
-            } else {
-                bad.clone()
-            },
+            address: readable(bad),
+            login: login.to_string(),
+        });
+    }
+    if let Some(bad) = facts.sender.iter().find(|a| !is_allowed(a)) {
+        return Err(SubmissionRefusal::SenderNotAllowed {
+            address: readable(bad),
             login: login.to_string(),
         });
     }
@@ -269,6 +339,72 @@ Cc: \"C\" <carol@example.com>\r\nSubject: hi\r\n\r\nbody\r\n";
             ),
             Err(SubmissionRefusal::NoFrom(_))
         ));
+    }
+
+    #[test]
+    fn a_repeated_single_header_is_refused_by_name() {
+        let refused = |msg: &[u8]| {
+            submission_prefix(
+                &facts(msg),
+                &["bob@example.com".into(), "carol@example.com".into()],
+                "alice",
+                &["alice@example.com".into()],
+                "x",
+            )
+        };
+        // The spoof of issue 22: the check read the last From, Graph the first.
+        let two_from = b"From: bob@example.com\r\nFrom: alice@example.com\r\n\
+To: bob@example.com\r\n\r\nx";
+        assert_eq!(
+            refused(two_from),
+            Err(SubmissionRefusal::DuplicateHeader("From"))
+        );
+        let two_to = b"From: alice@example.com\r\nTo: bob@example.com\r\n\
+TO: carol@example.com\r\n\r\nx";
+        let e = refused(two_to).unwrap_err();
+        assert_eq!(e, SubmissionRefusal::DuplicateHeader("To"));
+        assert!(e.to_string().contains("more than one To header"), "{e}");
+        for name in ["Sender", "Cc", "Bcc", "Subject", "Date", "Message-ID"] {
+            let msg = format!(
+                "From: alice@example.com\r\nTo: bob@example.com\r\n{name}: <a@b>\r\n\
+                 {name}: <a@b>\r\n\r\nx"
+            );
+            assert!(
+                matches!(refused(msg.as_bytes()), Err(SubmissionRefusal::DuplicateHeader(n)) if n == name),
+                "{name}"
+            );
+        }
+        // Fields RFC 5322 lets repeat stay allowed.
+        let fine = b"From: alice@example.com\r\nTo: bob@example.com\r\nReceived: a\r\n\
+Received: b\r\nComments: c\r\nComments: d\r\nMessage-ID: <m@x>\r\n\r\nx";
+        assert_eq!(refused(fine), Ok("Bcc: carol@example.com\r\n".into()));
+    }
+
+    #[test]
+    fn sender_must_be_allowed_like_from() {
+        let check = |msg: &[u8]| {
+            submission_prefix(
+                &facts(msg),
+                &["bob@example.com".into()],
+                "alice",
+                &["alice@example.com".into(), "alias@example.com".into()],
+                "x",
+            )
+        };
+        let foreign = b"From: alice@example.com\r\nSender: mallory@example.com\r\n\
+To: bob@example.com\r\nMessage-ID: <m@x>\r\n\r\nx";
+        let e = check(foreign).unwrap_err();
+        assert_eq!(
+            e,
+            SubmissionRefusal::SenderNotAllowed {
+                address: "mallory@example.com".into(),
+                login: "alice".into()
+            }
+        );
+        assert!(e.to_string().contains("Sender header"), "{e}");
+        let own = b"From: alias@example.com\r\nSender: Alice <ALICE@example.com>\r\n\
+To: bob@example.com\r\nMessage-ID: <m@x>\r\n\r\nx";
+        assert_eq!(check(own), Ok(String::new()));
     }
 
     #[test]

@@ -25,9 +25,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::session::{Action, Authenticated, Envelope, Session, SessionConfig, SubmitOutcome};
+use super::session::{
+    AccountGate, Action, Authenticated, Envelope, Session, SessionConfig, SubmitOutcome,
+};
 use crate::login_guard::{Checked, LoginGuard};
-use crate::store::Store;
+use crate::store::{AccountState, Store};
 use crate::tls::Tls;
 
 /// Messages up to this size are kept in memory and spooled inside the
@@ -413,7 +415,7 @@ async fn serve_connection(
     config.tls_available = server.tls.is_some();
     config.plaintext_auth_allowed =
         server.config.plaintext_auth_on_loopback && peer.ip().is_loopback();
-    let mut session = Session::new(config);
+    let mut session = Session::new(config).with_gate(Arc::new(StoreGate(server.store.clone())));
     let started = Instant::now();
     let mut incoming: Option<Incoming> = None;
     let mut buf = vec![0u8; 16 * 1024];
@@ -564,6 +566,39 @@ async fn serve_connection(
         inc.discard().await;
     }
     Ok(())
+}
+
+/// The store's word on whether an account can send: OFFLINE (signed out,
+/// its grant revoked — kept across restarts until a refresh or
+/// `graphgate login` succeeds), with the recorded reason.
+struct StoreGate(Store);
+
+impl AccountGate for StoreGate {
+    fn offline(&self, login: &str) -> Option<String> {
+        let account = match self.0.account(login) {
+            Ok(Some(account)) => account,
+            // Gone or unreadable: the spool's own checks answer at DATA.
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the account's state");
+                return None;
+            }
+        };
+        // OFFLINE with a recorded reason: something found it signed out
+        // (a refused refresh, `graphgate logout`, a failed start-up check).
+        // An account just added, never checked, has no reason yet.
+        if account.state != AccountState::Offline {
+            return None;
+        }
+        let reason = account.last_error?;
+        // The recorded sentence often starts with the login itself.
+        Some(
+            reason
+                .strip_prefix(&format!("{}: ", account.login))
+                .map(str::to_string)
+                .unwrap_or(reason),
+        )
+    }
 }
 
 async fn open_incoming(dir: &Path) -> std::io::Result<(tokio::fs::File, PathBuf)> {

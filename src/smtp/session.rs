@@ -25,6 +25,10 @@ use smtp_proto::{AUTH_LOGIN, AUTH_PLAIN, Error as ProtoError, Request};
 
 use crate::secret::Secret;
 
+mod envelope;
+
+pub use envelope::AccountGate;
+
 /// Limits and facts about the connection, fixed when it is accepted.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -173,6 +177,8 @@ pub struct Session {
     data_last_cr: bool,
     commands: usize,
     errors: usize,
+    /// Asked at MAIL FROM whether the account can send now.
+    gate: Option<std::sync::Arc<dyn AccountGate>>,
 }
 
 impl Session {
@@ -196,6 +202,7 @@ impl Session {
             data_last_cr: false,
             commands: 0,
             errors: 0,
+            gate: None,
         }
     }
 
@@ -680,109 +687,6 @@ impl Session {
             password: Secret::new(password.to_string()),
         });
         self.state = State::AwaitAuth;
-    }
-
-    fn handle_mail(&mut self, from: smtp_proto::MailFrom<String>, out: &mut Vec<Action>) {
-        if !self.ehlo {
-            return self.error(503, "5.5.1", "Send EHLO first", out);
-        }
-        let Some(auth) = &self.auth else {
-            return self.error(
-                530,
-                "5.7.0",
-                "Authentication required: graphgate only relays for its local accounts (AUTH PLAIN or LOGIN)",
-                out,
-            );
-        };
-        if self.envelope.is_some() {
-            return self.error(503, "5.5.1", "Nested MAIL command; send RSET first", out);
-        }
-        if from.size > self.config.max_message_size {
-            return self.error(
-                552,
-                "5.3.4",
-                &format!(
-                    "Message size {} exceeds the limit of {} octets",
-                    from.size, self.config.max_message_size
-                ),
-                out,
-            );
-        }
-        let address = from.address;
-        if !address.is_empty()
-            && !auth
-                .allowed_senders
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(&address))
-        {
-            let text = format!(
-                "{} may not send as {}: use the account's own address, or add it with \
-                 `graphgate accounts add --alias` after granting Send As (or Send on Behalf) \
-                 in the Exchange admin center",
-                auth.login,
-                printable(&address)
-            );
-            return self.error(550, "5.7.1", &text, out);
-        }
-        self.envelope = Some(Envelope {
-            mail_from: address,
-            rcpt_to: Vec::new(),
-            eight_bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
-            smtputf8: from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
-        });
-        out.push(reply(250, "2.1.0", "Sender OK"));
-    }
-
-    fn handle_rcpt(&mut self, address: &str, out: &mut Vec<Action>) {
-        let max = self.config.max_recipients;
-        let Some(envelope) = &mut self.envelope else {
-            return self.error(503, "5.5.1", "Send MAIL FROM first", out);
-        };
-        if address.is_empty() || !address.contains('@') {
-            return self.error(
-                501,
-                "5.1.3",
-                "A recipient needs a full address (user@domain)",
-                out,
-            );
-        }
-        if envelope.rcpt_to.len() >= max {
-            out.push(reply(
-                452,
-                "4.5.3",
-                &format!("Too many recipients (limit {max}); send the rest in another message"),
-            ));
-            return;
-        }
-        if !envelope
-            .rcpt_to
-            .iter()
-            .any(|r| r.eq_ignore_ascii_case(address))
-        {
-            envelope.rcpt_to.push(address.to_string());
-        }
-        out.push(reply(250, "2.1.5", "Recipient OK"));
-    }
-
-    fn handle_data(&mut self, out: &mut Vec<Action>) {
-        let Some(envelope) = &self.envelope else {
-            return self.error(503, "5.5.1", "Send MAIL FROM and RCPT TO first", out);
-        };
-        if envelope.rcpt_to.is_empty() {
-            return self.error(554, "5.5.1", "No valid recipients", out);
-        }
-        out.push(Action::MessageStart(envelope.clone()));
-        out.push(reply(354, "", "End data with <CR><LF>.<CR><LF>"));
-        self.state = State::Data;
-        self.data = DataReceiver::new();
-        // The receiver recognises "." lines only after a CRLF; the first
-        // line of the data follows one (the DATA command's), so prime it.
-        let mut primer = Vec::new();
-        self.data.ingest(&mut b"\r\n".iter(), &mut primer);
-        self.data_buf.clear();
-        self.data_size = 0;
-        self.data_too_big = false;
-        self.data_last_cr = false;
     }
 
     fn ingest_data(&mut self, bytes: &mut std::slice::Iter<'_, u8>, out: &mut Vec<Action>) {

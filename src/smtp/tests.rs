@@ -319,3 +319,76 @@ fn secrets_do_not_print() {
     };
     assert!(!format!("{action:?}").contains("hunter2"));
 }
+
+/// A gate that says the account is OFFLINE for this reason.
+struct Offline(&'static str);
+
+impl AccountGate for Offline {
+    fn offline(&self, _login: &str) -> Option<String> {
+        Some(self.0.to_string())
+    }
+}
+
+#[test]
+fn an_offline_account_gets_451_at_mail_from_without_an_error_count() {
+    let mut s = session(SessionConfig {
+        max_errors: 2,
+        ..SessionConfig::default()
+    })
+    .with_gate(std::sync::Arc::new(Offline(
+        "AADSTS50173: the grant was revoked",
+    )));
+    s.ingest(b"EHLO client\r\n");
+    s.ingest(b"AUTH PLAIN AGFsaWNlQGV4YW1wbGUuY29tAGFsaWNl\r\n");
+    s.auth_result(Some(alice()));
+    for _ in 0..3 {
+        let out = show(&s.ingest(b"MAIL FROM:<alice@example.com>\r\n"));
+        assert!(
+            out[0].starts_with("451 4.7.0 alice@example.com is signed out"),
+            "{out:?}"
+        );
+        assert!(
+            out[0].contains("`graphgate login alice@example.com`"),
+            "{out:?}"
+        );
+        assert!(
+            out[0].ends_with("Reason: AADSTS50173: the grant was revoked"),
+            "{out:?}"
+        );
+    }
+    let out = show(&s.ingest(b"RCPT TO:<bob@example.com>\r\n"));
+    assert!(out[0].starts_with("503"), "no transaction began: {out:?}");
+    assert!(
+        !s.is_closed(),
+        "a 451 for the account is not the client's error"
+    );
+}
+
+#[test]
+fn non_ascii_envelope_addresses_need_smtputf8() {
+    let mut s = authed();
+    let out = show(
+        &s.ingest("MAIL FROM:<alice@example.com>\r\nRCPT TO:<andré@example.com>\r\n".as_bytes()),
+    );
+    assert!(out[0].starts_with("250"), "{out:?}");
+    assert!(
+        out[1].starts_with("553 5.6.7 The recipient address andr?@example.com is not ASCII"),
+        "{out:?}"
+    );
+    let out = show(&s.ingest(b"RCPT TO:<andr\xe9@example.com>\r\n"));
+    assert!(out[0].starts_with("553 5.6.7"), "{out:?}");
+    s.ingest(b"RSET\r\n");
+    let out = show(&s.ingest(
+        "MAIL FROM:<alice@example.com> SMTPUTF8\r\nRCPT TO:<andré@example.com>\r\n".as_bytes(),
+    ));
+    assert_eq!(codes_of(&out), ["250", "250"], "{out:?}");
+    let out = show(&s.ingest(b"RCPT TO:<andr\xe9@example.com>\r\n"));
+    assert!(
+        out[0].starts_with("553 5.6.7") && out[0].contains("not valid UTF-8"),
+        "{out:?}"
+    );
+}
+
+fn codes_of(lines: &[String]) -> Vec<String> {
+    lines.iter().map(|l| l.chars().take(3).collect()).collect()
+}

@@ -433,6 +433,7 @@ impl Spool {
         };
         let queue_id = format!("{}", entry.id.0);
         let id = entry.id;
+        let (account_id, login) = (account.id, account.login.clone());
         // From here on the message is durable, and claimed (in the store
         // and in `in_flight`): the first attempt starts now; whatever
         // happens to it, the worker resolves and delivers the entry. The
@@ -504,8 +505,22 @@ impl Spool {
             },
             Some(Outcome::Deferred(why)) => {
                 tracing::info!(queue_id = id.0, "delivery deferred: {why}");
+                // The attempt found the account signed out (its grant
+                // revoked): say so and what brings it back, not "busy".
+                let offline = matches!(
+                    self.store.account_by_id(account_id),
+                    Ok(Some(a)) if a.state == crate::store::AccountState::Offline
+                );
                 SubmitOutcome::Accepted {
-                    queue_id: format!("{queue_id}; Graph is busy, the spool will retry"),
+                    queue_id: if offline {
+                        format!(
+                            "{queue_id}; {login} is signed out of Microsoft 365 (OFFLINE): the \
+                             spool keeps the message and sends it once `graphgate login {login}` \
+                             signs it in again"
+                        )
+                    } else {
+                        format!("{queue_id}; Graph is busy, the spool will retry")
+                    },
                 }
             }
             None => SubmitOutcome::Accepted {
@@ -604,7 +619,11 @@ impl Submitter for Arc<Spool> {
 
 fn refusal(e: &SubmissionRefusal) -> SubmitOutcome {
     let (code, enhanced) = match e {
-        SubmissionRefusal::FromNotAllowed { .. } | SubmissionRefusal::NoFrom(_) => (550, "5.7.1"),
+        SubmissionRefusal::FromNotAllowed { .. }
+        | SubmissionRefusal::SenderNotAllowed { .. }
+        | SubmissionRefusal::NoFrom(_) => (550, "5.7.1"),
+        // RFC 3463 X.6.0: other or undefined media (content) error.
+        SubmissionRefusal::DuplicateHeader(_) => (554, "5.6.0"),
         SubmissionRefusal::HeaderOnlyRecipient(_) => (554, "5.5.4"),
         SubmissionRefusal::HeaderTooLarge => (552, "5.3.4"),
     };
