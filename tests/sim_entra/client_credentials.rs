@@ -1,6 +1,7 @@
 //! Client credentials: secret value, secret id (7000215), expired secret
 //! (7000222), wrong scope, unknown client, certificate assertions (PS256
-//! with `x5t#S256`, RS256 with `x5t`, wrong key, wrong aud, too long).
+//! with `x5t#S256`, RS256 with `x5t`, wrong key, wrong aud, expired), a
+//! single-tenant app on a shared endpoint (50194).
 
 use super::*;
 
@@ -61,6 +62,57 @@ async fn client_credentials_with_secret() {
         .await;
     let (status, body) = client_credentials(&sim, &[("client_secret", DEMO_CLIENT_SECRET)]).await;
     assert_entra(status, &body, 401, "invalid_client", 7000222);
+}
+
+/// The confidential demo app is single-tenant (the portal's default):
+/// Entra refuses it on `/organizations` and `/common` with AADSTS50194,
+/// for every grant; the tenant id and the verified domain work.
+#[tokio::test]
+async fn a_single_tenant_app_is_refused_on_shared_endpoints() {
+    let sim = start(|_| {}).await;
+    for tenant in ["organizations", "common"] {
+        let (status, body) = sim
+            .form_pairs(
+                &format!("/{tenant}/oauth2/v2.0/token"),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", DEMO_CONFIDENTIAL_CLIENT_ID),
+                    ("client_secret", DEMO_CLIENT_SECRET),
+                    ("scope", "https://graph.microsoft.com/.default"),
+                ],
+            )
+            .await;
+        assert_entra(status, &body, 400, "invalid_request", 50194);
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("not configured as a multi-tenant application"),
+            "{body}"
+        );
+    }
+    for tenant in [DEMO_TENANT_ID, "example.com"] {
+        let (status, body) = sim
+            .form_pairs(
+                &format!("/{tenant}/oauth2/v2.0/token"),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", DEMO_CONFIDENTIAL_CLIENT_ID),
+                    ("client_secret", DEMO_CLIENT_SECRET),
+                    ("scope", "https://graph.microsoft.com/.default"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "{tenant}: {body}");
+    }
+    // The multi-tenant public client still signs in on `/organizations`.
+    let (status, body) = sim
+        .form_pairs(
+            "/organizations/oauth2/v2.0/devicecode",
+            &[("client_id", DEMO_PUBLIC_CLIENT_ID), ("scope", SCOPES)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 }
 
 /// A client assertion signed with the demo certificate's key (or
@@ -158,6 +210,8 @@ async fn client_credentials_with_certificate_assertions() {
     .await;
     assert_entra(status, &body, 401, "invalid_client", 700023);
 
+    // Microsoft documents no maximum for `exp` (certificate-credentials.md;
+    // graph-facts.md "Entra"): an hour-long assertion is accepted.
     let (status, body) = with(assertion(
         sim,
         jsonwebtoken::Algorithm::RS256,
@@ -165,6 +219,17 @@ async fn client_credentials_with_certificate_assertions() {
         &key,
         &aud,
         3600,
+    ))
+    .await;
+    assert_eq!(status, 200, "an assertion valid for an hour: {body}");
+    // One that expired an hour ago is out of its valid time range.
+    let (status, body) = with(assertion(
+        sim,
+        jsonwebtoken::Algorithm::RS256,
+        true,
+        &key,
+        &aud,
+        -3600,
     ))
     .await;
     assert_entra(status, &body, 401, "invalid_client", 700024);
