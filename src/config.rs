@@ -197,6 +197,23 @@ pub struct MicrosoftConfig {
     /// How often (seconds) the gateway redeems each account's grant to
     /// prove it still works; 0 = never.
     pub token_check_s: u64,
+    /// Append every Graph request and answer, redacted, to this file.
+    pub graph_trace: Option<PathBuf>,
+}
+
+impl MicrosoftConfig {
+    /// The Graph client's settings from these keys (Microsoft's defaults
+    /// for the rest): the one place every command builds them from.
+    pub fn graph_config(&self) -> crate::graph::GraphConfig {
+        crate::graph::GraphConfig {
+            base_url: self.graph_url.clone(),
+            trace: self
+                .graph_trace
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
+            ..crate::graph::GraphConfig::default()
+        }
+    }
 }
 
 /// The optional admin HTTP endpoint (`/healthz`, `/readyz`, `/metrics`).
@@ -245,6 +262,7 @@ impl Default for MicrosoftConfig {
             certificate_file: None,
             private_key_file: None,
             token_check_s: 3600,
+            graph_trace: None,
         }
     }
 }
@@ -325,6 +343,14 @@ pub const KEYS: &[KeyDoc] = &[
         key: "microsoft.private_key_file",
         doc: "The PEM private key of `certificate_file`. Mode 0600.",
         example: Some("/run/secrets/graphgate_key.pem"),
+    },
+    KeyDoc {
+        key: "microsoft.graph_trace",
+        doc: "Append every Microsoft Graph request and answer to this file, one JSON object a \
+              line, with tokens, upload-session keys and message bodies redacted (subjects, \
+              addresses and ids stay: review before sharing). For bug reports: \
+              docs/graph-trace.md. Same as `serve --graph-trace FILE`. Empty: off.",
+        example: Some("/var/lib/graphgate/graph-trace.jsonl"),
     },
     KeyDoc {
         key: "microsoft.token_check_s",

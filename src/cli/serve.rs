@@ -10,11 +10,16 @@ use std::sync::Arc;
 use crate::account::{authority_from_config, open_accounts};
 use crate::auth::EntraClient;
 use crate::config::Config;
-use crate::graph::{GraphClient, GraphConfig};
+use crate::graph::GraphClient;
 use crate::store::{Store, StoreKey};
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Append every Graph request and answer, redacted, to FILE (the
+    /// config key `microsoft.graph_trace`; docs/graph-trace.md).
+    #[arg(long, value_name = "FILE")]
+    pub graph_trace: Option<std::path::PathBuf>,
+}
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     super::logging::init_config(&config.log);
@@ -31,10 +36,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             "no account is configured yet; add one with `graphgate accounts add` and sign it in"
         );
     }
-    let graph = GraphClient::new(GraphConfig {
-        base_url: config.microsoft.graph_url.clone(),
-        ..GraphConfig::default()
-    })?;
+    let graph = GraphClient::new(config.microsoft.graph_config())?;
     match authority_from_config(&config).and_then(EntraClient::new) {
         Ok(entra) => {
             let ready = open_accounts(&store, &key, Arc::new(entra), &graph).await?;
