@@ -31,6 +31,10 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         schema = store.schema_version()?,
         "store opened"
     );
+    let missing = config.microsoft.cloud.missing_features();
+    if !missing.is_empty() {
+        tracing::warn!("microsoft.cloud = {:?}: {missing}", config.microsoft.cloud);
+    }
     if store.accounts()?.is_empty() {
         tracing::warn!(
             "no account is configured yet; add one with `graphgate accounts add` and sign it in"
@@ -71,7 +75,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         let state = crate::admin::AdminState::with(
             store.clone(),
             gateway.listeners.clone(),
-            Some(config.microsoft.graph_url.clone()),
+            Some(config.microsoft.graph_endpoint()),
         );
         let stop = shutdown.clone();
         tasks.spawn(async move {

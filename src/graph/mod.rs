@@ -83,6 +83,9 @@ pub struct GraphConfig {
     pub retry: RetryPolicy,
     /// Append every exchange, redacted, to this file ([`trace`]).
     pub trace: Option<std::path::PathBuf>,
+    /// The cloud offers message delta (not in 21Vianet's): without it a
+    /// folder sync is a full listing, which the mailbox model diffs.
+    pub message_delta: bool,
 }
 
 impl Default for GraphConfig {
@@ -97,6 +100,7 @@ impl Default for GraphConfig {
             max_response_bytes: 200 * 1024 * 1024,
             retry: RetryPolicy::default(),
             trace: None,
+            message_delta: true,
         }
     }
 }

@@ -115,6 +115,68 @@ async fn a_single_tenant_app_is_refused_on_shared_endpoints() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// A simulator serving a national cloud (US Government L4) issues tokens
+/// for that cloud's Graph resource, and refuses scopes of another cloud
+/// with AADSTS500011, as Entra does: tokens of one cloud are not valid in
+/// another (deployments.md). graphgate's client asks with the prefix of
+/// its `microsoft.cloud`.
+#[tokio::test]
+async fn a_national_cloud_issues_its_own_resource_and_refuses_the_global_one() {
+    let sim = start(|c| c.graph_resource = "https://graph.microsoft.us".into()).await;
+    let request = |scope: &'static str| {
+        let sim = &sim;
+        async move {
+            sim.token(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", DEMO_CONFIDENTIAL_CLIENT_ID),
+                ("client_secret", DEMO_CLIENT_SECRET),
+                ("scope", scope),
+            ])
+            .await
+        }
+    };
+    let (status, body) = request("https://graph.microsoft.us/.default").await;
+    assert_eq!(status, 200, "{body}");
+    let claims = jwt_claims(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], "https://graph.microsoft.us");
+    let (status, body) = request("https://graph.microsoft.com/.default").await;
+    assert_entra(status, &body, 400, "invalid_resource", 500011);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("https://graph.microsoft.com"),
+        "{body}"
+    );
+    // Delegated sign-in with the cloud's prefix is granted with it.
+    let (status, body) = sim
+        .form_pairs(
+            &format!("/{DEMO_TENANT_ID}/oauth2/v2.0/devicecode"),
+            &[
+                ("client_id", DEMO_PUBLIC_CLIENT_ID),
+                (
+                    "scope",
+                    "offline_access https://graph.microsoft.us/Mail.ReadWrite",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = sim
+        .form_pairs(
+            &format!("/{DEMO_TENANT_ID}/oauth2/v2.0/devicecode"),
+            &[
+                ("client_id", DEMO_PUBLIC_CLIENT_ID),
+                (
+                    "scope",
+                    "offline_access https://graph.microsoft.com/Mail.ReadWrite",
+                ),
+            ],
+        )
+        .await;
+    assert_entra(status, &body, 400, "invalid_resource", 500011);
+}
+
 /// A client assertion signed with the demo certificate's key (or
 /// `key_pem`), with the given header thumbprint kind and claims.
 fn assertion(

@@ -154,8 +154,9 @@ fn validate<'a>(
             "AADSTS9002325: Proof Key for Code Exchange is required for cross-origin authorization code redemption.".into(),
         )));
     }
-    let requested = scopes::parse(field("scope").unwrap_or(""));
-    let granted = match scopes::delegated(app, &requested) {
+    let granted = match scopes::parse(field("scope").unwrap_or(""), &state.config().graph_resource)
+        .and_then(|requested| scopes::delegated(app, &requested))
+    {
         Ok(g) => g,
         Err(e) => {
             let body = e.body();

@@ -72,7 +72,10 @@ fn start(state: &SimState, tenant: &str, body: &[u8]) -> Result<Response, EntraE
         )
         .with_status(http::StatusCode::UNAUTHORIZED));
     }
-    let requested = scopes::parse(form.get("scope").map(String::as_str).unwrap_or(""));
+    let requested = scopes::parse(
+        form.get("scope").map(String::as_str).unwrap_or(""),
+        &state.config().graph_resource,
+    )?;
     // A malformed scope list fails here; a scope without consent does not:
     // Entra issues the code and refuses at the token poll (AADSTS65001).
     match scopes::delegated(app, &requested) {

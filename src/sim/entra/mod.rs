@@ -103,6 +103,8 @@ pub struct EntraState {
     device_auto_approve: Option<(Duration, String)>,
     authorization_code_lifetime: Duration,
     public_url: String,
+    /// The Graph resource tokens are issued for (`aud`).
+    graph_resource: String,
     signer: jwt::Signer,
     access_tokens: Mutex<HashMap<String, AccessGrant>>,
     refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
@@ -139,6 +141,7 @@ impl EntraState {
             device_auto_approve: config.device_auto_approve.clone(),
             authorization_code_lifetime: config.authorization_code_lifetime,
             public_url: config.public_url.trim_end_matches('/').to_string(),
+            graph_resource: config.graph_resource.trim_end_matches('/').to_string(),
             signer: jwt::Signer::generate(),
             access_tokens: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
@@ -166,7 +169,7 @@ impl EntraState {
         let now = chrono::Utc::now().timestamp();
         let lifetime = self.access_token_lifetime.as_secs();
         let mut claims = serde_json::json!({
-            "aud": "https://graph.microsoft.com",
+            "aud": self.graph_resource,
             "iss": format!("https://sts.windows.net/{tenant_id}/"),
             "tid": tenant_id,
             "appid": caller.app_id,

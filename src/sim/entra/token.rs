@@ -96,7 +96,7 @@ fn redeem(
         "client_credentials" => {
             authenticate_client(state, app, &form, tenant)?;
             let scope = field("scope").ok_or_else(|| missing("scope"))?;
-            let requested = scopes::parse(scope);
+            let requested = scopes::parse(scope, &state.config().graph_resource)?;
             if requested.len() != 1 || !requested.iter().all(|s| s == ".default") {
                 return Err(EntraError::new(
                     "invalid_scope",
@@ -224,7 +224,7 @@ fn redeem(
             }
             let granted = match field("scope") {
                 Some(scope) if !scope.trim().is_empty() => {
-                    let requested = scopes::parse(scope);
+                    let requested = scopes::parse(scope, &state.config().graph_resource)?;
                     let narrowed = scopes::delegated(app, &requested)?;
                     for s in &narrowed {
                         if !scopes::has(&grant.scopes, s) && !scopes::is_oidc(s) {
@@ -261,7 +261,8 @@ fn redeem(
                         "Error validating credentials due to invalid username or password.",
                     )
                 })?;
-            let requested = scopes::parse(field("scope").unwrap_or(""));
+            let requested =
+                scopes::parse(field("scope").unwrap_or(""), &state.config().graph_resource)?;
             let granted = scopes::delegated(app, &requested)?;
             delegated_response(state, app, &user.id, &granted)
         }
@@ -342,7 +343,7 @@ fn delegated_response(
             .issue_access_token_in(caller, Some(&user.upn), &tenant_id);
     let mut body = json!({
         "token_type": "Bearer",
-        "scope": scopes::response_scope(granted),
+        "scope": scopes::response_scope(granted, &state.config().graph_resource),
         "expires_in": lifetime,
         "ext_expires_in": lifetime,
         "access_token": access,
