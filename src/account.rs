@@ -194,11 +194,11 @@ pub fn authority_from_config(config: &Config) -> Result<AuthorityConfig, AuthErr
         }
     };
     Ok(AuthorityConfig {
-        authority_url: m.authority_url.clone(),
+        authority_url: m.authority(),
         tenant: m.tenant.clone(),
         client_id: m.client_id.clone(),
         credential,
-        graph_resource: "https://graph.microsoft.com".into(),
+        graph_resource: m.graph_resource(),
     })
 }
 

@@ -204,10 +204,74 @@ pub struct TlsConfig {
     pub private_key_file: Option<PathBuf>,
 }
 
+/// Entra ID's authority in the global cloud.
+pub const GLOBAL_AUTHORITY: &str = "https://login.microsoftonline.com";
+/// Microsoft Graph in the global cloud.
+pub const GLOBAL_GRAPH: &str = "https://graph.microsoft.com";
+
+/// The Microsoft cloud an installation works in ("National cloud
+/// deployments", learn.microsoft.com/graph/deployments; graph-facts.md,
+/// "Tokens per cloud"). One setting gives the Entra authority, the Graph
+/// endpoint and the resource that prefixes every scope; a token of one
+/// cloud is not valid in another.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cloud {
+    /// Microsoft's global service.
+    #[default]
+    Global,
+    /// Microsoft Graph for US Government L4.
+    Usgov,
+    /// Microsoft Graph for US Government L5 (DOD).
+    UsgovDod,
+    /// Microsoft Graph China, operated by 21Vianet.
+    China,
+}
+
+impl Cloud {
+    /// The Entra ID authority of this cloud.
+    pub fn authority(self) -> &'static str {
+        match self {
+            Cloud::Global => GLOBAL_AUTHORITY,
+            Cloud::Usgov | Cloud::UsgovDod => "https://login.microsoftonline.us",
+            Cloud::China => "https://login.chinacloudapi.cn",
+        }
+    }
+
+    /// Microsoft Graph in this cloud: its endpoint and the resource URI of
+    /// its scopes (`{resource}/Mail.ReadWrite`, `{resource}/.default`).
+    pub fn graph(self) -> &'static str {
+        match self {
+            Cloud::Global => GLOBAL_GRAPH,
+            Cloud::Usgov => "https://graph.microsoft.us",
+            Cloud::UsgovDod => "https://dod-graph.microsoft.us",
+            Cloud::China => "https://microsoftgraph.chinacloudapi.cn",
+        }
+    }
+
+    /// What graphgate uses that this cloud does not offer, in words (empty:
+    /// nothing). Message delta is not available in the 21Vianet cloud
+    /// (deployments.md, "Supported features"); the mailbox model then
+    /// lists folders in full on every sync, which costs more requests.
+    pub fn missing_features(self) -> &'static str {
+        match self {
+            Cloud::China => {
+                "message delta is not available in the China (21Vianet) cloud: every folder \
+                 sync lists the folder in full, one request per 1,000 messages"
+            }
+            _ => "",
+        }
+    }
+}
+
 /// Microsoft endpoints and the app registration used to sign in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MicrosoftConfig {
+    /// The Microsoft cloud: gives the authority, the Graph endpoint and the
+    /// scope resource; `authority_url` / `graph_url` set to anything but
+    /// the global defaults override the first two.
+    pub cloud: Cloud,
     /// Entra ID authority host.
     pub authority_url: String,
     /// Microsoft Graph host.
@@ -225,6 +289,50 @@ pub struct MicrosoftConfig {
     /// How often (seconds) the gateway redeems each account's grant to
     /// prove it still works; 0 = never.
     pub token_check_s: u64,
+    /// Append every Graph request and answer, redacted, to this file.
+    pub graph_trace: Option<PathBuf>,
+}
+
+impl MicrosoftConfig {
+    /// The Entra ID authority in use: `authority_url` when set to anything
+    /// but the global default, else the cloud's.
+    pub fn authority(&self) -> String {
+        if self.authority_url.trim_end_matches('/') == GLOBAL_AUTHORITY {
+            self.cloud.authority().to_string()
+        } else {
+            self.authority_url.clone()
+        }
+    }
+
+    /// The Graph endpoint in use: `graph_url` when set to anything but the
+    /// global default, else the cloud's.
+    pub fn graph_endpoint(&self) -> String {
+        if self.graph_url.trim_end_matches('/') == GLOBAL_GRAPH {
+            self.cloud.graph().to_string()
+        } else {
+            self.graph_url.clone()
+        }
+    }
+
+    /// The resource that prefixes scopes: always the cloud's (a proxy or
+    /// the simulator at another URL still serves that cloud's Graph).
+    pub fn graph_resource(&self) -> String {
+        self.cloud.graph().to_string()
+    }
+
+    /// The Graph client's settings from these keys (Microsoft's defaults
+    /// for the rest): the one place every command builds them from.
+    pub fn graph_config(&self) -> crate::graph::GraphConfig {
+        crate::graph::GraphConfig {
+            base_url: self.graph_endpoint(),
+            message_delta: self.cloud.missing_features().is_empty(),
+            trace: self
+                .graph_trace
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
+            ..crate::graph::GraphConfig::default()
+        }
+    }
 }
 
 /// The optional admin HTTP endpoint (`/healthz`, `/readyz`, `/metrics`).
@@ -265,14 +373,16 @@ impl Default for Config {
 impl Default for MicrosoftConfig {
     fn default() -> Self {
         MicrosoftConfig {
-            authority_url: "https://login.microsoftonline.com".into(),
-            graph_url: "https://graph.microsoft.com".into(),
+            cloud: Cloud::Global,
+            authority_url: GLOBAL_AUTHORITY.into(),
+            graph_url: GLOBAL_GRAPH.into(),
             tenant: "organizations".into(),
             client_id: String::new(),
             client_secret_file: None,
             certificate_file: None,
             private_key_file: None,
             token_check_s: 3600,
+            graph_trace: None,
         }
     }
 }
@@ -314,15 +424,24 @@ pub const KEYS: &[KeyDoc] = &[
         example: None,
     },
     KeyDoc {
+        key: "microsoft.cloud",
+        doc: "The Microsoft cloud: `global`, `usgov` (US Government L4), `usgov-dod` (L5) or \
+              `china` (21Vianet). Sets the Entra authority, the Graph endpoint and the scope \
+              prefix together (tokens of one cloud are refused by another); \
+              `authority_url` and `graph_url` override the first two when set. In `china` \
+              message delta does not exist, so folder syncs list folders in full.",
+        example: Some("global"),
+    },
+    KeyDoc {
         key: "microsoft.authority_url",
-        doc: "Entra ID authority. Sovereign clouds: https://login.microsoftonline.us (US Gov), \
-              https://login.partner.microsoftonline.cn (China). The simulator: http://127.0.0.1:8787.",
+        doc: "Entra ID authority, when it is not the one `microsoft.cloud` gives (a proxy, \
+              the simulator: http://127.0.0.1:8787).",
         example: None,
     },
     KeyDoc {
         key: "microsoft.graph_url",
-        doc: "Microsoft Graph. Sovereign clouds: https://graph.microsoft.us, \
-              https://microsoftgraph.chinacloudapi.cn. The simulator: http://127.0.0.1:8787.",
+        doc: "Microsoft Graph, when it is not the one `microsoft.cloud` gives (a proxy, the \
+              simulator: http://127.0.0.1:8787). Scopes keep the cloud's prefix.",
         example: None,
     },
     KeyDoc {
@@ -353,6 +472,14 @@ pub const KEYS: &[KeyDoc] = &[
         key: "microsoft.private_key_file",
         doc: "The PEM private key of `certificate_file`. Mode 0600.",
         example: Some("/run/secrets/graphgate_key.pem"),
+    },
+    KeyDoc {
+        key: "microsoft.graph_trace",
+        doc: "Append every Microsoft Graph request and answer to this file, one JSON object a \
+              line, with tokens, upload-session keys and message bodies redacted (subjects, \
+              addresses and ids stay: review before sharing). For bug reports: \
+              docs/graph-trace.md. Same as `serve --graph-trace FILE`. Empty: off.",
+        example: Some("/var/lib/graphgate/graph-trace.jsonl"),
     },
     KeyDoc {
         key: "microsoft.token_check_s",
@@ -925,6 +1052,7 @@ mod tests {
             let default = lookup(&defaults, doc.key);
             let value = match (doc.key, default) {
                 ("data_dir", _) => "/tmp/x",
+                ("microsoft.cloud", _) => "usgov",
                 (k, _) if k.ends_with("listen") => "127.0.0.1:9",
                 (_, Some(toml::Value::Integer(_))) => "7",
                 (_, Some(toml::Value::Boolean(_))) => "false",
@@ -989,5 +1117,46 @@ mod tests {
                 .to_string()
                 .contains("GRAPHGATE_ADMIN_LISTEN")
         );
+    }
+
+    #[test]
+    fn the_cloud_sets_authority_graph_and_scope_prefix_and_explicit_urls_win() {
+        let config = Config::from_parts(
+            "[microsoft]\ncloud = \"usgov-dod\"\nclient_id = \"c\"\n",
+            "f.toml",
+            &[],
+        )
+        .unwrap();
+        let m = &config.microsoft;
+        assert_eq!(m.cloud, Cloud::UsgovDod);
+        assert_eq!(m.authority(), "https://login.microsoftonline.us");
+        assert_eq!(m.graph_endpoint(), "https://dod-graph.microsoft.us");
+        assert_eq!(m.graph_resource(), "https://dod-graph.microsoft.us");
+        assert!(m.graph_config().message_delta);
+
+        let config = Config::from_parts(
+            "[microsoft]\ncloud = \"china\"\ngraph_url = \"http://127.0.0.1:8787\"\n",
+            "f.toml",
+            &[],
+        )
+        .unwrap();
+        let m = &config.microsoft;
+        assert_eq!(m.authority(), "https://login.chinacloudapi.cn");
+        assert_eq!(m.graph_endpoint(), "http://127.0.0.1:8787");
+        assert_eq!(
+            m.graph_resource(),
+            "https://microsoftgraph.chinacloudapi.cn"
+        );
+        assert!(!m.graph_config().message_delta);
+        assert!(m.cloud.missing_features().contains("message delta"));
+
+        let global = MicrosoftConfig::default();
+        assert_eq!(global.authority(), GLOBAL_AUTHORITY);
+        assert_eq!(global.graph_resource(), GLOBAL_GRAPH);
+
+        let err = Config::from_parts("[microsoft]\ncloud = \"mars\"\n", "f.toml", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cloud") || err.contains("mars"), "{err}");
     }
 }

@@ -342,6 +342,50 @@ async fn authorize_rejects_unregistered_redirect_without_redirecting() {
     assert!(location.contains("state=s1"), "{location}");
 }
 
+/// Entra's loopback rule (reply-url.md, "Localhost exceptions"): the
+/// port is free only for `localhost`; `127.0.0.1` must match exactly and
+/// `[::1]` is not supported. The demo apps register `http://localhost`.
+#[tokio::test]
+async fn authorize_frees_the_port_only_for_localhost() {
+    let sim = start(|_| {}).await;
+    let attempt = |redirect: &'static str| {
+        let sim = &sim;
+        async move {
+            let response = sim
+                .http
+                .get(sim.url(&format!("/{DEMO_TENANT_ID}/oauth2/v2.0/authorize")))
+                .query_pairs(&[
+                    ("client_id", DEMO_PUBLIC_CLIENT_ID),
+                    ("response_type", "code"),
+                    ("redirect_uri", redirect),
+                    ("scope", SCOPES),
+                    ("state", "s1"),
+                    ("code_challenge", "abc"),
+                    ("code_challenge_method", "S256"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    for redirect in ["http://localhost:5001", "http://localhost:61234/"] {
+        let (status, page) = attempt(redirect).await;
+        assert_eq!(status, 200, "{redirect}: {page}");
+        assert!(page.contains("name=\"password\""), "{redirect}: {page}");
+    }
+    for redirect in [
+        "http://127.0.0.1:5001",
+        "http://[::1]:5001",
+        "http://localhost:5001/other-path",
+    ] {
+        let (status, page) = attempt(redirect).await;
+        assert_eq!(status, 400, "{redirect}: {page}");
+        assert!(page.contains("AADSTS50011"), "{redirect}: {page}");
+    }
+}
+
 #[tokio::test]
 async fn admin_consent_redirects_granted_or_denied() {
     let sim = start(|_| {}).await;

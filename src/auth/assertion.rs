@@ -5,7 +5,8 @@
 //! certificate-credentials): header `alg` PS256 with `x5t#S256` (base64url
 //! SHA-256 of the certificate's DER), or RS256 with `x5t` (base64url SHA-1);
 //! claims `aud` = the token URL, `iss` = `sub` = the client id, `jti`, `nbf`,
-//! `iat`, `exp` (Entra accepts at most 10 minutes; we use 5).
+//! `iat`, `exp` (Microsoft documents no maximum; we use 5 minutes, so a
+//! leaked assertion is worth little).
 
 use base64::Engine;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};

@@ -231,6 +231,21 @@ impl EntraClient {
                 "client credentials need a client secret or certificate".into(),
             ));
         }
+        // App-only tokens are issued for one named tenant: `/common`,
+        // `/organizations` and `/consumers` cannot say whose mailboxes the
+        // app may read (graph-facts.md "Entra": "client credentials always
+        // need a tenant id or domain").
+        let tenant = self.config.tenant.trim();
+        if ["common", "organizations", "consumers"]
+            .iter()
+            .any(|t| tenant.eq_ignore_ascii_case(t))
+        {
+            return Err(AuthError::Config(format!(
+                "app-only accounts (client credentials) need the tenant's id or verified \
+                 domain, not `{tenant}`: set the config key `microsoft.tenant` (variable \
+                 GRAPHGATE_MICROSOFT_TENANT) to your tenant id or domain, e.g. contoso.com"
+            )));
+        }
         let client = self.oauth_client()?;
         let assertion = self.assertion()?;
         let scopes = self.config.app_only_scopes();

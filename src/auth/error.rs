@@ -166,14 +166,29 @@ impl AuthError {
 
     /// True when the stored grant is gone (revoked, expired, device
     /// removed, or a new MFA prompt is needed) and only a new interactive
-    /// sign-in helps.
+    /// sign-in helps. Entra says so with the OAuth error word whatever the
+    /// AADSTS number: `invalid_grant` (RFC 6749 §5.2) or
+    /// `interaction_required` (OpenID Connect Core §3.1.2.6) — 70043
+    /// sign-in frequency, 50078 MFA expired, 50132/50133 password changed,
+    /// 54005, 65001 consent withdrawn and others all arrive that way
+    /// (graph-facts.md, "Corrections": "invalid_grant and
+    /// interaction_required mean sign in again whatever the AADSTS
+    /// number"). The codes of the table keep their meaning if Entra ever
+    /// sends them under another word.
     pub fn requires_login(&self) -> bool {
         match self {
-            AuthError::Entra { code, error, .. } => match code {
-                Some(50173 | 70000 | 70008 | 700082 | 700003 | 50076 | 50079) => true,
-                Some(_) => false,
-                None => error == "invalid_grant",
-            },
+            AuthError::Entra { code, error, .. } => {
+                matches!(
+                    error.as_str(),
+                    "invalid_grant"
+                        | "interaction_required"
+                        | "login_required"
+                        | "consent_required"
+                ) || matches!(
+                    code,
+                    Some(50173 | 70000 | 70008 | 700082 | 700003 | 50076 | 50079)
+                )
+            }
             AuthError::UserMismatch { .. } => true,
             _ => false,
         }
@@ -242,7 +257,22 @@ impl AuthError {
                 Some(500011) => "Microsoft Graph is not available in this tenant (resource \
                      principal not found); check the tenant and the Graph resource URL."
                     .to_string(),
-                _ if error == "invalid_grant" => login,
+                Some(50194) => "The app is registered for its own directory only, so Entra \
+                     refuses it on `organizations`/`common`: set the config key \
+                     `microsoft.tenant` (variable GRAPHGATE_MICROSOFT_TENANT) to your tenant \
+                     id or verified domain, e.g. contoso.com."
+                    .to_string(),
+                Some(70043 | 50078 | 50132 | 50133) => format!(
+                    "The sign-in is no longer valid (sign-in frequency, MFA or password change \
+                     policy); {}",
+                    lower_first(&login)
+                ),
+                _ if error == "invalid_grant"
+                    || error == "interaction_required"
+                    || error == "login_required" =>
+                {
+                    login
+                }
                 _ => "Entra ID refused the request; check the tenant, client id and \
                      credentials in the configuration."
                     .to_string(),
@@ -360,11 +390,41 @@ mod tests {
             (7000218, "public client"),
             (50126, "password"),
             (500011, "resource principal"),
+            (50194, "`microsoft.tenant`"),
+            (70043, "graphgate login bob"),
         ] {
             let err = AuthError::from_entra(body("invalid_grant", code, "AADSTS: x"));
             let remedy = err.remedy("bob");
             assert!(remedy.contains(needle), "{code}: {remedy}");
             assert_ne!(remedy, generic, "{code}");
+        }
+    }
+
+    #[test]
+    fn every_invalid_grant_or_interaction_required_needs_a_new_sign_in() {
+        for (error, code) in [
+            ("invalid_grant", 70043),
+            ("invalid_grant", 50078),
+            ("invalid_grant", 50132),
+            ("invalid_grant", 50133),
+            ("invalid_grant", 54005),
+            ("invalid_grant", 65001),
+            ("interaction_required", 50078),
+            ("interaction_required", 53000),
+        ] {
+            let err = AuthError::from_entra(body(error, code, "AADSTS: x"));
+            assert!(err.requires_login(), "{error} {code}");
+        }
+        for (error, code) in [
+            ("invalid_client", 7000215),
+            ("invalid_client", 7000222),
+            ("invalid_request", 50194),
+            ("invalid_request", 90002),
+            ("unauthorized_client", 700016),
+            ("temporarily_unavailable", 0),
+        ] {
+            let err = AuthError::from_entra(body(error, code, "AADSTS: x"));
+            assert!(!err.requires_login(), "{error} {code}");
         }
     }
 

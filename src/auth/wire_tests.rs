@@ -142,6 +142,28 @@ async fn entra_errors_keep_their_code_through_oauth2() {
     }
 }
 
+/// App-only tokens are for one named tenant: with `organizations` (the
+/// default) the client refuses before sending anything, naming the key.
+#[tokio::test]
+async fn client_credentials_need_a_named_tenant() {
+    for tenant in ["organizations", "common", "Consumers"] {
+        let secret = ClientCredential::Secret {
+            secret: Secret::new("val".into()),
+        };
+        let (client, script) = serve(vec![(200, token_body("app", None))], secret).await;
+        let mut config = client.config().clone();
+        config.tenant = tenant.into();
+        let client = EntraClient::new(config).unwrap();
+        let err = client.client_credentials().await.unwrap_err();
+        assert!(matches!(err, AuthError::Config(_)), "{tenant}: {err:?}");
+        assert!(err.to_string().contains("`microsoft.tenant`"), "{err}");
+        assert!(
+            script.forms.lock().unwrap().is_empty(),
+            "{tenant}: a request was sent"
+        );
+    }
+}
+
 #[tokio::test]
 async fn client_secret_and_assertion_go_in_the_form() {
     let secret = ClientCredential::Secret {

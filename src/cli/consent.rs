@@ -31,12 +31,9 @@ pub fn consent_url(config: &Config, redirect_uri: &str) -> anyhow::Result<String
              (GRAPHGATE_MICROSOFT_TENANT) to your tenant id or domain, not {tenant:?}"
         );
     }
-    let mut url = url::Url::parse(m.authority_url.trim_end_matches('/')).map_err(|e| {
-        anyhow::anyhow!(
-            "microsoft.authority_url {:?} is not a URL: {e}",
-            m.authority_url
-        )
-    })?;
+    let authority = m.authority();
+    let mut url = url::Url::parse(authority.trim_end_matches('/'))
+        .map_err(|e| anyhow::anyhow!("microsoft.authority_url {authority:?} is not a URL: {e}"))?;
     url.path_segments_mut()
         .map_err(|_| anyhow::anyhow!("microsoft.authority_url cannot be a base URL"))?
         .pop_if_empty()

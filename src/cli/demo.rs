@@ -58,6 +58,10 @@ pub struct DemoArgs {
     /// the bytes that were sent or appended — as with the real service.
     #[arg(long)]
     exchange_mime: bool,
+    /// Append every Graph request and answer (redacted) to FILE, as
+    /// `serve --graph-trace` does (docs/graph-trace.md).
+    #[arg(long, value_name = "FILE")]
+    graph_trace: Option<PathBuf>,
 }
 
 /// The implicit-TLS twin of a plain listener: as given, else the standard
@@ -107,7 +111,8 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
 
     // The gateway's state and its two accounts, signed in for real.
     let store = Store::open(&data_dir)?;
-    let config = write_demo_config(&data_dir, &sim_url)?;
+    let mut config = write_demo_config(&data_dir, &sim_url)?;
+    config.microsoft.graph_trace = args.graph_trace.clone();
     let key = StoreKey::load(&data_dir)?;
     for (login, password) in DEMO_ACCOUNTS {
         let account = match store.account(login)? {

@@ -682,7 +682,8 @@ async fn probe_listener(addr: SocketAddr, probe: Probe) -> Option<String> {
 /// tokens and client assertions are refused outside about five minutes.
 async fn check_clock(config: &Config, report: &mut Report) {
     let what = "clock";
-    let authority = config.microsoft.authority_url.trim_end_matches('/');
+    let authority = config.microsoft.authority();
+    let authority = authority.trim_end_matches('/');
     let url = format!(
         "{authority}/{}/v2.0/.well-known/openid-configuration",
         config.microsoft.tenant

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::account::authority_from_config;
 use crate::auth::EntraClient;
 use crate::config::Config;
-use crate::graph::{GraphClient, GraphConfig};
+use crate::graph::GraphClient;
 use crate::runtime::Accounts;
 use crate::smtp::server::{Server, ServerConfig};
 use crate::smtp::session::SessionConfig;
@@ -65,10 +65,7 @@ pub async fn start(
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
 ) -> anyhow::Result<Gateway> {
-    let graph = GraphClient::new(GraphConfig {
-        base_url: config.microsoft.graph_url.clone(),
-        ..GraphConfig::default()
-    })?;
+    let graph = GraphClient::new(config.microsoft.graph_config())?;
     let entra = authority_from_config(config)
         .and_then(EntraClient::new)
         .map(Arc::new)

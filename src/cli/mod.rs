@@ -221,11 +221,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     });
     match cli.command {
         Command::Demo(ref args) => demo::run(args, cli.data_dir.clone()).await,
-        Command::Serve(_) => {
+        Command::Serve(ref args) => {
             if let Some(path) = config_file(&cli) {
                 crate::config::check_private_file(&path, "the configuration file")?;
             }
-            serve::run(load_config(&cli)?).await
+            let mut config = load_config(&cli)?;
+            if let Some(trace) = &args.graph_trace {
+                config.microsoft.graph_trace = Some(trace.clone());
+            }
+            serve::run(config).await
         }
         Command::Accounts(ref command) => {
             let config = load_config(&cli)?;

@@ -29,7 +29,7 @@ use super::doctor::{Finding, Level, fresh_token, permission_fix, token_permissio
 use crate::account::{AccountRuntime, authority_from_config};
 use crate::auth::EntraClient;
 use crate::config::Config;
-use crate::graph::{GraphClient, GraphConfig, MailBackend, WellKnownFolder};
+use crate::graph::{GraphClient, MailBackend, WellKnownFolder};
 use crate::runtime::Accounts;
 use crate::smtp::server::{SpooledMessage, Submitter};
 use crate::smtp::session::{Authenticated, Envelope, SubmitOutcome};
@@ -156,10 +156,7 @@ async fn send_test(
         Ok(k) => k,
         Err(e) => return steps.fail("oauth token", e.to_string(), "run `graphgate doctor`"),
     };
-    let graph = match GraphClient::new(GraphConfig {
-        base_url: config.microsoft.graph_url.clone(),
-        ..GraphConfig::default()
-    }) {
+    let graph = match GraphClient::new(config.microsoft.graph_config()) {
         Ok(g) => g,
         Err(e) => return steps.fail("graph", e.to_string(), "fix microsoft.graph_url"),
     };

@@ -10,11 +10,16 @@ use std::sync::Arc;
 use crate::account::{authority_from_config, open_accounts};
 use crate::auth::EntraClient;
 use crate::config::Config;
-use crate::graph::{GraphClient, GraphConfig};
+use crate::graph::GraphClient;
 use crate::store::{Store, StoreKey};
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {}
+pub struct ServeArgs {
+    /// Append every Graph request and answer, redacted, to FILE (the
+    /// config key `microsoft.graph_trace`; docs/graph-trace.md).
+    #[arg(long, value_name = "FILE")]
+    pub graph_trace: Option<std::path::PathBuf>,
+}
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     super::logging::init_config(&config.log);
@@ -26,15 +31,16 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         schema = store.schema_version()?,
         "store opened"
     );
+    let missing = config.microsoft.cloud.missing_features();
+    if !missing.is_empty() {
+        tracing::warn!("microsoft.cloud = {:?}: {missing}", config.microsoft.cloud);
+    }
     if store.accounts()?.is_empty() {
         tracing::warn!(
             "no account is configured yet; add one with `graphgate accounts add` and sign it in"
         );
     }
-    let graph = GraphClient::new(GraphConfig {
-        base_url: config.microsoft.graph_url.clone(),
-        ..GraphConfig::default()
-    })?;
+    let graph = GraphClient::new(config.microsoft.graph_config())?;
     match authority_from_config(&config).and_then(EntraClient::new) {
         Ok(entra) => {
             let ready = open_accounts(&store, &key, Arc::new(entra), &graph).await?;
@@ -69,7 +75,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         let state = crate::admin::AdminState::with(
             store.clone(),
             gateway.listeners.clone(),
-            Some(config.microsoft.graph_url.clone()),
+            Some(config.microsoft.graph_endpoint()),
         );
         let stop = shutdown.clone();
         tasks.spawn(async move {

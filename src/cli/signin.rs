@@ -27,7 +27,7 @@ use crate::auth::{
     TokenSource, check_identity,
 };
 use crate::config::Config;
-use crate::graph::{GraphClient, GraphConfig, MailBackend, Mailbox, WellKnownFolder};
+use crate::graph::{GraphClient, MailBackend, Mailbox, WellKnownFolder};
 use crate::store::{Account, AccountState, AuthProfile, Store, StoreKey};
 
 #[derive(Debug, Clone, Args)]
@@ -95,10 +95,7 @@ pub async fn login(config: &Config, store: &Store, args: &LoginArgs) -> anyhow::
         Ok(e) => Arc::new(e),
         Err(e) => return fail(sentence(&account.login, &e)),
     };
-    let graph = GraphClient::new(GraphConfig {
-        base_url: config.microsoft.graph_url.clone(),
-        ..GraphConfig::default()
-    })?;
+    let graph = GraphClient::new(config.microsoft.graph_config())?;
     if account.auth_profile == AuthProfile::AppOnly {
         return app_only(store, &account, entra, &graph).await;
     }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::account::{AccountRuntime, authority_from_config};
 use crate::auth::EntraClient;
 use crate::config::Config;
-use crate::graph::{GraphClient, GraphConfig, GraphError, MailBackend, WellKnownFolder};
+use crate::graph::{GraphClient, GraphError, MailBackend, WellKnownFolder};
 use crate::store::{Account, AccountState, Store, StoreKey};
 
 #[derive(Debug, Clone, Args)]
@@ -41,10 +41,7 @@ pub async fn run(config: &Config, store: &Store, args: &StatusArgs) -> anyhow::R
     let key = StoreKey::load(&config.data_dir)?;
     let accounts = store.accounts()?;
     let mut statuses = Vec::new();
-    let graph = GraphClient::new(GraphConfig {
-        base_url: config.microsoft.graph_url.clone(),
-        ..GraphConfig::default()
-    })?;
+    let graph = GraphClient::new(config.microsoft.graph_config())?;
     let entra = authority_from_config(config)
         .and_then(EntraClient::new)
         .map(Arc::new);

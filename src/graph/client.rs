@@ -16,6 +16,7 @@ use rand::Rng;
 use tokio::sync::Semaphore;
 
 use super::decode::decode_error;
+use super::trace::{Exchange, Outcome};
 use super::{GraphConfig, GraphError, Mailbox};
 use crate::auth::TokenSource;
 
@@ -65,6 +66,7 @@ pub(crate) struct ClientShared {
     pub(crate) root: String,
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
     counters: Mutex<GraphCounters>,
+    trace: Option<super::trace::GraphTrace>,
 }
 
 impl ClientShared {
@@ -100,6 +102,16 @@ impl GraphClient {
             config.base_url.trim_end_matches('/'),
             config.version.trim_matches('/')
         );
+        let trace = match &config.trace {
+            Some(path) => Some(super::trace::GraphTrace::open(path).map_err(|e| {
+                GraphError::Invalid(format!(
+                    "cannot open the Graph trace file {} ({e}); fix or remove \
+                     microsoft.graph_trace / --graph-trace",
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
         Ok(GraphClient {
             shared: Arc::new(ClientShared {
                 http,
@@ -107,6 +119,7 @@ impl GraphClient {
                 root,
                 permits: Mutex::new(HashMap::new()),
                 counters: Mutex::new(GraphCounters::default()),
+                trace,
             }),
         })
     }
@@ -403,7 +416,9 @@ impl GraphMailbox {
             Ok(r) => r,
             Err(e) => {
                 crate::metrics::get().graph_request(&key_for_metrics, None);
-                return Attempt::Transport(error_chain(&e));
+                let error = error_chain(&e);
+                self.trace(call, token.is_some(), request_id, Outcome::Failed(&error));
+                return Attempt::Transport(error);
             }
         };
         let status = response.status().as_u16();
@@ -422,14 +437,51 @@ impl GraphMailbox {
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => return Attempt::Transport(error_chain(&e)),
+                Err(e) => {
+                    let error = error_chain(&e);
+                    self.trace(call, token.is_some(), request_id, Outcome::Failed(&error));
+                    return Attempt::Transport(error);
+                }
             }
         }
+        self.trace(
+            call,
+            token.is_some(),
+            request_id,
+            Outcome::Answer {
+                status,
+                headers: &headers,
+                body: &body,
+            },
+        );
         Attempt::Answer(Reply {
             status,
             headers,
             body: Bytes::from(body),
         })
+    }
+}
+
+impl GraphMailbox {
+    /// Record one exchange in the Graph trace, if one is open. The bearer
+    /// token is not passed here: only whether one was sent.
+    fn trace(&self, call: &Call, authorized: bool, request_id: &str, outcome: Outcome<'_>) {
+        let Some(trace) = &self.shared.trace else {
+            return;
+        };
+        let mut headers = call.headers.clone();
+        if authorized {
+            headers.push(("Prefer", "IdType=\"ImmutableId\"".into()));
+        }
+        trace.record(&Exchange {
+            request_id,
+            method: call.method.as_str(),
+            route: call.route,
+            url: &call.url,
+            request_headers: &headers,
+            request_body: call.body.as_ref().map(|(b, t)| (b.as_ref(), *t)),
+            outcome,
+        });
     }
 }
 

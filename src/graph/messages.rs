@@ -26,6 +26,9 @@ pub const MESSAGE_SELECT: &str = "id,parentFolderId,isRead,isDraft,flag,categori
 const EXPAND_PROPERTIES: &str =
     "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08' or id eq 'Integer 0x1081')";
 const EXPAND_SIZE: &str = "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')";
+/// The link a full listing leaves where delta would leave its deltaLink,
+/// in a cloud without message delta; it is never requested.
+const NO_DELTA_LINK: &str = "graphgate:no-message-delta";
 /// At most this many pages per listing or delta round.
 const MAX_PAGES: usize = 100_000;
 
@@ -95,6 +98,25 @@ impl GraphMailbox {
         folder: &RemoteFolderId,
         since: Option<&DeltaLink>,
     ) -> Result<DeltaSync, GraphError> {
+        if !self.config().message_delta {
+            // A cloud without message delta (21Vianet): every round is a
+            // full listing. A stored link asks for changes, which only a
+            // listing can tell here, so it is answered as an expired token
+            // is: the mailbox model then lists the folder and diffs it.
+            if since.is_some() {
+                return Err(GraphError::DeltaReset);
+            }
+            let changes = self
+                .list_messages_impl(folder)
+                .await?
+                .into_iter()
+                .map(DeltaChange::Upsert)
+                .collect();
+            return Ok(DeltaSync {
+                changes,
+                delta_link: DeltaLink(NO_DELTA_LINK.into()),
+            });
+        }
         // Query options only on the first request; links are followed
         // verbatim.
         let mut url = match since {

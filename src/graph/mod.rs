@@ -14,6 +14,7 @@
 //! - [`folders`], [`messages`], [`batch`], [`send`]: the operations.
 //! - [`decode`]: pure, panic-free JSON decoders (fuzzed).
 //! - [`error`]: `GraphError` with remedies.
+//! - [`trace`]: the optional, redacted record of every exchange.
 
 pub mod backend;
 pub mod batch;
@@ -24,6 +25,7 @@ pub mod folders;
 mod mailbox;
 pub mod messages;
 pub mod send;
+pub mod trace;
 
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +81,11 @@ pub struct GraphConfig {
     /// Largest response body accepted, in bytes (raw MIME included).
     pub max_response_bytes: usize,
     pub retry: RetryPolicy,
+    /// Append every exchange, redacted, to this file ([`trace`]).
+    pub trace: Option<std::path::PathBuf>,
+    /// The cloud offers message delta (not in 21Vianet's): without it a
+    /// folder sync is a full listing, which the mailbox model diffs.
+    pub message_delta: bool,
 }
 
 impl Default for GraphConfig {
@@ -92,6 +99,8 @@ impl Default for GraphConfig {
             delta_page_size: 500,
             max_response_bytes: 200 * 1024 * 1024,
             retry: RetryPolicy::default(),
+            trace: None,
+            message_delta: true,
         }
     }
 }

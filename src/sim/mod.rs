@@ -77,6 +77,12 @@ pub struct SimConfig {
     /// `$value` differs from them as it does at Microsoft (see
     /// [`mail::exchange`]). Off by default.
     pub exchange_mime: bool,
+    /// The Graph resource of the cloud simulated: scopes are prefixed with
+    /// it and access tokens name it as `aud`. `https://graph.microsoft.com`
+    /// (global); `https://graph.microsoft.us`, `https://dod-graph.microsoft.us`
+    /// or `https://microsoftgraph.chinacloudapi.cn` for a national cloud,
+    /// whose Entra refuses the others' scopes (AADSTS500011).
+    pub graph_resource: String,
 }
 
 impl Default for SimConfig {
@@ -94,6 +100,7 @@ impl Default for SimConfig {
             fault_seed: None,
             mailbox_budget: None,
             exchange_mime: false,
+            graph_resource: "https://graph.microsoft.com".into(),
         }
     }
 }

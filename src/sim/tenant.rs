@@ -65,6 +65,10 @@ pub struct SimApp {
     pub consented_scopes: BTreeSet<String>,
     /// Application permissions granted with admin consent (app-only roles).
     pub app_roles: BTreeSet<String>,
+    /// Registered for "accounts in this organizational directory only"
+    /// (`signInAudience` AzureADMyOrg, the portal's default): such an app
+    /// is refused on `/common` and `/organizations` with AADSTS50194.
+    pub single_tenant: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +193,9 @@ impl Tenant {
                     certificates: Vec::new(),
                     consented_scopes: scopes,
                     app_roles: BTreeSet::new(),
+                    // Multi-tenant, as a published public client is, so
+                    // `/organizations` works for it.
+                    single_tenant: false,
                 },
                 SimApp {
                     client_id: DEMO_CONFIDENTIAL_CLIENT_ID.into(),
@@ -206,6 +213,8 @@ impl Tenant {
                         .into_iter()
                         .map(String::from)
                         .collect(),
+                    // The portal's default: this directory only.
+                    single_tenant: true,
                 },
             ],
         }

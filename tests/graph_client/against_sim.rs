@@ -599,3 +599,35 @@ async fn sim_large_send_delivers_exact_attachment_bytes() {
         "{stats}"
     );
 }
+
+/// A cloud without message delta (21Vianet, deployments.md): the client
+/// never asks for delta; each round is a full listing, and a stored link
+/// is answered as an expired one so that the mailbox model lists again
+/// and sees what is gone.
+#[tokio::test]
+async fn sim_a_cloud_without_message_delta_lists_folders_in_full() {
+    let sim = start_sim().await;
+    let client = GraphClient::new(GraphConfig {
+        base_url: sim.base.clone(),
+        message_delta: false,
+        ..GraphConfig::default()
+    })
+    .unwrap();
+    let alice = sim.alice(&client);
+    sim.deliver("alice@example.com", "no-delta-1").await;
+    sim.deliver("alice@example.com", "no-delta-2").await;
+    let inbox = WellKnownFolder::Inbox.id();
+    let first = alice.sync_messages(&inbox, None).await.unwrap();
+    assert_eq!(first.changes.len(), 2, "{:?}", first.changes);
+    assert!(matches!(
+        alice.sync_messages(&inbox, Some(&first.delta_link)).await,
+        Err(GraphError::DeltaReset)
+    ));
+    let stats = sim.stats().await;
+    let routes = stats["by_route"].as_object().unwrap();
+    assert!(
+        routes.keys().all(|r| !r.contains("delta")),
+        "no delta request in a cloud without it: {routes:?}"
+    );
+    assert!(routes.keys().any(|r| r.contains("/messages")), "{routes:?}");
+}

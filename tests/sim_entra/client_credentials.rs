@@ -1,6 +1,7 @@
 //! Client credentials: secret value, secret id (7000215), expired secret
 //! (7000222), wrong scope, unknown client, certificate assertions (PS256
-//! with `x5t#S256`, RS256 with `x5t`, wrong key, wrong aud, too long).
+//! with `x5t#S256`, RS256 with `x5t`, wrong key, wrong aud, expired), a
+//! single-tenant app on a shared endpoint (50194).
 
 use super::*;
 
@@ -61,6 +62,119 @@ async fn client_credentials_with_secret() {
         .await;
     let (status, body) = client_credentials(&sim, &[("client_secret", DEMO_CLIENT_SECRET)]).await;
     assert_entra(status, &body, 401, "invalid_client", 7000222);
+}
+
+/// The confidential demo app is single-tenant (the portal's default):
+/// Entra refuses it on `/organizations` and `/common` with AADSTS50194,
+/// for every grant; the tenant id and the verified domain work.
+#[tokio::test]
+async fn a_single_tenant_app_is_refused_on_shared_endpoints() {
+    let sim = start(|_| {}).await;
+    for tenant in ["organizations", "common"] {
+        let (status, body) = sim
+            .form_pairs(
+                &format!("/{tenant}/oauth2/v2.0/token"),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", DEMO_CONFIDENTIAL_CLIENT_ID),
+                    ("client_secret", DEMO_CLIENT_SECRET),
+                    ("scope", "https://graph.microsoft.com/.default"),
+                ],
+            )
+            .await;
+        assert_entra(status, &body, 400, "invalid_request", 50194);
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("not configured as a multi-tenant application"),
+            "{body}"
+        );
+    }
+    for tenant in [DEMO_TENANT_ID, "example.com"] {
+        let (status, body) = sim
+            .form_pairs(
+                &format!("/{tenant}/oauth2/v2.0/token"),
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", DEMO_CONFIDENTIAL_CLIENT_ID),
+                    ("client_secret", DEMO_CLIENT_SECRET),
+                    ("scope", "https://graph.microsoft.com/.default"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 200, "{tenant}: {body}");
+    }
+    // The multi-tenant public client still signs in on `/organizations`.
+    let (status, body) = sim
+        .form_pairs(
+            "/organizations/oauth2/v2.0/devicecode",
+            &[("client_id", DEMO_PUBLIC_CLIENT_ID), ("scope", SCOPES)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A simulator serving a national cloud (US Government L4) issues tokens
+/// for that cloud's Graph resource, and refuses scopes of another cloud
+/// with AADSTS500011, as Entra does: tokens of one cloud are not valid in
+/// another (deployments.md). graphgate's client asks with the prefix of
+/// its `microsoft.cloud`.
+#[tokio::test]
+async fn a_national_cloud_issues_its_own_resource_and_refuses_the_global_one() {
+    let sim = start(|c| c.graph_resource = "https://graph.microsoft.us".into()).await;
+    let request = |scope: &'static str| {
+        let sim = &sim;
+        async move {
+            sim.token(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", DEMO_CONFIDENTIAL_CLIENT_ID),
+                ("client_secret", DEMO_CLIENT_SECRET),
+                ("scope", scope),
+            ])
+            .await
+        }
+    };
+    let (status, body) = request("https://graph.microsoft.us/.default").await;
+    assert_eq!(status, 200, "{body}");
+    let claims = jwt_claims(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["aud"], "https://graph.microsoft.us");
+    let (status, body) = request("https://graph.microsoft.com/.default").await;
+    assert_entra(status, &body, 400, "invalid_resource", 500011);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("https://graph.microsoft.com"),
+        "{body}"
+    );
+    // Delegated sign-in with the cloud's prefix is granted with it.
+    let (status, body) = sim
+        .form_pairs(
+            &format!("/{DEMO_TENANT_ID}/oauth2/v2.0/devicecode"),
+            &[
+                ("client_id", DEMO_PUBLIC_CLIENT_ID),
+                (
+                    "scope",
+                    "offline_access https://graph.microsoft.us/Mail.ReadWrite",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = sim
+        .form_pairs(
+            &format!("/{DEMO_TENANT_ID}/oauth2/v2.0/devicecode"),
+            &[
+                ("client_id", DEMO_PUBLIC_CLIENT_ID),
+                (
+                    "scope",
+                    "offline_access https://graph.microsoft.com/Mail.ReadWrite",
+                ),
+            ],
+        )
+        .await;
+    assert_entra(status, &body, 400, "invalid_resource", 500011);
 }
 
 /// A client assertion signed with the demo certificate's key (or
@@ -158,6 +272,8 @@ async fn client_credentials_with_certificate_assertions() {
     .await;
     assert_entra(status, &body, 401, "invalid_client", 700023);
 
+    // Microsoft documents no maximum for `exp` (certificate-credentials.md;
+    // graph-facts.md "Entra"): an hour-long assertion is accepted.
     let (status, body) = with(assertion(
         sim,
         jsonwebtoken::Algorithm::RS256,
@@ -165,6 +281,17 @@ async fn client_credentials_with_certificate_assertions() {
         &key,
         &aud,
         3600,
+    ))
+    .await;
+    assert_eq!(status, 200, "an assertion valid for an hour: {body}");
+    // One that expired an hour ago is out of its valid time range.
+    let (status, body) = with(assertion(
+        sim,
+        jsonwebtoken::Algorithm::RS256,
+        true,
+        &key,
+        &aud,
+        -3600,
     ))
     .await;
     assert_entra(status, &body, 401, "invalid_client", 700024);

@@ -190,8 +190,11 @@ async fn devicecode_refuses_confidential_and_unknown_clients_and_tenants() {
             .await;
         assert_eq!(status, 200, "{tenant}: {body}");
     }
-    // A scope the tenant never consented to.
-    let (status, body) = sim
+    // A scope the tenant never consented to: Entra still issues the code
+    // (the verification page asks for consent) and the poll that redeems
+    // the approved code says AADSTS65001 (graph-facts.md, "Consent during
+    // device code").
+    let (status, grant) = sim
         .form_pairs(
             &path,
             &[
@@ -200,5 +203,17 @@ async fn devicecode_refuses_confidential_and_unknown_clients_and_tenants() {
             ],
         )
         .await;
+    assert_eq!(status, 200, "{grant}");
+    let device_code = grant["device_code"].as_str().unwrap();
+    let (status, body) = sim.poll(device_code).await;
+    assert_entra(status, &body, 400, "authorization_pending", 70016);
+    let (status, _) = sim
+        .control(
+            "/_sim/devicelogin",
+            json!({"user_code": grant["user_code"], "user": "alice@example.com", "approve": true}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = sim.poll(device_code).await;
     assert_entra(status, &body, 400, "invalid_grant", 65001);
 }

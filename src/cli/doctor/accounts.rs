@@ -15,7 +15,7 @@ use super::{Finding, Report};
 use crate::account::{AccountRuntime, authority_from_config};
 use crate::auth::EntraClient;
 use crate::config::Config;
-use crate::graph::{GraphClient, GraphConfig, GraphError, Mailbox, WellKnownFolder};
+use crate::graph::{GraphClient, GraphError, Mailbox, WellKnownFolder};
 use crate::store::{Account, AuthProfile, Store, StoreKey};
 
 /// The Graph permissions an access token carries.
@@ -155,10 +155,7 @@ pub(super) async fn check_accounts(config: &Config, report: &mut Report) {
     let Ok(key) = StoreKey::load(dir) else {
         return; // reported with the key file
     };
-    let graph = match GraphClient::new(GraphConfig {
-        base_url: config.microsoft.graph_url.clone(),
-        ..GraphConfig::default()
-    }) {
+    let graph = match GraphClient::new(config.microsoft.graph_config()) {
         Ok(g) => g,
         Err(e) => {
             report.push(Finding::fail(

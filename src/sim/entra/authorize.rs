@@ -7,8 +7,14 @@
 //! A `login_hint` naming a tenant user signs in at once (as single sign-on
 //! would); otherwise an HTML form asks for username and password. A
 //! redirect URI that is not registered gets an error page (AADSTS50011),
-//! never a redirect; a registered `http://localhost` matches any port
-//! (the loopback rule of RFC 8252 §7.3).
+//! never a redirect. Entra's loopback rule ("Redirect URI (reply URL)
+//! restrictions", reply-url.md, Localhost exceptions; graph-facts.md,
+//! "Entra"): a registered `http://localhost` matches any port, because
+//! the port component is ignored for `localhost` only; `http://127.0.0.1`
+//! must match exactly, port included; the IPv6 loopback `[::1]` is not
+//! supported and is refused even when registered. This is narrower than
+//! RFC 8252 §7.3, which asks servers to allow any port on loopback IP
+//! literals: Microsoft's behaviour, not the RFC's, is the reference.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -23,7 +29,7 @@ use serde_json::json;
 use super::super::SimState;
 use super::super::errors::EntraError;
 use super::super::tenant::SimApp;
-use super::{AuthCodeGrant, bounded_insert, check_tenant, parse_form, scopes, unknown_client};
+use super::{AuthCodeGrant, bounded_insert, check_tenant, find_app, parse_form, scopes};
 
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -62,12 +68,16 @@ fn with_query(base: &str, pairs: &[(&str, &str)]) -> String {
     format!("{base}{sep}{query}")
 }
 
-/// Whether `requested` is one of the app's redirect URIs (loopback: any
-/// port).
+/// Whether `requested` is one of the app's redirect URIs: exact, or
+/// `http://localhost` with any port (see the module comment). `[::1]` is
+/// never accepted.
 fn redirect_registered(app: &SimApp, requested: &str) -> bool {
     let Ok(req) = url::Url::parse(requested) else {
         return false;
     };
+    if req.host_str() == Some("[::1]") {
+        return false;
+    }
     app.redirect_uris.iter().any(|registered| {
         if registered == requested {
             return true;
@@ -75,12 +85,11 @@ fn redirect_registered(app: &SimApp, requested: &str) -> bool {
         let Ok(reg) = url::Url::parse(registered) else {
             return false;
         };
-        let loopback =
-            |u: &url::Url| matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        let localhost = |u: &url::Url| u.host_str() == Some("localhost");
         reg.scheme() == "http"
             && req.scheme() == "http"
-            && loopback(&reg)
-            && reg.host_str() == req.host_str()
+            && localhost(&reg)
+            && localhost(&req)
             && reg.path() == req.path()
     })
 }
@@ -103,10 +112,7 @@ fn validate<'a>(
     check_tenant(state.tenant(), tenant).map_err(|e| Box::new(error_page(e)))?;
     let field = |name: &str| params.get(name).map(String::as_str);
     let client_id = field("client_id").unwrap_or("");
-    let app = state
-        .tenant()
-        .app(client_id)
-        .ok_or_else(|| Box::new(error_page(unknown_client(client_id, state.tenant()))))?;
+    let app = find_app(state.tenant(), tenant, client_id).map_err(|e| Box::new(error_page(e)))?;
     let redirect_uri = field("redirect_uri").unwrap_or("").to_string();
     if !redirect_registered(app, &redirect_uri) {
         return Err(Box::new(error_page(EntraError::new(
@@ -148,8 +154,9 @@ fn validate<'a>(
             "AADSTS9002325: Proof Key for Code Exchange is required for cross-origin authorization code redemption.".into(),
         )));
     }
-    let requested = scopes::parse(field("scope").unwrap_or(""));
-    let granted = match scopes::delegated(app, &requested) {
+    let granted = match scopes::parse(field("scope").unwrap_or(""), &state.config().graph_resource)
+        .and_then(|requested| scopes::delegated(app, &requested))
+    {
         Ok(g) => g,
         Err(e) => {
             let body = e.body();
@@ -297,8 +304,9 @@ pub async fn admin_consent(
     }
     let field = |name: &str| params.get(name).map(String::as_str);
     let client_id = field("client_id").unwrap_or("");
-    let Some(app) = state.tenant().app(client_id) else {
-        return error_page(unknown_client(client_id, state.tenant()));
+    let app = match find_app(state.tenant(), &tenant, client_id) {
+        Ok(app) => app,
+        Err(e) => return error_page(e),
     };
     let redirect_uri = field("redirect_uri").unwrap_or("");
     if !redirect_registered(app, redirect_uri) {

@@ -3,7 +3,9 @@
 //! /{tenant}/oauth2/v2.0/devicecode`, the `/devicelogin` page where a person
 //! enters the code, and the polling rules used by the token endpoint
 //! (pending AADSTS70016, declined, expired AADSTS70019, `slow_down` per
-//! RFC 8628 §3.5, bad code AADSTS70000).
+//! RFC 8628 §3.5, bad code AADSTS70000). Missing consent is reported by
+//! the poll that redeems an approved code (AADSTS65001), not by
+//! `/devicecode`.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -18,8 +20,8 @@ use serde_json::json;
 use super::super::SimState;
 use super::super::errors::EntraError;
 use super::{
-    DeviceGrant, DeviceState, EntraState, bounded_insert, check_tenant, parse_form, scopes,
-    unknown_client,
+    DeviceGrant, DeviceState, EntraState, bounded_insert, check_tenant, find_app, parse_form,
+    scopes,
 };
 
 /// Letters used in user codes (no look-alikes).
@@ -61,10 +63,7 @@ fn start(state: &SimState, tenant: &str, body: &[u8]) -> Result<Response, EntraE
     check_tenant(state.tenant(), tenant)?;
     let form = parse_form(body)?;
     let client_id = form.get("client_id").map(String::as_str).unwrap_or("");
-    let app = state
-        .tenant()
-        .app(client_id)
-        .ok_or_else(|| unknown_client(client_id, state.tenant()))?;
+    let app = find_app(state.tenant(), tenant, client_id)?;
     if !app.public_client {
         return Err(EntraError::new(
             "invalid_client",
@@ -73,8 +72,16 @@ fn start(state: &SimState, tenant: &str, body: &[u8]) -> Result<Response, EntraE
         )
         .with_status(http::StatusCode::UNAUTHORIZED));
     }
-    let requested = scopes::parse(form.get("scope").map(String::as_str).unwrap_or(""));
-    let granted = scopes::delegated(app, &requested)?;
+    let requested = scopes::parse(
+        form.get("scope").map(String::as_str).unwrap_or(""),
+        &state.config().graph_resource,
+    )?;
+    // A malformed scope list fails here; a scope without consent does not:
+    // Entra issues the code and refuses at the token poll (AADSTS65001).
+    match scopes::delegated(app, &requested) {
+        Err(e) if e.aadsts != 65001 => return Err(e),
+        _ => {}
+    }
     let entra = state.entra();
     let device_code = format!(
         "DAQABIQEAAAB{}{}",
@@ -94,7 +101,7 @@ fn start(state: &SimState, tenant: &str, body: &[u8]) -> Result<Response, EntraE
             DeviceGrant {
                 client_id: app.client_id.clone(),
                 user_code: code.clone(),
-                scopes: granted,
+                scopes: requested,
                 expires: now + entra.device_code_lifetime,
                 last_poll: None,
                 auto_approve_at,

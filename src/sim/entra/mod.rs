@@ -28,7 +28,7 @@ use http::StatusCode;
 
 use super::caller::Caller;
 use super::errors::{EntraError, GraphError};
-use super::tenant::Tenant;
+use super::tenant::{SimApp, Tenant};
 use super::{SimConfig, SimState};
 
 pub use device::DeviceLoginError;
@@ -67,6 +67,10 @@ pub(crate) struct RefreshGrant {
 pub(crate) struct DeviceGrant {
     pub client_id: String,
     pub user_code: String,
+    /// The scopes as requested; consent is checked when the approved grant
+    /// is redeemed, not at `/devicecode` (graph-facts.md "Consent during
+    /// device code": missing consent shows on the verification page and
+    /// comes back from the token poll).
     pub scopes: Vec<String>,
     pub expires: Instant,
     pub last_poll: Option<Instant>,
@@ -99,6 +103,8 @@ pub struct EntraState {
     device_auto_approve: Option<(Duration, String)>,
     authorization_code_lifetime: Duration,
     public_url: String,
+    /// The Graph resource tokens are issued for (`aud`).
+    graph_resource: String,
     signer: jwt::Signer,
     access_tokens: Mutex<HashMap<String, AccessGrant>>,
     refresh_tokens: Mutex<HashMap<String, RefreshGrant>>,
@@ -135,6 +141,7 @@ impl EntraState {
             device_auto_approve: config.device_auto_approve.clone(),
             authorization_code_lifetime: config.authorization_code_lifetime,
             public_url: config.public_url.trim_end_matches('/').to_string(),
+            graph_resource: config.graph_resource.trim_end_matches('/').to_string(),
             signer: jwt::Signer::generate(),
             access_tokens: Mutex::new(HashMap::new()),
             refresh_tokens: Mutex::new(HashMap::new()),
@@ -162,7 +169,7 @@ impl EntraState {
         let now = chrono::Utc::now().timestamp();
         let lifetime = self.access_token_lifetime.as_secs();
         let mut claims = serde_json::json!({
-            "aud": "https://graph.microsoft.com",
+            "aud": self.graph_resource,
             "iss": format!("https://sts.windows.net/{tenant_id}/"),
             "tid": tenant_id,
             "appid": caller.app_id,
@@ -382,6 +389,35 @@ pub(crate) fn unknown_client(client_id: &str, tenant: &Tenant) -> EntraError {
                 .unwrap_or(&tenant.id)
         ),
     )
+}
+
+/// The app `client_id` as seen through the tenant segment `segment` of the
+/// request path: AADSTS700016 when no such app is registered, AADSTS50194
+/// when a single-tenant app is used with `/common`, `/organizations` or
+/// `/consumers` (graph-facts.md "Entra": "AADSTS50194: a single-tenant app
+/// used with /common or /organizations — use the tenant id or domain").
+pub(crate) fn find_app<'a>(
+    tenant: &'a Tenant,
+    segment: &str,
+    client_id: &str,
+) -> Result<&'a SimApp, EntraError> {
+    let app = tenant
+        .app(client_id)
+        .ok_or_else(|| unknown_client(client_id, tenant))?;
+    let shared_endpoint = ["common", "organizations", "consumers"]
+        .iter()
+        .any(|s| segment.eq_ignore_ascii_case(s));
+    if app.single_tenant && shared_endpoint {
+        return Err(EntraError::new(
+            "invalid_request",
+            50194,
+            format!(
+                "Application '{}'({}) is not configured as a multi-tenant application. Usage of the /common endpoint is not supported for such applications created after '10/15/2018'. Use a tenant-specific endpoint or configure the application to be multi-tenant.",
+                app.client_id, app.display_name
+            ),
+        ));
+    }
+    Ok(app)
 }
 
 /// Bounded form body of the token and devicecode endpoints.

@@ -22,7 +22,7 @@ use super::super::caller::Caller;
 use super::super::errors::EntraError;
 use super::super::tenant::{SimApp, SimUser};
 use super::client_auth::{self, ClientProof};
-use super::{block_error, check_tenant, parse_form, scopes, unknown_client};
+use super::{block_error, check_tenant, find_app, parse_form, scopes};
 
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
@@ -80,10 +80,7 @@ fn redeem(
     let field = |name: &str| form.get(name).map(String::as_str);
     let grant_type = field("grant_type").ok_or_else(|| missing("grant_type"))?;
     let client_id = field("client_id").ok_or_else(|| missing("client_id"))?;
-    let app = state
-        .tenant()
-        .app(client_id)
-        .ok_or_else(|| unknown_client(client_id, state.tenant()))?;
+    let app = find_app(state.tenant(), tenant, client_id)?;
     let tenant_id = state.tenant().id.clone();
     if app.public_client
         && (form.contains_key("client_secret") || form.contains_key("client_assertion"))
@@ -99,7 +96,7 @@ fn redeem(
         "client_credentials" => {
             authenticate_client(state, app, &form, tenant)?;
             let scope = field("scope").ok_or_else(|| missing("scope"))?;
-            let requested = scopes::parse(scope);
+            let requested = scopes::parse(scope, &state.config().graph_resource)?;
             if requested.len() != 1 || !requested.iter().all(|s| s == ".default") {
                 return Err(EntraError::new(
                     "invalid_scope",
@@ -133,10 +130,11 @@ fn redeem(
                 .as_ref()
                 .and_then(|(_, upn)| state.tenant().user(upn))
                 .map(|u| u.id.clone());
-            let (user_id, granted) =
+            let (user_id, requested) =
                 state
                     .entra()
                     .poll_device_code(code, &app.client_id, auto_user.as_deref())?;
+            let granted = scopes::delegated(app, &requested)?;
             delegated_response(state, app, &user_id, &granted)
         }
         "authorization_code" => {
@@ -226,7 +224,7 @@ fn redeem(
             }
             let granted = match field("scope") {
                 Some(scope) if !scope.trim().is_empty() => {
-                    let requested = scopes::parse(scope);
+                    let requested = scopes::parse(scope, &state.config().graph_resource)?;
                     let narrowed = scopes::delegated(app, &requested)?;
                     for s in &narrowed {
                         if !scopes::has(&grant.scopes, s) && !scopes::is_oidc(s) {
@@ -263,7 +261,8 @@ fn redeem(
                         "Error validating credentials due to invalid username or password.",
                     )
                 })?;
-            let requested = scopes::parse(field("scope").unwrap_or(""));
+            let requested =
+                scopes::parse(field("scope").unwrap_or(""), &state.config().graph_resource)?;
             let granted = scopes::delegated(app, &requested)?;
             delegated_response(state, app, &user.id, &granted)
         }
@@ -344,7 +343,7 @@ fn delegated_response(
             .issue_access_token_in(caller, Some(&user.upn), &tenant_id);
     let mut body = json!({
         "token_type": "Bearer",
-        "scope": scopes::response_scope(granted),
+        "scope": scopes::response_scope(granted, &state.config().graph_resource),
         "expires_in": lifetime,
         "ext_expires_in": lifetime,
         "access_token": access,

@@ -33,7 +33,6 @@ const FOLDER_PROPERTIES: &[&str] = &[
     "childFolderCount",
     "unreadItemCount",
     "totalItemCount",
-    "sizeInBytes",
     "isHidden",
 ];
 
@@ -71,7 +70,9 @@ fn gone() -> GraphError {
     )
 }
 
-fn check_select(select: &str) -> Result<(), GraphError> {
+/// `$select` of a folder request checked against the mailFolder type
+/// (also used by the plain folder GET and list).
+pub(super) fn check_select(select: &str) -> Result<(), GraphError> {
     for name in select.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if !FOLDER_PROPERTIES.contains(&name) {
             return Err(GraphError::bad_request(
@@ -86,7 +87,7 @@ fn check_select(select: &str) -> Result<(), GraphError> {
 }
 
 /// The folder's JSON with only the selected properties (and `id`).
-fn selected(full: Value, select: Option<&str>) -> Value {
+pub(super) fn selected(full: Value, select: Option<&str>) -> Value {
     let Some(select) = select else {
         return full;
     };

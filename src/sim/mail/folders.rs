@@ -13,6 +13,7 @@ use crate::sim::caller::Caller;
 use crate::sim::errors::GraphError;
 
 use super::common::*;
+use super::folder_delta::{check_select, selected};
 
 pub(super) fn folder_page(
     state: &SimState,
@@ -32,11 +33,15 @@ pub(super) fn folder_page(
         .collect();
     let top = top(query, 10)?;
     let skip = skip(query);
+    let select = query.get("$select").map(String::as_str);
+    if let Some(select) = select {
+        check_select(select)?;
+    }
     let page: Vec<Value> = folders
         .iter()
         .skip(skip)
         .take(top)
-        .map(|f| mb.folder_json(f))
+        .map(|f| selected(mb.folder_json(f), select))
         .collect();
     let next = (skip + top < folders.len()).then(|| {
         let mut url = format!(
@@ -93,14 +98,25 @@ pub async fn list_child_folders(
     })
 }
 
-pub async fn get_folder(State(state): State<SimState>, caller: Caller, params: Params) -> Answer {
+/// `GET …/mailFolders/{id}`: Graph answers only what `$select` names
+/// (and `id`), as for messages ("Use the $select query parameter").
+pub async fn get_folder(
+    State(state): State<SimState>,
+    caller: Caller,
+    params: Params,
+    query: QueryMap,
+) -> Answer {
     let t = target(&state, &caller, &params, Need::Read)?;
     let folder = params.get("folder_id").cloned().unwrap_or_default();
+    let select = query.get("$select").map(String::as_str);
+    if let Some(select) = select {
+        check_select(select)?;
+    }
     with_mailbox(&state, &t, |mb| {
         let f = mb
             .folder(&folder)
             .ok_or_else(|| GraphError::not_found("folder"))?;
-        let mut body = mb.folder_json(f);
+        let mut body = selected(mb.folder_json(f), select);
         body["@odata.context"] = json!(format!(
             "{}/v1.0/$metadata#mailFolders/$entity",
             base_url(&state)

@@ -264,7 +264,6 @@ impl Mailbox {
             "childFolderCount": children,
             "unreadItemCount": unread,
             "totalItemCount": total,
-            "sizeInBytes": 0,
             "isHidden": folder.hidden,
         })
     }
