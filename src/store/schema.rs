@@ -123,6 +123,13 @@ ALTER TABLE accounts ADD COLUMN keep_fetched INTEGER NOT NULL DEFAULT 1;
     r#"
 ALTER TABLE spool ADD COLUMN body BLOB;
 "#,
+    // 6: a resubmission of a message already in the spool (a client that
+    // lost the reply after its final dot sends it again) is recognised by
+    // a fingerprint of its Message-ID, envelope and bytes (spool/mod.rs).
+    r#"
+ALTER TABLE spool ADD COLUMN fingerprint TEXT;
+CREATE INDEX spool_by_fingerprint ON spool (fingerprint) WHERE fingerprint IS NOT NULL;
+"#,
 ];
 
 /// The schema version this build writes.
