@@ -517,6 +517,66 @@ mod tests {
     }
 
     #[test]
+    fn a_known_fingerprint_gives_the_entry_that_has_it_and_records_nothing() {
+        let store = Store::open_in_memory().unwrap();
+        let account = account(&store);
+        let new = |fingerprint| NewSpoolEntry {
+            account,
+            mail_from: "a@example.com",
+            rcpt_to: &[],
+            path: "",
+            body: Some(b"x"),
+            size: 1,
+            message_id: Some("x@y"),
+            prefix: "",
+            not_before: None,
+            claimed_with: Some("sendmail"),
+            fingerprint,
+        };
+        let SpoolInsert::New(first) = store
+            .spool_insert_unless_known(&new(Some("f1")), 0)
+            .unwrap()
+        else {
+            panic!("the first one is new");
+        };
+        // Sent again while the first waits: that entry, nothing recorded.
+        assert_eq!(
+            store
+                .spool_insert_unless_known(&new(Some("f1")), 0)
+                .unwrap(),
+            SpoolInsert::Known(first.clone())
+        );
+        assert_eq!(store.spool_list(None, None).unwrap().len(), 1);
+        // Refused for good: sending it again is a new try.
+        let refused = store
+            .spool_update(
+                first.id,
+                SpoolState::Sending,
+                &SpoolUpdate {
+                    state: Some(SpoolState::Rejected),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert!(refused);
+        let again = store
+            .spool_insert_unless_known(&new(Some("f1")), 0)
+            .unwrap();
+        assert!(matches!(again, SpoolInsert::New(e) if e.id != first.id));
+        // Another fingerprint, none, or the same accepted before the
+        // window: new.
+        for (fingerprint, since) in [(Some("f2"), 0), (None, 0), (Some("f1"), now_unix() + 10)] {
+            assert!(matches!(
+                store
+                    .spool_insert_unless_known(&new(fingerprint), since)
+                    .unwrap(),
+                SpoolInsert::New(_)
+            ));
+        }
+        assert_eq!(store.spool_list(None, None).unwrap().len(), 5);
+    }
+
+    #[test]
     fn inline_bytes_are_recorded_claimed_and_cleared_when_final() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
