@@ -23,6 +23,9 @@ mod support;
 
 use support::{BIN, Proc, Sim};
 
+#[path = "spool_delivery/evidence.rs"]
+mod evidence;
+
 fn start_sim() -> Sim {
     support::sim(false)
 }
@@ -503,8 +506,11 @@ async fn spool_entries_from_before_the_upgrade_are_delivered_from_their_files() 
     let queued = dir.join("old-queued.eml");
     std::fs::write(&queued, message("from before, queued")).unwrap();
     let conn = rusqlite::Connection::open(Store::path_in(data.path())).unwrap();
-    conn.execute_batch("ALTER TABLE spool DROP COLUMN body; PRAGMA user_version = 4;")
-        .unwrap();
+    conn.execute_batch(
+        "DROP INDEX spool_by_fingerprint; ALTER TABLE spool DROP COLUMN fingerprint;
+         ALTER TABLE spool DROP COLUMN body; PRAGMA user_version = 4;",
+    )
+    .unwrap();
     conn.execute(
         "INSERT INTO spool (account_id, state, mail_from, rcpt_to, path, size, message_id,
              attempts, next_attempt_at, accepted_at, updated_at, prefix)
@@ -793,6 +799,7 @@ fn queue_commands_show_retry_and_drop() {
             prefix: "",
             not_before: None,
             claimed_with: None,
+            fingerprint: None,
         })
         .unwrap();
     let run = |args: &[&str]| {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Spool, crash_point};
+use super::{Spool, crash_point, evidence};
 use crate::account::AccountRuntime;
 use crate::graph::send::MAX_DIRECT_MIME;
 use crate::graph::{
@@ -423,7 +423,10 @@ impl Spool {
             .create_draft_from_mime(Bytes::from(draft_mime))
             .await
         {
-            Ok(d) => d.id,
+            Ok(d) => {
+                crash_point("draft-created");
+                d.id
+            }
             Err(e) => {
                 if let Err(outcome) = self.on_error(entry, account, &e) {
                     return outcome;
@@ -484,6 +487,11 @@ impl Spool {
             if let Err(outcome) = self.on_error(entry, account, &e) {
                 return outcome;
             }
+            if is_not_found(&e) {
+                // The draft vanished under the attachments: nothing was
+                // sent, and the message is fine — a new draft next time.
+                return self.not_sent(entry, format!("the draft disappeared: {e}"));
+            }
             return match classify(account, &e) {
                 Class::NotSent(why) | Class::InDoubt(why) => self.not_sent(entry, why),
                 Class::Permanent(o) => o,
@@ -497,15 +505,18 @@ impl Spool {
                 ..Default::default()
             },
         );
-        self.send_draft(entry, account, mailbox, &draft).await
+        self.send_draft(entry, account, mailbox, &draft, true).await
     }
 
+    /// Send the complete draft of `entry`; `first`: no request to send it
+    /// was made before (else the resolver found it still a draft).
     async fn send_draft(
         &self,
         entry: &SpoolEntry,
         account: &Account,
         mailbox: &GraphMailbox,
         draft: &RemoteMessageId,
+        first: bool,
     ) -> Outcome {
         crash_point("before-send");
         match mailbox.send_draft(draft).await {
@@ -519,6 +530,19 @@ impl Spool {
                     // account is back.
                     let _ = outcome;
                     return self.in_doubt(entry, e.to_string());
+                }
+                if is_not_found(&e) {
+                    // The draft is not there to send — not a refusal of
+                    // the message. Before any send request it was deleted:
+                    // nothing went, it goes again. After one whose answer
+                    // was lost, that send may have taken it: the resolver
+                    // looks at the draft again.
+                    let why = format!("the draft to send is gone: {e}");
+                    return if first {
+                        self.not_sent(entry, why)
+                    } else {
+                        self.in_doubt(entry, why)
+                    };
                 }
                 match classify(account, &e) {
                     // A complete draft that was not sent: the resolver sends
@@ -584,42 +608,52 @@ impl Spool {
         };
         // Graph spells internetMessageId with its angle brackets.
         let message_id = format!("<{}>", entry.message_id.as_deref().unwrap_or_default());
-        match (entry.method.as_deref(), entry.draft_id.as_deref()) {
-            (Some(SENDMAIL), _) => {
-                match mailbox
-                    .find_by_internet_message_id(&WellKnownFolder::SentItems.id(), &message_id)
-                    .await
-                {
-                    Ok(found) if !found.is_empty() => {
-                        tracing::info!(
-                            queue_id = entry.id.0,
-                            "in-doubt message found in Sent Items: it was sent"
-                        );
-                        self.delivered(&entry)
-                    }
-                    Ok(_) => {
-                        let since = entry.sending_since.unwrap_or(entry.accepted_at);
-                        let grace_end = since + self.config.in_doubt_grace.as_secs() as i64;
-                        if now_unix() >= grace_end {
-                            requeue("not in Sent Items after the grace period: it was not sent")
-                        } else {
-                            look_later("waiting for Sent Items".into(), grace_end)
-                        }
-                    }
-                    Err(e) => {
-                        if let GraphError::Auth(a) = &e {
-                            self.accounts.auth_failed(account.id, &account.login, a);
-                        }
-                        look_later(e.to_string(), now_unix() + 30)
-                    }
+        // The evidence of *this* submission (see `evidence`): a copy with
+        // the Message-ID alone may be another submission's. An entry
+        // spooled before the header existed has none: nothing can prove
+        // it sent, so after the grace period it is sent again (at worst a
+        // duplicate, never a loss).
+        let submission = evidence::submission_of(&entry.prefix).map(str::to_owned);
+        let own = |folder: WellKnownFolder| {
+            let (mailbox, message_id, submission) = (&mailbox, &message_id, &submission);
+            async move {
+                match submission {
+                    Some(s) => evidence::find_own(mailbox, &folder.id(), message_id, s).await,
+                    None => Ok(Vec::new()),
                 }
             }
+        };
+        match (entry.method.as_deref(), entry.draft_id.as_deref()) {
+            (Some(SENDMAIL), _) => match own(WellKnownFolder::SentItems).await {
+                Ok(found) if !found.is_empty() => {
+                    tracing::info!(
+                        queue_id = entry.id.0,
+                        "in-doubt message found in Sent Items with its submission id: it was sent"
+                    );
+                    self.delivered(&entry)
+                }
+                Ok(_) => {
+                    let since = entry.sending_since.unwrap_or(entry.accepted_at);
+                    let grace_end = since + self.config.in_doubt_grace.as_secs() as i64;
+                    if now_unix() >= grace_end {
+                        requeue("not in Sent Items after the grace period: it was not sent")
+                    } else {
+                        look_later("waiting for Sent Items".into(), grace_end)
+                    }
+                }
+                Err(e) => {
+                    if let GraphError::Auth(a) = &e {
+                        self.accounts.auth_failed(account.id, &account.login, a);
+                    }
+                    look_later(e.to_string(), now_unix() + 30)
+                }
+            },
             (Some(DRAFT | DRAFT_READY), None) => {
-                // The draft may exist without its id on record: remove it.
-                match mailbox
-                    .find_by_internet_message_id(&WellKnownFolder::Drafts.id(), &message_id)
-                    .await
-                {
+                // The draft may exist without its id on record: remove it —
+                // only a draft carrying this entry's submission id. Drafts
+                // with the same Message-ID may belong to a client's retry
+                // of the message (another entry, working on its own).
+                match own(WellKnownFolder::Drafts).await {
                     Ok(orphans) => {
                         for o in orphans.iter().filter(|m| m.is_draft) {
                             let _ = mailbox.permanent_delete(&o.id).await;
@@ -632,10 +666,19 @@ impl Spool {
             (Some(method), Some(draft)) => {
                 let draft = RemoteMessageId::new(draft);
                 match mailbox.get_message(&draft).await {
+                    // An incomplete draft is never sent: gone, it was
+                    // deleted (by someone else), so the message goes again.
+                    Err(e) if is_not_found(&e) && method == DRAFT => {
+                        requeue("the incomplete draft of an interrupted attempt is gone")
+                    }
+                    // A complete one gone: sent with PR_DELETE_AFTER_SUBMIT
+                    // (no copy) — no other entry deletes a draft it does
+                    // not own.
                     Err(e) if is_not_found(&e) => self.delivered(&entry),
                     Ok(m) if !m.is_draft => self.delivered(&entry),
                     Ok(_) if method == DRAFT_READY => {
-                        self.send_draft(&entry, &account, &mailbox, &draft).await
+                        self.send_draft(&entry, &account, &mailbox, &draft, false)
+                            .await
                     }
                     Ok(_) => {
                         let _ = mailbox.permanent_delete(&draft).await;

@@ -30,11 +30,18 @@
 //!
 //! - **`sendmail`** (one request: `sendMail` with the base64 MIME; used up
 //!   to 3 MB when the account keeps a Sent Items copy). Every spooled
-//!   message has a Message-ID (added at submission when missing). The
-//!   resolver looks for it in Sent Items (`$filter=internetMessageId eq`):
-//!   found → `delivered`. Not found and the attempt began less than
+//!   message has a Message-ID (added at submission when missing) and a
+//!   header unique to its submission, `X-Graphgate-Submission` (see
+//!   [`evidence`]): applications reuse Message-IDs, so the Message-ID
+//!   alone never proves that *this* entry was sent. The resolver looks
+//!   for the Message-ID in Sent Items (`$filter=internetMessageId eq`)
+//!   and reads each candidate's header block: one with this entry's
+//!   submission id → `delivered`. None, and the attempt began less than
 //!   `in_doubt_grace` ago → look again later (Exchange files the copy
-//!   asynchronously); not found after that → `queued` (it was not sent).
+//!   asynchronously); none after that → `queued` (it was not sent).
+//!   Exactly once holds both ways: a copy is counted only for the
+//!   submission that made it (no loss), and a submission whose copy
+//!   exists is never sent again (no duplicate).
 //! - **`draft`** (large messages, or accounts without a Sent Items copy):
 //!   create a draft from the MIME (its id is committed at once), add the
 //!   attachments streamed from the file (upload sessions from 3 MB),
@@ -42,8 +49,18 @@
 //!   becomes `draft-ready` — then `send`. The draft's fate is the evidence:
 //!   gone (404) or no longer a draft → `delivered`; still a draft and
 //!   `draft-ready` → send it again; still a draft but incomplete → delete
-//!   it, `queued`. In doubt before the id was committed → delete any draft
-//!   carrying the Message-ID in Drafts (an orphan, never sent), `queued`.
+//!   it, `queued`. In doubt before the id was committed → delete the
+//!   draft in Drafts carrying the Message-ID *and* this entry's submission
+//!   id (an orphan, never sent), `queued` — never another entry's draft.
+//!   A draft that vanishes under an attempt (404) is not a refusal of the
+//!   message: nothing was sent, it goes again.
+//!
+//! A client that lost the reply after its final dot sends the message
+//! again. A message with its own Message-ID is recognised by a
+//! fingerprint (account, envelope, Message-ID, bytes): while an entry
+//! with the same fingerprint is waiting or delivered, the resubmission
+//! gets 250 naming that entry and nothing new is recorded, so it is
+//! delivered once.
 //!
 //! So a crash at any instant — before the claim, between the claim and the
 //! request, between Graph's 202 and the `delivered` update — ends with one
@@ -61,6 +78,7 @@
 
 mod deliver;
 pub mod dsn;
+pub mod evidence;
 pub mod owner;
 
 use std::collections::HashSet;
@@ -79,7 +97,7 @@ use crate::mime::submission::{
 use crate::runtime::Accounts;
 use crate::smtp::server::{SpooledBody, SpooledMessage, Submitter};
 use crate::smtp::session::SubmitOutcome;
-use crate::store::{Account, SpoolEntry, SpoolId, SpoolState, Store, now_unix};
+use crate::store::{Account, SpoolEntry, SpoolId, SpoolInsert, SpoolState, Store, now_unix};
 
 pub use deliver::Outcome;
 
@@ -133,6 +151,63 @@ struct Recorded {
     account: Account,
     /// The bytes, when they are in the row (no need to read them back).
     body: Option<Bytes>,
+    /// The same message was already in the spool: `entry` is that one,
+    /// and nothing new was recorded.
+    known: bool,
+}
+
+/// What [`Spool::prepare`] works out for a message.
+struct Prepared {
+    /// Its Message-ID, without angle brackets.
+    message_id: String,
+    /// The client gave it (rather than graphgate).
+    own_id: bool,
+    /// The header lines graphgate adds in front of it.
+    prefix: String,
+}
+
+/// How long a resubmission of the same message is recognised as such.
+const RESUBMISSION_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+/// What identifies a message when its client sends it again: the account,
+/// the envelope, the client's Message-ID and every byte, hashed (SHA-256).
+/// By RFC 5322 §3.6.4 a Message-ID names one message; with the same bytes
+/// and envelope too, a second submission is a retry — typically after a
+/// connection lost between the final dot and the reply (RFC 5321 §4.1.1.4
+/// leaves the client no way to know whether the first one was accepted).
+async fn fingerprint(
+    account: &Account,
+    message: &SpooledMessage,
+    message_id: &str,
+) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for part in [
+        account.id.0.to_string().as_str(),
+        message.envelope.mail_from.as_str(),
+        &message.envelope.rcpt_to.join("\n"),
+        message_id,
+    ] {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part.as_bytes());
+    }
+    let hash = match &message.body {
+        SpooledBody::Inline(bytes) => {
+            hash.update(bytes);
+            hash
+        }
+        SpooledBody::File(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || {
+                let mut file = std::fs::File::open(path)?;
+                std::io::copy(&mut file, &mut hash)?;
+                Ok::<_, std::io::Error>(hash)
+            })
+            .await
+            .map_err(std::io::Error::other)??
+        }
+    };
+    Ok(format!("{:x}", hash.finalize()))
 }
 
 /// An entry this process works on (`in_flight`) until dropped.
@@ -150,6 +225,7 @@ impl Drop for InFlight {
 /// Test hook: `GRAPHGATE_CRASH_AT=<point>` aborts the process at that point
 /// of a delivery (to prove exactly-once across crashes). Points:
 /// `before-send`, `after-send` (Graph answered 202, spool not updated),
+/// `draft-created` (Graph created the draft, its id not yet committed),
 /// `after-draft` (draft id committed, nothing else).
 pub(crate) fn crash_point(point: &str) {
     if std::env::var("GRAPHGATE_CRASH_AT").is_ok_and(|p| p == point) {
@@ -267,7 +343,7 @@ impl Spool {
         &self,
         message: &SpooledMessage,
         mailbox: &str,
-    ) -> Result<(Option<String>, String), SubmitOutcome> {
+    ) -> Result<Prepared, SubmitOutcome> {
         let head = message.head(MAX_HEADER_BLOCK + 4).await.map_err(|e| {
             tracing::error!(error = %e, "spool: cannot read a spooled message back");
             SubmitOutcome::TryLater {
@@ -305,8 +381,17 @@ impl Spool {
         )
         .map_err(|e| refusal(&e))?;
         prefix.push_str(&added);
+        // The evidence unique to this submission (see `evidence`): what
+        // the resolver and draft recovery look for, never the Message-ID
+        // alone.
+        prefix.push_str(&evidence::new_submission_line());
+        let own_id = facts.message_id.is_some();
         let message_id = facts.message_id.unwrap_or(new_id);
-        Ok((Some(message_id), prefix))
+        Ok(Prepared {
+            message_id,
+            own_id,
+            prefix,
+        })
     }
 
     /// Record an accepted message (header checks, Message-ID, the row),
@@ -339,12 +424,32 @@ impl Spool {
                 });
             }
         };
-        let (message_id, prefix) = match self.prepare(&message, &account.mailbox).await {
+        let Prepared {
+            message_id,
+            own_id,
+            prefix,
+        } = match self.prepare(&message, &account.mailbox).await {
             Ok(p) => p,
             Err(outcome) => {
                 message.discard().await;
                 return Err(outcome);
             }
+        };
+        // A message the client named itself can be recognised when it is
+        // sent again (see `fingerprint`); one without a Message-ID of its
+        // own cannot: two identical alarms are two messages.
+        let fingerprint = match own_id {
+            true => match fingerprint(&account, &message, &message_id).await {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::error!(error = %e, "spool: cannot read a spooled message back");
+                    message.discard().await;
+                    return Err(SubmitOutcome::TryLater {
+                        text: "The spool could not read the message back; try again later".into(),
+                    });
+                }
+            },
+            false => None,
         };
         let (path, body) = match &message.body {
             SpooledBody::Inline(bytes) => (String::new(), Some(bytes.clone())),
@@ -358,25 +463,44 @@ impl Spool {
             path: &path,
             body: body.as_deref(),
             size: message.size,
-            message_id: message_id.as_deref(),
+            message_id: Some(&message_id),
             prefix: &prefix,
             not_before: Some(not_before),
             claimed_with: claim.then_some(method),
+            fingerprint: fingerprint.as_deref(),
         };
+        let since = now_unix() - RESUBMISSION_WINDOW.as_secs() as i64;
         let inserted = if claim {
             // Marked as ours under the same lock the worker takes entries
             // with: it never sees the new row unclaimed by this process.
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            let inserted = self.store.spool_insert(&new);
-            if let Ok(entry) = &inserted {
+            let inserted = self.store.spool_insert_unless_known(&new, since);
+            if let Ok(SpoolInsert::New(entry)) = &inserted {
                 in_flight.insert(entry.id);
             }
             inserted
         } else {
-            self.store.spool_insert(&new)
+            self.store.spool_insert_unless_known(&new, since)
         };
         let entry = match inserted {
-            Ok(e) => e,
+            Ok(SpoolInsert::New(e)) => e,
+            Ok(SpoolInsert::Known(entry)) => {
+                // The client sent again a message it had already handed
+                // over (it lost the reply after its final dot): that entry
+                // delivers it, once; this copy goes.
+                message.discard().await;
+                tracing::info!(
+                    queue_id = entry.id.0,
+                    account = %account.login,
+                    "message submitted again: already in the spool, not sent twice"
+                );
+                return Ok(Recorded {
+                    entry,
+                    account,
+                    body: None,
+                    known: true,
+                });
+            }
             Err(e) => {
                 tracing::error!(error = %e, "spool: cannot record a message");
                 message.discard().await;
@@ -397,6 +521,7 @@ impl Spool {
             entry,
             account,
             body,
+            known: false,
         })
     }
 
@@ -404,6 +529,7 @@ impl Spool {
     /// the entry is due at once, for the worker that owns this data
     /// directory's spool (a running gateway; see [`owner`]). The same
     /// checks as [`Submitter::submit`]; the refusal is the SMTP reply.
+    /// A message already in the spool (sent again) gives that entry.
     pub async fn enqueue(&self, message: SpooledMessage) -> Result<SpoolEntry, SubmitOutcome> {
         Ok(self.record(message, now_unix(), false).await?.entry)
     }
@@ -427,10 +553,19 @@ impl Spool {
             entry,
             account,
             body,
+            known,
         } = match self.record(message, not_before, true).await {
             Ok(recorded) => recorded,
             Err(outcome) => return outcome,
         };
+        if known {
+            return SubmitOutcome::Accepted {
+                queue_id: format!(
+                    "{}; already accepted before (the same message sent again), not sent twice",
+                    entry.id.0
+                ),
+            };
+        }
         let queue_id = format!("{}", entry.id.0);
         let id = entry.id;
         let (account_id, login) = (account.id, account.login.clone());

@@ -139,6 +139,13 @@ CREATE TABLE IF NOT EXISTS login_failures (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS login_failures_by_expiry ON login_failures (expires_at);
 "#,
+    // 7: a resubmission of a message already in the spool (a client that
+    // lost the reply after its final dot sends it again) is recognised by
+    // a fingerprint of its Message-ID, envelope and bytes (spool/mod.rs).
+    r#"
+ALTER TABLE spool ADD COLUMN fingerprint TEXT;
+CREATE INDEX IF NOT EXISTS spool_by_fingerprint ON spool (fingerprint) WHERE fingerprint IS NOT NULL;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -111,6 +111,19 @@ pub struct NewSpoolEntry<'a> {
     /// `sending`, `sending_since` = now, attempts = 1) — the same commit
     /// as the insert, made before the attempt's Graph call. `None`: queued.
     pub claimed_with: Option<&'a str>,
+    /// What makes a resubmission recognisable as the same message (the
+    /// client's own Message-ID, envelope and bytes, hashed), if anything.
+    pub fingerprint: Option<&'a str>,
+}
+
+/// What [`Store::spool_insert_unless_known`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpoolInsert {
+    /// Recorded, as a new entry.
+    New(SpoolEntry),
+    /// The same message (same fingerprint) is already in the spool —
+    /// waiting or delivered: nothing was recorded.
+    Known(SpoolEntry),
 }
 
 /// A change to a spool entry, applied only if it is still in the expected
@@ -192,54 +205,35 @@ impl Store {
     /// Record an accepted message (its file, if it has one, already
     /// durable). The commit is durable when this returns.
     pub fn spool_insert(&self, new: &NewSpoolEntry<'_>) -> Result<SpoolEntry, StoreError> {
-        let NewSpoolEntry {
-            account,
-            mail_from,
-            rcpt_to,
-            path,
-            body,
-            size,
-            message_id,
-            prefix,
-            not_before,
-            claimed_with,
-        } = *new;
-        let now = now_unix();
-        let rcpt =
-            serde_json::to_string(rcpt_to).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let (state, sending_since, attempts) = match claimed_with {
-            Some(_) => (SpoolState::Sending, Some(now), 1),
-            None => (SpoolState::Queued, None, 0),
-        };
         let conn = self.lock()?;
-        let mut insert = conn.prepare_cached(&format!(
-            "INSERT INTO spool (account_id, state, mail_from, rcpt_to, path, size, message_id,
-                 attempts, next_attempt_at, accepted_at, updated_at, prefix, body, method,
-                 sending_since)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14)
-             RETURNING {COLUMNS}"
-        ))?;
-        insert
-            .query_row(
-                params![
-                    account.0,
-                    state.as_str(),
-                    mail_from,
-                    rcpt,
-                    path,
-                    size as i64,
-                    message_id,
-                    attempts,
-                    not_before.unwrap_or(now),
-                    now,
-                    prefix,
-                    body,
-                    claimed_with,
-                    sending_since,
-                ],
-                from_row,
-            )
-            .map_err(Into::into)
+        insert(&conn, new)
+    }
+
+    /// Like [`Store::spool_insert`], unless an entry with the same
+    /// fingerprint, accepted at or after `since`, is waiting or delivered:
+    /// then that entry, and nothing recorded. One lock for both, so two
+    /// identical submissions at once make one entry.
+    pub fn spool_insert_unless_known(
+        &self,
+        new: &NewSpoolEntry<'_>,
+        since: i64,
+    ) -> Result<SpoolInsert, StoreError> {
+        let conn = self.lock()?;
+        if let Some(fingerprint) = new.fingerprint {
+            let known = conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM spool
+                     WHERE fingerprint = ?1 AND account_id = ?2 AND accepted_at >= ?3
+                       AND state IN ('queued', 'sending', 'delivered')
+                     ORDER BY id DESC LIMIT 1"
+                ))?
+                .query_row(params![fingerprint, new.account.0, since], from_row)
+                .optional()?;
+            if let Some(entry) = known {
+                return Ok(SpoolInsert::Known(entry));
+            }
+        }
+        insert(&conn, new).map(SpoolInsert::New)
     }
 
     /// The message bytes kept in the row of `id`, if they are.
@@ -376,6 +370,58 @@ impl Store {
     }
 }
 
+/// Insert a row on a locked connection (see [`Store::spool_insert`]).
+fn insert(conn: &rusqlite::Connection, new: &NewSpoolEntry<'_>) -> Result<SpoolEntry, StoreError> {
+    let NewSpoolEntry {
+        account,
+        mail_from,
+        rcpt_to,
+        path,
+        body,
+        size,
+        message_id,
+        prefix,
+        not_before,
+        claimed_with,
+        fingerprint,
+    } = *new;
+    let now = now_unix();
+    let rcpt = serde_json::to_string(rcpt_to).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let (state, sending_since, attempts) = match claimed_with {
+        Some(_) => (SpoolState::Sending, Some(now), 1),
+        None => (SpoolState::Queued, None, 0),
+    };
+    let mut insert = conn.prepare_cached(&format!(
+        "INSERT INTO spool (account_id, state, mail_from, rcpt_to, path, size, message_id,
+             attempts, next_attempt_at, accepted_at, updated_at, prefix, body, method,
+             sending_since, fingerprint)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12, ?13, ?14, ?15)
+         RETURNING {COLUMNS}"
+    ))?;
+    insert
+        .query_row(
+            params![
+                account.0,
+                state.as_str(),
+                mail_from,
+                rcpt,
+                path,
+                size as i64,
+                message_id,
+                attempts,
+                not_before.unwrap_or(now),
+                now,
+                prefix,
+                body,
+                claimed_with,
+                sending_since,
+                fingerprint,
+            ],
+            from_row,
+        )
+        .map_err(Into::into)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -399,6 +445,7 @@ mod tests {
                 prefix: "",
                 not_before: None,
                 claimed_with: None,
+                fingerprint: None,
             })
             .unwrap();
         assert_eq!(entry.state, SpoolState::Queued);
@@ -470,6 +517,66 @@ mod tests {
     }
 
     #[test]
+    fn a_known_fingerprint_gives_the_entry_that_has_it_and_records_nothing() {
+        let store = Store::open_in_memory().unwrap();
+        let account = account(&store);
+        let new = |fingerprint| NewSpoolEntry {
+            account,
+            mail_from: "a@example.com",
+            rcpt_to: &[],
+            path: "",
+            body: Some(b"x"),
+            size: 1,
+            message_id: Some("x@y"),
+            prefix: "",
+            not_before: None,
+            claimed_with: Some("sendmail"),
+            fingerprint,
+        };
+        let SpoolInsert::New(first) = store
+            .spool_insert_unless_known(&new(Some("f1")), 0)
+            .unwrap()
+        else {
+            panic!("the first one is new");
+        };
+        // Sent again while the first waits: that entry, nothing recorded.
+        assert_eq!(
+            store
+                .spool_insert_unless_known(&new(Some("f1")), 0)
+                .unwrap(),
+            SpoolInsert::Known(first.clone())
+        );
+        assert_eq!(store.spool_list(None, None).unwrap().len(), 1);
+        // Refused for good: sending it again is a new try.
+        let refused = store
+            .spool_update(
+                first.id,
+                SpoolState::Sending,
+                &SpoolUpdate {
+                    state: Some(SpoolState::Rejected),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert!(refused);
+        let again = store
+            .spool_insert_unless_known(&new(Some("f1")), 0)
+            .unwrap();
+        assert!(matches!(again, SpoolInsert::New(e) if e.id != first.id));
+        // Another fingerprint, none, or the same accepted before the
+        // window: new.
+        for (fingerprint, since) in [(Some("f2"), 0), (None, 0), (Some("f1"), now_unix() + 10)] {
+            assert!(matches!(
+                store
+                    .spool_insert_unless_known(&new(fingerprint), since)
+                    .unwrap(),
+                SpoolInsert::New(_)
+            ));
+        }
+        assert_eq!(store.spool_list(None, None).unwrap().len(), 5);
+    }
+
+    #[test]
     fn inline_bytes_are_recorded_claimed_and_cleared_when_final() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
@@ -487,6 +594,7 @@ mod tests {
                 prefix: "",
                 not_before: None,
                 claimed_with: Some("sendmail"),
+                fingerprint: None,
             })
             .unwrap();
         // One commit recorded the bytes and the claim.
