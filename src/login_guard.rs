@@ -16,9 +16,13 @@
 //!   password of a locked pair is refused too: it is that pair's own
 //!   failures, and a lock that let the right guess through would be only a
 //!   delay. A success clears the pair.
-//! - **Attempts in flight count**: a pair is refused once its failures plus
-//!   its attempts being checked reach `lockout_after`, so N parallel wrong
-//!   attempts get at most `lockout_after` password checks, not N.
+//! - **Attempts in flight count**: once a pair's failures plus its
+//!   attempts being checked reach `lockout_after`, a further attempt waits
+//!   for one of them to finish (at most [`BUSY_WAIT`]) and is then decided
+//!   again: N parallel wrong attempts get at most `lockout_after` password
+//!   checks, not N (the first ones fail and lock the pair, the waiting ones
+//!   are then refused unchecked), while N parallel *correct* logins of one
+//!   application's connection pool all pass, a few at a time.
 //! - **Per address**: once `address_budget` *other* logins have live
 //!   failures from an address, a login with a failure (or an attempt in
 //!   flight) of its own from there is refused unchecked. A login without
@@ -213,11 +217,17 @@ pub struct View {
 
 type PairKey = (String, String);
 
+/// The longest an attempt waits for a place among its pair's attempts in
+/// flight before it is refused as busy.
+pub const BUSY_WAIT: Duration = Duration::from_secs(30);
+
 /// The penalty policy and the attempts in flight of one gateway.
 #[derive(Debug, Default)]
 pub struct LoginGuard {
     limits: LoginLimits,
     in_flight: Arc<Mutex<HashMap<PairKey, u32>>>,
+    /// Woken whenever an attempt in flight ends.
+    released: Arc<tokio::sync::Notify>,
 }
 
 /// An admitted attempt: counts as in flight until dropped (also when the
@@ -225,6 +235,7 @@ pub struct LoginGuard {
 struct InFlight {
     map: Arc<Mutex<HashMap<PairKey, u32>>>,
     key: PairKey,
+    released: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for InFlight {
@@ -237,6 +248,7 @@ impl Drop for InFlight {
                 map.remove(&self.key);
             }
         }
+        self.released.notify_waiters();
     }
 }
 
@@ -245,6 +257,36 @@ impl LoginGuard {
         LoginGuard {
             limits,
             in_flight: Arc::default(),
+            released: Arc::default(),
+        }
+    }
+
+    /// [`Self::admit`], waiting while the pair is only busy (its attempts
+    /// in flight fill what its failures leave), at most [`BUSY_WAIT`].
+    async fn admit_when_free(
+        &self,
+        store: &Store,
+        ip: IpAddr,
+        login: &str,
+    ) -> (Admission, Option<PairFailures>, Option<InFlight>) {
+        let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+        loop {
+            // Registered before the look, so a release in between is seen.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let decided = self.admit(store, ip, login, now_ms());
+            let busy = matches!(
+                decided.0,
+                Admission::Refuse {
+                    reason: Refusal::Busy,
+                    ..
+                }
+            );
+            if !busy || tokio::time::Instant::now() >= deadline {
+                return decided;
+            }
+            let _ = tokio::time::timeout_at(deadline, released).await;
         }
     }
 
@@ -359,6 +401,7 @@ impl LoginGuard {
                 let held = InFlight {
                     map: self.in_flight.clone(),
                     key,
+                    released: self.released.clone(),
                 };
                 (Admission::Proceed { wait }, pair, Some(held))
             }
@@ -393,7 +436,7 @@ impl LoginGuard {
         password: Secret<String>,
     ) -> Checked {
         let metrics = crate::metrics::get();
-        let (admission, pair, held) = self.admit(store, ip, login, now_ms());
+        let (admission, pair, held) = self.admit_when_free(store, ip, login).await;
         match admission {
             Admission::Refuse { reason, retry_in } => {
                 let refused = Refused {
