@@ -26,6 +26,8 @@ pub const MESSAGE_SELECT: &str = "id,parentFolderId,isRead,isDraft,flag,categori
 const EXPAND_PROPERTIES: &str =
     "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08' or id eq 'Integer 0x1081')";
 const EXPAND_SIZE: &str = "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')";
+/// The last verb alone (`\Answered`, `$Forwarded`).
+const EXPAND_VERB: &str = "singleValueExtendedProperties($filter=id eq 'Integer 0x1081')";
 /// At most this many pages per listing or delta round.
 const MAX_PAGES: usize = 100_000;
 
@@ -125,7 +127,24 @@ impl GraphMailbox {
                     url = next;
                 }
                 (None, Some(delta)) => {
-                    self.complete_partial(&mut changes, partial).await?;
+                    // An incremental round: read the last verb of every
+                    // changed message (delta cannot `$expand` extended
+                    // properties: graph-facts.md "Extended properties in
+                    // delta"), which also completes partial items. A full
+                    // listing completes only partial items (a whole folder
+                    // read per message would cost one `$batch` per 20).
+                    let ids = if since.is_some() {
+                        changes
+                            .iter()
+                            .filter_map(|c| match c {
+                                DeltaChange::Upsert(m) => Some(m.id.as_str().to_string()),
+                                DeltaChange::Removed(_) => None,
+                            })
+                            .collect()
+                    } else {
+                        partial
+                    };
+                    self.complete_changes(&mut changes, ids).await?;
                     return Ok(DeltaSync {
                         changes,
                         delta_link: DeltaLink(delta),
@@ -141,14 +160,16 @@ impl GraphMailbox {
         Err(GraphError::TooLarge("too many pages of delta".into()))
     }
 
-    /// Replace upserts that carried only their changed fields with the
-    /// whole metadata, fetched in `$batch`es (a message deleted meanwhile
-    /// becomes `Removed`).
-    async fn complete_partial(
+    /// Replace the upserts of `ids` with the whole metadata and the last
+    /// verb, fetched in `$batch`es (a message deleted meanwhile becomes
+    /// `Removed`).
+    async fn complete_changes(
         &self,
         changes: &mut [DeltaChange],
-        partial: Vec<String>,
+        mut partial: Vec<String>,
     ) -> Result<(), GraphError> {
+        partial.sort();
+        partial.dedup();
         if partial.is_empty() {
             return Ok(());
         }
@@ -157,7 +178,13 @@ impl GraphMailbox {
             .enumerate()
             .map(|(i, id)| {
                 let path = message_path(&RemoteMessageId::new(id.as_str()));
-                BatchRequest::get(i.to_string(), format!("{path}?$select={MESSAGE_SELECT}"))
+                BatchRequest::get(
+                    i.to_string(),
+                    format!(
+                        "{path}?$select={MESSAGE_SELECT}&$expand={}",
+                        query_escape(EXPAND_VERB)
+                    ),
+                )
             })
             .collect();
         let mut results = self.batch(requests).await?;
@@ -170,7 +197,12 @@ impl GraphMailbox {
         let mut replacements = Vec::new();
         for (i, id) in partial.iter().enumerate() {
             let fetched = match results.remove(&i.to_string()) {
-                Some(Ok(reply)) => DeltaChange::Upsert(decode_message(&reply.body_bytes())?),
+                Some(Ok(reply)) => {
+                    let mut m = decode_message(&reply.body_bytes())?;
+                    // Expanded: no 0x1081 in the answer means no verb.
+                    m.absent.last_verb = false;
+                    DeltaChange::Upsert(m)
+                }
                 Some(Err(e)) if e.status() == Some(404) => {
                     DeltaChange::Removed(RemoteMessageId::new(id.as_str()))
                 }
@@ -201,7 +233,9 @@ impl GraphMailbox {
         let reply = self
             .execute(&Call::new(Method::GET, "messages/{id}", url))
             .await?;
-        decode_message(&reply.body)
+        let mut m = decode_message(&reply.body)?;
+        m.absent.last_verb = false;
+        Ok(m)
     }
 
     pub(crate) async fn fetch_mime_impl(&self, id: &RemoteMessageId) -> Result<Bytes, GraphError> {

@@ -334,7 +334,24 @@ impl MailboxModel {
                 DeltaChange::Removed(id) => last.insert(id.as_str(), None),
             };
         }
-        let upserts: Vec<&RemoteMessage> = last.values().filter_map(|m| *m).collect();
+        // A message new to the index that came as a partial update (it
+        // was known to a lost index, or Graph replayed it) is read whole.
+        let mut completed = Vec::new();
+        for m in last.values().filter_map(|m| *m) {
+            if m.absent.incomplete() && !known.contains_key(m.id.as_str()) {
+                match self.backend.get_message(&m.id).await {
+                    Ok(whole) => completed.push(whole),
+                    Err(e) if e.status() == Some(404) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let upserts: Vec<&RemoteMessage> = last
+            .values()
+            .filter_map(|m| *m)
+            .filter(|m| !m.absent.incomplete() || known.contains_key(m.id.as_str()))
+            .chain(completed.iter())
+            .collect();
         let mut removed_ids: Vec<String> = last
             .iter()
             .filter(|(_, m)| m.is_none())
@@ -380,10 +397,10 @@ impl MailboxModel {
             let Some(old) = known.get(m.id.as_str()) else {
                 continue;
             };
-            let remote = Flags::from_remote(m);
             let local = Flags::from_store(old.flags, &old.keywords);
+            // Field by field: what Graph did not send is unchanged;
             // \Deleted is ours alone.
-            let merged = remote.with_deleted(local.deleted());
+            let merged = Flags::merged(&local, m);
             if merged != local {
                 let (bits, keywords) = merged.to_store();
                 self.store
