@@ -19,6 +19,8 @@
 //!
 //! Remote ids never leave this layer upwards, UIDs never go downwards.
 
+pub mod changes;
+pub mod events;
 pub mod flags;
 
 use std::collections::{HashMap, HashSet};
@@ -28,9 +30,13 @@ use crate::graph::{
     DeltaChange, DeltaLink, GraphError, MailBackend, RemoteFolder, RemoteFolderId, RemoteMessage,
     WellKnownFolder,
 };
-use crate::store::folders::{FolderId, FolderRecord, NewMessage, Uid};
+use crate::store::folders::NewMessage;
 use crate::store::{AccountId, Store, StoreError};
 
+/// The index's domain types, as IMAP handlers name them.
+pub use crate::store::folders::{FolderId, FolderRecord, MessageRecord, Uid};
+pub use changes::{FlagChange, FlagOp, Outcome, Stored};
+pub use events::FolderGate;
 pub use flags::Flags;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +47,16 @@ pub enum ModelError {
     Store(#[from] StoreError),
     #[error("no folder {0:?}")]
     NoSuchFolder(String),
+}
+
+impl ModelError {
+    /// What to do about it, when there is something to do.
+    pub fn remedy(&self) -> &'static str {
+        match self {
+            ModelError::Graph(e) => e.remedy(),
+            _ => "",
+        }
+    }
 }
 
 /// What one synchronisation changed in a folder, in UIDs.
@@ -306,6 +322,11 @@ impl MailboxModel {
             .into_iter()
             .find(|f| f.id == folder)
             .ok_or_else(|| ModelError::NoSuchFolder(format!("#{}", folder.0)))?;
+        // Under the folder's gate: no change of a session is between its
+        // Graph request and its acknowledgement while this round reads
+        // and merges (see `changes`).
+        let gate = self.gate(&record);
+        let _held = gate.hold().await;
         let remote_id = RemoteFolderId::new(record.remote_id.clone());
         let link = record.delta_link.clone().map(DeltaLink::new);
         let mut changes = FolderChanges::default();
@@ -417,6 +438,9 @@ impl MailboxModel {
         changes.flags_changed.dedup();
         self.store
             .set_delta_link(folder, Some(result.delta_link.as_str()))?;
+        if changes != FolderChanges::default() {
+            gate.announce();
+        }
         Ok(changes)
     }
 }
