@@ -489,3 +489,76 @@ async fn store_over_a_set_goes_on_past_a_message_deleted_elsewhere() {
         "{one} {two}"
     );
 }
+
+/// SUBSCRIBE and UNSUBSCRIBE are kept per account (RFC 3501 §6.3.6,
+/// §6.3.7) and LSUB answers from them: an unsubscribed folder leaves LSUB
+/// (not LIST), a subscribed name that is no folder is listed `\Noselect`,
+/// and another connection sees the same. A folder never unsubscribed
+/// counts as subscribed (what LSUB showed before).
+#[tokio::test]
+async fn subscriptions_are_kept_and_lsub_answers_from_them() {
+    let d = demo();
+    let mut c = Raw::login(&d.imap, "alice@example.com").await;
+    let r = c.cmd("l1 LSUB \"\" *").await;
+    assert!(r.iter().any(|l| l.ends_with(" Archive")), "{r:?}");
+    assert!(r.iter().any(|l| l.ends_with(" INBOX")), "{r:?}");
+    let r = c.cmd("u1 UNSUBSCRIBE Archive").await;
+    assert!(last(&r).starts_with("u1 OK"), "{r:?}");
+    let r = c.cmd("s1 SUBSCRIBE Later/Project").await;
+    assert!(last(&r).starts_with("s1 OK"), "{r:?}");
+    let mut other = Raw::login(&d.imap, "alice@example.com").await;
+    let r = other.cmd("l2 LSUB \"\" *").await;
+    assert!(!r.iter().any(|l| l.ends_with(" Archive")), "{r:?}");
+    assert!(r.iter().any(|l| l.ends_with(" INBOX")), "{r:?}");
+    assert!(
+        r.iter()
+            .any(|l| l.starts_with("* LSUB (\\Noselect) ") && l.ends_with(" Later/Project")),
+        "{r:?}"
+    );
+    let r = other.cmd("l3 LIST \"\" *").await;
+    assert!(r.iter().any(|l| l.ends_with(" Archive")), "{r:?}");
+    let r = other.cmd("s2 SUBSCRIBE Archive").await;
+    assert!(last(&r).starts_with("s2 OK"), "{r:?}");
+    let r = c.cmd("l4 LSUB \"\" Arch*").await;
+    assert!(r.iter().any(|l| l.ends_with(" Archive")), "{r:?}");
+}
+
+/// `\Recent` as RFC 3501 §2.3.2 defines it: a message is recent for the
+/// first session told of it — a selected session at its next command,
+/// or the next SELECT — never for a second one; EXAMINE and STATUS count
+/// it without taking it.
+#[tokio::test]
+async fn recent_goes_to_the_first_session_told() {
+    let d = demo();
+    let mut a = Raw::login(&d.imap, "alice@example.com").await;
+    let r = a.cmd("c CREATE Rec").await;
+    assert!(last(&r).starts_with("c OK"), "{r:?}");
+    let r = a.cmd("s SELECT Rec").await;
+    assert!(r.contains(&"* 0 RECENT".to_string()), "{r:?}");
+    let mut b = Raw::login(&d.imap, "alice@example.com").await;
+    let r = b.append("a1", "Rec", "", &message("rec-1")).await;
+    assert!(last(&r).starts_with("a1 OK"), "{r:?}");
+    let r = b.cmd("st STATUS Rec (RECENT MESSAGES)").await;
+    assert!(
+        r.iter()
+            .any(|l| l.contains("RECENT 1") && l.contains("MESSAGES 1")),
+        "{r:?}"
+    );
+    let r = a.cmd("n NOOP").await;
+    assert!(r.contains(&"* 1 EXISTS".to_string()), "{r:?}");
+    assert!(r.contains(&"* 1 RECENT".to_string()), "{r:?}");
+    let r = b.cmd("s SELECT Rec").await;
+    assert!(r.contains(&"* 0 RECENT".to_string()), "{r:?}");
+    // A second message, appended from outside the folder (a session with
+    // it selected would be told of it at once, and take it): EXAMINE sees
+    // it recent and leaves it so.
+    b.cmd("u UNSELECT").await;
+    let r = b.append("a2", "Rec", "", &message("rec-2")).await;
+    assert!(last(&r).starts_with("a2 OK"), "{r:?}");
+    let mut c = Raw::login(&d.imap, "alice@example.com").await;
+    let r = c.cmd("e EXAMINE Rec").await;
+    assert!(r.contains(&"* 1 RECENT".to_string()), "{r:?}");
+    let mut e = Raw::login(&d.imap, "alice@example.com").await;
+    let r = e.cmd("s SELECT Rec").await;
+    assert!(r.contains(&"* 1 RECENT".to_string()), "{r:?}");
+}

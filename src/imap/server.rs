@@ -502,7 +502,7 @@ async fn command_reply(
     // while answering FETCH, STORE or SEARCH (RFC 3501 §7.4.1).
     let expunges = !matches!(name.as_str(), "FETCH" | "STORE" | "SEARCH");
     match conn.state.selected() {
-        Some((auth, view)) => reply.announcing(session::report(&auth.model, view, expunges)),
+        Some((auth, view)) => reply.announcing(session::report(&auth.model, view, expunges, true)),
         None => reply,
     }
 }
@@ -539,8 +539,8 @@ async fn dispatch(
         CommandBody::Create { mailbox } => create::handle(&conn.state, &mailbox).await,
         CommandBody::Delete { mailbox } => delete::handle(&conn.state, &mailbox).await,
         CommandBody::Rename { from, to } => rename::handle(&conn.state, &from, &to).await,
-        CommandBody::Subscribe { .. } => subscribe::handle("SUBSCRIBE"),
-        CommandBody::Unsubscribe { .. } => subscribe::handle("UNSUBSCRIBE"),
+        CommandBody::Subscribe { mailbox } => subscribe::handle(&conn.state, &mailbox, true),
+        CommandBody::Unsubscribe { mailbox } => subscribe::handle(&conn.state, &mailbox, false),
         CommandBody::List {
             reference,
             mailbox_wildcard,

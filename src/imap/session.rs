@@ -146,6 +146,9 @@ pub struct View {
     pub seen: u64,
     /// Messages are gone that could not be announced yet (§7.4.1).
     pub expunge_pending: bool,
+    /// The messages that are `\Recent` for this session (RFC 3501
+    /// §2.3.2): it was the first told of them.
+    pub recent: std::collections::HashSet<Uid>,
 }
 
 impl View {
@@ -170,7 +173,18 @@ impl View {
             gate,
             seen,
             expunge_pending: false,
+            recent: Default::default(),
         }
+    }
+
+    /// Make the messages from `floor` up recent for this session; the
+    /// RECENT count to tell.
+    pub fn mark_recent(&mut self, floor: Option<Uid>) -> u32 {
+        if let Some(floor) = floor {
+            self.recent
+                .extend(self.uids.iter().copied().filter(|u| *u >= floor));
+        }
+        self.recent.len() as u32
     }
 }
 
@@ -466,7 +480,11 @@ pub fn keywords_of(records: &[MessageRecord]) -> std::collections::BTreeSet<Stri
 /// session, another session or Outlook (through a sync) made the change.
 /// Without `expunges` (during FETCH, STORE, SEARCH: §7.4.1), messages gone
 /// stay in the view until a later boundary may say so.
-pub fn report(model: &MailboxSet, view: &mut View, expunges: bool) -> Announced {
+///
+/// A new message is `\Recent` for the first session told of it; with
+/// `take_recent` false (while idling) it is announced without being taken,
+/// and stays recent for the next session that selects the folder.
+pub fn report(model: &MailboxSet, view: &mut View, expunges: bool, take_recent: bool) -> Announced {
     let mut out = Announced::default();
     let version = view.gate.version();
     if version == view.seen && !(expunges && view.expunge_pending) {
@@ -492,6 +510,7 @@ pub fn report(model: &MailboxSet, view: &mut View, expunges: bool) -> Announced 
     for seq in gone {
         let uid = view.uids.remove(seq as usize - 1);
         view.told.remove(&uid);
+        view.recent.remove(&uid);
         out.data.push(Data::Expunge(nz(seq)));
     }
     let last = view.uids.last().copied().unwrap_or(Uid(0));
@@ -502,6 +521,20 @@ pub fn report(model: &MailboxSet, view: &mut View, expunges: bool) -> Announced 
             view.told.insert(r.uid, (r.flags, r.keywords.clone()));
         }
         out.data.push(Data::Exists(view.uids.len() as u32));
+        // The first session told of a message gets its \Recent (§7.3.2:
+        // RECENT follows EXISTS); EXAMINE only looks.
+        if take_recent {
+            let floor = if view.read_only {
+                model.recent_floor(&view.folder)
+            } else {
+                model.claim_recent(&view.folder).map(Some)
+            };
+            let before = view.recent.len();
+            let now = view.mark_recent(floor.ok().flatten());
+            if now as usize != before {
+                out.data.push(Data::Recent(now));
+            }
+        }
     }
     let keywords = keywords_of(&records);
     if !keywords.is_subset(&view.keywords) {

@@ -22,6 +22,7 @@
 pub mod changes;
 pub mod events;
 pub mod flags;
+mod local;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

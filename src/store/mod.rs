@@ -21,6 +21,7 @@ pub mod crypto;
 pub mod folders;
 pub mod schema;
 pub mod spool;
+pub mod subscriptions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

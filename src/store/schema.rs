@@ -123,6 +123,21 @@ ALTER TABLE accounts ADD COLUMN keep_fetched INTEGER NOT NULL DEFAULT 1;
     r#"
 ALTER TABLE spool ADD COLUMN body BLOB;
 "#,
+    // 6 (IMAP state Graph does not keep, issue 15): subscriptions by
+    // name, per account (RFC 3501 §6.3.6: a name stays subscribed across
+    // DELETE and may not exist); a folder with no row counts as
+    // subscribed, as every folder was before. And per folder the lowest
+    // UID no session has been told about yet (`\Recent`, RFC 3501
+    // §2.3.2); NULL until a session first selects the folder.
+    r#"
+CREATE TABLE subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    subscribed INTEGER NOT NULL,
+    PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+ALTER TABLE folders ADD COLUMN recent_floor INTEGER;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -24,5 +24,7 @@ pub(crate) async fn changes(state: &mut State, ask_graph: bool) -> Announced {
     if ask_graph && let Err(e) = auth.model.sync(view.folder.id).await {
         tracing::warn!(folder = %view.folder.name, "imap sync while idling failed: {e}");
     }
-    report(&auth.model, view, true)
+    // New mail is pushed without taking its \Recent: it stays recent for
+    // the next session that selects the folder.
+    report(&auth.model, view, true, false)
 }

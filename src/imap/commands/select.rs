@@ -1,7 +1,8 @@
 //! SELECT and EXAMINE (RFC 3501 §6.3.1, §6.3.2): leave the folder selected
 //! before (see [`leave`]), have the mailbox model bring the new one up to
 //! date, and describe it: FLAGS (the keywords in use included, §7.2.6),
-//! EXISTS, RECENT, then the untagged OKs (UIDVALIDITY, UIDNEXT,
+//! EXISTS, RECENT (the messages no session was told of before: SELECT
+//! takes them), then the untagged OKs (UIDVALIDITY, UIDNEXT,
 //! PERMANENTFLAGS, UNSEEN) and `[READ-WRITE]` / `[READ-ONLY]`. Costs one
 //! delta query on the folder (a folder listing first when the name is not
 //! known yet); flags and UIDs come from the local index.
@@ -86,11 +87,20 @@ async fn select(auth: &Authenticated, name: &str, read_only: bool) -> Result<Des
         .model
         .messages(&folder)
         .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?;
-    let view = View::new(folder, read_only, &records, gate, seen);
+    let mut view = View::new(folder, read_only, &records, gate, seen);
+    // \Recent: SELECT claims what no session was told of yet (RFC 3501
+    // §2.3.2); EXAMINE must not take it away (§6.3.2), so it only looks.
+    let floor = if read_only {
+        auth.model.recent_floor(&view.folder)
+    } else {
+        auth.model.claim_recent(&view.folder).map(Some)
+    }
+    .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?;
+    let recent = view.mark_recent(floor);
     let data = vec![
         Data::Flags(folder_flags(&view.keywords)),
         Data::Exists(view.uids.len() as u32),
-        Data::Recent(0),
+        Data::Recent(recent),
     ];
     let mut codes = vec![
         (

@@ -1,4 +1,5 @@
-//! STATUS (RFC 3501 §6.3.10): MESSAGES, RECENT (always 0), UIDNEXT,
+//! STATUS (RFC 3501 §6.3.10): MESSAGES, RECENT (no session told of them
+//! yet; STATUS takes none), UIDNEXT,
 //! UIDVALIDITY and UNSEEN of a folder, after bringing it up to date. Costs
 //! one delta query on that folder; the counts come from the local index.
 
@@ -51,7 +52,14 @@ async fn status(
     for w in wanted {
         items.push(match w {
             StatusDataItemName::Messages => StatusDataItem::Messages(records.len() as u32),
-            StatusDataItemName::Recent => StatusDataItem::Recent(0),
+            StatusDataItemName::Recent => StatusDataItem::Recent(
+                auth.model
+                    .recent_floor(&folder)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |floor| records.iter().filter(|r| r.uid >= floor).count())
+                    as u32,
+            ),
             StatusDataItemName::UidNext => StatusDataItem::UidNext(nz(folder.uid_next.0)),
             StatusDataItemName::UidValidity => {
                 StatusDataItem::UidValidity(nz(folder.uid_validity.0))
