@@ -553,7 +553,7 @@ async fn dispatch(
         CommandBody::Status {
             mailbox,
             item_names,
-        } => status::handle(shared, &conn.state, &mailbox, &item_names).await,
+        } => status::handle(&conn.state, &mailbox, &item_names).await,
         CommandBody::Append {
             mailbox,
             flags,

@@ -12,9 +12,9 @@ use imap_next::imap_types::search::SearchKey;
 
 use crate::imap::content;
 use crate::imap::session::{Authenticated, Refusal, Reply, Shared, State, View, in_set, nz};
+use crate::mailbox::MessageRecord;
 use crate::mailbox::flags;
 use crate::mime::imap as mime;
-use crate::store::folders::MessageRecord;
 
 pub(crate) async fn handle(
     shared: &Shared,
@@ -132,10 +132,10 @@ async fn search(
     keys: &[SearchKey<'_>],
     uid: bool,
 ) -> Result<Data<'static>, Refusal> {
-    let mut records = shared
-        .store
-        .messages(view.folder.id)
-        .map_err(|e| Refusal::no(e.to_string()))?;
+    let mut records = auth
+        .model
+        .messages(&view.folder)
+        .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?;
     let with_bytes = keys.iter().any(needs_bytes);
     if with_bytes {
         let in_view: Vec<MessageRecord> = records

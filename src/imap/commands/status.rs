@@ -7,14 +7,10 @@ use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::Data;
 use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
 
-use crate::imap::session::{
-    Authenticated, Refusal, Reply, Shared, State, local_name, nz, wire_name,
-};
+use crate::imap::session::{Authenticated, Refusal, Reply, State, local_name, nz, wire_name};
 use crate::mailbox::flags;
-use crate::store::Store;
 
 pub(crate) async fn handle(
-    shared: &Shared,
     state: &State,
     mailbox: &Mailbox<'_>,
     item_names: &[StatusDataItemName],
@@ -23,7 +19,7 @@ pub(crate) async fn handle(
         return Reply::bad("not logged in");
     };
     let folder = local_name(mailbox);
-    match status(auth, &folder, item_names, &shared.store).await {
+    match status(auth, &folder, item_names).await {
         Ok(data) => Reply::ok("STATUS completed").with_data(vec![data]),
         Err(r) => r.into(),
     }
@@ -34,7 +30,6 @@ async fn status(
     auth: &Authenticated,
     name: &str,
     wanted: &[StatusDataItemName],
-    store: &Store,
 ) -> Result<Data<'static>, Refusal> {
     let folder = auth
         .model
@@ -45,9 +40,10 @@ async fn status(
         .await
         .map_err(|e| Refusal::no(format!("cannot synchronise {name}: {e}")))?;
     let folder = auth.model.folder(name).unwrap_or(folder);
-    let records = store
-        .messages(folder.id)
-        .map_err(|e| Refusal::no(e.to_string()))?;
+    let records = auth
+        .model
+        .messages(&folder)
+        .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?;
     let mut items = Vec::new();
     for w in wanted {
         items.push(match w {
