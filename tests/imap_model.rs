@@ -526,7 +526,8 @@ async fn subscriptions_are_kept_and_lsub_answers_from_them() {
 /// `\Recent` as RFC 3501 §2.3.2 defines it: a message is recent for the
 /// first session told of it — a selected session at its next command,
 /// or the next SELECT — never for a second one; EXAMINE and STATUS count
-/// it without taking it.
+/// it without taking it. FETCH FLAGS and SEARCH RECENT / NEW / OLD
+/// answer for the session.
 #[tokio::test]
 async fn recent_goes_to_the_first_session_told() {
     let d = demo();
@@ -547,8 +548,19 @@ async fn recent_goes_to_the_first_session_told() {
     let r = a.cmd("n NOOP").await;
     assert!(r.contains(&"* 1 EXISTS".to_string()), "{r:?}");
     assert!(r.contains(&"* 1 RECENT".to_string()), "{r:?}");
+    // FETCH FLAGS and SEARCH RECENT / NEW say so, for this session only.
+    let flags = flags_of(&mut a, 1).await;
+    assert!(flags.contains("\\Recent"), "{flags}");
+    let r = a.cmd("r SEARCH RECENT").await;
+    assert!(r.contains(&"* SEARCH 1".to_string()), "{r:?}");
+    let r = a.cmd("r2 SEARCH NEW").await;
+    assert!(r.contains(&"* SEARCH 1".to_string()), "{r:?}");
     let r = b.cmd("s SELECT Rec").await;
     assert!(r.contains(&"* 0 RECENT".to_string()), "{r:?}");
+    let flags = flags_of(&mut b, 1).await;
+    assert!(!flags.contains("\\Recent"), "{flags}");
+    let r = b.cmd("r3 SEARCH OLD").await;
+    assert!(r.contains(&"* SEARCH 1".to_string()), "{r:?}");
     // A second message, appended from outside the folder (a session with
     // it selected would be told of it at once, and take it): EXAMINE sees
     // it recent and leaves it so.

@@ -177,6 +177,16 @@ impl View {
         }
     }
 
+    /// The flag bits to show for `uid`: its stored ones, with [`RECENT`]
+    /// when it is recent for this session.
+    pub fn shown(&self, uid: Uid, bits: u32) -> u32 {
+        if self.recent.contains(&uid) {
+            bits | RECENT
+        } else {
+            bits
+        }
+    }
+
     /// Make the messages from `floor` up recent for this session; the
     /// RECENT count to tell.
     pub fn mark_recent(&mut self, floor: Option<Uid>) -> u32 {
@@ -292,16 +302,25 @@ pub(crate) fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n.max(1)).expect("non-zero")
 }
 
+/// `\Recent` as a view-only bit beside the stored flags (it is this
+/// session's, never stored): set it in what [`flag_list`] renders.
+pub const RECENT: u32 = 1 << 31;
+
 pub(crate) fn flag_list(bits: u32, keywords: &str) -> Vec<FlagFetch<'static>> {
-    crate::mailbox::Flags::from_store(bits, keywords)
-        .imap_names()
-        .into_iter()
-        .filter_map(|name| {
-            Flag::try_from(name.as_str())
-                .ok()
-                .map(|f| FlagFetch::Flag(f.into_static()))
-        })
-        .collect()
+    let mut out: Vec<FlagFetch<'static>> =
+        crate::mailbox::Flags::from_store(bits & !RECENT, keywords)
+            .imap_names()
+            .into_iter()
+            .filter_map(|name| {
+                Flag::try_from(name.as_str())
+                    .ok()
+                    .map(|f| FlagFetch::Flag(f.into_static()))
+            })
+            .collect();
+    if bits & RECENT != 0 {
+        out.push(FlagFetch::Recent);
+    }
+    out
 }
 
 /// The IMAP name of a folder (modified UTF-7).
@@ -553,7 +572,7 @@ pub fn report(model: &MailboxSet, view: &mut View, expunges: bool, take_recent: 
         if view.told.get(uid) != Some(&now) {
             let items = vec![
                 MessageDataItem::Uid(nz(uid.0)),
-                MessageDataItem::Flags(flag_list(r.flags, &r.keywords)),
+                MessageDataItem::Flags(flag_list(view.shown(r.uid, r.flags), &r.keywords)),
             ];
             if let Ok(items) = Vec1::try_from(items) {
                 out.data.push(Data::Fetch {

@@ -417,7 +417,9 @@ async fn fetch(
                 if !first {
                     out.push(b' ');
                 }
-                out.extend_from_slice(flag_items.get(bits, &record.keywords));
+                out.extend_from_slice(
+                    flag_items.get(view.shown(record.uid, bits), &record.keywords),
+                );
                 view.told
                     .insert(record.uid, (bits, record.keywords.clone()));
             }

@@ -64,7 +64,7 @@ pub(crate) async fn handle(
             continue;
         };
         let mut items = vec![MessageDataItem::Flags(flag_list(
-            stored.flags,
+            view.shown(stored.uid, stored.flags),
             &stored.keywords,
         ))];
         if uid {
