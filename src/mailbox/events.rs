@@ -21,6 +21,8 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 pub struct FolderGate {
     lock: tokio::sync::Mutex<()>,
     changed: tokio::sync::watch::Sender<u64>,
+    /// Changes waiting for the lock (contention, for tests and logs).
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// The key of a folder in the registry.
@@ -41,6 +43,7 @@ pub fn gate(mailbox: &str, remote_id: &str) -> Arc<FolderGate> {
     let g = Arc::new(FolderGate {
         lock: tokio::sync::Mutex::new(()),
         changed: tokio::sync::watch::channel(0).0,
+        waiting: std::sync::atomic::AtomicUsize::new(0),
     });
     gates.insert(key, Arc::downgrade(&g));
     g
@@ -49,7 +52,24 @@ pub fn gate(mailbox: &str, remote_id: &str) -> Arc<FolderGate> {
 impl FolderGate {
     /// Hold the folder: no other change to its messages runs meanwhile.
     pub async fn hold(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.lock.lock().await
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        /// Counts a waiter until the lock is had or the wait is dropped.
+        struct Waiter<'a>(&'a AtomicUsize);
+        impl Drop for Waiter<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let waiter = Waiter(&self.waiting);
+        let guard = self.lock.lock().await;
+        drop(waiter);
+        guard
+    }
+
+    /// How many changes wait for the folder now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Say that the folder's stored state changed.
