@@ -187,7 +187,19 @@ impl GraphMailbox {
                 )
             })
             .collect();
-        let mut results = self.batch(requests).await?;
+        // Best effort: the delta items stand on their own (absent fields are
+        // merged as unchanged), so a failed read costs only the last verb of
+        // this round and the completion of partial items, not the round.
+        let mut results = match self.batch(requests).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(
+                    "could not read the changed messages whole ({e}); their \\Answered / \
+                     $Forwarded stay as known and partial updates merge field by field"
+                );
+                return Ok(());
+            }
+        };
         let mut positions: HashMap<&str, Vec<usize>> = HashMap::new();
         for (index, change) in changes.iter().enumerate() {
             if let DeltaChange::Upsert(m) = change {
@@ -206,7 +218,10 @@ impl GraphMailbox {
                 Some(Err(e)) if e.status() == Some(404) => {
                     DeltaChange::Removed(RemoteMessageId::new(id.as_str()))
                 }
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => {
+                    tracing::warn!(message = %id, "could not read a changed message whole: {e}");
+                    continue;
+                }
                 None => continue,
             };
             for &index in positions.get(id.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
