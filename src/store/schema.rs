@@ -128,15 +128,20 @@ ALTER TABLE spool ADD COLUMN body BLOB;
     // DELETE and may not exist); a folder with no row counts as
     // subscribed, as every folder was before. And per folder the lowest
     // UID no session has been told about yet (`\Recent`, RFC 3501
-    // §2.3.2); NULL until a session first selects the folder.
+    // §2.3.2); no row until a session first selects the folder.
+    // New tables only (no ALTER of a shared one), so the migration is
+    // idempotent.
     r#"
-CREATE TABLE subscriptions (
+CREATE TABLE IF NOT EXISTS subscriptions (
     account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     name       TEXT NOT NULL,
     subscribed INTEGER NOT NULL,
     PRIMARY KEY (account_id, name)
 ) WITHOUT ROWID;
-ALTER TABLE folders ADD COLUMN recent_floor INTEGER;
+CREATE TABLE IF NOT EXISTS recent_floors (
+    folder_id INTEGER PRIMARY KEY REFERENCES folders(id) ON DELETE CASCADE,
+    floor     INTEGER NOT NULL
+);
 "#,
 ];
 

@@ -47,14 +47,22 @@ impl Store {
     pub fn claim_recent(&self, folder: FolderId) -> Result<Uid, StoreError> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
-        let (floor, next): (Option<u32>, u32) = tx.query_row(
-            "SELECT recent_floor, uidnext FROM folders WHERE id = ?1",
+        let next: u32 = tx.query_row(
+            "SELECT uidnext FROM folders WHERE id = ?1",
             [folder.0],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| r.get(0),
         )?;
+        let floor: Option<u32> = tx
+            .query_row(
+                "SELECT floor FROM recent_floors WHERE folder_id = ?1",
+                [folder.0],
+                |r| r.get(0),
+            )
+            .optional()?;
         tx.execute(
-            "UPDATE folders SET recent_floor = ?1 WHERE id = ?2",
-            params![next, folder.0],
+            "INSERT INTO recent_floors (folder_id, floor) VALUES (?1, ?2)
+             ON CONFLICT (folder_id) DO UPDATE SET floor = excluded.floor",
+            params![folder.0, next],
         )?;
         tx.commit()?;
         Ok(Uid(floor.unwrap_or(next)))
@@ -64,14 +72,14 @@ impl Store {
     /// from it up are recent.
     pub fn recent_floor(&self, folder: FolderId) -> Result<Option<Uid>, StoreError> {
         let conn = self.lock()?;
-        let floor: Option<Option<u32>> = conn
+        let floor: Option<u32> = conn
             .query_row(
-                "SELECT recent_floor FROM folders WHERE id = ?1",
+                "SELECT floor FROM recent_floors WHERE folder_id = ?1",
                 [folder.0],
                 |r| r.get(0),
             )
             .optional()?;
-        Ok(floor.flatten().map(Uid))
+        Ok(floor.map(Uid))
     }
 }
 
