@@ -509,10 +509,16 @@ pub fn report(model: &MailboxSet, view: &mut View, expunges: bool, take_recent: 
     if version == view.seen && !(expunges && view.expunge_pending) {
         return out;
     }
-    let Ok(records) = model.messages(&view.folder) else {
-        return out;
-    };
+    // Taken before the read: a later change moves the counter again; a
+    // failed read is not retried in a loop (an idling session would spin).
     view.seen = version;
+    let records = match model.messages(&view.folder) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(folder = %view.folder.name, "cannot read the folder's index: {e}");
+            return out;
+        }
+    };
     view.expunge_pending = false;
     let mut gone: Vec<u32> = view
         .uids
