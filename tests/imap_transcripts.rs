@@ -317,7 +317,8 @@ async fn selected_state_message_commands() {
         C: c7 SELECT Work
         S: * OK [UIDVALIDITY …] UIDs valid
         S: * OK [UIDNEXT 2] Predicted next UID
-        S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted
+        // \Draft is not offered: Graph's isDraft cannot change after creation.
+        S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \*)] Flags permitted
         S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft)
         S: * 1 EXISTS
         S: * 0 RECENT

@@ -136,13 +136,42 @@ pub struct RemoteMessage {
     pub from: Option<MailAddress>,
     /// Exchange's storage size (`Integer 0x0E08`), when fetched.
     pub size: Option<u64>,
+    /// The fields the answer left out: their values above are defaults
+    /// that mean nothing (a delta update may carry only what changed;
+    /// `PR_LAST_VERB_EXECUTED` comes only when expanded).
+    pub absent: Absent,
+}
+
+/// Which of a message's flag-bearing fields Graph did not send. Absent
+/// means unchanged, never empty ("Delta updates can be partial",
+/// microsoft-graph-docs issue #7776: after a read toggle an updated item
+/// came back as `id`, `isRead`, `parentFolderId` only). The default (all
+/// present) is a complete message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Absent {
+    pub is_read: bool,
+    pub is_draft: bool,
+    pub flag: bool,
+    pub categories: bool,
+    /// `PR_LAST_VERB_EXECUTED` (`\Answered`, `$Forwarded`) was not read.
+    pub last_verb: bool,
+    pub received: bool,
+}
+
+impl Absent {
+    /// Whether the item is a partial update rather than a message (a whole
+    /// item always carries `isRead` and `isDraft`; a missing `flag` or
+    /// `categories` on a message not known yet reads as "none").
+    pub fn incomplete(&self) -> bool {
+        self.is_read || self.is_draft
+    }
 }
 
 /// One change reported by a delta sync.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeltaChange {
     /// New or changed (later delta pages may carry only the changed fields;
-    /// absent ones have their default value).
+    /// [`RemoteMessage::absent`] says which are missing).
     Upsert(RemoteMessage),
     /// Deleted or moved out of the folder.
     Removed(RemoteMessageId),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::backend::{
-    DeltaChange, FlagStatus, MailAddress, RemoteFolder, RemoteFolderId, RemoteMessage,
+    Absent, DeltaChange, FlagStatus, MailAddress, RemoteFolder, RemoteFolderId, RemoteMessage,
     RemoteMessageId,
 };
 use super::error::{ApiError, GraphError, classify, is_delta_reset};
@@ -25,8 +25,9 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub next_link: Option<String>,
     pub delta_link: Option<String>,
-    /// Ids of items that came without `isRead` or `isDraft` (later delta
-    /// pages may carry only the changed fields): fetch them again.
+    /// Ids of items that came without a field IMAP needs (later delta
+    /// pages may carry only the changed fields): see
+    /// [`RemoteMessage::absent`].
     pub partial: Vec<String>,
 }
 
@@ -152,6 +153,22 @@ fn folder_from_wire(w: WireFolder) -> RemoteFolder {
 }
 
 fn message_from_wire(w: WireMessage) -> RemoteMessage {
+    // Absent means unchanged, not empty (graph-facts.md, "Delta updates
+    // can be partial"). The last verb is known only when the extended
+    // properties were expanded (a caller that expanded them and found no
+    // 0x1081 marks it present: see `messages.rs`).
+    let absent = Absent {
+        is_read: w.is_read.is_none(),
+        is_draft: w.is_draft.is_none(),
+        flag: w
+            .flag
+            .as_ref()
+            .and_then(|f| f.flag_status.as_ref())
+            .is_none(),
+        categories: w.categories.is_none(),
+        last_verb: w.single_value_extended_properties.is_none(),
+        received: w.received_date_time.is_none(),
+    };
     let props = w.single_value_extended_properties.unwrap_or_default();
     let last_verb = integer_property(&props, PR_LAST_VERB_EXECUTED);
     RemoteMessage {
@@ -174,6 +191,7 @@ fn message_from_wire(w: WireMessage) -> RemoteMessage {
             })
         }),
         size: integer_property(&props, PR_MESSAGE_SIZE).and_then(|s| u64::try_from(s).ok()),
+        absent,
     }
 }
 
@@ -208,10 +226,11 @@ pub fn decode_message_page(body: &[u8]) -> Result<Page<DeltaChange>, GraphError>
             if w.removed.is_some() {
                 DeltaChange::Removed(RemoteMessageId(w.id))
             } else {
-                if w.is_read.is_none() || w.is_draft.is_none() {
-                    partial.push(w.id.clone());
+                let m = message_from_wire(w);
+                if m.absent.incomplete() {
+                    partial.push(m.id.as_str().to_string());
                 }
-                DeltaChange::Upsert(message_from_wire(w))
+                DeltaChange::Upsert(m)
             }
         })
         .collect();
@@ -452,6 +471,28 @@ mod tests {
             DeltaChange::Removed(RemoteMessageId::new("B"))
         );
         assert!(page.delta_link.is_some() && page.next_link.is_none());
+    }
+
+    #[test]
+    fn a_partial_update_leaves_out_what_it_does_not_name() {
+        // isRead and isDraft present, flag and categories not: an absent
+        // field is unchanged, never "not flagged" or "no categories".
+        let body = br#"{"value":[{"id":"A","isRead":true,"isDraft":false,"parentFolderId":"F"}],
+            "@odata.deltaLink":"https://g/d"}"#;
+        let page = decode_message_page(body).unwrap();
+        let DeltaChange::Upsert(m) = &page.items[0] else {
+            panic!()
+        };
+        assert!(m.is_read);
+        assert!(m.absent.flag && m.absent.categories && m.absent.last_verb);
+        assert!(!m.absent.is_read && !m.absent.is_draft);
+        // Without isDraft: a partial item to complete.
+        let page = decode_message_page(br#"{"value":[{"id":"B","isRead":true}]}"#).unwrap();
+        assert_eq!(page.partial, vec!["B".to_string()]);
+        let full = br#"{"id":"A","isRead":false,"isDraft":false,"flag":{"flagStatus":"notFlagged"},
+            "categories":[],"receivedDateTime":"2026-01-02T03:04:05Z"}"#;
+        let m = decode_message(full).unwrap();
+        assert!(!m.absent.incomplete() && m.absent.last_verb);
     }
 
     #[test]

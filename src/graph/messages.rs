@@ -29,6 +29,8 @@ const EXPAND_SIZE: &str = "singleValueExtendedProperties($filter=id eq 'Integer 
 /// The link a full listing leaves where delta would leave its deltaLink,
 /// in a cloud without message delta; it is never requested.
 const NO_DELTA_LINK: &str = "graphgate:no-message-delta";
+/// The last verb alone (`\Answered`, `$Forwarded`).
+const EXPAND_VERB: &str = "singleValueExtendedProperties($filter=id eq 'Integer 0x1081')";
 /// At most this many pages per listing or delta round.
 const MAX_PAGES: usize = 100_000;
 
@@ -147,7 +149,24 @@ impl GraphMailbox {
                     url = next;
                 }
                 (None, Some(delta)) => {
-                    self.complete_partial(&mut changes, partial).await?;
+                    // An incremental round: read the last verb of every
+                    // changed message (delta cannot `$expand` extended
+                    // properties: graph-facts.md "Extended properties in
+                    // delta"), which also completes partial items. A full
+                    // listing completes only partial items (a whole folder
+                    // read per message would cost one `$batch` per 20).
+                    let ids = if since.is_some() {
+                        changes
+                            .iter()
+                            .filter_map(|c| match c {
+                                DeltaChange::Upsert(m) => Some(m.id.as_str().to_string()),
+                                DeltaChange::Removed(_) => None,
+                            })
+                            .collect()
+                    } else {
+                        partial
+                    };
+                    self.complete_changes(&mut changes, ids).await?;
                     return Ok(DeltaSync {
                         changes,
                         delta_link: DeltaLink(delta),
@@ -163,14 +182,16 @@ impl GraphMailbox {
         Err(GraphError::TooLarge("too many pages of delta".into()))
     }
 
-    /// Replace upserts that carried only their changed fields with the
-    /// whole metadata, fetched in `$batch`es (a message deleted meanwhile
-    /// becomes `Removed`).
-    async fn complete_partial(
+    /// Replace the upserts of `ids` with the whole metadata and the last
+    /// verb, fetched in `$batch`es (a message deleted meanwhile becomes
+    /// `Removed`).
+    async fn complete_changes(
         &self,
         changes: &mut [DeltaChange],
-        partial: Vec<String>,
+        mut partial: Vec<String>,
     ) -> Result<(), GraphError> {
+        partial.sort();
+        partial.dedup();
         if partial.is_empty() {
             return Ok(());
         }
@@ -179,10 +200,28 @@ impl GraphMailbox {
             .enumerate()
             .map(|(i, id)| {
                 let path = message_path(&RemoteMessageId::new(id.as_str()));
-                BatchRequest::get(i.to_string(), format!("{path}?$select={MESSAGE_SELECT}"))
+                BatchRequest::get(
+                    i.to_string(),
+                    format!(
+                        "{path}?$select={MESSAGE_SELECT}&$expand={}",
+                        query_escape(EXPAND_VERB)
+                    ),
+                )
             })
             .collect();
-        let mut results = self.batch(requests).await?;
+        // Best effort: the delta items stand on their own (absent fields are
+        // merged as unchanged), so a failed read costs only the last verb of
+        // this round and the completion of partial items, not the round.
+        let mut results = match self.batch(requests).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(
+                    "could not read the changed messages whole ({e}); their \\Answered / \
+                     $Forwarded stay as known and partial updates merge field by field"
+                );
+                return Ok(());
+            }
+        };
         let mut positions: HashMap<&str, Vec<usize>> = HashMap::new();
         for (index, change) in changes.iter().enumerate() {
             if let DeltaChange::Upsert(m) = change {
@@ -192,11 +231,19 @@ impl GraphMailbox {
         let mut replacements = Vec::new();
         for (i, id) in partial.iter().enumerate() {
             let fetched = match results.remove(&i.to_string()) {
-                Some(Ok(reply)) => DeltaChange::Upsert(decode_message(&reply.body_bytes())?),
+                Some(Ok(reply)) => {
+                    let mut m = decode_message(&reply.body_bytes())?;
+                    // Expanded: no 0x1081 in the answer means no verb.
+                    m.absent.last_verb = false;
+                    DeltaChange::Upsert(m)
+                }
                 Some(Err(e)) if e.status() == Some(404) => {
                     DeltaChange::Removed(RemoteMessageId::new(id.as_str()))
                 }
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => {
+                    tracing::warn!(message = %id, "could not read a changed message whole: {e}");
+                    continue;
+                }
                 None => continue,
             };
             for &index in positions.get(id.as_str()).map(Vec::as_slice).unwrap_or(&[]) {
@@ -223,7 +270,9 @@ impl GraphMailbox {
         let reply = self
             .execute(&Call::new(Method::GET, "messages/{id}", url))
             .await?;
-        decode_message(&reply.body)
+        let mut m = decode_message(&reply.body)?;
+        m.absent.last_verb = false;
+        Ok(m)
     }
 
     pub(crate) async fn fetch_mime_impl(&self, id: &RemoteMessageId) -> Result<Bytes, GraphError> {

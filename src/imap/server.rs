@@ -259,11 +259,29 @@ async fn serve(
         starttls: false,
     };
     loop {
+        // While idling: Graph is asked every `idle_poll`; a change another
+        // session makes to the folder is told at once (its gate moves).
+        let watch = match &conn.state {
+            State::Selected(_, view) if conn.idle_tag.is_some() => {
+                Some((view.gate.clone(), view.seen))
+            }
+            _ => None,
+        };
+        let idling = conn.idle_tag.is_some();
         let poll = async {
-            if conn.idle_tag.is_some() {
-                tokio::time::sleep(server.config.idle_poll).await;
-            } else {
-                std::future::pending::<()>().await;
+            if !idling {
+                return std::future::pending::<bool>().await;
+            }
+            let sleep = tokio::time::sleep(server.config.idle_poll);
+            match &watch {
+                Some((gate, seen)) => tokio::select! {
+                    _ = sleep => true,
+                    _ = gate.changed_since(*seen) => false,
+                },
+                None => {
+                    sleep.await;
+                    true
+                }
             }
         };
         let event = tokio::select! {
@@ -271,9 +289,13 @@ async fn serve(
                 bye(&mut stream, &mut imap, "graphgate is shutting down").await;
                 return Ok(());
             }
-            _ = poll => {
-                // IDLE: look for remote changes and report them at once.
-                for d in idle::changes(&server.shared, &mut conn.state).await {
+            ask_graph = poll => {
+                // IDLE: look for changes and report them at once.
+                let news = idle::changes(&mut conn.state, ask_graph).await;
+                for u in news.untagged {
+                    imap.enqueue_status(u);
+                }
+                for d in news.data {
                     imap.enqueue_data(d);
                 }
                 continue;
@@ -474,11 +496,30 @@ async fn command_reply(
     if let Err(why) = session::allowed(&name, conn.state.phase()) {
         return Reply::bad(why);
     }
+    let reply = dispatch(server, conn, command, &name, sink).await;
+    // Every command boundary tells a selected session what changed in its
+    // folder — by this session, another, or Outlook — but EXPUNGE not
+    // while answering FETCH, STORE or SEARCH (RFC 3501 §7.4.1).
+    let expunges = !matches!(name.as_str(), "FETCH" | "STORE" | "SEARCH");
+    match conn.state.selected() {
+        Some((auth, view)) => reply.announcing(session::report(&auth.model, view, expunges, true)),
+        None => reply,
+    }
+}
+
+/// The command's own answer.
+async fn dispatch(
+    server: &ImapServer,
+    conn: &mut Conn,
+    command: Command<'static>,
+    name: &str,
+    sink: &mut Sink<'_>,
+) -> Reply {
     let shared = &server.shared;
     match command.body {
         // Any state (RFC 3501 §6.1; ID, ENABLE).
         CommandBody::Capability => capability::handle(server, conn),
-        CommandBody::Noop => noop::handle(shared, &mut conn.state, "NOOP").await,
+        CommandBody::Noop => noop::handle(&mut conn.state, "NOOP").await,
         CommandBody::Logout => logout::handle(shared, &mut conn.state).await,
         CommandBody::Id { .. } => id::handle(),
         CommandBody::Enable { .. } => enable::handle(),
@@ -498,8 +539,8 @@ async fn command_reply(
         CommandBody::Create { mailbox } => create::handle(&conn.state, &mailbox).await,
         CommandBody::Delete { mailbox } => delete::handle(&conn.state, &mailbox).await,
         CommandBody::Rename { from, to } => rename::handle(&conn.state, &from, &to).await,
-        CommandBody::Subscribe { .. } => subscribe::handle("SUBSCRIBE"),
-        CommandBody::Unsubscribe { .. } => subscribe::handle("UNSUBSCRIBE"),
+        CommandBody::Subscribe { mailbox } => subscribe::handle(&conn.state, &mailbox, true),
+        CommandBody::Unsubscribe { mailbox } => subscribe::handle(&conn.state, &mailbox, false),
         CommandBody::List {
             reference,
             mailbox_wildcard,
@@ -512,25 +553,15 @@ async fn command_reply(
         CommandBody::Status {
             mailbox,
             item_names,
-        } => status::handle(shared, &conn.state, &mailbox, &item_names).await,
+        } => status::handle(&conn.state, &mailbox, &item_names).await,
         CommandBody::Append {
             mailbox,
             flags,
             date,
             message,
-        } => {
-            append::handle(
-                shared,
-                &conn.state,
-                &mailbox,
-                &flags,
-                date.as_ref(),
-                &message,
-            )
-            .await
-        }
+        } => append::handle(&conn.state, &mailbox, &flags, date.as_ref(), &message).await,
         // Selected (§6.4; UNSELECT, MOVE, UID EXPUNGE).
-        CommandBody::Check => noop::handle(shared, &mut conn.state, "CHECK").await,
+        CommandBody::Check => noop::handle(&mut conn.state, "CHECK").await,
         CommandBody::Close => close::handle(shared, &mut conn.state, true).await,
         CommandBody::Unselect => close::handle(shared, &mut conn.state, false).await,
         CommandBody::Expunge => expunge::handle(shared, &mut conn.state, None).await,
@@ -565,18 +596,18 @@ async fn command_reply(
             ..
         } => {
             let state = &mut conn.state;
-            store::handle(shared, state, &sequence_set, &kind, &response, &flags, uid).await
+            store::handle(state, &sequence_set, &kind, &response, &flags, uid).await
         }
         CommandBody::Copy {
             sequence_set,
             mailbox,
             uid,
-        } => copy::handle(shared, &mut conn.state, &sequence_set, &mailbox, uid, false).await,
+        } => copy::handle(&mut conn.state, &sequence_set, &mailbox, uid, false).await,
         CommandBody::Move {
             sequence_set,
             mailbox,
             uid,
-        } => copy::handle(shared, &mut conn.state, &sequence_set, &mailbox, uid, true).await,
+        } => copy::handle(&mut conn.state, &sequence_set, &mailbox, uid, true).await,
         _ => Reply::bad(format!("{name} is not supported")),
     }
 }

@@ -20,16 +20,18 @@ use std::sync::Arc;
 use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::core::{Tag, Vec1};
 use imap_next::imap_types::fetch::MessageDataItem;
-use imap_next::imap_types::flag::{Flag, FlagFetch};
+use imap_next::imap_types::flag::{Flag, FlagFetch, FlagPerm};
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data, Status};
 use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
 use super::content::ContentCache;
-use crate::graph::{MailBackend, RemoteMessageId};
-use crate::mailbox::{FolderChanges, InboxPlacement, MailboxModel, MailboxSet, SHARED_PREFIX};
+use crate::graph::MailBackend;
+use crate::mailbox::{
+    FolderGate, FolderRecord, InboxPlacement, MailboxModel, MailboxSet, MessageRecord,
+    SHARED_PREFIX, Uid,
+};
 use crate::runtime::Accounts;
-use crate::store::folders::{FolderRecord, MessageRecord, Uid};
 use crate::store::{Account, Store};
 
 /// What a command produced: untagged data and untagged statuses (`OK
@@ -67,9 +69,14 @@ impl Refusal {
     }
 }
 
-/// IMAP text (RFC 3501 §9 `text`): one line, no CR/LF, not empty.
+/// IMAP text (RFC 3501 §9 `text`): one line, no CR/LF, not empty, ASCII
+/// (a reply whose text is refused by the encoder would never be sent).
 pub fn text(s: &str) -> String {
-    let t: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+    let t: String = s
+        .chars()
+        .filter(|c| *c != '\r' && *c != '\n')
+        .map(|c| if c.is_ascii() { c } else { '?' })
+        .collect();
     if t.is_empty() { "-".into() } else { t }
 }
 
@@ -131,6 +138,64 @@ pub struct View {
     /// RFC822, BODY[TEXT]): deleted on leaving the folder when the
     /// account does not keep fetched mail (see [`leave`]).
     pub fetched: std::collections::HashSet<Uid>,
+    /// The keywords the client was told FLAGS has (RFC 3501 §7.2.6).
+    pub keywords: std::collections::BTreeSet<String>,
+    /// The folder's gate: its change counter says when to look again.
+    pub gate: Arc<FolderGate>,
+    /// The counter when the view was last brought up to date.
+    pub seen: u64,
+    /// Messages are gone that could not be announced yet (§7.4.1).
+    pub expunge_pending: bool,
+    /// The messages that are `\Recent` for this session (RFC 3501
+    /// §2.3.2): it was the first told of them.
+    pub recent: std::collections::HashSet<Uid>,
+}
+
+impl View {
+    /// The view of `folder` whose messages are `records`.
+    pub fn new(
+        folder: FolderRecord,
+        read_only: bool,
+        records: &[MessageRecord],
+        gate: Arc<FolderGate>,
+        seen: u64,
+    ) -> View {
+        View {
+            folder,
+            read_only,
+            uids: records.iter().map(|r| r.uid).collect(),
+            told: records
+                .iter()
+                .map(|r| (r.uid, (r.flags, r.keywords.clone())))
+                .collect(),
+            fetched: Default::default(),
+            keywords: keywords_of(records),
+            gate,
+            seen,
+            expunge_pending: false,
+            recent: Default::default(),
+        }
+    }
+
+    /// The flag bits to show for `uid`: its stored ones, with [`RECENT`]
+    /// when it is recent for this session.
+    pub fn shown(&self, uid: Uid, bits: u32) -> u32 {
+        if self.recent.contains(&uid) {
+            bits | RECENT
+        } else {
+            bits
+        }
+    }
+
+    /// Make the messages from `floor` up recent for this session; the
+    /// RECENT count to tell.
+    pub fn mark_recent(&mut self, floor: Option<Uid>) -> u32 {
+        if let Some(floor) = floor {
+            self.recent
+                .extend(self.uids.iter().copied().filter(|u| *u >= floor));
+        }
+        self.recent.len() as u32
+    }
 }
 
 pub struct Authenticated {
@@ -237,16 +302,25 @@ pub(crate) fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n.max(1)).expect("non-zero")
 }
 
+/// `\Recent` as a view-only bit beside the stored flags (it is this
+/// session's, never stored): set it in what [`flag_list`] renders.
+pub const RECENT: u32 = 1 << 31;
+
 pub(crate) fn flag_list(bits: u32, keywords: &str) -> Vec<FlagFetch<'static>> {
-    crate::mailbox::Flags::from_store(bits, keywords)
-        .imap_names()
-        .into_iter()
-        .filter_map(|name| {
-            Flag::try_from(name.as_str())
-                .ok()
-                .map(|f| FlagFetch::Flag(f.into_static()))
-        })
-        .collect()
+    let mut out: Vec<FlagFetch<'static>> =
+        crate::mailbox::Flags::from_store(bits & !RECENT, keywords)
+            .imap_names()
+            .into_iter()
+            .filter_map(|name| {
+                Flag::try_from(name.as_str())
+                    .ok()
+                    .map(|f| FlagFetch::Flag(f.into_static()))
+            })
+            .collect();
+    if bits & RECENT != 0 {
+        out.push(FlagFetch::Recent);
+    }
+    out
 }
 
 /// The IMAP name of a folder (modified UTF-7).
@@ -350,17 +424,102 @@ impl Shared {
     }
 }
 
-/// Bring `view` up to the folder's state in the store and say what
-/// changed as untagged responses, in RFC 3501 §7.4.1 order: EXPUNGE for
-/// messages gone (highest sequence number first, so each number is still
-/// valid when sent), EXISTS for new ones, FETCH FLAGS for flags that differ
+/// What a session is told at a command boundary: untagged statuses
+/// (PERMANENTFLAGS) and data (EXPUNGE, EXISTS, FLAGS, FETCH FLAGS).
+#[derive(Default)]
+pub struct Announced {
+    pub data: Vec<Data<'static>>,
+    pub untagged: Vec<Status<'static>>,
+}
+
+impl Reply {
+    /// The reply with `news` before its tagged status.
+    pub fn announcing(mut self, news: Announced) -> Reply {
+        self.untagged.extend(news.untagged);
+        self.data.extend(news.data);
+        self
+    }
+}
+
+/// The FLAGS of a folder whose messages carry `keywords` (RFC 3501
+/// §7.2.6): the system flags, then every keyword in use.
+pub fn folder_flags(keywords: &std::collections::BTreeSet<String>) -> Vec<Flag<'static>> {
+    let mut out = vec![
+        Flag::Answered,
+        Flag::Flagged,
+        Flag::Deleted,
+        Flag::Seen,
+        Flag::Draft,
+    ];
+    out.extend(
+        keywords
+            .iter()
+            .filter_map(|k| Flag::try_from(k.as_str()).ok().map(|f| f.into_static())),
+    );
+    out
+}
+
+/// PERMANENTFLAGS (RFC 3501 §7.1): what a STORE keeps — the keywords in
+/// use and any new one (`\*`), but not `\Draft`, which Graph's isDraft
+/// does not let change after creation.
+pub fn permanent_flags(keywords: &std::collections::BTreeSet<String>) -> Code<'static> {
+    let mut out = vec![
+        FlagPerm::Flag(Flag::Answered),
+        FlagPerm::Flag(Flag::Flagged),
+        FlagPerm::Flag(Flag::Deleted),
+        FlagPerm::Flag(Flag::Seen),
+    ];
+    out.extend(keywords.iter().filter_map(|k| {
+        Flag::try_from(k.as_str())
+            .ok()
+            .map(|f| FlagPerm::Flag(f.into_static()))
+    }));
+    out.push(FlagPerm::Asterisk);
+    Code::PermanentFlags(out)
+}
+
+/// The keywords in use in a folder (`$Forwarded` included: IMAP sees it
+/// as a keyword).
+pub fn keywords_of(records: &[MessageRecord]) -> std::collections::BTreeSet<String> {
+    let mut all = std::collections::BTreeSet::new();
+    for r in records {
+        all.extend(r.keywords.split_whitespace().map(str::to_string));
+        if r.flags & crate::mailbox::flags::FORWARDED != 0 {
+            all.insert("$Forwarded".to_string());
+        }
+    }
+    all
+}
+
+/// Bring `view` up to the folder's stored state and say what changed, in
+/// RFC 3501 §7.4.1 order: EXPUNGE for messages gone (highest sequence
+/// number first, so each number is still valid when sent), EXISTS for new
+/// ones, FLAGS when a keyword appeared, FETCH FLAGS for flags that differ
 /// from what the client was last told. Works the same whether this
-/// session's sync, another session or Outlook caused the change.
-pub fn report(view: &mut View, _changes: &FolderChanges, store: &Store) -> Vec<Data<'static>> {
-    let mut out = Vec::new();
-    let Ok(records) = store.messages(view.folder.id) else {
+/// session, another session or Outlook (through a sync) made the change.
+/// Without `expunges` (during FETCH, STORE, SEARCH: §7.4.1), messages gone
+/// stay in the view until a later boundary may say so.
+///
+/// A new message is `\Recent` for the first session told of it; with
+/// `take_recent` false (while idling) it is announced without being taken,
+/// and stays recent for the next session that selects the folder.
+pub fn report(model: &MailboxSet, view: &mut View, expunges: bool, take_recent: bool) -> Announced {
+    let mut out = Announced::default();
+    let version = view.gate.version();
+    if version == view.seen && !(expunges && view.expunge_pending) {
         return out;
+    }
+    // Taken before the read: a later change moves the counter again; a
+    // failed read is not retried in a loop (an idling session would spin).
+    view.seen = version;
+    let records = match model.messages(&view.folder) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(folder = %view.folder.name, "cannot read the folder's index: {e}");
+            return out;
+        }
     };
+    view.expunge_pending = false;
     let mut gone: Vec<u32> = view
         .uids
         .iter()
@@ -368,11 +527,16 @@ pub fn report(view: &mut View, _changes: &FolderChanges, store: &Store) -> Vec<D
         .filter(|(_, u)| super::content::find(&records, **u).is_none())
         .map(|(i, _)| i as u32 + 1)
         .collect();
+    if !expunges {
+        view.expunge_pending = !gone.is_empty();
+        gone.clear();
+    }
     gone.sort_unstable_by(|a, b| b.cmp(a));
     for seq in gone {
         let uid = view.uids.remove(seq as usize - 1);
         view.told.remove(&uid);
-        out.push(Data::Expunge(nz(seq)));
+        view.recent.remove(&uid);
+        out.data.push(Data::Expunge(nz(seq)));
     }
     let last = view.uids.last().copied().unwrap_or(Uid(0));
     let new: Vec<&MessageRecord> = records.iter().filter(|r| r.uid > last).collect();
@@ -381,7 +545,30 @@ pub fn report(view: &mut View, _changes: &FolderChanges, store: &Store) -> Vec<D
             view.uids.push(r.uid);
             view.told.insert(r.uid, (r.flags, r.keywords.clone()));
         }
-        out.push(Data::Exists(view.uids.len() as u32));
+        out.data.push(Data::Exists(view.uids.len() as u32));
+        // The first session told of a message gets its \Recent (§7.3.2:
+        // RECENT follows EXISTS); EXAMINE only looks.
+        if take_recent {
+            let floor = if view.read_only {
+                model.recent_floor(&view.folder)
+            } else {
+                model.claim_recent(&view.folder).map(Some)
+            };
+            let before = view.recent.len();
+            let now = view.mark_recent(floor.ok().flatten());
+            if now as usize != before {
+                out.data.push(Data::Recent(now));
+            }
+        }
+    }
+    let keywords = keywords_of(&records);
+    if !keywords.is_subset(&view.keywords) {
+        view.keywords.extend(keywords);
+        out.data.push(Data::Flags(folder_flags(&view.keywords)));
+        out.untagged.extend(untagged_ok(
+            permanent_flags(&view.keywords),
+            "Flags permitted",
+        ));
     }
     for (i, uid) in view.uids.iter().enumerate() {
         let Some(r) = super::content::find(&records, *uid) else {
@@ -391,10 +578,10 @@ pub fn report(view: &mut View, _changes: &FolderChanges, store: &Store) -> Vec<D
         if view.told.get(uid) != Some(&now) {
             let items = vec![
                 MessageDataItem::Uid(nz(uid.0)),
-                MessageDataItem::Flags(flag_list(r.flags, &r.keywords)),
+                MessageDataItem::Flags(flag_list(view.shown(r.uid, r.flags), &r.keywords)),
             ];
             if let Ok(items) = Vec1::try_from(items) {
-                out.push(Data::Fetch {
+                out.data.push(Data::Fetch {
                     seq: nz(i as u32 + 1),
                     items,
                 });
@@ -403,6 +590,31 @@ pub fn report(view: &mut View, _changes: &FolderChanges, store: &Store) -> Vec<D
         }
     }
     out
+}
+
+/// Refuse a sequence set that names a message past the end (RFC 3501
+/// §6.4.8 makes only UID sets lenient): `BAD` as Dovecot answers it,
+/// where a message set is invalid when the folder is empty or any number
+/// in it is above the message count (`n:*` needs `n` ≤ the count).
+pub fn check_set(view: &View, set: &SequenceSet, uid: bool, command: &str) -> Result<(), Refusal> {
+    if uid {
+        return Ok(());
+    }
+    let count = view.uids.len() as u32;
+    let too_far = |s: &SeqOrUid| matches!(s, SeqOrUid::Value(v) if v.get() > count);
+    let invalid = count == 0
+        || set.0.as_ref().iter().any(|seq| match seq {
+            Sequence::Single(s) => too_far(s),
+            Sequence::Range(a, b) => too_far(a) || too_far(b),
+        });
+    if invalid {
+        return Err(Refusal::bad(format!(
+            "Error in IMAP command {command}: Invalid messageset (the folder has {count} \
+             message{}; sequence numbers past it are refused; use UID {command} for UIDs)",
+            if count == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(())
 }
 
 /// The messages of `set` in the view, with their sequence numbers.
@@ -437,78 +649,33 @@ pub async fn leave(shared: &Shared, auth: &Authenticated, view: &mut View) {
     if auth.account.keep_fetched || view.read_only || view.fetched.is_empty() {
         return;
     }
-    let Ok(records) = shared.store.messages(view.folder.id) else {
-        return;
-    };
-    let fetched: Vec<&MessageRecord> = records
-        .iter()
-        .filter(|r| view.fetched.contains(&r.uid))
-        .collect();
-    let n = fetched.len();
-    match delete(shared, auth, view, fetched).await {
-        Ok(_) => tracing::info!(
-            account = %auth.account.login,
-            folder = %view.folder.name,
-            messages = n,
-            "fetched messages deleted on leaving the folder (keep_fetched = no)"
-        ),
+    let fetched: Vec<Uid> = view.fetched.iter().copied().collect();
+    match auth
+        .model
+        .expunge(&view.folder, &fetched, false, shared.expunge_permanently)
+        .await
+    {
+        Ok(out) => {
+            tracing::info!(
+                account = %auth.account.login,
+                folder = %view.folder.name,
+                messages = out.done.len(),
+                "fetched messages deleted on leaving the folder (keep_fetched = no)"
+            );
+            if let Some(e) = out.failure {
+                tracing::warn!(
+                    account = %auth.account.login,
+                    folder = %view.folder.name,
+                    "could not delete every fetched message: {e}; they stay and are tried \
+                     again the next time they are fetched"
+                );
+            }
+        }
         Err(e) => tracing::warn!(
             account = %auth.account.login,
             folder = %view.folder.name,
-            "could not delete the fetched messages: {}; they stay and are tried again \
-             the next time they are fetched",
-            match e {
-                Refusal::No(t) | Refusal::Bad(t) => t,
-            }
+            "could not delete the fetched messages: {e}; they stay and are tried again \
+             the next time they are fetched"
         ),
     }
-}
-
-/// Delete `doomed` in Graph (to Deleted Items, or for good with
-/// `imap.expunge_permanently`) and from the folder's table; the untagged
-/// EXPUNGEs for the view.
-pub(crate) async fn delete(
-    shared: &Shared,
-    auth: &Authenticated,
-    view: &mut View,
-    doomed: Vec<&MessageRecord>,
-) -> Result<Vec<Data<'static>>, Refusal> {
-    let mut gone = Vec::new();
-    for r in doomed {
-        let id = RemoteMessageId::new(r.remote_id.clone());
-        let result = if shared.expunge_permanently {
-            auth.model
-                .backend_for(&view.folder)
-                .permanent_delete(&id)
-                .await
-        } else {
-            auth.model
-                .backend_for(&view.folder)
-                .delete_message(&id)
-                .await
-        };
-        match result {
-            Ok(()) => gone.push(r.remote_id.clone()),
-            Err(e) if e.status() == Some(404) => gone.push(r.remote_id.clone()),
-            Err(e) => {
-                return Err(Refusal::no(format!(
-                    "Graph refused to delete a message: {e}"
-                )));
-            }
-        }
-    }
-    let removed = shared
-        .store
-        .remove_messages(view.folder.id, &gone)
-        .map_err(|e| Refusal::no(e.to_string()))?;
-    let mut removed = removed;
-    removed.sort();
-    Ok(report(
-        view,
-        &FolderChanges {
-            removed,
-            ..FolderChanges::default()
-        },
-        &shared.store,
-    ))
 }

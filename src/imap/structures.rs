@@ -18,8 +18,8 @@ use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName};
 use imap_next::imap_types::response::{Data, Response};
 
 use crate::imap::session::{flag_list, nz};
+use crate::mailbox::MessageRecord;
 use crate::mime::imap as mime;
-use crate::store::folders::MessageRecord;
 
 /// Bumped whenever the MIME core may describe a message differently: a
 /// stored structure of another version is computed again.
@@ -221,7 +221,7 @@ mod tests {
         let kept = compute(message);
         let structure = decode(&kept).unwrap();
         let record = MessageRecord {
-            uid: crate::store::folders::Uid(42),
+            uid: crate::mailbox::Uid(42),
             remote_id: "id".into(),
             flags: crate::mailbox::flags::SEEN | crate::mailbox::flags::FLAGGED,
             keywords: "$label1 project-x".into(),

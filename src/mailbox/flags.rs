@@ -71,6 +71,29 @@ impl Flags {
         Flags { bits, keywords }
     }
 
+    /// What Graph says of a message laid over what the index holds, field
+    /// by field: a field Graph did not send is unchanged (a partial delta
+    /// update, or the last verb that delta never carries), `\Deleted` is
+    /// ours alone.
+    pub fn merged(local: &Flags, m: &RemoteMessage) -> Flags {
+        let remote = Flags::from_remote(m);
+        let mut bits = local.bits & DELETED;
+        for (absent, mask) in [
+            (m.absent.is_read, SEEN),
+            (m.absent.flag, FLAGGED),
+            (m.absent.last_verb, ANSWERED | FORWARDED),
+            (m.absent.is_draft, DRAFT),
+        ] {
+            bits |= if absent { local.bits } else { remote.bits } & mask;
+        }
+        let keywords = if m.absent.categories {
+            local.keywords.clone()
+        } else {
+            remote.keywords
+        };
+        Flags { bits, keywords }
+    }
+
     pub fn from_store(bits: u32, keywords: &str) -> Flags {
         let mut keywords: Vec<String> = keywords.split_whitespace().map(str::to_string).collect();
         keywords.sort();
@@ -135,6 +158,23 @@ mod tests {
         );
         let (bits, kw) = f.to_store();
         assert_eq!(Flags::from_store(bits, &kw), f);
+        // A partial update (only isRead) keeps the rest; the last verb,
+        // not read, keeps the local \Answered.
+        let local = Flags::from_store(FLAGGED | ANSWERED | DELETED, "kw");
+        let partial = RemoteMessage {
+            is_read: true,
+            absent: crate::graph::backend::Absent {
+                flag: true,
+                categories: true,
+                last_verb: true,
+                is_draft: true,
+                ..Default::default()
+            },
+            ..RemoteMessage::default()
+        };
+        let merged = Flags::merged(&local, &partial);
+        assert_eq!(merged.bits, SEEN | FLAGGED | ANSWERED | DELETED);
+        assert_eq!(merged.keywords, vec!["kw".to_string()]);
         assert!(!f.deleted());
         assert!(f.clone().with_deleted(true).deleted());
     }

@@ -19,7 +19,10 @@
 //!
 //! Remote ids never leave this layer upwards, UIDs never go downwards.
 
+pub mod changes;
+pub mod events;
 pub mod flags;
+mod local;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -28,9 +31,13 @@ use crate::graph::{
     DeltaChange, DeltaLink, GraphError, MailBackend, RemoteFolder, RemoteFolderId, RemoteMessage,
     WellKnownFolder,
 };
-use crate::store::folders::{FolderId, FolderRecord, NewMessage, Uid};
+use crate::store::folders::NewMessage;
 use crate::store::{AccountId, Store, StoreError};
 
+/// The index's domain types, as IMAP handlers name them.
+pub use crate::store::folders::{FolderId, FolderRecord, MessageRecord, Uid};
+pub use changes::{FlagChange, FlagOp, Outcome, Stored};
+pub use events::FolderGate;
 pub use flags::Flags;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +48,16 @@ pub enum ModelError {
     Store(#[from] StoreError),
     #[error("no folder {0:?}")]
     NoSuchFolder(String),
+}
+
+impl ModelError {
+    /// What to do about it, when there is something to do.
+    pub fn remedy(&self) -> &'static str {
+        match self {
+            ModelError::Graph(e) => e.remedy(),
+            _ => "",
+        }
+    }
 }
 
 /// What one synchronisation changed in a folder, in UIDs.
@@ -306,6 +323,11 @@ impl MailboxModel {
             .into_iter()
             .find(|f| f.id == folder)
             .ok_or_else(|| ModelError::NoSuchFolder(format!("#{}", folder.0)))?;
+        // Under the folder's gate: no change of a session is between its
+        // Graph request and its acknowledgement while this round reads
+        // and merges (see `changes`).
+        let gate = self.gate(&record);
+        let _held = gate.hold().await;
         let remote_id = RemoteFolderId::new(record.remote_id.clone());
         let link = record.delta_link.clone().map(DeltaLink::new);
         let mut changes = FolderChanges::default();
@@ -334,7 +356,24 @@ impl MailboxModel {
                 DeltaChange::Removed(id) => last.insert(id.as_str(), None),
             };
         }
-        let upserts: Vec<&RemoteMessage> = last.values().filter_map(|m| *m).collect();
+        // A message new to the index that came as a partial update (it
+        // was known to a lost index, or Graph replayed it) is read whole.
+        let mut completed = Vec::new();
+        for m in last.values().filter_map(|m| *m) {
+            if m.absent.incomplete() && !known.contains_key(m.id.as_str()) {
+                match self.backend.get_message(&m.id).await {
+                    Ok(whole) => completed.push(whole),
+                    Err(e) if e.status() == Some(404) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let upserts: Vec<&RemoteMessage> = last
+            .values()
+            .filter_map(|m| *m)
+            .filter(|m| !m.absent.incomplete() || known.contains_key(m.id.as_str()))
+            .chain(completed.iter())
+            .collect();
         let mut removed_ids: Vec<String> = last
             .iter()
             .filter(|(_, m)| m.is_none())
@@ -380,10 +419,10 @@ impl MailboxModel {
             let Some(old) = known.get(m.id.as_str()) else {
                 continue;
             };
-            let remote = Flags::from_remote(m);
             let local = Flags::from_store(old.flags, &old.keywords);
+            // Field by field: what Graph did not send is unchanged;
             // \Deleted is ours alone.
-            let merged = remote.with_deleted(local.deleted());
+            let merged = Flags::merged(&local, m);
             if merged != local {
                 let (bits, keywords) = merged.to_store();
                 self.store
@@ -400,6 +439,9 @@ impl MailboxModel {
         changes.flags_changed.dedup();
         self.store
             .set_delta_link(folder, Some(result.delta_link.as_str()))?;
+        if changes != FolderChanges::default() {
+            gate.announce();
+        }
         Ok(changes)
     }
 }

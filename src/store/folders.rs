@@ -389,6 +389,47 @@ impl Store {
         removed.sort();
         Ok(removed)
     }
+
+    /// Give messages of a folder new UIDs (an IMAP MOVE into the folder
+    /// they are in, RFC 6851 §3.3 as Dovecot does it: the message stays,
+    /// under a new UID), keeping flags, size, date and content, in one
+    /// transaction. Returns (old, new) pairs; UIDs not in the folder are
+    /// left out.
+    pub fn renumber_messages(
+        &self,
+        folder: FolderId,
+        uids: &[Uid],
+    ) -> Result<Vec<(Uid, Uid)>, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        let mut uid_next: u32 = tx.query_row(
+            "SELECT uidnext FROM folders WHERE id = ?1",
+            [folder.0],
+            |r| r.get(0),
+        )?;
+        let mut pairs = Vec::new();
+        {
+            let mut update =
+                tx.prepare("UPDATE messages SET uid = ?1 WHERE folder_id = ?2 AND uid = ?3")?;
+            for uid in uids {
+                if uid_next == u32::MAX {
+                    return Err(StoreError::Corrupt(
+                        "UIDNEXT exhausted in a folder; it must be replaced".into(),
+                    ));
+                }
+                if update.execute(params![uid_next, folder.0, uid.0])? == 1 {
+                    pairs.push((*uid, Uid(uid_next)));
+                    uid_next += 1;
+                }
+            }
+        }
+        tx.execute(
+            "UPDATE folders SET uidnext = ?1 WHERE id = ?2",
+            params![uid_next, folder.0],
+        )?;
+        tx.commit()?;
+        Ok(pairs)
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod folders;
 pub mod login_failures;
 pub mod schema;
 pub mod spool;
+pub mod subscriptions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -146,6 +146,26 @@ CREATE INDEX IF NOT EXISTS login_failures_by_expiry ON login_failures (expires_a
 ALTER TABLE spool ADD COLUMN fingerprint TEXT;
 CREATE INDEX IF NOT EXISTS spool_by_fingerprint ON spool (fingerprint) WHERE fingerprint IS NOT NULL;
 "#,
+    // 8 (IMAP state Graph does not keep, issue 15): subscriptions by
+    // name, per account (RFC 3501 §6.3.6: a name stays subscribed across
+    // DELETE and may not exist); a folder with no row counts as
+    // subscribed, as every folder was before. And per folder the lowest
+    // UID no session has been told about yet (`\Recent`, RFC 3501
+    // §2.3.2); no row until a session first selects the folder.
+    // New tables only (no ALTER of a shared one), so the migration is
+    // idempotent.
+    r#"
+CREATE TABLE IF NOT EXISTS subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name       TEXT NOT NULL,
+    subscribed INTEGER NOT NULL,
+    PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS recent_floors (
+    folder_id INTEGER PRIMARY KEY REFERENCES folders(id) ON DELETE CASCADE,
+    floor     INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -1,10 +1,11 @@
-//! APPEND (RFC 3501 §6.3.11, UIDPLUS RFC 4315 §3): the message goes to
-//! Graph as a non-draft message of the target folder, created with its
-//! date and flags (`\Seen`, `\Flagged`, `\Answered`, `$Forwarded`,
-//! keywords as categories); the tagged OK carries `[APPENDUID]` once the
-//! folder's sync has given the new message its UID. Costs one message
-//! creation (see the backend's append route) and one delta query on the
-//! folder.
+//! APPEND (RFC 3501 §6.3.11, UIDPLUS RFC 4315 §3): the mailbox model
+//! creates the message in Graph as a non-draft message of the target
+//! folder, with its date and flags (`\Seen`, `\Flagged`, `\Answered`,
+//! `$Forwarded`, keywords as categories); the tagged OK carries
+//! `[APPENDUID]` once the folder's sync has given the new message its UID.
+//! When the target is the selected folder, the command boundary's report
+//! announces it (`* n EXISTS`). Costs one message creation (see the
+//! backend's append route) and one delta query on the folder.
 
 use std::num::NonZeroU32;
 
@@ -14,14 +15,13 @@ use imap_next::imap_types::flag::Flag;
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::Code;
 
-use crate::graph::{AppendOptions, FlagStatus, FlagUpdate, RemoteFolderId};
-use crate::imap::session::{Refusal, Reply, Shared, State, local_name};
+use crate::imap::session::{Reply, State, local_name};
+use crate::mailbox::{Flags, flags};
 
 pub(crate) async fn handle(
-    shared: &Shared,
     state: &State,
     mailbox: &Mailbox<'_>,
-    flags: &[Flag<'_>],
+    list: &[Flag<'_>],
     date: Option<&DateTime>,
     message: &LiteralOrLiteral8<'_>,
 ) -> Reply {
@@ -30,44 +30,31 @@ pub(crate) async fn handle(
     };
     let folder_name = local_name(mailbox);
     let Ok(folder) = auth.model.folder(&folder_name) else {
-        let mut r = Reply::no(format!("no folder named {folder_name:?}"));
-        r.status = Err(Refusal::No(format!(
-            "[TRYCREATE] no folder named {folder_name:?}"
-        )));
-        return r;
+        return Reply::no(format!("[TRYCREATE] no folder named {folder_name:?}"));
     };
     let bytes = match message {
         LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
         LiteralOrLiteral8::Literal8(l) => l.data.as_ref().to_vec(),
     };
-    let options = AppendOptions {
-        is_read: flags.contains(&Flag::Seen),
-        received: date.map(|d| d.as_ref().with_timezone(&chrono::Utc)),
-        flags: append_flags(flags),
-    };
-    let remote = RemoteFolderId::new(folder.remote_id.clone());
+    let date = date.map(|d| d.as_ref().with_timezone(&chrono::Utc));
     match auth
         .model
-        .backend_for(&folder)
-        .append_message(&remote, bytes::Bytes::from(bytes), &options)
+        .append(
+            &folder,
+            bytes::Bytes::from(bytes),
+            &append_flags(list),
+            date,
+        )
         .await
     {
-        Ok(created) => {
-            let _ = auth.model.sync(folder.id).await;
-            let uid = shared
-                .store
-                .message_by_remote_id(folder.id, created.id.as_str())
-                .ok()
-                .flatten()
-                .map(|m| m.uid.0);
+        Ok(uid) => {
             let mut reply = Reply::ok("APPEND completed");
-            if let Some(uid) = uid.and_then(NonZeroU32::new) {
+            if let (Some(uid), Some(uid_validity)) = (
+                uid.and_then(|u| NonZeroU32::new(u.0)),
+                NonZeroU32::new(folder.uid_validity.0),
+            ) {
                 reply.status = Ok((
-                    Some(Code::AppendUid {
-                        uid_validity: NonZeroU32::new(folder.uid_validity.0)
-                            .unwrap_or(NonZeroU32::MIN),
-                        uid,
-                    }),
+                    Some(Code::AppendUid { uid_validity, uid }),
                     "APPEND completed".into(),
                 ));
             }
@@ -77,24 +64,23 @@ pub(crate) async fn handle(
     }
 }
 
-/// The flags an APPENDed message is created with, beside `\Seen`
-/// (`\Deleted` and `\Draft` cannot be set at creation through Graph).
-fn append_flags(flags: &[Flag<'_>]) -> FlagUpdate {
-    let mut update = FlagUpdate::default();
-    let mut categories = Vec::new();
-    for f in flags {
+/// The flags an APPENDed message is created with (`\Deleted` and
+/// `\Draft` cannot be set at creation through Graph).
+fn append_flags(list: &[Flag<'_>]) -> Flags {
+    let mut out = Flags::default();
+    for f in list {
         match f {
-            Flag::Flagged => update.flag = Some(FlagStatus::Flagged),
-            Flag::Answered => update.answered = Some(true),
+            Flag::Seen => out.bits |= flags::SEEN,
+            Flag::Flagged => out.bits |= flags::FLAGGED,
+            Flag::Answered => out.bits |= flags::ANSWERED,
             Flag::Keyword(k) if k.as_ref().eq_ignore_ascii_case("$Forwarded") => {
-                update.forwarded = Some(true)
+                out.bits |= flags::FORWARDED
             }
-            Flag::Keyword(k) => categories.push(k.as_ref().to_string()),
+            Flag::Keyword(k) => out.keywords.push(k.as_ref().to_string()),
             _ => {}
         }
     }
-    if !categories.is_empty() {
-        update.categories = Some(categories);
-    }
-    update
+    out.keywords.sort();
+    out.keywords.dedup();
+    out
 }

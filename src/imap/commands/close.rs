@@ -14,7 +14,7 @@ pub(crate) async fn handle(shared: &Shared, state: &mut State, close: bool) -> R
         return Reply::bad("no folder selected");
     };
     if close && !view.read_only {
-        let _ = expunge(shared, &auth, &mut view, None).await;
+        let _ = expunge(shared, &auth, &view, None).await;
     }
     leave(shared, &auth, &mut view).await;
     *state = State::Authenticated(auth);

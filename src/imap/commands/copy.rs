@@ -1,8 +1,13 @@
 //! COPY and MOVE (RFC 3501 §6.4.7, RFC 6851) and their UID forms, with
 //! UIDPLUS's COPYUID (RFC 4315 §3): in the tagged OK for COPY, in an
-//! untagged OK before the EXPUNGEs for MOVE (RFC 6851 §4.3). Only within
-//! one mailbox: Graph cannot copy or move between mailboxes. Costs one
-//! copy or move per message, then one delta query on the target folder.
+//! untagged OK before the EXPUNGEs for MOVE (RFC 6851 §4.3). The mailbox
+//! model does the work ([`crate::mailbox::MailboxSet::copy`]); the EXPUNGE
+//! and EXISTS responses come from the command boundary's report, like any
+//! change. Only within one mailbox: Graph cannot copy or move between
+//! mailboxes. MOVE into the selected folder itself gives the messages new
+//! UIDs (as Dovecot does); COPY into it adds copies. Costs one copy or
+//! move per message, then one delta query on the target folder (none for
+//! a MOVE into the folder itself).
 
 use std::num::NonZeroU32;
 
@@ -12,13 +17,11 @@ use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::Code;
 use imap_next::imap_types::sequence::SequenceSet;
 
-use crate::graph::{RemoteFolderId, RemoteMessageId};
-use crate::imap::session::{Reply, Shared, State, local_name, report, resolve, untagged_ok};
-use crate::mailbox::FolderChanges;
+use crate::imap::session::{Reply, State, check_set, local_name, resolve, untagged_ok};
+use crate::mailbox::Uid;
 
 /// COPY, or MOVE when `moving`; by UID when `uid`.
 pub(crate) async fn handle(
-    shared: &Shared,
     state: &mut State,
     sequence_set: &SequenceSet,
     mailbox: &Mailbox<'_>,
@@ -29,6 +32,9 @@ pub(crate) async fn handle(
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
     };
+    if let Err(r) = check_set(view, sequence_set, uid, name) {
+        return r.into();
+    }
     let target_name = local_name(mailbox);
     let Ok(target) = auth.model.folder(&target_name) else {
         return Reply::no(format!("[TRYCREATE] no folder named {target_name:?}"));
@@ -39,87 +45,58 @@ pub(crate) async fn handle(
              FETCH the message and APPEND it to {target_name}"
         ));
     }
-    let records = match shared.store.messages(view.folder.id) {
+    if moving && view.read_only {
+        return Reply::no("the folder is open read-only (EXAMINE); SELECT it to move messages");
+    }
+    let records = match auth.model.messages(&view.folder) {
         Ok(r) => r,
-        Err(e) => return Reply::no(e.to_string()),
+        Err(e) => return Reply::no(format!("cannot read the folder's index: {e}")),
     };
-    let chosen = resolve(view, &records, sequence_set, uid);
-    let to = RemoteFolderId::new(target.remote_id.clone());
-    let mut moved = Vec::new();
-    let mut pairs = Vec::new();
-    for (_, r) in &chosen {
-        let id = RemoteMessageId::new(r.remote_id.clone());
-        let result = if moving {
-            auth.model
-                .backend_for(&view.folder)
-                .move_message(&id, &to)
-                .await
-        } else {
-            auth.model
-                .backend_for(&view.folder)
-                .copy_message(&id, &to)
-                .await
-        };
-        match result {
-            Ok(created) => {
-                moved.push(r.remote_id.clone());
-                pairs.push((r.uid, created.id.as_str().to_string()));
-            }
-            Err(e) => return Reply::no(format!("Graph refused the {name}: {e}")),
-        }
-    }
-    let _ = auth.model.sync(target.id).await;
-    let mut reply = Reply::ok(format!("{name} completed"));
-    // UIDPLUS (RFC 4315): which UIDs the copies got.
-    let mut source = Vec::new();
-    let mut destination = Vec::new();
-    for (from, new_id) in &pairs {
-        if let Ok(Some(m)) = shared.store.message_by_remote_id(target.id, new_id)
-            && let (Some(a), Some(b)) = (NonZeroU32::new(from.0), NonZeroU32::new(m.uid.0))
-        {
-            source.push(UidElement::Single(a));
-            destination.push(UidElement::Single(b));
-        }
-    }
-    let copyuid = match (
-        Vec1::try_from(source),
-        Vec1::try_from(destination),
-        NonZeroU32::new(target.uid_validity.0),
-    ) {
-        (Ok(source), Ok(destination), Some(uid_validity))
-            if source.as_ref().len() == pairs.len() =>
-        {
-            Some(Code::CopyUid {
-                uid_validity,
-                source: UidSet(source),
-                destination: UidSet(destination),
-            })
-        }
-        _ => None,
+    let uids: Vec<Uid> = resolve(view, &records, sequence_set, uid)
+        .into_iter()
+        .map(|(_, r)| r.uid)
+        .collect();
+    let outcome = match auth.model.copy(&view.folder, &uids, &target, moving).await {
+        Ok(o) => o,
+        Err(e) => return Reply::no(format!("the {name} could not be done: {e}")),
     };
-    if let Some(code) = copyuid {
+    let done = format!("{name} completed");
+    let mut reply = match &outcome.failure {
+        None => Reply::ok(done.clone()),
+        Some(e) => Reply::no(format!(
+            "Graph refused the {name} after {} of {} messages: {e}. {}",
+            outcome.done.len(),
+            uids.len(),
+            e.remedy()
+        )),
+    };
+    // UIDPLUS (RFC 4315): which UIDs the copies got, when all are known.
+    let expected = uids.len() - outcome.vanished.len();
+    if outcome.failure.is_none()
+        && outcome.done.len() == expected
+        && let Some(code) = copyuid(target.uid_validity.0, &outcome.done)
+    {
         if moving {
-            // RFC 6851: before the EXPUNGEs, untagged.
+            // RFC 6851 §4.3: before the EXPUNGEs, untagged.
             reply.untagged.extend(untagged_ok(code, "moved"));
         } else {
-            reply.status = Ok((Some(code), format!("{name} completed")));
-        }
-    }
-    if moving {
-        match shared.store.remove_messages(view.folder.id, &moved) {
-            Ok(mut removed) => {
-                removed.sort();
-                reply.data = report(
-                    view,
-                    &FolderChanges {
-                        removed,
-                        ..Default::default()
-                    },
-                    &shared.store,
-                );
-            }
-            Err(e) => return Reply::no(e.to_string()),
+            reply.status = Ok((Some(code), done));
         }
     }
     reply
+}
+
+/// `[COPYUID validity source destination]` for `pairs`.
+fn copyuid(uid_validity: u32, pairs: &[(Uid, Uid)]) -> Option<Code<'static>> {
+    let mut source = Vec::new();
+    let mut destination = Vec::new();
+    for (from, to) in pairs {
+        source.push(UidElement::Single(NonZeroU32::new(from.0)?));
+        destination.push(UidElement::Single(NonZeroU32::new(to.0)?));
+    }
+    Some(Code::CopyUid {
+        uid_validity: NonZeroU32::new(uid_validity)?,
+        source: UidSet(Vec1::try_from(source).ok()?),
+        destination: UidSet(Vec1::try_from(destination).ok()?),
+    })
 }

@@ -1,15 +1,14 @@
 //! EXPUNGE (RFC 3501 §6.4.3) and UID EXPUNGE (UIDPLUS, RFC 4315 §2.1):
 //! the messages marked `\Deleted` (for UID EXPUNGE, only those in the UID
-//! set) are deleted in Graph — moved to Deleted Items, or deleted for good
-//! with `imap.expunge_permanently` — and reported as `* n EXPUNGE`. Costs
-//! one deletion per message. CLOSE expunges the same way.
+//! set) are deleted in Graph by the mailbox model — moved to Deleted
+//! Items, or deleted for good with `imap.expunge_permanently` — and the
+//! command boundary's report says `* n EXPUNGE` for each. Costs one
+//! deletion per message. CLOSE expunges the same way.
 
-use imap_next::imap_types::response::Data;
 use imap_next::imap_types::sequence::SequenceSet;
 
-use crate::imap::session::{Authenticated, Refusal, Reply, Shared, State, View, delete, in_set};
-use crate::mailbox::flags;
-use crate::store::folders::MessageRecord;
+use crate::imap::session::{Authenticated, Reply, Shared, State, View, in_set};
+use crate::mailbox::{ModelError, Outcome, Uid, flags};
 
 /// EXPUNGE, or UID EXPUNGE when `only` is given.
 pub(crate) async fn handle(
@@ -29,28 +28,36 @@ pub(crate) async fn handle(
         "EXPUNGE completed"
     };
     match expunge(shared, auth, view, only).await {
-        Ok(data) => Reply::ok(done).with_data(data),
-        Err(r) => r.into(),
+        Ok(out) => match out.failure {
+            None => Reply::ok(done),
+            Some(e) => Reply::no(format!(
+                "Graph refused to delete a message after {} were deleted: {e}. {}",
+                out.done.len(),
+                e.remedy()
+            )),
+        },
+        Err(e) => Reply::no(format!("cannot expunge: {e}")),
     }
 }
 
-/// EXPUNGE (all `\Deleted`, or only those in `only` for UID EXPUNGE):
-/// deleted in Graph, then reported. Returns the EXPUNGE responses.
+/// EXPUNGE (all `\Deleted`, or only those in `only` for UID EXPUNGE)
+/// through the model.
 pub(crate) async fn expunge(
     shared: &Shared,
     auth: &Authenticated,
-    view: &mut View,
+    view: &View,
     only: Option<&SequenceSet>,
-) -> Result<Vec<Data<'static>>, Refusal> {
-    let records = shared
-        .store
-        .messages(view.folder.id)
-        .map_err(|e| Refusal::no(e.to_string()))?;
+) -> Result<Outcome<Uid>, ModelError> {
     let largest = view.uids.last().map_or(0, |u| u.0);
-    let doomed: Vec<&MessageRecord> = records
+    let doomed: Vec<Uid> = auth
+        .model
+        .messages(&view.folder)?
         .iter()
         .filter(|r| r.flags & flags::DELETED != 0)
         .filter(|r| only.is_none_or(|set| in_set(set, r.uid.0, largest)))
+        .map(|r| r.uid)
         .collect();
-    delete(shared, auth, view, doomed).await
+    auth.model
+        .expunge(&view.folder, &doomed, true, shared.expunge_permanently)
+        .await
 }

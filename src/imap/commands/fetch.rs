@@ -23,14 +23,15 @@ use imap_next::imap_types::fetch::{
 };
 use imap_next::imap_types::sequence::SequenceSet;
 
-use crate::graph::{FlagUpdate, RemoteMessageId};
 use crate::imap::content;
-use crate::imap::session::{Authenticated, Refusal, Reply, Shared, State, View, resolve};
+use crate::imap::session::{
+    Authenticated, Refusal, Reply, Shared, State, View, check_set, resolve,
+};
 use crate::imap::stream::Sink;
 use crate::imap::structures;
+use crate::mailbox::MessageRecord;
 use crate::mailbox::flags;
 use crate::mime::imap as mime;
-use crate::store::folders::MessageRecord;
 
 pub(crate) async fn handle(
     shared: &Shared,
@@ -193,10 +194,11 @@ async fn fetch(
             "BINARY and MODSEQ are not offered (see CAPABILITY)",
         ));
     }
-    let records = shared
-        .store
-        .messages(view.folder.id)
-        .map_err(|e| Refusal::no(e.to_string()))?;
+    check_set(view, set, uid, "FETCH")?;
+    let records = auth
+        .model
+        .messages(&view.folder)
+        .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?;
     let with_structure = structures::needs_structure(&names);
     // Structures kept by earlier FETCHes (by UID), when an item needs one.
     let stored = if with_structure {
@@ -415,7 +417,9 @@ async fn fetch(
                 if !first {
                     out.push(b' ');
                 }
-                out.extend_from_slice(flag_items.get(bits, &record.keywords));
+                out.extend_from_slice(
+                    flag_items.get(view.shown(record.uid, bits), &record.keywords),
+                );
                 view.told
                     .insert(record.uid, (bits, record.keywords.clone()));
             }
@@ -440,26 +444,12 @@ async fn fetch(
             }
         });
     }
-    for r in mark_seen {
-        let id = RemoteMessageId::new(r.remote_id.clone());
-        let update = FlagUpdate {
-            is_read: Some(true),
-            ..FlagUpdate::default()
-        };
-        if auth
-            .model
-            .backend_for(&view.folder)
-            .update_flags(&id, &update)
-            .await
-            .is_ok()
-        {
-            let _ = shared.store.set_message_flags(
-                view.folder.id,
-                r.uid,
-                r.flags | flags::SEEN,
-                &r.keywords,
-            );
-        }
+    if !mark_seen.is_empty() {
+        // Written back through the model; a refusal is logged there and
+        // the flags stay as Graph has them (the client hears so at its
+        // next command).
+        let uids: Vec<_> = mark_seen.iter().map(|r| r.uid).collect();
+        auth.model.mark_seen(&view.folder, &uids).await;
     }
     Ok(())
 }

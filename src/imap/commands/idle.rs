@@ -2,11 +2,10 @@
 //! exchange itself (continuation, `DONE`, the poll timer) is framing and
 //! lives in [`crate::imap::server`]. With a folder selected, every
 //! `imap.idle_poll` costs one delta query on it, and what changed is
-//! reported at once.
+//! reported at once; a change another session makes to the folder is
+//! reported as soon as the model announces it, without asking Graph.
 
-use imap_next::imap_types::response::Data;
-
-use crate::imap::session::{Refusal, Shared, State, report};
+use crate::imap::session::{Announced, Refusal, State, report};
 
 /// May IDLE start now?
 pub(crate) fn start(state: &State) -> Result<(), Refusal> {
@@ -16,13 +15,16 @@ pub(crate) fn start(state: &State) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// One poll while idling: the selected folder's changes, as untagged data.
-pub(crate) async fn changes(shared: &Shared, state: &mut State) -> Vec<Data<'static>> {
+/// One wake-up while idling: the selected folder's changes (after a sync
+/// when `ask_graph`), as untagged responses.
+pub(crate) async fn changes(state: &mut State, ask_graph: bool) -> Announced {
     let Some((auth, view)) = state.selected() else {
-        return Vec::new();
+        return Announced::default();
     };
-    match auth.model.sync(view.folder.id).await {
-        Ok(changes) => report(view, &changes, &shared.store),
-        Err(_) => Vec::new(),
+    if ask_graph && let Err(e) = auth.model.sync(view.folder.id).await {
+        tracing::warn!(folder = %view.folder.name, "imap sync while idling failed: {e}");
     }
+    // New mail is pushed without taking its \Recent: it stays recent for
+    // the next session that selects the folder.
+    report(&auth.model, view, true, false)
 }

@@ -2,8 +2,8 @@
 //! folders whose names match the pattern, with `/` as the hierarchy
 //! delimiter, `\HasChildren` / `\HasNoChildren`, the special-use attribute
 //! of Graph's well-known folders, and `\Noselect` parents that are not
-//! folders themselves (`Shared`, `Shared/bob@…`). Every folder counts as
-//! subscribed. No Graph call: the folder list is the one LOGIN (or a
+//! folders themselves (`Shared`, `Shared/bob@…`). LSUB lists what the
+//! account subscribed (see `mailbox::local`). No Graph call: the folder list is the one LOGIN (or a
 //! CREATE, DELETE, RENAME, or an unknown name at SELECT) last fetched.
 
 use imap_next::imap_types::IntoStatic;
@@ -150,7 +150,37 @@ fn list(
             });
         }
     }
-    for f in folders.iter().filter(|f| !subscribed_only || f.subscribed) {
+    // LSUB: folders not unsubscribed, and subscribed names that are no
+    // folder (RFC 3501 §6.3.9: listed, as \Noselect).
+    let subscriptions = if subscribed_only {
+        auth.model
+            .subscriptions()
+            .map_err(|e| Refusal::no(e.to_string()))?
+    } else {
+        Default::default()
+    };
+    if subscribed_only {
+        let mut orphans: Vec<&String> = subscriptions
+            .iter()
+            .filter(|(name, on)| **on && !folders.iter().any(|f| &f.name == *name))
+            .map(|(name, _)| name)
+            .filter(|name| list_match(&full, name))
+            .collect();
+        orphans.sort();
+        for name in orphans {
+            if let Ok(mailbox) = Mailbox::try_from(utf7::encode(name)) {
+                out.push(Data::Lsub {
+                    items: vec![FlagNameAttribute::Noselect],
+                    delimiter: Some(QuotedChar::try_from('/').expect("/")),
+                    mailbox: mailbox.into_static(),
+                });
+            }
+        }
+    }
+    let listed = |f: &&crate::mailbox::FolderRecord| {
+        !subscribed_only || subscriptions.get(&f.name).copied().unwrap_or(true)
+    };
+    for f in folders.iter().filter(listed) {
         if !list_match(&full, &f.name) {
             continue;
         }

@@ -12,9 +12,9 @@ use imap_next::imap_types::search::SearchKey;
 
 use crate::imap::content;
 use crate::imap::session::{Authenticated, Refusal, Reply, Shared, State, View, in_set, nz};
+use crate::mailbox::MessageRecord;
 use crate::mailbox::flags;
 use crate::mime::imap as mime;
-use crate::store::folders::MessageRecord;
 
 pub(crate) async fn handle(
     shared: &Shared,
@@ -132,10 +132,10 @@ async fn search(
     keys: &[SearchKey<'_>],
     uid: bool,
 ) -> Result<Data<'static>, Refusal> {
-    let mut records = shared
-        .store
-        .messages(view.folder.id)
-        .map_err(|e| Refusal::no(e.to_string()))?;
+    let mut records = auth
+        .model
+        .messages(&view.folder)
+        .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?;
     let with_bytes = keys.iter().any(needs_bytes);
     if with_bytes {
         let in_view: Vec<MessageRecord> = records
@@ -161,6 +161,7 @@ async fn search(
         r: &MessageRecord,
         p: Option<&Parsed>,
         largest: (u32, u32),
+        recent: &std::collections::HashSet<crate::mailbox::Uid>,
     ) -> Result<bool, String> {
         let header = |name: &str, needle: &[u8]| {
             p.is_some_and(|p| {
@@ -181,18 +182,21 @@ async fn search(
             SearchKey::Undeleted => r.flags & flags::DELETED == 0,
             SearchKey::Draft => r.flags & flags::DRAFT != 0,
             SearchKey::Undraft => r.flags & flags::DRAFT == 0,
-            SearchKey::Recent | SearchKey::New => false,
-            SearchKey::Old => true,
+            // \Recent is this session's (RFC 3501 §6.4.4: NEW is RECENT
+            // UNSEEN, OLD is NOT RECENT).
+            SearchKey::Recent => recent.contains(&r.uid),
+            SearchKey::New => recent.contains(&r.uid) && r.flags & flags::SEEN == 0,
+            SearchKey::Old => !recent.contains(&r.uid),
             SearchKey::SequenceSet(set) => in_set(set, seq, largest.0),
             SearchKey::Uid(set) => in_set(set, r.uid.0, largest.1),
-            SearchKey::Not(k) => !matches(k, seq, r, p, largest)?,
+            SearchKey::Not(k) => !matches(k, seq, r, p, largest, recent)?,
             SearchKey::Or(a, b) => {
-                matches(a, seq, r, p, largest)? || matches(b, seq, r, p, largest)?
+                matches(a, seq, r, p, largest, recent)? || matches(b, seq, r, p, largest, recent)?
             }
             SearchKey::And(keys) => {
                 let mut all = true;
                 for k in keys.as_ref() {
-                    all &= matches(k, seq, r, p, largest)?;
+                    all &= matches(k, seq, r, p, largest, recent)?;
                 }
                 all
             }
@@ -269,8 +273,15 @@ async fn search(
             let parsed = bytes.as_deref().map(parse_for_search);
             let mut all = true;
             for k in keys {
-                all &= matches(k, *seq, r, parsed.as_ref(), (largest_seq, largest_uid))
-                    .map_err(Refusal::No)?;
+                all &= matches(
+                    k,
+                    *seq,
+                    r,
+                    parsed.as_ref(),
+                    (largest_seq, largest_uid),
+                    &view.recent,
+                )
+                .map_err(Refusal::No)?;
             }
             if all {
                 hits.push(nz(if uid { r.uid.0 } else { *seq }));

@@ -1,19 +1,20 @@
 //! SELECT and EXAMINE (RFC 3501 §6.3.1, §6.3.2): leave the folder selected
-//! before (see [`leave`]), bring the new one up to date, and describe it:
-//! FLAGS, EXISTS, RECENT, then the untagged OKs (UIDVALIDITY, UIDNEXT,
+//! before (see [`leave`]), have the mailbox model bring the new one up to
+//! date, and describe it: FLAGS (the keywords in use included, §7.2.6),
+//! EXISTS, RECENT (the messages no session was told of before: SELECT
+//! takes them), then the untagged OKs (UIDVALIDITY, UIDNEXT,
 //! PERMANENTFLAGS, UNSEEN) and `[READ-WRITE]` / `[READ-ONLY]`. Costs one
 //! delta query on the folder (a folder listing first when the name is not
 //! known yet); flags and UIDs come from the local index.
 
-use imap_next::imap_types::flag::{Flag, FlagPerm};
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data};
 
 use crate::imap::session::{
-    Authenticated, Refusal, Reply, Shared, State, View, leave, local_name, nz, untagged_ok,
+    Authenticated, Refusal, Reply, Shared, State, View, folder_flags, leave, local_name, nz,
+    permanent_flags, untagged_ok,
 };
 use crate::mailbox::flags;
-use crate::store::Store;
 
 /// SELECT, or EXAMINE when `read_only`.
 pub(crate) async fn handle(
@@ -35,11 +36,16 @@ pub(crate) async fn handle(
             return Reply::bad("not logged in");
         }
     };
-    match select(&auth, &folder, read_only, &shared.store).await {
-        Ok((view, data, code)) => {
+    match select(&auth, &folder, read_only).await {
+        Ok((view, data, codes)) => {
+            let code = if read_only {
+                Code::ReadOnly
+            } else {
+                Code::ReadWrite
+            };
             let mut reply = Reply::ok(format!("{name} completed")).with_data(data);
             reply.status = Ok((Some(code), format!("{name} completed")));
-            for (code, t) in select_codes(&view, &shared.store) {
+            for (code, t) in codes {
                 reply.untagged.extend(untagged_ok(code, &t));
             }
             *state = State::Selected(auth, Box::new(view));
@@ -53,13 +59,10 @@ pub(crate) async fn handle(
     }
 }
 
+type Described = (View, Vec<Data<'static>>, Vec<(Code<'static>, String)>);
+
 /// Sync the folder, then describe it.
-async fn select(
-    auth: &Authenticated,
-    name: &str,
-    read_only: bool,
-    store: &Store,
-) -> Result<(View, Vec<Data<'static>>, Code<'static>), Refusal> {
+async fn select(auth: &Authenticated, name: &str, read_only: bool) -> Result<Described, Refusal> {
     let folder = match auth.model.folder(name) {
         Ok(f) => f,
         Err(_) => {
@@ -77,42 +80,28 @@ async fn select(
         .await
         .map_err(|e| Refusal::no(format!("cannot synchronise {name}: {e}")))?;
     let folder = auth.model.folder(&folder.name).unwrap_or(folder);
-    let records = store
-        .messages(folder.id)
-        .map_err(|e| Refusal::no(e.to_string()))?;
-    let view = View {
-        folder: folder.clone(),
-        read_only,
-        uids: records.iter().map(|r| r.uid).collect(),
-        told: records
-            .iter()
-            .map(|r| (r.uid, (r.flags, r.keywords.clone())))
-            .collect(),
-        fetched: Default::default(),
-    };
-    let mut data = vec![
-        Data::Flags(vec![
-            Flag::Answered,
-            Flag::Flagged,
-            Flag::Deleted,
-            Flag::Seen,
-            Flag::Draft,
-        ]),
-        Data::Exists(view.uids.len() as u32),
-        Data::Recent(0),
-    ];
-    let _ = &mut data;
-    let code = if read_only {
-        Code::ReadOnly
+    let gate = auth.model.gate(&folder);
+    // The counter before the read: a change after it is reported later.
+    let seen = gate.version();
+    let records = auth
+        .model
+        .messages(&folder)
+        .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?;
+    let mut view = View::new(folder, read_only, &records, gate, seen);
+    // \Recent: SELECT claims what no session was told of yet (RFC 3501
+    // §2.3.2); EXAMINE must not take it away (§6.3.2), so it only looks.
+    let floor = if read_only {
+        auth.model.recent_floor(&view.folder)
     } else {
-        Code::ReadWrite
-    };
-    Ok((view, data, code))
-}
-
-/// The untagged OK lines of a SELECT (UIDVALIDITY, UIDNEXT, PERMANENTFLAGS,
-/// UNSEEN).
-fn select_codes(view: &View, store: &Store) -> Vec<(Code<'static>, String)> {
+        auth.model.claim_recent(&view.folder).map(Some)
+    }
+    .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?;
+    let recent = view.mark_recent(floor);
+    let data = vec![
+        Data::Flags(folder_flags(&view.keywords)),
+        Data::Exists(view.uids.len() as u32),
+        Data::Recent(recent),
+    ];
     let mut codes = vec![
         (
             Code::UidValidity(nz(view.folder.uid_validity.0)),
@@ -123,24 +112,15 @@ fn select_codes(view: &View, store: &Store) -> Vec<(Code<'static>, String)> {
             "Predicted next UID".to_string(),
         ),
         (
-            Code::PermanentFlags(vec![
-                FlagPerm::Flag(Flag::Answered),
-                FlagPerm::Flag(Flag::Flagged),
-                FlagPerm::Flag(Flag::Deleted),
-                FlagPerm::Flag(Flag::Seen),
-                FlagPerm::Flag(Flag::Draft),
-                FlagPerm::Asterisk,
-            ]),
+            permanent_flags(&view.keywords),
             "Flags permitted".to_string(),
         ),
     ];
-    if let Ok(records) = store.messages(view.folder.id)
-        && let Some(first) = records.iter().position(|r| r.flags & flags::SEEN == 0)
-    {
+    if let Some(first) = records.iter().position(|r| r.flags & flags::SEEN == 0) {
         codes.push((
             Code::Unseen(nz(first as u32 + 1)),
             "First unseen".to_string(),
         ));
     }
-    codes
+    Ok((view, data, codes))
 }

@@ -1,4 +1,5 @@
-//! STATUS (RFC 3501 §6.3.10): MESSAGES, RECENT (always 0), UIDNEXT,
+//! STATUS (RFC 3501 §6.3.10): MESSAGES, RECENT (no session told of them
+//! yet; STATUS takes none), UIDNEXT,
 //! UIDVALIDITY and UNSEEN of a folder, after bringing it up to date. Costs
 //! one delta query on that folder; the counts come from the local index.
 
@@ -6,14 +7,10 @@ use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::Data;
 use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
 
-use crate::imap::session::{
-    Authenticated, Refusal, Reply, Shared, State, local_name, nz, wire_name,
-};
+use crate::imap::session::{Authenticated, Refusal, Reply, State, local_name, nz, wire_name};
 use crate::mailbox::flags;
-use crate::store::Store;
 
 pub(crate) async fn handle(
-    shared: &Shared,
     state: &State,
     mailbox: &Mailbox<'_>,
     item_names: &[StatusDataItemName],
@@ -22,7 +19,7 @@ pub(crate) async fn handle(
         return Reply::bad("not logged in");
     };
     let folder = local_name(mailbox);
-    match status(auth, &folder, item_names, &shared.store).await {
+    match status(auth, &folder, item_names).await {
         Ok(data) => Reply::ok("STATUS completed").with_data(vec![data]),
         Err(r) => r.into(),
     }
@@ -33,7 +30,6 @@ async fn status(
     auth: &Authenticated,
     name: &str,
     wanted: &[StatusDataItemName],
-    store: &Store,
 ) -> Result<Data<'static>, Refusal> {
     let folder = auth
         .model
@@ -44,14 +40,22 @@ async fn status(
         .await
         .map_err(|e| Refusal::no(format!("cannot synchronise {name}: {e}")))?;
     let folder = auth.model.folder(name).unwrap_or(folder);
-    let records = store
-        .messages(folder.id)
-        .map_err(|e| Refusal::no(e.to_string()))?;
+    let records = auth
+        .model
+        .messages(&folder)
+        .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?;
     let mut items = Vec::new();
     for w in wanted {
         items.push(match w {
             StatusDataItemName::Messages => StatusDataItem::Messages(records.len() as u32),
-            StatusDataItemName::Recent => StatusDataItem::Recent(0),
+            StatusDataItemName::Recent => StatusDataItem::Recent(
+                auth.model
+                    .recent_floor(&folder)
+                    .ok()
+                    .flatten()
+                    .map_or(0, |floor| records.iter().filter(|r| r.uid >= floor).count())
+                    as u32,
+            ),
             StatusDataItemName::UidNext => StatusDataItem::UidNext(nz(folder.uid_next.0)),
             StatusDataItemName::UidValidity => {
                 StatusDataItem::UidValidity(nz(folder.uid_validity.0))

@@ -1,10 +1,26 @@
-//! SUBSCRIBE and UNSUBSCRIBE (RFC 3501 §6.3.6, §6.3.7): accepted and
-//! ignored — every folder counts as subscribed (LSUB lists them all). No
-//! Graph call.
+//! SUBSCRIBE and UNSUBSCRIBE (RFC 3501 §6.3.6, §6.3.7): the account's
+//! subscriptions, kept by the mailbox model by name (a name need not be a
+//! folder, and stays subscribed when its folder goes); LSUB answers from
+//! them. A folder never (un)subscribed counts as subscribed (see
+//! `mailbox::local`). No Graph call.
 
-use crate::imap::session::Reply;
+use imap_next::imap_types::mailbox::Mailbox;
 
-/// `verb` is `SUBSCRIBE` or `UNSUBSCRIBE`.
-pub(crate) fn handle(verb: &str) -> Reply {
-    Reply::ok(format!("{verb} completed (every folder is subscribed)"))
+use crate::imap::session::{Reply, State, local_name};
+
+/// SUBSCRIBE when `subscribe`, else UNSUBSCRIBE.
+pub(crate) fn handle(state: &State, mailbox: &Mailbox<'_>, subscribe: bool) -> Reply {
+    let verb = if subscribe {
+        "SUBSCRIBE"
+    } else {
+        "UNSUBSCRIBE"
+    };
+    let Some(auth) = state.account() else {
+        return Reply::bad("not logged in");
+    };
+    let name = local_name(mailbox);
+    match auth.model.subscribe(&name, subscribe) {
+        Ok(()) => Reply::ok(format!("{verb} completed")),
+        Err(e) => Reply::no(format!("the subscription could not be kept: {e}")),
+    }
 }

@@ -35,6 +35,46 @@ enum Change<'a> {
     Removed(&'a str),
 }
 
+/// The properties a later round reports of an updated message: only those
+/// a PATCH changed since `since`, when it was in the folder before
+/// `since` (Graph: "later pages of changes may carry only the changed
+/// fields", e.g. `id`, `isRead`, `parentFolderId` after a read toggle —
+/// microsoft-graph-docs issue #7776; graph-facts.md). `None`: the whole
+/// item (first round, new arrival, or a change no PATCH recorded).
+fn partial_fields(m: &super::model::Message, since: u64) -> Option<Vec<String>> {
+    if since == 0 || m.arrived > since {
+        return None;
+    }
+    let fields: Vec<String> = m
+        .changed
+        .iter()
+        .filter(|(_, seq)| **seq > since)
+        .map(|(f, _)| f.clone())
+        .collect();
+    (!fields.is_empty()).then_some(fields)
+}
+
+/// A partial update: `id`, `parentFolderId` and the changed properties
+/// the round's `$select` names.
+fn render_partial(
+    m: &super::model::Message,
+    select: &Option<Vec<String>>,
+    changed: &[String],
+) -> Value {
+    let mut fields = vec!["parentFolderId".to_string()];
+    fields.extend(
+        changed
+            .iter()
+            .filter(|f| select.as_ref().is_none_or(|s| s.contains(f)))
+            .cloned(),
+    );
+    let mut out = render(m, &Some(fields), &None);
+    if let Some(o) = out.as_object_mut() {
+        o.remove("@odata.etag");
+    }
+    out
+}
+
 pub(super) fn encode_cursor(c: &DeltaCursor) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .encode(serde_json::to_vec(c).unwrap_or_default())
@@ -146,7 +186,10 @@ pub async fn delta(
         let items: Vec<Value> = changes
             .into_iter()
             .map(|(_, change)| match change {
-                Change::Live(m) => render(m, &sel, &None),
+                Change::Live(m) => match partial_fields(m, c.since) {
+                    Some(fields) => render_partial(m, &sel, &fields),
+                    None => render(m, &sel, &None),
+                },
                 Change::Removed(id) => json!({"id": id, "@removed": {"reason": "deleted"}}),
             })
             .collect();

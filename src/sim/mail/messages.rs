@@ -232,7 +232,11 @@ pub async fn patch_message(
     let body = json_body(&body)?;
     with_mailbox(&state, &t, |mb| {
         apply_patch(find(mb, &id)?, &body);
-        mb.touch(&id);
+        let fields: Vec<&str> = body
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        mb.touch_fields(&id, fields);
         let m = find(mb, &id)?;
         Ok(Json(message_json(m)).into_response())
     })

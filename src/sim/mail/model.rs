@@ -60,6 +60,13 @@ pub struct Message {
     pub attachments: Vec<Attachment>,
     /// Change sequence of the last change (delta).
     pub seq: u64,
+    /// Change sequence at which the message entered its folder (created,
+    /// copied or moved in): a delta round after it reports later changes
+    /// as partial updates.
+    pub arrived: u64,
+    /// Top-level properties changed by a PATCH, with the change sequence
+    /// of their last change: a partial delta update carries these only.
+    pub changed: BTreeMap<String, u64>,
 }
 
 /// A file attachment added to a draft (directly or by upload session).
@@ -271,9 +278,23 @@ impl Mailbox {
     /// Insert a message (new seq).
     pub fn insert(&mut self, mut message: Message) -> String {
         message.seq = self.next_seq();
+        message.arrived = message.seq;
+        message.changed.clear();
         let id = message.id.clone();
         self.messages.insert(id.clone(), message);
         id
+    }
+
+    /// Mark a message changed by a PATCH of these top-level properties
+    /// (delta reports it again, with only those: see [`Message::changed`]).
+    pub fn touch_fields<'a>(&mut self, id: &str, fields: impl IntoIterator<Item = &'a str>) {
+        self.touch(id);
+        if let Some(m) = self.messages.get_mut(id) {
+            let seq = m.seq;
+            for f in fields {
+                m.changed.insert(f.to_string(), seq);
+            }
+        }
     }
 
     /// Mark a message changed (delta reports it again).
@@ -471,6 +492,8 @@ pub fn message_from_mime(
         extended: BTreeMap::new(),
         attachments: Vec::new(),
         seq: 0,
+        arrived: 0,
+        changed: BTreeMap::new(),
     }
 }
 

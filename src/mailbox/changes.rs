@@ -1,0 +1,496 @@
+//! The model's verbs by UID: set flags, mark seen, copy, move, expunge,
+//! append. Each change to a folder's messages runs under the folder's
+//! gate ([`super::events`]), reads the latest stored state there, sends
+//! the change to Graph, and stores it only once Graph has acknowledged it;
+//! then it announces the change to every session on the folder. A sync
+//! merge takes the same gate, so it never lands between a change sent and
+//! its acknowledgement (and never undoes it).
+//!
+//! A message Graph no longer has (`ErrorItemNotFound`: another client
+//! expunged it) is not an error of the verb: it is forgotten like an
+//! expunge, reported in the outcome's `vanished`, and the verb goes on
+//! with the rest of its set.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::events::{self, FolderGate};
+use super::flags::{self, Flags};
+use super::{MailboxModel, MailboxSet, ModelError};
+use crate::graph::{AppendOptions, FlagStatus, FlagUpdate, GraphError, RemoteFolderId};
+use crate::graph::{RemoteMessage, RemoteMessageId};
+use crate::store::folders::{FolderRecord, MessageRecord, Uid};
+
+/// How a STORE combines its flags with a message's (RFC 3501 §6.4.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagOp {
+    Replace,
+    Add,
+    Remove,
+}
+
+/// A flag change asked for: system flags as bits, keywords as atoms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagChange {
+    pub op: FlagOp,
+    pub bits: u32,
+    pub keywords: Vec<String>,
+}
+
+impl FlagChange {
+    /// The flags `old` has after the change. `\Draft` follows Graph's
+    /// isDraft, which cannot change after creation (so SELECT does not
+    /// offer it in PERMANENTFLAGS).
+    pub fn apply(&self, old: &Flags) -> Flags {
+        let bits = match self.op {
+            FlagOp::Replace => self.bits,
+            FlagOp::Add => old.bits | self.bits,
+            FlagOp::Remove => old.bits & !self.bits,
+        };
+        let bits = (bits & !flags::DRAFT) | (old.bits & flags::DRAFT);
+        let mut keywords = match self.op {
+            FlagOp::Replace => self.keywords.clone(),
+            FlagOp::Add => {
+                let mut k = old.keywords.clone();
+                k.extend(self.keywords.iter().cloned());
+                k
+            }
+            FlagOp::Remove => old
+                .keywords
+                .iter()
+                .filter(|k| !self.keywords.iter().any(|x| x.eq_ignore_ascii_case(k)))
+                .cloned()
+                .collect(),
+        };
+        keywords.sort();
+        keywords.dedup();
+        Flags { bits, keywords }
+    }
+}
+
+/// The Graph update that takes a message from `old` to `new`
+/// (`\Deleted` is local; `None` fields are left as they are).
+fn graph_update(old: &Flags, new: &Flags) -> FlagUpdate {
+    let changed = |bit: u32| (old.bits & bit) != (new.bits & bit);
+    FlagUpdate {
+        is_read: changed(flags::SEEN).then_some(new.bits & flags::SEEN != 0),
+        flag: changed(flags::FLAGGED).then_some(if new.bits & flags::FLAGGED != 0 {
+            FlagStatus::Flagged
+        } else {
+            FlagStatus::NotFlagged
+        }),
+        answered: changed(flags::ANSWERED).then_some(new.bits & flags::ANSWERED != 0),
+        forwarded: changed(flags::FORWARDED).then_some(new.bits & flags::FORWARDED != 0),
+        categories: (new.keywords != old.keywords).then(|| new.keywords.clone()),
+    }
+}
+
+/// A message's flags as stored after a verb.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub uid: Uid,
+    pub flags: u32,
+    pub keywords: String,
+}
+
+/// What a verb over a set did.
+#[derive(Debug)]
+pub struct Outcome<T> {
+    /// One entry per message done, in the order asked.
+    pub done: Vec<T>,
+    /// Messages Graph no longer had: forgotten (expunged) here.
+    pub vanished: Vec<Uid>,
+    /// The error that stopped the verb before the end of its set; what
+    /// `done` lists was done and stored.
+    pub failure: Option<ModelError>,
+}
+
+impl<T> Default for Outcome<T> {
+    fn default() -> Self {
+        Outcome {
+            done: Vec::new(),
+            vanished: Vec::new(),
+            failure: None,
+        }
+    }
+}
+
+fn not_found(e: &GraphError) -> bool {
+    e.status() == Some(404)
+}
+
+fn find(records: &[MessageRecord], uid: Uid) -> Option<&MessageRecord> {
+    records
+        .binary_search_by_key(&uid, |r| r.uid)
+        .ok()
+        .and_then(|i| records.get(i))
+}
+
+impl MailboxModel {
+    /// The gate of one of this model's folders.
+    pub fn gate(&self, folder: &FolderRecord) -> Arc<FolderGate> {
+        events::gate(&folder.mailbox, &folder.remote_id)
+    }
+
+    /// The messages of a folder as stored, in UID order.
+    pub fn messages(&self, folder: &FolderRecord) -> Result<Vec<MessageRecord>, ModelError> {
+        Ok(self.store.messages(folder.id)?)
+    }
+
+    /// Forget `remote_ids` (gone from Graph) and announce it; the UIDs.
+    fn forget(&self, folder: &FolderRecord, remote_ids: &[String]) -> Result<Vec<Uid>, ModelError> {
+        if remote_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self.store.remove_messages(folder.id, remote_ids)?)
+    }
+
+    /// STORE: change the flags of `uids`, each computed from its latest
+    /// stored flags under the folder's gate (two sessions adding keywords
+    /// to one message both keep theirs). Graph first, then the index.
+    pub async fn set_flags(
+        &self,
+        folder: &FolderRecord,
+        uids: &[Uid],
+        change: &FlagChange,
+    ) -> Result<Outcome<Stored>, ModelError> {
+        let gate = self.gate(folder);
+        let held = gate.hold().await;
+        let records = self.store.messages(folder.id)?;
+        let mut out = Outcome::default();
+        let mut gone = Vec::new();
+        let mut changed = false;
+        for uid in uids {
+            // Expunged meanwhile by another session: nothing to change.
+            let Some(r) = find(&records, *uid) else {
+                continue;
+            };
+            let old = Flags::from_store(r.flags, &r.keywords);
+            let new = change.apply(&old);
+            let update = graph_update(&old, &new);
+            if update != FlagUpdate::default() {
+                let id = RemoteMessageId::new(r.remote_id.clone());
+                match self.backend.update_flags(&id, &update).await {
+                    Ok(()) => {}
+                    Err(e) if not_found(&e) => {
+                        gone.push(r.remote_id.clone());
+                        continue;
+                    }
+                    Err(e) => {
+                        out.failure = Some(e.into());
+                        break;
+                    }
+                }
+            }
+            let (bits, keywords) = new.to_store();
+            if new != old {
+                self.store
+                    .set_message_flags(folder.id, r.uid, bits, &keywords)?;
+                changed = true;
+            }
+            out.done.push(Stored {
+                uid: r.uid,
+                flags: bits,
+                keywords,
+            });
+        }
+        out.vanished = self.forget(folder, &gone)?;
+        drop(held);
+        if changed || !out.vanished.is_empty() {
+            gate.announce();
+        }
+        Ok(out)
+    }
+
+    /// The `\Seen` a non-PEEK body FETCH sets (RFC 3501 §6.4.5), written
+    /// back to Graph. A message Graph refused stays unseen in the index
+    /// (and the session hears so at its next command): the failure is
+    /// logged, not hidden.
+    pub async fn mark_seen(&self, folder: &FolderRecord, uids: &[Uid]) -> Outcome<Stored> {
+        let change = FlagChange {
+            op: FlagOp::Add,
+            bits: flags::SEEN,
+            keywords: Vec::new(),
+        };
+        match self.set_flags(folder, uids, &change).await {
+            Ok(out) => {
+                if let Some(e) = &out.failure {
+                    tracing::warn!(
+                        folder = %folder.name,
+                        "could not mark fetched messages read in Graph: {e}; they stay unseen \
+                         and the client is told so at its next command"
+                    );
+                }
+                out
+            }
+            Err(e) => {
+                tracing::warn!(
+                    folder = %folder.name,
+                    "could not mark fetched messages read: {e}; they stay unseen"
+                );
+                Outcome {
+                    failure: Some(e),
+                    ..Outcome::default()
+                }
+            }
+        }
+    }
+
+    /// COPY (or MOVE when `moving`) of `uids` from `from` into `to`, both
+    /// folders of this mailbox. The outcome pairs each source UID with the
+    /// UID the copy got in `to` (for COPYUID), when the target's sync has
+    /// seen it.
+    ///
+    /// MOVE into the folder itself is what Dovecot does (RFC 6851 allows
+    /// it): the message stays and gets a new UID; Graph is not asked. COPY
+    /// into the folder itself is a Graph copy: a new item, a new UID.
+    pub async fn copy(
+        &self,
+        from: &FolderRecord,
+        uids: &[Uid],
+        to: &FolderRecord,
+        moving: bool,
+    ) -> Result<Outcome<(Uid, Uid)>, ModelError> {
+        let gate = self.gate(from);
+        if moving && from.id == to.id {
+            let held = gate.hold().await;
+            let pairs = self.store.renumber_messages(from.id, uids)?;
+            drop(held);
+            if !pairs.is_empty() {
+                gate.announce();
+            }
+            return Ok(Outcome {
+                done: pairs,
+                ..Outcome::default()
+            });
+        }
+        let held = gate.hold().await;
+        let records = self.store.messages(from.id)?;
+        let target = RemoteFolderId::new(to.remote_id.clone());
+        let mut out = Outcome::default();
+        let mut created: Vec<(Uid, String)> = Vec::new();
+        let mut moved = Vec::new();
+        let mut gone = Vec::new();
+        for uid in uids {
+            let Some(r) = find(&records, *uid) else {
+                continue;
+            };
+            let id = RemoteMessageId::new(r.remote_id.clone());
+            let result = if moving {
+                self.backend.move_message(&id, &target).await
+            } else {
+                self.backend.copy_message(&id, &target).await
+            };
+            match result {
+                Ok(copy) => {
+                    created.push((r.uid, copy.id.as_str().to_string()));
+                    if moving {
+                        moved.push(r.remote_id.clone());
+                    }
+                }
+                Err(e) if not_found(&e) => gone.push(r.remote_id.clone()),
+                Err(e) => {
+                    out.failure = Some(e.into());
+                    break;
+                }
+            }
+        }
+        gone.extend(moved);
+        let removed = self.forget(from, &gone)?;
+        out.vanished = removed
+            .into_iter()
+            .filter(|u| !created.iter().any(|(from, _)| from == u))
+            .collect();
+        drop(held);
+        if !gone.is_empty() {
+            gate.announce();
+        }
+        // The copies get their UIDs from the target's sync (under the
+        // target's gate, taken after the source's is released: two MOVEs in
+        // opposite directions cannot wait on each other).
+        if !created.is_empty() {
+            if let Err(e) = self.sync(to.id).await {
+                tracing::warn!(folder = %to.name, "sync after {}: {e}", if moving { "MOVE" } else { "COPY" });
+            }
+            for (source, remote) in created {
+                if let Some(m) = self.store.message_by_remote_id(to.id, &remote)? {
+                    out.done.push((source, m.uid));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// EXPUNGE: delete `doomed` in Graph (to Deleted Items, or for good
+    /// when `permanently`) and forget them. With `only_deleted`, only
+    /// those still marked `\Deleted` under the gate (another session may
+    /// have cleared the flag meanwhile). The outcome's `done` lists the
+    /// UIDs expunged.
+    pub async fn expunge(
+        &self,
+        folder: &FolderRecord,
+        doomed: &[Uid],
+        only_deleted: bool,
+        permanently: bool,
+    ) -> Result<Outcome<Uid>, ModelError> {
+        let gate = self.gate(folder);
+        let held = gate.hold().await;
+        let records = self.store.messages(folder.id)?;
+        let mut out = Outcome::default();
+        let mut gone = Vec::new();
+        for uid in doomed {
+            let Some(r) = find(&records, *uid) else {
+                continue;
+            };
+            if only_deleted && r.flags & flags::DELETED == 0 {
+                continue;
+            }
+            let id = RemoteMessageId::new(r.remote_id.clone());
+            let result = if permanently {
+                self.backend.permanent_delete(&id).await
+            } else {
+                self.backend.delete_message(&id).await
+            };
+            match result {
+                Ok(()) => gone.push(r.remote_id.clone()),
+                Err(e) if not_found(&e) => gone.push(r.remote_id.clone()),
+                Err(e) => {
+                    out.failure = Some(e.into());
+                    break;
+                }
+            }
+        }
+        // What Graph deleted before a failure is forgotten too.
+        out.done = self.forget(folder, &gone)?;
+        drop(held);
+        if !out.done.is_empty() {
+            gate.announce();
+        }
+        Ok(out)
+    }
+
+    /// APPEND: a non-draft message in `folder` from `mime`, with `flags`
+    /// (`\Seen`, `\Flagged`, `\Answered`, `$Forwarded`, keywords; `\Deleted`
+    /// and `\Draft` cannot be set at creation through Graph) and the
+    /// internal date `date`. Its UID once the folder's sync has seen it.
+    pub async fn append(
+        &self,
+        folder: &FolderRecord,
+        mime: bytes::Bytes,
+        flags: &Flags,
+        date: Option<DateTime<Utc>>,
+    ) -> Result<Option<Uid>, ModelError> {
+        let none = Flags::default();
+        let mut wanted = graph_update(&none, flags);
+        wanted.is_read = None;
+        let options = AppendOptions {
+            is_read: flags.bits & flags::SEEN != 0,
+            received: date,
+            flags: wanted,
+        };
+        let remote = RemoteFolderId::new(folder.remote_id.clone());
+        let created: RemoteMessage = self.backend.append_message(&remote, mime, &options).await?;
+        self.sync(folder.id).await?;
+        Ok(self
+            .store
+            .message_by_remote_id(folder.id, created.id.as_str())?
+            .map(|m| m.uid))
+    }
+}
+
+impl MailboxSet {
+    /// The gate of a folder of any of the account's mailboxes.
+    pub fn gate(&self, folder: &FolderRecord) -> Arc<FolderGate> {
+        self.model_of(folder).gate(folder)
+    }
+
+    pub fn messages(&self, folder: &FolderRecord) -> Result<Vec<MessageRecord>, ModelError> {
+        self.model_of(folder).messages(folder)
+    }
+
+    pub async fn set_flags(
+        &self,
+        folder: &FolderRecord,
+        uids: &[Uid],
+        change: &FlagChange,
+    ) -> Result<Outcome<Stored>, ModelError> {
+        self.model_of(folder).set_flags(folder, uids, change).await
+    }
+
+    pub async fn mark_seen(&self, folder: &FolderRecord, uids: &[Uid]) -> Outcome<Stored> {
+        self.model_of(folder).mark_seen(folder, uids).await
+    }
+
+    /// COPY / MOVE within one mailbox (Graph cannot copy between two).
+    pub async fn copy(
+        &self,
+        from: &FolderRecord,
+        uids: &[Uid],
+        to: &FolderRecord,
+        moving: bool,
+    ) -> Result<Outcome<(Uid, Uid)>, ModelError> {
+        self.model_of(from).copy(from, uids, to, moving).await
+    }
+
+    pub async fn expunge(
+        &self,
+        folder: &FolderRecord,
+        doomed: &[Uid],
+        only_deleted: bool,
+        permanently: bool,
+    ) -> Result<Outcome<Uid>, ModelError> {
+        self.model_of(folder)
+            .expunge(folder, doomed, only_deleted, permanently)
+            .await
+    }
+
+    pub async fn append(
+        &self,
+        folder: &FolderRecord,
+        mime: bytes::Bytes,
+        flags: &Flags,
+        date: Option<DateTime<Utc>>,
+    ) -> Result<Option<Uid>, ModelError> {
+        self.model_of(folder)
+            .append(folder, mime, flags, date)
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_applies_to_the_latest_flags_and_keeps_draft() {
+        let old = Flags::from_store(flags::SEEN | flags::DRAFT, "a b");
+        let add = FlagChange {
+            op: FlagOp::Add,
+            bits: flags::FLAGGED,
+            keywords: vec!["c".into()],
+        };
+        let new = add.apply(&old);
+        assert_eq!(new.bits, flags::SEEN | flags::DRAFT | flags::FLAGGED);
+        assert_eq!(new.keywords, vec!["a", "b", "c"]);
+        let update = graph_update(&old, &new);
+        assert_eq!(update.flag, Some(FlagStatus::Flagged));
+        assert_eq!(update.is_read, None);
+        assert_eq!(
+            update.categories,
+            Some(vec!["a".to_string(), "b".into(), "c".into()])
+        );
+        let replace = FlagChange {
+            op: FlagOp::Replace,
+            bits: 0,
+            keywords: vec![],
+        };
+        assert_eq!(replace.apply(&old).bits, flags::DRAFT);
+        let remove = FlagChange {
+            op: FlagOp::Remove,
+            bits: flags::SEEN,
+            keywords: vec!["A".into()],
+        };
+        assert_eq!(remove.apply(&old).keywords, vec!["b"]);
+    }
+}

@@ -1,0 +1,49 @@
+//! IMAP state Graph has no place for, kept in the store per account:
+//! subscriptions (RFC 3501 §6.3.6, §6.3.7) and `\Recent` (§2.3.2).
+//!
+//! Subscriptions are by name: a name stays subscribed when its folder is
+//! deleted and may be subscribed before it exists. A folder the account
+//! never (un)subscribed counts as subscribed — every folder did before
+//! graphgate kept subscriptions, and a folder made in Outlook should show
+//! in a client that lists only subscribed folders. (Dovecot starts with
+//! nothing subscribed and leaves it to clients; graphgate's users had
+//! every folder in LSUB, so nothing disappears for them.)
+//!
+//! `\Recent`: each folder keeps the lowest UID no session has been told
+//! about. SELECT claims the messages from it up atomically (the first
+//! session gets them, RFC 3501 §2.3.2), as does a selected session that
+//! learns of new messages; EXAMINE and STATUS only look. Messages in a
+//! folder before any session selected it are not recent.
+
+use std::collections::HashMap;
+
+use super::{MailboxSet, ModelError, canonical_name};
+use crate::store::folders::{FolderRecord, Uid};
+
+impl MailboxSet {
+    /// SUBSCRIBE (`true`) or UNSUBSCRIBE `name`.
+    pub fn subscribe(&self, name: &str, subscribed: bool) -> Result<(), ModelError> {
+        let own = &self.models[0];
+        Ok(own
+            .store
+            .set_subscribed(own.account, &canonical_name(name), subscribed)?)
+    }
+
+    /// The account's explicit subscription choices by name.
+    pub fn subscriptions(&self) -> Result<HashMap<String, bool>, ModelError> {
+        let own = &self.models[0];
+        Ok(own.store.subscriptions(own.account)?)
+    }
+
+    /// Claim the recent messages of `folder` for this session: the UIDs
+    /// from the returned one up are recent for it alone.
+    pub fn claim_recent(&self, folder: &FolderRecord) -> Result<Uid, ModelError> {
+        Ok(self.models[0].store.claim_recent(folder.id)?)
+    }
+
+    /// The UID from which messages of `folder` are recent, unclaimed
+    /// (`None`: none is).
+    pub fn recent_floor(&self, folder: &FolderRecord) -> Result<Option<Uid>, ModelError> {
+        Ok(self.models[0].store.recent_floor(folder.id)?)
+    }
+}
