@@ -305,7 +305,12 @@ impl AccountRuntime {
                 Mailbox::User(account.mailbox.clone()),
             ),
         };
-        let mailbox = graph.mailbox(mailbox, tokens.clone());
+        // The account's own mailbox shares one concurrency limit whether
+        // it is reached as `/me` or as `/users/{address}`.
+        let mailbox = match mailbox {
+            Mailbox::Me => graph.own_mailbox(&account.mailbox, tokens.clone()),
+            other => graph.mailbox(other, tokens.clone()),
+        };
         Ok(AccountRuntime {
             account,
             tokens,

@@ -480,8 +480,11 @@ async fn flag_patch_is_retried_after_503_but_a_create_is_not() {
 async fn handles_on_one_mailbox_share_its_four_slots() {
     let stub = stub::start().await;
     let client = GraphClient::new(config(&stub.base)).unwrap();
-    let first = client.mailbox(Mailbox::Me, tokens("fresh"));
-    let second = client.mailbox(Mailbox::Me, tokens("fresh"));
+    // One mailbox reached as `/me` of its account and as `/users/{upn}`
+    // (a bare `/me` names no mailbox, so it shares nothing with other
+    // accounts' `/me`: GraphClient::own_mailbox says whose it is).
+    let first = client.own_mailbox("alice@contoso.com", tokens("fresh"));
+    let second = client.mailbox(Mailbox::User("Alice@Contoso.com".into()), tokens("fresh"));
     let ids: Vec<RemoteMessageId> = (0..16).map(|i| id(&format!("slow{i}"))).collect();
     let (a, b) = tokio::join!(
         futures::future::join_all(ids.iter().map(|i| first.fetch_mime(i))),

@@ -358,19 +358,31 @@ async fn seeded_faults_are_reproducible() {
     assert!(first.contains(&429) && first.contains(&200), "{first:?}");
 }
 
+/// An inner request that addresses alice's mailbox (and so counts against
+/// its limits; the `$batch` envelope itself addresses none).
+fn mailbox_read(id: &str) -> Value {
+    json!({"id": id, "method": "GET", "url": "/me/mailFolders/inbox"})
+}
+
+/// Microsoft counts a `$batch`'s inner requests one by one against the
+/// mailbox's 4 concurrent requests (graph-facts.md, "$batch and the
+/// 4-concurrent limit"): five slow batches of one mailbox read at once all
+/// answer 200, and exactly one of their inner requests is an inner 429
+/// "MailboxConcurrency" with its own Retry-After.
 #[tokio::test]
 async fn five_concurrent_slow_requests_to_one_mailbox_get_exactly_one_429() {
     let sim = start(|c| c.initial_faults.latency_ms = 1500).await;
-    let requests = (0..5).map(|_| sim.batch_raw(json!({"requests": [failing("1")]})));
+    let requests = (0..5).map(|_| sim.batch(json!({"requests": [mailbox_read("1")]})));
     let responses = futures::future::join_all(requests).await;
     let mut throttled = Vec::new();
-    for response in responses {
-        let response = response.unwrap();
-        if response.status() == 429 {
-            assert!(response.headers().contains_key("retry-after"));
-            throttled.push(response.json::<Value>().await.unwrap());
+    for (status, body) in responses {
+        assert_eq!(status, 200, "the envelope takes no place: {body}");
+        let inner = response(&body, "1");
+        if inner["status"] == 429 {
+            assert!(inner["headers"]["Retry-After"].is_string(), "{inner}");
+            throttled.push(inner["body"].clone());
         } else {
-            assert_eq!(response.status(), 200);
+            assert_eq!(inner["status"], 200, "{inner}");
         }
     }
     assert_eq!(throttled.len(), 1, "{throttled:?}");
@@ -381,20 +393,22 @@ async fn five_concurrent_slow_requests_to_one_mailbox_get_exactly_one_429() {
     );
 }
 
+/// The per-mailbox request budget counts inner requests too; once spent,
+/// an inner request is answered 429 with a Retry-After within the window.
 #[tokio::test]
 async fn mailbox_budget_answers_429_once_spent() {
     let sim = start(|c| c.mailbox_budget = Some(2)).await;
     for _ in 0..2 {
-        let (status, _) = sim.batch(json!({"requests": [failing("1")]})).await;
+        let (status, body) = sim.batch(json!({"requests": [mailbox_read("1")]})).await;
         assert_eq!(status, 200);
+        assert_eq!(response(&body, "1")["status"], 200, "{body}");
     }
-    let response = sim
-        .batch_raw(json!({"requests": [failing("1")]}))
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 429);
-    let retry: u64 = response.headers()["retry-after"]
-        .to_str()
+    let (status, body) = sim.batch(json!({"requests": [mailbox_read("1")]})).await;
+    assert_eq!(status, 200);
+    let inner = response(&body, "1");
+    assert_eq!(inner["status"], 429, "{inner}");
+    let retry: u64 = inner["headers"]["Retry-After"]
+        .as_str()
         .unwrap()
         .parse()
         .unwrap();

@@ -1,8 +1,12 @@
 //! JSON batching (`POST /$batch`, Graph "Combine multiple requests in one
 //! HTTP call using JSON batching"): at most 20 inner requests per batch,
 //! answers matched by id in any order, inner 429s (and 503s of GETs) sent
-//! again after their own `Retry-After`. The outer request counts once
-//! against the mailbox's concurrency limit.
+//! again after their own `Retry-After`. A batch takes as many places of
+//! the mailbox's concurrency limit as Outlook runs of it at once (at most
+//! 4): Microsoft counts each inner request against the mailbox's 4
+//! concurrent requests, and a batch that pushes the mailbox past them gets
+//! inner 429s "Application is over its MailboxConcurrency limit"
+//! (graph-facts.md, "$batch and the 4-concurrent limit").
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -125,7 +129,9 @@ impl GraphMailbox {
             .collect();
         let only_reads = group.iter().all(|r| r.method == "GET");
         let url = format!("{}/$batch", self.shared.root);
-        let mut call = Call::new(Method::POST, "$batch", url).json(&json!({ "requests": inner }));
+        let mut call = Call::new(Method::POST, "$batch", url)
+            .json(&json!({ "requests": inner }))
+            .slots(u32::try_from(group.len()).unwrap_or(u32::MAX));
         if only_reads {
             call = call.idempotent();
         }

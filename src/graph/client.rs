@@ -124,19 +124,42 @@ impl GraphClient {
         })
     }
 
-    /// A handle on one mailbox, using `tokens` for its bearer tokens. Handles
-    /// on the same mailbox share its concurrency limit.
+    /// A handle on one mailbox, using `tokens` for its bearer tokens.
+    /// Handles on the same mailbox share its concurrency limit: Microsoft
+    /// counts the requests in flight per app and *mailbox* (graph-facts.md,
+    /// "$batch and the 4-concurrent limit"), so `/users/{upn}` is keyed by
+    /// the address. A bare `/me` names no mailbox: it gets a limit of its
+    /// own, never one shared with other accounts' `/me` (use
+    /// [`GraphClient::own_mailbox`] to share it with `/users/{address}`).
     pub fn mailbox(&self, mailbox: Mailbox, tokens: Arc<dyn TokenSource>) -> GraphMailbox {
-        let path = mailbox.path();
-        let permits = match self.shared.permits.lock() {
-            Ok(mut map) => map
-                .entry(path.clone())
-                .or_insert_with(|| {
-                    Arc::new(Semaphore::new(self.shared.config.concurrency_per_mailbox))
-                })
-                .clone(),
-            Err(_) => Arc::new(Semaphore::new(self.shared.config.concurrency_per_mailbox)),
+        let key = match &mailbox {
+            Mailbox::User(upn) => Some(upn.to_lowercase()),
+            Mailbox::Me => None,
         };
+        self.handle(mailbox, key, tokens)
+    }
+
+    /// `/me` of the signed-in account whose mailbox is `address`: it shares
+    /// one concurrency limit with every handle on `/users/{address}`.
+    pub fn own_mailbox(&self, address: &str, tokens: Arc<dyn TokenSource>) -> GraphMailbox {
+        self.handle(Mailbox::Me, Some(address.to_lowercase()), tokens)
+    }
+
+    fn handle(
+        &self,
+        mailbox: Mailbox,
+        key: Option<String>,
+        tokens: Arc<dyn TokenSource>,
+    ) -> GraphMailbox {
+        let limit = self.shared.config.concurrency_per_mailbox;
+        let permits = match (key, self.shared.permits.lock()) {
+            (Some(key), Ok(mut map)) => map
+                .entry(key)
+                .or_insert_with(|| Arc::new(Semaphore::new(limit)))
+                .clone(),
+            _ => Arc::new(Semaphore::new(limit)),
+        };
+        let path = mailbox.path();
         GraphMailbox {
             shared: self.shared.clone(),
             base: format!("{}/{}", self.shared.root, path),
@@ -169,6 +192,10 @@ pub(crate) struct Call {
     /// Safe to send again after a connection failure (the request may have
     /// been carried out): GET, PATCH, DELETE, PUT of the same range.
     pub idempotent: bool,
+    /// Places of the mailbox's concurrency limit this request takes: 1, or
+    /// for a `$batch` as many as Outlook runs of it at once (its inner
+    /// requests count one by one against the limit).
+    pub slots: u32,
 }
 
 impl Call {
@@ -185,6 +212,7 @@ impl Call {
             headers: Vec::new(),
             authorized: true,
             idempotent,
+            slots: 1,
         }
     }
 
@@ -211,6 +239,13 @@ impl Call {
     /// A POST that is safe to repeat (e.g. `$batch` of GETs).
     pub fn idempotent(mut self) -> Call {
         self.idempotent = true;
+        self
+    }
+
+    /// Take `n` places of the mailbox's limit (at least 1; capped at the
+    /// limit when sent).
+    pub fn slots(mut self, n: u32) -> Call {
+        self.slots = n.max(1);
         self
     }
 }
@@ -279,9 +314,12 @@ impl GraphMailbox {
                 None
             };
             let outcome = {
+                let limit = u32::try_from(self.shared.config.concurrency_per_mailbox)
+                    .unwrap_or(u32::MAX)
+                    .max(1);
                 let _permit = self
                     .permits
-                    .acquire()
+                    .acquire_many(call.slots.clamp(1, limit))
                     .await
                     .map_err(|_| GraphError::Invalid("mailbox handle closed".into()))?;
                 self.send_once(
@@ -514,6 +552,34 @@ mod tests {
         assert_eq!(encode_segment("support@example.com"), "support@example.com");
         assert_eq!(Mailbox::User("a b@x".into()).path(), "users/a%20b@x");
         assert_eq!(Mailbox::Me.path(), "me");
+    }
+
+    #[test]
+    fn mailboxes_share_a_limit_by_address_and_bare_me_shares_none() {
+        struct NoTokens;
+        impl TokenSource for NoTokens {
+            fn access_token(
+                &self,
+            ) -> futures::future::BoxFuture<
+                '_,
+                Result<crate::auth::AccessToken, crate::auth::AuthError>,
+            > {
+                Box::pin(async { Err(crate::auth::AuthError::Config("none".into())) })
+            }
+            fn invalidate(&self, _token: &crate::auth::AccessToken) {}
+        }
+        let client = GraphClient::new(GraphConfig::default()).unwrap();
+        let tokens = || -> Arc<dyn TokenSource> { Arc::new(NoTokens) };
+        let alice_me = client.own_mailbox("Alice@Contoso.com", tokens());
+        let alice_user = client.mailbox(Mailbox::User("alice@contoso.com".into()), tokens());
+        let bob_me = client.own_mailbox("bob@contoso.com", tokens());
+        let anon_1 = client.mailbox(Mailbox::Me, tokens());
+        let anon_2 = client.mailbox(Mailbox::Me, tokens());
+        assert!(Arc::ptr_eq(&alice_me.permits, &alice_user.permits));
+        assert!(!Arc::ptr_eq(&alice_me.permits, &bob_me.permits));
+        assert!(!Arc::ptr_eq(&anon_1.permits, &anon_2.permits));
+        assert!(!Arc::ptr_eq(&anon_1.permits, &alice_me.permits));
+        assert!(alice_me.base.ends_with("/me") && alice_user.base.contains("/users/"));
     }
 
     #[test]

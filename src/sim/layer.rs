@@ -254,7 +254,13 @@ async fn graph_outcome(
             return connection_reset();
         }
     }
-    let _slot = match (inner, mailbox) {
+    // Microsoft counts every request against the mailbox's concurrent
+    // requests, a `$batch`'s inner requests one by one (graph-facts.md,
+    // "$batch and the 4-concurrent limit": "a batch whose inner requests
+    // push a mailbox past 4 in flight gets inner 429s"); the `$batch`
+    // envelope itself addresses no mailbox and takes no place.
+    let envelope = !inner && request.uri().path().ends_with("/$batch");
+    let _slot = match (envelope, mailbox) {
         (false, Some(mailbox)) => match state.limits().acquire(mailbox) {
             Ok(slot) => Some(slot),
             Err(Refusal::Concurrency) => {

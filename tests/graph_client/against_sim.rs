@@ -631,3 +631,38 @@ async fn sim_a_cloud_without_message_delta_lists_folders_in_full() {
     );
     assert!(routes.keys().any(|r| r.contains("/messages")), "{routes:?}");
 }
+
+/// Microsoft counts a `$batch`'s inner requests one by one against the
+/// mailbox's 4 concurrent requests; the simulator does too (inner 429
+/// "MailboxConcurrency"). Three batches of 20 and ten single requests at
+/// once on one mailbox must never go past 4 in flight: each batch takes as
+/// many places of the limit as Outlook runs of it at once. (With one place
+/// per batch, as before, three batches put 12 inner requests in flight.)
+#[tokio::test]
+async fn sim_batches_take_a_place_per_inner_request_in_flight() {
+    let sim = start_sim().await;
+    let client = sim.client();
+    let alice = sim.alice(&client);
+    for i in 0..60 {
+        sim.deliver("alice@example.com", &format!("slots{i}")).await;
+    }
+    let ids = inbox_ids(alice.as_ref()).await;
+    assert_eq!(ids.len(), 60);
+    sim.faults(json!({"latency_ms": 20})).await;
+    let batches = futures::future::join_all(ids.chunks(20).map(|c| alice.fetch_mimes(c)));
+    let singles = futures::future::join_all(ids[..10].iter().map(|id| alice.fetch_mime(id)));
+    let (batches, singles) = tokio::join!(batches, singles);
+    for batch in batches {
+        for (_, mime) in batch.unwrap() {
+            assert!(!mime.unwrap().is_empty());
+        }
+    }
+    assert!(singles.iter().all(Result::is_ok));
+    let stats = sim.stats().await;
+    assert_eq!(
+        stats["by_status"]["429"].as_u64().unwrap_or(0),
+        0,
+        "no request, inner or outer, was throttled: {stats}"
+    );
+    assert_eq!(client.counters().throttled, 0);
+}
