@@ -232,6 +232,7 @@ pub async fn start(
             )
             .with_cap(config.imap.cache_max_mb.saturating_mul(1024 * 1024)),
             expunge_permanently: config.imap.expunge_permanently,
+            folder_freshness: Duration::from_secs(config.imap.idle_poll_s.max(1)),
         },
         tls,
     );

@@ -18,6 +18,7 @@
 pub mod accounts;
 pub mod cache;
 pub mod crypto;
+pub mod folder_tree;
 pub mod folders;
 pub mod schema;
 pub mod spool;
