@@ -86,9 +86,11 @@ impl MailboxModel {
 
     /// Refresh the folder tree unless it is fresh (LOGIN, LIST): 0 Graph
     /// requests when fresh, else what [`Self::refresh_folders`] costs.
+    /// A fresh tree's IMAP rows are still derived again (no write when
+    /// nothing differs): the account's `imap_inbox` may have changed.
     pub async fn refresh_folders_if_stale(&self) -> Result<(), ModelError> {
         if self.tree_is_fresh()? {
-            return Ok(());
+            return self.rebuild_folders();
         }
         self.refresh_folders().await.map(|_| ())
     }
