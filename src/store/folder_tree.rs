@@ -189,6 +189,52 @@ mod tests {
     use super::*;
     use crate::store::NewAccount;
 
+    /// Migration 6 forgets contents an older version recorded empty (the
+    /// SHA-256 of nothing, issue 22 item 6), keeps every other one.
+    #[test]
+    fn migration_6_forgets_contents_recorded_empty() {
+        const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("graphgate.sqlite3");
+        {
+            let mut conn = rusqlite::Connection::open(&path).unwrap();
+            for sql in &crate::store::schema::MIGRATIONS[..5] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 5).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(&format!(
+                "INSERT INTO accounts (id, login, password_hash, mailbox, auth_profile,
+                     created_at, updated_at)
+                 VALUES (1, 'a@example.com', 'x', 'a@example.com', 'delegated', 0, 0);
+                 INSERT INTO folders (id, account_id, mailbox, remote_id, name, uidvalidity)
+                 VALUES (1, 1, 'a@example.com', 'inbox-id', 'INBOX', 7);
+                 INSERT INTO messages (folder_id, uid, remote_id, size, content_hash)
+                 VALUES (1, 1, 'm1', 0, '{EMPTY}'), (1, 2, 'm2', 42, 'abcd');
+                 INSERT INTO cache (content_hash, size, last_used, structure)
+                 VALUES ('{EMPTY}', 0, 0, x'00'), ('abcd', 42, 0, NULL);"
+            ))
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.schema_version().unwrap(), 6);
+        let messages = store.messages(crate::store::FolderId(1)).unwrap();
+        assert_eq!(messages[0].content_hash, None);
+        assert_eq!(messages[0].size, None);
+        assert_eq!(messages[1].content_hash.as_deref(), Some("abcd"));
+        assert_eq!(messages[1].size, Some(42));
+        let conn = store.lock().unwrap();
+        let left: Vec<String> = conn
+            .prepare("SELECT content_hash FROM cache ORDER BY content_hash")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, vec!["abcd".to_string()]);
+    }
+
     #[test]
     fn a_partial_update_keeps_the_fields_it_did_not_carry() {
         let dir = tempfile::tempdir().unwrap();
