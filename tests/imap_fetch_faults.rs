@@ -286,3 +286,38 @@ async fn bodies_fetched_under_resets_are_never_served_or_kept_empty() {
         assert!(files >= 36, "{files} cached files");
     }
 }
+
+/// Cache files an older version wrote 0644 (in 0755 directories) are
+/// made the owner's alone when the gateway starts.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cache_files_of_older_versions_are_made_private_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("cache").join("ab");
+    std::fs::create_dir_all(&prefix).unwrap();
+    let file = prefix.join(format!("ab{}", "0".repeat(62)));
+    std::fs::write(&file, b"Subject: old\r\n\r\nbody\r\n").unwrap();
+    for p in [dir.path().join("cache"), prefix.clone()] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut child = support::demo_command(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    support::banner(&mut child, "control");
+    let _demo = support::Proc(child);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mode(&file) != 0o600 {
+        assert!(
+            Instant::now() < deadline,
+            "the old cache file is still {:o}",
+            mode(&file)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(mode(&prefix), 0o700);
+    assert_eq!(mode(&dir.path().join("cache")), 0o700);
+}

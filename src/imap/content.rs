@@ -6,7 +6,8 @@
 //! every section describe those bytes and only those. Missing contents of
 //! a FETCH are fetched together (`$batch`, 20 per request). An empty or
 //! truncated answer is an error, never cached (issue 22 item 6); files
-//! are 0600 in 0700 directories.
+//! are 0600 in 0700 directories (older ones are made so at start,
+//! [`restrict_existing`]).
 
 use std::path::{Path, PathBuf};
 
@@ -401,6 +402,44 @@ pub fn without_nul(bytes: &[u8]) -> Vec<u8> {
         .iter()
         .map(|&b| if b == 0 { 0x80 } else { b })
         .collect()
+}
+
+/// Make the cache under `dir` the owner's alone: versions before this one
+/// wrote contents 0644 in 0755 directories (under the 0700 data
+/// directory). Run once at start, off the serving path; returns how many
+/// entries were changed.
+#[cfg(unix)]
+pub fn restrict_existing(dir: &Path) -> usize {
+    use std::os::unix::fs::PermissionsExt;
+    let restrict = |path: &Path, mode: u32, dir: bool| -> bool {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return false;
+        };
+        let kind_matches = if dir { meta.is_dir() } else { meta.is_file() };
+        kind_matches
+            && meta.permissions().mode() & 0o077 != 0
+            && std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).is_ok()
+    };
+    let mut changed = usize::from(restrict(dir, 0o700, true));
+    let Ok(prefixes) = std::fs::read_dir(dir) else {
+        return changed;
+    };
+    for prefix in prefixes.flatten() {
+        let prefix = prefix.path();
+        changed += usize::from(restrict(&prefix, 0o700, true));
+        let Ok(files) = std::fs::read_dir(&prefix) else {
+            continue;
+        };
+        for file in files.flatten() {
+            changed += usize::from(restrict(&file.path(), 0o600, false));
+        }
+    }
+    changed
+}
+
+#[cfg(not(unix))]
+pub fn restrict_existing(_dir: &Path) -> usize {
+    0
 }
 
 /// Where the content cache lives under the data directory.
