@@ -586,7 +586,9 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         key: "imap.idle_poll_s",
         doc: "While a client IDLEs, seconds between checks for changes in Microsoft 365 (one \
-              Graph delta request each).",
+              Graph delta request each). Also how long a mailbox's folder tree is used \
+              without asking Graph again: LOGIN and LIST within it cost no Graph request, \
+              after it one folder delta request.",
         example: None,
     },
     KeyDoc {

@@ -12,9 +12,9 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use graphgate::auth::{AccessToken, AuthError, TokenSource};
 use graphgate::graph::{
-    AppendOptions, DeltaLink, DeltaSync, FlagUpdate, GraphClient, GraphConfig, GraphError,
-    MailBackend, Mailbox, OutgoingAttachment, RemoteFolder, RemoteFolderId, RemoteMessage,
-    RemoteMessageId,
+    AppendOptions, DeltaLink, DeltaSync, FlagUpdate, FolderSync, GraphClient, GraphConfig,
+    GraphError, MailBackend, Mailbox, OutgoingAttachment, RemoteFolder, RemoteFolderId,
+    RemoteMessage, RemoteMessageId, WellKnownFolder,
 };
 use graphgate::mailbox::{FlagChange, FlagOp, MailboxModel, flags};
 use graphgate::secret::Secret;
@@ -82,6 +82,14 @@ impl MailBackend for Paused {
     }
     async fn list_folders(&self) -> Result<Vec<RemoteFolder>, GraphError> {
         self.inner.list_folders().await
+    }
+    async fn sync_folders(&self, since: Option<&DeltaLink>) -> Result<FolderSync, GraphError> {
+        self.inner.sync_folders(since).await
+    }
+    async fn well_known_folders(
+        &self,
+    ) -> Result<Vec<(RemoteFolderId, WellKnownFolder)>, GraphError> {
+        self.inner.well_known_folders().await
     }
     async fn create_folder(
         &self,

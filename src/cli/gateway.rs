@@ -203,6 +203,17 @@ pub async fn start(
             crate::smtp::server::run(listener, implicit, server, stop).await
         });
     }
+    // Contents cached by earlier versions are 0644: made the owner's
+    // alone once, in the background.
+    {
+        let dir = crate::imap::content::cache_dir(&config.data_dir);
+        tokio::task::spawn_blocking(move || {
+            let changed = crate::imap::content::restrict_existing(&dir);
+            if changed > 0 {
+                tracing::info!(changed, "message cache: made readable by the owner only");
+            }
+        });
+    }
     let imap_server = crate::imap::server::ImapServer::new(
         crate::imap::server::ImapConfig {
             plaintext_login_on_loopback: config.imap.plaintext_login_on_loopback,
@@ -230,6 +241,7 @@ pub async fn start(
             )
             .with_cap(config.imap.cache_max_mb.saturating_mul(1024 * 1024)),
             expunge_permanently: config.imap.expunge_permanently,
+            folder_freshness: Duration::from_secs(config.imap.idle_poll_s.max(1)),
         },
         tls,
     );

@@ -185,6 +185,29 @@ pub struct DeltaSync {
     pub delta_link: DeltaLink,
 }
 
+/// One change of the folder hierarchy reported by `mailFolders/delta`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FolderChange {
+    /// A new folder, or a changed one. A field Graph did not send is
+    /// `None`: unchanged (an update may carry only what changed).
+    Upsert {
+        id: RemoteFolderId,
+        display_name: Option<String>,
+        parent_id: Option<RemoteFolderId>,
+        hidden: Option<bool>,
+    },
+    /// Deleted (or otherwise gone from the hierarchy).
+    Removed(RemoteFolderId),
+}
+
+/// The result of one folder hierarchy delta round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderSync {
+    pub changes: Vec<FolderChange>,
+    /// Resume here next time.
+    pub delta_link: DeltaLink,
+}
+
 /// A flag change; `None` leaves a property as it is.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FlagUpdate {
@@ -234,6 +257,17 @@ impl fmt::Debug for OutgoingAttachment {
 pub trait MailBackend: Send + Sync {
     /// Every folder (top level and all descendants), well-known ones marked.
     async fn list_folders(&self) -> Result<Vec<RemoteFolder>, GraphError>;
+    /// One round of the folder hierarchy delta (Graph "mailFolder:
+    /// delta"): every folder of the mailbox, nested ones too, when `since`
+    /// is `None`; the changes since then otherwise. Whatever the folder
+    /// count, it costs one request per page, not one per folder.
+    /// [`GraphError::DeltaReset`] means: call again with `None`.
+    async fn sync_folders(&self, since: Option<&DeltaLink>) -> Result<FolderSync, GraphError>;
+    /// The ids of the well-known folders the mailbox has (a name it lacks,
+    /// e.g. `archive`, is left out).
+    async fn well_known_folders(
+        &self,
+    ) -> Result<Vec<(RemoteFolderId, WellKnownFolder)>, GraphError>;
     /// Create a folder at the top level or under `parent`.
     async fn create_folder(
         &self,

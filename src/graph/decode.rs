@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::backend::{
-    Absent, DeltaChange, FlagStatus, MailAddress, RemoteFolder, RemoteFolderId, RemoteMessage,
-    RemoteMessageId,
+    Absent, DeltaChange, FlagStatus, FolderChange, MailAddress, RemoteFolder, RemoteFolderId,
+    RemoteMessage, RemoteMessageId,
 };
 use super::error::{ApiError, GraphError, classify, is_delta_reset};
 
@@ -201,6 +201,46 @@ pub fn decode_folder_page(body: &[u8]) -> Result<Page<RemoteFolder>, GraphError>
         serde_json::from_slice(body).map_err(|e| malformed("folder page", e))?;
     Ok(Page {
         items: page.value.into_iter().map(folder_from_wire).collect(),
+        next_link: page.next_link,
+        delta_link: page.delta_link,
+        partial: Vec::new(),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireFolderChange {
+    id: String,
+    parent_folder_id: Option<String>,
+    display_name: Option<String>,
+    is_hidden: Option<bool>,
+    #[serde(rename = "@removed")]
+    removed: Option<Value>,
+}
+
+/// A page of `mailFolders/delta`: items with `@removed` become
+/// [`FolderChange::Removed`]; absent fields stay `None` (unchanged).
+pub fn decode_folder_delta_page(body: &[u8]) -> Result<Page<FolderChange>, GraphError> {
+    let page: WirePage<WireFolderChange> =
+        serde_json::from_slice(body).map_err(|e| malformed("folder delta page", e))?;
+    let items = page
+        .value
+        .into_iter()
+        .map(|w| {
+            if w.removed.is_some() {
+                FolderChange::Removed(RemoteFolderId(w.id))
+            } else {
+                FolderChange::Upsert {
+                    id: RemoteFolderId(w.id),
+                    display_name: w.display_name,
+                    parent_id: w.parent_folder_id.map(RemoteFolderId),
+                    hidden: w.is_hidden,
+                }
+            }
+        })
+        .collect();
+    Ok(Page {
+        items,
         next_link: page.next_link,
         delta_link: page.delta_link,
         partial: Vec::new(),

@@ -1,5 +1,6 @@
 //! Mail folders: the whole tree (top level, then `childFolders` of every
 //! folder that has children, each paged through `@odata.nextLink`), the
+//! hierarchy delta (`mailFolders/delta`, what IMAP LOGIN uses), the
 //! well-known folders resolved in one `$batch`, and create / rename /
 //! delete. Graph v1.0 "List mailFolders", "List childFolders", "Create
 //! mailFolder", "Update mailfolder", "Delete mailFolder".
@@ -10,15 +11,20 @@ use http::Method;
 use serde_json::json;
 
 use super::GraphError;
-use super::backend::{RemoteFolder, RemoteFolderId, WellKnownFolder};
+use super::backend::{
+    DeltaLink, FolderChange, FolderSync, RemoteFolder, RemoteFolderId, WellKnownFolder,
+};
 use super::batch::BatchRequest;
 use super::client::{Call, GraphMailbox, encode_segment};
-use super::decode::{decode_folder, decode_folder_page};
+use super::decode::{decode_folder, decode_folder_delta_page, decode_folder_page};
 
 /// At most this many folders are walked (a runaway bound).
 const MAX_FOLDERS: usize = 10_000;
 /// At most this many pages per collection.
 const MAX_PAGES: usize = 1_000;
+/// At most this many changes in one folder delta round (a runaway bound,
+/// far above any real hierarchy; the per-LOGIN walk had 10,000).
+const MAX_DELTA_FOLDERS: usize = 200_000;
 
 impl GraphMailbox {
     /// Every page of a folder collection starting at `first`.
@@ -89,6 +95,71 @@ impl GraphMailbox {
             folder.well_known = well_known.get(&folder.id).copied();
         }
         Ok(all)
+    }
+
+    /// One round of `GET mailFolders/delta` (Graph v1.0 "mailFolder:
+    /// delta"): the whole hierarchy flattened, nested folders included, in
+    /// pages (`Prefer: odata.maxpagesize`), then `@odata.deltaLink`; from
+    /// a delta link, the folders created, renamed or moved since, and
+    /// `{"id", "@removed"}` for deleted ones. Query options go on the first
+    /// request only; links are followed verbatim. Hidden folders are
+    /// reported as removed unless `include_hidden_folders` (as the listing
+    /// leaves them out). An expired link → [`GraphError::DeltaReset`].
+    pub(crate) async fn sync_folders_impl(
+        &self,
+        since: Option<&DeltaLink>,
+    ) -> Result<FolderSync, GraphError> {
+        let mut url = match since {
+            Some(link) => {
+                self.check_link(link.as_str())?;
+                link.as_str().to_owned()
+            }
+            None => self.url("mailFolders/delta?$select=displayName,parentFolderId,isHidden"),
+        };
+        let prefer = format!(
+            "odata.maxpagesize={}",
+            self.config().delta_page_size.clamp(1, 1000)
+        );
+        let hidden_too = self.config().include_hidden_folders;
+        let mut changes = Vec::new();
+        for _ in 0..MAX_PAGES {
+            let call =
+                Call::new(Method::GET, "mailFolders/delta", url).header("Prefer", prefer.clone());
+            let page = decode_folder_delta_page(&self.execute(&call).await?.body)?;
+            changes.extend(page.items.into_iter().map(|c| match c {
+                FolderChange::Upsert {
+                    id,
+                    hidden: Some(true),
+                    ..
+                } if !hidden_too => FolderChange::Removed(id),
+                other => other,
+            }));
+            if changes.len() > MAX_DELTA_FOLDERS {
+                return Err(GraphError::TooLarge(format!(
+                    "more than {MAX_DELTA_FOLDERS} folder changes in one delta round"
+                )));
+            }
+            match (page.next_link, page.delta_link) {
+                (Some(next), _) => {
+                    self.check_link(&next)?;
+                    url = next;
+                }
+                (None, Some(delta)) => {
+                    return Ok(FolderSync {
+                        changes,
+                        delta_link: DeltaLink(delta),
+                    });
+                }
+                (None, None) => {
+                    return Err(GraphError::Malformed(
+                        "folder delta page without nextLink or deltaLink".into(),
+                    ));
+                }
+            }
+        }
+        Err(GraphError::TooLarge(format!(
+            "more than {MAX_PAGES} pages of folder delta"
+        )))
     }
 
     /// The ids behind the well-known names, in one `$batch` (a name the

@@ -7,8 +7,8 @@ use bytes::Bytes;
 
 use super::GraphError;
 use super::backend::{
-    AppendOptions, DeltaLink, DeltaSync, FlagUpdate, MailBackend, OutgoingAttachment, RemoteFolder,
-    RemoteFolderId, RemoteMessage, RemoteMessageId,
+    AppendOptions, DeltaLink, DeltaSync, FlagUpdate, FolderSync, MailBackend, OutgoingAttachment,
+    RemoteFolder, RemoteFolderId, RemoteMessage, RemoteMessageId, WellKnownFolder,
 };
 use super::client::GraphMailbox;
 
@@ -16,6 +16,14 @@ use super::client::GraphMailbox;
 impl MailBackend for GraphMailbox {
     async fn list_folders(&self) -> Result<Vec<RemoteFolder>, GraphError> {
         self.list_folders_impl().await
+    }
+    async fn sync_folders(&self, since: Option<&DeltaLink>) -> Result<FolderSync, GraphError> {
+        self.sync_folders_impl(since).await
+    }
+    async fn well_known_folders(
+        &self,
+    ) -> Result<Vec<(RemoteFolderId, WellKnownFolder)>, GraphError> {
+        Ok(self.well_known_ids().await?.into_iter().collect())
     }
     async fn create_folder(
         &self,

@@ -38,6 +38,37 @@ fn query_escape(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+/// The `$value` bytes of `id`, when they can be a whole message: never
+/// empty (a message has at least a header; an empty answer is a broken
+/// one, e.g. an inner `$batch` answer cut off by a reset) and as long as
+/// the answer's own `Content-Length` says, when it says. Anything else is
+/// a transient error, so that it is fetched again and never cached.
+fn whole_mime(
+    id: &RemoteMessageId,
+    body: Bytes,
+    declared: Option<u64>,
+) -> Result<Bytes, GraphError> {
+    if body.is_empty() {
+        return Err(GraphError::Transport(format!(
+            "Graph answered the MIME content ($value) of message {} with no bytes; a message \
+             has at least a header, so the answer was broken: it is not kept and is fetched \
+             again",
+            id.as_str()
+        )));
+    }
+    if let Some(declared) = declared
+        && declared != body.len() as u64
+    {
+        return Err(GraphError::Transport(format!(
+            "Graph's MIME content ($value) of message {} has {} bytes where its answer \
+             declared {declared}; it is not kept and is fetched again",
+            id.as_str(),
+            body.len()
+        )));
+    }
+    Ok(body)
+}
+
 fn message_path(id: &RemoteMessageId) -> String {
     format!("messages/{}", encode_segment(id.as_str()))
 }
@@ -277,10 +308,11 @@ impl GraphMailbox {
 
     pub(crate) async fn fetch_mime_impl(&self, id: &RemoteMessageId) -> Result<Bytes, GraphError> {
         let url = self.url(&format!("{}/$value", message_path(id)));
-        Ok(self
+        let body = self
             .execute(&Call::new(Method::GET, "messages/{id}/$value", url))
             .await?
-            .body)
+            .body;
+        whole_mime(id, body, None)
     }
 
     pub(crate) async fn fetch_mimes_impl(
@@ -298,7 +330,12 @@ impl GraphMailbox {
             .enumerate()
             .map(|(i, id)| {
                 let result = match results.remove(&i.to_string()) {
-                    Some(Ok(reply)) => Ok(Bytes::from(reply.body_bytes())),
+                    Some(Ok(reply)) => {
+                        let declared = reply
+                            .header("content-length")
+                            .and_then(|v| v.trim().parse::<u64>().ok());
+                        whole_mime(id, Bytes::from(reply.body_bytes()), declared)
+                    }
                     Some(Err(e)) => Err(e),
                     None => Err(GraphError::Malformed("no batch answer".into())),
                 };

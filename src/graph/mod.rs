@@ -30,9 +30,9 @@ pub mod trace;
 use serde::{Deserialize, Serialize};
 
 pub use backend::{
-    AppendOptions, DeltaChange, DeltaLink, DeltaSync, FlagStatus, FlagUpdate, MailAddress,
-    MailBackend, OutgoingAttachment, RemoteFolder, RemoteFolderId, RemoteMessage, RemoteMessageId,
-    WellKnownFolder,
+    AppendOptions, DeltaChange, DeltaLink, DeltaSync, FlagStatus, FlagUpdate, FolderChange,
+    FolderSync, MailAddress, MailBackend, OutgoingAttachment, RemoteFolder, RemoteFolderId,
+    RemoteMessage, RemoteMessageId, WellKnownFolder,
 };
 pub use client::{GraphClient, GraphCounters, GraphMailbox};
 pub use error::{ApiError, GraphError, GraphErrorKind};

@@ -4,7 +4,10 @@
 //! graphgate fetches it once, stores it under its SHA-256, and records the
 //! hash and exact length in the message's row: from then on RFC822.SIZE and
 //! every section describe those bytes and only those. Missing contents of
-//! a FETCH are fetched together (`$batch`, 20 per request).
+//! a FETCH are fetched together (`$batch`, 20 per request). An empty or
+//! truncated answer is an error, never cached (issue 22 item 6); files
+//! are 0600 in 0700 directories (older ones are made so at start,
+//! [`restrict_existing`]).
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +18,19 @@ use sha2::{Digest, Sha256};
 use crate::graph::{MailBackend, RemoteMessageId};
 use crate::store::Store;
 use crate::store::folders::{FolderId, MessageRecord, Uid};
+
+/// SHA-256 of no bytes: a content recorded by versions that cached an
+/// empty (broken) answer; never a message, so never served from the cache.
+pub const EMPTY_CONTENT: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// The hash of `record`'s cached bytes, unless it has none or it is
+/// [`EMPTY_CONTENT`].
+fn cached_hash(record: &MessageRecord) -> Option<&str> {
+    record
+        .content_hash
+        .as_deref()
+        .filter(|h| *h != EMPTY_CONTENT)
+}
 
 /// Messages per `$batch` round of `$value` requests.
 const BATCH: usize = 20;
@@ -95,17 +111,18 @@ impl ContentCache {
         content_path(&self.dir, hash)
     }
 
-    /// Where each record's bytes would be (`None`: never fetched).
+    /// Where each record's bytes would be (`None`: never fetched, or
+    /// recorded empty by an older version).
     fn paths(&self, records: &[&MessageRecord]) -> Vec<Option<PathBuf>> {
         records
             .iter()
-            .map(|r| r.content_hash.as_deref().map(|h| self.path(h)))
+            .map(|r| cached_hash(r).map(|h| self.path(h)))
             .collect()
     }
 
     /// The cached bytes of `record`, if they are on disk.
     pub async fn read(&self, record: &MessageRecord) -> Option<Bytes> {
-        let hash = record.content_hash.as_deref()?;
+        let hash = cached_hash(record)?;
         let bytes = tokio::fs::read(self.path(hash)).await.ok()?;
         crate::metrics::get()
             .mime_cache_bytes_served
@@ -230,6 +247,17 @@ impl ContentCache {
                         let mut bodies = Vec::with_capacity(group.len());
                         for (record, (_, result)) in group.iter().zip(fetched) {
                             match result {
+                                // The backend refuses empty bodies; this
+                                // keeps any other way from caching one.
+                                Ok(bytes) if bytes.is_empty() => {
+                                    failed = failed.or(Some(crate::graph::GraphError::Transport(
+                                        format!(
+                                            "Graph delivered no bytes for UID {}; not cached, \
+                                             fetched again on the next FETCH",
+                                            record.uid.0
+                                        ),
+                                    )));
+                                }
                                 Ok(bytes) => bodies.push((record.clone(), bytes)),
                                 Err(e) if e.status() == Some(404) => {
                                     tracing::debug!(uid = record.uid.0, "message gone before its fetch");
@@ -325,16 +353,39 @@ fn write_file(
     if let Some(parent) = path.parent()
         && !dirs.contains(parent)
     {
-        std::fs::create_dir_all(parent)?;
+        private_dirs(parent)?;
         dirs.insert(parent.to_path_buf());
     }
     let tmp = path.with_extension(format!("tmp{}", uuid::Uuid::new_v4().simple()));
-    std::fs::write(&tmp, bytes)?;
+    write_private(&tmp, bytes)?;
     if let Err(e) = std::fs::rename(&tmp, &path) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
     Ok(hash)
+}
+
+/// Make `dir` and its missing parents, readable by the owner only (mail
+/// is private: the cache lives in the data directory, itself 0700).
+fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Write `bytes` to a new file at `path`, readable by the owner only
+/// (0600 on Unix, whatever the umask allows for other files).
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.flush()
 }
 
 /// Where the bytes with `hash` live under `dir`.
@@ -351,6 +402,44 @@ pub fn without_nul(bytes: &[u8]) -> Vec<u8> {
         .iter()
         .map(|&b| if b == 0 { 0x80 } else { b })
         .collect()
+}
+
+/// Make the cache under `dir` the owner's alone: versions before this one
+/// wrote contents 0644 in 0755 directories (under the 0700 data
+/// directory). Run once at start, off the serving path; returns how many
+/// entries were changed.
+#[cfg(unix)]
+pub fn restrict_existing(dir: &Path) -> usize {
+    use std::os::unix::fs::PermissionsExt;
+    let restrict = |path: &Path, mode: u32, dir: bool| -> bool {
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return false;
+        };
+        let kind_matches = if dir { meta.is_dir() } else { meta.is_file() };
+        kind_matches
+            && meta.permissions().mode() & 0o077 != 0
+            && std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).is_ok()
+    };
+    let mut changed = usize::from(restrict(dir, 0o700, true));
+    let Ok(prefixes) = std::fs::read_dir(dir) else {
+        return changed;
+    };
+    for prefix in prefixes.flatten() {
+        let prefix = prefix.path();
+        changed += usize::from(restrict(&prefix, 0o700, true));
+        let Ok(files) = std::fs::read_dir(&prefix) else {
+            continue;
+        };
+        for file in files.flatten() {
+            changed += usize::from(restrict(&file.path(), 0o600, false));
+        }
+    }
+    changed
+}
+
+#[cfg(not(unix))]
+pub fn restrict_existing(_dir: &Path) -> usize {
+    0
 }
 
 /// Where the content cache lives under the data directory.

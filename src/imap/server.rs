@@ -544,11 +544,11 @@ async fn dispatch(
         CommandBody::List {
             reference,
             mailbox_wildcard,
-        } => list::handle(&conn.state, &reference, &mailbox_wildcard, false),
+        } => list::handle(&conn.state, &reference, &mailbox_wildcard, false).await,
         CommandBody::Lsub {
             reference,
             mailbox_wildcard,
-        } => list::handle(&conn.state, &reference, &mailbox_wildcard, true),
+        } => list::handle(&conn.state, &reference, &mailbox_wildcard, true).await,
         CommandBody::Namespace => namespace::handle(&conn.state),
         CommandBody::Status {
             mailbox,

@@ -69,13 +69,15 @@ impl Refusal {
     }
 }
 
-/// IMAP text (RFC 3501 §9 `text`): one line, no CR/LF, not empty, ASCII
-/// (a reply whose text is refused by the encoder would never be sent).
+/// IMAP text (RFC 3501 §9 `text`): one line, no CR/LF, not empty, and
+/// only `TEXT-CHAR`s (7-bit, no NUL): any other character becomes `?`
+/// (a refusal quoting a folder name with an umlaut was not sent at all, and
+/// the client waited for it forever).
 pub fn text(s: &str) -> String {
     let t: String = s
         .chars()
         .filter(|c| *c != '\r' && *c != '\n')
-        .map(|c| if c.is_ascii() { c } else { '?' })
+        .map(|c| if c.is_ascii() && c != '\0' { c } else { '?' })
         .collect();
     if t.is_empty() { "-".into() } else { t }
 }
@@ -296,6 +298,9 @@ pub struct Shared {
     pub cache: ContentCache,
     /// EXPUNGE deletes for good instead of moving to Deleted Items.
     pub expunge_permanently: bool,
+    /// How long a synced folder tree is used without asking Graph
+    /// (`imap.idle_poll_s`): LOGIN and LIST cost no Graph request within it.
+    pub folder_freshness: std::time::Duration,
 }
 
 pub(crate) fn nz(n: u32) -> NonZeroU32 {
@@ -402,7 +407,8 @@ impl Shared {
             account.mailbox.clone(),
             backend,
         )
-        .with_inbox(placement(""));
+        .with_inbox(placement(""))
+        .with_folder_freshness(self.folder_freshness);
         let shared = account
             .shared_mailboxes
             .iter()
@@ -415,6 +421,7 @@ impl Shared {
                 MailboxModel::new(self.store.clone(), account.id, address.clone(), backend)
                     .with_inbox(placement(&prefix))
                     .with_prefix(prefix)
+                    .with_folder_freshness(self.folder_freshness)
             })
             .collect();
         Ok(Authenticated {

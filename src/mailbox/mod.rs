@@ -22,6 +22,7 @@
 pub mod changes;
 pub mod events;
 pub mod flags;
+pub mod folders;
 mod local;
 
 use std::collections::{HashMap, HashSet};
@@ -86,6 +87,9 @@ pub struct MailboxModel {
     prefix: String,
     /// Where the account's IMAP INBOX is, as far as this mailbox goes.
     inbox: InboxPlacement,
+    /// How long a synced folder tree is used without asking Graph
+    /// (see [`folders`]).
+    folder_freshness: std::time::Duration,
 }
 
 /// Where the folder IMAP calls INBOX lives, for one mailbox of an
@@ -175,25 +179,34 @@ pub fn imap_names(folders: &[RemoteFolder]) -> HashMap<RemoteFolderId, String> {
         folders.iter().map(|f| (&f.id, f)).collect();
     let mut names = HashMap::new();
     let mut taken = HashSet::new();
-    // Parents before children: resolve by walking up.
-    fn path(
-        f: &RemoteFolder,
-        by_id: &HashMap<&RemoteFolderId, &RemoteFolder>,
-        depth: usize,
-    ) -> String {
-        if f.well_known == Some(WellKnownFolder::Inbox) {
-            return "INBOX".into();
+    // Resolve by walking up (iteratively: a tree may be hundreds of
+    // levels deep; at most MAX_NAME_LEVELS are walked, against cycles).
+    fn path(f: &RemoteFolder, by_id: &HashMap<&RemoteFolderId, &RemoteFolder>) -> String {
+        const MAX_NAME_LEVELS: usize = 1024;
+        let mut levels = Vec::new();
+        let mut at = Some(f);
+        while let Some(folder) = at {
+            if folder.well_known == Some(WellKnownFolder::Inbox) {
+                levels.push("INBOX".to_string());
+                break;
+            }
+            levels.push(folder.display_name.replace('/', "\u{2215}"));
+            if levels.len() >= MAX_NAME_LEVELS {
+                break;
+            }
+            at = folder
+                .parent_id
+                .as_ref()
+                .and_then(|p| by_id.get(p))
+                .copied();
         }
-        let own = f.display_name.replace('/', "\u{2215}");
-        match f.parent_id.as_ref().and_then(|p| by_id.get(p)) {
-            Some(parent) if depth < 64 => format!("{}/{own}", path(parent, by_id, depth + 1)),
-            _ => own,
-        }
+        levels.reverse();
+        levels.join("/")
     }
     let mut ordered: Vec<&RemoteFolder> = folders.iter().collect();
     ordered.sort_by_key(|f| (f.well_known.is_none(), f.id.as_str().to_string()));
     for f in ordered {
-        let mut name = path(f, &by_id, 0);
+        let mut name = path(f, &by_id);
         if name.eq_ignore_ascii_case("INBOX") && f.well_known != Some(WellKnownFolder::Inbox) {
             name = format!("{name} (folder)");
         }
@@ -221,6 +234,7 @@ impl MailboxModel {
             backend,
             prefix: String::new(),
             inbox: InboxPlacement::Own,
+            folder_freshness: folders::DEFAULT_FRESHNESS,
         }
     }
 
@@ -264,55 +278,6 @@ impl MailboxModel {
             .into_iter()
             .find(|f| f.name == name)
             .ok_or_else(|| ModelError::NoSuchFolder(name.to_string()))
-    }
-
-    /// List the remote folders (one paged request per level) and bring the
-    /// local folder table in line: new folders get a fresh UIDVALIDITY,
-    /// renamed ones keep theirs, vanished ones are dropped.
-    pub async fn refresh_folders(&self) -> Result<Vec<FolderRecord>, ModelError> {
-        let remote = self.backend.list_folders().await?;
-        tracing::debug!(mailbox = %self.mailbox, folders = remote.len(), "folders listed");
-        let names = imap_names(&remote);
-        let mut inbox = self.inbox.clone();
-        if let InboxPlacement::Folder(chosen) = &inbox {
-            let chosen = canonical_name(chosen);
-            if !names.values().any(|n| *n == chosen) {
-                tracing::warn!(
-                    mailbox = %self.mailbox,
-                    "the account's imap_inbox folder {chosen:?} does not exist; INBOX stays the \
-                     mailbox's Inbox (fix it with `graphgate accounts set LOGIN --imap-inbox \
-                     FOLDER`, naming a folder as LIST shows it)"
-                );
-                inbox = InboxPlacement::Own;
-            }
-        }
-        let mut seen = HashSet::new();
-        // Parents first, so a rename of a parent and a child in one round
-        // never collides on a name still held by the other.
-        for f in &remote {
-            let Some(name) = names.get(&f.id) else {
-                continue;
-            };
-            seen.insert(f.id.as_str().to_string());
-            let name = match place_inbox(name, &inbox) {
-                (name, true) => name,
-                (name, false) => format!("{}{name}", self.prefix),
-            };
-            self.store.upsert_folder(
-                self.account,
-                &self.mailbox,
-                f.id.as_str(),
-                &name,
-                f.parent_id.as_ref().map(|p| p.as_str()),
-                f.well_known.and_then(special_use),
-            )?;
-        }
-        for old in self.folders()? {
-            if !seen.contains(&old.remote_id) {
-                self.store.delete_folder(old.id)?;
-            }
-        }
-        self.folders()
     }
 
     /// Bring `folder` up to date with one delta round (a full listing when

@@ -4,7 +4,10 @@
 //! mapped under the batch's version; each inner request is dispatched to
 //! [`super::graph_service`] with the batch's Authorization header and the
 //! [`super::InnerRequest`] mark, at most 4 at a time (Outlook's limit), in
-//! `dependsOn` order (a failed dependency answers 424). The responses come
+//! `dependsOn` order (a failed dependency answers 424); an inner answer
+//! that breaks off (an injected reset) is reported as an inner 504, as
+//! Graph reports an inner failure, never as a 200 without a body. The
+//! responses come
 //! back in completion order; JSON bodies are embedded, other bodies are
 //! base64 (Graph's observed behaviour for binary and `$value` bodies).
 
@@ -252,9 +255,19 @@ async fn dispatch(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let bytes: Bytes = axum::body::to_bytes(response.into_body(), MAX_INNER_RESPONSE_BYTES)
-        .await
-        .unwrap_or_default();
+    let bytes: Bytes =
+        match axum::body::to_bytes(response.into_body(), MAX_INNER_RESPONSE_BYTES).await {
+            Ok(bytes) => bytes,
+            // The inner answer broke off (an injected connection reset
+            // breaks its body): Graph's front end answers such an inner
+            // request with its own failure, never with the 200 it had begun
+            // and an empty body ("Combine multiple HTTP requests using JSON
+            // batching": each inner response carries its own status; the
+            // errors page lists 504 Gateway Timeout for an upstream that did
+            // not answer; the code `UnknownError` is what graph-facts.md
+            // records for 5xx).
+            Err(_) => return upstream_failed(&spec.id),
+        };
     let mut value = json!({"id": spec.id, "status": status, "headers": out_headers});
     if !bytes.is_empty() {
         value["body"] = if content_type.contains("json") {
@@ -265,6 +278,25 @@ async fn dispatch(
         };
     }
     answer(status, value)
+}
+
+/// The inner answer of a request whose upstream answer broke off: 504
+/// with Graph's error body.
+fn upstream_failed(id: &str) -> (u16, Value) {
+    let e = GraphError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "UnknownError",
+        "The upstream service did not complete its answer. Retry the request.",
+    );
+    (
+        504,
+        json!({
+            "id": id,
+            "status": 504,
+            "headers": {"Content-Type": "application/json"},
+            "body": e.body(),
+        }),
+    )
 }
 
 /// `content-type` → `Content-Type`, as Graph spells batch headers.

@@ -19,6 +19,7 @@
 pub mod accounts;
 pub mod cache;
 pub mod crypto;
+pub mod folder_tree;
 pub mod folders;
 pub mod login_failures;
 pub mod schema;

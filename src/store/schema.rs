@@ -166,6 +166,36 @@ CREATE TABLE IF NOT EXISTS recent_floors (
     floor     INTEGER NOT NULL
 );
 "#,
+    // 9: (a) contents recorded empty (the SHA-256 of no bytes) by versions
+    // that cached a broken `$value` answer are forgotten, so they are
+    // fetched again instead of served as `RFC822.SIZE 0` for good; (b) the
+    // remote folder hierarchy per mailbox, kept by `mailFolders/delta`
+    // (store/folder_tree.rs), so that LOGIN does not walk the tree.
+    r#"
+UPDATE messages SET content_hash = NULL, size = NULL
+ WHERE content_hash = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+DELETE FROM cache
+ WHERE content_hash = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+CREATE TABLE IF NOT EXISTS folder_trees (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    mailbox    TEXT NOT NULL COLLATE NOCASE,
+    delta_link TEXT,
+    synced_at  INTEGER NOT NULL DEFAULT 0,
+    well_known TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (account_id, mailbox)
+);
+
+CREATE TABLE IF NOT EXISTS remote_folders (
+    account_id       INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    mailbox          TEXT NOT NULL COLLATE NOCASE,
+    remote_id        TEXT NOT NULL,
+    display_name     TEXT NOT NULL,
+    parent_remote_id TEXT,
+    hidden           INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, mailbox, remote_id)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.

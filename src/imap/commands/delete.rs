@@ -1,10 +1,11 @@
 //! DELETE (RFC 3501 §6.3.4): a folder in Graph, except INBOX and the
-//! special-use folders Exchange keeps. Costs one folder deletion, then one
-//! folder listing per mailbox the account reads.
+//! special-use folders Exchange keeps. Costs one folder deletion; the
+//! folder (and its subfolders with it) leaves the stored folder tree when
+//! Graph confirms.
 
 use imap_next::imap_types::mailbox::Mailbox;
 
-use crate::graph::RemoteFolderId;
+use crate::graph::{FolderChange, RemoteFolderId};
 use crate::imap::session::{Reply, State, local_name};
 
 pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
@@ -25,7 +26,15 @@ pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
         .await
     {
         Ok(()) => {
-            let _ = auth.model.refresh_folders().await;
+            let change = FolderChange::Removed(RemoteFolderId::new(folder.remote_id.clone()));
+            if let Err(e) = auth
+                .model
+                .model_of(&folder)
+                .apply_folder_changes(&[change])
+                .await
+            {
+                tracing::warn!("DELETE: folder deleted but not recorded: {e}");
+            }
             Reply::ok("DELETE completed")
         }
         Err(e) => Reply::no(format!("Graph refused to delete {wanted:?}: {e}")),

@@ -3,8 +3,10 @@
 //! delimiter, `\HasChildren` / `\HasNoChildren`, the special-use attribute
 //! of Graph's well-known folders, and `\Noselect` parents that are not
 //! folders themselves (`Shared`, `Shared/bob@…`). LSUB lists what the
-//! account subscribed (see `mailbox::local`). No Graph call: the folder list is the one LOGIN (or a
-//! CREATE, DELETE, RENAME, or an unknown name at SELECT) last fetched.
+//! account subscribed (see `mailbox::local`). The folder tree is the
+//! stored one; when it is older than the freshness interval
+//! (`imap.idle_poll_s`), one folder delta request brings it up to date
+//! first (see `mailbox::folders`).
 
 use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::core::{Atom, QuotedChar};
@@ -16,7 +18,7 @@ use crate::imap::session::{Authenticated, Refusal, Reply, State, local_name, wir
 use crate::imap::utf7;
 
 /// LIST, or LSUB when `subscribed_only`.
-pub(crate) fn handle(
+pub(crate) async fn handle(
     state: &State,
     reference: &Mailbox<'_>,
     mailbox_wildcard: &ListMailbox<'_>,
@@ -47,6 +49,13 @@ pub(crate) fn handle(
     } else {
         reference
     };
+    // A tree older than the freshness interval is brought up to date
+    // (one folder delta request); a failure leaves the stored one listed.
+    if !pattern.is_empty()
+        && let Err(e) = auth.model.refresh_folders_if_stale().await
+    {
+        tracing::warn!("LIST: cannot refresh the folder tree, listing the stored one: {e}");
+    }
     match list(auth, &reference, &pattern, subscribed_only) {
         Ok(data) => Reply::ok(format!("{name} completed")).with_data(data),
         Err(r) => r.into(),

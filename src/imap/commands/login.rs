@@ -139,7 +139,7 @@ async fn login_account(
         .map_err(|e| format!("{} cannot reach its mailbox: {e}", account.login))?;
     authed
         .model
-        .refresh_folders()
+        .refresh_folders_if_stale()
         .await
         .map_err(|e| format!("cannot list the folders of {}: {e}", account.mailbox))?;
     tracing::info!(account = %account.login, "imap login");

@@ -1,10 +1,11 @@
 //! RENAME (RFC 3501 §6.3.5): a folder within its parent (moving it under
-//! another parent is not supported yet). Costs one folder update, then one
-//! folder listing per mailbox the account reads.
+//! another parent is not supported yet). Costs one folder update; the
+//! stored folder tree takes the new name when Graph confirms it. The new
+//! name follows CREATE's rules (`Shared/` reserved, Exchange's limits).
 
 use imap_next::imap_types::mailbox::Mailbox;
 
-use crate::graph::RemoteFolderId;
+use crate::graph::{FolderChange, RemoteFolderId};
 use crate::imap::session::{Reply, State, local_name};
 
 pub(crate) async fn handle(state: &State, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Reply {
@@ -16,6 +17,9 @@ pub(crate) async fn handle(state: &State, from: &Mailbox<'_>, to: &Mailbox<'_>) 
     let Ok(folder) = auth.model.folder(&old) else {
         return Reply::no(format!("no folder named {old:?}"));
     };
+    if let Some(reason) = super::create::refuse_new_name(auth, &new) {
+        return Reply::no(reason);
+    }
     let (old_parent, _) = old.rsplit_once('/').unwrap_or(("", &old));
     let (new_parent, leaf) = new.rsplit_once('/').unwrap_or(("", &new));
     if old_parent != new_parent {
@@ -29,8 +33,21 @@ pub(crate) async fn handle(state: &State, from: &Mailbox<'_>, to: &Mailbox<'_>) 
         .rename_folder(&RemoteFolderId::new(folder.remote_id.clone()), leaf)
         .await
     {
-        Ok(_) => {
-            let _ = auth.model.refresh_folders().await;
+        Ok(renamed) => {
+            let change = FolderChange::Upsert {
+                id: RemoteFolderId::new(folder.remote_id.clone()),
+                display_name: Some(leaf.to_string()),
+                parent_id: renamed.parent_id,
+                hidden: None,
+            };
+            if let Err(e) = auth
+                .model
+                .model_of(&folder)
+                .apply_folder_changes(&[change])
+                .await
+            {
+                tracing::warn!("RENAME: folder renamed but not recorded: {e}");
+            }
             Reply::ok("RENAME completed")
         }
         Err(e) => Reply::no(format!("Graph refused to rename {old:?}: {e}")),
