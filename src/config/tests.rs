@@ -1,0 +1,141 @@
+use super::*;
+
+fn leaf_keys(value: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+    if let toml::Value::Table(t) = value {
+        for (k, v) in t {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if v.is_table() {
+                leaf_keys(v, &key, out);
+            } else {
+                out.push(key);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_key_is_documented_and_settable_by_environment() {
+    let defaults = toml::Value::try_from(Config::default()).unwrap();
+    let mut keys = Vec::new();
+    leaf_keys(&defaults, "", &mut keys);
+    for key in &keys {
+        assert!(
+            KEYS.iter().any(|k| k.key == key),
+            "key {key} has no documentation in config::KEYS"
+        );
+    }
+    for doc in KEYS {
+        let default = lookup(&defaults, doc.key);
+        let value = match (doc.key, default) {
+            ("data_dir", _) => "/tmp/x",
+            ("microsoft.cloud", _) => "usgov",
+            (k, _) if k.ends_with("listen") => "127.0.0.1:9",
+            (_, Some(toml::Value::Integer(_))) => "7",
+            (_, Some(toml::Value::Boolean(_))) => "false",
+            _ => "value",
+        };
+        let vars = vec![(env_name(doc.key), value.to_string())];
+        let config =
+            Config::from_parts("", "test", &vars).unwrap_or_else(|e| panic!("{}: {e}", doc.key));
+        let back = toml::Value::try_from(config).unwrap();
+        let got = lookup(&back, doc.key).map(|v| match v {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        assert_eq!(got.as_deref(), Some(value), "{}", doc.key);
+    }
+}
+
+#[test]
+fn example_parses_back_to_the_defaults() {
+    let text = example();
+    let parsed = Config::from_parts(&text, "example", &[]).unwrap();
+    assert_eq!(parsed, Config::default());
+    assert!(text.contains("GRAPHGATE_MICROSOFT_CLIENT_ID"));
+}
+
+#[test]
+fn environment_wins_and_unknown_names_are_refused() {
+    let text = "[microsoft]\ntenant = \"contoso.com\"\nclient_id = \"file\"\n";
+    let vars = vec![(
+        "GRAPHGATE_MICROSOFT_CLIENT_ID".to_string(),
+        "env".to_string(),
+    )];
+    let config = Config::from_parts(text, "f.toml", &vars).unwrap();
+    assert_eq!(config.microsoft.client_id, "env");
+    assert_eq!(config.microsoft.tenant, "contoso.com");
+    let bad = vec![("GRAPHGATE_MICROSFT_TENANT".to_string(), "x".to_string())];
+    let err = Config::from_parts("", "f.toml", &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("GRAPHGATE_MICROSFT_TENANT"), "{err}");
+    let err = Config::from_parts("[microsoft]\ntenant = 3\n", "f.toml", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("f.toml"), "{err}");
+    let err = Config::from_parts("nonsense = 1\n", "f.toml", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nonsense"), "{err}");
+}
+
+#[test]
+fn admin_listen_is_checked() {
+    let mut config = Config::default();
+    assert_eq!(config.admin_listen().unwrap(), None);
+    config.admin.listen = "127.0.0.1:8025".into();
+    assert!(config.admin_listen().unwrap().is_some());
+    config.admin.listen = "localhost".into();
+    assert!(
+        config
+            .admin_listen()
+            .unwrap_err()
+            .to_string()
+            .contains("GRAPHGATE_ADMIN_LISTEN")
+    );
+}
+
+#[test]
+fn the_cloud_sets_authority_graph_and_scope_prefix_and_explicit_urls_win() {
+    let config = Config::from_parts(
+        "[microsoft]\ncloud = \"usgov-dod\"\nclient_id = \"c\"\n",
+        "f.toml",
+        &[],
+    )
+    .unwrap();
+    let m = &config.microsoft;
+    assert_eq!(m.cloud, Cloud::UsgovDod);
+    assert_eq!(m.authority(), "https://login.microsoftonline.us");
+    assert_eq!(m.graph_endpoint(), "https://dod-graph.microsoft.us");
+    assert_eq!(m.graph_resource(), "https://dod-graph.microsoft.us");
+    assert!(m.graph_config().message_delta);
+
+    let config = Config::from_parts(
+        "[microsoft]\ncloud = \"china\"\ngraph_url = \"http://127.0.0.1:8787\"\n",
+        "f.toml",
+        &[],
+    )
+    .unwrap();
+    let m = &config.microsoft;
+    assert_eq!(m.authority(), "https://login.chinacloudapi.cn");
+    assert_eq!(m.graph_endpoint(), "http://127.0.0.1:8787");
+    assert_eq!(
+        m.graph_resource(),
+        "https://microsoftgraph.chinacloudapi.cn"
+    );
+    assert!(!m.graph_config().message_delta);
+    assert!(m.cloud.missing_features().contains("message delta"));
+
+    let global = MicrosoftConfig::default();
+    assert_eq!(global.authority(), GLOBAL_AUTHORITY);
+    assert_eq!(global.graph_resource(), GLOBAL_GRAPH);
+
+    let err = Config::from_parts("[microsoft]\ncloud = \"mars\"\n", "f.toml", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cloud") || err.contains("mars"), "{err}");
+}
