@@ -146,6 +146,13 @@ async fn folders_page_and_seeded_inbox_has_counts() {
     assert!(!second["value"].as_array().unwrap().is_empty());
     let (_, inbox) = sim.get(&alice, "/v1.0/me/mailFolders/inbox").await;
     assert_eq!(inbox["displayName"], "Inbox");
+    // The root answers by its well-known name, as at Microsoft, and is the
+    // parent of the top-level folders.
+    let (status, root) = sim.get(&alice, "/v1.0/me/mailFolders/msgfolderroot").await;
+    assert_eq!(status, 200, "{root}");
+    assert_eq!(root["id"], inbox["parentFolderId"]);
+    assert_eq!(root["displayName"], "Top of Information Store");
+    assert!(root["childFolderCount"].as_u64().unwrap() >= 6, "{root}");
     assert_eq!(inbox["totalItemCount"], 4);
     assert_eq!(inbox["unreadItemCount"], 3);
     let (status, body) = sim

@@ -113,10 +113,14 @@ pub async fn get_folder(
         check_select(select)?;
     }
     with_mailbox(&state, &t, |mb| {
-        let f = mb
-            .folder(&folder)
-            .ok_or_else(|| GraphError::not_found("folder"))?;
-        let mut body = selected(mb.folder_json(f), select);
+        let mut body = if mb.folder_id(&folder).as_deref() == Some(mb.root_id.as_str()) {
+            selected(mb.root_json(), select)
+        } else {
+            let f = mb
+                .folder(&folder)
+                .ok_or_else(|| GraphError::not_found("folder"))?;
+            selected(mb.folder_json(f), select)
+        };
         body["@odata.context"] = json!(format!(
             "{}/v1.0/$metadata#mailFolders/$entity",
             base_url(&state)

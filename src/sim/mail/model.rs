@@ -251,6 +251,28 @@ impl Mailbox {
         self.seq
     }
 
+    /// The root of the folder tree, `GET …/mailFolders/msgfolderroot`
+    /// (well-known name "msgfolderroot": "the root folder of the user's
+    /// mailbox", Exchange's "Top of Information Store"). Its parent is an
+    /// id of its own that names no mailFolder Graph serves; it holds no
+    /// messages.
+    pub fn root_json(&self) -> Value {
+        let children = self
+            .folders
+            .iter()
+            .filter(|f| f.parent_id == self.root_id && !f.hidden)
+            .count();
+        json!({
+            "id": self.root_id,
+            "displayName": "Top of Information Store",
+            "parentFolderId": format!("{}-parent", self.root_id),
+            "childFolderCount": children,
+            "unreadItemCount": 0,
+            "totalItemCount": 0,
+            "isHidden": false,
+        })
+    }
+
     pub fn folder_json(&self, folder: &Folder) -> Value {
         let (mut total, mut unread) = (0u64, 0u64);
         for m in self.messages.values().filter(|m| m.folder_id == folder.id) {
