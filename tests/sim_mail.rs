@@ -153,6 +153,26 @@ async fn folders_page_and_seeded_inbox_has_counts() {
     assert_eq!(root["id"], inbox["parentFolderId"]);
     assert_eq!(root["displayName"], "Top of Information Store");
     assert!(root["childFolderCount"].as_u64().unwrap() >= 6, "{root}");
+    // `$filter=displayName eq '…'` finds the folder; a filter the
+    // simulator does not support is refused, never ignored (it answered
+    // with the first folder).
+    let (status, found) = sim
+        .get(
+            &alice,
+            "/v1.0/me/mailFolders?$filter=displayName%20eq%20'Sent%20Items'",
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    let found = found["value"].as_array().unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["displayName"], "Sent Items");
+    let (status, refused) = sim
+        .get(
+            &alice,
+            "/v1.0/me/mailFolders?$filter=startswith(displayName,'S')",
+        )
+        .await;
+    assert_eq!(status, 400, "{refused}");
     assert_eq!(inbox["totalItemCount"], 4);
     assert_eq!(inbox["unreadItemCount"], 3);
     let (status, body) = sim

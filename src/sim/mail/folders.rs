@@ -26,10 +26,18 @@ pub(super) fn folder_page(
     let hidden = query
         .get("includeHiddenFolders")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let name = match query.get("$filter") {
+        Some(filter) => Some(display_name_filter(filter)?),
+        None => None,
+    };
     let folders: Vec<&Folder> = mb
         .folders
         .iter()
         .filter(|f| f.parent_id == parent && (hidden || !f.hidden))
+        .filter(|f| {
+            name.as_ref()
+                .is_none_or(|n| f.display_name.eq_ignore_ascii_case(n))
+        })
         .collect();
     let top = top(query, 10)?;
     let skip = skip(query);
@@ -53,6 +61,13 @@ pub(super) fn folder_page(
         if hidden {
             url.push_str("&includeHiddenFolders=true");
         }
+        if let Some(filter) = query.get("$filter") {
+            url.push_str("&$filter=");
+            url.push_str(
+                &percent_encoding::utf8_percent_encode(filter, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string(),
+            );
+        }
         url
     });
     Ok(collection(
@@ -60,6 +75,36 @@ pub(super) fn folder_page(
         page,
         next,
     ))
+}
+
+/// The one `$filter` form clients use on folder lists,
+/// `displayName eq 'Name'` (`''` for a quote; compared without regard to
+/// case, as Exchange compares folder names). Any other filter is refused
+/// with 400 rather than ignored: a filter silently dropped answers with
+/// the wrong folder.
+fn display_name_filter(filter: &str) -> Result<String, GraphError> {
+    let refuse = || {
+        GraphError::bad_request(
+            "BadRequest",
+            format!(
+                "Invalid filter clause: the simulator supports displayName eq '…' on mail folders; not {filter:?}."
+            ),
+        )
+    };
+    let rest = filter.trim();
+    let rest = rest
+        .strip_prefix("displayName")
+        .ok_or_else(refuse)?
+        .trim_start();
+    let rest = rest.strip_prefix("eq").ok_or_else(refuse)?.trim();
+    let inner = rest
+        .strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+        .ok_or_else(refuse)?;
+    if inner.replace("''", "").contains('\'') {
+        return Err(refuse());
+    }
+    Ok(inner.replace("''", "'"))
 }
 
 pub async fn list_folders(
