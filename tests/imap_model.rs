@@ -574,3 +574,43 @@ async fn recent_goes_to_the_first_session_told() {
     let r = e.cmd("s SELECT Rec").await;
     assert!(r.contains(&"* 1 RECENT".to_string()), "{r:?}");
 }
+
+/// The index of the first line of `r` that starts with `head` and
+/// contains `word`.
+fn line_of(r: &[String], head: &str, word: &str) -> usize {
+    r.iter()
+        .position(|l| l.starts_with(head) && l.contains(word))
+        .unwrap_or_else(|| panic!("no {head:?} line with {word:?} in {r:?}"))
+}
+
+/// A keyword is introduced by `* FLAGS` before any PERMANENTFLAGS or
+/// FETCH FLAGS that uses it (RFC 3501 §7.2.6; imaptest's "Keyword used
+/// without being in FLAGS"): in the STORE that makes it, in another
+/// session's FETCH, and at SELECT.
+#[tokio::test]
+async fn flags_introduces_a_keyword_before_it_is_used() {
+    let d = demo();
+    let mut a = Raw::login(&d.imap, "alice@example.com").await;
+    folder_with(&mut a, "Intro", &["intro-1"]).await;
+    a.cmd("s SELECT Intro").await;
+    let mut b = Raw::login(&d.imap, "alice@example.com").await;
+    b.cmd("s SELECT Intro").await;
+    let r = a.cmd("t STORE 1 +FLAGS ($hello)").await;
+    let flags = line_of(&r, "* FLAGS (", "$hello");
+    assert!(
+        flags < line_of(&r, "* OK [PERMANENTFLAGS (", "$hello"),
+        "{r:?}"
+    );
+    assert!(flags < line_of(&r, "* 1 FETCH (", "$hello"), "{r:?}");
+    // B's FETCH is where it first hears of the keyword.
+    let r = b.cmd("f FETCH 1 (FLAGS)").await;
+    assert!(
+        line_of(&r, "* FLAGS (", "$hello") < line_of(&r, "* 1 FETCH (", "$hello"),
+        "{r:?}"
+    );
+    let r = b.cmd("s2 SELECT Intro").await;
+    assert!(
+        line_of(&r, "* FLAGS (", "$hello") < line_of(&r, "* OK [PERMANENTFLAGS (", "$hello"),
+        "{r:?}"
+    );
+}
