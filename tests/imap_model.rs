@@ -614,3 +614,33 @@ async fn flags_introduces_a_keyword_before_it_is_used() {
         "{r:?}"
     );
 }
+
+/// Messages APPENDed or COPYed into a folder no session has selected yet
+/// are recent (imaptest `select`, as Dovecot): EXAMINE and STATUS count
+/// them without taking them, SELECT takes them, and STATUS then says 0.
+#[tokio::test]
+async fn appended_and_copied_messages_are_recent_until_a_select_takes_them() {
+    let d = demo();
+    let mut a = Raw::login(&d.imap, "alice@example.com").await;
+    folder_with(&mut a, "Fresh", &["fresh-1", "fresh-2"]).await;
+    let r = a.cmd("e EXAMINE Fresh").await;
+    assert!(r.contains(&"* 2 RECENT".to_string()), "{r:?}");
+    a.cmd("c CLOSE").await;
+    let r = a.cmd("st STATUS Fresh (MESSAGES RECENT)").await;
+    assert!(line_of(&r, "* STATUS", "RECENT 2") < r.len(), "{r:?}");
+    let r = a.cmd("s SELECT Fresh").await;
+    assert!(r.contains(&"* 2 RECENT".to_string()), "{r:?}");
+    let r = a.cmd("r SEARCH RECENT").await;
+    assert!(r.contains(&"* SEARCH 1 2".to_string()), "{r:?}");
+    // COPY into another new folder: recent there for the next SELECT.
+    let r = a.cmd("c2 CREATE Fresh2").await;
+    assert!(last(&r).starts_with("c2 OK"), "{r:?}");
+    let r = a.cmd("cp COPY 1:2 Fresh2").await;
+    assert!(last(&r).starts_with("cp OK"), "{r:?}");
+    a.cmd("c3 CLOSE").await;
+    let r = a.cmd("st2 STATUS Fresh (RECENT)").await;
+    assert!(line_of(&r, "* STATUS", "RECENT 0") < r.len(), "{r:?}");
+    let mut b = Raw::login(&d.imap, "alice@example.com").await;
+    let r = b.cmd("s SELECT Fresh2").await;
+    assert!(r.contains(&"* 2 RECENT".to_string()), "{r:?}");
+}

@@ -265,6 +265,7 @@ impl MailboxModel {
                 ..Outcome::default()
             });
         }
+        self.start_recent(to)?;
         let held = gate.hold().await;
         let records = self.store.messages(from.id)?;
         let target = RemoteFolderId::new(to.remote_id.clone());
@@ -389,6 +390,7 @@ impl MailboxModel {
             received: date,
             flags: wanted,
         };
+        self.start_recent(folder)?;
         let remote = RemoteFolderId::new(folder.remote_id.clone());
         let created: RemoteMessage = self.backend.append_message(&remote, mime, &options).await?;
         self.sync(folder.id).await?;
