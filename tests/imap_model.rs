@@ -134,7 +134,7 @@ impl Outlook {
         let page: Value = self
             .http
             .get(format!(
-                "{}/messages?$select=id,subject,categories,isRead,flag&$top=1000",
+                "{}/messages?$select=id,subject,categories,isRead,isDraft,flag&$top=1000",
                 self.base
             ))
             .bearer_auth(&self.token)
@@ -435,7 +435,7 @@ async fn a_new_keyword_grows_flags_and_permanentflags() {
         .find(|l| l.contains("[PERMANENTFLAGS"))
         .cloned()
         .unwrap();
-    assert!(!permanent.contains("\\Draft"), "{permanent}");
+    assert!(permanent.contains("\\Draft"), "{permanent}");
     let mut b = Raw::login(&d.imap, "alice@example.com").await;
     b.cmd("s SELECT Kw").await;
     let r = a.cmd("t1 STORE 1 +FLAGS (urgent)").await;
@@ -643,4 +643,40 @@ async fn appended_and_copied_messages_are_recent_until_a_select_takes_them() {
     let mut b = Raw::login(&d.imap, "alice@example.com").await;
     let r = b.cmd("s SELECT Fresh2").await;
     assert!(r.contains(&"* 2 RECENT".to_string()), "{r:?}");
+}
+
+/// `\Draft` is a flag a client may STORE, as on Dovecot (imaptest
+/// `store`, `search-flags`): PERMANENTFLAGS offers it, SEARCH DRAFT /
+/// UNDRAFT find it, and it stays through a sync of an Outlook change to
+/// the message, while Graph's isDraft (read-only after creation) is not
+/// asked to change.
+#[tokio::test]
+async fn draft_is_stored_locally_and_searchable() {
+    let d = demo();
+    let mut a = Raw::login(&d.imap, "alice@example.com").await;
+    folder_with(&mut a, "Dr", &["dr-1", "dr-2"]).await;
+    a.cmd("s SELECT Dr").await;
+    let r = a.cmd("t STORE 2 +FLAGS (\\Draft)").await;
+    assert!(last(&r).starts_with("t OK"), "{r:?}");
+    assert!(line_of(&r, "* 2 FETCH (", "\\Draft") < r.len(), "{r:?}");
+    let r = a.cmd("q SEARCH DRAFT").await;
+    assert!(r.contains(&"* SEARCH 2".to_string()), "{r:?}");
+    let r = a.cmd("q2 SEARCH UNDRAFT").await;
+    assert!(r.contains(&"* SEARCH 1".to_string()), "{r:?}");
+    // Outlook changes the message: the sync keeps the local \Draft.
+    let outlook = Outlook::new(&d).await;
+    outlook.patch("dr-2", json!({"categories": ["Blue"]})).await;
+    let mut b = Raw::login(&d.imap, "alice@example.com").await;
+    b.cmd("s SELECT Dr").await;
+    let flags = flags_of(&mut b, 2).await;
+    assert!(
+        flags.contains("\\Draft") && flags.contains("Blue"),
+        "{flags}"
+    );
+    let m = outlook.find("dr-2").await;
+    assert_eq!(m["isDraft"], json!(false), "{m}");
+    let r = a.cmd("t2 STORE 2 -FLAGS (\\Draft)").await;
+    assert!(last(&r).starts_with("t2 OK"), "{r:?}");
+    let flags = flags_of(&mut a, 2).await;
+    assert!(!flags.contains("\\Draft"), "{flags}");
 }

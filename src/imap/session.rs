@@ -476,15 +476,16 @@ pub fn folder_flags(keywords: &std::collections::BTreeSet<String>) -> Vec<Flag<'
     out
 }
 
-/// PERMANENTFLAGS (RFC 3501 §7.1): what a STORE keeps — the keywords in
-/// use and any new one (`\*`), but not `\Draft`, which Graph's isDraft
-/// does not let change after creation.
+/// PERMANENTFLAGS (RFC 3501 §7.1): what a STORE keeps — the system flags
+/// (`\Draft` and `\Deleted` in the index, see
+/// [`crate::mailbox::flags`]), the keywords in use and any new one (`\*`).
 pub fn permanent_flags(keywords: &std::collections::BTreeSet<String>) -> Code<'static> {
     let mut out = vec![
         FlagPerm::Flag(Flag::Answered),
         FlagPerm::Flag(Flag::Flagged),
         FlagPerm::Flag(Flag::Deleted),
         FlagPerm::Flag(Flag::Seen),
+        FlagPerm::Flag(Flag::Draft),
     ];
     out.extend(keywords.iter().filter_map(|k| {
         Flag::try_from(k.as_str())

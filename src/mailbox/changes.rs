@@ -39,16 +39,16 @@ pub struct FlagChange {
 }
 
 impl FlagChange {
-    /// The flags `old` has after the change. `\Draft` follows Graph's
-    /// isDraft, which cannot change after creation (so SELECT does not
-    /// offer it in PERMANENTFLAGS).
+    /// The flags `old` has after the change. `\Draft` changes in the
+    /// index only (see [`flags`]); Graph's last `isDraft` is kept.
     pub fn apply(&self, old: &Flags) -> Flags {
+        let asked = self.bits & !flags::GRAPH_DRAFT;
         let bits = match self.op {
-            FlagOp::Replace => self.bits,
-            FlagOp::Add => old.bits | self.bits,
-            FlagOp::Remove => old.bits & !self.bits,
+            FlagOp::Replace => asked,
+            FlagOp::Add => old.bits | asked,
+            FlagOp::Remove => old.bits & !asked,
         };
-        let bits = (bits & !flags::DRAFT) | (old.bits & flags::DRAFT);
+        let bits = (bits & !flags::GRAPH_DRAFT) | (old.bits & flags::GRAPH_DRAFT);
         let mut keywords = match self.op {
             FlagOp::Replace => self.keywords.clone(),
             FlagOp::Add => {
@@ -70,7 +70,8 @@ impl FlagChange {
 }
 
 /// The Graph update that takes a message from `old` to `new`
-/// (`\Deleted` is local; `None` fields are left as they are).
+/// (`\Deleted` and `\Draft` are local; `None` fields are left as they
+/// are).
 fn graph_update(old: &Flags, new: &Flags) -> FlagUpdate {
     let changed = |bit: u32| (old.bits & bit) != (new.bits & bit);
     FlagUpdate {
@@ -465,7 +466,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_change_applies_to_the_latest_flags_and_keeps_draft() {
+    fn a_change_applies_to_the_latest_flags_and_draft_is_local() {
         let old = Flags::from_store(flags::SEEN | flags::DRAFT, "a b");
         let add = FlagChange {
             op: FlagOp::Add,
@@ -487,7 +488,18 @@ mod tests {
             bits: 0,
             keywords: vec![],
         };
-        assert_eq!(replace.apply(&old).bits, flags::DRAFT);
+        assert_eq!(replace.apply(&old).bits, 0);
+        // \Draft is stored locally: no Graph update, Graph's last isDraft
+        // kept.
+        let graph_draft = Flags::from_store(flags::GRAPH_DRAFT, "");
+        let draft = FlagChange {
+            op: FlagOp::Add,
+            bits: flags::DRAFT,
+            keywords: vec![],
+        };
+        let drafted = draft.apply(&graph_draft);
+        assert_eq!(drafted.bits, flags::DRAFT | flags::GRAPH_DRAFT);
+        assert_eq!(graph_update(&graph_draft, &drafted), FlagUpdate::default());
         let remove = FlagChange {
             op: FlagOp::Remove,
             bits: flags::SEEN,

@@ -4,8 +4,8 @@
 //! change to the folder, computed from the latest flags, stored once
 //! Graph has acknowledged it. `\Seen`, `\Flagged`, `\Answered`,
 //! `$Forwarded` and keywords (categories) go to Graph; `\Deleted` stays
-//! local until EXPUNGE; `\Draft` follows Graph's isDraft, which a client
-//! cannot change. A message another client expunged meanwhile is skipped
+//! local until EXPUNGE; `\Draft` is local too (Graph's isDraft cannot
+//! change after creation; see [`crate::mailbox::flags`]). A message another client expunged meanwhile is skipped
 //! (and announced as expunged later); the rest of the set is changed.
 //! Costs one flag update per message whose Graph-side flags change, none
 //! for `\Deleted` alone.
