@@ -66,6 +66,27 @@ impl Raw {
         }
     }
 
+    /// APPEND `message` to `folder` with the internal date `date`.
+    async fn append_dated(
+        &mut self,
+        tag: &str,
+        folder: &str,
+        date: &str,
+        message: &str,
+    ) -> Vec<String> {
+        self.write
+            .write_all(
+                format!(
+                    "{tag} APPEND {folder} \"{date}\" {{{}+}}\r\n{message}\r\n",
+                    message.len()
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        self.until(tag).await
+    }
+
     /// APPEND `message` to `folder` with `flags`.
     async fn append(&mut self, tag: &str, folder: &str, flags: &str, message: &str) -> Vec<String> {
         self.write
@@ -679,4 +700,53 @@ async fn draft_is_stored_locally_and_searchable() {
     assert!(last(&r).starts_with("t2 OK"), "{r:?}");
     let flags = flags_of(&mut a, 2).await;
     assert!(!flags.contains("\\Draft"), "{flags}");
+}
+
+/// COPY numbers the copies in the order of the source set and gives each
+/// its source's flags, local ones (`\Deleted`, `\Draft`) too, as Dovecot
+/// does (imaptest `copy`: messages received at the same second came out
+/// shuffled, a `\Seen` one shown with another's flags).
+#[tokio::test]
+async fn copy_keeps_order_and_flags() {
+    let d = demo();
+    let mut a = Raw::login(&d.imap, "alice@example.com").await;
+    let r = a.cmd("c CREATE Src").await;
+    assert!(last(&r).starts_with("c OK"), "{r:?}");
+    for s in ["cp-1", "cp-2", "cp-3", "cp-4"] {
+        let r = a
+            .append_dated("a", "Src", "22-Feb-2008 17:06:23 +0000", &message(s))
+            .await;
+        assert!(last(&r).starts_with("a OK"), "{r:?}");
+    }
+    a.cmd("s SELECT Src").await;
+    for (seq, flags) in [
+        (1, "\\Seen"),
+        (2, "\\Answered \\Flagged"),
+        (3, "\\Deleted \\Draft"),
+        (4, "\\Flagged $kw1"),
+    ] {
+        let r = a.cmd(&format!("t STORE {seq} FLAGS ({flags})")).await;
+        assert!(last(&r).starts_with("t OK"), "{r:?}");
+    }
+    let r = a.cmd("c2 CREATE Dst").await;
+    assert!(last(&r).starts_with("c2 OK"), "{r:?}");
+    let r = a.cmd("cp COPY 1:4 Dst").await;
+    assert!(
+        last(&r).contains(" 1:4 1:4] ") || last(&r).contains(" 1,2,3,4 1,2,3,4] "),
+        "{r:?}"
+    );
+    let mut b = Raw::login(&d.imap, "alice@example.com").await;
+    b.cmd("s SELECT Dst").await;
+    let r = b.cmd("f FETCH 1:4 (FLAGS)").await;
+    for (seq, flags) in [
+        (1, "FLAGS (\\Seen \\Recent)"),
+        (2, "FLAGS (\\Answered \\Flagged \\Recent)"),
+        (3, "FLAGS (\\Deleted \\Draft \\Recent)"),
+        (4, "FLAGS (\\Flagged $kw1 \\Recent)"),
+    ] {
+        assert!(
+            r.contains(&format!("* {seq} FETCH ({flags})")),
+            "{seq}: {flags}: {r:?}"
+        );
+    }
 }
