@@ -750,3 +750,20 @@ async fn copy_keeps_order_and_flags() {
         );
     }
 }
+
+/// Every keyword a STORE names is defined from then on, as Dovecot
+/// creates it: a -FLAGS of a keyword no message has still sends FLAGS
+/// naming it (imaptest stress "STORE didn't create keyword").
+#[tokio::test]
+async fn a_store_defines_every_keyword_it_names() {
+    let d = demo();
+    let mut a = Raw::login(&d.imap, "alice@example.com").await;
+    folder_with(&mut a, "Def", &["def-1"]).await;
+    a.cmd("s SELECT Def").await;
+    let r = a.cmd("t STORE 1 -FLAGS ($Label3)").await;
+    assert!(last(&r).starts_with("t OK"), "{r:?}");
+    assert!(
+        line_of(&r, "* FLAGS (", "$Label3") < line_of(&r, "* OK [PERMANENTFLAGS (", "$Label3"),
+        "{r:?}"
+    );
+}
