@@ -66,6 +66,27 @@ impl Raw {
         }
     }
 
+    /// APPEND `message` to `folder` with the internal date `date`.
+    async fn append_dated(
+        &mut self,
+        tag: &str,
+        folder: &str,
+        date: &str,
+        message: &str,
+    ) -> Vec<String> {
+        self.write
+            .write_all(
+                format!(
+                    "{tag} APPEND {folder} \"{date}\" {{{}+}}\r\n{message}\r\n",
+                    message.len()
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        self.until(tag).await
+    }
+
     /// APPEND `message` to `folder` with `flags`.
     async fn append(&mut self, tag: &str, folder: &str, flags: &str, message: &str) -> Vec<String> {
         self.write
@@ -134,7 +155,7 @@ impl Outlook {
         let page: Value = self
             .http
             .get(format!(
-                "{}/messages?$select=id,subject,categories,isRead,flag&$top=1000",
+                "{}/messages?$select=id,subject,categories,isRead,isDraft,flag&$top=1000",
                 self.base
             ))
             .bearer_auth(&self.token)
@@ -435,7 +456,7 @@ async fn a_new_keyword_grows_flags_and_permanentflags() {
         .find(|l| l.contains("[PERMANENTFLAGS"))
         .cloned()
         .unwrap();
-    assert!(!permanent.contains("\\Draft"), "{permanent}");
+    assert!(permanent.contains("\\Draft"), "{permanent}");
     let mut b = Raw::login(&d.imap, "alice@example.com").await;
     b.cmd("s SELECT Kw").await;
     let r = a.cmd("t1 STORE 1 +FLAGS (urgent)").await;
@@ -573,4 +594,176 @@ async fn recent_goes_to_the_first_session_told() {
     let mut e = Raw::login(&d.imap, "alice@example.com").await;
     let r = e.cmd("s SELECT Rec").await;
     assert!(r.contains(&"* 1 RECENT".to_string()), "{r:?}");
+}
+
+/// The index of the first line of `r` that starts with `head` and
+/// contains `word`.
+fn line_of(r: &[String], head: &str, word: &str) -> usize {
+    r.iter()
+        .position(|l| l.starts_with(head) && l.contains(word))
+        .unwrap_or_else(|| panic!("no {head:?} line with {word:?} in {r:?}"))
+}
+
+/// A keyword is introduced by `* FLAGS` before any PERMANENTFLAGS or
+/// FETCH FLAGS that uses it (RFC 3501 §7.2.6; imaptest's "Keyword used
+/// without being in FLAGS"): in the STORE that makes it, in another
+/// session's FETCH, and at SELECT.
+#[tokio::test]
+async fn flags_introduces_a_keyword_before_it_is_used() {
+    let d = demo();
+    let mut a = Raw::login(&d.imap, "alice@example.com").await;
+    folder_with(&mut a, "Intro", &["intro-1"]).await;
+    a.cmd("s SELECT Intro").await;
+    let mut b = Raw::login(&d.imap, "alice@example.com").await;
+    b.cmd("s SELECT Intro").await;
+    let r = a.cmd("t STORE 1 +FLAGS ($hello)").await;
+    let flags = line_of(&r, "* FLAGS (", "$hello");
+    assert!(
+        flags < line_of(&r, "* OK [PERMANENTFLAGS (", "$hello"),
+        "{r:?}"
+    );
+    assert!(flags < line_of(&r, "* 1 FETCH (", "$hello"), "{r:?}");
+    // B's FETCH is where it first hears of the keyword.
+    let r = b.cmd("f FETCH 1 (FLAGS)").await;
+    assert!(
+        line_of(&r, "* FLAGS (", "$hello") < line_of(&r, "* 1 FETCH (", "$hello"),
+        "{r:?}"
+    );
+    let r = b.cmd("s2 SELECT Intro").await;
+    assert!(
+        line_of(&r, "* FLAGS (", "$hello") < line_of(&r, "* OK [PERMANENTFLAGS (", "$hello"),
+        "{r:?}"
+    );
+}
+
+/// Messages APPENDed or COPYed into a folder no session has selected yet
+/// are recent (imaptest `select`, as Dovecot): EXAMINE and STATUS count
+/// them without taking them, SELECT takes them, and STATUS then says 0.
+#[tokio::test]
+async fn appended_and_copied_messages_are_recent_until_a_select_takes_them() {
+    let d = demo();
+    let mut a = Raw::login(&d.imap, "alice@example.com").await;
+    folder_with(&mut a, "Fresh", &["fresh-1", "fresh-2"]).await;
+    let r = a.cmd("e EXAMINE Fresh").await;
+    assert!(r.contains(&"* 2 RECENT".to_string()), "{r:?}");
+    a.cmd("c CLOSE").await;
+    let r = a.cmd("st STATUS Fresh (MESSAGES RECENT)").await;
+    assert!(line_of(&r, "* STATUS", "RECENT 2") < r.len(), "{r:?}");
+    let r = a.cmd("s SELECT Fresh").await;
+    assert!(r.contains(&"* 2 RECENT".to_string()), "{r:?}");
+    let r = a.cmd("r SEARCH RECENT").await;
+    assert!(r.contains(&"* SEARCH 1 2".to_string()), "{r:?}");
+    // COPY into another new folder: recent there for the next SELECT.
+    let r = a.cmd("c2 CREATE Fresh2").await;
+    assert!(last(&r).starts_with("c2 OK"), "{r:?}");
+    let r = a.cmd("cp COPY 1:2 Fresh2").await;
+    assert!(last(&r).starts_with("cp OK"), "{r:?}");
+    a.cmd("c3 CLOSE").await;
+    let r = a.cmd("st2 STATUS Fresh (RECENT)").await;
+    assert!(line_of(&r, "* STATUS", "RECENT 0") < r.len(), "{r:?}");
+    let mut b = Raw::login(&d.imap, "alice@example.com").await;
+    let r = b.cmd("s SELECT Fresh2").await;
+    assert!(r.contains(&"* 2 RECENT".to_string()), "{r:?}");
+}
+
+/// `\Draft` is a flag a client may STORE, as on Dovecot (imaptest
+/// `store`, `search-flags`): PERMANENTFLAGS offers it, SEARCH DRAFT /
+/// UNDRAFT find it, and it stays through a sync of an Outlook change to
+/// the message, while Graph's isDraft (read-only after creation) is not
+/// asked to change.
+#[tokio::test]
+async fn draft_is_stored_locally_and_searchable() {
+    let d = demo();
+    let mut a = Raw::login(&d.imap, "alice@example.com").await;
+    folder_with(&mut a, "Dr", &["dr-1", "dr-2"]).await;
+    a.cmd("s SELECT Dr").await;
+    let r = a.cmd("t STORE 2 +FLAGS (\\Draft)").await;
+    assert!(last(&r).starts_with("t OK"), "{r:?}");
+    assert!(line_of(&r, "* 2 FETCH (", "\\Draft") < r.len(), "{r:?}");
+    let r = a.cmd("q SEARCH DRAFT").await;
+    assert!(r.contains(&"* SEARCH 2".to_string()), "{r:?}");
+    let r = a.cmd("q2 SEARCH UNDRAFT").await;
+    assert!(r.contains(&"* SEARCH 1".to_string()), "{r:?}");
+    // Outlook changes the message: the sync keeps the local \Draft.
+    let outlook = Outlook::new(&d).await;
+    outlook.patch("dr-2", json!({"categories": ["Blue"]})).await;
+    let mut b = Raw::login(&d.imap, "alice@example.com").await;
+    b.cmd("s SELECT Dr").await;
+    let flags = flags_of(&mut b, 2).await;
+    assert!(
+        flags.contains("\\Draft") && flags.contains("Blue"),
+        "{flags}"
+    );
+    let m = outlook.find("dr-2").await;
+    assert_eq!(m["isDraft"], json!(false), "{m}");
+    let r = a.cmd("t2 STORE 2 -FLAGS (\\Draft)").await;
+    assert!(last(&r).starts_with("t2 OK"), "{r:?}");
+    let flags = flags_of(&mut a, 2).await;
+    assert!(!flags.contains("\\Draft"), "{flags}");
+}
+
+/// COPY numbers the copies in the order of the source set and gives each
+/// its source's flags, local ones (`\Deleted`, `\Draft`) too, as Dovecot
+/// does (imaptest `copy`: messages received at the same second came out
+/// shuffled, a `\Seen` one shown with another's flags).
+#[tokio::test]
+async fn copy_keeps_order_and_flags() {
+    let d = demo();
+    let mut a = Raw::login(&d.imap, "alice@example.com").await;
+    let r = a.cmd("c CREATE Src").await;
+    assert!(last(&r).starts_with("c OK"), "{r:?}");
+    for s in ["cp-1", "cp-2", "cp-3", "cp-4"] {
+        let r = a
+            .append_dated("a", "Src", "22-Feb-2008 17:06:23 +0000", &message(s))
+            .await;
+        assert!(last(&r).starts_with("a OK"), "{r:?}");
+    }
+    a.cmd("s SELECT Src").await;
+    for (seq, flags) in [
+        (1, "\\Seen"),
+        (2, "\\Answered \\Flagged"),
+        (3, "\\Deleted \\Draft"),
+        (4, "\\Flagged $kw1"),
+    ] {
+        let r = a.cmd(&format!("t STORE {seq} FLAGS ({flags})")).await;
+        assert!(last(&r).starts_with("t OK"), "{r:?}");
+    }
+    let r = a.cmd("c2 CREATE Dst").await;
+    assert!(last(&r).starts_with("c2 OK"), "{r:?}");
+    let r = a.cmd("cp COPY 1:4 Dst").await;
+    assert!(
+        last(&r).contains(" 1:4 1:4] ") || last(&r).contains(" 1,2,3,4 1,2,3,4] "),
+        "{r:?}"
+    );
+    let mut b = Raw::login(&d.imap, "alice@example.com").await;
+    b.cmd("s SELECT Dst").await;
+    let r = b.cmd("f FETCH 1:4 (FLAGS)").await;
+    for (seq, flags) in [
+        (1, "FLAGS (\\Seen \\Recent)"),
+        (2, "FLAGS (\\Answered \\Flagged \\Recent)"),
+        (3, "FLAGS (\\Deleted \\Draft \\Recent)"),
+        (4, "FLAGS (\\Flagged $kw1 \\Recent)"),
+    ] {
+        assert!(
+            r.contains(&format!("* {seq} FETCH ({flags})")),
+            "{seq}: {flags}: {r:?}"
+        );
+    }
+}
+
+/// Every keyword a STORE names is defined from then on, as Dovecot
+/// creates it: a -FLAGS of a keyword no message has still sends FLAGS
+/// naming it (imaptest stress "STORE didn't create keyword").
+#[tokio::test]
+async fn a_store_defines_every_keyword_it_names() {
+    let d = demo();
+    let mut a = Raw::login(&d.imap, "alice@example.com").await;
+    folder_with(&mut a, "Def", &["def-1"]).await;
+    a.cmd("s SELECT Def").await;
+    let r = a.cmd("t STORE 1 -FLAGS ($Label3)").await;
+    assert!(last(&r).starts_with("t OK"), "{r:?}");
+    assert!(
+        line_of(&r, "* FLAGS (", "$Label3") < line_of(&r, "* OK [PERMANENTFLAGS (", "$Label3"),
+        "{r:?}"
+    );
 }

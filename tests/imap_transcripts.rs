@@ -306,22 +306,24 @@ async fn selected_state_message_commands() {
         C: first line
         C: .
         S: c3 OK [APPENDUID … 1] APPEND completed
+        // The appended message is recent: EXAMINE shows it so and leaves
+        // it for the SELECT that takes it (RFC 3501 §2.3.2, §6.3.2).
         C: c4 EXAMINE Work
         S: * 1 EXISTS
+        S: * 1 RECENT
         S: c4 OK [READ-ONLY] EXAMINE completed
         C: c5 FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE)
-        S: * 1 FETCH (INTERNALDATE "14-Nov-2026 10:00:00 +0000" RFC822.SIZE … FLAGS (\Seen \Flagged))
+        S: * 1 FETCH (INTERNALDATE "14-Nov-2026 10:00:00 +0000" RFC822.SIZE … FLAGS (\Seen \Flagged \Recent))
         S: c5 OK FETCH completed
         C: c6 STORE 1 +FLAGS (\Answered)
         S: c6 NO …read-only…
         C: c7 SELECT Work
+        S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft)
         S: * OK [UIDVALIDITY …] UIDs valid
         S: * OK [UIDNEXT 2] Predicted next UID
-        // \Draft is not offered: Graph's isDraft cannot change after creation.
-        S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \*)] Flags permitted
-        S: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft)
+        S: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted
         S: * 1 EXISTS
-        S: * 0 RECENT
+        S: * 1 RECENT
         S: c7 OK [READ-WRITE] SELECT completed
         C: c8 FETCH 1 (ENVELOPE)
         S: * 1 FETCH (ENVELOPE (… "appended for the transcript" (("Carol" NIL "carol" "example.com")) …"<transcript-1@example.com>"))
@@ -332,15 +334,15 @@ async fn selected_state_message_commands() {
         S: …
         S: c9 OK FETCH completed
         C: c10 UID FETCH 1 (UID FLAGS)
-        S: * 1 FETCH (UID 1 FLAGS (\Seen \Flagged))
+        S: * 1 FETCH (UID 1 FLAGS (\Seen \Flagged \Recent))
         S: c10 OK FETCH completed
         C: c11 STORE 1 -FLAGS (\Flagged)
-        S: * 1 FETCH (FLAGS (\Seen))
+        S: * 1 FETCH (FLAGS (\Seen \Recent))
         S: c11 OK STORE completed
         C: c12 STORE 1 +FLAGS.SILENT ($Forwarded project-x)
         S: c12 OK STORE completed
         C: c13 FETCH 1 FLAGS
-        S: * 1 FETCH (FLAGS (\Seen $Forwarded project-x))
+        S: * 1 FETCH (FLAGS (\Seen $Forwarded project-x \Recent))
         S: c13 OK FETCH completed
         C: c14 UID STORE 1 +FLAGS (\Answered)
         S: * 1 FETCH (… \Answered …)

@@ -162,6 +162,9 @@ impl Conn {
 fn send_reply(imap: &mut ImapNext, tag: imap_next::imap_types::core::Tag<'static>, reply: Reply) {
     // Untagged statuses first: MOVE's COPYUID must precede its EXPUNGEs
     // (RFC 6851 §4.3); for SELECT and LOGOUT the order is free.
+    for d in reply.first {
+        imap.enqueue_data(d);
+    }
     for u in reply.untagged {
         imap.enqueue_status(u);
     }
@@ -292,6 +295,9 @@ async fn serve(
             ask_graph = poll => {
                 // IDLE: look for changes and report them at once.
                 let news = idle::changes(&mut conn.state, ask_graph).await;
+                for d in news.first {
+                    imap.enqueue_data(d);
+                }
                 for u in news.untagged {
                     imap.enqueue_status(u);
                 }
@@ -502,7 +508,11 @@ async fn command_reply(
     // while answering FETCH, STORE or SEARCH (RFC 3501 §7.4.1).
     let expunges = !matches!(name.as_str(), "FETCH" | "STORE" | "SEARCH");
     match conn.state.selected() {
-        Some((auth, view)) => reply.announcing(session::report(&auth.model, view, expunges, true)),
+        Some((auth, view)) => {
+            let shown = session::keywords_shown(&reply.data);
+            let news = session::report(&auth.model, view, expunges, true, &shown);
+            reply.announcing(news)
+        }
         None => reply,
     }
 }

@@ -34,9 +34,12 @@ use crate::mailbox::{
 use crate::runtime::Accounts;
 use crate::store::{Account, Store};
 
-/// What a command produced: untagged data and untagged statuses (`OK
-/// [UIDVALIDITY …]`, `BYE`), then the tagged status.
+/// What a command produced, in the order it is sent: `first` (a FLAGS
+/// that introduces keywords, RFC 3501 §7.2.6: before any PERMANENTFLAGS
+/// or FETCH FLAGS that uses them), untagged statuses (`OK [UIDVALIDITY
+/// …]`, `BYE`), untagged data, then the tagged status.
 pub struct Reply {
+    pub first: Vec<Data<'static>>,
     pub data: Vec<Data<'static>>,
     pub untagged: Vec<Status<'static>>,
     pub status: Result<(Option<Code<'static>>, String), Refusal>,
@@ -92,6 +95,7 @@ pub fn untagged_ok(code: Code<'static>, t: &str) -> Option<Status<'static>> {
 impl From<Refusal> for Reply {
     fn from(r: Refusal) -> Reply {
         Reply {
+            first: Vec::new(),
             data: Vec::new(),
             untagged: Vec::new(),
             status: Err(r),
@@ -102,6 +106,7 @@ impl From<Refusal> for Reply {
 impl Reply {
     pub fn ok(text: impl Into<String>) -> Reply {
         Reply {
+            first: Vec::new(),
             data: Vec::new(),
             untagged: Vec::new(),
             status: Ok((None, text.into())),
@@ -109,6 +114,7 @@ impl Reply {
     }
     pub fn no(text: impl Into<String>) -> Reply {
         Reply {
+            first: Vec::new(),
             data: Vec::new(),
             untagged: Vec::new(),
             status: Err(Refusal::No(text.into())),
@@ -116,6 +122,7 @@ impl Reply {
     }
     pub fn bad(text: impl Into<String>) -> Reply {
         Reply {
+            first: Vec::new(),
             data: Vec::new(),
             untagged: Vec::new(),
             status: Err(Refusal::Bad(text.into())),
@@ -435,6 +442,8 @@ impl Shared {
 /// (PERMANENTFLAGS) and data (EXPUNGE, EXISTS, FLAGS, FETCH FLAGS).
 #[derive(Default)]
 pub struct Announced {
+    /// FLAGS, when keywords appeared: sent before everything else.
+    pub first: Vec<Data<'static>>,
     pub data: Vec<Data<'static>>,
     pub untagged: Vec<Status<'static>>,
 }
@@ -442,6 +451,7 @@ pub struct Announced {
 impl Reply {
     /// The reply with `news` before its tagged status.
     pub fn announcing(mut self, news: Announced) -> Reply {
+        self.first.extend(news.first);
         self.untagged.extend(news.untagged);
         self.data.extend(news.data);
         self
@@ -466,15 +476,16 @@ pub fn folder_flags(keywords: &std::collections::BTreeSet<String>) -> Vec<Flag<'
     out
 }
 
-/// PERMANENTFLAGS (RFC 3501 §7.1): what a STORE keeps — the keywords in
-/// use and any new one (`\*`), but not `\Draft`, which Graph's isDraft
-/// does not let change after creation.
+/// PERMANENTFLAGS (RFC 3501 §7.1): what a STORE keeps — the system flags
+/// (`\Draft` and `\Deleted` in the index, see
+/// [`crate::mailbox::flags`]), the keywords in use and any new one (`\*`).
 pub fn permanent_flags(keywords: &std::collections::BTreeSet<String>) -> Code<'static> {
     let mut out = vec![
         FlagPerm::Flag(Flag::Answered),
         FlagPerm::Flag(Flag::Flagged),
         FlagPerm::Flag(Flag::Deleted),
         FlagPerm::Flag(Flag::Seen),
+        FlagPerm::Flag(Flag::Draft),
     ];
     out.extend(keywords.iter().filter_map(|k| {
         Flag::try_from(k.as_str())
@@ -483,6 +494,25 @@ pub fn permanent_flags(keywords: &std::collections::BTreeSet<String>) -> Code<'s
     }));
     out.push(FlagPerm::Asterisk);
     Code::PermanentFlags(out)
+}
+
+/// The keywords a reply's FETCH responses show.
+pub fn keywords_shown(data: &[Data<'_>]) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for d in data {
+        let Data::Fetch { items, .. } = d else {
+            continue;
+        };
+        for item in items.as_ref() {
+            if let MessageDataItem::Flags(flags) = item {
+                out.extend(flags.iter().filter_map(|f| match f {
+                    FlagFetch::Flag(Flag::Keyword(k)) => Some(k.as_ref().to_string()),
+                    _ => None,
+                }));
+            }
+        }
+    }
+    out
 }
 
 /// The keywords in use in a folder (`$Forwarded` included: IMAP sees it
@@ -510,10 +540,23 @@ pub fn keywords_of(records: &[MessageRecord]) -> std::collections::BTreeSet<Stri
 /// A new message is `\Recent` for the first session told of it; with
 /// `take_recent` false (while idling) it is announced without being taken,
 /// and stays recent for the next session that selects the folder.
-pub fn report(model: &MailboxSet, view: &mut View, expunges: bool, take_recent: bool) -> Announced {
+///
+/// `shown` are the keywords the command's own answer uses (a FETCH or
+/// STORE may show one the stored state no longer has): FLAGS names them
+/// too, and goes out before that answer (see [`Reply`]).
+pub fn report(
+    model: &MailboxSet,
+    view: &mut View,
+    expunges: bool,
+    take_recent: bool,
+    shown: &std::collections::BTreeSet<String>,
+) -> Announced {
     let mut out = Announced::default();
     let version = view.gate.version();
-    if version == view.seen && !(expunges && view.expunge_pending) {
+    if version == view.seen
+        && !(expunges && view.expunge_pending)
+        && shown.is_subset(&view.keywords)
+    {
         return out;
     }
     // Taken before the read: a later change moves the counter again; a
@@ -568,10 +611,11 @@ pub fn report(model: &MailboxSet, view: &mut View, expunges: bool, take_recent: 
             }
         }
     }
-    let keywords = keywords_of(&records);
+    let mut keywords = keywords_of(&records);
+    keywords.extend(shown.iter().cloned());
     if !keywords.is_subset(&view.keywords) {
         view.keywords.extend(keywords);
-        out.data.push(Data::Flags(folder_flags(&view.keywords)));
+        out.first.push(Data::Flags(folder_flags(&view.keywords)));
         out.untagged.extend(untagged_ok(
             permanent_flags(&view.keywords),
             "Flags permitted",

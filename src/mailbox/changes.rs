@@ -20,7 +20,7 @@ use super::flags::{self, Flags};
 use super::{MailboxModel, MailboxSet, ModelError};
 use crate::graph::{AppendOptions, FlagStatus, FlagUpdate, GraphError, RemoteFolderId};
 use crate::graph::{RemoteMessage, RemoteMessageId};
-use crate::store::folders::{FolderRecord, MessageRecord, Uid};
+use crate::store::folders::{FolderRecord, MessageRecord, NewMessage, Uid};
 
 /// How a STORE combines its flags with a message's (RFC 3501 §6.4.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,16 +39,16 @@ pub struct FlagChange {
 }
 
 impl FlagChange {
-    /// The flags `old` has after the change. `\Draft` follows Graph's
-    /// isDraft, which cannot change after creation (so SELECT does not
-    /// offer it in PERMANENTFLAGS).
+    /// The flags `old` has after the change. `\Draft` changes in the
+    /// index only (see [`flags`]); Graph's last `isDraft` is kept.
     pub fn apply(&self, old: &Flags) -> Flags {
+        let asked = self.bits & !flags::GRAPH_DRAFT;
         let bits = match self.op {
-            FlagOp::Replace => self.bits,
-            FlagOp::Add => old.bits | self.bits,
-            FlagOp::Remove => old.bits & !self.bits,
+            FlagOp::Replace => asked,
+            FlagOp::Add => old.bits | asked,
+            FlagOp::Remove => old.bits & !asked,
         };
-        let bits = (bits & !flags::DRAFT) | (old.bits & flags::DRAFT);
+        let bits = (bits & !flags::GRAPH_DRAFT) | (old.bits & flags::GRAPH_DRAFT);
         let mut keywords = match self.op {
             FlagOp::Replace => self.keywords.clone(),
             FlagOp::Add => {
@@ -70,7 +70,8 @@ impl FlagChange {
 }
 
 /// The Graph update that takes a message from `old` to `new`
-/// (`\Deleted` is local; `None` fields are left as they are).
+/// (`\Deleted` and `\Draft` are local; `None` fields are left as they
+/// are).
 fn graph_update(old: &Flags, new: &Flags) -> FlagUpdate {
     let changed = |bit: u32| (old.bits & bit) != (new.bits & bit);
     FlagUpdate {
@@ -265,11 +266,12 @@ impl MailboxModel {
                 ..Outcome::default()
             });
         }
+        self.start_recent(to)?;
         let held = gate.hold().await;
         let records = self.store.messages(from.id)?;
         let target = RemoteFolderId::new(to.remote_id.clone());
         let mut out = Outcome::default();
-        let mut created: Vec<(Uid, String)> = Vec::new();
+        let mut created: Vec<(MessageRecord, RemoteMessage)> = Vec::new();
         let mut moved = Vec::new();
         let mut gone = Vec::new();
         for uid in uids {
@@ -284,7 +286,7 @@ impl MailboxModel {
             };
             match result {
                 Ok(copy) => {
-                    created.push((r.uid, copy.id.as_str().to_string()));
+                    created.push((r.clone(), copy));
                     if moving {
                         moved.push(r.remote_id.clone());
                     }
@@ -300,26 +302,75 @@ impl MailboxModel {
         let removed = self.forget(from, &gone)?;
         out.vanished = removed
             .into_iter()
-            .filter(|u| !created.iter().any(|(from, _)| from == u))
+            .filter(|u| !created.iter().any(|(from, _)| from.uid == *u))
             .collect();
         drop(held);
         if !gone.is_empty() {
             gate.announce();
         }
-        // The copies get their UIDs from the target's sync (under the
-        // target's gate, taken after the source's is released: two MOVEs in
-        // opposite directions cannot wait on each other).
         if !created.is_empty() {
-            if let Err(e) = self.sync(to.id).await {
-                tracing::warn!(folder = %to.name, "sync after {}: {e}", if moving { "MOVE" } else { "COPY" });
-            }
-            for (source, remote) in created {
-                if let Some(m) = self.store.message_by_remote_id(to.id, &remote)? {
-                    out.done.push((source, m.uid));
+            self.number_copies(to, &created, moving).await?;
+            for (source, copy) in created {
+                if let Some(m) = self.store.message_by_remote_id(to.id, copy.id.as_str())? {
+                    out.done.push((source.uid, m.uid));
                 }
             }
         }
         Ok(out)
+    }
+
+    /// The copies (or moved messages) of a COPY / MOVE into `to` get
+    /// their UIDs in the order of the source set (RFC 4315 §3 pairs them
+    /// so; a sync would number them by received time, and copies of
+    /// messages received at the same second came out shuffled) and the
+    /// source's flags, `\Deleted` and `\Draft` included, as Dovecot
+    /// copies them (RFC 3501 §6.4.7: "the flags … SHOULD be preserved";
+    /// imaptest `copy`). Under the target's gate, taken after the source's
+    /// is released: two MOVEs in opposite directions cannot wait on each
+    /// other. Graph's copy keeps isRead, flag and categories (the copy
+    /// is the same item in another folder); a Graph-side flag the copy's
+    /// answer shows otherwise is written to it, and the target's sync
+    /// then confirms what Graph has.
+    async fn number_copies(
+        &self,
+        to: &FolderRecord,
+        created: &[(MessageRecord, RemoteMessage)],
+        moving: bool,
+    ) -> Result<(), ModelError> {
+        let verb = if moving { "MOVE" } else { "COPY" };
+        for (source, copy) in created {
+            let wanted = Flags::from_store(source.flags, &source.keywords);
+            let update = graph_update(&Flags::merged(&wanted, copy), &wanted);
+            if update != FlagUpdate::default()
+                && let Err(e) = self.backend.update_flags(&copy.id, &update).await
+            {
+                tracing::warn!(folder = %to.name, "{verb}: the copy's flags could not be set in Graph: {e}");
+            }
+        }
+        let target = self.gate(to);
+        let held = target.hold().await;
+        let additions: Vec<NewMessage> = created
+            .iter()
+            .map(|(source, copy)| NewMessage {
+                remote_id: copy.id.as_str().to_string(),
+                flags: source.flags,
+                keywords: source.keywords.clone(),
+                size: None,
+                internal_date: copy
+                    .received
+                    .map(|d| d.timestamp())
+                    .or(source.internal_date),
+            })
+            .collect();
+        let added = self.store.add_messages(to.id, &additions)?;
+        drop(held);
+        if !added.is_empty() {
+            target.announce();
+        }
+        if let Err(e) = self.sync(to.id).await {
+            tracing::warn!(folder = %to.name, "sync after {verb}: {e}");
+        }
+        Ok(())
     }
 
     /// EXPUNGE: delete `doomed` in Graph (to Deleted Items, or for good
@@ -389,6 +440,7 @@ impl MailboxModel {
             received: date,
             flags: wanted,
         };
+        self.start_recent(folder)?;
         let remote = RemoteFolderId::new(folder.remote_id.clone());
         let created: RemoteMessage = self.backend.append_message(&remote, mime, &options).await?;
         self.sync(folder.id).await?;
@@ -463,7 +515,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_change_applies_to_the_latest_flags_and_keeps_draft() {
+    fn a_change_applies_to_the_latest_flags_and_draft_is_local() {
         let old = Flags::from_store(flags::SEEN | flags::DRAFT, "a b");
         let add = FlagChange {
             op: FlagOp::Add,
@@ -485,7 +537,18 @@ mod tests {
             bits: 0,
             keywords: vec![],
         };
-        assert_eq!(replace.apply(&old).bits, flags::DRAFT);
+        assert_eq!(replace.apply(&old).bits, 0);
+        // \Draft is stored locally: no Graph update, Graph's last isDraft
+        // kept.
+        let graph_draft = Flags::from_store(flags::GRAPH_DRAFT, "");
+        let draft = FlagChange {
+            op: FlagOp::Add,
+            bits: flags::DRAFT,
+            keywords: vec![],
+        };
+        let drafted = draft.apply(&graph_draft);
+        assert_eq!(drafted.bits, flags::DRAFT | flags::GRAPH_DRAFT);
+        assert_eq!(graph_update(&graph_draft, &drafted), FlagUpdate::default());
         let remove = FlagChange {
             op: FlagOp::Remove,
             bits: flags::SEEN,

@@ -5,6 +5,17 @@
 //! quotes…); they are mapped to atoms by replacing each such character with
 //! `_` — the mapping is only used for display, STORE maps keywords back
 //! through the message's current categories.
+//!
+//! `\Draft` is local, like `\Deleted`, because Graph's `isDraft` cannot
+//! be changed after an item is created (Microsoft Graph "Update message",
+//! https://learn.microsoft.com/graph/api/message-update: isDraft is not
+//! among the writable properties; graph-facts.md "Create from MIME": an
+//! item is a draft or not from its creation) while IMAP lets a client
+//! STORE it (RFC 3501 §2.3.2; Dovecot allows it, imaptest `store`,
+//! `search-flags`). It is set from `isDraft` when a message is first seen
+//! and whenever Graph reports an `isDraft` other than the one it reported
+//! last ([`GRAPH_DRAFT`] remembers that); a STORE changes it in the index
+//! only, never in Graph.
 
 use crate::graph::{FlagStatus, RemoteMessage};
 
@@ -15,6 +26,9 @@ pub const DELETED: u32 = 1 << 3;
 pub const DRAFT: u32 = 1 << 4;
 /// `$Forwarded` (a keyword in IMAP, a verb in Exchange).
 pub const FORWARDED: u32 = 1 << 5;
+/// Not an IMAP flag: Graph's `isDraft` as last reported, so that a
+/// changed `isDraft` is told from one that merely came again.
+pub const GRAPH_DRAFT: u32 = 1 << 6;
 
 /// A message's flags.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -59,7 +73,7 @@ impl Flags {
             bits |= FORWARDED;
         }
         if m.is_draft {
-            bits |= DRAFT;
+            bits |= DRAFT | GRAPH_DRAFT;
         }
         let mut keywords: Vec<String> = m
             .categories
@@ -74,15 +88,16 @@ impl Flags {
     /// What Graph says of a message laid over what the index holds, field
     /// by field: a field Graph did not send is unchanged (a partial delta
     /// update, or the last verb that delta never carries), `\Deleted` is
-    /// ours alone.
+    /// ours alone, `\Draft` changes only when `isDraft` did.
     pub fn merged(local: &Flags, m: &RemoteMessage) -> Flags {
         let remote = Flags::from_remote(m);
         let mut bits = local.bits & DELETED;
+        let draft_changed = !m.absent.is_draft && m.is_draft != (local.bits & GRAPH_DRAFT != 0);
         for (absent, mask) in [
             (m.absent.is_read, SEEN),
             (m.absent.flag, FLAGGED),
             (m.absent.last_verb, ANSWERED | FORWARDED),
-            (m.absent.is_draft, DRAFT),
+            (!draft_changed, DRAFT | GRAPH_DRAFT),
         ] {
             bits |= if absent { local.bits } else { remote.bits } & mask;
         }
@@ -177,5 +192,24 @@ mod tests {
         assert_eq!(merged.keywords, vec!["kw".to_string()]);
         assert!(!f.deleted());
         assert!(f.clone().with_deleted(true).deleted());
+        // \Draft stored by a client stays while Graph's isDraft does not
+        // change; a changed isDraft wins.
+        let stored = Flags::from_store(DRAFT, "");
+        let same = RemoteMessage::default();
+        assert_eq!(Flags::merged(&stored, &same).bits, DRAFT);
+        let cleared = Flags::from_store(GRAPH_DRAFT, "");
+        assert_eq!(Flags::merged(&cleared, &same).bits, 0);
+        let drafted = RemoteMessage {
+            is_draft: true,
+            ..RemoteMessage::default()
+        };
+        assert_eq!(
+            Flags::merged(&Flags::default(), &drafted).bits,
+            DRAFT | GRAPH_DRAFT
+        );
+        assert_eq!(
+            Flags::merged(&Flags::from_store(GRAPH_DRAFT, ""), &drafted).bits,
+            GRAPH_DRAFT
+        );
     }
 }

@@ -13,11 +13,15 @@
 //! about. SELECT claims the messages from it up atomically (the first
 //! session gets them, RFC 3501 §2.3.2), as does a selected session that
 //! learns of new messages; EXAMINE and STATUS only look. Messages in a
-//! folder before any session selected it are not recent.
+//! folder before any session selected it are not recent — except what
+//! graphgate itself puts there: an APPEND or a COPY / MOVE into a folder
+//! without a floor starts it at the folder's UIDNEXT first, so the new
+//! messages are recent for the first session that selects it, as a
+//! folder a client made and filled is on Dovecot (imaptest `select`).
 
 use std::collections::HashMap;
 
-use super::{MailboxSet, ModelError, canonical_name};
+use super::{MailboxModel, MailboxSet, ModelError, canonical_name};
 use crate::store::folders::{FolderRecord, Uid};
 
 impl MailboxSet {
@@ -45,5 +49,17 @@ impl MailboxSet {
     /// (`None`: none is).
     pub fn recent_floor(&self, folder: &FolderRecord) -> Result<Option<Uid>, ModelError> {
         Ok(self.models[0].store.recent_floor(folder.id)?)
+    }
+}
+
+impl MailboxModel {
+    /// Before graphgate adds messages to `folder` (APPEND, COPY, MOVE):
+    /// a folder without a recent floor gets one at its UIDNEXT, so what
+    /// is added is recent (see the module's notes).
+    pub(super) fn start_recent(&self, folder: &FolderRecord) -> Result<(), ModelError> {
+        if self.store.recent_floor(folder.id)?.is_none() {
+            self.store.claim_recent(folder.id)?;
+        }
+        Ok(())
     }
 }

@@ -12,10 +12,11 @@
 //! - A delta reset (410 / `syncStateNotFound`) is answered by a full
 //!   listing diffed against the index: known messages keep their UIDs, only
 //!   really new ones are numbered, vanished ones are expunged.
-//! - `\Deleted` is local (IMAP's two-step delete); every other flag mirrors
-//!   Graph: `\Seen` = `isRead`, `\Flagged` = `flag.flagStatus == flagged`,
-//!   `\Answered` / `$Forwarded` = `PR_LAST_VERB_EXECUTED`, `\Draft` =
-//!   `isDraft`, keywords = categories.
+//! - `\Deleted` is local (IMAP's two-step delete), and so is `\Draft`
+//!   (from `isDraft` when first seen or when Graph changes it: see
+//!   [`flags`]); every other flag mirrors Graph: `\Seen` = `isRead`,
+//!   `\Flagged` = `flag.flagStatus == flagged`, `\Answered` /
+//!   `$Forwarded` = `PR_LAST_VERB_EXECUTED`, keywords = categories.
 //!
 //! Remote ids never leave this layer upwards, UIDs never go downwards.
 

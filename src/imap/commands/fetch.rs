@@ -21,11 +21,13 @@ use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::fetch::{
     MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName, Section,
 };
+use imap_next::imap_types::response::{Data, Response};
 use imap_next::imap_types::sequence::SequenceSet;
 
 use crate::imap::content;
 use crate::imap::session::{
-    Authenticated, Refusal, Reply, Shared, State, View, check_set, resolve,
+    Authenticated, Refusal, Reply, Shared, State, View, check_set, folder_flags, permanent_flags,
+    resolve, untagged_ok,
 };
 use crate::imap::stream::Sink;
 use crate::imap::structures;
@@ -275,6 +277,30 @@ async fn fetch(
     }
     let mut out = Vec::with_capacity(EMIT_AT * 2);
     let with_flags = names.contains(&MessageDataItemName::Flags);
+    // A keyword the client was not told FLAGS has (another session's
+    // STORE) is introduced before the first FETCH FLAGS that shows it:
+    // FLAGS, then PERMANENTFLAGS (RFC 3501 §7.2.6).
+    let mut used = std::collections::BTreeSet::new();
+    for t in &targets {
+        used.extend(t.record.keywords.split_whitespace().map(str::to_string));
+        if t.record.flags & flags::FORWARDED != 0 {
+            used.insert("$Forwarded".to_string());
+        }
+    }
+    if !used.is_subset(&view.keywords) {
+        view.keywords.extend(used);
+        use imap_codec::encode::Encoder as _;
+        let codec = imap_codec::ResponseCodec::default();
+        let mut intro = codec
+            .encode(&Response::Data(Data::Flags(folder_flags(&view.keywords))))
+            .dump();
+        if let Some(ok) = untagged_ok(permanent_flags(&view.keywords), "Flags permitted") {
+            intro.extend(codec.encode(&Response::Status(ok)).dump());
+        }
+        sink.emit(&intro)
+            .await
+            .map_err(|e| Refusal::no(format!("the connection failed while answering: {e}")))?;
+    }
     let mut flag_items = structures::FlagItems::default();
     let mut computed = Vec::new();
     let mut mark_seen = Vec::new();

@@ -26,5 +26,5 @@ pub(crate) async fn changes(state: &mut State, ask_graph: bool) -> Announced {
     }
     // New mail is pushed without taking its \Recent: it stays recent for
     // the next session that selects the folder.
-    report(&auth.model, view, true, false)
+    report(&auth.model, view, true, false, &Default::default())
 }

@@ -44,6 +44,14 @@ pub(crate) async fn handle(
                 Code::ReadWrite
             };
             let mut reply = Reply::ok(format!("{name} completed")).with_data(data);
+            // FLAGS first: it introduces the keywords PERMANENTFLAGS lists
+            // (RFC 3501 §7.2.6).
+            reply.first = reply
+                .data
+                .iter()
+                .position(|d| matches!(d, Data::Flags(_)))
+                .map(|i| vec![reply.data.remove(i)])
+                .unwrap_or_default();
             reply.status = Ok((Some(code), format!("{name} completed")));
             for (code, t) in codes {
                 reply.untagged.extend(untagged_ok(code, &t));

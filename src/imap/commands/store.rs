@@ -4,8 +4,8 @@
 //! change to the folder, computed from the latest flags, stored once
 //! Graph has acknowledged it. `\Seen`, `\Flagged`, `\Answered`,
 //! `$Forwarded` and keywords (categories) go to Graph; `\Deleted` stays
-//! local until EXPUNGE; `\Draft` follows Graph's isDraft, which a client
-//! cannot change. A message another client expunged meanwhile is skipped
+//! local until EXPUNGE; `\Draft` is local too (Graph's isDraft cannot
+//! change after creation; see [`crate::mailbox::flags`]). A message another client expunged meanwhile is skipped
 //! (and announced as expunged later); the rest of the set is changed.
 //! Costs one flag update per message whose Graph-side flags change, none
 //! for `\Deleted` alone.
@@ -16,7 +16,9 @@ use imap_next::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_next::imap_types::response::Data;
 use imap_next::imap_types::sequence::SequenceSet;
 
-use crate::imap::session::{Reply, State, check_set, flag_list, nz, resolve};
+use crate::imap::session::{
+    Reply, State, check_set, flag_list, folder_flags, nz, permanent_flags, resolve, untagged_ok,
+};
 use crate::mailbox::{FlagChange, FlagOp, flags};
 
 pub(crate) async fn handle(
@@ -48,6 +50,26 @@ pub(crate) async fn handle(
         Err(e) => return Reply::no(format!("the flags could not be stored: {e}")),
     };
     let silent = matches!(response, StoreResponse::Silent);
+    // Every keyword a STORE names is defined for the folder from now on,
+    // as Dovecot creates it (even for -FLAGS, .SILENT or a message gone
+    // meanwhile): FLAGS and PERMANENTFLAGS say so before anything else
+    // (RFC 3501 §7.2.6; imaptest "STORE didn't create keyword").
+    let mut first = Vec::new();
+    let mut untagged = Vec::new();
+    let named: std::collections::BTreeSet<String> = change
+        .keywords
+        .iter()
+        .cloned()
+        .chain((change.bits & flags::FORWARDED != 0).then(|| "$Forwarded".to_string()))
+        .collect();
+    if outcome.failure.is_none() && !named.is_subset(&view.keywords) {
+        view.keywords.extend(named);
+        first.push(Data::Flags(folder_flags(&view.keywords)));
+        untagged.extend(untagged_ok(
+            permanent_flags(&view.keywords),
+            "Flags permitted",
+        ));
+    }
     let mut data = Vec::new();
     for stored in &outcome.done {
         // With or without .SILENT the client now knows these flags.
@@ -78,7 +100,12 @@ pub(crate) async fn handle(
         }
     }
     match outcome.failure {
-        None => Reply::ok("STORE completed").with_data(data),
+        None => {
+            let mut reply = Reply::ok("STORE completed").with_data(data);
+            reply.first = first;
+            reply.untagged = untagged;
+            reply
+        }
         Some(e) => Reply::no(format!(
             "Graph refused the flag change after {} of {} messages: {e}. {}",
             outcome.done.len(),
