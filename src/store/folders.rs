@@ -96,6 +96,16 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
     })
 }
 
+/// A folder's UIDNEXT, read inside the caller's transaction (every writer
+/// that numbers messages reads it there, so two cannot hand out one UID).
+pub(super) fn uid_next_of(conn: &rusqlite::Connection, folder: FolderId) -> rusqlite::Result<u32> {
+    conn.query_row(
+        "SELECT uidnext FROM folders WHERE id = ?1",
+        [folder.0],
+        |r| r.get(0),
+    )
+}
+
 impl Store {
     /// The folder for `remote_id`, created (with a fresh UIDVALIDITY) if it
     /// is new; an existing one is renamed/moved to `name` if needed.
@@ -233,11 +243,7 @@ impl Store {
     ) -> Result<Vec<(Uid, String)>, StoreError> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
-        let mut uid_next: u32 = tx.query_row(
-            "SELECT uidnext FROM folders WHERE id = ?1",
-            [folder.0],
-            |r| r.get(0),
-        )?;
+        let mut uid_next: u32 = uid_next_of(&tx, folder)?;
         let mut added = Vec::new();
         {
             let mut insert = tx.prepare(
@@ -402,11 +408,7 @@ impl Store {
     ) -> Result<Vec<(Uid, Uid)>, StoreError> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
-        let mut uid_next: u32 = tx.query_row(
-            "SELECT uidnext FROM folders WHERE id = ?1",
-            [folder.0],
-            |r| r.get(0),
-        )?;
+        let mut uid_next: u32 = uid_next_of(&tx, folder)?;
         let mut pairs = Vec::new();
         {
             let mut update =

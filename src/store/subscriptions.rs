@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::folders::{FolderId, Uid};
+use super::folders::{FolderId, Uid, uid_next_of};
 use super::{AccountId, Store, StoreError};
 
 impl Store {
@@ -47,11 +47,7 @@ impl Store {
     pub fn claim_recent(&self, folder: FolderId) -> Result<Uid, StoreError> {
         let mut conn = self.lock()?;
         let tx = conn.transaction()?;
-        let next: u32 = tx.query_row(
-            "SELECT uidnext FROM folders WHERE id = ?1",
-            [folder.0],
-            |r| r.get(0),
-        )?;
+        let next = uid_next_of(&tx, folder)?;
         let floor: Option<u32> = tx
             .query_row(
                 "SELECT floor FROM recent_floors WHERE folder_id = ?1",
