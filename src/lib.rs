@@ -10,6 +10,8 @@
 //! - [`mailbox`]: the mailbox model IMAP stands on (UIDs, flags, delta sync).
 //! - [`mime`]: the SMTP side of MIME (header facts, the large-message split).
 //! - [`graph`]: the Microsoft Graph client behind the `MailBackend` trait.
+//! - [`gateway`]: the composition root: store, Graph and Entra clients, accounts
+//!   from the configuration, for every command.
 //! - [`runtime`], [`account`]: each account's tokens and Graph handle at run time.
 //! - [`sim`]: a wire-faithful simulator of Graph mail and Entra ID, the
 //!   embedded default of `graphgate demo` and of every test.
@@ -23,6 +25,7 @@ pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod graph;
 pub mod imap;
 pub mod login_guard;

@@ -8,16 +8,12 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::account::authority_from_config;
-use crate::auth::EntraClient;
 use crate::config::Config;
-use crate::graph::GraphClient;
-use crate::runtime::Accounts;
+use crate::gateway::Runtime;
 use crate::smtp::server::{Server, ServerConfig};
 use crate::smtp::session::SessionConfig;
 use crate::spool::owner::{OwnerRole, SpoolOwner};
 use crate::spool::{Spool, SpoolConfig, spool_dir};
-use crate::store::{Store, StoreKey};
 use crate::tls::Tls;
 
 /// What is running.
@@ -59,18 +55,13 @@ pub fn spool_config(config: &Config) -> SpoolConfig {
 /// worker records the outcome of attempts in flight).
 pub async fn start(
     config: &Config,
-    store: &Store,
-    key: &StoreKey,
+    runtime: &Runtime,
     listen: Listen,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
 ) -> anyhow::Result<Gateway> {
-    let graph = GraphClient::new(config.microsoft.graph_config())?;
-    let entra = authority_from_config(config)
-        .and_then(EntraClient::new)
-        .map(Arc::new)
-        .map_err(|e| format!("{e}. {}", e.remedy("<account>")));
-    let accounts = Accounts::new(store.clone(), key.clone(), entra, graph);
+    let store = &runtime.store;
+    let accounts = runtime.accounts.clone();
     let registry = accounts.clone();
     if config.microsoft.token_check_s > 0 {
         let every = Duration::from_secs(config.microsoft.token_check_s);

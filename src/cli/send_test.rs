@@ -26,9 +26,10 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::Args;
 
 use super::doctor::{Finding, Level, fresh_token, permission_fix, token_permissions};
-use crate::account::{AccountRuntime, authority_from_config};
+use crate::account::AccountRuntime;
 use crate::auth::EntraClient;
 use crate::config::Config;
+use crate::gateway::{GatewayError, KeyMode, Runtime};
 use crate::graph::{GraphClient, MailBackend, WellKnownFolder};
 use crate::runtime::Accounts;
 use crate::smtp::server::{SpooledMessage, Submitter};
@@ -142,31 +143,34 @@ async fn send_test(
     ));
 
     // The OAuth token, and whether it may send.
-    let key_present = std::env::var_os("GRAPHGATE_KEY").is_some()
-        || std::env::var_os("GRAPHGATE_KEY_FILE").is_some()
-        || config.data_dir.join("graphgate.key").exists();
-    if !key_present {
-        return steps.fail(
-            "oauth token",
-            "the token key (graphgate.key) is missing from the data directory",
-            "restore it from a backup, or sign the account in again",
-        );
-    }
-    let key = match StoreKey::load(&config.data_dir) {
-        Ok(k) => k,
-        Err(e) => return steps.fail("oauth token", e.to_string(), "run `graphgate doctor`"),
-    };
-    let graph = match GraphClient::new(config.microsoft.graph_config()) {
-        Ok(g) => g,
+    let runtime = match Runtime::from_store(config, store.clone(), KeyMode::Existing) {
+        Ok(r) => r,
+        Err(GatewayError::KeyMissing(_)) => {
+            return steps.fail(
+                "oauth token",
+                "the token key (graphgate.key) is missing from the data directory",
+                "restore it from a backup, or sign the account in again",
+            );
+        }
+        Err(e @ GatewayError::Key(_)) => {
+            return steps.fail("oauth token", e.to_string(), "run `graphgate doctor`");
+        }
+        Err(e @ GatewayError::Config(_)) => {
+            return steps.fail(
+                "graph",
+                e.to_string(),
+                "fix the [graph] settings (`graphgate config example` documents them)",
+            );
+        }
         Err(e) => return steps.fail("graph", e.to_string(), "fix microsoft.graph_url"),
     };
-    let entra = match authority_from_config(config).and_then(EntraClient::new) {
-        Ok(e) => Arc::new(e),
+    let entra = match &runtime.entra {
+        Ok(e) => e.clone(),
         Err(e) => {
             return steps.fail("oauth token", e.to_string(), e.remedy(&account.login));
         }
     };
-    check_token(&account, store, &key, &entra, &graph, steps).await?;
+    check_token(&account, store, &runtime.key, &entra, &runtime.graph, steps).await?;
 
     // The message, made durable where SMTP puts its messages.
     let test = build(&account, args.subject.as_deref());
@@ -210,7 +214,7 @@ async fn send_test(
     };
 
     // Through the spool, as SMTP does.
-    let registry = Accounts::new(store.clone(), key, Ok(entra), graph);
+    let registry = runtime.accounts.clone();
     let spool = Spool::new(
         store.clone(),
         registry.clone(),

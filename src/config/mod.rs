@@ -29,6 +29,7 @@ pub struct Config {
     /// Where the database, key file, spool and cache live.
     pub data_dir: PathBuf,
     pub microsoft: MicrosoftConfig,
+    pub graph: GraphClientConfig,
     pub smtp: SmtpConfig,
     pub imap: ImapConfig,
     pub login_limit: LoginLimitConfig,
@@ -324,19 +325,81 @@ impl MicrosoftConfig {
     pub fn graph_resource(&self) -> String {
         self.cloud.graph().to_string()
     }
+}
 
-    /// The Graph client's settings from these keys (Microsoft's defaults
-    /// for the rest): the one place every command builds them from.
-    pub fn graph_config(&self) -> crate::graph::GraphConfig {
-        crate::graph::GraphConfig {
-            base_url: self.graph_endpoint(),
-            message_delta: self.cloud.missing_features().is_empty(),
-            trace: self
-                .graph_trace
-                .clone()
-                .filter(|p| !p.as_os_str().is_empty()),
-            ..crate::graph::GraphConfig::default()
+/// How the Graph client retries and how many requests it keeps in flight
+/// (`[graph]`). The defaults are Microsoft's: 4 concurrent requests per
+/// mailbox ("Application is over its MailboxConcurrency limit" past them),
+/// 429/503 answered by waiting as `Retry-After` says (graph-facts.md,
+/// "Throttling" and "$batch and the 4-concurrent limit"; Microsoft Learn,
+/// "Microsoft Graph service-specific throttling limits", Outlook service).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphClientConfig {
+    /// Requests in flight per mailbox (a `$batch` takes one place per
+    /// inner request).
+    pub concurrency_per_mailbox: u64,
+    /// Times a throttled (429) or unavailable (503/504, idempotent
+    /// requests only) request is sent again.
+    pub max_retries: u64,
+    /// The longest `Retry-After` honoured, in seconds.
+    pub max_retry_after_s: u64,
+    /// Give a request up when its waits would add up to more than this.
+    pub max_total_wait_s: u64,
+    /// First backoff without `Retry-After`, in ms (doubled, jittered).
+    pub base_backoff_ms: u64,
+    /// Timeout of one HTTP request, in seconds.
+    pub request_timeout_s: u64,
+}
+
+impl Default for GraphClientConfig {
+    fn default() -> Self {
+        let d = crate::graph::GraphConfig::default();
+        GraphClientConfig {
+            concurrency_per_mailbox: d.concurrency_per_mailbox as u64,
+            max_retries: u64::from(d.retry.max_attempts.saturating_sub(1)),
+            max_retry_after_s: d.retry.max_retry_after_s,
+            max_total_wait_s: d.retry.max_total_wait_s,
+            base_backoff_ms: d.retry.base_backoff_ms,
+            request_timeout_s: d.request_timeout_s,
         }
+    }
+}
+
+impl Config {
+    /// The Graph client's settings: the endpoint and trace of
+    /// `[microsoft]`, the limits of `[graph]`, Microsoft's defaults for the
+    /// rest. The one place every command builds them from
+    /// ([`crate::gateway::Runtime`]).
+    pub fn graph_config(&self) -> Result<crate::graph::GraphConfig, ConfigError> {
+        let m = &self.microsoft;
+        let g = &self.graph;
+        if g.concurrency_per_mailbox == 0 {
+            return Err(ConfigError::Invalid {
+                origin: format!(
+                    "`graph.concurrency_per_mailbox` ({})",
+                    env_name("graph.concurrency_per_mailbox")
+                ),
+                message: "0 would send nothing; Microsoft allows 4 requests in flight per                           mailbox, the default"
+                    .into(),
+            });
+        }
+        let defaults = crate::graph::GraphConfig::default();
+        Ok(crate::graph::GraphConfig {
+            base_url: m.graph_endpoint(),
+            message_delta: m.cloud.missing_features().is_empty(),
+            trace: m.graph_trace.clone().filter(|p| !p.as_os_str().is_empty()),
+            concurrency_per_mailbox: usize::try_from(g.concurrency_per_mailbox)
+                .unwrap_or(usize::MAX),
+            request_timeout_s: g.request_timeout_s,
+            retry: crate::graph::RetryPolicy {
+                max_attempts: u32::try_from(g.max_retries.saturating_add(1)).unwrap_or(u32::MAX),
+                max_retry_after_s: g.max_retry_after_s,
+                max_total_wait_s: g.max_total_wait_s,
+                base_backoff_ms: g.base_backoff_ms,
+            },
+            ..defaults
+        })
     }
 }
 
@@ -365,6 +428,7 @@ impl Default for Config {
         Config {
             data_dir: default_data_dir(),
             microsoft: MicrosoftConfig::default(),
+            graph: GraphClientConfig::default(),
             smtp: SmtpConfig::default(),
             imap: ImapConfig::default(),
             login_limit: LoginLimitConfig::default(),
