@@ -18,7 +18,8 @@
 //! - [`auth`]: OAuth 2.0 flows against Entra ID and the token source.
 //! - [`store`]: SQLite state: accounts, sealed tokens, UID maps, cache index, spool.
 //! - [`login_guard`]: backoff and lockout after failed SMTP/IMAP logins.
-//! - [`secret`]: `Secret<T>`, which never prints its value.
+//! - [`secret`]: `Secret<T>`, which never prints its value; [`private_file`]:
+//!   files only their owner may read.
 
 pub mod account;
 pub mod admin;
@@ -32,6 +33,7 @@ pub mod login_guard;
 pub mod mailbox;
 pub mod metrics;
 pub mod mime;
+pub mod private_file;
 pub mod runtime;
 pub mod secret;
 pub mod sim;

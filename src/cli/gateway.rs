@@ -309,7 +309,7 @@ async fn own_spool(data_dir: &std::path::Path) -> anyhow::Result<SpoolOwner> {
 fn password_checks(config: &crate::config::Config) -> anyhow::Result<()> {
     let l = &config.login_limit;
     crate::store::accounts::set_password_params(l.password_params())?;
-    let pool = crate::account::password_checks_at_once(
+    let pool = crate::login_guard::password_checks_at_once(
         usize::try_from(l.password_checks_at_once).unwrap_or(usize::MAX),
     );
     let one = crate::store::accounts::time_one_check();

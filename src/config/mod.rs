@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::private_file::PrivateFileError;
+
 mod keys;
 
 use keys::lookup;
@@ -486,18 +488,8 @@ pub enum ConfigError {
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
     /// A file that holds or names secrets is open to other users.
-    #[error(
-        "{what} {} is readable or writable by group or others (mode {mode:04o}), so graphgate \
-         refuses to use it; fix: chmod 600 {} (owned by the user graphgate runs as; a Docker \
-         secret: mount it with mode 0400)",
-        path.display(),
-        path.display()
-    )]
-    NotPrivate {
-        what: &'static str,
-        path: PathBuf,
-        mode: u32,
-    },
+    #[error(transparent)]
+    NotPrivate(PrivateFileError),
     #[error(
         "unknown environment variable {name}: no configuration key `{key}` exists; \
          `graphgate config example` lists every key (variable names are GRAPHGATE_ + the key \
@@ -506,53 +498,16 @@ pub enum ConfigError {
     UnknownVariable { name: String, key: String },
 }
 
-/// Refuse `path` when group or others may read or write it (mode bits,
-/// so this holds for root too): the configuration names where secrets
-/// are, and the key file is one. `what` names the file in the message.
+/// Refuse `path` when group or others may read or write it
+/// ([`crate::private_file::check`]); `what` names the file in the message.
 pub fn check_private_file(path: &Path, what: &'static str) -> Result<(), ConfigError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o066 != 0 {
-            return Err(ConfigError::NotPrivate {
-                what,
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (path, what);
-    Ok(())
+    crate::private_file::check(path, what).map_err(|e| match e {
+        PrivateFileError::Read { path, source } => ConfigError::Read { path, source },
+        other => ConfigError::NotPrivate(other),
+    })
 }
 
-/// Write a file only its owner may read (mode 0600, also when it existed
-/// with a wider mode), fsync'ed.
-pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let mut file = options.open(path)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        file.write_all(contents)?;
-        file.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let mut file = options.open(path)?;
-        file.write_all(contents)?;
-        file.sync_all()
-    }
-}
+pub use crate::private_file::write as write_private_file;
 
 /// The environment variable for a key: `microsoft.client_id` →
 /// `GRAPHGATE_MICROSOFT_CLIENT_ID`.

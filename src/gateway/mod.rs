@@ -9,10 +9,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::auth::{AuthError, EntraClient};
+use crate::auth::{AuthError, AuthorityConfig, ClientCredential, EntraClient};
 use crate::config::{Config, ConfigError};
 use crate::graph::{GraphClient, GraphError};
 use crate::runtime::Accounts;
+use crate::secret::Secret;
 use crate::store::{Store, StoreError, StoreKey};
 
 /// The store of the data directory: made if missing, or required.
@@ -109,7 +110,7 @@ impl Runtime {
             );
         }
         let graph = GraphClient::new(graph_config)?;
-        let entra = crate::account::authority_from_config(config)
+        let entra = authority_from_config(config)
             .and_then(EntraClient::new)
             .map(Arc::new);
         let registry_entra = match &entra {
@@ -141,4 +142,46 @@ pub fn key_is_set(data_dir: &std::path::Path) -> bool {
     std::env::var_os("GRAPHGATE_KEY").is_some()
         || std::env::var_os("GRAPHGATE_KEY_FILE").is_some()
         || data_dir.join("graphgate.key").exists()
+}
+
+/// The Entra ID settings from the configuration (reading the secret or
+/// certificate files it names).
+pub fn authority_from_config(config: &Config) -> Result<AuthorityConfig, AuthError> {
+    let m = &config.microsoft;
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map_err(|e| AuthError::Config(format!("microsoft.{key} {}: {e}", path.display())))
+    };
+    let credential = match (
+        &m.client_secret_file,
+        &m.certificate_file,
+        &m.private_key_file,
+    ) {
+        (Some(secret), None, None) => ClientCredential::Secret {
+            secret: Secret::new(read("client_secret_file", secret)?.trim().to_string()),
+        },
+        (None, Some(cert), Some(key)) => ClientCredential::Certificate {
+            cert_pem: read("certificate_file", cert)?,
+            key_pem: Secret::new(read("private_key_file", key)?),
+            algorithm: Default::default(),
+        },
+        (None, None, None) => ClientCredential::None,
+        (None, Some(_), None) | (None, None, Some(_)) => {
+            return Err(AuthError::Config(
+                "microsoft.certificate_file and microsoft.private_key_file go together".into(),
+            ));
+        }
+        _ => {
+            return Err(AuthError::Config(
+                "set either microsoft.client_secret_file or the certificate files, not both".into(),
+            ));
+        }
+    };
+    Ok(AuthorityConfig {
+        authority_url: m.authority(),
+        tenant: m.tenant.clone(),
+        client_id: m.client_id.clone(),
+        credential,
+        graph_resource: m.graph_resource(),
+    })
 }
