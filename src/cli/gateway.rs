@@ -13,7 +13,7 @@ use crate::gateway::Runtime;
 use crate::smtp::server::{Server, ServerConfig};
 use crate::smtp::session::SessionConfig;
 use crate::spool::owner::{OwnerRole, SpoolOwner};
-use crate::spool::{Spool, SpoolConfig, spool_dir};
+use crate::spool::{Spool, SpoolConfig};
 use crate::tls::Tls;
 
 /// What is running.
@@ -152,7 +152,7 @@ pub async fn start(
                 max_recipients: usize::try_from(s.max_recipients).unwrap_or(usize::MAX),
                 ..SessionConfig::default()
             },
-            incoming_dir: spool_dir(&config.data_dir).join("incoming"),
+            incoming_dir: crate::spool::incoming::incoming_dir(&config.data_dir),
             max_connections: usize::try_from(s.max_connections).unwrap_or(256).max(1),
             idle_timeout: Duration::from_secs(s.idle_timeout_s.max(1)),
             plaintext_auth_on_loopback: s.plaintext_auth_on_loopback,

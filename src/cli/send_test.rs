@@ -18,7 +18,7 @@
 //! sent once; an attempt cut short (timeout, crash) stays `sending` in the
 //! spool and the next gateway resolves it before anything else.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -34,8 +34,9 @@ use crate::graph::{GraphClient, MailBackend, WellKnownFolder};
 use crate::runtime::Accounts;
 use crate::smtp::server::{SpooledMessage, Submitter};
 use crate::smtp::session::{Authenticated, Envelope, SubmitOutcome};
+use crate::spool::Spool;
+use crate::spool::incoming::{incoming_dir, write_durably};
 use crate::spool::owner::{Holder, OwnerRole, SpoolOwner};
-use crate::spool::{Spool, spool_dir};
 use crate::store::{Account, SpoolEntry, SpoolId, SpoolState, SpoolUpdate, Store, StoreKey};
 
 #[derive(Debug, Args)]
@@ -180,7 +181,7 @@ async fn send_test(
         Err(e) => return steps.fail("message", e.to_string(), "report this as a bug"),
     };
     let size = bytes.len() as u64;
-    let path = match write_durably(&config.data_dir, &bytes).await {
+    let path = match write_durably(&incoming_dir(&config.data_dir), &bytes).await {
         Ok(p) => p,
         Err(e) => {
             return steps.fail(
@@ -412,36 +413,6 @@ fn message_bytes(account: &Account, to: &str, test: &TestMessage) -> std::io::Re
         .date(now.timestamp())
         .text_body(body)
         .write_to_vec()
-}
-
-/// Write the message as the SMTP server does: a private `.part` file,
-/// fsync, rename, fsync of the directory.
-async fn write_durably(data_dir: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    use tokio::io::AsyncWriteExt;
-    let dir = spool_dir(data_dir).join("incoming");
-    tokio::fs::create_dir_all(&dir).await?;
-    let part = dir.join(format!("{}.eml.part", uuid::Uuid::new_v4().simple()));
-    let mut options = tokio::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options.open(&part).await?;
-    let written = async {
-        file.write_all(bytes).await?;
-        file.flush().await?;
-        file.sync_all().await
-    }
-    .await;
-    if let Err(e) = written {
-        let _ = tokio::fs::remove_file(&part).await;
-        return Err(e);
-    }
-    let path = part.with_extension("");
-    tokio::fs::rename(&part, &path).await?;
-    if let Ok(d) = tokio::fs::File::open(&dir).await {
-        let _ = d.sync_all().await;
-    }
-    Ok(path)
 }
 
 /// A refusal of the spool (what an SMTP client would get as 5xx/4xx).

@@ -79,6 +79,7 @@
 mod deliver;
 pub mod dsn;
 pub mod evidence;
+pub mod incoming;
 pub mod owner;
 
 use std::collections::HashSet;
