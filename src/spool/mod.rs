@@ -279,7 +279,7 @@ impl Spool {
                 match self.store.spool_list(Some(state), Some(now)) {
                     Ok(list) => due.extend(list.into_iter().filter(|e| {
                         e.state != SpoolState::Bounced
-                            || e.method.as_deref() == Some(dsn::DSN_PENDING)
+                            || e.method == Some(crate::store::DeliveryMethod::DsnPending)
                     })),
                     Err(e) => tracing::error!(error = %e, "spool: cannot read the queue"),
                 }

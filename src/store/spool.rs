@@ -55,6 +55,77 @@ impl SpoolState {
     }
 }
 
+/// How an entry is sent, or where its bounce stands: the `method` column,
+/// kept as text ([`DeliveryMethod::as_str`], read back by
+/// [`DeliveryMethod::parse`]: the same words the column always held, so
+/// rows written before this type read back unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryMethod {
+    /// `sendMail` with the MIME in one request; the Sent Items copy is the
+    /// evidence when an attempt is in doubt.
+    SendMail,
+    /// A draft (large messages, or no Sent Items copy), being built.
+    Draft,
+    /// The draft is complete (attachments added): sending it again is safe.
+    DraftReady,
+    /// Bounced: the DSN still has to be put into the sender's Inbox.
+    DsnPending,
+    /// Bounced: the DSN is placed (or none is owed, null sender).
+    DsnPlaced,
+}
+
+impl DeliveryMethod {
+    pub const ALL: [DeliveryMethod; 5] = [
+        DeliveryMethod::SendMail,
+        DeliveryMethod::Draft,
+        DeliveryMethod::DraftReady,
+        DeliveryMethod::DsnPending,
+        DeliveryMethod::DsnPlaced,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMethod::SendMail => "sendmail",
+            DeliveryMethod::Draft => "draft",
+            DeliveryMethod::DraftReady => "draft-ready",
+            DeliveryMethod::DsnPending => "dsn-pending",
+            DeliveryMethod::DsnPlaced => "dsn-placed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryMethod> {
+        DeliveryMethod::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// A draft method (built or complete).
+    pub fn is_draft(self) -> bool {
+        matches!(self, DeliveryMethod::Draft | DeliveryMethod::DraftReady)
+    }
+}
+
+impl std::fmt::Display for DeliveryMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl rusqlite::ToSql for DeliveryMethod {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for DeliveryMethod {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        DeliveryMethod::parse(text).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(
+                format!("unknown spool delivery method {text:?}").into(),
+            )
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolEntry {
     pub id: SpoolId,
@@ -75,8 +146,8 @@ pub struct SpoolEntry {
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub accepted_at: i64,
-    /// How the current or last attempt sends it (`sendmail` or `draft`).
-    pub method: Option<String>,
+    /// How the current or last attempt sends it, or where its bounce stands.
+    pub method: Option<DeliveryMethod>,
     /// The draft carrying it (draft method), once created.
     pub draft_id: Option<String>,
     /// Header lines graphgate puts in front of the file's bytes.
@@ -110,7 +181,7 @@ pub struct NewSpoolEntry<'a> {
     /// Record it already claimed by an attempt with this method (state
     /// `sending`, `sending_since` = now, attempts = 1) — the same commit
     /// as the insert, made before the attempt's Graph call. `None`: queued.
-    pub claimed_with: Option<&'a str>,
+    pub claimed_with: Option<DeliveryMethod>,
     /// What makes a resubmission recognisable as the same message (the
     /// client's own Message-ID, envelope and bytes, hashed), if anything.
     pub fingerprint: Option<&'a str>,
@@ -134,7 +205,7 @@ pub struct SpoolUpdate<'a> {
     pub last_error: Option<&'a str>,
     pub next_attempt_at: Option<i64>,
     /// `Some(None)` clears it.
-    pub method: Option<Option<&'a str>>,
+    pub method: Option<Option<DeliveryMethod>>,
     pub draft_id: Option<Option<&'a str>>,
     /// Starts an attempt: `sending_since` = now, `attempts` + 1.
     pub start_attempt: bool,
@@ -345,8 +416,8 @@ impl Store {
         conn.query_row(
             "SELECT MIN(next_attempt_at) FROM spool
              WHERE state IN ('queued', 'sending')
-                OR (state = 'bounced' AND method = 'dsn-pending')",
-            [],
+                OR (state = 'bounced' AND method = ?1)",
+            [DeliveryMethod::DsnPending],
             |r| r.get(0),
         )
         .map_err(Into::into)
@@ -530,7 +601,7 @@ mod tests {
             message_id: Some("x@y"),
             prefix: "",
             not_before: None,
-            claimed_with: Some("sendmail"),
+            claimed_with: Some(DeliveryMethod::SendMail),
             fingerprint,
         };
         let SpoolInsert::New(first) = store
@@ -593,13 +664,13 @@ mod tests {
                 message_id: Some("x@y"),
                 prefix: "",
                 not_before: None,
-                claimed_with: Some("sendmail"),
+                claimed_with: Some(DeliveryMethod::SendMail),
                 fingerprint: None,
             })
             .unwrap();
         // One commit recorded the bytes and the claim.
         assert_eq!(entry.state, SpoolState::Sending);
-        assert_eq!(entry.method.as_deref(), Some("sendmail"));
+        assert_eq!(entry.method, Some(DeliveryMethod::SendMail));
         assert_eq!(entry.attempts, 1);
         assert!(entry.sending_since.is_some());
         assert!(entry.inline);
@@ -660,5 +731,80 @@ mod tests {
         assert_eq!(old[0].path, "/spool/old.eml");
         assert!(!old[0].inline);
         assert_eq!(store.spool_body(old[0].id).unwrap(), None);
+    }
+
+    /// The method column keeps the words it always held, so rows written
+    /// before the enum read back as the same method, and back again.
+    #[test]
+    fn delivery_methods_round_trip_through_their_text_column() {
+        let store = Store::open_in_memory().unwrap();
+        let account = account(&store);
+        let entry = store
+            .spool_insert(&NewSpoolEntry {
+                account,
+                mail_from: "a@example.com",
+                rcpt_to: &["b@example.com".into()],
+                path: "",
+                body: Some(b"x"),
+                size: 1,
+                message_id: None,
+                prefix: "",
+                not_before: None,
+                claimed_with: Some(DeliveryMethod::SendMail),
+                fingerprint: None,
+            })
+            .unwrap();
+        assert_eq!(entry.method, Some(DeliveryMethod::SendMail));
+        let words = [
+            "sendmail",
+            "draft",
+            "draft-ready",
+            "dsn-pending",
+            "dsn-placed",
+        ];
+        for (method, word) in DeliveryMethod::ALL.into_iter().zip(words) {
+            let update = SpoolUpdate {
+                method: Some(Some(method)),
+                ..Default::default()
+            };
+            assert!(
+                store
+                    .spool_update(entry.id, SpoolState::Sending, &update)
+                    .unwrap()
+            );
+            let raw: String = store
+                .lock()
+                .unwrap()
+                .query_row(
+                    "SELECT method FROM spool WHERE id = ?1",
+                    [entry.id.0],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(raw, word);
+            assert_eq!(DeliveryMethod::parse(word), Some(method));
+            // As an older version wrote it.
+            store
+                .lock()
+                .unwrap()
+                .execute(
+                    "UPDATE spool SET method = ?1 WHERE id = ?2",
+                    params![word, entry.id.0],
+                )
+                .unwrap();
+            let back = store.spool_entry(entry.id).unwrap().unwrap();
+            assert_eq!(back.method, Some(method));
+        }
+        // A word no version writes is an error, not another method.
+        store
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE spool SET method = 'carrier-pigeon' WHERE id = ?1",
+                [entry.id.0],
+            )
+            .unwrap();
+        assert!(store.spool_entry(entry.id).is_err());
+        assert_eq!(DeliveryMethod::parse("carrier-pigeon"), None);
     }
 }
