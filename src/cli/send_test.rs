@@ -32,11 +32,12 @@ use crate::config::Config;
 use crate::gateway::{GatewayError, KeyMode, Runtime};
 use crate::graph::{GraphClient, MailBackend, WellKnownFolder};
 use crate::runtime::Accounts;
-use crate::smtp::server::{SpooledMessage, Submitter};
-use crate::smtp::session::{Authenticated, Envelope, SubmitOutcome};
 use crate::spool::Spool;
 use crate::spool::incoming::{incoming_dir, write_durably};
 use crate::spool::owner::{Holder, OwnerRole, SpoolOwner};
+use crate::spool::submit::{
+    Authenticated, Envelope, SpooledBody, SpooledMessage, SubmitOutcome, Submitter,
+};
 use crate::store::{Account, SpoolEntry, SpoolId, SpoolState, SpoolUpdate, Store, StoreKey};
 
 #[derive(Debug, Args)]
@@ -210,7 +211,7 @@ async fn send_test(
             rcpt_to: vec![to.to_string()],
             ..Envelope::default()
         },
-        body: crate::smtp::server::SpooledBody::File(path),
+        body: SpooledBody::File(path),
         size,
     };
 

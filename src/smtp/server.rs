@@ -103,64 +103,7 @@ impl Drop for Reservation {
     }
 }
 
-/// The first `limit` bytes of a file (a spooled message's header block).
-pub(crate) async fn file_head(path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
-    let file = tokio::fs::File::open(path).await?;
-    let mut head = Vec::with_capacity(limit.min(8 * 1024));
-    file.take(limit as u64).read_to_end(&mut head).await?;
-    Ok(head)
-}
-
-/// Where a complete message's bytes are.
-#[derive(Debug, Clone)]
-pub enum SpooledBody {
-    /// In memory, not yet durable: the submitter commits them (small
-    /// messages).
-    Inline(Bytes),
-    /// An fsync'ed file (larger messages).
-    File(PathBuf),
-}
-
-/// A complete message for the submitter.
-#[derive(Debug)]
-pub struct SpooledMessage {
-    pub account: Authenticated,
-    pub envelope: Envelope,
-    pub body: SpooledBody,
-    pub size: u64,
-}
-
-impl SpooledMessage {
-    /// The start of the message: at most `limit` bytes.
-    pub async fn head(&self, limit: usize) -> std::io::Result<Vec<u8>> {
-        match &self.body {
-            SpooledBody::Inline(bytes) => Ok(bytes[..bytes.len().min(limit)].to_vec()),
-            SpooledBody::File(path) => file_head(path, limit).await,
-        }
-    }
-
-    /// All of the message's bytes (tests, small messages).
-    pub async fn read_all(&self) -> std::io::Result<Vec<u8>> {
-        match &self.body {
-            SpooledBody::Inline(bytes) => Ok(bytes.to_vec()),
-            SpooledBody::File(path) => tokio::fs::read(path).await,
-        }
-    }
-
-    /// The message was refused: remove its file, if it has one.
-    pub async fn discard(&self) {
-        if let SpooledBody::File(path) = &self.body {
-            let _ = tokio::fs::remove_file(path).await;
-        }
-    }
-}
-
-/// What happens to a message once its bytes are durable: the spool's
-/// business (queue it, try Graph within the synchronous window, answer).
-#[async_trait::async_trait]
-pub trait Submitter: Send + Sync {
-    async fn submit(&self, message: SpooledMessage) -> SubmitOutcome;
-}
+pub use crate::spool::submit::{SpooledBody, SpooledMessage, Submitter};
 
 /// Listener settings.
 #[derive(Debug, Clone)]
