@@ -27,6 +27,13 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         schema = store.schema_version()?,
         "store opened"
     );
+    let g = &config.graph;
+    tracing::info!(
+        concurrency_per_mailbox = g.concurrency_per_mailbox,
+        max_retries = g.max_retries,
+        max_retry_after_s = g.max_retry_after_s,
+        "Graph client (graph.*)"
+    );
     let missing = config.microsoft.cloud.missing_features();
     if !missing.is_empty() {
         tracing::warn!("microsoft.cloud = {:?}: {missing}", config.microsoft.cloud);
