@@ -239,8 +239,12 @@ impl Gateway {
         let mut tasks = tokio::task::JoinSet::new();
         let gateway = graphgate::cli::gateway::start(
             &config,
-            &store,
-            &key,
+            &graphgate::gateway::Runtime::from_store(
+                &config,
+                store.clone(),
+                graphgate::gateway::KeyMode::LoadOrCreate,
+            )
+            .unwrap(),
             graphgate::cli::gateway::Listen {
                 imap: Some("127.0.0.1:0".parse().unwrap()),
                 ..Default::default()

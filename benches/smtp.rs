@@ -83,8 +83,12 @@ async fn setup() -> Setup {
     let mut tasks = tokio::task::JoinSet::new();
     let gateway = graphgate::cli::gateway::start(
         &config,
-        &store,
-        &key,
+        &graphgate::gateway::Runtime::from_store(
+            &config,
+            store.clone(),
+            graphgate::gateway::KeyMode::LoadOrCreate,
+        )
+        .unwrap(),
         graphgate::cli::gateway::Listen {
             smtp: Some("127.0.0.1:0".parse().unwrap()),
             smtps: None,

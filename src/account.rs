@@ -11,14 +11,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::client::EntraClient;
-use crate::auth::config::{AuthorityConfig, ClientCredential};
+use crate::auth::config::ClientCredential;
 use crate::auth::source::{ClientCredentialsTokenSource, RefreshingTokenSource, TokenPersister};
 use crate::auth::token_set::SignedInIdentity;
 use crate::auth::{AuthError, TokenSet, TokenSource};
-use crate::config::Config;
 use crate::graph::{GraphClient, GraphMailbox, Mailbox};
 use crate::secret::Secret;
-use crate::store::{Account, AccountId, AccountState, AuthProfile, Store, StoreError, StoreKey};
+use crate::store::{Account, AccountId, AccountState, AuthProfile, Store, StoreKey};
 
 /// The token set as sealed into the store (JSON, then XChaCha20-Poly1305).
 #[derive(Serialize, Deserialize)]
@@ -42,50 +41,6 @@ fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// Password checks in progress at once, gateway-wide
-/// (`login_limit.password_checks_at_once`; by default one per core).
-static PASSWORD_CHECKS: std::sync::OnceLock<(usize, tokio::sync::Semaphore)> =
-    std::sync::OnceLock::new();
-
-/// Size the password-check pool: `n` at once, 0 = one per core. The first
-/// call (the gateway's start) wins; returns the size in force.
-pub fn password_checks_at_once(n: usize) -> usize {
-    let (size, _) = PASSWORD_CHECKS.get_or_init(|| {
-        let size = if n == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        } else {
-            n
-        };
-        (size, tokio::sync::Semaphore::new(size))
-    });
-    *size
-}
-
-/// [`Store::authenticate`] (SMTP AUTH, IMAP LOGIN/AUTHENTICATE) on the
-/// blocking pool, at most [`password_checks_at_once`] at a time (N logins
-/// arriving together are answered within ceil(N / that) × one check). Each Argon2id
-/// verification holds 19 MiB and a core until it ends, and it runs for
-/// wrong passwords and unknown logins too: unbounded, every client that
-/// authenticates at the same moment — all of them reconnecting after a
-/// restart, or anyone who can reach the port — added 19 MiB to the
-/// gateway (32 SMTP clients reconnecting peaked at 600 MB), up to the
-/// blocking pool's 512 threads. More at once would not finish sooner.
-pub async fn authenticate(
-    store: &Store,
-    login: &str,
-    password: Secret<String>,
-) -> Result<Result<Option<Account>, StoreError>, tokio::task::JoinError> {
-    // The semaphore is never closed; without a permit, check anyway.
-    password_checks_at_once(0);
-    let _permit = match PASSWORD_CHECKS.get() {
-        Some((_, pool)) => pool.acquire().await.ok(),
-        None => None,
-    };
-    let store = store.clone();
-    let login = login.to_string();
-    tokio::task::spawn_blocking(move || store.authenticate(&login, &password)).await
 }
 
 /// Seal `tokens` into the store for `account` (one statement: a crash keeps
@@ -158,48 +113,6 @@ impl TokenPersister for StorePersister {
             .set_account_state(self.account, AccountState::Online, None);
         Ok(())
     }
-}
-
-/// The Entra ID settings from the configuration (reading the secret or
-/// certificate files it names).
-pub fn authority_from_config(config: &Config) -> Result<AuthorityConfig, AuthError> {
-    let m = &config.microsoft;
-    let read = |key: &str, path: &std::path::Path| {
-        std::fs::read_to_string(path)
-            .map_err(|e| AuthError::Config(format!("microsoft.{key} {}: {e}", path.display())))
-    };
-    let credential = match (
-        &m.client_secret_file,
-        &m.certificate_file,
-        &m.private_key_file,
-    ) {
-        (Some(secret), None, None) => ClientCredential::Secret {
-            secret: Secret::new(read("client_secret_file", secret)?.trim().to_string()),
-        },
-        (None, Some(cert), Some(key)) => ClientCredential::Certificate {
-            cert_pem: read("certificate_file", cert)?,
-            key_pem: Secret::new(read("private_key_file", key)?),
-            algorithm: Default::default(),
-        },
-        (None, None, None) => ClientCredential::None,
-        (None, Some(_), None) | (None, None, Some(_)) => {
-            return Err(AuthError::Config(
-                "microsoft.certificate_file and microsoft.private_key_file go together".into(),
-            ));
-        }
-        _ => {
-            return Err(AuthError::Config(
-                "set either microsoft.client_secret_file or the certificate files, not both".into(),
-            ));
-        }
-    };
-    Ok(AuthorityConfig {
-        authority_url: m.authority(),
-        tenant: m.tenant.clone(),
-        client_id: m.client_id.clone(),
-        credential,
-        graph_resource: m.graph_resource(),
-    })
 }
 
 /// The Entra ID client an account uses: the configuration's, or — for an

@@ -10,25 +10,30 @@
 //! - [`mailbox`]: the mailbox model IMAP stands on (UIDs, flags, delta sync).
 //! - [`mime`]: the SMTP side of MIME (header facts, the large-message split).
 //! - [`graph`]: the Microsoft Graph client behind the `MailBackend` trait.
+//! - [`gateway`]: the composition root: store, Graph and Entra clients, accounts
+//!   from the configuration, for every command.
 //! - [`runtime`], [`account`]: each account's tokens and Graph handle at run time.
 //! - [`sim`]: a wire-faithful simulator of Graph mail and Entra ID, the
 //!   embedded default of `graphgate demo` and of every test.
 //! - [`auth`]: OAuth 2.0 flows against Entra ID and the token source.
 //! - [`store`]: SQLite state: accounts, sealed tokens, UID maps, cache index, spool.
 //! - [`login_guard`]: backoff and lockout after failed SMTP/IMAP logins.
-//! - [`secret`]: `Secret<T>`, which never prints its value.
+//! - [`secret`]: `Secret<T>`, which never prints its value; [`private_file`]:
+//!   files only their owner may read.
 
 pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod gateway;
 pub mod graph;
 pub mod imap;
 pub mod login_guard;
 pub mod mailbox;
 pub mod metrics;
 pub mod mime;
+pub mod private_file;
 pub mod runtime;
 pub mod secret;
 pub mod sim;

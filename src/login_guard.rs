@@ -424,7 +424,7 @@ impl LoginGuard {
     }
 
     /// Check a password for `protocol` ("smtp", "imap"): wait or refuse as
-    /// the penalty says, check it (Argon2id, [`crate::account::authenticate`])
+    /// the penalty says, check it (Argon2id, [`authenticate`])
     /// and record the outcome. Every failure and refusal is logged with the
     /// address and the login, never the password, and counted on
     /// `/metrics`.
@@ -463,7 +463,7 @@ impl LoginGuard {
             }
             Admission::Proceed { .. } => {}
         }
-        let outcome = crate::account::authenticate(store, login, password).await;
+        let outcome = authenticate(store, login, password).await;
         let (address, key) = (address_key(ip), login_key(login));
         let checked = match outcome {
             Ok(Ok(Some(account))) => {
@@ -506,6 +506,50 @@ impl LoginGuard {
         drop(held);
         checked
     }
+}
+
+/// Password checks in progress at once, gateway-wide
+/// (`login_limit.password_checks_at_once`; by default one per core).
+static PASSWORD_CHECKS: std::sync::OnceLock<(usize, tokio::sync::Semaphore)> =
+    std::sync::OnceLock::new();
+
+/// Size the password-check pool: `n` at once, 0 = one per core. The first
+/// call (the gateway's start) wins; returns the size in force.
+pub fn password_checks_at_once(n: usize) -> usize {
+    let (size, _) = PASSWORD_CHECKS.get_or_init(|| {
+        let size = if n == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            n
+        };
+        (size, tokio::sync::Semaphore::new(size))
+    });
+    *size
+}
+
+/// [`Store::authenticate`] (SMTP AUTH, IMAP LOGIN/AUTHENTICATE) on the
+/// blocking pool, at most [`password_checks_at_once`] at a time (N logins
+/// arriving together are answered within ceil(N / that) × one check). Each Argon2id
+/// verification holds 19 MiB and a core until it ends, and it runs for
+/// wrong passwords and unknown logins too: unbounded, every client that
+/// authenticates at the same moment — all of them reconnecting after a
+/// restart, or anyone who can reach the port — added 19 MiB to the
+/// gateway (32 SMTP clients reconnecting peaked at 600 MB), up to the
+/// blocking pool's 512 threads. More at once would not finish sooner.
+pub async fn authenticate(
+    store: &Store,
+    login: &str,
+    password: Secret<String>,
+) -> Result<Result<Option<Account>, crate::store::StoreError>, tokio::task::JoinError> {
+    // The semaphore is never closed; without a permit, check anyway.
+    password_checks_at_once(0);
+    let _permit = match PASSWORD_CHECKS.get() {
+        Some((_, pool)) => pool.acquire().await.ok(),
+        None => None,
+    };
+    let store = store.clone();
+    let login = login.to_string();
+    tokio::task::spawn_blocking(move || store.authenticate(&login, &password)).await
 }
 
 #[cfg(test)]

@@ -146,7 +146,7 @@ fn generate_self_signed(dir: &Path, cert: &Path, key: &Path) -> Result<(), TlsEr
     ];
     let certified =
         rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
-    crate::config::write_private_file(key, certified.signing_key.serialize_pem().as_bytes())
+    crate::private_file::write(key, certified.signing_key.serialize_pem().as_bytes())
         .map_err(|e| io(key, e))?;
     std::fs::write(cert, certified.cert.pem()).map_err(|e| io(cert, e))?;
     Ok(())

@@ -327,3 +327,68 @@ fn a_low_open_file_limit_is_reported_with_what_to_change() {
         "{log}"
     );
 }
+
+/// GET requests of Graph's folder listing the simulator has answered.
+fn folder_listings(sim: &str) -> u64 {
+    let (code, stats) = get(&format!("{sim}/_sim/stats"));
+    assert_eq!(code, 200, "{stats}");
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    stats["by_route"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(route, _)| route.starts_with("GET ") && route.ends_with("/mailFolders"))
+        .map(|(_, n)| n.as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// `[graph]` reaches every command through the one composition root
+/// (`gateway::Runtime`): with every Graph request answered 503 (the
+/// simulator's `error_rate`), `graphgate status` sends each account's
+/// folder listing 1 + `graph.max_retries` times — counted by the
+/// simulator, not by graphgate. On main the key did not exist (the
+/// variable was refused as unknown) and the retries were fixed at 4.
+#[test]
+fn the_graph_retry_setting_takes_effect_in_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = start_demo(dir.path());
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-f",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .args(["-d", r#"{"error_rate": 1.0, "retry_after_s": 0}"#])
+        .arg(format!("{}/_sim/faults", demo.sim))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let status = |retries: Option<&str>| {
+        let before = folder_listings(&demo.sim);
+        let mut command = graphgate();
+        command
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["status", "--json"]);
+        if let Some(n) = retries {
+            command.env("GRAPHGATE_GRAPH_MAX_RETRIES", n);
+        }
+        let out = command.output().unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("status --json: {}", String::from_utf8_lossy(&out.stderr)));
+        // Graph's 503 is the reason each account gives.
+        for account in json["accounts"].as_array().unwrap() {
+            let error = account["error"].as_str().unwrap_or_default();
+            assert!(error.contains("serviceNotAvailable"), "{json}");
+        }
+        folder_listings(&demo.sim) - before
+    };
+    // Two accounts (alice, bob), each 1 + max_retries attempts.
+    assert_eq!(status(Some("2")), 2 * 3);
+    assert_eq!(status(Some("0")), 2);
+    // Microsoft's default: 4 retries.
+    assert_eq!(status(None), 2 * 5);
+}

@@ -126,8 +126,12 @@ async fn ten_thousand_messages_cost_what_the_budget_allows() {
     let mut tasks = tokio::task::JoinSet::new();
     let gateway = graphgate::cli::gateway::start(
         &config,
-        &store,
-        &key,
+        &graphgate::gateway::Runtime::from_store(
+            &config,
+            store.clone(),
+            graphgate::gateway::KeyMode::LoadOrCreate,
+        )
+        .unwrap(),
         graphgate::cli::gateway::Listen {
             imap: Some("127.0.0.1:0".parse().unwrap()),
             ..Default::default()

@@ -929,7 +929,7 @@ async fn an_account_without_a_sent_copy_sends_through_a_draft_deleted_after_subm
         0
     );
     let entry = &data.store().spool_list(None, None).unwrap()[0];
-    assert_eq!(entry.method.as_deref(), Some("draft-ready"));
+    assert_eq!(entry.method.map(|m| m.as_str()), Some("draft-ready"));
 }
 
 #[tokio::test]

@@ -20,9 +20,10 @@ use crate::account::save_tokens;
 use crate::auth::{
     AuthorityConfig, ClientCredential, EntraClient, LoopbackLogin, TokenSet, check_identity,
 };
+use crate::gateway::{KeyMode, Runtime, StoreMode};
 use crate::secret::Secret;
 use crate::sim::{SimConfig, SimState};
-use crate::store::{AccountState, AuthProfile, NewAccount, Store, StoreKey};
+use crate::store::{AccountState, AuthProfile, NewAccount};
 
 /// The demo's local accounts: (login = mailbox, password).
 pub const DEMO_ACCOUNTS: &[(&str, &str)] =
@@ -110,10 +111,10 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
     }
 
     // The gateway's state and its two accounts, signed in for real.
-    let store = Store::open(&data_dir)?;
     let mut config = write_demo_config(&data_dir, &sim_url)?;
     config.microsoft.graph_trace = args.graph_trace.clone();
-    let key = StoreKey::load(&data_dir)?;
+    let runtime = Runtime::from_config(&config, StoreMode::Create, KeyMode::LoadOrCreate)?;
+    let (store, key) = (&runtime.store, &runtime.key);
     for (login, password) in DEMO_ACCOUNTS {
         let account = match store.account(login)? {
             Some(account) => account,
@@ -128,7 +129,7 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
         };
         match sign_in_via_simulator(&sim_url, login).await {
             Ok(tokens) => {
-                save_tokens(&store, &key, account.id, &tokens)?;
+                save_tokens(store, key, account.id, &tokens)?;
                 store.set_account_state(account.id, AccountState::Online, None)?;
             }
             Err(e) => {
@@ -142,8 +143,7 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
     // The gateway: spool worker and SMTP listeners.
     let gateway = super::gateway::start(
         &config,
-        &store,
-        &key,
+        &runtime,
         super::gateway::Listen {
             smtp: Some(args.smtp),
             smtps: Some(tls_twin(args.smtps, args.smtp, 2465)),
@@ -231,6 +231,12 @@ fn write_demo_config(
     config.microsoft.graph_url = sim_url.to_string();
     config.microsoft.tenant = crate::sim::tenant::DEMO_TENANT_ID.to_string();
     config.microsoft.client_id = crate::sim::tenant::DEMO_PUBLIC_CLIENT_ID.to_string();
+    // The database goes here too (`Store::open` keeps the directory 0700).
+    let mut dir = std::fs::DirBuilder::new();
+    dir.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+    dir.create(data_dir)?;
     let text = format!(
         "# Written by `graphgate demo`: the demo's simulated tenant.\n{}",
         toml::to_string_pretty(&config)?

@@ -246,7 +246,7 @@ fn check_config(
         ));
     }
     if let Err(e) =
-        crate::account::authority_from_config(&config).and_then(crate::auth::EntraClient::new)
+        crate::gateway::authority_from_config(&config).and_then(crate::auth::EntraClient::new)
     {
         report.push(Finding::fail(
             "configuration microsoft.*",

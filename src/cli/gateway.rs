@@ -8,16 +8,12 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::account::authority_from_config;
-use crate::auth::EntraClient;
 use crate::config::Config;
-use crate::graph::GraphClient;
-use crate::runtime::Accounts;
+use crate::gateway::Runtime;
 use crate::smtp::server::{Server, ServerConfig};
 use crate::smtp::session::SessionConfig;
 use crate::spool::owner::{OwnerRole, SpoolOwner};
-use crate::spool::{Spool, SpoolConfig, spool_dir};
-use crate::store::{Store, StoreKey};
+use crate::spool::{Spool, SpoolConfig};
 use crate::tls::Tls;
 
 /// What is running.
@@ -59,18 +55,13 @@ pub fn spool_config(config: &Config) -> SpoolConfig {
 /// worker records the outcome of attempts in flight).
 pub async fn start(
     config: &Config,
-    store: &Store,
-    key: &StoreKey,
+    runtime: &Runtime,
     listen: Listen,
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
 ) -> anyhow::Result<Gateway> {
-    let graph = GraphClient::new(config.microsoft.graph_config())?;
-    let entra = authority_from_config(config)
-        .and_then(EntraClient::new)
-        .map(Arc::new)
-        .map_err(|e| format!("{e}. {}", e.remedy("<account>")));
-    let accounts = Accounts::new(store.clone(), key.clone(), entra, graph);
+    let store = &runtime.store;
+    let accounts = runtime.accounts.clone();
     let registry = accounts.clone();
     if config.microsoft.token_check_s > 0 {
         let every = Duration::from_secs(config.microsoft.token_check_s);
@@ -161,7 +152,7 @@ pub async fn start(
                 max_recipients: usize::try_from(s.max_recipients).unwrap_or(usize::MAX),
                 ..SessionConfig::default()
             },
-            incoming_dir: spool_dir(&config.data_dir).join("incoming"),
+            incoming_dir: crate::spool::incoming::incoming_dir(&config.data_dir),
             max_connections: usize::try_from(s.max_connections).unwrap_or(256).max(1),
             idle_timeout: Duration::from_secs(s.idle_timeout_s.max(1)),
             plaintext_auth_on_loopback: s.plaintext_auth_on_loopback,
@@ -318,7 +309,7 @@ async fn own_spool(data_dir: &std::path::Path) -> anyhow::Result<SpoolOwner> {
 fn password_checks(config: &crate::config::Config) -> anyhow::Result<()> {
     let l = &config.login_limit;
     crate::store::accounts::set_password_params(l.password_params())?;
-    let pool = crate::account::password_checks_at_once(
+    let pool = crate::login_guard::password_checks_at_once(
         usize::try_from(l.password_checks_at_once).unwrap_or(usize::MAX),
     );
     let one = crate::store::accounts::time_one_check();

@@ -202,15 +202,10 @@ fn config_file(cli: &Cli) -> Option<PathBuf> {
 /// The store in the configured data directory, which must exist already
 /// (commands other than `serve` and `demo` never create one by accident).
 fn open_store(config: &crate::config::Config) -> anyhow::Result<crate::store::Store> {
-    let path = crate::store::Store::path_in(&config.data_dir);
-    if !path.exists() {
-        anyhow::bail!(
-            "no graphgate database at {}; pass --data-dir (or set data_dir / \
-             GRAPHGATE_DATA_DIR) to the directory `graphgate serve` or `graphgate demo` uses",
-            path.display()
-        );
-    }
-    Ok(crate::store::Store::open(&config.data_dir)?)
+    Ok(crate::gateway::open_store(
+        config,
+        crate::gateway::StoreMode::Existing,
+    )?)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -247,17 +242,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             accounts::run(&store, command)
         }
         Command::Sim(args) => sim::run(args).await,
-        Command::Status(ref args) => {
-            let config = load_config(&cli)?;
-            let store = open_store(&config)?;
-            status::run(&config, &store, args).await
-        }
+        Command::Status(ref args) => status::run(&load_config(&cli)?, args).await,
         Command::ConsentUrl(ref args) => consent::run(&load_config(&cli)?, args),
         Command::Login(ref args) => {
             let config = load_config(&cli)?;
             logging::init_config(&config.log);
-            let store = open_store(&config)?;
-            signin::login(&config, &store, args).await
+            signin::login(&config, args).await
         }
         Command::Logout(ref args) => {
             let config = load_config(&cli)?;

@@ -60,7 +60,7 @@ fn json(e: &SpoolEntry, login: &str) -> serde_json::Value {
         "attempts": e.attempts,
         "accepted_at": e.accepted_at,
         "next_attempt_at": e.next_attempt_at,
-        "method": e.method,
+        "method": e.method.map(|m| m.as_str()),
         "last_error": e.last_error,
         "delivered_at": e.delivered_at,
     })

@@ -18,7 +18,7 @@
 //! sent once; an attempt cut short (timeout, crash) stays `sending` in the
 //! spool and the next gateway resolves it before anything else.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,15 +26,18 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::Args;
 
 use super::doctor::{Finding, Level, fresh_token, permission_fix, token_permissions};
-use crate::account::{AccountRuntime, authority_from_config};
+use crate::account::AccountRuntime;
 use crate::auth::EntraClient;
 use crate::config::Config;
+use crate::gateway::{GatewayError, KeyMode, Runtime};
 use crate::graph::{GraphClient, MailBackend, WellKnownFolder};
 use crate::runtime::Accounts;
-use crate::smtp::server::{SpooledMessage, Submitter};
-use crate::smtp::session::{Authenticated, Envelope, SubmitOutcome};
+use crate::spool::Spool;
+use crate::spool::incoming::{incoming_dir, write_durably};
 use crate::spool::owner::{Holder, OwnerRole, SpoolOwner};
-use crate::spool::{Spool, spool_dir};
+use crate::spool::submit::{
+    Authenticated, Envelope, SpooledBody, SpooledMessage, SubmitOutcome, Submitter,
+};
 use crate::store::{Account, SpoolEntry, SpoolId, SpoolState, SpoolUpdate, Store, StoreKey};
 
 #[derive(Debug, Args)]
@@ -142,31 +145,34 @@ async fn send_test(
     ));
 
     // The OAuth token, and whether it may send.
-    let key_present = std::env::var_os("GRAPHGATE_KEY").is_some()
-        || std::env::var_os("GRAPHGATE_KEY_FILE").is_some()
-        || config.data_dir.join("graphgate.key").exists();
-    if !key_present {
-        return steps.fail(
-            "oauth token",
-            "the token key (graphgate.key) is missing from the data directory",
-            "restore it from a backup, or sign the account in again",
-        );
-    }
-    let key = match StoreKey::load(&config.data_dir) {
-        Ok(k) => k,
-        Err(e) => return steps.fail("oauth token", e.to_string(), "run `graphgate doctor`"),
-    };
-    let graph = match GraphClient::new(config.microsoft.graph_config()) {
-        Ok(g) => g,
+    let runtime = match Runtime::from_store(config, store.clone(), KeyMode::Existing) {
+        Ok(r) => r,
+        Err(GatewayError::KeyMissing(_)) => {
+            return steps.fail(
+                "oauth token",
+                "the token key (graphgate.key) is missing from the data directory",
+                "restore it from a backup, or sign the account in again",
+            );
+        }
+        Err(e @ GatewayError::Key(_)) => {
+            return steps.fail("oauth token", e.to_string(), "run `graphgate doctor`");
+        }
+        Err(e @ GatewayError::Config(_)) => {
+            return steps.fail(
+                "graph",
+                e.to_string(),
+                "fix the [graph] settings (`graphgate config example` documents them)",
+            );
+        }
         Err(e) => return steps.fail("graph", e.to_string(), "fix microsoft.graph_url"),
     };
-    let entra = match authority_from_config(config).and_then(EntraClient::new) {
-        Ok(e) => Arc::new(e),
+    let entra = match &runtime.entra {
+        Ok(e) => e.clone(),
         Err(e) => {
             return steps.fail("oauth token", e.to_string(), e.remedy(&account.login));
         }
     };
-    check_token(&account, store, &key, &entra, &graph, steps).await?;
+    check_token(&account, store, &runtime.key, &entra, &runtime.graph, steps).await?;
 
     // The message, made durable where SMTP puts its messages.
     let test = build(&account, args.subject.as_deref());
@@ -176,7 +182,7 @@ async fn send_test(
         Err(e) => return steps.fail("message", e.to_string(), "report this as a bug"),
     };
     let size = bytes.len() as u64;
-    let path = match write_durably(&config.data_dir, &bytes).await {
+    let path = match write_durably(&incoming_dir(&config.data_dir), &bytes).await {
         Ok(p) => p,
         Err(e) => {
             return steps.fail(
@@ -205,12 +211,12 @@ async fn send_test(
             rcpt_to: vec![to.to_string()],
             ..Envelope::default()
         },
-        body: crate::smtp::server::SpooledBody::File(path),
+        body: SpooledBody::File(path),
         size,
     };
 
     // Through the spool, as SMTP does.
-    let registry = Accounts::new(store.clone(), key, Ok(entra), graph);
+    let registry = runtime.accounts.clone();
     let spool = Spool::new(
         store.clone(),
         registry.clone(),
@@ -408,36 +414,6 @@ fn message_bytes(account: &Account, to: &str, test: &TestMessage) -> std::io::Re
         .date(now.timestamp())
         .text_body(body)
         .write_to_vec()
-}
-
-/// Write the message as the SMTP server does: a private `.part` file,
-/// fsync, rename, fsync of the directory.
-async fn write_durably(data_dir: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    use tokio::io::AsyncWriteExt;
-    let dir = spool_dir(data_dir).join("incoming");
-    tokio::fs::create_dir_all(&dir).await?;
-    let part = dir.join(format!("{}.eml.part", uuid::Uuid::new_v4().simple()));
-    let mut options = tokio::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let mut file = options.open(&part).await?;
-    let written = async {
-        file.write_all(bytes).await?;
-        file.flush().await?;
-        file.sync_all().await
-    }
-    .await;
-    if let Err(e) = written {
-        let _ = tokio::fs::remove_file(&part).await;
-        return Err(e);
-    }
-    let path = part.with_extension("");
-    tokio::fs::rename(&part, &path).await?;
-    if let Ok(d) = tokio::fs::File::open(&dir).await {
-        let _ = d.sync_all().await;
-    }
-    Ok(path)
 }
 
 /// A refusal of the spool (what an SMTP client would get as 5xx/4xx).

@@ -5,13 +5,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use std::sync::Arc;
-
-use crate::account::{authority_from_config, open_accounts};
-use crate::auth::EntraClient;
+use crate::account::open_accounts;
 use crate::config::Config;
-use crate::graph::GraphClient;
-use crate::store::{Store, StoreKey};
+use crate::gateway::{KeyMode, Runtime, StoreMode};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -23,13 +19,20 @@ pub struct ServeArgs {
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     super::logging::init_config(&config.log);
-    let store = Store::open(&config.data_dir)?;
-    let key = StoreKey::load(&config.data_dir)?;
+    let runtime = Runtime::from_config(&config, StoreMode::Create, KeyMode::LoadOrCreate)?;
+    let (store, key) = (&runtime.store, &runtime.key);
     tracing::info!(
         data_dir = %config.data_dir.display(),
         key_id = %key.id(),
         schema = store.schema_version()?,
         "store opened"
+    );
+    let g = &config.graph;
+    tracing::info!(
+        concurrency_per_mailbox = g.concurrency_per_mailbox,
+        max_retries = g.max_retries,
+        max_retry_after_s = g.max_retry_after_s,
+        "Graph client (graph.*)"
     );
     let missing = config.microsoft.cloud.missing_features();
     if !missing.is_empty() {
@@ -40,10 +43,9 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
             "no account is configured yet; add one with `graphgate accounts add` and sign it in"
         );
     }
-    let graph = GraphClient::new(config.microsoft.graph_config())?;
-    match authority_from_config(&config).and_then(EntraClient::new) {
+    match &runtime.entra {
         Ok(entra) => {
-            let ready = open_accounts(&store, &key, Arc::new(entra), &graph).await?;
+            let ready = open_accounts(store, key, entra.clone(), &runtime.graph).await?;
             tracing::info!(online = ready.len(), "accounts checked");
         }
         Err(e) => tracing::error!(
@@ -55,8 +57,7 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     let mut tasks: super::gateway::Tasks = tokio::task::JoinSet::new();
     let gateway = super::gateway::start(
         &config,
-        &store,
-        &key,
+        &runtime,
         super::gateway::Listen::default(),
         &shutdown,
         &mut tasks,

@@ -21,14 +21,15 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::account::{AccountRuntime, authority_from_config, save_tokens};
+use crate::account::{AccountRuntime, save_tokens};
 use crate::auth::{
     AuthError, ClientCredentialsTokenSource, DeviceCodeEvent, EntraClient, LoopbackLogin, TokenSet,
     TokenSource, check_identity,
 };
 use crate::config::Config;
+use crate::gateway::{KeyMode, Runtime, StoreMode};
 use crate::graph::{GraphClient, MailBackend, Mailbox, WellKnownFolder};
-use crate::store::{Account, AccountState, AuthProfile, Store, StoreKey};
+use crate::store::{Account, AccountState, AuthProfile, Store};
 
 #[derive(Debug, Clone, Args)]
 pub struct LoginArgs {
@@ -88,14 +89,17 @@ async fn inbox(mailbox: &dyn MailBackend) -> Result<(u64, u64), crate::graph::Gr
         .map_or((0, 0), |f| (f.unread, f.total)))
 }
 
-pub async fn login(config: &Config, store: &Store, args: &LoginArgs) -> anyhow::Result<ExitCode> {
+pub async fn login(config: &Config, args: &LoginArgs) -> anyhow::Result<ExitCode> {
+    let store = crate::gateway::open_store(config, StoreMode::Existing)?;
+    let store = &store;
     let account = account(store, &args.login)?;
-    let key = StoreKey::load(&config.data_dir)?;
-    let entra = match authority_from_config(config).and_then(EntraClient::new) {
-        Ok(e) => Arc::new(e),
+    let Runtime {
+        key, graph, entra, ..
+    } = Runtime::from_store(config, store.clone(), KeyMode::LoadOrCreate)?;
+    let entra = match entra {
+        Ok(e) => e,
         Err(e) => return fail(sentence(&account.login, &e)),
     };
-    let graph = GraphClient::new(config.microsoft.graph_config())?;
     if account.auth_profile == AuthProfile::AppOnly {
         return app_only(store, &account, entra, &graph).await;
     }

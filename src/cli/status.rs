@@ -10,9 +10,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::Args;
 use serde::Serialize;
 
-use crate::account::{AccountRuntime, authority_from_config};
+use crate::account::AccountRuntime;
 use crate::auth::EntraClient;
 use crate::config::Config;
+use crate::gateway::{KeyMode, Runtime, StoreMode};
 use crate::graph::{GraphClient, GraphError, MailBackend, WellKnownFolder};
 use crate::store::{Account, AccountState, Store, StoreKey};
 
@@ -37,16 +38,22 @@ struct AccountStatus {
     error: Option<String>,
 }
 
-pub async fn run(config: &Config, store: &Store, args: &StatusArgs) -> anyhow::Result<ExitCode> {
-    let key = StoreKey::load(&config.data_dir)?;
+pub async fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let runtime = Runtime::from_config(config, StoreMode::Existing, KeyMode::LoadOrCreate)?;
+    let store = &runtime.store;
     let accounts = store.accounts()?;
     let mut statuses = Vec::new();
-    let graph = GraphClient::new(config.microsoft.graph_config())?;
-    let entra = authority_from_config(config)
-        .and_then(EntraClient::new)
-        .map(Arc::new);
     for account in accounts {
-        statuses.push(check(account, store, &key, entra.as_ref(), &graph).await);
+        statuses.push(
+            check(
+                account,
+                store,
+                &runtime.key,
+                runtime.entra.as_ref(),
+                &runtime.graph,
+            )
+            .await,
+        );
     }
     let spool = store.spool_list(None, None)?;
     let queued = spool

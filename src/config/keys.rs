@@ -89,6 +89,45 @@ pub const KEYS: &[KeyDoc] = &[
         example: Some("3600"),
     },
     KeyDoc {
+        key: "graph.concurrency_per_mailbox",
+        doc: "Microsoft Graph requests graphgate keeps in flight per mailbox, SMTP, IMAP and the \
+              spool together (a $batch takes one place per request inside it). Microsoft allows \
+              4 and answers more with 429 \"Application is over its MailboxConcurrency limit\" \
+              (Graph throttling limits, Outlook service): raise it only behind a proxy that \
+              queues. At least 1.",
+        example: None,
+    },
+    KeyDoc {
+        key: "graph.max_retries",
+        doc: "Times a Graph request answered 429 (throttled), or 503/504 when it is safe to \
+              repeat (reads, updates; never a send), is sent again before the error reaches the \
+              client or the spool (which retries a send later on its own schedule). 0: never.",
+        example: None,
+    },
+    KeyDoc {
+        key: "graph.max_retry_after_s",
+        doc: "The longest Retry-After of a 429/503 that graphgate waits, in seconds; a longer \
+              one is cut to this.",
+        example: None,
+    },
+    KeyDoc {
+        key: "graph.max_total_wait_s",
+        doc: "A request whose retries would wait longer than this in all, in seconds, fails \
+              with the throttling error instead.",
+        example: None,
+    },
+    KeyDoc {
+        key: "graph.base_backoff_ms",
+        doc: "Wait before the first retry when Graph gives no Retry-After, in milliseconds; \
+              doubled each retry (up to graph.max_retry_after_s), jittered.",
+        example: None,
+    },
+    KeyDoc {
+        key: "graph.request_timeout_s",
+        doc: "Seconds one Graph HTTP request may take (a large MIME download included).",
+        example: None,
+    },
+    KeyDoc {
         key: "smtp.listen",
         doc: "SMTP submission listener (STARTTLS offered). Empty: off. Point legacy \
               applications here (host 127.0.0.1, this port). Listening beyond loopback makes \

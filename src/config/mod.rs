@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::private_file::PrivateFileError;
+
 mod keys;
 
 use keys::lookup;
@@ -29,6 +31,7 @@ pub struct Config {
     /// Where the database, key file, spool and cache live.
     pub data_dir: PathBuf,
     pub microsoft: MicrosoftConfig,
+    pub graph: GraphClientConfig,
     pub smtp: SmtpConfig,
     pub imap: ImapConfig,
     pub login_limit: LoginLimitConfig,
@@ -324,19 +327,81 @@ impl MicrosoftConfig {
     pub fn graph_resource(&self) -> String {
         self.cloud.graph().to_string()
     }
+}
 
-    /// The Graph client's settings from these keys (Microsoft's defaults
-    /// for the rest): the one place every command builds them from.
-    pub fn graph_config(&self) -> crate::graph::GraphConfig {
-        crate::graph::GraphConfig {
-            base_url: self.graph_endpoint(),
-            message_delta: self.cloud.missing_features().is_empty(),
-            trace: self
-                .graph_trace
-                .clone()
-                .filter(|p| !p.as_os_str().is_empty()),
-            ..crate::graph::GraphConfig::default()
+/// How the Graph client retries and how many requests it keeps in flight
+/// (`[graph]`). The defaults are Microsoft's: 4 concurrent requests per
+/// mailbox ("Application is over its MailboxConcurrency limit" past them),
+/// 429/503 answered by waiting as `Retry-After` says (graph-facts.md,
+/// "Throttling" and "$batch and the 4-concurrent limit"; Microsoft Learn,
+/// "Microsoft Graph service-specific throttling limits", Outlook service).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GraphClientConfig {
+    /// Requests in flight per mailbox (a `$batch` takes one place per
+    /// inner request).
+    pub concurrency_per_mailbox: u64,
+    /// Times a throttled (429) or unavailable (503/504, idempotent
+    /// requests only) request is sent again.
+    pub max_retries: u64,
+    /// The longest `Retry-After` honoured, in seconds.
+    pub max_retry_after_s: u64,
+    /// Give a request up when its waits would add up to more than this.
+    pub max_total_wait_s: u64,
+    /// First backoff without `Retry-After`, in ms (doubled, jittered).
+    pub base_backoff_ms: u64,
+    /// Timeout of one HTTP request, in seconds.
+    pub request_timeout_s: u64,
+}
+
+impl Default for GraphClientConfig {
+    fn default() -> Self {
+        let d = crate::graph::GraphConfig::default();
+        GraphClientConfig {
+            concurrency_per_mailbox: d.concurrency_per_mailbox as u64,
+            max_retries: u64::from(d.retry.max_attempts.saturating_sub(1)),
+            max_retry_after_s: d.retry.max_retry_after_s,
+            max_total_wait_s: d.retry.max_total_wait_s,
+            base_backoff_ms: d.retry.base_backoff_ms,
+            request_timeout_s: d.request_timeout_s,
         }
+    }
+}
+
+impl Config {
+    /// The Graph client's settings: the endpoint and trace of
+    /// `[microsoft]`, the limits of `[graph]`, Microsoft's defaults for the
+    /// rest. The one place every command builds them from
+    /// ([`crate::gateway::Runtime`]).
+    pub fn graph_config(&self) -> Result<crate::graph::GraphConfig, ConfigError> {
+        let m = &self.microsoft;
+        let g = &self.graph;
+        if g.concurrency_per_mailbox == 0 {
+            return Err(ConfigError::Invalid {
+                origin: format!(
+                    "`graph.concurrency_per_mailbox` ({})",
+                    env_name("graph.concurrency_per_mailbox")
+                ),
+                message: "0 would send nothing; Microsoft allows 4 requests in flight per                           mailbox, the default"
+                    .into(),
+            });
+        }
+        let defaults = crate::graph::GraphConfig::default();
+        Ok(crate::graph::GraphConfig {
+            base_url: m.graph_endpoint(),
+            message_delta: m.cloud.missing_features().is_empty(),
+            trace: m.graph_trace.clone().filter(|p| !p.as_os_str().is_empty()),
+            concurrency_per_mailbox: usize::try_from(g.concurrency_per_mailbox)
+                .unwrap_or(usize::MAX),
+            request_timeout_s: g.request_timeout_s,
+            retry: crate::graph::RetryPolicy {
+                max_attempts: u32::try_from(g.max_retries.saturating_add(1)).unwrap_or(u32::MAX),
+                max_retry_after_s: g.max_retry_after_s,
+                max_total_wait_s: g.max_total_wait_s,
+                base_backoff_ms: g.base_backoff_ms,
+            },
+            ..defaults
+        })
     }
 }
 
@@ -365,6 +430,7 @@ impl Default for Config {
         Config {
             data_dir: default_data_dir(),
             microsoft: MicrosoftConfig::default(),
+            graph: GraphClientConfig::default(),
             smtp: SmtpConfig::default(),
             imap: ImapConfig::default(),
             login_limit: LoginLimitConfig::default(),
@@ -422,18 +488,8 @@ pub enum ConfigError {
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
     /// A file that holds or names secrets is open to other users.
-    #[error(
-        "{what} {} is readable or writable by group or others (mode {mode:04o}), so graphgate \
-         refuses to use it; fix: chmod 600 {} (owned by the user graphgate runs as; a Docker \
-         secret: mount it with mode 0400)",
-        path.display(),
-        path.display()
-    )]
-    NotPrivate {
-        what: &'static str,
-        path: PathBuf,
-        mode: u32,
-    },
+    #[error(transparent)]
+    NotPrivate(PrivateFileError),
     #[error(
         "unknown environment variable {name}: no configuration key `{key}` exists; \
          `graphgate config example` lists every key (variable names are GRAPHGATE_ + the key \
@@ -442,53 +498,16 @@ pub enum ConfigError {
     UnknownVariable { name: String, key: String },
 }
 
-/// Refuse `path` when group or others may read or write it (mode bits,
-/// so this holds for root too): the configuration names where secrets
-/// are, and the key file is one. `what` names the file in the message.
+/// Refuse `path` when group or others may read or write it
+/// ([`crate::private_file::check`]); `what` names the file in the message.
 pub fn check_private_file(path: &Path, what: &'static str) -> Result<(), ConfigError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o066 != 0 {
-            return Err(ConfigError::NotPrivate {
-                what,
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = (path, what);
-    Ok(())
+    crate::private_file::check(path, what).map_err(|e| match e {
+        PrivateFileError::Read { path, source } => ConfigError::Read { path, source },
+        other => ConfigError::NotPrivate(other),
+    })
 }
 
-/// Write a file only its owner may read (mode 0600, also when it existed
-/// with a wider mode), fsync'ed.
-pub fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        options.mode(0o600);
-        let mut file = options.open(path)?;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        file.write_all(contents)?;
-        file.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        let mut file = options.open(path)?;
-        file.write_all(contents)?;
-        file.sync_all()
-    }
-}
+pub use crate::private_file::write as write_private_file;
 
 /// The environment variable for a key: `microsoft.client_id` →
 /// `GRAPHGATE_MICROSOFT_CLIENT_ID`.

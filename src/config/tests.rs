@@ -112,7 +112,7 @@ fn the_cloud_sets_authority_graph_and_scope_prefix_and_explicit_urls_win() {
     assert_eq!(m.authority(), "https://login.microsoftonline.us");
     assert_eq!(m.graph_endpoint(), "https://dod-graph.microsoft.us");
     assert_eq!(m.graph_resource(), "https://dod-graph.microsoft.us");
-    assert!(m.graph_config().message_delta);
+    assert!(config.graph_config().unwrap().message_delta);
 
     let config = Config::from_parts(
         "[microsoft]\ncloud = \"china\"\ngraph_url = \"http://127.0.0.1:8787\"\n",
@@ -127,7 +127,7 @@ fn the_cloud_sets_authority_graph_and_scope_prefix_and_explicit_urls_win() {
         m.graph_resource(),
         "https://microsoftgraph.chinacloudapi.cn"
     );
-    assert!(!m.graph_config().message_delta);
+    assert!(!config.graph_config().unwrap().message_delta);
     assert!(m.cloud.missing_features().contains("message delta"));
 
     let global = MicrosoftConfig::default();
@@ -138,4 +138,38 @@ fn the_cloud_sets_authority_graph_and_scope_prefix_and_explicit_urls_win() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("cloud") || err.contains("mars"), "{err}");
+}
+
+#[test]
+fn graph_keys_set_the_graph_clients_retries_and_concurrency() {
+    // Microsoft's numbers by default: 4 in flight per mailbox, 5 attempts.
+    let defaults = Config::default().graph_config().unwrap();
+    assert_eq!(defaults.concurrency_per_mailbox, 4);
+    assert_eq!(defaults.retry.max_attempts, 5);
+    let vars = [
+        ("GRAPHGATE_GRAPH_MAX_RETRIES".to_string(), "1".to_string()),
+        (
+            "GRAPHGATE_GRAPH_BASE_BACKOFF_MS".to_string(),
+            "20".to_string(),
+        ),
+    ];
+    let config = Config::from_parts(
+        "[graph]\nconcurrency_per_mailbox = 2\nmax_total_wait_s = 9\nrequest_timeout_s = 7\n",
+        "f.toml",
+        &vars,
+    )
+    .unwrap();
+    let g = config.graph_config().unwrap();
+    assert_eq!(g.concurrency_per_mailbox, 2);
+    assert_eq!(g.retry.max_attempts, 2);
+    assert_eq!(g.retry.base_backoff_ms, 20);
+    assert_eq!(g.retry.max_total_wait_s, 9);
+    assert_eq!(g.request_timeout_s, 7);
+    // 0 in flight would send nothing: refused with the key's name.
+    let zero = Config::from_parts("[graph]\nconcurrency_per_mailbox = 0\n", "f.toml", &[])
+        .unwrap()
+        .graph_config()
+        .unwrap_err()
+        .to_string();
+    assert!(zero.contains("graph.concurrency_per_mailbox"), "{zero}");
 }

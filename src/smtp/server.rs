@@ -29,6 +29,7 @@ use super::session::{
     AccountGate, Action, Authenticated, Envelope, Session, SessionConfig, SubmitOutcome,
 };
 use crate::login_guard::{Checked, LoginGuard};
+use crate::spool::incoming::IncomingFile;
 use crate::store::{AccountState, Store};
 use crate::tls::Tls;
 
@@ -102,64 +103,7 @@ impl Drop for Reservation {
     }
 }
 
-/// The first `limit` bytes of a file (a spooled message's header block).
-pub(crate) async fn file_head(path: &Path, limit: usize) -> std::io::Result<Vec<u8>> {
-    let file = tokio::fs::File::open(path).await?;
-    let mut head = Vec::with_capacity(limit.min(8 * 1024));
-    file.take(limit as u64).read_to_end(&mut head).await?;
-    Ok(head)
-}
-
-/// Where a complete message's bytes are.
-#[derive(Debug, Clone)]
-pub enum SpooledBody {
-    /// In memory, not yet durable: the submitter commits them (small
-    /// messages).
-    Inline(Bytes),
-    /// An fsync'ed file (larger messages).
-    File(PathBuf),
-}
-
-/// A complete message for the submitter.
-#[derive(Debug)]
-pub struct SpooledMessage {
-    pub account: Authenticated,
-    pub envelope: Envelope,
-    pub body: SpooledBody,
-    pub size: u64,
-}
-
-impl SpooledMessage {
-    /// The start of the message: at most `limit` bytes.
-    pub async fn head(&self, limit: usize) -> std::io::Result<Vec<u8>> {
-        match &self.body {
-            SpooledBody::Inline(bytes) => Ok(bytes[..bytes.len().min(limit)].to_vec()),
-            SpooledBody::File(path) => file_head(path, limit).await,
-        }
-    }
-
-    /// All of the message's bytes (tests, small messages).
-    pub async fn read_all(&self) -> std::io::Result<Vec<u8>> {
-        match &self.body {
-            SpooledBody::Inline(bytes) => Ok(bytes.to_vec()),
-            SpooledBody::File(path) => tokio::fs::read(path).await,
-        }
-    }
-
-    /// The message was refused: remove its file, if it has one.
-    pub async fn discard(&self) {
-        if let SpooledBody::File(path) = &self.body {
-            let _ = tokio::fs::remove_file(path).await;
-        }
-    }
-}
-
-/// What happens to a message once its bytes are durable: the spool's
-/// business (queue it, try Graph within the synchronous window, answer).
-#[async_trait::async_trait]
-pub trait Submitter: Send + Sync {
-    async fn submit(&self, message: SpooledMessage) -> SubmitOutcome;
-}
+pub use crate::spool::submit::{SpooledBody, SpooledMessage, Submitter};
 
 /// Listener settings.
 #[derive(Debug, Clone)]
@@ -333,7 +277,7 @@ struct Incoming {
     memory: Vec<u8>,
     /// The memory's share of the listeners' budget (its capacity).
     reservation: Reservation,
-    file: Option<(tokio::fs::File, PathBuf)>,
+    file: Option<IncomingFile>,
     size: u64,
 }
 
@@ -366,16 +310,16 @@ impl Incoming {
             }
         }
         if self.file.is_none() {
-            let (mut file, path) = open_incoming(dir).await?;
+            let mut file = IncomingFile::create(dir).await?;
             let memory = std::mem::take(&mut self.memory);
             let written = file.write_all(&memory).await;
             drop(memory);
             self.reservation.release();
             // Registered before any error: the file is removed either way.
-            self.file = Some((file, path));
+            self.file = Some(file);
             written?;
         }
-        if let Some((file, _)) = self.file.as_mut() {
+        if let Some(file) = self.file.as_mut() {
             file.write_all(bytes).await?;
         }
         Ok(())
@@ -383,9 +327,8 @@ impl Incoming {
 
     /// Forget the message (and remove its file).
     async fn discard(self) {
-        if let Some((file, path)) = self.file {
-            drop(file);
-            let _ = tokio::fs::remove_file(&path).await;
+        if let Some(file) = self.file {
+            file.discard().await;
         }
     }
 }
@@ -601,19 +544,9 @@ impl AccountGate for StoreGate {
     }
 }
 
-async fn open_incoming(dir: &Path) -> std::io::Result<(tokio::fs::File, PathBuf)> {
-    tokio::fs::create_dir_all(dir).await?;
-    let path = dir.join(format!("{}.eml.part", uuid::Uuid::new_v4().simple()));
-    let mut options = tokio::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    options.mode(0o600);
-    let file = options.open(&path).await?;
-    Ok((file, path))
-}
-
-/// Make a file-backed message durable (flush, fsync, rename) and submit
-/// it; a small one goes to the submitter as it is, which commits it.
+/// Make a file-backed message durable ([`IncomingFile::commit`]: flush,
+/// fsync, rename) and submit it; a small one goes to the submitter as it
+/// is, which commits it.
 async fn finish_message(
     server: &Server,
     session: &Session,
@@ -629,33 +562,17 @@ async fn finish_message(
     let size = inc.size;
     let body = match inc.file {
         None => SpooledBody::Inline(Bytes::from(inc.memory)),
-        Some((mut file, part)) => {
-            let durable = async {
-                file.flush().await?;
-                file.sync_all().await?;
-                let path = part.with_extension("");
-                tokio::fs::rename(&part, &path).await?;
-                if let Some(dir) = path.parent() {
-                    // The rename itself must survive a crash.
-                    if let Ok(d) = tokio::fs::File::open(dir).await {
-                        let _ = d.sync_all().await;
-                    }
-                }
-                Ok::<_, std::io::Error>(path)
-            };
-            match durable.await {
-                Ok(path) => SpooledBody::File(path),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot make a message durable in the spool");
-                    let _ = tokio::fs::remove_file(&part).await;
-                    return SubmitOutcome::TryLater {
-                        text: "The spool could not store the message (disk full or \
+        Some(file) => match file.commit().await {
+            Ok(path) => SpooledBody::File(path),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot make a message durable in the spool");
+                return SubmitOutcome::TryLater {
+                    text: "The spool could not store the message (disk full or \
                                unwritable?); try again later"
-                            .into(),
-                    };
-                }
+                        .into(),
+                };
             }
-        }
+        },
     };
     server
         .submitter

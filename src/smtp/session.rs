@@ -66,40 +66,9 @@ impl Default for SessionConfig {
     }
 }
 
-/// The authenticated local account, as the session needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authenticated {
-    pub login: String,
-    /// Addresses MAIL FROM may use (the mailbox, aliases, Send As).
-    pub allowed_senders: Vec<String>,
-}
-
-/// The SMTP envelope of one message.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Envelope {
-    /// Empty for the null reverse-path `<>`.
-    pub mail_from: String,
-    pub rcpt_to: Vec<String>,
-    /// BODY=8BITMIME was given.
-    pub eight_bit: bool,
-    /// SMTPUTF8 was given.
-    pub smtputf8: bool,
-}
-
-/// The outcome of handing a complete message to the spool/Graph.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SubmitOutcome {
-    /// Durable and accepted (delivered, or queued for retry): 250.
-    Accepted { queue_id: String },
-    /// Refused for good: a 5xx with this enhanced code and sentence.
-    Rejected {
-        code: u16,
-        enhanced: String,
-        text: String,
-    },
-    /// Could not be made durable: a 4xx, the client should retry.
-    TryLater { text: String },
-}
+// What a session hands over with a complete message, and the answer it
+// gets: the spool's contract, defined there (`spool::submit`).
+pub use crate::spool::submit::{Authenticated, Envelope, SubmitOutcome};
 
 /// What the shell must do next.
 #[derive(Debug, PartialEq, Eq)]

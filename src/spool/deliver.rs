@@ -15,27 +15,24 @@ use crate::graph::{
 };
 use crate::mime::split::{SplitError, attachment_reader, plan_split_file};
 use crate::mime::submission::{header_block_len, header_facts};
-use crate::store::{Account, AuthProfile, SpoolEntry, SpoolId, SpoolState, SpoolUpdate, now_unix};
-
-const SENDMAIL: &str = "sendmail";
+use crate::store::{
+    Account, AuthProfile, DeliveryMethod, SpoolEntry, SpoolId, SpoolState, SpoolUpdate, now_unix,
+};
 
 /// How a message of `size` bytes (plus `prefix_len` added) is sent from
 /// `account`: `sendMail` when it fits one request and the account keeps a
 /// Sent Items copy (the copy is the evidence when in doubt), else a draft.
-pub(super) fn method_for(account: &Account, size: u64, prefix_len: usize) -> &'static str {
+pub(super) fn method_for(account: &Account, size: u64, prefix_len: usize) -> DeliveryMethod {
     if is_large(size, prefix_len) || !account.save_to_sent_items {
-        DRAFT
+        DeliveryMethod::Draft
     } else {
-        SENDMAIL
+        DeliveryMethod::SendMail
     }
 }
 
 fn is_large(size: u64, prefix_len: usize) -> bool {
     size as usize + prefix_len > MAX_DIRECT_MIME
 }
-const DRAFT: &str = "draft";
-/// The draft is complete (attachments added): sending it again is safe.
-const DRAFT_READY: &str = "draft-ready";
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -345,7 +342,7 @@ impl Spool {
             }
             Err(why) => return self.not_sent(&entry, why),
         };
-        if entry.method.as_deref() == Some(SENDMAIL) {
+        if entry.method == Some(DeliveryMethod::SendMail) {
             self.send_mail(&entry, &account, &mailbox, body).await
         } else {
             let large = is_large(entry.size, entry.prefix.len());
@@ -501,7 +498,7 @@ impl Spool {
             entry.id,
             SpoolState::Sending,
             SpoolUpdate {
-                method: Some(Some(DRAFT_READY)),
+                method: Some(Some(DeliveryMethod::DraftReady)),
                 ..Default::default()
             },
         );
@@ -623,8 +620,8 @@ impl Spool {
                 }
             }
         };
-        match (entry.method.as_deref(), entry.draft_id.as_deref()) {
-            (Some(SENDMAIL), _) => match own(WellKnownFolder::SentItems).await {
+        match (entry.method, entry.draft_id.as_deref()) {
+            (Some(DeliveryMethod::SendMail), _) => match own(WellKnownFolder::SentItems).await {
                 Ok(found) if !found.is_empty() => {
                     tracing::info!(
                         queue_id = entry.id.0,
@@ -648,7 +645,7 @@ impl Spool {
                     look_later(e.to_string(), now_unix() + 30)
                 }
             },
-            (Some(DRAFT | DRAFT_READY), None) => {
+            (Some(method), None) if method.is_draft() => {
                 // The draft may exist without its id on record: remove it —
                 // only a draft carrying this entry's submission id. Drafts
                 // with the same Message-ID may belong to a client's retry
@@ -668,7 +665,7 @@ impl Spool {
                 match mailbox.get_message(&draft).await {
                     // An incomplete draft is never sent: gone, it was
                     // deleted (by someone else), so the message goes again.
-                    Err(e) if is_not_found(&e) && method == DRAFT => {
+                    Err(e) if is_not_found(&e) && method == DeliveryMethod::Draft => {
                         requeue("the incomplete draft of an interrupted attempt is gone")
                     }
                     // A complete one gone: sent with PR_DELETE_AFTER_SUBMIT
@@ -676,7 +673,7 @@ impl Spool {
                     // not own.
                     Err(e) if is_not_found(&e) => self.delivered(&entry),
                     Ok(m) if !m.is_draft => self.delivered(&entry),
-                    Ok(_) if method == DRAFT_READY => {
+                    Ok(_) if method == DeliveryMethod::DraftReady => {
                         self.send_draft(&entry, &account, &mailbox, &draft, false)
                             .await
                     }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::{Outcome, Spool};
 use crate::graph::{AppendOptions, MailBackend, WellKnownFolder};
-use crate::store::{SpoolEntry, SpoolId, SpoolState, SpoolUpdate};
+use crate::store::{DeliveryMethod, SpoolEntry, SpoolId, SpoolState, SpoolUpdate};
 
 /// The DSN for `entry`, refused with `outcome`; `headers` is the original
 /// header block (RFC 3462 `text/rfc822-headers`).
@@ -77,10 +77,6 @@ pub fn build_dsn(entry: &SpoolEntry, outcome: &Outcome, headers: &[u8], date: &s
     out.into_bytes()
 }
 
-/// `method` of a bounced entry whose DSN still has to be placed.
-pub(crate) const DSN_PENDING: &str = "dsn-pending";
-const DSN_PLACED: &str = "dsn-placed";
-
 impl Spool {
     /// A permanent failure after the client got its 250: mark the entry
     /// bounced and tell the sender with a DSN in their Inbox (none for a
@@ -98,7 +94,11 @@ impl Spool {
             &SpoolUpdate {
                 state: Some(SpoolState::Bounced),
                 last_error: Some(&text),
-                method: Some(Some(if null_sender { DSN_PLACED } else { DSN_PENDING })),
+                method: Some(Some(if null_sender {
+                    DeliveryMethod::DsnPlaced
+                } else {
+                    DeliveryMethod::DsnPending
+                })),
                 next_attempt_at: Some(crate::store::now_unix()),
                 ..Default::default()
             },
@@ -148,7 +148,7 @@ impl Spool {
                     entry.id,
                     SpoolState::Bounced,
                     &SpoolUpdate {
-                        method: Some(Some(DSN_PLACED)),
+                        method: Some(Some(DeliveryMethod::DsnPlaced)),
                         ..Default::default()
                     },
                 );

@@ -79,7 +79,9 @@
 mod deliver;
 pub mod dsn;
 pub mod evidence;
+pub mod incoming;
 pub mod owner;
+pub mod submit;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -95,9 +97,8 @@ use crate::mime::submission::{
     MAX_HEADER_BLOCK, SubmissionRefusal, header_block_len, header_facts, submission_prefix,
 };
 use crate::runtime::Accounts;
-use crate::smtp::server::{SpooledBody, SpooledMessage, Submitter};
-use crate::smtp::session::SubmitOutcome;
 use crate::store::{Account, SpoolEntry, SpoolId, SpoolInsert, SpoolState, Store, now_unix};
+use submit::{SpooledBody, SpooledMessage, SubmitOutcome, Submitter};
 
 pub use deliver::Outcome;
 
@@ -278,7 +279,7 @@ impl Spool {
                 match self.store.spool_list(Some(state), Some(now)) {
                     Ok(list) => due.extend(list.into_iter().filter(|e| {
                         e.state != SpoolState::Bounced
-                            || e.method.as_deref() == Some(dsn::DSN_PENDING)
+                            || e.method == Some(crate::store::DeliveryMethod::DsnPending)
                     })),
                     Err(e) => tracing::error!(error = %e, "spool: cannot read the queue"),
                 }
@@ -738,7 +739,7 @@ impl Spool {
             body.truncate(limit);
             body
         } else {
-            crate::smtp::server::file_head(Path::new(&entry.path), limit)
+            submit::file_head(Path::new(&entry.path), limit)
                 .await
                 .unwrap_or_default()
         }

@@ -246,10 +246,12 @@ pub fn old_key_path(key_file: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Refuse a key file others may read (see [`crate::config::check_private_file`]).
+/// Refuse a key file others may read (see [`crate::private_file::check`]).
 fn private(path: &Path, what: &'static str) -> Result<(), StoreError> {
-    crate::config::check_private_file(path, what).map_err(|e| match e {
-        crate::config::ConfigError::Read { path, source } => StoreError::Io { path, source },
+    crate::private_file::check(path, what).map_err(|e| match e {
+        crate::private_file::PrivateFileError::Read { path, source } => {
+            StoreError::Io { path, source }
+        }
         other => StoreError::KeyFile(other.to_string()),
     })
 }

@@ -35,7 +35,9 @@ pub use accounts::{Account, AccountId, AccountState, AppCredential, AuthProfile,
 pub use cache::CacheEntry;
 pub use crypto::{KeySource, StoreKey};
 pub use folders::{FolderId, FolderRecord, MessageRecord, Uid, UidValidity};
-pub use spool::{NewSpoolEntry, SpoolEntry, SpoolId, SpoolInsert, SpoolState, SpoolUpdate};
+pub use spool::{
+    DeliveryMethod, NewSpoolEntry, SpoolEntry, SpoolId, SpoolInsert, SpoolState, SpoolUpdate,
+};
 
 /// Errors of the store layer.
 #[derive(Debug, thiserror::Error)]

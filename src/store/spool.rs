@@ -55,6 +55,77 @@ impl SpoolState {
     }
 }
 
+/// How an entry is sent, or where its bounce stands: the `method` column,
+/// kept as text ([`DeliveryMethod::as_str`], read back by
+/// [`DeliveryMethod::parse`]: the same words the column always held, so
+/// rows written before this type read back unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryMethod {
+    /// `sendMail` with the MIME in one request; the Sent Items copy is the
+    /// evidence when an attempt is in doubt.
+    SendMail,
+    /// A draft (large messages, or no Sent Items copy), being built.
+    Draft,
+    /// The draft is complete (attachments added): sending it again is safe.
+    DraftReady,
+    /// Bounced: the DSN still has to be put into the sender's Inbox.
+    DsnPending,
+    /// Bounced: the DSN is placed (or none is owed, null sender).
+    DsnPlaced,
+}
+
+impl DeliveryMethod {
+    pub const ALL: [DeliveryMethod; 5] = [
+        DeliveryMethod::SendMail,
+        DeliveryMethod::Draft,
+        DeliveryMethod::DraftReady,
+        DeliveryMethod::DsnPending,
+        DeliveryMethod::DsnPlaced,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryMethod::SendMail => "sendmail",
+            DeliveryMethod::Draft => "draft",
+            DeliveryMethod::DraftReady => "draft-ready",
+            DeliveryMethod::DsnPending => "dsn-pending",
+            DeliveryMethod::DsnPlaced => "dsn-placed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DeliveryMethod> {
+        DeliveryMethod::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// A draft method (built or complete).
+    pub fn is_draft(self) -> bool {
+        matches!(self, DeliveryMethod::Draft | DeliveryMethod::DraftReady)
+    }
+}
+
+impl std::fmt::Display for DeliveryMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl rusqlite::ToSql for DeliveryMethod {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
+
+impl rusqlite::types::FromSql for DeliveryMethod {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        DeliveryMethod::parse(text).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(
+                format!("unknown spool delivery method {text:?}").into(),
+            )
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolEntry {
     pub id: SpoolId,
@@ -75,8 +146,8 @@ pub struct SpoolEntry {
     pub next_attempt_at: i64,
     pub last_error: Option<String>,
     pub accepted_at: i64,
-    /// How the current or last attempt sends it (`sendmail` or `draft`).
-    pub method: Option<String>,
+    /// How the current or last attempt sends it, or where its bounce stands.
+    pub method: Option<DeliveryMethod>,
     /// The draft carrying it (draft method), once created.
     pub draft_id: Option<String>,
     /// Header lines graphgate puts in front of the file's bytes.
@@ -110,7 +181,7 @@ pub struct NewSpoolEntry<'a> {
     /// Record it already claimed by an attempt with this method (state
     /// `sending`, `sending_since` = now, attempts = 1) — the same commit
     /// as the insert, made before the attempt's Graph call. `None`: queued.
-    pub claimed_with: Option<&'a str>,
+    pub claimed_with: Option<DeliveryMethod>,
     /// What makes a resubmission recognisable as the same message (the
     /// client's own Message-ID, envelope and bytes, hashed), if anything.
     pub fingerprint: Option<&'a str>,
@@ -134,7 +205,7 @@ pub struct SpoolUpdate<'a> {
     pub last_error: Option<&'a str>,
     pub next_attempt_at: Option<i64>,
     /// `Some(None)` clears it.
-    pub method: Option<Option<&'a str>>,
+    pub method: Option<Option<DeliveryMethod>>,
     pub draft_id: Option<Option<&'a str>>,
     /// Starts an attempt: `sending_since` = now, `attempts` + 1.
     pub start_attempt: bool,
@@ -345,8 +416,8 @@ impl Store {
         conn.query_row(
             "SELECT MIN(next_attempt_at) FROM spool
              WHERE state IN ('queued', 'sending')
-                OR (state = 'bounced' AND method = 'dsn-pending')",
-            [],
+                OR (state = 'bounced' AND method = ?1)",
+            [DeliveryMethod::DsnPending],
             |r| r.get(0),
         )
         .map_err(Into::into)
@@ -423,242 +494,5 @@ fn insert(conn: &rusqlite::Connection, new: &NewSpoolEntry<'_>) -> Result<SpoolE
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::NewAccount;
-
-    #[test]
-    fn spool_state_machine_is_compare_and_set() {
-        let store = Store::open_in_memory().unwrap();
-        let account = store
-            .add_account(&NewAccount::delegated("a@example.com", "p"))
-            .unwrap();
-        let entry = store
-            .spool_insert(&NewSpoolEntry {
-                account: account.id,
-                mail_from: "a@example.com",
-                rcpt_to: &["b@example.com".into()],
-                path: "/spool/1.eml",
-                body: None,
-                size: 123,
-                message_id: Some("<x@y>"),
-                prefix: "",
-                not_before: None,
-                claimed_with: None,
-                fingerprint: None,
-            })
-            .unwrap();
-        assert_eq!(entry.state, SpoolState::Queued);
-        assert_eq!(entry.rcpt_to, vec!["b@example.com".to_string()]);
-        assert!(
-            store
-                .spool_transition(
-                    entry.id,
-                    SpoolState::Queued,
-                    SpoolState::Sending,
-                    None,
-                    None
-                )
-                .unwrap()
-        );
-        // A second worker cannot take it again.
-        assert!(
-            !store
-                .spool_transition(
-                    entry.id,
-                    SpoolState::Queued,
-                    SpoolState::Sending,
-                    None,
-                    None
-                )
-                .unwrap()
-        );
-        let sending = store.spool_entry(entry.id).unwrap().unwrap();
-        assert_eq!(sending.attempts, 1);
-        assert_eq!(
-            store
-                .spool_list(Some(SpoolState::Sending), None)
-                .unwrap()
-                .len(),
-            1
-        );
-        assert!(
-            store
-                .spool_transition(
-                    entry.id,
-                    SpoolState::Sending,
-                    SpoolState::Delivered,
-                    None,
-                    None
-                )
-                .unwrap()
-        );
-        assert!(
-            store
-                .spool_list(Some(SpoolState::Queued), None)
-                .unwrap()
-                .is_empty()
-        );
-    }
-
-    fn account(store: &Store) -> AccountId {
-        store
-            .add_account(&NewAccount::delegated("a@example.com", "p"))
-            .unwrap()
-            .id
-    }
-
-    fn synchronous(store: &Store) -> i64 {
-        store
-            .lock()
-            .unwrap()
-            .pragma_query_value(None, "synchronous", |r| r.get(0))
-            .unwrap()
-    }
-
-    #[test]
-    fn a_known_fingerprint_gives_the_entry_that_has_it_and_records_nothing() {
-        let store = Store::open_in_memory().unwrap();
-        let account = account(&store);
-        let new = |fingerprint| NewSpoolEntry {
-            account,
-            mail_from: "a@example.com",
-            rcpt_to: &[],
-            path: "",
-            body: Some(b"x"),
-            size: 1,
-            message_id: Some("x@y"),
-            prefix: "",
-            not_before: None,
-            claimed_with: Some("sendmail"),
-            fingerprint,
-        };
-        let SpoolInsert::New(first) = store
-            .spool_insert_unless_known(&new(Some("f1")), 0)
-            .unwrap()
-        else {
-            panic!("the first one is new");
-        };
-        // Sent again while the first waits: that entry, nothing recorded.
-        assert_eq!(
-            store
-                .spool_insert_unless_known(&new(Some("f1")), 0)
-                .unwrap(),
-            SpoolInsert::Known(first.clone())
-        );
-        assert_eq!(store.spool_list(None, None).unwrap().len(), 1);
-        // Refused for good: sending it again is a new try.
-        let refused = store
-            .spool_update(
-                first.id,
-                SpoolState::Sending,
-                &SpoolUpdate {
-                    state: Some(SpoolState::Rejected),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        assert!(refused);
-        let again = store
-            .spool_insert_unless_known(&new(Some("f1")), 0)
-            .unwrap();
-        assert!(matches!(again, SpoolInsert::New(e) if e.id != first.id));
-        // Another fingerprint, none, or the same accepted before the
-        // window: new.
-        for (fingerprint, since) in [(Some("f2"), 0), (None, 0), (Some("f1"), now_unix() + 10)] {
-            assert!(matches!(
-                store
-                    .spool_insert_unless_known(&new(fingerprint), since)
-                    .unwrap(),
-                SpoolInsert::New(_)
-            ));
-        }
-        assert_eq!(store.spool_list(None, None).unwrap().len(), 5);
-    }
-
-    #[test]
-    fn inline_bytes_are_recorded_claimed_and_cleared_when_final() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let account = account(&store);
-        let body = b"Subject: hi\r\n\r\nhello\r\n";
-        let entry = store
-            .spool_insert(&NewSpoolEntry {
-                account,
-                mail_from: "a@example.com",
-                rcpt_to: &["b@example.com".into()],
-                path: "",
-                body: Some(body),
-                size: body.len() as u64,
-                message_id: Some("x@y"),
-                prefix: "",
-                not_before: None,
-                claimed_with: Some("sendmail"),
-                fingerprint: None,
-            })
-            .unwrap();
-        // One commit recorded the bytes and the claim.
-        assert_eq!(entry.state, SpoolState::Sending);
-        assert_eq!(entry.method.as_deref(), Some("sendmail"));
-        assert_eq!(entry.attempts, 1);
-        assert!(entry.sending_since.is_some());
-        assert!(entry.inline);
-        assert_eq!(store.spool_body(entry.id).unwrap().unwrap(), body);
-        // Another process sees them (a restart after a crash).
-        let other = Store::open(dir.path()).unwrap();
-        assert_eq!(other.spool_body(entry.id).unwrap().unwrap(), body);
-        assert_eq!(synchronous(&store), 2, "FULL");
-        assert!(
-            store
-                .spool_update(
-                    entry.id,
-                    SpoolState::Sending,
-                    &SpoolUpdate {
-                        state: Some(SpoolState::Delivered),
-                        lazy: true,
-                        ..Default::default()
-                    },
-                )
-                .unwrap()
-        );
-        // The relaxed commit was for that statement only.
-        assert_eq!(synchronous(&store), 2, "FULL again");
-        let delivered = other.spool_entry(entry.id).unwrap().unwrap();
-        assert_eq!(delivered.state, SpoolState::Delivered);
-        assert!(!delivered.inline, "bytes forgotten once delivered");
-        assert_eq!(store.spool_body(entry.id).unwrap(), None);
-    }
-
-    #[test]
-    fn a_spool_of_schema_4_keeps_its_files_after_the_upgrade() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Store::path_in(dir.path());
-        {
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            for sql in &crate::store::schema::MIGRATIONS[..4] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", 4).unwrap();
-            conn.execute_batch(
-                "INSERT INTO accounts (login, password_hash, mailbox, auth_profile,
-                     created_at, updated_at)
-                 VALUES ('a', 'x', 'a@example.com', 'delegated', 0, 0);
-                 INSERT INTO spool (account_id, state, mail_from, rcpt_to, path, size,
-                     message_id, next_attempt_at, accepted_at, updated_at)
-                 VALUES (1, 'queued', 'a@example.com', '[\"b@example.com\"]',
-                     '/spool/old.eml', 42, 'old@y', 0, 0, 0);",
-            )
-            .unwrap();
-        }
-        let store = Store::open(dir.path()).unwrap();
-        assert_eq!(
-            store.schema_version().unwrap(),
-            crate::store::schema::latest()
-        );
-        let old = store.spool_list(Some(SpoolState::Queued), None).unwrap();
-        assert_eq!(old.len(), 1);
-        assert_eq!(old[0].path, "/spool/old.eml");
-        assert!(!old[0].inline);
-        assert_eq!(store.spool_body(old[0].id).unwrap(), None);
-    }
-}
+#[path = "spool_tests.rs"]
+mod tests;

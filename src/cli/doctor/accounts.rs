@@ -12,9 +12,10 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use super::{Finding, Report};
-use crate::account::{AccountRuntime, authority_from_config};
+use crate::account::AccountRuntime;
 use crate::auth::EntraClient;
 use crate::config::Config;
+use crate::gateway::{GatewayError, KeyMode, Runtime};
 use crate::graph::{GraphClient, GraphError, Mailbox, WellKnownFolder};
 use crate::store::{Account, AuthProfile, Store, StoreKey};
 
@@ -144,19 +145,19 @@ pub(super) async fn check_accounts(config: &Config, report: &mut Report) {
         "accounts",
         format!("{} configured", accounts.len()),
     ));
-    // Never let StoreKey::load create a key here (that would orphan the
-    // stored tokens); a missing key was reported already.
-    let key_present = std::env::var_os("GRAPHGATE_KEY").is_some()
-        || std::env::var_os("GRAPHGATE_KEY_FILE").is_some()
-        || dir.join("graphgate.key").exists();
-    if !key_present {
-        return;
-    }
-    let Ok(key) = StoreKey::load(dir) else {
-        return; // reported with the key file
-    };
-    let graph = match GraphClient::new(config.microsoft.graph_config()) {
-        Ok(g) => g,
+    // Never create a key here (that would orphan the stored tokens); a
+    // missing or unusable key was reported already.
+    let runtime = match Runtime::from_store(config, store.clone(), KeyMode::Existing) {
+        Ok(r) => r,
+        Err(GatewayError::KeyMissing(_) | GatewayError::Key(_)) => return,
+        Err(e @ GatewayError::Config(_)) => {
+            report.push(Finding::fail(
+                "configuration graph.*",
+                e.to_string(),
+                "fix the [graph] settings (`graphgate config example` documents them)",
+            ));
+            return;
+        }
         Err(e) => {
             report.push(Finding::fail(
                 "configuration microsoft.graph_url",
@@ -166,12 +167,12 @@ pub(super) async fn check_accounts(config: &Config, report: &mut Report) {
             return;
         }
     };
-    let Ok(entra) = authority_from_config(config).and_then(EntraClient::new) else {
+    let Ok(entra) = &runtime.entra else {
         return; // reported with the configuration
     };
-    let entra = Arc::new(entra);
+    let (key, graph) = (&runtime.key, &runtime.graph);
     for account in accounts {
-        check_account(account, &store, &key, &entra, &graph, report).await;
+        check_account(account, &store, key, entra, graph, report).await;
     }
 }
 
