@@ -78,6 +78,23 @@ impl GraphMailbox {
         mime: Bytes,
         options: &AppendOptions,
     ) -> Result<RemoteMessage, GraphError> {
+        if mime.len() > MAX_DIRECT_MIME {
+            return Err(GraphError::TooLarge(format!(
+                "MIME of {} bytes is above the {MAX_DIRECT_MIME} bytes of one request",
+                mime.len()
+            )));
+        }
+        // One request: the item described from the MIME (graph/append.rs).
+        // Bytes mail-parser cannot read take the old route below.
+        if let Some(item) = super::append::item_json(&mime, options) {
+            let url = self.url(&format!(
+                "mailFolders/{}/messages",
+                encode_segment(folder.as_str())
+            ));
+            // Not retried after a connection failure: it would be doubled.
+            let call = Call::new(Method::POST, "mailFolders/{id}/messages", url).json(&item);
+            return decode_message(&self.execute(&call).await?.body);
+        }
         let draft = self.create_draft_json(&mime).await?;
         let draft_id = draft
             .get("id")
