@@ -569,7 +569,17 @@ async fn dispatch(
             flags,
             date,
             message,
-        } => append::handle(&conn.state, &mailbox, &flags, date.as_ref(), &message).await,
+        } => {
+            append::handle(
+                shared,
+                &conn.state,
+                &mailbox,
+                &flags,
+                date.as_ref(),
+                &message,
+            )
+            .await
+        }
         // Selected (§6.4; UNSELECT, MOVE, UID EXPUNGE).
         CommandBody::Check => noop::handle(&mut conn.state, "CHECK").await,
         CommandBody::Close => close::handle(shared, &mut conn.state, true).await,

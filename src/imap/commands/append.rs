@@ -15,10 +15,11 @@ use imap_next::imap_types::flag::Flag;
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::Code;
 
-use crate::imap::session::{Reply, State, local_name};
+use crate::imap::session::{Reply, Shared, State, local_name};
 use crate::mailbox::{Flags, flags};
 
 pub(crate) async fn handle(
+    shared: &Shared,
     state: &State,
     mailbox: &Mailbox<'_>,
     list: &[Flag<'_>],
@@ -37,17 +38,31 @@ pub(crate) async fn handle(
         LiteralOrLiteral8::Literal8(l) => l.data.as_ref().to_vec(),
     };
     let date = date.map(|d| d.as_ref().with_timezone(&chrono::Utc));
+    let bytes = bytes::Bytes::from(bytes);
     match auth
         .model
-        .append(
-            &folder,
-            bytes::Bytes::from(bytes),
-            &append_flags(list),
-            date,
-        )
+        .append(&folder, bytes.clone(), &append_flags(list), date)
         .await
     {
         Ok(uid) => {
+            // The UID serves the APPENDed bytes, not Exchange's rendering
+            // (mailbox/appended.rs, docs/append.md).
+            if let Some(uid) = uid
+                && let Err(e) = crate::mailbox::appended::keep(
+                    &shared.store,
+                    shared.cache.dir(),
+                    folder.id,
+                    uid,
+                    bytes,
+                )
+                .await
+            {
+                tracing::warn!(
+                    uid = uid.0,
+                    "APPEND: {e}; the UID serves what Graph renders (check the data directory's \
+                     free space and permissions)"
+                );
+            }
             let mut reply = Reply::ok("APPEND completed");
             if let (Some(uid), Some(uid_validity)) = (
                 uid.and_then(|u| NonZeroU32::new(u.0)),
