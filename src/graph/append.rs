@@ -337,6 +337,85 @@ fn attachment(part: &MessagePart<'_>, depth: usize) -> Option<Value> {
     Some(value)
 }
 
+/// An attachment too large for the creating request, and where its
+/// encoded bytes lie in the APPENDed message.
+pub struct LargePart {
+    pub part: crate::mime::split::AttachmentPart,
+}
+
+/// The large route's plan: the message without its big top-level
+/// attachments (described as the creating request's item, at most
+/// `max_item` bytes of MIME), and the attachments split off, which go
+/// through `POST …/attachments` or an upload session after the item is
+/// created. The split is the SMTP large path's (mime/split.rs): one pass,
+/// memory bounded by the remaining MIME.
+pub fn split_large(
+    mime: &[u8],
+    options: &AppendOptions,
+    max_item: usize,
+) -> Result<(Value, Vec<LargePart>), String> {
+    let plan = crate::mime::split::plan_split(std::io::Cursor::new(mime), b"", max_item)
+        .map_err(|e| format!("splitting the message's attachments off: {e}"))?;
+    let item = item_json(&plan.draft_mime, options)
+        .ok_or_else(|| "the message without its attachments cannot be read".to_string())?;
+    Ok((
+        item,
+        plan.attachments
+            .into_iter()
+            .map(|part| LargePart { part })
+            .collect(),
+    ))
+}
+
+/// The decoded bytes of `part`, read from `mime` in 64 KiB pieces (base64
+/// decoded as it goes): one upload chunk in memory at a time besides the
+/// message itself.
+pub fn part_reader(
+    mime: bytes::Bytes,
+    part: &crate::mime::split::AttachmentPart,
+) -> Box<dyn tokio::io::AsyncRead + Send + Unpin> {
+    use crate::mime::split::BodyEncoding;
+    use futures::StreamExt;
+    let start = usize::try_from(part.body_start)
+        .unwrap_or(usize::MAX)
+        .min(mime.len());
+    let end = usize::try_from(part.body_end)
+        .unwrap_or(usize::MAX)
+        .clamp(start, mime.len());
+    let body = mime.slice(start..end);
+    match part.encoding {
+        BodyEncoding::Identity => Box::new(std::io::Cursor::new(body)),
+        BodyEncoding::Base64 => {
+            let pieces: Vec<bytes::Bytes> = (0..body.len())
+                .step_by(64 * 1024)
+                .map(|at| body.slice(at..(at + 64 * 1024).min(body.len())))
+                .collect();
+            let total = pieces.len();
+            let stream = futures::stream::iter(pieces.into_iter().enumerate())
+                .scan(Vec::<u8>::new(), move |carry, (i, piece)| {
+                    carry.extend(
+                        piece
+                            .iter()
+                            .copied()
+                            .filter(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/')),
+                    );
+                    let usable = if i + 1 == total {
+                        carry.len()
+                    } else {
+                        carry.len() / 4 * 4
+                    };
+                    let chunk: Vec<u8> = carry.drain(..usable).collect();
+                    let decoded = crate::mime::split::decode_base64_lenient(&chunk);
+                    futures::future::ready(Some(Ok::<_, std::io::Error>(bytes::Bytes::from(
+                        decoded,
+                    ))))
+                })
+                .boxed();
+            Box::new(tokio_util::io::StreamReader::new(stream))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
