@@ -431,7 +431,7 @@ async fn appended_messages_come_back_byte_for_byte_and_graph_keeps_the_threading
     );
 }
 
-/// APPEND of a message with one `mb` MB attachment through imaplib: the
+/// APPEND of an `mb` MB message (one attachment) through imaplib: the
 /// limit announced is smtp.max_message_size (35 MB by default, Exchange
 /// Online's default), the message comes back byte for byte, and the Graph
 /// item holds the attachment with its exact size.
@@ -439,7 +439,8 @@ const LARGE: &str = r#"
 import base64, imaplib, json, os, re, sys, urllib.parse, urllib.request
 host, port = sys.argv[1].rsplit(':', 1)
 sim, token, mb = sys.argv[2], sys.argv[3], int(sys.argv[4])
-payload = os.urandom(mb * 1024 * 1024)
+# A message of about `mb` MB: base64 makes the payload 4/3 larger.
+payload = os.urandom(mb * 1024 * 1024 * 3 // 4 - 4096)
 b64 = base64.encodebytes(payload).replace(b'\n', b'\r\n')
 mid = '<large-%d.rt@example.com>' % mb
 msg = (b'From: Big Sender <big@example.com>\r\nTo: alice@example.com\r\n'
@@ -471,6 +472,9 @@ atts = json.load(urllib.request.urlopen(urllib.request.Request(
 assert [(a['name'], a['size']) for a in atts] == [('data.bin', len(payload))], [(a['name'], a['size']) for a in atts]
 got = base64.b64decode(atts[0]['contentBytes'])
 assert got == payload, 'attachment bytes'
+value = urllib.request.urlopen(urllib.request.Request(
+    sim + '/v1.0/me/messages/' + items[0]['id'] + '/$value', headers=auth)).read()
+assert b'data.bin' in value and b'X-TUID: large' in value, value[:2000]
 "#;
 
 async fn append_large(mb: u32) {

@@ -201,10 +201,9 @@ fn without_input(options: Options) -> ImapNext {
 /// Why a literal above `limit` bytes is refused.
 fn literal_limit_text(limit: u32) -> String {
     format!(
-        "the literal is larger than {limit} bytes, the most graphgate takes: an APPENDed \
-         message is stored through one Graph request (about 3 MB; Exchange's own limit \
-         applies below that through smtp.max_message_size). Send larger messages through \
-         SMTP, which uploads attachments separately"
+        "the literal is larger than {limit} bytes, the most graphgate takes \
+         (smtp.max_message_size, also the SMTP limit; Exchange Online's default is 35 MB, \
+         base64 included): raise it if the tenant takes larger messages"
     )
 }
 

@@ -159,7 +159,15 @@ pub async fn get_value(State(state): State<SimState>, caller: Caller, params: Pa
     let id = params.get("message_id").cloned().unwrap_or_default();
     with_mailbox(&state, &t, |mb| {
         let m = find(mb, &id)?;
-        Ok(([(http::header::CONTENT_TYPE, "text/plain")], m.mime.clone()).into_response())
+        // Exchange generates MIME from the item, attachments added through
+        // Graph included (on a draft until it is sent, they are merged
+        // into its MIME then).
+        let mime = if m.is_draft {
+            m.mime.clone()
+        } else {
+            model::mime_with_attachments(&m.mime, &m.attachments)
+        };
+        Ok(([(http::header::CONTENT_TYPE, "text/plain")], mime).into_response())
     })
 }
 
