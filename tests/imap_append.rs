@@ -6,6 +6,9 @@ use serde_json::Value;
 
 mod support;
 
+#[path = "support/dovecot.rs"]
+mod dovecot;
+
 use support::{demo, py_with, token};
 
 /// A reply from a mailing list, shaped like real mail: a Received chain,
@@ -622,4 +625,82 @@ c.logout()
     ];
     args.extend(second.iter().map(|p| p.to_string_lossy().to_string()));
     py_with(script, &args.iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// Each message APPENDed to graphgate and to a Dovecot of our own: the
+/// ENVELOPE, BODYSTRUCTURE, BODY and RFC822.SIZE graphgate answers for the
+/// new UID are Dovecot's, byte for byte (media types in the case the
+/// message writes them).
+const SAME_AS_DOVECOT: &str = r#"
+import imaplib, os, re, sys
+gg_host, gg_port = sys.argv[1].rsplit(':', 1)
+dv_port, folder = int(sys.argv[2]), sys.argv[3]
+crlf = lambda b: re.sub(rb'\r\n|\r(?!\n)|\n', b'\r\n', b)
+gg = imaplib.IMAP4(gg_host, int(gg_port)); gg.login('alice@example.com', 'alice'); gg.select('INBOX')
+dv = imaplib.IMAP4('127.0.0.1', dv_port); dv.login('u', 'x'); dv.select('INBOX')
+def quoted(b):
+    return b'"' + b.replace(b'\\', b'\\\\').replace(b'"', b'\\"') + b'"'
+def answer(c, uid, what):
+    typ, got = c.uid('FETCH', uid, '(' + what + ')')
+    assert typ == 'OK', got
+    # A literal and a quoted string are the same string (RFC 3501 §4.3):
+    # the literal is written quoted here.
+    blob = b''.join(p if isinstance(p, bytes) else re.sub(rb'\{\d+\}$', b'', p[0]) + quoted(p[1])
+                    for p in got if p is not None)
+    blob = re.sub(rb'^\d+ \(|UID \d+ ?', b'', blob)
+    # imap-codec writes these two media types in capitals whatever the
+    # message says (codec/encode.rs); compared without case here, listed
+    # in docs/append.md as left to do.
+    return re.sub(rb'"(text|message)"( "rfc822")?', lambda m: m.group(0).lower(), blob, flags=re.I)
+# graphgate shows parts nested deeper than 7 levels as one opaque part
+# (mime/imap/structure.rs MAX_NESTING, for client parsers): on purpose.
+KNOWN = {('25-deep-nesting.eml', 'BODYSTRUCTURE'), ('25-deep-nesting.eml', 'BODY')}
+failures = []
+for name in sorted(os.listdir(folder)):
+    raw = crlf(open(os.path.join(folder, name), 'rb').read())
+    uids = []
+    for c in (gg, dv):
+        typ, data = c.append('INBOX', None, None, raw)
+        assert typ == 'OK', (name, data)
+        uids.append(re.search(rb'APPENDUID \d+ (\d+)', data[0]).group(1).decode())
+    for what in ('ENVELOPE', 'BODYSTRUCTURE', 'BODY', 'RFC822.SIZE'):
+        ours, theirs = answer(gg, uids[0], what), answer(dv, uids[1], what)
+        if ours != theirs and (name, what) not in KNOWN:
+            failures.append('%s %s:\n  graphgate %r\n  dovecot   %r' % (name, what, ours[:600], theirs[:600]))
+print('\n'.join(failures))
+assert not failures, '%d differences' % len(failures)
+"#;
+
+#[tokio::test]
+async fn appended_messages_answer_as_dovecot_answers() {
+    let Some(binary) = dovecot::dovecot_binary() else {
+        let reason = "dovecot is not installed (Debian package dovecot-imapd; \
+                      scripts/test installs it)";
+        assert!(std::env::var_os("CI").is_none(), "CI without {reason}");
+        eprintln!("skipped: {reason}");
+        return;
+    };
+    let dovecot = dovecot::Dovecot::start(&binary, &[]);
+    let d = demo();
+    let folder = tempfile::tempdir().unwrap();
+    let mime = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mime");
+    for entry in std::fs::read_dir(&mime).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, folder.path().join(path.file_name().unwrap())).unwrap();
+    }
+    for (name, text) in [
+        ("90-list-reply.eml", REPLY),
+        ("91-forwarded.eml", FORWARDED),
+        ("92-inline-image.eml", INLINE_IMAGE),
+    ] {
+        std::fs::write(folder.path().join(name), text).unwrap();
+    }
+    py_with(
+        SAME_AS_DOVECOT,
+        &[
+            d.imap.as_str(),
+            &dovecot.port.to_string(),
+            folder.path().to_str().unwrap(),
+        ],
+    );
 }
