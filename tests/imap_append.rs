@@ -704,3 +704,31 @@ async fn appended_messages_answer_as_dovecot_answers() {
         ],
     );
 }
+
+/// A message with a NUL byte in its body (it happens: broken mailers,
+/// binary pasted into text): a real server stores it. imaplib sends it in
+/// a plain literal; the gateway stores it with the NUL as 0x80 (as Dovecot
+/// does) and serves those bytes for the UID.
+#[tokio::test]
+async fn append_with_a_nul_byte_is_stored_and_served_with_0x80() {
+    let d = demo();
+    py_with(
+        r#"
+import imaplib, re, sys
+host, port = sys.argv[1].rsplit(':', 1)
+msg = (b'From: a@example.com\r\nTo: alice@example.com\r\nSubject: nul\r\n'
+       b'Message-ID: <nul.rt@example.com>\r\n\r\nbefore\0after\r\n')
+c = imaplib.IMAP4(host, int(port))
+c.login('alice@example.com', 'alice')
+typ, data = c.append('INBOX', None, None, msg)
+assert typ == 'OK', data
+uid = re.search(rb'APPENDUID \d+ (\d+)', data[0]).group(1).decode()
+c.select('INBOX', readonly=True)
+typ, got = c.uid('FETCH', uid, '(RFC822.SIZE BODY.PEEK[])')
+assert typ == 'OK' and got[0][1] == msg.replace(b'\0', b'\x80'), got
+assert b'RFC822.SIZE %d' % len(msg) in got[0][0], got
+c.logout()
+"#,
+        &[&d.imap],
+    );
+}

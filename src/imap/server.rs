@@ -323,6 +323,19 @@ async fn serve(
                 // Garbage: say so (tagged when the line has a usable tag)
                 // and keep the connection.
                 use imap_next::server::Error as ServerError;
+                // An APPEND literal with NUL bytes is stored, not refused
+                // (commands/append.rs).
+                if let ServerError::MalformedMessage { discarded_bytes } = &e
+                    && let Some(command) = append::with_nul_replaced(discarded_bytes.declassify())
+                {
+                    let tag = command.tag.clone();
+                    let reply = {
+                        let mut sink = Sink::new(&mut stream, &mut imap);
+                        command_reply(&server, &mut conn, command, &mut sink).await
+                    };
+                    send_reply(&mut imap, tag, reply);
+                    continue;
+                }
                 let (discarded, why): (&[u8], &str) = match &e {
                     ServerError::ExpectedCrlfGotLf { discarded_bytes } => {
                         (discarded_bytes.declassify(), "lines must end with CRLF")

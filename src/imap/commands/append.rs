@@ -9,6 +9,8 @@
 
 use std::num::NonZeroU32;
 
+use imap_next::imap_types::IntoStatic;
+use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::flag::Flag;
@@ -98,4 +100,45 @@ fn append_flags(list: &[Flag<'_>]) -> Flags {
     out.keywords.sort();
     out.keywords.dedup();
     out
+}
+
+/// An APPEND whose literal holds NUL bytes, which imap-types refuses
+/// (RFC 3501's `CHAR8` excludes %x00) and imap-next therefore discards as
+/// malformed: parsed again with each NUL as 0x80, the byte
+/// `mailbox/appended.rs` stores for it (as Dovecot does), so the message is
+/// stored instead of answered `BAD`. `None` for anything else.
+pub(crate) fn with_nul_replaced(discarded: &[u8]) -> Option<Command<'static>> {
+    use imap_codec::decode::Decoder as _;
+    if !discarded.contains(&0) {
+        return None;
+    }
+    let fixed: Vec<u8> = discarded
+        .iter()
+        .map(|&b| if b == 0 { 0x80 } else { b })
+        .collect();
+    let (_, command) = imap_codec::CommandCodec::default().decode(&fixed).ok()?;
+    matches!(command.body, CommandBody::Append { .. }).then(|| command.into_static())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_with_nul_is_parsed_with_0x80_and_nothing_else_is() {
+        let cmd = b"a APPEND INBOX {13}\r\nSubject: \0x\r\n\r\n";
+        let command = with_nul_replaced(cmd).expect("an APPEND");
+        match command.body {
+            CommandBody::Append { message, .. } => {
+                let data = match &message {
+                    LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+                    LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+                };
+                assert_eq!(data, b"Subject: \x80x\r\n");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(with_nul_replaced(b"a APPEND INBOX {3}\r\nabc\r\n").is_none());
+        assert!(with_nul_replaced(b"a LOGIN \0 x\r\n").is_none());
+    }
 }
