@@ -79,6 +79,17 @@ pub fn item_json(mime: &[u8], options: &AppendOptions) -> Option<Value> {
         }
     }
     item.insert("isRead".into(), json!(options.is_read));
+    // The JSON fields too: whether Exchange takes receivedDateTime and
+    // sentDateTime at creation is not documented (DavMail sends
+    // receivedDateTime; graph-facts.md), the properties above are the
+    // MAPI ones; either way the item gets the dates.
+    item.insert("receivedDateTime".into(), json!(graph_time(&received)));
+    if let Some(sent) = msg
+        .date()
+        .and_then(|d| DateTime::<Utc>::from_timestamp(d.to_timestamp(), 0))
+    {
+        item.insert("sentDateTime".into(), json!(graph_time(&sent)));
+    }
     item.insert("singleValueExtendedProperties".into(), Value::Array(props));
     Some(Value::Object(item))
 }
@@ -476,6 +487,7 @@ Hello\r\n";
         let get = |id: &str| props.iter().find(|(i, _)| i == id).map(|(_, v)| v.as_str());
         assert_eq!(get("Integer 0x0E07"), Some("1"));
         assert_eq!(get("SystemTime 0x0039"), Some("2026-12-07T09:00:00Z"));
+        assert_eq!(item["sentDateTime"], "2026-12-07T09:00:00Z");
         assert_eq!(
             get("String 0x1039"),
             Some("<p1@example.org> <q1@example.org>")
