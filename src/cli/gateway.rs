@@ -209,14 +209,10 @@ pub async fn start(
         crate::imap::server::ImapConfig {
             plaintext_login_on_loopback: config.imap.plaintext_login_on_loopback,
             login_guard,
-            // A literal is an APPENDed message at most, and APPEND stores
-            // through one Graph request: a larger literal is refused when
-            // announced, before its bytes are read (and held).
-            max_literal: u32::try_from(
-                s.max_message_size
-                    .min(crate::graph::send::MAX_DIRECT_MIME as u64),
-            )
-            .unwrap_or(u32::MAX),
+            // A literal is an APPENDed message at most: APPEND takes what
+            // SMTP takes (graph/send.rs, append_large); a larger literal is
+            // refused when announced, before its bytes are read (and held).
+            max_literal: u32::try_from(s.max_message_size).unwrap_or(u32::MAX),
             idle_poll: Duration::from_secs(config.imap.idle_poll_s.max(1)),
             max_connections: usize::try_from(config.imap.max_connections)
                 .unwrap_or(1024)

@@ -147,8 +147,8 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         key: "smtp.max_message_size",
         doc: "Largest message in bytes, announced in EHLO SIZE (Exchange Online's default is \
-              35 MB); larger ones get 552 5.3.4. IMAP APPEND takes at most this or 3 MB \
-              (one Graph request), whichever is smaller, announced as APPENDLIMIT.",
+              35 MB); larger ones get 552 5.3.4. IMAP APPEND takes the same, announced as \
+              APPENDLIMIT (above 3 MB the attachments go through upload sessions).",
         example: None,
     },
     KeyDoc {

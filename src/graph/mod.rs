@@ -16,6 +16,7 @@
 //! - [`error`]: `GraphError` with remedies.
 //! - [`trace`]: the optional, redacted record of every exchange.
 
+pub mod append;
 pub mod backend;
 pub mod batch;
 pub mod client;

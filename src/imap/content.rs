@@ -213,6 +213,18 @@ impl ContentCache {
                 missing.push(r);
             }
         }
+        // APPENDed bytes are served for their UID's life, never fetched
+        // (mailbox/appended.rs).
+        if !missing.is_empty() {
+            let dir = self.dir.clone();
+            let (kept, rest) = tokio::task::spawn_blocking(move || {
+                crate::mailbox::appended::relink_kept(&dir, missing)
+            })
+            .await
+            .map_err(|e| crate::graph::GraphError::Transport(format!("cache lookup: {e}")))?;
+            ready.extend(kept);
+            missing = rest;
+        }
         let metrics = crate::metrics::get();
         metrics.mime_cache_hits.inc_by(ready.len() as u64);
         self.touch(

@@ -201,10 +201,9 @@ fn without_input(options: Options) -> ImapNext {
 /// Why a literal above `limit` bytes is refused.
 fn literal_limit_text(limit: u32) -> String {
     format!(
-        "the literal is larger than {limit} bytes, the most graphgate takes: an APPENDed \
-         message is stored through one Graph request (about 3 MB; Exchange's own limit \
-         applies below that through smtp.max_message_size). Send larger messages through \
-         SMTP, which uploads attachments separately"
+        "the literal is larger than {limit} bytes, the most graphgate takes \
+         (smtp.max_message_size, also the SMTP limit; Exchange Online's default is 35 MB, \
+         base64 included): raise it if the tenant takes larger messages"
     )
 }
 
@@ -324,6 +323,19 @@ async fn serve(
                 // Garbage: say so (tagged when the line has a usable tag)
                 // and keep the connection.
                 use imap_next::server::Error as ServerError;
+                // An APPEND literal with NUL bytes is stored, not refused
+                // (commands/append.rs).
+                if let ServerError::MalformedMessage { discarded_bytes } = &e
+                    && let Some(command) = append::with_nul_replaced(discarded_bytes.declassify())
+                {
+                    let tag = command.tag.clone();
+                    let reply = {
+                        let mut sink = Sink::new(&mut stream, &mut imap);
+                        command_reply(&server, &mut conn, command, &mut sink).await
+                    };
+                    send_reply(&mut imap, tag, reply);
+                    continue;
+                }
                 let (discarded, why): (&[u8], &str) = match &e {
                     ServerError::ExpectedCrlfGotLf { discarded_bytes } => {
                         (discarded_bytes.declassify(), "lines must end with CRLF")
@@ -569,7 +581,17 @@ async fn dispatch(
             flags,
             date,
             message,
-        } => append::handle(&conn.state, &mailbox, &flags, date.as_ref(), &message).await,
+        } => {
+            append::handle(
+                shared,
+                &conn.state,
+                &mailbox,
+                &flags,
+                date.as_ref(),
+                &message,
+            )
+            .await
+        }
         // Selected (§6.4; UNSELECT, MOVE, UID EXPUNGE).
         CommandBody::Check => noop::handle(&mut conn.state, "CHECK").await,
         CommandBody::Close => close::handle(shared, &mut conn.state, true).await,

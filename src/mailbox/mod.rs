@@ -20,6 +20,7 @@
 //!
 //! Remote ids never leave this layer upwards, UIDs never go downwards.
 
+pub mod appended;
 pub mod changes;
 pub mod events;
 pub mod flags;

@@ -9,16 +9,19 @@
 
 use std::num::NonZeroU32;
 
+use imap_next::imap_types::IntoStatic;
+use imap_next::imap_types::command::{Command, CommandBody};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_next::imap_types::flag::Flag;
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::Code;
 
-use crate::imap::session::{Reply, State, local_name};
+use crate::imap::session::{Reply, Shared, State, local_name};
 use crate::mailbox::{Flags, flags};
 
 pub(crate) async fn handle(
+    shared: &Shared,
     state: &State,
     mailbox: &Mailbox<'_>,
     list: &[Flag<'_>],
@@ -37,17 +40,31 @@ pub(crate) async fn handle(
         LiteralOrLiteral8::Literal8(l) => l.data.as_ref().to_vec(),
     };
     let date = date.map(|d| d.as_ref().with_timezone(&chrono::Utc));
+    let bytes = bytes::Bytes::from(bytes);
     match auth
         .model
-        .append(
-            &folder,
-            bytes::Bytes::from(bytes),
-            &append_flags(list),
-            date,
-        )
+        .append(&folder, bytes.clone(), &append_flags(list), date)
         .await
     {
         Ok(uid) => {
+            // The UID serves the APPENDed bytes, not Exchange's rendering
+            // (mailbox/appended.rs, docs/append.md).
+            if let Some(uid) = uid
+                && let Err(e) = crate::mailbox::appended::keep(
+                    &shared.store,
+                    shared.cache.dir(),
+                    folder.id,
+                    uid,
+                    bytes,
+                )
+                .await
+            {
+                tracing::warn!(
+                    uid = uid.0,
+                    "APPEND: {e}; the UID serves what Graph renders (check the data directory's \
+                     free space and permissions)"
+                );
+            }
             let mut reply = Reply::ok("APPEND completed");
             if let (Some(uid), Some(uid_validity)) = (
                 uid.and_then(|u| NonZeroU32::new(u.0)),
@@ -83,4 +100,45 @@ fn append_flags(list: &[Flag<'_>]) -> Flags {
     out.keywords.sort();
     out.keywords.dedup();
     out
+}
+
+/// An APPEND whose literal holds NUL bytes, which imap-types refuses
+/// (RFC 3501's `CHAR8` excludes %x00) and imap-next therefore discards as
+/// malformed: parsed again with each NUL as 0x80, the byte
+/// `mailbox/appended.rs` stores for it (as Dovecot does), so the message is
+/// stored instead of answered `BAD`. `None` for anything else.
+pub(crate) fn with_nul_replaced(discarded: &[u8]) -> Option<Command<'static>> {
+    use imap_codec::decode::Decoder as _;
+    if !discarded.contains(&0) {
+        return None;
+    }
+    let fixed: Vec<u8> = discarded
+        .iter()
+        .map(|&b| if b == 0 { 0x80 } else { b })
+        .collect();
+    let (_, command) = imap_codec::CommandCodec::default().decode(&fixed).ok()?;
+    matches!(command.body, CommandBody::Append { .. }).then(|| command.into_static())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_append_with_nul_is_parsed_with_0x80_and_nothing_else_is() {
+        let cmd = b"a APPEND INBOX {13}\r\nSubject: \0x\r\n\r\n";
+        let command = with_nul_replaced(cmd).expect("an APPEND");
+        match command.body {
+            CommandBody::Append { message, .. } => {
+                let data = match &message {
+                    LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+                    LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+                };
+                assert_eq!(data, b"Subject: \x80x\r\n");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(with_nul_replaced(b"a APPEND INBOX {3}\r\nabc\r\n").is_none());
+        assert!(with_nul_replaced(b"a LOGIN \0 x\r\n").is_none());
+    }
 }

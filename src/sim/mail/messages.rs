@@ -159,7 +159,15 @@ pub async fn get_value(State(state): State<SimState>, caller: Caller, params: Pa
     let id = params.get("message_id").cloned().unwrap_or_default();
     with_mailbox(&state, &t, |mb| {
         let m = find(mb, &id)?;
-        Ok(([(http::header::CONTENT_TYPE, "text/plain")], m.mime.clone()).into_response())
+        // Exchange generates MIME from the item, attachments added through
+        // Graph included (on a draft until it is sent, they are merged
+        // into its MIME then).
+        let mime = if m.is_draft {
+            m.mime.clone()
+        } else {
+            model::mime_with_attachments(&m.mime, &m.attachments)
+        };
+        Ok(([(http::header::CONTENT_TYPE, "text/plain")], mime).into_response())
     })
 }
 
@@ -372,116 +380,22 @@ pub(super) fn decode_mime_body(body: &Bytes) -> Result<Vec<u8>, GraphError> {
         })
 }
 
-pub(super) fn recipients(v: Option<&Value>) -> Vec<(String, String)> {
-    v.and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .filter_map(|r| {
-                    let address = r.pointer("/emailAddress/address")?.as_str()?.to_string();
-                    let name = r
-                        .pointer("/emailAddress/name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    Some((name.to_string(), address))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// A message from the JSON message resource (read-only fields a re-POST
 /// carries are ignored), with MIME generated for it.
 pub(super) fn message_from_json(body: &Value, folder_id: String, sender: &str) -> Message {
-    let subject = body
-        .get("subject")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let text = body
-        .pointer("/body/content")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let to = recipients(body.get("toRecipients"));
-    let cc = recipients(body.get("ccRecipients"));
-    let bcc = recipients(body.get("bccRecipients"));
-    let from = recipients(
-        body.get("from")
-            .map(|f| Value::Array(vec![f.clone()]))
-            .as_ref(),
-    )
-    .into_iter()
-    .next()
-    .unwrap_or_else(|| (String::new(), sender.to_string()));
-    let received = body
-        .get("receivedDateTime")
-        .and_then(Value::as_str)
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-        .map(|d| d.with_timezone(&Utc))
+    // PidTagMessageDeliveryTime (SystemTime 0x0E06) is receivedDateTime
+    // ([MS-OXOMSG] 2.2.3.9); a receivedDateTime in the JSON is read-only
+    // and kept only by this lenient simulator when no property says it.
+    let received = super::created::time_property(body, "systemtime 0xe06")
+        .or_else(|| {
+            body.get("receivedDateTime")
+                .and_then(Value::as_str)
+                .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+                .map(|d| d.with_timezone(&Utc))
+        })
         .unwrap_or_else(Utc::now);
-    let html = body
-        .pointer("/body/contentType")
-        .and_then(Value::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("html"));
-    let mut builder = mail_builder::MessageBuilder::new()
-        .from((from.0.as_str(), from.1.as_str()))
-        .subject(subject.as_str());
-    builder = if html {
-        builder.html_body(text.clone())
-    } else {
-        builder.text_body(text.clone())
-    };
-    // What Exchange keeps of a created item and writes into its MIME:
-    // the Message-ID given as internetMessageId, the sent time as Date,
-    // Reply-To, and the file attachments carried inline in the request.
-    if let Some(mid) = body.get("internetMessageId").and_then(Value::as_str) {
-        let bare = mid.trim().trim_start_matches('<').trim_end_matches('>');
-        if !bare.is_empty() {
-            builder = builder.message_id(bare.to_string());
-        }
-    }
-    if let Some(sent) = body
-        .get("sentDateTime")
-        .and_then(Value::as_str)
-        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
-    {
-        builder = builder.date(sent.timestamp());
-    }
-    let reply_to = recipients(body.get("replyTo"));
-    if !reply_to.is_empty() {
-        builder = builder.reply_to(reply_to);
-    }
-    for a in body
-        .get("attachments")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let is_file = a
-            .get("@odata.type")
-            .and_then(Value::as_str)
-            .is_none_or(|t| t.ends_with("fileAttachment"));
-        if !is_file {
-            continue;
-        }
-        if let Ok(att) = super::attachments::attachment_from_json(a) {
-            builder = match (&att.content_id, att.is_inline) {
-                (Some(cid), true) => builder.inline(att.content_type, cid.clone(), att.bytes),
-                _ => builder.attachment(att.content_type, att.name, att.bytes),
-            };
-        }
-    }
-    let addr = |l: &[(String, String)]| -> Vec<(String, String)> { l.to_vec() };
-    if !to.is_empty() {
-        builder = builder.to(addr(&to));
-    }
-    if !cc.is_empty() {
-        builder = builder.cc(addr(&cc));
-    }
-    if !bcc.is_empty() {
-        builder = builder.bcc(addr(&bcc));
-    }
-    let mime = builder.write_to_vec().unwrap_or_default();
+    let generated = format!("<{}@sim.graphgate>", uuid::Uuid::new_v4().simple());
+    let mime = super::created::render(body, sender, &generated);
     let mut m = model::message_from_mime(model::new_id("AAMkM"), folder_id, mime, received);
     m.received = received;
     m.is_read = body.get("isRead").and_then(Value::as_bool).unwrap_or(false);
@@ -549,7 +463,9 @@ pub(super) fn create(
             m.is_read = true;
             m
         } else {
-            let mut m = message_from_json(&json_body(body)?, folder_id, &t.upn);
+            let json = json_body(body)?;
+            super::created::check(&json)?;
+            let mut m = message_from_json(&json, folder_id, &t.upn);
             if folder.eq_ignore_ascii_case("drafts") {
                 m.is_draft = true;
             }

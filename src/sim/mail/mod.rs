@@ -30,6 +30,7 @@
 mod attachments;
 mod common;
 mod controls;
+mod created;
 mod delta;
 pub mod exchange;
 mod folder_delta;

@@ -189,6 +189,8 @@ pub async fn send_draft(State(state): State<SimState>, caller: Caller, params: P
     let mut draft = draft;
     if !draft.attachments.is_empty() {
         draft.mime = model::mime_with_attachments(&draft.mime, &draft.attachments);
+        // Now part of the MIME (listed from it, not twice).
+        draft.attachments.clear();
     }
     // PR_DELETE_AFTER_SUBMIT (`Boolean 0x0E01`) set on the draft: no copy
     // stays in Sent Items, as Exchange does.

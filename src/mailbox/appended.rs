@@ -1,0 +1,184 @@
+//! The bytes an IMAP client APPENDed, served for that message's UID.
+//!
+//! Graph cannot store a message's bytes: Exchange keeps properties and
+//! regenerates MIME on `$value` ("Get MIME content of a message": Outlook
+//! does not save messages in MIME format), so what comes back has other
+//! boundaries, encodings, header order and folding, one body instead of a
+//! `multipart/alternative`, `Date` in UTC, and none of the fields without a
+//! property (docs/append.md lists them). RFC 3501 §2.3.1.1 and §2.3 want
+//! a UID to name the same bytes for ever. So the gateway keeps the bytes:
+//!
+//! **Rule.** The APPENDed bytes are written under their SHA-256 in
+//! `<data dir>/appended/` and recorded as the content of the UID APPEND
+//! returned. From then on every FETCH of that UID (BODY[], RFC822.SIZE,
+//! ENVELOPE, BODYSTRUCTURE, sections) is served from them, for the UID's
+//! whole life, whatever Exchange would render. The copy in the content
+//! cache may be evicted; [`relink_kept`] puts it back from here before the
+//! cache would fetch `$value`.
+//!
+//! Why for the UID's life and not "while the item's changeKey is
+//! unchanged": an APPENDed item is not a draft, and Graph lets a client
+//! change a message's content (`body`, `subject`, recipients,
+//! `internetMessageId`) only while `isDraft` is true (message resource:
+//! "Updatable only if isDraft = true"); what can change on a non-draft item
+//! (`isRead`, `flag`, `categories`, extended properties) is IMAP flags, not
+//! the bytes. changeKey changes with every flag change, so a changeKey rule
+//! would switch a UID's bytes to Exchange's rendering at the first STORE,
+//! which is exactly what RFC 3501 forbids. A message moved or deleted in
+//! Graph leaves the folder, and its UID is expunged with it.
+//!
+//! NUL bytes are stored as 0x80, as the content cache stores fetched
+//! bytes (and as Dovecot does): a literal cannot carry NUL (RFC 3501 §4.3),
+//! and the bytes served must be the same every time.
+//!
+//! Left to do: a content here that no message row names any more (its UID
+//! expunged) is not yet swept.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::store::Store;
+use crate::store::folders::{FolderId, MessageRecord, Uid};
+
+/// Where APPENDed bytes are kept: `appended/` beside the content cache's
+/// directory (both under the data directory).
+pub fn appended_dir(cache_dir: &Path) -> PathBuf {
+    cache_dir.with_file_name("appended")
+}
+
+/// `dir/ab/abcdef…`: the content cache's layout (content.rs).
+fn content_path(dir: &Path, hash: &str) -> PathBuf {
+    dir.join(hash.get(..2).unwrap_or("00")).join(hash)
+}
+
+/// The bytes as they will be served: every NUL replaced by 0x80.
+pub fn served_bytes(bytes: &[u8]) -> Vec<u8> {
+    bytes
+        .iter()
+        .map(|&b| if b == 0 { 0x80 } else { b })
+        .collect()
+}
+
+/// Make `dir` and its parents, the owner's alone.
+fn private_dirs(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Write `bytes` to `path` (a temporary name, then renamed), 0600.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if std::fs::metadata(path).is_ok() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        private_dirs(parent)?;
+    }
+    let tmp = path.with_extension(format!("tmp{}", uuid::Uuid::new_v4().simple()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let result = options.open(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    let result = result.and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Put the kept copy of `hash` into the content cache at `cache_dir` (a
+/// hard link; a copy where links are not possible). False: not kept here.
+fn relink(cache_dir: &Path, hash: &str) -> bool {
+    let kept = content_path(&appended_dir(cache_dir), hash);
+    if std::fs::metadata(&kept).is_err() {
+        return false;
+    }
+    let cached = content_path(cache_dir, hash);
+    if std::fs::metadata(&cached).is_ok() {
+        return true;
+    }
+    if let Some(parent) = cached.parent()
+        && private_dirs(parent).is_err()
+    {
+        return false;
+    }
+    std::fs::hard_link(&kept, &cached).is_ok()
+        || std::fs::read(&kept)
+            .and_then(|b| write_private(&cached, &b))
+            .is_ok()
+}
+
+/// Keep the APPENDed `bytes` as the content of `uid` in `folder`: written
+/// under their hash, linked into the content cache at `cache_dir`,
+/// recorded (hash and size) in the message's row. Returns the hash.
+pub async fn keep(
+    store: &Store,
+    cache_dir: &Path,
+    folder: FolderId,
+    uid: Uid,
+    bytes: bytes::Bytes,
+) -> Result<String, String> {
+    let store = store.clone();
+    let cache_dir = cache_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let served = served_bytes(&bytes);
+        let hash = hex::encode(Sha256::digest(&served));
+        let kept = content_path(&appended_dir(&cache_dir), &hash);
+        write_private(&kept, &served)
+            .map_err(|e| format!("keeping the APPENDed bytes in {}: {e}", kept.display()))?;
+        relink(&cache_dir, &hash);
+        store
+            .record_contents(folder, &[(uid, hash.clone(), served.len() as u64)])
+            .map_err(|e| format!("recording the APPENDed bytes: {e}"))?;
+        Ok(hash)
+    })
+    .await
+    .map_err(|e| format!("keeping the APPENDed bytes: {e}"))?
+}
+
+/// The content cache's hook: of `records` whose bytes are not in the cache,
+/// those whose content was APPENDed here are linked back and ready; the
+/// rest still need `$value`. Returns (ready, missing).
+pub fn relink_kept(
+    cache_dir: &Path,
+    records: Vec<MessageRecord>,
+) -> (Vec<MessageRecord>, Vec<MessageRecord>) {
+    if std::fs::metadata(appended_dir(cache_dir)).is_err() {
+        return (Vec::new(), records);
+    }
+    records.into_iter().partition(|r| {
+        r.content_hash
+            .as_deref()
+            .is_some_and(|h| relink(cache_dir, h))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_bytes_come_back_after_the_cache_lost_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        let served = served_bytes(b"Subject: a\r\n\r\nx\0y\r\n");
+        assert_eq!(served, b"Subject: a\r\n\r\nx\x80y\r\n");
+        let hash = hex::encode(Sha256::digest(&served));
+        write_private(&content_path(&appended_dir(&cache), &hash), &served).unwrap();
+        assert!(relink(&cache, &hash));
+        let cached = content_path(&cache, &hash);
+        assert_eq!(std::fs::read(&cached).unwrap(), served);
+        std::fs::remove_file(&cached).unwrap();
+        assert!(relink(&cache, &hash), "relinked after eviction");
+        assert_eq!(std::fs::read(&cached).unwrap(), served);
+        assert!(!relink(&cache, "00ff"), "never APPENDed here");
+    }
+}
