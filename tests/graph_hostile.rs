@@ -484,7 +484,7 @@ fn mime_batch() -> Canned {
 
 #[tokio::test]
 async fn a_cold_fetch_whose_batch_fails_keeps_what_the_other_batches_brought() {
-    use graphgate::imap::content::ContentCache;
+    use graphgate::mailbox::content::ContentCache;
     use graphgate::store::folders::NewMessage;
     let graph = Hostile::start().await;
     let (_client, backend) = graph.mailbox();

@@ -25,8 +25,8 @@ use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data, Status};
 use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
-use super::content::ContentCache;
 use crate::graph::MailBackend;
+use crate::mailbox::content::{self, ContentCache};
 use crate::mailbox::{
     FolderGate, FolderRecord, InboxPlacement, MailboxModel, MailboxSet, MessageRecord,
     SHARED_PREFIX, Uid,
@@ -574,7 +574,7 @@ pub fn report(
         .uids
         .iter()
         .enumerate()
-        .filter(|(_, u)| super::content::find(&records, **u).is_none())
+        .filter(|(_, u)| content::find(&records, **u).is_none())
         .map(|(i, _)| i as u32 + 1)
         .collect();
     if !expunges {
@@ -622,7 +622,7 @@ pub fn report(
         ));
     }
     for (i, uid) in view.uids.iter().enumerate() {
-        let Some(r) = super::content::find(&records, *uid) else {
+        let Some(r) = content::find(&records, *uid) else {
             continue;
         };
         let now = (r.flags, r.keywords.clone());
@@ -687,7 +687,7 @@ pub fn resolve(
                 in_set(set, *i as u32 + 1, largest_seq)
             }
         })
-        .filter_map(|(i, u)| super::content::find(records, *u).map(|r| (i as u32 + 1, r.clone())))
+        .filter_map(|(i, u)| content::find(records, *u).map(|r| (i as u32 + 1, r.clone())))
         .collect()
 }
 

@@ -19,8 +19,13 @@
 //!   `$Forwarded` = `PR_LAST_VERB_EXECUTED`, keywords = categories.
 //!
 //! Remote ids never leave this layer upwards, UIDs never go downwards.
+//!
+//! [`content`] keeps the bytes served per message, fetched once from Graph
+//! (batched) and kept on disk by content hash, so RFC822.SIZE and every
+//! section describe the same bytes for the life of the message.
 
 pub mod changes;
+pub mod content;
 pub mod events;
 pub mod flags;
 pub mod folders;

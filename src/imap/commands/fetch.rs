@@ -4,7 +4,7 @@
 //! MIME core ([`crate::mime::imap`]) and kept in the store
 //! ([`crate::imap::structures`]); every `BODY[section]<partial>` from the
 //! bytes the content cache serves for the message
-//! ([`crate::imap::content`]), with the part tree read once per message and
+//! ([`crate::mailbox::content`]), with the part tree read once per message and
 //! only when an item needs it. A non-PEEK body fetch sets `\Seen`. The
 //! answer is encoded here, in one buffer. Costs nothing for metadata-only
 //! items or kept structures; for the others, the messages not cached yet
@@ -24,7 +24,6 @@ use imap_next::imap_types::fetch::{
 use imap_next::imap_types::response::{Data, Response};
 use imap_next::imap_types::sequence::SequenceSet;
 
-use crate::imap::content;
 use crate::imap::session::{
     Authenticated, Refusal, Reply, Shared, State, View, check_set, folder_flags, permanent_flags,
     resolve, untagged_ok,
@@ -32,6 +31,7 @@ use crate::imap::session::{
 use crate::imap::stream::Sink;
 use crate::imap::structures;
 use crate::mailbox::MessageRecord;
+use crate::mailbox::content;
 use crate::mailbox::flags;
 use crate::mime::imap as mime;
 

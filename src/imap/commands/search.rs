@@ -10,9 +10,9 @@ use imap_next::imap_types::fetch::Section;
 use imap_next::imap_types::response::Data;
 use imap_next::imap_types::search::SearchKey;
 
-use crate::imap::content;
 use crate::imap::session::{Authenticated, Refusal, Reply, Shared, State, View, in_set, nz};
 use crate::mailbox::MessageRecord;
+use crate::mailbox::content;
 use crate::mailbox::flags;
 use crate::mime::imap as mime;
 
