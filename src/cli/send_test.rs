@@ -29,7 +29,7 @@ use super::doctor::{Finding, Level, fresh_token, permission_fix, token_permissio
 use crate::account::{AccountRuntime, authority_from_config};
 use crate::auth::EntraClient;
 use crate::config::Config;
-use crate::graph::{GraphClient, MailBackend, WellKnownFolder};
+use crate::graph::{GraphClient, WellKnownFolder};
 use crate::runtime::Accounts;
 use crate::smtp::server::{SpooledMessage, Submitter};
 use crate::smtp::session::{Authenticated, Envelope, SubmitOutcome};

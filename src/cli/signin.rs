@@ -27,7 +27,7 @@ use crate::auth::{
     TokenSource, check_identity,
 };
 use crate::config::Config;
-use crate::graph::{GraphClient, MailBackend, Mailbox, WellKnownFolder};
+use crate::graph::{GraphClient, Mailbox, WellKnownFolder};
 use crate::store::{Account, AccountState, AuthProfile, Store, StoreKey};
 
 #[derive(Debug, Clone, Args)]
@@ -80,7 +80,9 @@ fn account(store: &Store, login: &str) -> anyhow::Result<Account> {
 }
 
 /// Inbox counts through Graph: proves the token works for this mailbox.
-async fn inbox(mailbox: &dyn MailBackend) -> Result<(u64, u64), crate::graph::GraphError> {
+async fn inbox(
+    mailbox: &crate::graph::GraphMailbox,
+) -> Result<(u64, u64), crate::graph::GraphError> {
     let folders = mailbox.list_folders().await?;
     Ok(folders
         .iter()

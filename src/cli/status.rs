@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::account::{AccountRuntime, authority_from_config};
 use crate::auth::EntraClient;
 use crate::config::Config;
-use crate::graph::{GraphClient, GraphError, MailBackend, WellKnownFolder};
+use crate::graph::{GraphClient, GraphError, WellKnownFolder};
 use crate::store::{Account, AccountState, Store, StoreKey};
 
 #[derive(Debug, Clone, Args)]

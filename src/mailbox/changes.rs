@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use super::events::{self, FolderGate};
 use super::flags::{self, Flags};
 use super::{MailboxModel, MailboxSet, ModelError};
-use crate::graph::{AppendOptions, FlagStatus, FlagUpdate, GraphError, RemoteFolderId};
-use crate::graph::{RemoteMessage, RemoteMessageId};
+use crate::backend::{AppendOptions, BackendError, FlagStatus, FlagUpdate, RemoteFolderId};
+use crate::backend::{RemoteMessage, RemoteMessageId};
 use crate::store::folders::{FolderRecord, MessageRecord, NewMessage, Uid};
 
 /// How a STORE combines its flags with a message's (RFC 3501 §6.4.6).
@@ -117,8 +117,8 @@ impl<T> Default for Outcome<T> {
     }
 }
 
-fn not_found(e: &GraphError) -> bool {
-    e.status() == Some(404)
+fn not_found(e: &BackendError) -> bool {
+    e.is_not_found()
 }
 
 fn find(records: &[MessageRecord], uid: Uid) -> Option<&MessageRecord> {

@@ -24,8 +24,8 @@ use super::{
     InboxPlacement, MailboxModel, MailboxSet, ModelError, canonical_name, imap_names, place_inbox,
     special_use,
 };
-use crate::graph::{
-    DeltaLink, FolderChange, GraphError, RemoteFolder, RemoteFolderId, WellKnownFolder,
+use crate::backend::{
+    BackendError, DeltaLink, FolderChange, RemoteFolder, RemoteFolderId, WellKnownFolder,
 };
 use crate::store::FolderRecord;
 use crate::store::folder_tree::TreeChange;
@@ -109,7 +109,7 @@ impl MailboxModel {
         let (sync, full) = match &link {
             Some(link) => match self.backend.sync_folders(Some(link)).await {
                 Ok(sync) => (sync, false),
-                Err(GraphError::DeltaReset) => {
+                Err(BackendError::SyncReset) => {
                     tracing::info!(mailbox = %self.mailbox, "folder delta link expired; full folder sync");
                     (self.backend.sync_folders(None).await?, true)
                 }

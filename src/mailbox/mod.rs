@@ -34,8 +34,8 @@ mod local;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::graph::{
-    DeltaChange, DeltaLink, GraphError, MailBackend, RemoteFolder, RemoteFolderId, RemoteMessage,
+use crate::backend::{
+    BackendError, DeltaChange, DeltaLink, MailBackend, RemoteFolder, RemoteFolderId, RemoteMessage,
     WellKnownFolder,
 };
 use crate::store::folders::NewMessage;
@@ -50,7 +50,7 @@ pub use flags::Flags;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error(transparent)]
-    Graph(#[from] GraphError),
+    Backend(#[from] BackendError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("no folder {0:?}")]
@@ -58,12 +58,9 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    /// What to do about it, when there is something to do.
-    pub fn remedy(&self) -> &'static str {
-        match self {
-            ModelError::Graph(e) => e.remedy(),
-            _ => "",
-        }
+    /// Whether the remote mailbox no longer has the item.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ModelError::Backend(e) if e.is_not_found())
     }
 }
 
@@ -304,7 +301,7 @@ impl MailboxModel {
         let mut changes = FolderChanges::default();
         let (result, full) = match self.backend.sync_messages(&remote_id, link.as_ref()).await {
             Ok(r) => (r, link.is_none()),
-            Err(GraphError::DeltaReset) => {
+            Err(BackendError::SyncReset) => {
                 changes.reset = true;
                 tracing::info!(folder = %record.name, "delta token expired; listing the folder again");
                 (self.backend.sync_messages(&remote_id, None).await?, true)
@@ -334,7 +331,7 @@ impl MailboxModel {
             if m.absent.incomplete() && !known.contains_key(m.id.as_str()) {
                 match self.backend.get_message(&m.id).await {
                     Ok(whole) => completed.push(whole),
-                    Err(e) if e.status() == Some(404) => {}
+                    Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(e.into()),
                 }
             }

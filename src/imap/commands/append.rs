@@ -60,7 +60,7 @@ pub(crate) async fn handle(
             }
             reply
         }
-        Err(e) => Reply::no(format!("Graph refused the message: {e}. {}", e.remedy())),
+        Err(e) => Reply::no(format!("Graph refused the message: {e}")),
     }
 }
 

@@ -64,10 +64,9 @@ pub(crate) async fn handle(
     let mut reply = match &outcome.failure {
         None => Reply::ok(done.clone()),
         Some(e) => Reply::no(format!(
-            "Graph refused the {name} after {} of {} messages: {e}. {}",
+            "Graph refused the {name} after {} of {} messages: {e}",
             outcome.done.len(),
-            uids.len(),
-            e.remedy()
+            uids.len()
         )),
     };
     // UIDPLUS (RFC 4315): which UIDs the copies got, when all are known.

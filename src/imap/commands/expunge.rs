@@ -31,9 +31,8 @@ pub(crate) async fn handle(
         Ok(out) => match out.failure {
             None => Reply::ok(done),
             Some(e) => Reply::no(format!(
-                "Graph refused to delete a message after {} were deleted: {e}. {}",
-                out.done.len(),
-                e.remedy()
+                "Graph refused to delete a message after {} were deleted: {e}",
+                out.done.len()
             )),
         },
         Err(e) => Reply::no(format!("cannot expunge: {e}")),

@@ -107,10 +107,9 @@ pub(crate) async fn handle(
             reply
         }
         Some(e) => Reply::no(format!(
-            "Graph refused the flag change after {} of {} messages: {e}. {}",
+            "Graph refused the flag change after {} of {} messages: {e}",
             outcome.done.len(),
-            uids.len(),
-            e.remedy()
+            uids.len()
         ))
         .with_data(data),
     }
