@@ -17,6 +17,14 @@ use tokio::io::AsyncRead;
 
 mod error;
 
+/// The largest message an IMAP APPEND can create, in bytes: Graph takes
+/// a MIME message in one request body, and a request is at most 4 MB
+/// ("Send mail from another user" / "Create message in MIME format":
+/// 4 MB per request, base64-encoded, so 3 MB of MIME; graph-facts.md).
+/// `crate::graph::send::MAX_DIRECT_MIME` is the same bound (asserted
+/// equal there, in `crate::graph::mailbox`).
+pub const MAX_APPEND_BYTES: usize = 3 * 1024 * 1024;
+
 pub use error::BackendError;
 
 macro_rules! remote_id {

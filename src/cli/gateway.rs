@@ -233,7 +233,6 @@ pub async fn start(
             idle_timeout: Duration::from_secs(config.imap.idle_timeout_s.max(1)),
         },
         crate::imap::session::Shared {
-            store: store.clone(),
             accounts: registry,
             cache: crate::mailbox::content::ContentCache::new(
                 crate::mailbox::content::cache_dir(&config.data_dir),

@@ -16,6 +16,9 @@ use super::client::GraphMailbox;
 use super::{GraphError, GraphErrorKind};
 use crate::backend::BackendError;
 
+// The backend's APPEND bound is the client's one-request MIME bound.
+const _: () = assert!(crate::backend::MAX_APPEND_BYTES == super::send::MAX_DIRECT_MIME);
+
 impl GraphMailbox {
     pub async fn list_folders(&self) -> Result<Vec<RemoteFolder>, GraphError> {
         self.list_folders_impl().await

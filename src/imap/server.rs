@@ -49,7 +49,7 @@ impl Default for ImapConfig {
     fn default() -> Self {
         ImapConfig {
             plaintext_login_on_loopback: true,
-            max_literal: crate::graph::send::MAX_DIRECT_MIME as u32,
+            max_literal: crate::backend::MAX_APPEND_BYTES as u32,
             idle_poll: Duration::from_secs(30),
             max_connections: 1024,
             idle_timeout: Duration::from_secs(30 * 60),

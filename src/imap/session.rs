@@ -25,14 +25,10 @@ use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data, Status};
 use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
-use crate::graph::MailBackend;
 use crate::mailbox::content::{self, ContentCache};
-use crate::mailbox::{
-    FolderGate, FolderRecord, InboxPlacement, MailboxModel, MailboxSet, MessageRecord,
-    SHARED_PREFIX, Uid,
-};
+use crate::mailbox::open::Account;
+use crate::mailbox::{FolderGate, FolderRecord, MailboxSet, MessageRecord, Uid};
 use crate::runtime::Accounts;
-use crate::store::{Account, Store};
 
 /// What a command produced, in the order it is sent: `first` (a FLAGS
 /// that introduces keywords, RFC 3501 §7.2.6: before any PERMANENTFLAGS
@@ -300,7 +296,6 @@ pub fn allowed(command: &str, state: Phase) -> Result<(), String> {
 
 /// Everything sessions share.
 pub struct Shared {
-    pub store: Store,
     pub accounts: Arc<Accounts>,
     pub cache: ContentCache,
     /// EXPUNGE deletes for good instead of moving to Deleted Items.
@@ -376,65 +371,12 @@ pub fn in_set(set: &SequenceSet, value: u32, largest: u32) -> bool {
 }
 
 impl Shared {
-    /// Open the account behind a successful login.
+    /// Open the account behind a successful login: its mailbox and the
+    /// shared ones it reads, as the mailbox model offers them.
     pub fn open(&self, account: Account) -> Result<Authenticated, String> {
-        let runtime = self.accounts.get(account.id)?;
-        let backend: Arc<dyn MailBackend> = Arc::new(runtime.mailbox.clone());
-        // The per-account INBOX (`accounts set --imap-inbox`): a folder of
-        // the account's own mailbox, or of one of its shared mailboxes.
-        let inbox = account
-            .imap_inbox
-            .as_deref()
-            .map(|name| name.trim_end_matches('/'))
-            .filter(|name| !name.is_empty() && !name.eq_ignore_ascii_case("INBOX"));
-        let placement = |prefix: &str| -> InboxPlacement {
-            match inbox {
-                None => InboxPlacement::Own,
-                Some(name) => {
-                    let shared_target = account.shared_mailboxes.iter().find_map(|a| {
-                        let p = format!("{SHARED_PREFIX}{a}/");
-                        name.get(..p.len())
-                            .filter(|head| head.eq_ignore_ascii_case(&p))
-                            .map(|_| p)
-                    });
-                    match shared_target {
-                        Some(p) if p.eq_ignore_ascii_case(prefix) => {
-                            InboxPlacement::Folder(name[p.len()..].to_string())
-                        }
-                        Some(_) => InboxPlacement::Elsewhere,
-                        None if prefix.is_empty() => InboxPlacement::Folder(name.to_string()),
-                        None => InboxPlacement::Own,
-                    }
-                }
-            }
-        };
-        let own = MailboxModel::new(
-            self.store.clone(),
-            account.id,
-            account.mailbox.clone(),
-            backend,
-        )
-        .with_inbox(placement(""))
-        .with_folder_freshness(self.folder_freshness);
-        let shared = account
-            .shared_mailboxes
-            .iter()
-            .map(|address| {
-                let backend: Arc<dyn MailBackend> = Arc::new(self.accounts.graph().mailbox(
-                    crate::graph::Mailbox::User(address.clone()),
-                    runtime.tokens.clone(),
-                ));
-                let prefix = format!("{SHARED_PREFIX}{address}/");
-                MailboxModel::new(self.store.clone(), account.id, address.clone(), backend)
-                    .with_inbox(placement(&prefix))
-                    .with_prefix(prefix)
-                    .with_folder_freshness(self.folder_freshness)
-            })
-            .collect();
-        Ok(Authenticated {
-            account,
-            model: MailboxSet::new(own, shared),
-        })
+        let model =
+            crate::mailbox::open::open_account(&self.accounts, &account, self.folder_freshness)?;
+        Ok(Authenticated { account, model })
     }
 }
 

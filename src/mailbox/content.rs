@@ -49,6 +49,29 @@ pub struct ContentCache {
 }
 
 impl ContentCache {
+    /// The BODYSTRUCTUREs kept for a folder's messages by earlier FETCHes,
+    /// by UID.
+    pub fn folder_structures(
+        &self,
+        folder: FolderId,
+    ) -> Result<Vec<(Uid, Vec<u8>)>, crate::store::StoreError> {
+        self.store.folder_structures(folder)
+    }
+
+    /// Keep structures computed by a FETCH (by content hash), off the
+    /// answer's path; a FETCH meanwhile computes them again.
+    pub fn keep_structures(&self, computed: Vec<(String, Vec<u8>)>) {
+        if computed.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.cache_set_structures(&computed) {
+                tracing::warn!("message cache: cannot keep computed structures: {e}");
+            }
+        });
+    }
+
     pub fn new(dir: impl Into<PathBuf>, store: Store) -> ContentCache {
         ContentCache {
             dir: dir.into(),

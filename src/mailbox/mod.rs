@@ -30,6 +30,7 @@ pub mod events;
 pub mod flags;
 pub mod folders;
 mod local;
+pub mod open;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

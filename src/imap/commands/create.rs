@@ -13,9 +13,9 @@
 
 use imap_next::imap_types::mailbox::Mailbox;
 
-use crate::graph::FolderChange;
 use crate::imap::session::{Authenticated, Reply, State, local_name};
 use crate::mailbox::SHARED_PREFIX;
+use crate::mailbox::folders::FolderHandle;
 
 /// Longest folder name level, in characters. Microsoft documents no
 /// maximum for a mailFolder's `displayName` (Graph's mailFolder resource
@@ -114,25 +114,13 @@ pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
         Some(f) => auth.model.model_of(f),
         None => model,
     };
-    let backend = target.backend().clone();
-    let mut parent_id = parent
-        .as_ref()
-        .map(|f| crate::graph::RemoteFolderId::new(f.remote_id.clone()));
+    let mut parent_id = parent.as_ref().map(FolderHandle::of);
     let mut created = Vec::new();
     for (k, leaf) in levels.iter().enumerate().skip(first_missing) {
-        match backend.create_folder(parent_id.as_ref(), leaf).await {
+        match target.create_folder(parent_id.as_ref(), leaf).await {
             Ok(folder) => {
                 created.push(levels[..=k].join("/"));
-                let change = FolderChange::Upsert {
-                    id: folder.id.clone(),
-                    display_name: Some(leaf.to_string()),
-                    parent_id: folder.parent_id.clone().or_else(|| parent_id.clone()),
-                    hidden: Some(false),
-                };
-                if let Err(e) = target.apply_folder_changes(&[change]).await {
-                    tracing::warn!("CREATE: folder created but not recorded: {e}");
-                }
-                parent_id = Some(folder.id);
+                parent_id = Some(folder);
             }
             Err(e) => {
                 let so_far = if created.is_empty() {
@@ -141,7 +129,7 @@ pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
                     format!(" (created before the refusal: {})", created.join(", "))
                 };
                 return Reply::no(format!(
-                    "Graph refused to create {:?}: {e}{so_far}",
+                    "the mail server refused to create {:?}: {e}{so_far}",
                     format!("{}{}", model.prefix(), levels[..=k].join("/"))
                 ));
             }

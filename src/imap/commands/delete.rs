@@ -5,7 +5,6 @@
 
 use imap_next::imap_types::mailbox::Mailbox;
 
-use crate::graph::{FolderChange, RemoteFolderId};
 use crate::imap::session::{Reply, State, local_name};
 
 pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
@@ -19,24 +18,8 @@ pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
     if folder.name == "INBOX" || folder.special_use.is_some() {
         return Reply::no(format!("{wanted} is a special folder Exchange keeps"));
     }
-    match auth
-        .model
-        .backend_for(&folder)
-        .delete_folder(&RemoteFolderId::new(folder.remote_id.clone()))
-        .await
-    {
-        Ok(()) => {
-            let change = FolderChange::Removed(RemoteFolderId::new(folder.remote_id.clone()));
-            if let Err(e) = auth
-                .model
-                .model_of(&folder)
-                .apply_folder_changes(&[change])
-                .await
-            {
-                tracing::warn!("DELETE: folder deleted but not recorded: {e}");
-            }
-            Reply::ok("DELETE completed")
-        }
-        Err(e) => Reply::no(format!("Graph refused to delete {wanted:?}: {e}")),
+    match auth.model.model_of(&folder).delete_folder(&folder).await {
+        Ok(()) => Reply::ok("DELETE completed"),
+        Err(e) => Reply::no(format!("the mail server refused to delete {wanted:?}: {e}")),
     }
 }

@@ -205,7 +205,7 @@ async fn fetch(
     // Structures kept by earlier FETCHes (by UID), when an item needs one.
     let stored = if with_structure {
         shared
-            .store
+            .cache
             .folder_structures(view.folder.id)
             .map_err(|e| Refusal::no(e.to_string()))?
     } else {
@@ -461,15 +461,7 @@ async fn fetch(
             out.shrink_to(EMIT_AT * 4);
         }
     }
-    if !computed.is_empty() {
-        // Off the answer's path; a FETCH meanwhile computes them again.
-        let store = shared.store.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.cache_set_structures(&computed) {
-                tracing::warn!("message cache: cannot keep computed structures: {e}");
-            }
-        });
-    }
+    shared.cache.keep_structures(computed);
     if !mark_seen.is_empty() {
         // Written back through the model; a refusal is logged there and
         // the flags stay as Graph has them (the client hears so at its

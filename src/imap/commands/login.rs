@@ -109,17 +109,15 @@ async fn login_account(
 ) -> Result<(), String> {
     // RFC 5530 response codes: AUTHENTICATIONFAILED for wrong
     // credentials, UNAVAILABLE for a temporary refusal.
-    let account = match server
-        .config
-        .login_guard
-        .check(
-            &server.shared.store,
-            "imap",
-            conn.peer.ip(),
-            login,
-            password,
-        )
-        .await
+    let account = match crate::mailbox::open::check_login(
+        &server.shared.accounts,
+        &server.config.login_guard,
+        "imap",
+        conn.peer.ip(),
+        login,
+        password,
+    )
+    .await
     {
         Checked::Account(account) => *account,
         Checked::Wrong => {

@@ -5,7 +5,6 @@
 
 use imap_next::imap_types::mailbox::Mailbox;
 
-use crate::graph::{FolderChange, RemoteFolderId};
 use crate::imap::session::{Reply, State, local_name};
 
 pub(crate) async fn handle(state: &State, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Reply {
@@ -29,27 +28,11 @@ pub(crate) async fn handle(state: &State, from: &Mailbox<'_>, to: &Mailbox<'_>) 
     }
     match auth
         .model
-        .backend_for(&folder)
-        .rename_folder(&RemoteFolderId::new(folder.remote_id.clone()), leaf)
+        .model_of(&folder)
+        .rename_folder(&folder, leaf)
         .await
     {
-        Ok(renamed) => {
-            let change = FolderChange::Upsert {
-                id: RemoteFolderId::new(folder.remote_id.clone()),
-                display_name: Some(leaf.to_string()),
-                parent_id: renamed.parent_id,
-                hidden: None,
-            };
-            if let Err(e) = auth
-                .model
-                .model_of(&folder)
-                .apply_folder_changes(&[change])
-                .await
-            {
-                tracing::warn!("RENAME: folder renamed but not recorded: {e}");
-            }
-            Reply::ok("RENAME completed")
-        }
-        Err(e) => Reply::no(format!("Graph refused to rename {old:?}: {e}")),
+        Ok(()) => Reply::ok("RENAME completed"),
+        Err(e) => Reply::no(format!("the mail server refused to rename {old:?}: {e}")),
     }
 }
