@@ -338,6 +338,46 @@ pub trait MailBackend: Send + Sync {
         id: &RemoteMessageId,
         to: &RemoteFolderId,
     ) -> Result<RemoteMessage, BackendError>;
+    /// Flag changes of many messages (Graph: `$batch`, 20 per request);
+    /// one result per item, in the order given. One item's failure
+    /// (`NotFound`: another client expunged it) does not stop the others;
+    /// the outer error means the whole request failed.
+    async fn update_flags_many(
+        &self,
+        updates: &[(RemoteMessageId, FlagUpdate)],
+    ) -> Result<Vec<Result<(), BackendError>>, BackendError> {
+        let mut out = Vec::with_capacity(updates.len());
+        for (id, update) in updates {
+            out.push(self.update_flags(id, update).await);
+        }
+        Ok(out)
+    }
+    /// Move many messages into `to` (Graph: `$batch`); one result per id,
+    /// in order, as [`MailBackend::update_flags_many`].
+    async fn move_messages(
+        &self,
+        ids: &[RemoteMessageId],
+        to: &RemoteFolderId,
+    ) -> Result<Vec<Result<RemoteMessage, BackendError>>, BackendError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.move_message(id, to).await);
+        }
+        Ok(out)
+    }
+    /// Copy many messages into `to` (Graph: `$batch`); as
+    /// [`MailBackend::move_messages`].
+    async fn copy_messages(
+        &self,
+        ids: &[RemoteMessageId],
+        to: &RemoteFolderId,
+    ) -> Result<Vec<Result<RemoteMessage, BackendError>>, BackendError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.copy_message(id, to).await);
+        }
+        Ok(out)
+    }
     /// Delete into Deleted Items (Graph `DELETE`).
     async fn delete_message(&self, id: &RemoteMessageId) -> Result<(), BackendError>;
     /// Delete for good (`permanentDelete`).

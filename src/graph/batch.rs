@@ -27,6 +27,9 @@ pub(crate) struct BatchRequest {
     pub id: String,
     pub method: &'static str,
     pub url: String,
+    /// A JSON body (PATCH, POST), sent with its Content-Type as JSON
+    /// batching requires of every inner request with a body.
+    pub body: Option<Value>,
 }
 
 impl BatchRequest {
@@ -35,6 +38,23 @@ impl BatchRequest {
             id: id.into(),
             method: "GET",
             url,
+            body: None,
+        }
+    }
+
+    /// A request with a JSON body (`PATCH messages/{id}`, `POST
+    /// messages/{id}/move`).
+    pub fn with_body(
+        id: impl Into<String>,
+        method: &'static str,
+        url: String,
+        body: Value,
+    ) -> BatchRequest {
+        BatchRequest {
+            id: id.into(),
+            method,
+            url,
+            body: Some(body),
         }
     }
 }
@@ -118,13 +138,23 @@ impl GraphMailbox {
     async fn send_batch(&self, group: &[BatchRequest]) -> Result<Vec<BatchReply>, GraphError> {
         let inner: Vec<Value> = group
             .iter()
-            .map(|r| {
-                json!({
+            .map(|r| match &r.body {
+                None => json!({
                     "id": r.id,
                     "method": r.method,
                     "url": format!("{}/{}", self.batch_prefix, r.url),
                     "headers": { "Prefer": "IdType=\"ImmutableId\"" },
-                })
+                }),
+                Some(body) => json!({
+                    "id": r.id,
+                    "method": r.method,
+                    "url": format!("{}/{}", self.batch_prefix, r.url),
+                    "headers": {
+                        "Prefer": "IdType=\"ImmutableId\"",
+                        "Content-Type": "application/json",
+                    },
+                    "body": body,
+                }),
             })
             .collect();
         let only_reads = group.iter().all(|r| r.method == "GET");

@@ -145,6 +145,26 @@ impl GraphMailbox {
 
 #[async_trait]
 impl MailBackend for GraphMailbox {
+    async fn update_flags_many(
+        &self,
+        updates: &[(RemoteMessageId, FlagUpdate)],
+    ) -> Result<Vec<Result<(), BackendError>>, BackendError> {
+        Ok(each(self.update_flags_many_impl(updates).await?))
+    }
+    async fn move_messages(
+        &self,
+        ids: &[RemoteMessageId],
+        to: &RemoteFolderId,
+    ) -> Result<Vec<Result<RemoteMessage, BackendError>>, BackendError> {
+        Ok(each(self.move_many_impl(ids, to, "move").await?))
+    }
+    async fn copy_messages(
+        &self,
+        ids: &[RemoteMessageId],
+        to: &RemoteFolderId,
+    ) -> Result<Vec<Result<RemoteMessage, BackendError>>, BackendError> {
+        Ok(each(self.move_many_impl(ids, to, "copy").await?))
+    }
     async fn list_folders(&self) -> Result<Vec<RemoteFolder>, BackendError> {
         GraphMailbox::list_folders(self)
             .await
@@ -332,6 +352,14 @@ impl MailBackend for GraphMailbox {
             .await
             .map_err(BackendError::from)
     }
+}
+
+/// Per-item results of a batch, mapped.
+fn each<T>(results: Vec<Result<T, GraphError>>) -> Vec<Result<T, BackendError>> {
+    results
+        .into_iter()
+        .map(|r| r.map_err(BackendError::from))
+        .collect()
 }
 
 /// The one mapping from Graph's errors to the backend's classes: Graph's
