@@ -18,6 +18,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use imap_next::imap_types::IntoStatic;
+use imap_next::imap_types::command::CommandBody;
 use imap_next::imap_types::core::{Tag, Vec1};
 use imap_next::imap_types::fetch::MessageDataItem;
 use imap_next::imap_types::flag::{Flag, FlagFetch, FlagPerm};
@@ -252,41 +253,86 @@ impl State {
     }
 }
 
-/// Which states a command is valid in (RFC 3501 §6).
-pub fn allowed(command: &str, state: Phase) -> Result<(), String> {
-    let any = ["CAPABILITY", "NOOP", "LOGOUT", "ID", "ENABLE"];
-    let not_auth = ["STARTTLS", "AUTHENTICATE", "LOGIN"];
-    let auth = [
-        "SELECT",
-        "EXAMINE",
-        "CREATE",
-        "DELETE",
-        "RENAME",
-        "SUBSCRIBE",
-        "UNSUBSCRIBE",
-        "LIST",
-        "LSUB",
-        "STATUS",
-        "APPEND",
-        "NAMESPACE",
-        "IDLE",
-    ];
-    let selected = [
-        "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
-    ];
-    let ok = any.contains(&command)
-        || match state {
-            Phase::NotAuthenticated => not_auth.contains(&command),
-            Phase::Authenticated => auth.contains(&command),
-            Phase::Selected => auth.contains(&command) || selected.contains(&command),
-            Phase::Logout => false,
-        };
+/// The state a command needs (RFC 3501 §6 and the extensions offered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Any state (§6.1; ID, ENABLE).
+    Any,
+    /// Not authenticated (§6.2).
+    NotAuthenticated,
+    /// Authenticated or selected (§6.3; NAMESPACE, IDLE).
+    Authenticated,
+    /// Selected (§6.4; UNSELECT, MOVE, UID EXPUNGE).
+    Selected,
+    /// Parsed by imap-types but not offered (not in CAPABILITY).
+    Unsupported,
+}
+
+/// The command table: which state each command of imap-types'
+/// `CommandBody` needs. Exhaustive: a command a new imap-types version
+/// adds does not compile until it is placed here.
+pub fn needs(body: &CommandBody<'_>) -> Needs {
+    match body {
+        CommandBody::Capability
+        | CommandBody::Noop
+        | CommandBody::Logout
+        | CommandBody::Id { .. }
+        | CommandBody::Enable { .. } => Needs::Any,
+        CommandBody::StartTLS | CommandBody::Authenticate { .. } | CommandBody::Login { .. } => {
+            Needs::NotAuthenticated
+        }
+        CommandBody::Select { .. }
+        | CommandBody::Examine { .. }
+        | CommandBody::Create { .. }
+        | CommandBody::Delete { .. }
+        | CommandBody::Rename { .. }
+        | CommandBody::Subscribe { .. }
+        | CommandBody::Unsubscribe { .. }
+        | CommandBody::List { .. }
+        | CommandBody::Lsub { .. }
+        | CommandBody::Status { .. }
+        | CommandBody::Append { .. }
+        | CommandBody::Namespace
+        | CommandBody::Idle => Needs::Authenticated,
+        CommandBody::Check
+        | CommandBody::Close
+        | CommandBody::Unselect
+        | CommandBody::Expunge
+        | CommandBody::ExpungeUid { .. }
+        | CommandBody::Search { .. }
+        | CommandBody::Fetch { .. }
+        | CommandBody::Store { .. }
+        | CommandBody::Copy { .. }
+        | CommandBody::Move { .. } => Needs::Selected,
+        CommandBody::Sort { .. }
+        | CommandBody::Thread { .. }
+        | CommandBody::Compress { .. }
+        | CommandBody::GetQuota { .. }
+        | CommandBody::GetQuotaRoot { .. }
+        | CommandBody::SetQuota { .. } => Needs::Unsupported,
+    }
+}
+
+/// Whether `body` is valid in `state` (RFC 3501 §6); the refusal in words.
+pub fn allowed(body: &CommandBody<'_>, state: Phase) -> Result<(), String> {
+    let command = body.name().to_ascii_uppercase();
+    let needs = needs(body);
+    let ok = match (needs, state) {
+        (Needs::Unsupported, _) => {
+            return Err(format!("{command} is not supported (see CAPABILITY)"));
+        }
+        (_, Phase::Logout) => false,
+        (Needs::Any, _) => true,
+        (Needs::NotAuthenticated, s) => s == Phase::NotAuthenticated,
+        (Needs::Authenticated, s) => s == Phase::Authenticated || s == Phase::Selected,
+        (Needs::Selected, s) => s == Phase::Selected,
+    };
     if ok {
         Ok(())
     } else {
         Err(match state {
             Phase::NotAuthenticated => format!("{command} needs you to log in first"),
-            Phase::Authenticated if selected.contains(&command) => {
+            Phase::Authenticated if needs == Needs::Selected => {
                 format!("{command} needs a selected folder: SELECT one first")
             }
             _ => format!("{command} is not valid now"),

@@ -7,6 +7,7 @@
 //! announces it (`* n EXISTS`). Costs one message creation (see the
 //! backend's append route) and one delta query on the folder.
 
+use super::Ctx;
 use std::num::NonZeroU32;
 
 use imap_next::imap_types::datetime::DateTime;
@@ -15,16 +16,17 @@ use imap_next::imap_types::flag::Flag;
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::Code;
 
-use crate::imap::session::{Reply, State, local_name};
+use crate::imap::session::{Reply, local_name};
 use crate::mailbox::{Flags, flags};
 
 pub(crate) async fn handle(
-    state: &State,
+    ctx: &mut Ctx<'_, '_>,
     mailbox: &Mailbox<'_>,
     list: &[Flag<'_>],
     date: Option<&DateTime>,
     message: &LiteralOrLiteral8<'_>,
 ) -> Reply {
+    let state = &ctx.conn.state;
     let Some(auth) = state.account() else {
         return Reply::bad("not logged in");
     };

@@ -11,9 +11,10 @@
 //! a level longer than [`MAX_LEVEL_CHARS`], or more than [`MAX_LEVELS`]
 //! levels (Exchange's own limits, see there).
 
+use super::Ctx;
 use imap_next::imap_types::mailbox::Mailbox;
 
-use crate::imap::session::{Authenticated, Reply, State, local_name};
+use crate::imap::session::{Authenticated, Reply, local_name};
 use crate::mailbox::SHARED_PREFIX;
 use crate::mailbox::folders::FolderHandle;
 
@@ -68,7 +69,8 @@ pub(crate) fn refuse_new_name(auth: &Authenticated, name: &str) -> Option<String
     None
 }
 
-pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, mailbox: &Mailbox<'_>) -> Reply {
+    let state = &ctx.conn.state;
     let Some(auth) = state.account() else {
         return Reply::bad("not logged in");
     };

@@ -3,11 +3,13 @@
 //! folder (and its subfolders with it) leaves the stored folder tree when
 //! Graph confirms.
 
+use super::Ctx;
 use imap_next::imap_types::mailbox::Mailbox;
 
-use crate::imap::session::{Reply, State, local_name};
+use crate::imap::session::{Reply, local_name};
 
-pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, mailbox: &Mailbox<'_>) -> Reply {
+    let state = &ctx.conn.state;
     let Some(auth) = state.account() else {
         return Reply::bad("not logged in");
     };

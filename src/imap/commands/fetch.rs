@@ -11,6 +11,7 @@
 //! are fetched in `$batch` groups (20 per request), and one flag update per
 //! message newly `\Seen`.
 
+use super::Ctx;
 use std::io::Write as _;
 
 use bytes::Bytes;
@@ -25,8 +26,8 @@ use imap_next::imap_types::response::{Data, Response};
 use imap_next::imap_types::sequence::SequenceSet;
 
 use crate::imap::session::{
-    Authenticated, Refusal, Reply, Shared, State, View, check_set, folder_flags, permanent_flags,
-    resolve, untagged_ok,
+    Authenticated, Refusal, Reply, Shared, View, check_set, folder_flags, permanent_flags, resolve,
+    untagged_ok,
 };
 use crate::imap::stream::Sink;
 use crate::imap::structures;
@@ -36,13 +37,14 @@ use crate::mailbox::flags;
 use crate::mime::imap as mime;
 
 pub(crate) async fn handle(
-    shared: &Shared,
-    state: &mut State,
+    ctx: &mut Ctx<'_, '_>,
     set: &SequenceSet,
     names: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
-    sink: &mut Sink<'_>,
 ) -> Reply {
+    let shared: &Shared = &ctx.server.shared;
+    let state = &mut ctx.conn.state;
+    let sink = &mut *ctx.sink;
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
     };

@@ -8,22 +8,24 @@
 //! (`imap.idle_poll_s`), one folder delta request brings it up to date
 //! first (see `mailbox::folders`).
 
+use super::Ctx;
 use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::core::{Atom, QuotedChar};
 use imap_next::imap_types::flag::FlagNameAttribute;
 use imap_next::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_next::imap_types::response::Data;
 
-use crate::imap::session::{Authenticated, Refusal, Reply, State, local_name, wire_name};
+use crate::imap::session::{Authenticated, Refusal, Reply, local_name, wire_name};
 use crate::imap::utf7;
 
 /// LIST, or LSUB when `subscribed_only`.
 pub(crate) async fn handle(
-    state: &State,
+    ctx: &mut Ctx<'_, '_>,
     reference: &Mailbox<'_>,
     mailbox_wildcard: &ListMailbox<'_>,
     subscribed_only: bool,
 ) -> Reply {
+    let state = &ctx.conn.state;
     let name = if subscribed_only { "LSUB" } else { "LIST" };
     let Some(auth) = state.account() else {
         return Reply::bad("not logged in");

@@ -3,11 +3,13 @@
 //! stored folder tree takes the new name when Graph confirms it. The new
 //! name follows CREATE's rules (`Shared/` reserved, Exchange's limits).
 
+use super::Ctx;
 use imap_next::imap_types::mailbox::Mailbox;
 
-use crate::imap::session::{Reply, State, local_name};
+use crate::imap::session::{Reply, local_name};
 
-pub(crate) async fn handle(state: &State, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Reply {
+    let state = &ctx.conn.state;
     let Some(auth) = state.account() else {
         return Reply::bad("not logged in");
     };
