@@ -122,6 +122,10 @@ pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, mailbox: &Mailbox<'_>) -> Repl
         match target.create_folder(parent_id.as_ref(), leaf).await {
             Ok(folder) => {
                 created.push(levels[..=k].join("/"));
+                let name = format!("{}{}", model.prefix(), levels[..=k].join("/"));
+                if let Err(e) = auth.model.created(&name) {
+                    tracing::warn!("CREATE: the subscription of {name:?} could not be kept: {e}");
+                }
                 parent_id = Some(folder);
             }
             Err(e) => {

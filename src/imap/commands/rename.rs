@@ -34,7 +34,12 @@ pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, from: &Mailbox<'_>, to: &Mailb
         .rename_folder(&folder, leaf)
         .await
     {
-        Ok(()) => Reply::ok("RENAME completed"),
+        Ok(()) => {
+            if let Err(e) = auth.model.renamed(&old, &new) {
+                tracing::warn!("RENAME: the subscription of {new:?} could not be kept: {e}");
+            }
+            Reply::ok("RENAME completed")
+        }
         Err(e) => Reply::no(format!("the mail server refused to rename {old:?}: {e}")),
     }
 }
