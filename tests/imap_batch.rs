@@ -193,8 +193,8 @@ async fn store_over_a_set_is_batched_and_survives_a_gone_message() {
     let s = setup().await;
     let http = reqwest::Client::new();
     let mut c = login(&s).await;
-    // Another client deletes message 3 (UID 3: subjects are numbered in
-    // arrival order) after this session saw it.
+    // Another client deletes one of the messages after this session saw
+    // it.
     delete_behind(&s, &http, "message 2").await;
 
     let (requests, inner) = counts(&http, &s.sim_url).await;
@@ -268,5 +268,48 @@ async fn move_over_a_set_is_batched() {
         status.iter().any(|l| l.contains("MESSAGES 50")),
         "{status:?}"
     );
+    s.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expunge_over_a_set_is_batched_and_survives_a_gone_message() {
+    let s = setup().await;
+    let http = reqwest::Client::new();
+    let mut c = login(&s).await;
+    let (_, done) = c.cmd("c STORE 1:40 +FLAGS.SILENT (\\Deleted)").await;
+    assert!(done.starts_with("c OK"), "{done}");
+    // UIDs follow received time, which ties here: ask which message is 4.
+    let (lines, _) = c
+        .cmd("s FETCH 4 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        .await;
+    let subject = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap()
+        .to_string();
+    delete_behind(&s, &http, &subject).await;
+
+    let (requests, inner) = counts(&http, &s.sim_url).await;
+    let (untagged, done) = c.cmd("d EXPUNGE").await;
+    assert!(done.starts_with("d OK"), "{done}");
+    let (requests_after, inner_after) = counts(&http, &s.sim_url).await;
+    // 40 deletions in 2 batches of 20; not one request per message.
+    assert_eq!(inner_after - inner, 40, "inner requests");
+    assert!(
+        requests_after - requests <= 3,
+        "{} Graph requests for EXPUNGE of 40",
+        requests_after - requests
+    );
+    let expunges = untagged.iter().filter(|l| l.ends_with("EXPUNGE")).count();
+    assert_eq!(expunges, 40, "{untagged:?}");
+    let alice = s.sim.tenant().user("alice@example.com").unwrap().id.clone();
+    let left: Vec<String> = s
+        .sim
+        .mail()
+        .messages(&alice, "inbox")
+        .into_iter()
+        .map(|m| m.1)
+        .collect();
+    assert_eq!(left.len(), MESSAGES - 40, "{left:?}");
     s.stop.cancel();
 }

@@ -378,6 +378,24 @@ pub trait MailBackend: Send + Sync {
         }
         Ok(out)
     }
+    /// Delete many messages, into Deleted Items or for good when
+    /// `permanently` (Graph: `$batch`); one result per id, in order, as
+    /// [`MailBackend::update_flags_many`].
+    async fn delete_messages(
+        &self,
+        ids: &[RemoteMessageId],
+        permanently: bool,
+    ) -> Result<Vec<Result<(), BackendError>>, BackendError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(if permanently {
+                self.permanent_delete(id).await
+            } else {
+                self.delete_message(id).await
+            });
+        }
+        Ok(out)
+    }
     /// Delete into Deleted Items (Graph `DELETE`).
     async fn delete_message(&self, id: &RemoteMessageId) -> Result<(), BackendError>;
     /// Delete for good (`permanentDelete`).

@@ -42,6 +42,17 @@ impl BatchRequest {
         }
     }
 
+    /// A request without a body (`DELETE messages/{id}`, `POST
+    /// messages/{id}/permanentDelete`).
+    pub fn bare(id: impl Into<String>, method: &'static str, url: String) -> BatchRequest {
+        BatchRequest {
+            id: id.into(),
+            method,
+            url,
+            body: None,
+        }
+    }
+
     /// A request with a JSON body (`PATCH messages/{id}`, `POST
     /// messages/{id}/move`).
     pub fn with_body(

@@ -151,6 +151,13 @@ impl MailBackend for GraphMailbox {
     ) -> Result<Vec<Result<(), BackendError>>, BackendError> {
         Ok(each(self.update_flags_many_impl(updates).await?))
     }
+    async fn delete_messages(
+        &self,
+        ids: &[RemoteMessageId],
+        permanently: bool,
+    ) -> Result<Vec<Result<(), BackendError>>, BackendError> {
+        Ok(each(self.delete_many_impl(ids, permanently).await?))
+    }
     async fn move_messages(
         &self,
         ids: &[RemoteMessageId],

@@ -472,6 +472,38 @@ impl GraphMailbox {
             .collect())
     }
 
+    /// Many deletions (into Deleted Items, or for good with
+    /// `permanentDelete` when `permanently`) in `$batch`es of 20; one
+    /// result per id, in order.
+    pub(crate) async fn delete_many_impl(
+        &self,
+        ids: &[RemoteMessageId],
+        permanently: bool,
+    ) -> Result<Vec<Result<(), GraphError>>, GraphError> {
+        let requests = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                if permanently {
+                    BatchRequest::bare(
+                        i.to_string(),
+                        "POST",
+                        format!("{}/permanentDelete", message_path(id)),
+                    )
+                } else {
+                    BatchRequest::bare(i.to_string(), "DELETE", message_path(id))
+                }
+            })
+            .collect();
+        let mut results = self.batch(requests).await?;
+        Ok((0..ids.len())
+            .map(|i| match results.remove(&i.to_string()) {
+                Some(r) => r.map(|_| ()),
+                None => Err(GraphError::Malformed("no batch answer".into())),
+            })
+            .collect())
+    }
+
     pub(crate) async fn move_message_impl(
         &self,
         id: &RemoteMessageId,

@@ -432,27 +432,33 @@ impl MailboxModel {
         let records = self.store.messages(folder.id)?;
         let mut out = Outcome::default();
         let mut gone = Vec::new();
-        for uid in doomed {
-            let Some(r) = find(&records, *uid) else {
-                continue;
-            };
-            if only_deleted && r.flags & flags::DELETED == 0 {
-                continue;
-            }
-            let id = RemoteMessageId::new(r.remote_id.clone());
-            let result = if permanently {
-                self.backend.permanent_delete(&id).await
-            } else {
-                self.backend.delete_message(&id).await
-            };
-            match result {
-                Ok(()) => gone.push(r.remote_id.clone()),
-                Err(e) if not_found(&e) => gone.push(r.remote_id.clone()),
-                Err(e) => {
-                    out.failure = Some(e.into());
-                    break;
+        let targets: Vec<&MessageRecord> = doomed
+            .iter()
+            .filter_map(|uid| find(&records, *uid))
+            .filter(|r| !only_deleted || r.flags & flags::DELETED != 0)
+            .collect();
+        let ids: Vec<RemoteMessageId> = targets
+            .iter()
+            .map(|r| RemoteMessageId::new(r.remote_id.clone()))
+            .collect();
+        // One batched request (`$batch` of 20) for the set; a message
+        // already gone counts as deleted, another refusal is reported
+        // after the others are done.
+        match self.backend.delete_messages(&ids, permanently).await {
+            Ok(results) => {
+                for (r, result) in targets.into_iter().zip(results) {
+                    match result {
+                        Ok(()) => gone.push(r.remote_id.clone()),
+                        Err(e) if not_found(&e) => gone.push(r.remote_id.clone()),
+                        Err(e) => {
+                            if out.failure.is_none() {
+                                out.failure = Some(e.into());
+                            }
+                        }
+                    }
                 }
             }
+            Err(e) => out.failure = Some(e.into()),
         }
         // What Graph deleted before a failure is forgotten too.
         out.done = self.forget(folder, &gone)?;
