@@ -27,8 +27,10 @@ pub(crate) struct BatchRequest {
     pub id: String,
     pub method: &'static str,
     pub url: String,
-    /// A JSON body (PATCH, POST), sent with its Content-Type as JSON
-    /// batching requires of every inner request with a body.
+    /// A JSON body (PATCH, POST), sent with its Content-Type: "JSON
+    /// batching" (learn.microsoft.com/graph/json-batching): "when a body
+    /// is included with the request, the headers object must contain a
+    /// value for Content-Type".
     pub body: Option<Value>,
 }
 
