@@ -9,9 +9,9 @@
 //!   New messages of one sync get UIDs in arrival order (received time).
 //! - UIDVALIDITY is fixed per folder row for its lifetime and persisted;
 //!   a rename keeps it (same remote id), a replaced folder gets a new one.
-//! - A delta reset (410 / `syncStateNotFound`) is answered by a full
-//!   listing diffed against the index: known messages keep their UIDs, only
-//!   really new ones are numbered, vanished ones are expunged.
+//! - A delta reset (`BackendError::SyncReset`: Graph's 410 / `syncStateNotFound`) is
+//!   answered by a full listing diffed against the index: known messages keep
+//!   their UIDs, only really new ones are numbered, vanished ones are expunged.
 //! - `\Deleted` is local (IMAP's two-step delete), and so is `\Draft`
 //!   (from `isDraft` when first seen or when Graph changes it: see
 //!   [`flags`]); every other flag mirrors Graph: `\Seen` = `isRead`,
