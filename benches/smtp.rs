@@ -22,7 +22,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use graphgate::account::{AccountRuntime, save_tokens};
 use graphgate::auth::{AuthorityConfig, ClientCredential, EntraClient};
-use graphgate::graph::{GraphClient, GraphConfig, MailBackend};
+use graphgate::graph::{GraphClient, GraphConfig};
 use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
 use graphgate::sim::{SimConfig, SimState};
 use graphgate::store::{NewAccount, Store, StoreKey};

@@ -14,7 +14,7 @@ use graphgate::auth::{
     AssertionAlgorithm, AuthorityConfig, ClientCredential, ClientCredentialsTokenSource,
     EntraClient,
 };
-use graphgate::graph::{GraphClient, GraphConfig, MailBackend, Mailbox, WellKnownFolder};
+use graphgate::graph::{GraphClient, GraphConfig, Mailbox, WellKnownFolder};
 use graphgate::secret::Secret;
 use graphgate::sim::{SimConfig, SimState, tenant};
 

@@ -24,6 +24,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod gateway;

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use graphgate::auth::{AccessToken, AuthError, TokenSource};
 use graphgate::graph::{
-    DeltaChange, FlagStatus, GraphClient, GraphConfig, GraphError, GraphErrorKind, MailBackend,
+    DeltaChange, FlagStatus, GraphClient, GraphConfig, GraphError, GraphErrorKind, GraphMailbox,
     Mailbox, OutgoingAttachment, RemoteFolderId, RemoteMessageId, RetryPolicy, WellKnownFolder,
 };
 use graphgate::secret::Secret;
@@ -68,7 +68,7 @@ fn config(base: &str) -> GraphConfig {
     }
 }
 
-fn me(base: &str) -> (GraphClient, Arc<dyn MailBackend>, Arc<ScriptedTokens>) {
+fn me(base: &str) -> (GraphClient, Arc<GraphMailbox>, Arc<ScriptedTokens>) {
     let client = GraphClient::new(config(base)).unwrap();
     let source = tokens("fresh");
     let mailbox = Arc::new(client.mailbox(Mailbox::Me, source.clone()));

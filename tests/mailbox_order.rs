@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use graphgate::auth::{AccessToken, AuthError, TokenSource};
 use graphgate::graph::{
-    AppendOptions, DeltaLink, DeltaSync, FlagUpdate, FolderSync, GraphClient, GraphConfig,
-    GraphError, MailBackend, Mailbox, OutgoingAttachment, RemoteFolder, RemoteFolderId,
+    AppendOptions, BackendError, DeltaLink, DeltaSync, FlagUpdate, FolderSync, GraphClient,
+    GraphConfig, MailBackend, Mailbox, OutgoingAttachment, RemoteFolder, RemoteFolderId,
     RemoteMessage, RemoteMessageId, WellKnownFolder,
 };
 use graphgate::mailbox::{FlagChange, FlagOp, MailboxModel, flags};
@@ -63,7 +63,7 @@ impl MailBackend for Paused {
         &self,
         folder: &RemoteFolderId,
         since: Option<&DeltaLink>,
-    ) -> Result<DeltaSync, GraphError> {
+    ) -> Result<DeltaSync, BackendError> {
         let result = self.inner.sync_messages(folder, since).await;
         if *self.armed.borrow() {
             self.delta_read.notify_one();
@@ -76,83 +76,83 @@ impl MailBackend for Paused {
         &self,
         id: &RemoteMessageId,
         update: &FlagUpdate,
-    ) -> Result<(), GraphError> {
+    ) -> Result<(), BackendError> {
         self.update_started.notify_one();
         self.inner.update_flags(id, update).await
     }
-    async fn list_folders(&self) -> Result<Vec<RemoteFolder>, GraphError> {
+    async fn list_folders(&self) -> Result<Vec<RemoteFolder>, BackendError> {
         self.inner.list_folders().await
     }
-    async fn sync_folders(&self, since: Option<&DeltaLink>) -> Result<FolderSync, GraphError> {
+    async fn sync_folders(&self, since: Option<&DeltaLink>) -> Result<FolderSync, BackendError> {
         self.inner.sync_folders(since).await
     }
     async fn well_known_folders(
         &self,
-    ) -> Result<Vec<(RemoteFolderId, WellKnownFolder)>, GraphError> {
+    ) -> Result<Vec<(RemoteFolderId, WellKnownFolder)>, BackendError> {
         self.inner.well_known_folders().await
     }
     async fn create_folder(
         &self,
         parent: Option<&RemoteFolderId>,
         name: &str,
-    ) -> Result<RemoteFolder, GraphError> {
+    ) -> Result<RemoteFolder, BackendError> {
         self.inner.create_folder(parent, name).await
     }
     async fn rename_folder(
         &self,
         folder: &RemoteFolderId,
         name: &str,
-    ) -> Result<RemoteFolder, GraphError> {
+    ) -> Result<RemoteFolder, BackendError> {
         self.inner.rename_folder(folder, name).await
     }
-    async fn delete_folder(&self, folder: &RemoteFolderId) -> Result<(), GraphError> {
+    async fn delete_folder(&self, folder: &RemoteFolderId) -> Result<(), BackendError> {
         self.inner.delete_folder(folder).await
     }
     async fn list_messages(
         &self,
         folder: &RemoteFolderId,
-    ) -> Result<Vec<RemoteMessage>, GraphError> {
+    ) -> Result<Vec<RemoteMessage>, BackendError> {
         self.inner.list_messages(folder).await
     }
-    async fn get_message(&self, id: &RemoteMessageId) -> Result<RemoteMessage, GraphError> {
+    async fn get_message(&self, id: &RemoteMessageId) -> Result<RemoteMessage, BackendError> {
         self.inner.get_message(id).await
     }
-    async fn fetch_mime(&self, id: &RemoteMessageId) -> Result<Bytes, GraphError> {
+    async fn fetch_mime(&self, id: &RemoteMessageId) -> Result<Bytes, BackendError> {
         self.inner.fetch_mime(id).await
     }
     async fn fetch_mimes(
         &self,
         ids: &[RemoteMessageId],
-    ) -> Result<Vec<(RemoteMessageId, Result<Bytes, GraphError>)>, GraphError> {
+    ) -> Result<Vec<(RemoteMessageId, Result<Bytes, BackendError>)>, BackendError> {
         self.inner.fetch_mimes(ids).await
     }
     async fn message_sizes(
         &self,
         ids: &[RemoteMessageId],
-    ) -> Result<Vec<(RemoteMessageId, Result<u64, GraphError>)>, GraphError> {
+    ) -> Result<Vec<(RemoteMessageId, Result<u64, BackendError>)>, BackendError> {
         self.inner.message_sizes(ids).await
     }
     async fn move_message(
         &self,
         id: &RemoteMessageId,
         to: &RemoteFolderId,
-    ) -> Result<RemoteMessage, GraphError> {
+    ) -> Result<RemoteMessage, BackendError> {
         self.inner.move_message(id, to).await
     }
     async fn copy_message(
         &self,
         id: &RemoteMessageId,
         to: &RemoteFolderId,
-    ) -> Result<RemoteMessage, GraphError> {
+    ) -> Result<RemoteMessage, BackendError> {
         self.inner.copy_message(id, to).await
     }
-    async fn delete_message(&self, id: &RemoteMessageId) -> Result<(), GraphError> {
+    async fn delete_message(&self, id: &RemoteMessageId) -> Result<(), BackendError> {
         self.inner.delete_message(id).await
     }
-    async fn permanent_delete(&self, id: &RemoteMessageId) -> Result<(), GraphError> {
+    async fn permanent_delete(&self, id: &RemoteMessageId) -> Result<(), BackendError> {
         self.inner.permanent_delete(id).await
     }
-    async fn create_draft_from_mime(&self, mime: Bytes) -> Result<RemoteMessage, GraphError> {
+    async fn create_draft_from_mime(&self, mime: Bytes) -> Result<RemoteMessage, BackendError> {
         self.inner.create_draft_from_mime(mime).await
     }
     async fn append_message(
@@ -160,24 +160,24 @@ impl MailBackend for Paused {
         folder: &RemoteFolderId,
         mime: Bytes,
         options: &AppendOptions,
-    ) -> Result<RemoteMessage, GraphError> {
+    ) -> Result<RemoteMessage, BackendError> {
         self.inner.append_message(folder, mime, options).await
     }
-    async fn send_mime(&self, mime: Bytes, save: bool) -> Result<(), GraphError> {
+    async fn send_mime(&self, mime: Bytes, save: bool) -> Result<(), BackendError> {
         self.inner.send_mime(mime, save).await
     }
     async fn send_large(
         &self,
         draft_mime: Bytes,
         attachments: Vec<OutgoingAttachment>,
-    ) -> Result<(), GraphError> {
+    ) -> Result<(), BackendError> {
         self.inner.send_large(draft_mime, attachments).await
     }
     async fn find_by_internet_message_id(
         &self,
         folder: &RemoteFolderId,
         message_id: &str,
-    ) -> Result<Vec<RemoteMessage>, GraphError> {
+    ) -> Result<Vec<RemoteMessage>, BackendError> {
         self.inner
             .find_by_internet_message_id(folder, message_id)
             .await
@@ -186,13 +186,13 @@ impl MailBackend for Paused {
         &self,
         draft: &RemoteMessageId,
         attachment: OutgoingAttachment,
-    ) -> Result<(), GraphError> {
+    ) -> Result<(), BackendError> {
         self.inner.add_attachment(draft, attachment).await
     }
-    async fn set_delete_after_submit(&self, draft: &RemoteMessageId) -> Result<(), GraphError> {
+    async fn set_delete_after_submit(&self, draft: &RemoteMessageId) -> Result<(), BackendError> {
         self.inner.set_delete_after_submit(draft).await
     }
-    async fn send_draft(&self, draft: &RemoteMessageId) -> Result<(), GraphError> {
+    async fn send_draft(&self, draft: &RemoteMessageId) -> Result<(), BackendError> {
         self.inner.send_draft(draft).await
     }
 }

@@ -197,9 +197,9 @@ pub async fn start(
     // Contents cached by earlier versions are 0644: made the owner's
     // alone once, in the background.
     {
-        let dir = crate::imap::content::cache_dir(&config.data_dir);
+        let dir = crate::mailbox::content::cache_dir(&config.data_dir);
         tokio::task::spawn_blocking(move || {
-            let changed = crate::imap::content::restrict_existing(&dir);
+            let changed = crate::mailbox::content::restrict_existing(&dir);
             if changed > 0 {
                 tracing::info!(changed, "message cache: made readable by the owner only");
             }
@@ -220,10 +220,9 @@ pub async fn start(
             idle_timeout: Duration::from_secs(config.imap.idle_timeout_s.max(1)),
         },
         crate::imap::session::Shared {
-            store: store.clone(),
             accounts: registry,
-            cache: crate::imap::content::ContentCache::new(
-                crate::imap::content::cache_dir(&config.data_dir),
+            cache: crate::mailbox::content::ContentCache::new(
+                crate::mailbox::content::cache_dir(&config.data_dir),
                 store.clone(),
             )
             .with_cap(config.imap.cache_max_mb.saturating_mul(1024 * 1024)),

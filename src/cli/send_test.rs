@@ -30,7 +30,7 @@ use crate::account::AccountRuntime;
 use crate::auth::EntraClient;
 use crate::config::Config;
 use crate::gateway::{GatewayError, KeyMode, Runtime};
-use crate::graph::{GraphClient, MailBackend, WellKnownFolder};
+use crate::graph::{GraphClient, WellKnownFolder};
 use crate::runtime::Accounts;
 use crate::spool::Spool;
 use crate::spool::incoming::{incoming_dir, write_durably};

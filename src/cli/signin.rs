@@ -28,7 +28,7 @@ use crate::auth::{
 };
 use crate::config::Config;
 use crate::gateway::{KeyMode, Runtime, StoreMode};
-use crate::graph::{GraphClient, MailBackend, Mailbox, WellKnownFolder};
+use crate::graph::{GraphClient, Mailbox, WellKnownFolder};
 use crate::store::{Account, AccountState, AuthProfile, Store};
 
 #[derive(Debug, Clone, Args)]
@@ -81,7 +81,9 @@ fn account(store: &Store, login: &str) -> anyhow::Result<Account> {
 }
 
 /// Inbox counts through Graph: proves the token works for this mailbox.
-async fn inbox(mailbox: &dyn MailBackend) -> Result<(u64, u64), crate::graph::GraphError> {
+async fn inbox(
+    mailbox: &crate::graph::GraphMailbox,
+) -> Result<(u64, u64), crate::graph::GraphError> {
     let folders = mailbox.list_folders().await?;
     Ok(folders
         .iter()

@@ -14,7 +14,7 @@ use crate::account::AccountRuntime;
 use crate::auth::EntraClient;
 use crate::config::Config;
 use crate::gateway::{KeyMode, Runtime, StoreMode};
-use crate::graph::{GraphClient, GraphError, MailBackend, WellKnownFolder};
+use crate::graph::{GraphClient, GraphError, WellKnownFolder};
 use crate::store::{Account, AccountState, Store, StoreKey};
 
 #[derive(Debug, Clone, Args)]

@@ -27,6 +27,11 @@ pub(crate) struct BatchRequest {
     pub id: String,
     pub method: &'static str,
     pub url: String,
+    /// A JSON body (PATCH, POST), sent with its Content-Type: "JSON
+    /// batching" (learn.microsoft.com/graph/json-batching): "when a body
+    /// is included with the request, the headers object must contain a
+    /// value for Content-Type".
+    pub body: Option<Value>,
 }
 
 impl BatchRequest {
@@ -35,6 +40,34 @@ impl BatchRequest {
             id: id.into(),
             method: "GET",
             url,
+            body: None,
+        }
+    }
+
+    /// A request without a body (`DELETE messages/{id}`, `POST
+    /// messages/{id}/permanentDelete`).
+    pub fn bare(id: impl Into<String>, method: &'static str, url: String) -> BatchRequest {
+        BatchRequest {
+            id: id.into(),
+            method,
+            url,
+            body: None,
+        }
+    }
+
+    /// A request with a JSON body (`PATCH messages/{id}`, `POST
+    /// messages/{id}/move`).
+    pub fn with_body(
+        id: impl Into<String>,
+        method: &'static str,
+        url: String,
+        body: Value,
+    ) -> BatchRequest {
+        BatchRequest {
+            id: id.into(),
+            method,
+            url,
+            body: Some(body),
         }
     }
 }
@@ -118,13 +151,23 @@ impl GraphMailbox {
     async fn send_batch(&self, group: &[BatchRequest]) -> Result<Vec<BatchReply>, GraphError> {
         let inner: Vec<Value> = group
             .iter()
-            .map(|r| {
-                json!({
+            .map(|r| match &r.body {
+                None => json!({
                     "id": r.id,
                     "method": r.method,
                     "url": format!("{}/{}", self.batch_prefix, r.url),
                     "headers": { "Prefer": "IdType=\"ImmutableId\"" },
-                })
+                }),
+                Some(body) => json!({
+                    "id": r.id,
+                    "method": r.method,
+                    "url": format!("{}/{}", self.batch_prefix, r.url),
+                    "headers": {
+                        "Prefer": "IdType=\"ImmutableId\"",
+                        "Content-Type": "application/json",
+                    },
+                    "body": body,
+                }),
             })
             .collect();
         let only_reads = group.iter().all(|r| r.method == "GET");

@@ -410,6 +410,100 @@ impl GraphMailbox {
         decode_message(&self.execute(&call).await?.body)
     }
 
+    /// Many flag changes in `$batch`es of 20 PATCHes (each inner request
+    /// takes a place of the mailbox's concurrency, `batch`); one result
+    /// per item, in order. An empty change costs nothing.
+    pub(crate) async fn update_flags_many_impl(
+        &self,
+        updates: &[(RemoteMessageId, FlagUpdate)],
+    ) -> Result<Vec<Result<(), GraphError>>, GraphError> {
+        let requests: Vec<BatchRequest> = updates
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (id, update))| {
+                let body = flag_patch(update);
+                (!body.as_object().is_some_and(Map::is_empty)).then(|| {
+                    BatchRequest::with_body(i.to_string(), "PATCH", message_path(id), body)
+                })
+            })
+            .collect();
+        let mut results = if requests.is_empty() {
+            HashMap::new()
+        } else {
+            self.batch(requests).await?
+        };
+        Ok((0..updates.len())
+            .map(|i| match results.remove(&i.to_string()) {
+                None => Ok(()),
+                Some(r) => r.map(|_| ()),
+            })
+            .collect())
+    }
+
+    /// Many moves (or copies) into `to`, in `$batch`es of 20 POSTs; one
+    /// result per id, in order: the message as it is now (its immutable
+    /// id). A batch cut off by the connection is not sent again (a copy
+    /// would be doubled).
+    pub(crate) async fn move_many_impl(
+        &self,
+        ids: &[RemoteMessageId],
+        to: &RemoteFolderId,
+        verb: &'static str,
+    ) -> Result<Vec<Result<RemoteMessage, GraphError>>, GraphError> {
+        let requests = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                BatchRequest::with_body(
+                    i.to_string(),
+                    "POST",
+                    format!("{}/{verb}", message_path(id)),
+                    json!({ "destinationId": to.as_str() }),
+                )
+            })
+            .collect();
+        let mut results = self.batch(requests).await?;
+        Ok((0..ids.len())
+            .map(|i| match results.remove(&i.to_string()) {
+                Some(Ok(reply)) => decode_message(&reply.body_bytes()),
+                Some(Err(e)) => Err(e),
+                None => Err(GraphError::Malformed("no batch answer".into())),
+            })
+            .collect())
+    }
+
+    /// Many deletions (into Deleted Items, or for good with
+    /// `permanentDelete` when `permanently`) in `$batch`es of 20; one
+    /// result per id, in order.
+    pub(crate) async fn delete_many_impl(
+        &self,
+        ids: &[RemoteMessageId],
+        permanently: bool,
+    ) -> Result<Vec<Result<(), GraphError>>, GraphError> {
+        let requests = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                if permanently {
+                    BatchRequest::bare(
+                        i.to_string(),
+                        "POST",
+                        format!("{}/permanentDelete", message_path(id)),
+                    )
+                } else {
+                    BatchRequest::bare(i.to_string(), "DELETE", message_path(id))
+                }
+            })
+            .collect();
+        let mut results = self.batch(requests).await?;
+        Ok((0..ids.len())
+            .map(|i| match results.remove(&i.to_string()) {
+                Some(r) => r.map(|_| ()),
+                None => Err(GraphError::Malformed("no batch answer".into())),
+            })
+            .collect())
+    }
+
     pub(crate) async fn move_message_impl(
         &self,
         id: &RemoteMessageId,

@@ -7,8 +7,9 @@
 //! and shares no code with `crate::sim`.
 //!
 //! Layout:
-//! - [`backend`]: the `MailBackend` trait and its domain types (what the
-//!   layers above see; no HTTP or JSON).
+//! - `backend`: re-exports `crate::backend` (the `MailBackend` trait and
+//!   its domain types moved there); [`mailbox`] implements it and maps
+//!   `GraphError` to `BackendError`.
 //! - [`client`]: `GraphClient` (connection pool, headers, per-mailbox
 //!   concurrency, retries, counters) and the per-mailbox handle.
 //! - [`folders`], [`messages`], [`batch`], [`send`]: the operations.
@@ -17,23 +18,26 @@
 //! - [`trace`]: the optional, redacted record of every exchange.
 
 pub mod append;
-pub mod backend;
 pub mod batch;
 pub mod client;
 pub mod decode;
 pub mod error;
 pub mod folders;
-mod mailbox;
+pub mod mailbox;
 pub mod messages;
 pub mod send;
 pub mod trace;
 
 use serde::{Deserialize, Serialize};
 
-pub use backend::{
-    AppendOptions, DeltaChange, DeltaLink, DeltaSync, FlagStatus, FlagUpdate, FolderChange,
-    FolderSync, MailAddress, MailBackend, OutgoingAttachment, RemoteFolder, RemoteFolderId,
-    RemoteMessage, RemoteMessageId, WellKnownFolder,
+/// The trait and its domain types live in `crate::backend`; these
+/// re-exports keep `crate::graph::{MailBackend, RemoteFolder, ...}` paths
+/// working.
+pub use crate::backend;
+pub use crate::backend::{
+    Absent, AppendOptions, BackendError, DeltaChange, DeltaLink, DeltaSync, FlagStatus, FlagUpdate,
+    FolderChange, FolderSync, MailAddress, MailBackend, OutgoingAttachment, RemoteFolder,
+    RemoteFolderId, RemoteMessage, RemoteMessageId, WellKnownFolder,
 };
 pub use client::{GraphClient, GraphCounters, GraphMailbox};
 pub use error::{ApiError, GraphError, GraphErrorKind};

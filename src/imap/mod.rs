@@ -9,9 +9,6 @@
 //! - `commands`: one handler file per command (or tight family: SELECT
 //!   and EXAMINE, COPY and MOVE…), each naming its RFC section and its
 //!   cost in Graph calls.
-//! - [`content`]: the bytes served per message, fetched once from Graph
-//!   (batched) and kept on disk by content hash, so RFC822.SIZE and every
-//!   section describe the same bytes for the life of the message.
 //! - [`utf7`]: modified UTF-7 mailbox names.
 //!
 //!
@@ -20,7 +17,6 @@
 //! [`crate::mime::imap`].
 
 pub(crate) mod commands;
-pub mod content;
 pub mod server;
 pub mod session;
 pub(crate) mod stream;

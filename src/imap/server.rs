@@ -20,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::commands::Ctx;
 use super::commands::{
     append, capability, close, copy, create, delete, enable, expunge, fetch, id, idle, list, login,
     logout, namespace, noop, rename, search, select, starttls, status, store, subscribe,
@@ -49,7 +50,9 @@ impl Default for ImapConfig {
     fn default() -> Self {
         ImapConfig {
             plaintext_login_on_loopback: true,
-            max_literal: crate::graph::send::MAX_DIRECT_MIME as u32,
+            // APPEND takes what SMTP takes (smtp.max_message_size's default,
+            // Exchange Online's 35 MB; the gateway sets the configured one).
+            max_literal: 35 * 1024 * 1024,
             idle_poll: Duration::from_secs(30),
             max_connections: 1024,
             idle_timeout: Duration::from_secs(30 * 60),
@@ -511,10 +514,12 @@ async fn command_reply(
 ) -> Reply {
     let name = command.body.name().to_ascii_uppercase();
     crate::metrics::get().imap_command(&name);
-    if let Err(why) = session::allowed(&name, conn.state.phase()) {
+    if let Err(why) = session::allowed(&command.body, conn.state.phase()) {
         return Reply::bad(why);
     }
-    let reply = dispatch(server, conn, command, &name, sink).await;
+    let mut ctx = Ctx { server, conn, sink };
+    let reply = dispatch(&mut ctx, command).await;
+    let conn = ctx.conn;
     // Every command boundary tells a selected session what changed in its
     // folder — by this session, another, or Outlook — but EXPUNGE not
     // while answering FETCH, STORE or SEARCH (RFC 3501 §7.4.1).
@@ -529,96 +534,65 @@ async fn command_reply(
     }
 }
 
-/// The command's own answer.
-async fn dispatch(
-    server: &ImapServer,
-    conn: &mut Conn,
-    command: Command<'static>,
-    name: &str,
-    sink: &mut Sink<'_>,
-) -> Reply {
-    let shared = &server.shared;
+/// The command's own answer: one arm per command of imap-types'
+/// `CommandBody` (no catch-all), each calling its handler with the
+/// context and the command's arguments.
+async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command<'static>) -> Reply {
     match command.body {
         // Any state (RFC 3501 §6.1; ID, ENABLE).
-        CommandBody::Capability => capability::handle(server, conn),
-        CommandBody::Noop => noop::handle(&mut conn.state, "NOOP").await,
-        CommandBody::Logout => logout::handle(shared, &mut conn.state).await,
-        CommandBody::Id { .. } => id::handle(),
-        CommandBody::Enable { .. } => enable::handle(),
+        CommandBody::Capability => capability::handle(ctx).await,
+        CommandBody::Noop => noop::handle(ctx, "NOOP").await,
+        CommandBody::Logout => logout::handle(ctx).await,
+        CommandBody::Id { .. } => id::handle(ctx).await,
+        CommandBody::Enable { .. } => enable::handle(ctx).await,
         // Not authenticated (§6.2).
-        CommandBody::StartTLS => starttls::handle(server, conn),
-        CommandBody::Login { username, password } => {
-            login::handle(server, conn, &username, &password).await
-        }
+        CommandBody::StartTLS => starttls::handle(ctx).await,
+        CommandBody::Login { username, password } => login::handle(ctx, &username, &password).await,
         CommandBody::Authenticate { .. } => Reply::bad("AUTHENTICATE is handled separately"),
         // Authenticated (§6.3; NAMESPACE).
-        CommandBody::Select { mailbox, .. } => {
-            select::handle(shared, &mut conn.state, &mailbox, false).await
-        }
-        CommandBody::Examine { mailbox, .. } => {
-            select::handle(shared, &mut conn.state, &mailbox, true).await
-        }
-        CommandBody::Create { mailbox } => create::handle(&conn.state, &mailbox).await,
-        CommandBody::Delete { mailbox } => delete::handle(&conn.state, &mailbox).await,
-        CommandBody::Rename { from, to } => rename::handle(&conn.state, &from, &to).await,
-        CommandBody::Subscribe { mailbox } => subscribe::handle(&conn.state, &mailbox, true),
-        CommandBody::Unsubscribe { mailbox } => subscribe::handle(&conn.state, &mailbox, false),
+        CommandBody::Select { mailbox, .. } => select::handle(ctx, &mailbox, false).await,
+        CommandBody::Examine { mailbox, .. } => select::handle(ctx, &mailbox, true).await,
+        CommandBody::Create { mailbox } => create::handle(ctx, &mailbox).await,
+        CommandBody::Delete { mailbox } => delete::handle(ctx, &mailbox).await,
+        CommandBody::Rename { from, to } => rename::handle(ctx, &from, &to).await,
+        CommandBody::Subscribe { mailbox } => subscribe::handle(ctx, &mailbox, true).await,
+        CommandBody::Unsubscribe { mailbox } => subscribe::handle(ctx, &mailbox, false).await,
         CommandBody::List {
             reference,
             mailbox_wildcard,
-        } => list::handle(&conn.state, &reference, &mailbox_wildcard, false).await,
+        } => list::handle(ctx, &reference, &mailbox_wildcard, false).await,
         CommandBody::Lsub {
             reference,
             mailbox_wildcard,
-        } => list::handle(&conn.state, &reference, &mailbox_wildcard, true).await,
-        CommandBody::Namespace => namespace::handle(&conn.state),
+        } => list::handle(ctx, &reference, &mailbox_wildcard, true).await,
+        CommandBody::Namespace => namespace::handle(ctx).await,
         CommandBody::Status {
             mailbox,
             item_names,
-        } => status::handle(&conn.state, &mailbox, &item_names).await,
+        } => status::handle(ctx, &mailbox, &item_names).await,
         CommandBody::Append {
             mailbox,
             flags,
             date,
             message,
-        } => {
-            append::handle(
-                shared,
-                &conn.state,
-                &mailbox,
-                &flags,
-                date.as_ref(),
-                &message,
-            )
-            .await
-        }
+        } => append::handle(ctx, &mailbox, &flags, date.as_ref(), &message).await,
+        // IDLE is an exchange imap-next runs (see the connection loop).
+        CommandBody::Idle => Reply::bad("IDLE is handled separately"),
         // Selected (§6.4; UNSELECT, MOVE, UID EXPUNGE).
-        CommandBody::Check => noop::handle(&mut conn.state, "CHECK").await,
-        CommandBody::Close => close::handle(shared, &mut conn.state, true).await,
-        CommandBody::Unselect => close::handle(shared, &mut conn.state, false).await,
-        CommandBody::Expunge => expunge::handle(shared, &mut conn.state, None).await,
-        CommandBody::ExpungeUid { sequence_set } => {
-            expunge::handle(shared, &mut conn.state, Some(&sequence_set)).await
-        }
+        CommandBody::Check => noop::handle(ctx, "CHECK").await,
+        CommandBody::Close => close::handle(ctx, true).await,
+        CommandBody::Unselect => close::handle(ctx, false).await,
+        CommandBody::Expunge => expunge::handle(ctx, None).await,
+        CommandBody::ExpungeUid { sequence_set } => expunge::handle(ctx, Some(&sequence_set)).await,
         CommandBody::Search { criteria, uid, .. } => {
-            search::handle(shared, &mut conn.state, criteria.as_ref(), uid).await
+            search::handle(ctx, criteria.as_ref(), uid).await
         }
         CommandBody::Fetch {
             sequence_set,
             macro_or_item_names,
             uid,
             ..
-        } => {
-            fetch::handle(
-                shared,
-                &mut conn.state,
-                &sequence_set,
-                &macro_or_item_names,
-                uid,
-                sink,
-            )
-            .await
-        }
+        } => fetch::handle(ctx, &sequence_set, &macro_or_item_names, uid).await,
         CommandBody::Store {
             sequence_set,
             kind,
@@ -626,21 +600,27 @@ async fn dispatch(
             flags,
             uid,
             ..
-        } => {
-            let state = &mut conn.state;
-            store::handle(state, &sequence_set, &kind, &response, &flags, uid).await
-        }
+        } => store::handle(ctx, &sequence_set, &kind, &response, &flags, uid).await,
         CommandBody::Copy {
             sequence_set,
             mailbox,
             uid,
-        } => copy::handle(&mut conn.state, &sequence_set, &mailbox, uid, false).await,
+        } => copy::handle(ctx, &sequence_set, &mailbox, uid, false).await,
         CommandBody::Move {
             sequence_set,
             mailbox,
             uid,
-        } => copy::handle(&mut conn.state, &sequence_set, &mailbox, uid, true).await,
-        _ => Reply::bad(format!("{name} is not supported")),
+        } => copy::handle(ctx, &sequence_set, &mailbox, uid, true).await,
+        // Parsed but not offered; the command table refuses them first.
+        CommandBody::Sort { .. }
+        | CommandBody::Thread { .. }
+        | CommandBody::Compress { .. }
+        | CommandBody::GetQuota { .. }
+        | CommandBody::GetQuotaRoot { .. }
+        | CommandBody::SetQuota { .. } => Reply::bad(format!(
+            "{} is not supported (see CAPABILITY)",
+            command.body.name()
+        )),
     }
 }
 

@@ -18,6 +18,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use imap_next::imap_types::IntoStatic;
+use imap_next::imap_types::command::CommandBody;
 use imap_next::imap_types::core::{Tag, Vec1};
 use imap_next::imap_types::fetch::MessageDataItem;
 use imap_next::imap_types::flag::{Flag, FlagFetch, FlagPerm};
@@ -25,14 +26,10 @@ use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data, Status};
 use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
-use super::content::ContentCache;
-use crate::graph::MailBackend;
-use crate::mailbox::{
-    FolderGate, FolderRecord, InboxPlacement, MailboxModel, MailboxSet, MessageRecord,
-    SHARED_PREFIX, Uid,
-};
+use crate::mailbox::content::{self, ContentCache};
+use crate::mailbox::open::Account;
+use crate::mailbox::{FolderGate, FolderRecord, MailboxSet, MessageRecord, Uid};
 use crate::runtime::Accounts;
-use crate::store::{Account, Store};
 
 /// What a command produced, in the order it is sent: `first` (a FLAGS
 /// that introduces keywords, RFC 3501 §7.2.6: before any PERMANENTFLAGS
@@ -256,41 +253,86 @@ impl State {
     }
 }
 
-/// Which states a command is valid in (RFC 3501 §6).
-pub fn allowed(command: &str, state: Phase) -> Result<(), String> {
-    let any = ["CAPABILITY", "NOOP", "LOGOUT", "ID", "ENABLE"];
-    let not_auth = ["STARTTLS", "AUTHENTICATE", "LOGIN"];
-    let auth = [
-        "SELECT",
-        "EXAMINE",
-        "CREATE",
-        "DELETE",
-        "RENAME",
-        "SUBSCRIBE",
-        "UNSUBSCRIBE",
-        "LIST",
-        "LSUB",
-        "STATUS",
-        "APPEND",
-        "NAMESPACE",
-        "IDLE",
-    ];
-    let selected = [
-        "CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE",
-    ];
-    let ok = any.contains(&command)
-        || match state {
-            Phase::NotAuthenticated => not_auth.contains(&command),
-            Phase::Authenticated => auth.contains(&command),
-            Phase::Selected => auth.contains(&command) || selected.contains(&command),
-            Phase::Logout => false,
-        };
+/// The state a command needs (RFC 3501 §6 and the extensions offered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// Any state (§6.1; ID, ENABLE).
+    Any,
+    /// Not authenticated (§6.2).
+    NotAuthenticated,
+    /// Authenticated or selected (§6.3; NAMESPACE, IDLE).
+    Authenticated,
+    /// Selected (§6.4; UNSELECT, MOVE, UID EXPUNGE).
+    Selected,
+    /// Parsed by imap-types but not offered (not in CAPABILITY).
+    Unsupported,
+}
+
+/// The command table: which state each command of imap-types'
+/// `CommandBody` needs. Exhaustive: a command a new imap-types version
+/// adds does not compile until it is placed here.
+pub fn needs(body: &CommandBody<'_>) -> Needs {
+    match body {
+        CommandBody::Capability
+        | CommandBody::Noop
+        | CommandBody::Logout
+        | CommandBody::Id { .. }
+        | CommandBody::Enable { .. } => Needs::Any,
+        CommandBody::StartTLS | CommandBody::Authenticate { .. } | CommandBody::Login { .. } => {
+            Needs::NotAuthenticated
+        }
+        CommandBody::Select { .. }
+        | CommandBody::Examine { .. }
+        | CommandBody::Create { .. }
+        | CommandBody::Delete { .. }
+        | CommandBody::Rename { .. }
+        | CommandBody::Subscribe { .. }
+        | CommandBody::Unsubscribe { .. }
+        | CommandBody::List { .. }
+        | CommandBody::Lsub { .. }
+        | CommandBody::Status { .. }
+        | CommandBody::Append { .. }
+        | CommandBody::Namespace
+        | CommandBody::Idle => Needs::Authenticated,
+        CommandBody::Check
+        | CommandBody::Close
+        | CommandBody::Unselect
+        | CommandBody::Expunge
+        | CommandBody::ExpungeUid { .. }
+        | CommandBody::Search { .. }
+        | CommandBody::Fetch { .. }
+        | CommandBody::Store { .. }
+        | CommandBody::Copy { .. }
+        | CommandBody::Move { .. } => Needs::Selected,
+        CommandBody::Sort { .. }
+        | CommandBody::Thread { .. }
+        | CommandBody::Compress { .. }
+        | CommandBody::GetQuota { .. }
+        | CommandBody::GetQuotaRoot { .. }
+        | CommandBody::SetQuota { .. } => Needs::Unsupported,
+    }
+}
+
+/// Whether `body` is valid in `state` (RFC 3501 §6); the refusal in words.
+pub fn allowed(body: &CommandBody<'_>, state: Phase) -> Result<(), String> {
+    let command = body.name().to_ascii_uppercase();
+    let needs = needs(body);
+    let ok = match (needs, state) {
+        (Needs::Unsupported, _) => {
+            return Err(format!("{command} is not supported (see CAPABILITY)"));
+        }
+        (_, Phase::Logout) => false,
+        (Needs::Any, _) => true,
+        (Needs::NotAuthenticated, s) => s == Phase::NotAuthenticated,
+        (Needs::Authenticated, s) => s == Phase::Authenticated || s == Phase::Selected,
+        (Needs::Selected, s) => s == Phase::Selected,
+    };
     if ok {
         Ok(())
     } else {
         Err(match state {
             Phase::NotAuthenticated => format!("{command} needs you to log in first"),
-            Phase::Authenticated if selected.contains(&command) => {
+            Phase::Authenticated if needs == Needs::Selected => {
                 format!("{command} needs a selected folder: SELECT one first")
             }
             _ => format!("{command} is not valid now"),
@@ -300,7 +342,6 @@ pub fn allowed(command: &str, state: Phase) -> Result<(), String> {
 
 /// Everything sessions share.
 pub struct Shared {
-    pub store: Store,
     pub accounts: Arc<Accounts>,
     pub cache: ContentCache,
     /// EXPUNGE deletes for good instead of moving to Deleted Items.
@@ -376,65 +417,12 @@ pub fn in_set(set: &SequenceSet, value: u32, largest: u32) -> bool {
 }
 
 impl Shared {
-    /// Open the account behind a successful login.
+    /// Open the account behind a successful login: its mailbox and the
+    /// shared ones it reads, as the mailbox model offers them.
     pub fn open(&self, account: Account) -> Result<Authenticated, String> {
-        let runtime = self.accounts.get(account.id)?;
-        let backend: Arc<dyn MailBackend> = Arc::new(runtime.mailbox.clone());
-        // The per-account INBOX (`accounts set --imap-inbox`): a folder of
-        // the account's own mailbox, or of one of its shared mailboxes.
-        let inbox = account
-            .imap_inbox
-            .as_deref()
-            .map(|name| name.trim_end_matches('/'))
-            .filter(|name| !name.is_empty() && !name.eq_ignore_ascii_case("INBOX"));
-        let placement = |prefix: &str| -> InboxPlacement {
-            match inbox {
-                None => InboxPlacement::Own,
-                Some(name) => {
-                    let shared_target = account.shared_mailboxes.iter().find_map(|a| {
-                        let p = format!("{SHARED_PREFIX}{a}/");
-                        name.get(..p.len())
-                            .filter(|head| head.eq_ignore_ascii_case(&p))
-                            .map(|_| p)
-                    });
-                    match shared_target {
-                        Some(p) if p.eq_ignore_ascii_case(prefix) => {
-                            InboxPlacement::Folder(name[p.len()..].to_string())
-                        }
-                        Some(_) => InboxPlacement::Elsewhere,
-                        None if prefix.is_empty() => InboxPlacement::Folder(name.to_string()),
-                        None => InboxPlacement::Own,
-                    }
-                }
-            }
-        };
-        let own = MailboxModel::new(
-            self.store.clone(),
-            account.id,
-            account.mailbox.clone(),
-            backend,
-        )
-        .with_inbox(placement(""))
-        .with_folder_freshness(self.folder_freshness);
-        let shared = account
-            .shared_mailboxes
-            .iter()
-            .map(|address| {
-                let backend: Arc<dyn MailBackend> = Arc::new(self.accounts.graph().mailbox(
-                    crate::graph::Mailbox::User(address.clone()),
-                    runtime.tokens.clone(),
-                ));
-                let prefix = format!("{SHARED_PREFIX}{address}/");
-                MailboxModel::new(self.store.clone(), account.id, address.clone(), backend)
-                    .with_inbox(placement(&prefix))
-                    .with_prefix(prefix)
-                    .with_folder_freshness(self.folder_freshness)
-            })
-            .collect();
-        Ok(Authenticated {
-            account,
-            model: MailboxSet::new(own, shared),
-        })
+        let model =
+            crate::mailbox::open::open_account(&self.accounts, &account, self.folder_freshness)?;
+        Ok(Authenticated { account, model })
     }
 }
 
@@ -574,7 +562,7 @@ pub fn report(
         .uids
         .iter()
         .enumerate()
-        .filter(|(_, u)| super::content::find(&records, **u).is_none())
+        .filter(|(_, u)| content::find(&records, **u).is_none())
         .map(|(i, _)| i as u32 + 1)
         .collect();
     if !expunges {
@@ -622,7 +610,7 @@ pub fn report(
         ));
     }
     for (i, uid) in view.uids.iter().enumerate() {
-        let Some(r) = super::content::find(&records, *uid) else {
+        let Some(r) = content::find(&records, *uid) else {
             continue;
         };
         let now = (r.flags, r.keywords.clone());
@@ -687,7 +675,7 @@ pub fn resolve(
                 in_set(set, *i as u32 + 1, largest_seq)
             }
         })
-        .filter_map(|(i, u)| super::content::find(records, *u).map(|r| (i as u32 + 1, r.clone())))
+        .filter_map(|(i, u)| content::find(records, *u).map(|r| (i as u32 + 1, r.clone())))
         .collect()
 }
 

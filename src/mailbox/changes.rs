@@ -18,8 +18,8 @@ use chrono::{DateTime, Utc};
 use super::events::{self, FolderGate};
 use super::flags::{self, Flags};
 use super::{MailboxModel, MailboxSet, ModelError};
-use crate::graph::{AppendOptions, FlagStatus, FlagUpdate, GraphError, RemoteFolderId};
-use crate::graph::{RemoteMessage, RemoteMessageId};
+use crate::backend::{AppendOptions, BackendError, FlagStatus, FlagUpdate, RemoteFolderId};
+use crate::backend::{RemoteMessage, RemoteMessageId};
 use crate::store::folders::{FolderRecord, MessageRecord, NewMessage, Uid};
 
 /// How a STORE combines its flags with a message's (RFC 3501 §6.4.6).
@@ -117,8 +117,8 @@ impl<T> Default for Outcome<T> {
     }
 }
 
-fn not_found(e: &GraphError) -> bool {
-    e.status() == Some(404)
+fn not_found(e: &BackendError) -> bool {
+    e.is_not_found()
 }
 
 fn find(records: &[MessageRecord], uid: Uid) -> Option<&MessageRecord> {
@@ -162,26 +162,48 @@ impl MailboxModel {
         let mut out = Outcome::default();
         let mut gone = Vec::new();
         let mut changed = false;
-        for uid in uids {
+        // Every message's new flags from its latest stored ones; what
+        // Graph must change goes in one batched request (`$batch` of 20).
+        let planned: Vec<(&MessageRecord, Flags, Flags)> = uids
+            .iter()
             // Expunged meanwhile by another session: nothing to change.
-            let Some(r) = find(&records, *uid) else {
-                continue;
-            };
-            let old = Flags::from_store(r.flags, &r.keywords);
-            let new = change.apply(&old);
-            let update = graph_update(&old, &new);
-            if update != FlagUpdate::default() {
-                let id = RemoteMessageId::new(r.remote_id.clone());
-                match self.backend.update_flags(&id, &update).await {
-                    Ok(()) => {}
-                    Err(e) if not_found(&e) => {
-                        gone.push(r.remote_id.clone());
-                        continue;
-                    }
-                    Err(e) => {
+            .filter_map(|uid| find(&records, *uid))
+            .map(|r| {
+                let old = Flags::from_store(r.flags, &r.keywords);
+                let new = change.apply(&old);
+                (r, old, new)
+            })
+            .collect();
+        let updates: Vec<(RemoteMessageId, FlagUpdate)> = planned
+            .iter()
+            .map(|(r, old, new)| {
+                (
+                    RemoteMessageId::new(r.remote_id.clone()),
+                    graph_update(old, new),
+                )
+            })
+            .collect();
+        let results = match self.backend.update_flags_many(&updates).await {
+            Ok(results) => results,
+            Err(e) => {
+                out.failure = Some(e.into());
+                return Ok(out);
+            }
+        };
+        // One item's failure (another client expunged it, or Graph refused
+        // it) does not stop the others.
+        for ((r, old, new), result) in planned.into_iter().zip(results) {
+            match result {
+                Ok(()) => {}
+                Err(e) if not_found(&e) => {
+                    gone.push(r.remote_id.clone());
+                    continue;
+                }
+                Err(e) => {
+                    if out.failure.is_none() {
                         out.failure = Some(e.into());
-                        break;
                     }
+                    continue;
                 }
             }
             let (bits, keywords) = new.to_store();
@@ -274,29 +296,38 @@ impl MailboxModel {
         let mut created: Vec<(MessageRecord, RemoteMessage)> = Vec::new();
         let mut moved = Vec::new();
         let mut gone = Vec::new();
-        for uid in uids {
-            let Some(r) = find(&records, *uid) else {
-                continue;
-            };
-            let id = RemoteMessageId::new(r.remote_id.clone());
-            let result = if moving {
-                self.backend.move_message(&id, &target).await
-            } else {
-                self.backend.copy_message(&id, &target).await
-            };
-            match result {
-                Ok(copy) => {
-                    created.push((r.clone(), copy));
-                    if moving {
-                        moved.push(r.remote_id.clone());
+        let sources: Vec<&MessageRecord> = uids.iter().filter_map(|u| find(&records, *u)).collect();
+        let ids: Vec<RemoteMessageId> = sources
+            .iter()
+            .map(|r| RemoteMessageId::new(r.remote_id.clone()))
+            .collect();
+        // One batched request (`$batch` of 20) for the whole set; one
+        // item's failure does not stop the others.
+        let results = if moving {
+            self.backend.move_messages(&ids, &target).await
+        } else {
+            self.backend.copy_messages(&ids, &target).await
+        };
+        match results {
+            Ok(results) => {
+                for (r, result) in sources.into_iter().zip(results) {
+                    match result {
+                        Ok(copy) => {
+                            created.push((r.clone(), copy));
+                            if moving {
+                                moved.push(r.remote_id.clone());
+                            }
+                        }
+                        Err(e) if not_found(&e) => gone.push(r.remote_id.clone()),
+                        Err(e) => {
+                            if out.failure.is_none() {
+                                out.failure = Some(e.into());
+                            }
+                        }
                     }
                 }
-                Err(e) if not_found(&e) => gone.push(r.remote_id.clone()),
-                Err(e) => {
-                    out.failure = Some(e.into());
-                    break;
-                }
             }
+            Err(e) => out.failure = Some(e.into()),
         }
         gone.extend(moved);
         let removed = self.forget(from, &gone)?;
@@ -338,13 +369,24 @@ impl MailboxModel {
         moving: bool,
     ) -> Result<(), ModelError> {
         let verb = if moving { "MOVE" } else { "COPY" };
-        for (source, copy) in created {
-            let wanted = Flags::from_store(source.flags, &source.keywords);
-            let update = graph_update(&Flags::merged(&wanted, copy), &wanted);
-            if update != FlagUpdate::default()
-                && let Err(e) = self.backend.update_flags(&copy.id, &update).await
-            {
-                tracing::warn!(folder = %to.name, "{verb}: the copy's flags could not be set in Graph: {e}");
+        let updates: Vec<(RemoteMessageId, FlagUpdate)> = created
+            .iter()
+            .map(|(source, copy)| {
+                let wanted = Flags::from_store(source.flags, &source.keywords);
+                (
+                    copy.id.clone(),
+                    graph_update(&Flags::merged(&wanted, copy), &wanted),
+                )
+            })
+            .filter(|(_, update)| *update != FlagUpdate::default())
+            .collect();
+        if !updates.is_empty() {
+            let failed = match self.backend.update_flags_many(&updates).await {
+                Ok(results) => results.into_iter().find_map(Result::err),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = failed {
+                tracing::warn!(folder = %to.name, "{verb}: the copies' flags could not all be set in Graph: {e}");
             }
         }
         let target = self.gate(to);
@@ -390,27 +432,33 @@ impl MailboxModel {
         let records = self.store.messages(folder.id)?;
         let mut out = Outcome::default();
         let mut gone = Vec::new();
-        for uid in doomed {
-            let Some(r) = find(&records, *uid) else {
-                continue;
-            };
-            if only_deleted && r.flags & flags::DELETED == 0 {
-                continue;
-            }
-            let id = RemoteMessageId::new(r.remote_id.clone());
-            let result = if permanently {
-                self.backend.permanent_delete(&id).await
-            } else {
-                self.backend.delete_message(&id).await
-            };
-            match result {
-                Ok(()) => gone.push(r.remote_id.clone()),
-                Err(e) if not_found(&e) => gone.push(r.remote_id.clone()),
-                Err(e) => {
-                    out.failure = Some(e.into());
-                    break;
+        let targets: Vec<&MessageRecord> = doomed
+            .iter()
+            .filter_map(|uid| find(&records, *uid))
+            .filter(|r| !only_deleted || r.flags & flags::DELETED != 0)
+            .collect();
+        let ids: Vec<RemoteMessageId> = targets
+            .iter()
+            .map(|r| RemoteMessageId::new(r.remote_id.clone()))
+            .collect();
+        // One batched request (`$batch` of 20) for the set; a message
+        // already gone counts as deleted, another refusal is reported
+        // after the others are done.
+        match self.backend.delete_messages(&ids, permanently).await {
+            Ok(results) => {
+                for (r, result) in targets.into_iter().zip(results) {
+                    match result {
+                        Ok(()) => gone.push(r.remote_id.clone()),
+                        Err(e) if not_found(&e) => gone.push(r.remote_id.clone()),
+                        Err(e) => {
+                            if out.failure.is_none() {
+                                out.failure = Some(e.into());
+                            }
+                        }
+                    }
                 }
             }
+            Err(e) => out.failure = Some(e.into()),
         }
         // What Graph deleted before a failure is forgotten too.
         out.done = self.forget(folder, &gone)?;

@@ -17,7 +17,7 @@
 //! last ([`GRAPH_DRAFT`] remembers that); a STORE changes it in the index
 //! only, never in Graph.
 
-use crate::graph::{FlagStatus, RemoteMessage};
+use crate::backend::{FlagStatus, RemoteMessage};
 
 pub const SEEN: u32 = 1;
 pub const ANSWERED: u32 = 1 << 1;
@@ -178,7 +178,7 @@ mod tests {
         let local = Flags::from_store(FLAGGED | ANSWERED | DELETED, "kw");
         let partial = RemoteMessage {
             is_read: true,
-            absent: crate::graph::backend::Absent {
+            absent: crate::backend::Absent {
                 flag: true,
                 categories: true,
                 last_verb: true,

@@ -24,8 +24,8 @@ use super::{
     InboxPlacement, MailboxModel, MailboxSet, ModelError, canonical_name, imap_names, place_inbox,
     special_use,
 };
-use crate::graph::{
-    DeltaLink, FolderChange, GraphError, RemoteFolder, RemoteFolderId, WellKnownFolder,
+use crate::backend::{
+    BackendError, DeltaLink, FolderChange, RemoteFolder, RemoteFolderId, WellKnownFolder,
 };
 use crate::store::FolderRecord;
 use crate::store::folder_tree::TreeChange;
@@ -109,7 +109,7 @@ impl MailboxModel {
         let (sync, full) = match &link {
             Some(link) => match self.backend.sync_folders(Some(link)).await {
                 Ok(sync) => (sync, false),
-                Err(GraphError::DeltaReset) => {
+                Err(BackendError::SyncReset) => {
                     tracing::info!(mailbox = %self.mailbox, "folder delta link expired; full folder sync");
                     (self.backend.sync_folders(None).await?, true)
                 }
@@ -328,5 +328,73 @@ impl MailboxSet {
             }
         }
         Ok(())
+    }
+}
+
+/// The folder verbs (IMAP CREATE, RENAME, DELETE): each asks the backend,
+/// then records what it confirmed in the stored folder tree at once (a
+/// failure to record is logged: the next folder sync brings it).
+impl MailboxModel {
+    /// Create `leaf` under `parent` (or at the top of this mailbox); the
+    /// new folder's id, for creating below it.
+    pub async fn create_folder(
+        &self,
+        parent: Option<&FolderHandle>,
+        leaf: &str,
+    ) -> Result<FolderHandle, ModelError> {
+        let parent_id = parent.map(|p| RemoteFolderId::new(p.0.clone()));
+        let folder = self.backend.create_folder(parent_id.as_ref(), leaf).await?;
+        let change = FolderChange::Upsert {
+            id: folder.id.clone(),
+            display_name: Some(leaf.to_string()),
+            parent_id: folder.parent_id.clone().or(parent_id),
+            hidden: Some(false),
+        };
+        if let Err(e) = self.apply_folder_changes(&[change]).await {
+            tracing::warn!("CREATE: folder created but not recorded: {e}");
+        }
+        Ok(FolderHandle(folder.id.0))
+    }
+
+    /// Rename `folder` to `leaf` within its parent.
+    pub async fn rename_folder(&self, folder: &FolderRecord, leaf: &str) -> Result<(), ModelError> {
+        let id = RemoteFolderId::new(folder.remote_id.clone());
+        let renamed = self.backend.rename_folder(&id, leaf).await?;
+        let change = FolderChange::Upsert {
+            id,
+            display_name: Some(leaf.to_string()),
+            parent_id: renamed.parent_id,
+            hidden: None,
+        };
+        if let Err(e) = self.apply_folder_changes(&[change]).await {
+            tracing::warn!("RENAME: folder renamed but not recorded: {e}");
+        }
+        Ok(())
+    }
+
+    /// Delete `folder` (and its subfolders with it).
+    pub async fn delete_folder(&self, folder: &FolderRecord) -> Result<(), ModelError> {
+        let id = RemoteFolderId::new(folder.remote_id.clone());
+        self.backend.delete_folder(&id).await?;
+        if let Err(e) = self
+            .apply_folder_changes(&[FolderChange::Removed(id)])
+            .await
+        {
+            tracing::warn!("DELETE: folder deleted but not recorded: {e}");
+        }
+        Ok(())
+    }
+}
+
+/// A folder of the remote mailbox, by its remote id: what a caller holds
+/// between two [`MailboxModel::create_folder`] calls (it never names the
+/// folder otherwise).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderHandle(String);
+
+impl FolderHandle {
+    /// The remote id of a folder the index knows.
+    pub fn of(folder: &FolderRecord) -> FolderHandle {
+        FolderHandle(folder.remote_id.clone())
     }
 }

@@ -7,7 +7,12 @@
 //! graphgate kept subscriptions, and a folder made in Outlook should show
 //! in a client that lists only subscribed folders. (Dovecot starts with
 //! nothing subscribed and leaves it to clients; graphgate's users had
-//! every folder in LSUB, so nothing disappears for them.)
+//! every folder in LSUB, so nothing disappears for them.) The exception
+//! is a folder made through IMAP CREATE (and the superiors CREATE makes
+//! with it): it starts unsubscribed, as on Dovecot, since CREATE does not
+//! subscribe (RFC 3501 §6.3.3; clients that want it SUBSCRIBE next) — a
+//! choice made before the CREATE is kept. RENAME carries an explicit
+//! choice to the new name.
 //!
 //! `\Recent`: each folder keeps the lowest UID no session has been told
 //! about. SELECT claims the messages from it up atomically (the first
@@ -31,6 +36,24 @@ impl MailboxSet {
         Ok(own
             .store
             .set_subscribed(own.account, &canonical_name(name), subscribed)?)
+    }
+
+    /// A folder `name` was just made by CREATE: unsubscribed, unless the
+    /// account chose before (see the module's notes).
+    pub fn created(&self, name: &str) -> Result<(), ModelError> {
+        let name = canonical_name(name);
+        if self.subscriptions()?.contains_key(name.as_ref()) {
+            return Ok(());
+        }
+        self.subscribe(&name, false)
+    }
+
+    /// Folder `old` was renamed `new`: `new` takes `old`'s explicit choice.
+    pub fn renamed(&self, old: &str, new: &str) -> Result<(), ModelError> {
+        match self.subscriptions()?.get(canonical_name(old).as_ref()) {
+            Some(on) => self.subscribe(new, *on),
+            None => Ok(()),
+        }
     }
 
     /// The account's explicit subscription choices by name.

@@ -9,9 +9,9 @@
 //!   New messages of one sync get UIDs in arrival order (received time).
 //! - UIDVALIDITY is fixed per folder row for its lifetime and persisted;
 //!   a rename keeps it (same remote id), a replaced folder gets a new one.
-//! - A delta reset (410 / `syncStateNotFound`) is answered by a full
-//!   listing diffed against the index: known messages keep their UIDs, only
-//!   really new ones are numbered, vanished ones are expunged.
+//! - A delta reset (`BackendError::SyncReset`: Graph's 410 / `syncStateNotFound`) is
+//!   answered by a full listing diffed against the index: known messages keep
+//!   their UIDs, only really new ones are numbered, vanished ones are expunged.
 //! - `\Deleted` is local (IMAP's two-step delete), and so is `\Draft`
 //!   (from `isDraft` when first seen or when Graph changes it: see
 //!   [`flags`]); every other flag mirrors Graph: `\Seen` = `isRead`,
@@ -19,19 +19,25 @@
 //!   `$Forwarded` = `PR_LAST_VERB_EXECUTED`, keywords = categories.
 //!
 //! Remote ids never leave this layer upwards, UIDs never go downwards.
+//!
+//! [`content`] keeps the bytes served per message, fetched once from Graph
+//! (batched) and kept on disk by content hash, so RFC822.SIZE and every
+//! section describe the same bytes for the life of the message.
 
 pub mod appended;
 pub mod changes;
+pub mod content;
 pub mod events;
 pub mod flags;
 pub mod folders;
 mod local;
+pub mod open;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::graph::{
-    DeltaChange, DeltaLink, GraphError, MailBackend, RemoteFolder, RemoteFolderId, RemoteMessage,
+use crate::backend::{
+    BackendError, DeltaChange, DeltaLink, MailBackend, RemoteFolder, RemoteFolderId, RemoteMessage,
     WellKnownFolder,
 };
 use crate::store::folders::NewMessage;
@@ -46,7 +52,7 @@ pub use flags::Flags;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error(transparent)]
-    Graph(#[from] GraphError),
+    Backend(#[from] BackendError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("no folder {0:?}")]
@@ -54,12 +60,9 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    /// What to do about it, when there is something to do.
-    pub fn remedy(&self) -> &'static str {
-        match self {
-            ModelError::Graph(e) => e.remedy(),
-            _ => "",
-        }
+    /// Whether the remote mailbox no longer has the item.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ModelError::Backend(e) if e.is_not_found())
     }
 }
 
@@ -300,7 +303,7 @@ impl MailboxModel {
         let mut changes = FolderChanges::default();
         let (result, full) = match self.backend.sync_messages(&remote_id, link.as_ref()).await {
             Ok(r) => (r, link.is_none()),
-            Err(GraphError::DeltaReset) => {
+            Err(BackendError::SyncReset) => {
                 changes.reset = true;
                 tracing::info!(folder = %record.name, "delta token expired; listing the folder again");
                 (self.backend.sync_messages(&remote_id, None).await?, true)
@@ -330,7 +333,7 @@ impl MailboxModel {
             if m.absent.incomplete() && !known.contains_key(m.id.as_str()) {
                 match self.backend.get_message(&m.id).await {
                     Ok(whole) => completed.push(whole),
-                    Err(e) if e.status() == Some(404) => {}
+                    Err(e) if e.is_not_found() => {}
                     Err(e) => return Err(e.into()),
                 }
             }

@@ -10,8 +10,8 @@ use super::{Spool, crash_point, evidence};
 use crate::account::AccountRuntime;
 use crate::graph::send::MAX_DIRECT_MIME;
 use crate::graph::{
-    GraphError, GraphErrorKind, GraphMailbox, MailBackend, Mailbox, OutgoingAttachment,
-    RemoteMessageId, WellKnownFolder,
+    GraphError, GraphErrorKind, GraphMailbox, Mailbox, OutgoingAttachment, RemoteMessageId,
+    WellKnownFolder,
 };
 use crate::mime::split::{SplitError, attachment_reader, plan_split_file};
 use crate::mime::submission::{header_block_len, header_facts};
@@ -451,7 +451,7 @@ impl Spool {
                     .await
                     .map_err(|e| GraphError::Invalid(format!("cannot read the spool file: {e}")))?;
                 mailbox
-                    .add_attachment(
+                    .add_attachment_impl(
                         &draft,
                         OutgoingAttachment {
                             name: part.name.clone(),

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::{Outcome, Spool};
-use crate::graph::{AppendOptions, MailBackend, WellKnownFolder};
+use crate::graph::{AppendOptions, WellKnownFolder};
 use crate::store::{DeliveryMethod, SpoolEntry, SpoolId, SpoolState, SpoolUpdate};
 
 /// The DSN for `entry`, refused with `outcome`; `headers` is the original

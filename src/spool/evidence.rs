@@ -28,7 +28,7 @@
 //!
 //! The header is visible to recipients (README, SECURITY.md).
 
-use crate::graph::{GraphError, GraphMailbox, MailBackend, RemoteFolderId, RemoteMessage};
+use crate::graph::{GraphError, GraphMailbox, RemoteFolderId, RemoteMessage};
 
 /// The header every submission carries.
 pub const SUBMISSION_HEADER: &str = "X-Graphgate-Submission";

@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use graphgate::auth::{AccessToken, AuthError, TokenSource};
 use graphgate::graph::{
     AppendOptions, DeltaChange, FlagStatus, FlagUpdate, GraphClient, GraphConfig, GraphError,
-    MailBackend, Mailbox, RemoteMessageId, RetryPolicy, WellKnownFolder,
+    GraphMailbox, MailBackend, Mailbox, RemoteMessageId, RetryPolicy, WellKnownFolder,
 };
 use graphgate::secret::Secret;
 use graphgate::sim::caller::Caller;
@@ -93,7 +93,7 @@ impl Sim {
         .unwrap()
     }
 
-    fn alice(&self, client: &GraphClient) -> Arc<dyn MailBackend> {
+    fn alice(&self, client: &GraphClient) -> Arc<GraphMailbox> {
         let user = self.state.tenant().user("alice@example.com").unwrap();
         let tokens = Arc::new(SimTokens {
             state: self.state.clone(),

@@ -7,6 +7,7 @@
 //! announces it (`* n EXISTS`). Costs one message creation (see the
 //! backend's append route) and one delta query on the folder.
 
+use super::Ctx;
 use std::num::NonZeroU32;
 
 use imap_next::imap_types::IntoStatic;
@@ -17,17 +18,17 @@ use imap_next::imap_types::flag::Flag;
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::Code;
 
-use crate::imap::session::{Reply, Shared, State, local_name};
+use crate::imap::session::{Reply, local_name};
 use crate::mailbox::{Flags, flags};
 
 pub(crate) async fn handle(
-    shared: &Shared,
-    state: &State,
+    ctx: &mut Ctx<'_, '_>,
     mailbox: &Mailbox<'_>,
     list: &[Flag<'_>],
     date: Option<&DateTime>,
     message: &LiteralOrLiteral8<'_>,
 ) -> Reply {
+    let state = &ctx.conn.state;
     let Some(auth) = state.account() else {
         return Reply::bad("not logged in");
     };
@@ -50,14 +51,12 @@ pub(crate) async fn handle(
             // The UID serves the APPENDed bytes, not Exchange's rendering
             // (mailbox/appended.rs, docs/append.md).
             if let Some(uid) = uid
-                && let Err(e) = crate::mailbox::appended::keep(
-                    &shared.store,
-                    shared.cache.dir(),
-                    folder.id,
-                    uid,
-                    bytes,
-                )
-                .await
+                && let Err(e) = ctx
+                    .server
+                    .shared
+                    .cache
+                    .keep_appended(folder.id, uid, bytes)
+                    .await
             {
                 tracing::warn!(
                     uid = uid.0,
@@ -77,7 +76,7 @@ pub(crate) async fn handle(
             }
             reply
         }
-        Err(e) => Reply::no(format!("Graph refused the message: {e}. {}", e.remedy())),
+        Err(e) => Reply::no(format!("Graph refused the message: {e}")),
     }
 }
 

@@ -4,15 +4,17 @@
 //! plaintext login is not allowed (RFC 3501 §6.2.1); and APPENDLIMIT
 //! (RFC 7889), the largest message APPEND takes. No Graph call.
 
+use super::Ctx;
 use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::auth::AuthMechanism;
 use imap_next::imap_types::core::Vec1;
 use imap_next::imap_types::response::{Capability, Data};
 
-use crate::imap::server::{Conn, ImapServer};
 use crate::imap::session::Reply;
 
-pub(crate) fn handle(server: &ImapServer, conn: &Conn) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>) -> Reply {
+    let server = ctx.server;
+    let conn = &*ctx.conn;
     Reply::ok("CAPABILITY completed").with_data(vec![Data::Capability(capabilities(
         conn.tls_active,
         server.tls.is_some(),

@@ -4,11 +4,14 @@
 //! only), and the deletions of [`leave`] for an account that keeps no
 //! fetched mail.
 
+use super::Ctx;
 use super::expunge::expunge;
 use crate::imap::session::{Reply, Shared, State, leave};
 
 /// CLOSE when `close`, else UNSELECT.
-pub(crate) async fn handle(shared: &Shared, state: &mut State, close: bool) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, close: bool) -> Reply {
+    let shared: &Shared = &ctx.server.shared;
+    let state = &mut ctx.conn.state;
     let name = if close { "CLOSE" } else { "UNSELECT" };
     let State::Selected(auth, mut view) = std::mem::replace(state, State::Logout) else {
         return Reply::bad("no folder selected");

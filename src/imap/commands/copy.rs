@@ -9,6 +9,7 @@
 //! move per message, then one delta query on the target folder (none for
 //! a MOVE into the folder itself).
 
+use super::Ctx;
 use std::num::NonZeroU32;
 
 use imap_next::imap_types::core::Vec1;
@@ -17,17 +18,18 @@ use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::Code;
 use imap_next::imap_types::sequence::SequenceSet;
 
-use crate::imap::session::{Reply, State, check_set, local_name, resolve, untagged_ok};
+use crate::imap::session::{Reply, check_set, local_name, resolve, untagged_ok};
 use crate::mailbox::Uid;
 
 /// COPY, or MOVE when `moving`; by UID when `uid`.
 pub(crate) async fn handle(
-    state: &mut State,
+    ctx: &mut Ctx<'_, '_>,
     sequence_set: &SequenceSet,
     mailbox: &Mailbox<'_>,
     uid: bool,
     moving: bool,
 ) -> Reply {
+    let state = &mut ctx.conn.state;
     let name = if moving { "MOVE" } else { "COPY" };
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
@@ -64,10 +66,9 @@ pub(crate) async fn handle(
     let mut reply = match &outcome.failure {
         None => Reply::ok(done.clone()),
         Some(e) => Reply::no(format!(
-            "Graph refused the {name} after {} of {} messages: {e}. {}",
+            "Graph refused the {name} after {} of {} messages: {e}",
             outcome.done.len(),
-            uids.len(),
-            e.remedy()
+            uids.len()
         )),
     };
     // UIDPLUS (RFC 4315): which UIDs the copies got, when all are known.

@@ -11,11 +11,12 @@
 //! a level longer than [`MAX_LEVEL_CHARS`], or more than [`MAX_LEVELS`]
 //! levels (Exchange's own limits, see there).
 
+use super::Ctx;
 use imap_next::imap_types::mailbox::Mailbox;
 
-use crate::graph::FolderChange;
-use crate::imap::session::{Authenticated, Reply, State, local_name};
+use crate::imap::session::{Authenticated, Reply, local_name};
 use crate::mailbox::SHARED_PREFIX;
+use crate::mailbox::folders::FolderHandle;
 
 /// Longest folder name level, in characters. Microsoft documents no
 /// maximum for a mailFolder's `displayName` (Graph's mailFolder resource
@@ -68,7 +69,8 @@ pub(crate) fn refuse_new_name(auth: &Authenticated, name: &str) -> Option<String
     None
 }
 
-pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, mailbox: &Mailbox<'_>) -> Reply {
+    let state = &ctx.conn.state;
     let Some(auth) = state.account() else {
         return Reply::bad("not logged in");
     };
@@ -114,25 +116,17 @@ pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
         Some(f) => auth.model.model_of(f),
         None => model,
     };
-    let backend = target.backend().clone();
-    let mut parent_id = parent
-        .as_ref()
-        .map(|f| crate::graph::RemoteFolderId::new(f.remote_id.clone()));
+    let mut parent_id = parent.as_ref().map(FolderHandle::of);
     let mut created = Vec::new();
     for (k, leaf) in levels.iter().enumerate().skip(first_missing) {
-        match backend.create_folder(parent_id.as_ref(), leaf).await {
+        match target.create_folder(parent_id.as_ref(), leaf).await {
             Ok(folder) => {
                 created.push(levels[..=k].join("/"));
-                let change = FolderChange::Upsert {
-                    id: folder.id.clone(),
-                    display_name: Some(leaf.to_string()),
-                    parent_id: folder.parent_id.clone().or_else(|| parent_id.clone()),
-                    hidden: Some(false),
-                };
-                if let Err(e) = target.apply_folder_changes(&[change]).await {
-                    tracing::warn!("CREATE: folder created but not recorded: {e}");
+                let name = format!("{}{}", model.prefix(), levels[..=k].join("/"));
+                if let Err(e) = auth.model.created(&name) {
+                    tracing::warn!("CREATE: the subscription of {name:?} could not be kept: {e}");
                 }
-                parent_id = Some(folder.id);
+                parent_id = Some(folder);
             }
             Err(e) => {
                 let so_far = if created.is_empty() {
@@ -141,7 +135,7 @@ pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
                     format!(" (created before the refusal: {})", created.join(", "))
                 };
                 return Reply::no(format!(
-                    "Graph refused to create {:?}: {e}{so_far}",
+                    "the mail server refused to create {:?}: {e}{so_far}",
                     format!("{}{}", model.prefix(), levels[..=k].join("/"))
                 ));
             }

@@ -3,12 +3,13 @@
 //! folder (and its subfolders with it) leaves the stored folder tree when
 //! Graph confirms.
 
+use super::Ctx;
 use imap_next::imap_types::mailbox::Mailbox;
 
-use crate::graph::{FolderChange, RemoteFolderId};
-use crate::imap::session::{Reply, State, local_name};
+use crate::imap::session::{Reply, local_name};
 
-pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, mailbox: &Mailbox<'_>) -> Reply {
+    let state = &ctx.conn.state;
     let Some(auth) = state.account() else {
         return Reply::bad("not logged in");
     };
@@ -19,24 +20,8 @@ pub(crate) async fn handle(state: &State, mailbox: &Mailbox<'_>) -> Reply {
     if folder.name == "INBOX" || folder.special_use.is_some() {
         return Reply::no(format!("{wanted} is a special folder Exchange keeps"));
     }
-    match auth
-        .model
-        .backend_for(&folder)
-        .delete_folder(&RemoteFolderId::new(folder.remote_id.clone()))
-        .await
-    {
-        Ok(()) => {
-            let change = FolderChange::Removed(RemoteFolderId::new(folder.remote_id.clone()));
-            if let Err(e) = auth
-                .model
-                .model_of(&folder)
-                .apply_folder_changes(&[change])
-                .await
-            {
-                tracing::warn!("DELETE: folder deleted but not recorded: {e}");
-            }
-            Reply::ok("DELETE completed")
-        }
-        Err(e) => Reply::no(format!("Graph refused to delete {wanted:?}: {e}")),
+    match auth.model.model_of(&folder).delete_folder(&folder).await {
+        Ok(()) => Reply::ok("DELETE completed"),
+        Err(e) => Reply::no(format!("the mail server refused to delete {wanted:?}: {e}")),
     }
 }

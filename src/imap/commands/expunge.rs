@@ -5,17 +5,16 @@
 //! command boundary's report says `* n EXPUNGE` for each. Costs one
 //! deletion per message. CLOSE expunges the same way.
 
+use super::Ctx;
 use imap_next::imap_types::sequence::SequenceSet;
 
-use crate::imap::session::{Authenticated, Reply, Shared, State, View, in_set};
+use crate::imap::session::{Authenticated, Reply, Shared, View, in_set};
 use crate::mailbox::{ModelError, Outcome, Uid, flags};
 
 /// EXPUNGE, or UID EXPUNGE when `only` is given.
-pub(crate) async fn handle(
-    shared: &Shared,
-    state: &mut State,
-    only: Option<&SequenceSet>,
-) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, only: Option<&SequenceSet>) -> Reply {
+    let shared: &Shared = &ctx.server.shared;
+    let state = &mut ctx.conn.state;
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
     };
@@ -31,9 +30,8 @@ pub(crate) async fn handle(
         Ok(out) => match out.failure {
             None => Reply::ok(done),
             Some(e) => Reply::no(format!(
-                "Graph refused to delete a message after {} were deleted: {e}. {}",
-                out.done.len(),
-                e.remedy()
+                "Graph refused to delete a message after {} were deleted: {e}",
+                out.done.len()
             )),
         },
         Err(e) => Reply::no(format!("cannot expunge: {e}")),

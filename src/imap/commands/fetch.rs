@@ -4,13 +4,14 @@
 //! MIME core ([`crate::mime::imap`]) and kept in the store
 //! ([`crate::imap::structures`]); every `BODY[section]<partial>` from the
 //! bytes the content cache serves for the message
-//! ([`crate::imap::content`]), with the part tree read once per message and
+//! ([`crate::mailbox::content`]), with the part tree read once per message and
 //! only when an item needs it. A non-PEEK body fetch sets `\Seen`. The
 //! answer is encoded here, in one buffer. Costs nothing for metadata-only
 //! items or kept structures; for the others, the messages not cached yet
 //! are fetched in `$batch` groups (20 per request), and one flag update per
 //! message newly `\Seen`.
 
+use super::Ctx;
 use std::io::Write as _;
 
 use bytes::Bytes;
@@ -24,25 +25,26 @@ use imap_next::imap_types::fetch::{
 use imap_next::imap_types::response::{Data, Response};
 use imap_next::imap_types::sequence::SequenceSet;
 
-use crate::imap::content;
 use crate::imap::session::{
-    Authenticated, Refusal, Reply, Shared, State, View, check_set, folder_flags, permanent_flags,
-    resolve, untagged_ok,
+    Authenticated, Refusal, Reply, Shared, View, check_set, folder_flags, permanent_flags, resolve,
+    untagged_ok,
 };
 use crate::imap::stream::Sink;
 use crate::imap::structures;
 use crate::mailbox::MessageRecord;
+use crate::mailbox::content;
 use crate::mailbox::flags;
 use crate::mime::imap as mime;
 
 pub(crate) async fn handle(
-    shared: &Shared,
-    state: &mut State,
+    ctx: &mut Ctx<'_, '_>,
     set: &SequenceSet,
     names: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
-    sink: &mut Sink<'_>,
 ) -> Reply {
+    let shared: &Shared = &ctx.server.shared;
+    let state = &mut ctx.conn.state;
+    let sink = &mut *ctx.sink;
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
     };
@@ -205,7 +207,7 @@ async fn fetch(
     // Structures kept by earlier FETCHes (by UID), when an item needs one.
     let stored = if with_structure {
         shared
-            .store
+            .cache
             .folder_structures(view.folder.id)
             .map_err(|e| Refusal::no(e.to_string()))?
     } else {
@@ -461,15 +463,7 @@ async fn fetch(
             out.shrink_to(EMIT_AT * 4);
         }
     }
-    if !computed.is_empty() {
-        // Off the answer's path; a FETCH meanwhile computes them again.
-        let store = shared.store.clone();
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.cache_set_structures(&computed) {
-                tracing::warn!("message cache: cannot keep computed structures: {e}");
-            }
-        });
-    }
+    shared.cache.keep_structures(computed);
     if !mark_seen.is_empty() {
         // Written back through the model; a refusal is logged there and
         // the flags stay as Graph has them (the client hears so at its

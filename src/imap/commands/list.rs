@@ -8,22 +8,24 @@
 //! (`imap.idle_poll_s`), one folder delta request brings it up to date
 //! first (see `mailbox::folders`).
 
+use super::Ctx;
 use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::core::{Atom, QuotedChar};
 use imap_next::imap_types::flag::FlagNameAttribute;
 use imap_next::imap_types::mailbox::{ListMailbox, Mailbox};
 use imap_next::imap_types::response::Data;
 
-use crate::imap::session::{Authenticated, Refusal, Reply, State, local_name, wire_name};
+use crate::imap::session::{Authenticated, Refusal, Reply, local_name, wire_name};
 use crate::imap::utf7;
 
 /// LIST, or LSUB when `subscribed_only`.
 pub(crate) async fn handle(
-    state: &State,
+    ctx: &mut Ctx<'_, '_>,
     reference: &Mailbox<'_>,
     mailbox_wildcard: &ListMailbox<'_>,
     subscribed_only: bool,
 ) -> Reply {
+    let state = &ctx.conn.state;
     let name = if subscribed_only { "LSUB" } else { "LIST" };
     let Some(auth) = state.account() else {
         return Reply::bad("not logged in");
@@ -117,6 +119,9 @@ fn list(
         }]);
     }
     let full = format!("{reference}{pattern}");
+    if subscribed_only {
+        return lsub(auth, &folders, &full);
+    }
     let mut out = Vec::new();
     // Parents that are not folders themselves (`Shared`, `Shared/bob@…`)
     // are listed as \Noselect so that clients can walk the hierarchy.
@@ -144,84 +149,117 @@ fn list(
             ];
             let delimiter = Some(QuotedChar::try_from('/').expect("/"));
             let mailbox = mailbox.into_static();
-            out.push(if subscribed_only {
-                Data::Lsub {
-                    items,
-                    delimiter,
-                    mailbox,
-                }
-            } else {
-                Data::List {
-                    items,
-                    delimiter,
-                    mailbox,
-                }
+            out.push(Data::List {
+                items,
+                delimiter,
+                mailbox,
             });
         }
     }
-    // LSUB: folders not unsubscribed, and subscribed names that are no
-    // folder (RFC 3501 §6.3.9: listed, as \Noselect).
-    let subscriptions = if subscribed_only {
-        auth.model
-            .subscriptions()
-            .map_err(|e| Refusal::no(e.to_string()))?
-    } else {
-        Default::default()
-    };
-    if subscribed_only {
-        let mut orphans: Vec<&String> = subscriptions
-            .iter()
-            .filter(|(name, on)| **on && !folders.iter().any(|f| &f.name == *name))
-            .map(|(name, _)| name)
-            .filter(|name| list_match(&full, name))
-            .collect();
-        orphans.sort();
-        for name in orphans {
-            if let Ok(mailbox) = Mailbox::try_from(utf7::encode(name)) {
-                out.push(Data::Lsub {
-                    items: vec![FlagNameAttribute::Noselect],
-                    delimiter: Some(QuotedChar::try_from('/').expect("/")),
-                    mailbox: mailbox.into_static(),
-                });
-            }
-        }
-    }
-    let listed = |f: &&crate::mailbox::FolderRecord| {
-        !subscribed_only || subscriptions.get(&f.name).copied().unwrap_or(true)
-    };
-    for f in folders.iter().filter(listed) {
+    for f in &folders {
         if !list_match(&full, &f.name) {
             continue;
         }
-        let mut items = Vec::new();
-        let has_children = folders
-            .iter()
-            .any(|c| c.parent_remote_id.as_deref() == Some(f.remote_id.as_str()));
-        items.push(if has_children {
-            FlagNameAttribute::from(Atom::try_from("HasChildren").expect("atom"))
-        } else {
-            FlagNameAttribute::from(Atom::try_from("HasNoChildren").expect("atom"))
-        });
-        if let Some(special) = &f.special_use
-            && let Ok(atom) = Atom::try_from(special.trim_start_matches('\\'))
-        {
-            items.push(FlagNameAttribute::from(atom.into_static()));
-        }
+        let items = attributes(&folders, f);
         let delimiter = Some(QuotedChar::try_from('/').expect("/"));
         let mailbox = wire_name(f);
-        out.push(if subscribed_only {
-            Data::Lsub {
-                items,
-                delimiter,
-                mailbox,
-            }
-        } else {
-            Data::List {
-                items,
-                delimiter,
-                mailbox,
-            }
+        out.push(Data::List {
+            items,
+            delimiter,
+            mailbox,
         });
+    }
+    Ok(out)
+}
+
+/// A folder's LIST attributes: `\HasChildren` / `\HasNoChildren` and its
+/// special use (RFC 6154).
+fn attributes(
+    folders: &[crate::mailbox::FolderRecord],
+    f: &crate::mailbox::FolderRecord,
+) -> Vec<FlagNameAttribute<'static>> {
+    let mut items = Vec::new();
+    let has_children = folders
+        .iter()
+        .any(|c| c.parent_remote_id.as_deref() == Some(f.remote_id.as_str()));
+    items.push(if has_children {
+        FlagNameAttribute::from(Atom::try_from("HasChildren").expect("atom"))
+    } else {
+        FlagNameAttribute::from(Atom::try_from("HasNoChildren").expect("atom"))
+    });
+    if let Some(special) = &f.special_use
+        && let Ok(atom) = Atom::try_from(special.trim_start_matches('\\'))
+    {
+        items.push(FlagNameAttribute::from(atom.into_static()));
+    }
+    items
+}
+
+/// LSUB (RFC 3501 §6.3.9): the subscribed names matching `full` — a
+/// folder with its attributes, a name that is no folder as `\Noselect` —
+/// and, when the pattern ends in `%`, an unsubscribed parent of a
+/// subscribed name the `%` stops above as `\Noselect` ("if foo/bar is
+/// subscribed but foo is not, a % wildcard … must return foo, not
+/// foo/bar, with the \Noselect attribute"). Subscribed: what the account
+/// subscribed, and every folder it never (un)subscribed, except a folder
+/// made with CREATE, which starts unsubscribed (see `mailbox::local`).
+fn lsub(
+    auth: &Authenticated,
+    folders: &[crate::mailbox::FolderRecord],
+    full: &str,
+) -> Result<Vec<Data<'static>>, Refusal> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let choices = auth
+        .model
+        .subscriptions()
+        .map_err(|e| Refusal::no(e.to_string()))?;
+    let by_name: BTreeMap<&str, &crate::mailbox::FolderRecord> =
+        folders.iter().map(|f| (f.name.as_str(), f)).collect();
+    let subscribed: BTreeSet<&str> = choices
+        .iter()
+        .filter(|(_, on)| **on)
+        .map(|(name, _)| name.as_str())
+        .chain(
+            folders
+                .iter()
+                .filter(|f| !choices.contains_key(&f.name))
+                .map(|f| f.name.as_str()),
+        )
+        .collect();
+    let mut out = Vec::new();
+    let mut push = |name: &str, items: Vec<FlagNameAttribute<'static>>| {
+        let mailbox = match by_name.get(name) {
+            Some(f) => wire_name(f),
+            None => match Mailbox::try_from(utf7::encode(name)) {
+                Ok(m) => m.into_static(),
+                Err(_) => return,
+            },
+        };
+        out.push(Data::Lsub {
+            items,
+            delimiter: Some(QuotedChar::try_from('/').expect("/")),
+            mailbox,
+        });
+    };
+    let mut parents = BTreeSet::new();
+    for name in &subscribed {
+        if list_match(full, name) {
+            match by_name.get(name) {
+                Some(f) => push(name, attributes(folders, f)),
+                None => push(name, vec![FlagNameAttribute::Noselect]),
+            }
+        } else if full.ends_with('%') {
+            let mut parent = *name;
+            while let Some((head, _)) = parent.rsplit_once('/') {
+                parent = head;
+                if !subscribed.contains(parent) && list_match(full, parent) {
+                    parents.insert(parent);
+                }
+            }
+        }
+    }
+    for parent in parents {
+        push(parent, vec![FlagNameAttribute::Noselect]);
     }
     Ok(out)
 }

@@ -7,6 +7,7 @@
 //! framing and stays in [`crate::imap::server`]; this file decides whether
 //! it may start and finishes it.
 
+use super::Ctx;
 use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::auth::AuthMechanism;
 use imap_next::imap_types::core::{AString, Tag};
@@ -22,11 +23,12 @@ use crate::secret::Secret;
 
 /// LOGIN.
 pub(crate) async fn handle(
-    server: &ImapServer,
-    conn: &mut Conn,
+    ctx: &mut Ctx<'_, '_>,
     username: &AString<'_>,
     password: &ImapSecret<AString<'_>>,
 ) -> Reply {
+    let server = ctx.server;
+    let conn = &mut *ctx.conn;
     if !conn.login_allowed(server) {
         return Reply::no(
             "Plaintext login is disabled here: use STARTTLS or the implicit-TLS port",
@@ -109,17 +111,15 @@ async fn login_account(
 ) -> Result<(), String> {
     // RFC 5530 response codes: AUTHENTICATIONFAILED for wrong
     // credentials, UNAVAILABLE for a temporary refusal.
-    let account = match server
-        .config
-        .login_guard
-        .check(
-            &server.shared.store,
-            "imap",
-            conn.peer.ip(),
-            login,
-            password,
-        )
-        .await
+    let account = match crate::mailbox::open::check_login(
+        &server.shared.accounts,
+        &server.config.login_guard,
+        "imap",
+        conn.peer.ip(),
+        login,
+        password,
+    )
+    .await
     {
         Checked::Account(account) => *account,
         Checked::Wrong => {

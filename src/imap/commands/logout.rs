@@ -2,12 +2,15 @@
 //! closes once that is written. Leaving a selected folder may delete what
 //! the session fetched (see [`leave`]); otherwise no Graph call.
 
+use super::Ctx;
 use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::response::Status;
 
 use crate::imap::session::{Reply, Shared, State, leave};
 
-pub(crate) async fn handle(shared: &Shared, state: &mut State) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>) -> Reply {
+    let shared: &Shared = &ctx.server.shared;
+    let state = &mut ctx.conn.state;
     if let Some((auth, view)) = state.selected() {
         leave(shared, auth, view).await;
     }

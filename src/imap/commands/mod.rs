@@ -1,6 +1,8 @@
 //! One file per IMAP command (or tight family of commands), each with a
-//! `handle` that the dispatch in [`super::server`] calls once the command
-//! table ([`super::session::allowed`]) has let the command through. Each
+//! `handle(ctx: &mut Ctx, <the command's arguments>) -> Reply` that the
+//! dispatch in [`super::server`] calls once the command table
+//! ([`super::session::needs`], exhaustive over imap-types' `CommandBody`)
+//! has let the command through. Each
 //! file says which RFC section it implements and what it costs in Graph
 //! calls.
 
@@ -27,3 +29,15 @@ pub(crate) mod starttls;
 pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod subscribe;
+
+use super::server::{Conn, ImapServer};
+use super::stream::Sink;
+
+/// What every handler gets: the listener (its configuration and what
+/// sessions share), this connection (its state), and the sink that
+/// streams long answers (FETCH) as they are computed.
+pub(crate) struct Ctx<'a, 'b> {
+    pub server: &'a ImapServer,
+    pub conn: &'a mut Conn,
+    pub sink: &'a mut Sink<'b>,
+}

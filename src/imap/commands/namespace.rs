@@ -2,14 +2,16 @@
 //! and, when the account reads shared mailboxes, a shared one under
 //! `Shared/`. No Graph call.
 
+use super::Ctx;
 use imap_next::imap_types::IntoStatic;
 use imap_next::imap_types::core::{IString, QuotedChar};
 use imap_next::imap_types::extensions::namespace::Namespace;
 use imap_next::imap_types::response::Data;
 
-use crate::imap::session::{Reply, State};
+use crate::imap::session::Reply;
 
-pub(crate) fn handle(state: &State) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>) -> Reply {
+    let state = &ctx.conn.state;
     let personal = vec![Namespace {
         prefix: IString::try_from("").expect("istring").into_static(),
         delimiter: QuotedChar::try_from('/').ok(),

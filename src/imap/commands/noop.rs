@@ -5,10 +5,12 @@
 //! selected folder (more pages only when much changed); nothing without a
 //! selected folder.
 
-use crate::imap::session::{Reply, State};
+use super::Ctx;
+use crate::imap::session::Reply;
 
 /// `verb` is `NOOP` or `CHECK`: both do the same here.
-pub(crate) async fn handle(state: &mut State, verb: &str) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, verb: &str) -> Reply {
+    let state = &mut ctx.conn.state;
     if let Some((auth, view)) = state.selected()
         && let Err(e) = auth.model.sync(view.folder.id).await
     {

@@ -3,12 +3,13 @@
 //! stored folder tree takes the new name when Graph confirms it. The new
 //! name follows CREATE's rules (`Shared/` reserved, Exchange's limits).
 
+use super::Ctx;
 use imap_next::imap_types::mailbox::Mailbox;
 
-use crate::graph::{FolderChange, RemoteFolderId};
-use crate::imap::session::{Reply, State, local_name};
+use crate::imap::session::{Reply, local_name};
 
-pub(crate) async fn handle(state: &State, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, from: &Mailbox<'_>, to: &Mailbox<'_>) -> Reply {
+    let state = &ctx.conn.state;
     let Some(auth) = state.account() else {
         return Reply::bad("not logged in");
     };
@@ -29,27 +30,16 @@ pub(crate) async fn handle(state: &State, from: &Mailbox<'_>, to: &Mailbox<'_>) 
     }
     match auth
         .model
-        .backend_for(&folder)
-        .rename_folder(&RemoteFolderId::new(folder.remote_id.clone()), leaf)
+        .model_of(&folder)
+        .rename_folder(&folder, leaf)
         .await
     {
-        Ok(renamed) => {
-            let change = FolderChange::Upsert {
-                id: RemoteFolderId::new(folder.remote_id.clone()),
-                display_name: Some(leaf.to_string()),
-                parent_id: renamed.parent_id,
-                hidden: None,
-            };
-            if let Err(e) = auth
-                .model
-                .model_of(&folder)
-                .apply_folder_changes(&[change])
-                .await
-            {
-                tracing::warn!("RENAME: folder renamed but not recorded: {e}");
+        Ok(()) => {
+            if let Err(e) = auth.model.renamed(&old, &new) {
+                tracing::warn!("RENAME: the subscription of {new:?} could not be kept: {e}");
             }
             Reply::ok("RENAME completed")
         }
-        Err(e) => Reply::no(format!("Graph refused to rename {old:?}: {e}")),
+        Err(e) => Reply::no(format!("the mail server refused to rename {old:?}: {e}")),
     }
 }

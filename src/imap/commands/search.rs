@@ -5,23 +5,21 @@
 //! in `$batch` groups (20 per request) the first time and serves from disk
 //! afterwards.
 
+use super::Ctx;
 use chrono::{TimeZone, Utc};
 use imap_next::imap_types::fetch::Section;
 use imap_next::imap_types::response::Data;
 use imap_next::imap_types::search::SearchKey;
 
-use crate::imap::content;
-use crate::imap::session::{Authenticated, Refusal, Reply, Shared, State, View, in_set, nz};
+use crate::imap::session::{Authenticated, Refusal, Reply, Shared, View, in_set, nz};
 use crate::mailbox::MessageRecord;
+use crate::mailbox::content;
 use crate::mailbox::flags;
 use crate::mime::imap as mime;
 
-pub(crate) async fn handle(
-    shared: &Shared,
-    state: &mut State,
-    criteria: &[SearchKey<'_>],
-    uid: bool,
-) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, criteria: &[SearchKey<'_>], uid: bool) -> Reply {
+    let shared: &Shared = &ctx.server.shared;
+    let state = &mut ctx.conn.state;
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
     };

@@ -7,6 +7,7 @@
 //! delta query on the folder (a folder listing first when the name is not
 //! known yet); flags and UIDs come from the local index.
 
+use super::Ctx;
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::{Code, Data};
 
@@ -17,12 +18,9 @@ use crate::imap::session::{
 use crate::mailbox::flags;
 
 /// SELECT, or EXAMINE when `read_only`.
-pub(crate) async fn handle(
-    shared: &Shared,
-    state: &mut State,
-    mailbox: &Mailbox<'_>,
-    read_only: bool,
-) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, mailbox: &Mailbox<'_>, read_only: bool) -> Reply {
+    let shared: &Shared = &ctx.server.shared;
+    let state = &mut ctx.conn.state;
     let name = if read_only { "EXAMINE" } else { "SELECT" };
     let folder = local_name(mailbox);
     let auth = match std::mem::replace(state, State::Logout) {

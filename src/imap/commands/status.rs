@@ -3,18 +3,20 @@
 //! UIDVALIDITY and UNSEEN of a folder, after bringing it up to date. Costs
 //! one delta query on that folder; the counts come from the local index.
 
+use super::Ctx;
 use imap_next::imap_types::mailbox::Mailbox;
 use imap_next::imap_types::response::Data;
 use imap_next::imap_types::status::{StatusDataItem, StatusDataItemName};
 
-use crate::imap::session::{Authenticated, Refusal, Reply, State, local_name, nz, wire_name};
+use crate::imap::session::{Authenticated, Refusal, Reply, local_name, nz, wire_name};
 use crate::mailbox::flags;
 
 pub(crate) async fn handle(
-    state: &State,
+    ctx: &mut Ctx<'_, '_>,
     mailbox: &Mailbox<'_>,
     item_names: &[StatusDataItemName],
 ) -> Reply {
+    let state = &ctx.conn.state;
     let Some(auth) = state.account() else {
         return Reply::bad("not logged in");
     };

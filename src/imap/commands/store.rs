@@ -10,6 +10,7 @@
 //! Costs one flag update per message whose Graph-side flags change, none
 //! for `\Deleted` alone.
 
+use super::Ctx;
 use imap_next::imap_types::core::Vec1;
 use imap_next::imap_types::fetch::MessageDataItem;
 use imap_next::imap_types::flag::{Flag, StoreResponse, StoreType};
@@ -17,18 +18,19 @@ use imap_next::imap_types::response::Data;
 use imap_next::imap_types::sequence::SequenceSet;
 
 use crate::imap::session::{
-    Reply, State, check_set, flag_list, folder_flags, nz, permanent_flags, resolve, untagged_ok,
+    Reply, check_set, flag_list, folder_flags, nz, permanent_flags, resolve, untagged_ok,
 };
 use crate::mailbox::{FlagChange, FlagOp, flags};
 
 pub(crate) async fn handle(
-    state: &mut State,
+    ctx: &mut Ctx<'_, '_>,
     set: &SequenceSet,
     kind: &StoreType,
     response: &StoreResponse,
     new_flags: &[Flag<'_>],
     uid: bool,
 ) -> Reply {
+    let state = &mut ctx.conn.state;
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
     };
@@ -107,10 +109,9 @@ pub(crate) async fn handle(
             reply
         }
         Some(e) => Reply::no(format!(
-            "Graph refused the flag change after {} of {} messages: {e}. {}",
+            "Graph refused the flag change after {} of {} messages: {e}",
             outcome.done.len(),
-            uids.len(),
-            e.remedy()
+            uids.len()
         ))
         .with_data(data),
     }

@@ -4,12 +4,14 @@
 //! them. A folder never (un)subscribed counts as subscribed (see
 //! `mailbox::local`). No Graph call.
 
+use super::Ctx;
 use imap_next::imap_types::mailbox::Mailbox;
 
-use crate::imap::session::{Reply, State, local_name};
+use crate::imap::session::{Reply, local_name};
 
 /// SUBSCRIBE when `subscribe`, else UNSUBSCRIBE.
-pub(crate) fn handle(state: &State, mailbox: &Mailbox<'_>, subscribe: bool) -> Reply {
+pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, mailbox: &Mailbox<'_>, subscribe: bool) -> Reply {
+    let state = &ctx.conn.state;
     let verb = if subscribe {
         "SUBSCRIBE"
     } else {

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use crate::graph::{MailBackend, RemoteMessageId};
+use crate::backend::{MailBackend, RemoteMessageId};
 use crate::store::Store;
 use crate::store::folders::{FolderId, MessageRecord, Uid};
 
@@ -49,6 +49,29 @@ pub struct ContentCache {
 }
 
 impl ContentCache {
+    /// The BODYSTRUCTUREs kept for a folder's messages by earlier FETCHes,
+    /// by UID.
+    pub fn folder_structures(
+        &self,
+        folder: FolderId,
+    ) -> Result<Vec<(Uid, Vec<u8>)>, crate::store::StoreError> {
+        self.store.folder_structures(folder)
+    }
+
+    /// Keep structures computed by a FETCH (by content hash), off the
+    /// answer's path; a FETCH meanwhile computes them again.
+    pub fn keep_structures(&self, computed: Vec<(String, Vec<u8>)>) {
+        if computed.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.cache_set_structures(&computed) {
+                tracing::warn!("message cache: cannot keep computed structures: {e}");
+            }
+        });
+    }
+
     pub fn new(dir: impl Into<PathBuf>, store: Store) -> ContentCache {
         ContentCache {
             dir: dir.into(),
@@ -107,6 +130,17 @@ impl ContentCache {
         &self.dir
     }
 
+    /// Keep the APPENDed `bytes` as the content of `uid` in `folder` for
+    /// the UID's whole life (see [`crate::mailbox::appended`]).
+    pub async fn keep_appended(
+        &self,
+        folder: FolderId,
+        uid: Uid,
+        bytes: bytes::Bytes,
+    ) -> Result<String, String> {
+        crate::mailbox::appended::keep(&self.store, &self.dir, folder, uid, bytes).await
+    }
+
     fn path(&self, hash: &str) -> PathBuf {
         content_path(&self.dir, hash)
     }
@@ -156,7 +190,7 @@ impl ContentCache {
     async fn write_group(
         &self,
         bodies: Vec<(MessageRecord, Bytes)>,
-    ) -> Result<Vec<(MessageRecord, String, u64)>, crate::graph::GraphError> {
+    ) -> Result<Vec<(MessageRecord, String, u64)>, crate::backend::BackendError> {
         let dir = self.dir.clone();
         let written = tokio::task::spawn_blocking(move || {
             let mut dirs = std::collections::HashSet::new();
@@ -176,8 +210,10 @@ impl ContentCache {
         .await;
         match written {
             Ok(Ok(written)) => Ok(written),
-            Ok(Err(e)) => Err(crate::graph::GraphError::Invalid(e.to_string())),
-            Err(e) => Err(crate::graph::GraphError::Invalid(format!(
+            Ok(Err(e)) => Err(crate::backend::BackendError::transient(format!(
+                "cannot write the message cache: {e}; check the data directory's free space and permissions"
+            ))),
+            Err(e) => Err(crate::backend::BackendError::transient(format!(
                 "message cache writer failed: {e}"
             ))),
         }
@@ -191,7 +227,7 @@ impl ContentCache {
         backend: &dyn MailBackend,
         folder: FolderId,
         records: Vec<MessageRecord>,
-    ) -> Result<Vec<MessageRecord>, crate::graph::GraphError> {
+    ) -> Result<Vec<MessageRecord>, crate::backend::BackendError> {
         let mut missing = Vec::new();
         let mut ready = Vec::with_capacity(records.len());
         // Which are on disk, looked up in one blocking task (one per
@@ -262,7 +298,7 @@ impl ContentCache {
                                 // The backend refuses empty bodies; this
                                 // keeps any other way from caching one.
                                 Ok(bytes) if bytes.is_empty() => {
-                                    failed = failed.or(Some(crate::graph::GraphError::Transport(
+                                    failed = failed.or(Some(crate::backend::BackendError::transient(
                                         format!(
                                             "Graph delivered no bytes for UID {}; not cached, \
                                              fetched again on the next FETCH",
@@ -271,7 +307,7 @@ impl ContentCache {
                                     )));
                                 }
                                 Ok(bytes) => bodies.push((record.clone(), bytes)),
-                                Err(e) if e.status() == Some(404) => {
+                                Err(e) if e.is_not_found() => {
                                     tracing::debug!(uid = record.uid.0, "message gone before its fetch");
                                 }
                                 Err(e) => failed = failed.or(Some(e)),
@@ -333,8 +369,8 @@ async fn fetch_group<'a>(
 ) -> (
     &'a [MessageRecord],
     Result<
-        Vec<(RemoteMessageId, Result<Bytes, crate::graph::GraphError>)>,
-        crate::graph::GraphError,
+        Vec<(RemoteMessageId, Result<Bytes, crate::backend::BackendError>)>,
+        crate::backend::BackendError,
     >,
 ) {
     let ids: Vec<RemoteMessageId> = group

@@ -1,8 +1,12 @@
 //! `MailBackend`: the one interface between graphgate and a remote mailbox,
-//! in domain types only (no HTTP, no Graph JSON). The production
-//! implementation is [`super::GraphMailbox`] (Microsoft Graph v1.0 mail API,
-//! "Use the Outlook mail REST API"); tests and the IMAP/SMTP layers hold it as
-//! `Arc<dyn MailBackend>`, in the spirit of Gluon's `Connector`.
+//! in domain types only (no HTTP, no Graph JSON) and with its own error,
+//! [`BackendError`], so the mailbox model and IMAP decide on what went
+//! wrong (not found, throttled, try again, refused, sign in again), never
+//! on HTTP statuses. The production implementation is
+//! [`crate::graph::GraphMailbox`] (Microsoft Graph v1.0 mail API, "Use the
+//! Outlook mail REST API"), which maps `GraphError` to `BackendError` in one
+//! place (`crate::graph::mailbox`); tests and the IMAP/SMTP layers hold it
+//! as `Arc<dyn MailBackend>`, in the spirit of Gluon's `Connector`.
 
 use std::fmt;
 
@@ -11,7 +15,18 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use tokio::io::AsyncRead;
 
-use super::GraphError;
+mod error;
+
+/// The largest message Graph takes in one request body (larger APPENDs
+/// split their attachments off into upload sessions, graph/append.rs): a
+/// request is at most 4 MB
+/// ("Send mail from another user" / "Create message in MIME format":
+/// 4 MB per request, base64-encoded, so 3 MB of MIME; graph-facts.md).
+/// `crate::graph::send::MAX_DIRECT_MIME` is the same bound (asserted
+/// equal there, in `crate::graph::mailbox`).
+pub const MAX_APPEND_BYTES: usize = 3 * 1024 * 1024;
+
+pub use error::BackendError;
 
 macro_rules! remote_id {
     ($(#[$doc:meta])* $name:ident) => {
@@ -256,90 +271,148 @@ impl fmt::Debug for OutgoingAttachment {
 #[async_trait]
 pub trait MailBackend: Send + Sync {
     /// Every folder (top level and all descendants), well-known ones marked.
-    async fn list_folders(&self) -> Result<Vec<RemoteFolder>, GraphError>;
+    async fn list_folders(&self) -> Result<Vec<RemoteFolder>, BackendError>;
     /// One round of the folder hierarchy delta (Graph "mailFolder:
     /// delta"): every folder of the mailbox, nested ones too, when `since`
     /// is `None`; the changes since then otherwise. Whatever the folder
     /// count, it costs one request per page, not one per folder.
-    /// [`GraphError::DeltaReset`] means: call again with `None`.
-    async fn sync_folders(&self, since: Option<&DeltaLink>) -> Result<FolderSync, GraphError>;
+    /// [`BackendError::SyncReset`] means: call again with `None`.
+    async fn sync_folders(&self, since: Option<&DeltaLink>) -> Result<FolderSync, BackendError>;
     /// The ids of the well-known folders the mailbox has (a name it lacks,
     /// e.g. `archive`, is left out).
     async fn well_known_folders(
         &self,
-    ) -> Result<Vec<(RemoteFolderId, WellKnownFolder)>, GraphError>;
+    ) -> Result<Vec<(RemoteFolderId, WellKnownFolder)>, BackendError>;
     /// Create a folder at the top level or under `parent`.
     async fn create_folder(
         &self,
         parent: Option<&RemoteFolderId>,
         name: &str,
-    ) -> Result<RemoteFolder, GraphError>;
+    ) -> Result<RemoteFolder, BackendError>;
     async fn rename_folder(
         &self,
         folder: &RemoteFolderId,
         name: &str,
-    ) -> Result<RemoteFolder, GraphError>;
-    async fn delete_folder(&self, folder: &RemoteFolderId) -> Result<(), GraphError>;
+    ) -> Result<RemoteFolder, BackendError>;
+    async fn delete_folder(&self, folder: &RemoteFolderId) -> Result<(), BackendError>;
 
     /// All messages of a folder, newest first, page by page.
     async fn list_messages(
         &self,
         folder: &RemoteFolderId,
-    ) -> Result<Vec<RemoteMessage>, GraphError>;
+    ) -> Result<Vec<RemoteMessage>, BackendError>;
     /// Changes since `since` (or everything when `None`).
-    /// [`GraphError::DeltaReset`] means: call again with `None`.
+    /// [`BackendError::SyncReset`] means: call again with `None`.
     async fn sync_messages(
         &self,
         folder: &RemoteFolderId,
         since: Option<&DeltaLink>,
-    ) -> Result<DeltaSync, GraphError>;
+    ) -> Result<DeltaSync, BackendError>;
     /// One message's metadata, including size and answered/forwarded.
-    async fn get_message(&self, id: &RemoteMessageId) -> Result<RemoteMessage, GraphError>;
+    async fn get_message(&self, id: &RemoteMessageId) -> Result<RemoteMessage, BackendError>;
     /// The raw RFC 5322 message, as Exchange generates it.
-    async fn fetch_mime(&self, id: &RemoteMessageId) -> Result<Bytes, GraphError>;
+    async fn fetch_mime(&self, id: &RemoteMessageId) -> Result<Bytes, BackendError>;
     /// Many raw messages, batched; one result per id, in the order given.
     async fn fetch_mimes(
         &self,
         ids: &[RemoteMessageId],
-    ) -> Result<Vec<(RemoteMessageId, Result<Bytes, GraphError>)>, GraphError>;
+    ) -> Result<Vec<(RemoteMessageId, Result<Bytes, BackendError>)>, BackendError>;
     /// Exchange storage sizes, batched; one result per id, in order.
     async fn message_sizes(
         &self,
         ids: &[RemoteMessageId],
-    ) -> Result<Vec<(RemoteMessageId, Result<u64, GraphError>)>, GraphError>;
+    ) -> Result<Vec<(RemoteMessageId, Result<u64, BackendError>)>, BackendError>;
 
     async fn update_flags(
         &self,
         id: &RemoteMessageId,
         update: &FlagUpdate,
-    ) -> Result<(), GraphError>;
+    ) -> Result<(), BackendError>;
     /// Move; the returned message carries the (immutable) id.
     async fn move_message(
         &self,
         id: &RemoteMessageId,
         to: &RemoteFolderId,
-    ) -> Result<RemoteMessage, GraphError>;
+    ) -> Result<RemoteMessage, BackendError>;
     async fn copy_message(
         &self,
         id: &RemoteMessageId,
         to: &RemoteFolderId,
-    ) -> Result<RemoteMessage, GraphError>;
+    ) -> Result<RemoteMessage, BackendError>;
+    /// Flag changes of many messages (Graph: `$batch`, 20 per request);
+    /// one result per item, in the order given. One item's failure
+    /// (`NotFound`: another client expunged it) does not stop the others;
+    /// the outer error means the whole request failed.
+    async fn update_flags_many(
+        &self,
+        updates: &[(RemoteMessageId, FlagUpdate)],
+    ) -> Result<Vec<Result<(), BackendError>>, BackendError> {
+        let mut out = Vec::with_capacity(updates.len());
+        for (id, update) in updates {
+            out.push(self.update_flags(id, update).await);
+        }
+        Ok(out)
+    }
+    /// Move many messages into `to` (Graph: `$batch`); one result per id,
+    /// in order, as [`MailBackend::update_flags_many`].
+    async fn move_messages(
+        &self,
+        ids: &[RemoteMessageId],
+        to: &RemoteFolderId,
+    ) -> Result<Vec<Result<RemoteMessage, BackendError>>, BackendError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.move_message(id, to).await);
+        }
+        Ok(out)
+    }
+    /// Copy many messages into `to` (Graph: `$batch`); as
+    /// [`MailBackend::move_messages`].
+    async fn copy_messages(
+        &self,
+        ids: &[RemoteMessageId],
+        to: &RemoteFolderId,
+    ) -> Result<Vec<Result<RemoteMessage, BackendError>>, BackendError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.copy_message(id, to).await);
+        }
+        Ok(out)
+    }
+    /// Delete many messages, into Deleted Items or for good when
+    /// `permanently` (Graph: `$batch`); one result per id, in order, as
+    /// [`MailBackend::update_flags_many`].
+    async fn delete_messages(
+        &self,
+        ids: &[RemoteMessageId],
+        permanently: bool,
+    ) -> Result<Vec<Result<(), BackendError>>, BackendError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(if permanently {
+                self.permanent_delete(id).await
+            } else {
+                self.delete_message(id).await
+            });
+        }
+        Ok(out)
+    }
     /// Delete into Deleted Items (Graph `DELETE`).
-    async fn delete_message(&self, id: &RemoteMessageId) -> Result<(), GraphError>;
+    async fn delete_message(&self, id: &RemoteMessageId) -> Result<(), BackendError>;
     /// Delete for good (`permanentDelete`).
-    async fn permanent_delete(&self, id: &RemoteMessageId) -> Result<(), GraphError>;
+    async fn permanent_delete(&self, id: &RemoteMessageId) -> Result<(), BackendError>;
 
     /// Create a draft in Drafts from raw MIME.
-    async fn create_draft_from_mime(&self, mime: Bytes) -> Result<RemoteMessage, GraphError>;
+    async fn create_draft_from_mime(&self, mime: Bytes) -> Result<RemoteMessage, BackendError>;
     /// IMAP APPEND: create a non-draft message in `folder` from raw MIME.
     async fn append_message(
         &self,
         folder: &RemoteFolderId,
         mime: Bytes,
         options: &AppendOptions,
-    ) -> Result<RemoteMessage, GraphError>;
+    ) -> Result<RemoteMessage, BackendError>;
     /// Send raw MIME (`sendMail`, up to about 3 MB of MIME).
-    async fn send_mime(&self, mime: Bytes, save_to_sent_items: bool) -> Result<(), GraphError>;
+    async fn send_mime(&self, mime: Bytes, save_to_sent_items: bool) -> Result<(), BackendError>;
     /// The large path: a draft from `draft_mime` (no attachments), the
     /// attachments added (streamed through upload sessions from 3 MB), then
     /// sent.
@@ -347,7 +420,7 @@ pub trait MailBackend: Send + Sync {
         &self,
         draft_mime: Bytes,
         attachments: Vec<OutgoingAttachment>,
-    ) -> Result<(), GraphError>;
+    ) -> Result<(), BackendError>;
 
     // The large path step by step, for a caller that records each step
     // (the SMTP spool's exactly-once state machine).
@@ -357,17 +430,17 @@ pub trait MailBackend: Send + Sync {
         &self,
         folder: &RemoteFolderId,
         message_id: &str,
-    ) -> Result<Vec<RemoteMessage>, GraphError>;
+    ) -> Result<Vec<RemoteMessage>, BackendError>;
     /// Add one attachment to a draft (direct below 3 MB, upload session
     /// from 3 MB, streamed).
     async fn add_attachment(
         &self,
         draft: &RemoteMessageId,
         attachment: OutgoingAttachment,
-    ) -> Result<(), GraphError>;
+    ) -> Result<(), BackendError>;
     /// Exchange keeps no Sent Items copy of this draft once sent.
-    async fn set_delete_after_submit(&self, draft: &RemoteMessageId) -> Result<(), GraphError>;
+    async fn set_delete_after_submit(&self, draft: &RemoteMessageId) -> Result<(), BackendError>;
     /// Send a draft (`POST messages/{id}/send`); never retried after a
     /// connection failure.
-    async fn send_draft(&self, draft: &RemoteMessageId) -> Result<(), GraphError>;
+    async fn send_draft(&self, draft: &RemoteMessageId) -> Result<(), BackendError>;
 }
