@@ -104,6 +104,26 @@ fn attempts_in_flight_count_toward_the_lock() {
 }
 
 #[test]
+fn parallel_attempts_of_a_pair_that_never_failed_wait_for_nothing() {
+    let g = guard();
+    let t = 1_000_000;
+    // Five attempts being checked, none failed yet: the sixth goes at once
+    // (it is still counted against the lock, see the test above).
+    let clean = View {
+        in_flight: 5,
+        ..View::default()
+    };
+    assert_eq!(wait(g.decide(&clean, t)), Duration::ZERO);
+    // Once the pair has failed, attempts in flight count toward the wait.
+    let failed = View {
+        pair: Some(g.after_failure(Some(g.after_failure(Some(g.after_failure(None, t)), t)), t)),
+        in_flight: 1,
+        others_failing: 0,
+    };
+    assert!(wait(g.decide(&failed, t)) > Duration::ZERO);
+}
+
+#[test]
 fn a_throttled_address_still_checks_logins_that_did_not_fail() {
     let g = guard();
     let t = 1_000_000;
