@@ -86,11 +86,14 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // service manager that does not read it) must not stop the gateway.
     let _ = writeln!(
         std::io::stdout(),
-        "graphgate is running. SMTP {} · SMTPS {} · IMAP {} · IMAPS {} · admin {admin} · data {}",
+        "graphgate is running. SMTP {} · SMTPS {} · IMAP {} · IMAPS {} · POP3 {} · POP3S {} · \
+         admin {admin} · data {}",
         show(gateway.smtp),
         show(gateway.smtps),
         show(gateway.imap),
         show(gateway.imaps),
+        show(gateway.pop3),
+        show(gateway.pop3s),
         config.data_dir.display()
     );
     super::shutdown_signal().await;
