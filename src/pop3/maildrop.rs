@@ -99,6 +99,33 @@ pub struct Entry {
     /// Graph no longer has it (deleted by another client after the
     /// session started): listed nowhere, refused by number.
     pub gone: bool,
+    /// The octets RETR sends (byte-stuffing aside), once known.
+    pub octets: Option<u64>,
+}
+
+/// Where the content cache keeps `record`'s bytes (see
+/// `crate::imap::content`: `<dir>/<first two hex digits>/<sha256>`).
+fn cached_path(dir: &std::path::Path, record: &MessageRecord) -> Option<PathBuf> {
+    let hash = record.content_hash.as_deref()?;
+    if hash == crate::imap::content::EMPTY_CONTENT {
+        return None;
+    }
+    Some(dir.join(hash.get(..2).unwrap_or("00")).join(hash))
+}
+
+/// The octets RETR sends for the file at `path`: its length, plus the
+/// CRLF that ends a last line without one. `None` if it is not there.
+fn served_octets(path: &std::path::Path) -> Option<u64> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    if len == 0 {
+        return Some(0);
+    }
+    file.seek(SeekFrom::End(-1)).ok()?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last).ok()?;
+    Some(if last[0] == b'\n' { len } else { len + 2 })
 }
 
 impl Entry {
@@ -212,6 +239,7 @@ impl Maildrop {
                 record,
                 deleted: false,
                 gone: false,
+                octets: None,
             })
             .collect();
         Ok(Maildrop {
@@ -255,16 +283,77 @@ impl Maildrop {
     }
 
     /// Make the sizes of the entries at `indexes` known: those never
-    /// fetched cost their bytes (`$batch`, cached). A message Graph no
-    /// longer has is marked gone.
+    /// fetched cost their bytes (`$batch`, cached), and each size is read
+    /// from the cached file (its length, plus the CRLF RETR adds when the
+    /// message does not end with a line ending: RFC 1939 §3). A message
+    /// Graph no longer has is marked gone.
     pub async fn ensure_sizes(&mut self, indexes: &[usize]) -> Result<(), String> {
-        let missing: Vec<MessageRecord> = indexes
+        // Round 0 fetches what was never fetched; round 1 what the cache
+        // evicted since.
+        for round in 0..2 {
+            let need: Vec<usize> = indexes
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    self.entries
+                        .get(i)
+                        .is_some_and(|e| !e.gone && e.octets.is_none())
+                })
+                .collect();
+            if need.is_empty() {
+                return Ok(());
+            }
+            let unfetched: Vec<MessageRecord> = need
+                .iter()
+                .filter_map(|&i| self.entries.get(i))
+                .filter(|e| {
+                    round == 1 || e.record.content_hash.is_none() || e.record.size.is_none()
+                })
+                .map(|e| {
+                    let mut r = e.record.clone();
+                    if round == 1 {
+                        r.content_hash = None;
+                    }
+                    r
+                })
+                .collect();
+            self.ensure(unfetched).await?;
+            let dir = self.cache().dir().to_path_buf();
+            let paths: Vec<Option<PathBuf>> = need
+                .iter()
+                .map(|&i| {
+                    self.entries
+                        .get(i)
+                        .and_then(|e| cached_path(&dir, &e.record))
+                })
+                .collect();
+            let octets = tokio::task::spawn_blocking(move || {
+                paths
+                    .into_iter()
+                    .map(|p| p.and_then(|p| served_octets(&p)))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|e| format!("[SYS/TEMP] cannot read the message cache: {e}"))?;
+            for (i, octets) in need.into_iter().zip(octets) {
+                if let Some(entry) = self.entries.get_mut(i) {
+                    entry.octets = octets;
+                }
+            }
+        }
+        match indexes
             .iter()
             .filter_map(|&i| self.entries.get(i))
-            .filter(|e| !e.gone && (e.record.size.is_none() || e.record.content_hash.is_none()))
-            .map(|e| e.record.clone())
-            .collect();
-        self.ensure(missing).await
+            .find(|e| !e.gone && e.octets.is_none())
+        {
+            Some(e) => Err(format!(
+                "[SYS/TEMP] the bytes of UID {} are not in the message cache ({}) after fetching \
+                 them; check that the data directory is writable",
+                e.record.uid.0,
+                self.cache().dir().display()
+            )),
+            None => Ok(()),
+        }
     }
 
     async fn ensure(&mut self, records: Vec<MessageRecord>) -> Result<(), String> {
@@ -299,34 +388,20 @@ impl Maildrop {
     /// The size RETR sends for an entry whose size [`Self::ensure_sizes`]
     /// made known.
     pub fn size(entry: &Entry) -> u64 {
-        entry.record.size.unwrap_or(0)
+        entry.octets.unwrap_or(0)
     }
 
     /// The file holding message `n`'s bytes, fetched first if needed
-    /// (RETR, TOP); with its size.
+    /// (RETR, TOP); with the size RETR sends.
     pub async fn content_file(&mut self, n: u32) -> Result<(PathBuf, u64), String> {
-        let record = self.get(n)?.record.clone();
-        let path = |r: &MessageRecord, dir: &std::path::Path| {
-            r.content_hash.as_deref().map(|h| {
-                let prefix = h.get(..2).unwrap_or("00");
-                dir.join(prefix).join(h)
-            })
-        };
-        let dir = self.cache().dir().to_path_buf();
-        if let Some(p) = path(&record, &dir)
-            && tokio::fs::metadata(&p).await.is_ok()
-        {
-            return Ok((p, record.size.unwrap_or(0)));
-        }
-        // Never fetched, or evicted from the cache since: fetch it now.
-        let mut stale = record;
-        stale.content_hash = None;
-        self.ensure(vec![stale]).await?;
+        self.get(n)?;
+        self.ensure_sizes(&[n as usize - 1]).await?;
         let entry = self.get(n)?;
-        let p = path(&entry.record, &dir).ok_or_else(|| {
+        let dir = self.cache().dir().to_path_buf();
+        let path = cached_path(&dir, &entry.record).ok_or_else(|| {
             "[SYS/TEMP] the message could not be fetched from Microsoft 365; try again".to_string()
         })?;
-        Ok((p, entry.record.size.unwrap_or(0)))
+        Ok((path, Self::size(entry)))
     }
 
     /// The UPDATE state (RFC 1939 §6): apply every DELE, as the account's
