@@ -153,6 +153,7 @@ except poplib.error_proto as e:
     assert e.args[0].startswith(b'-ERR [IN-USE]'), e
 p2.quit()
 # The connection drops without QUIT: no UPDATE (RFC 1939 §6).
+p1.file.close()
 p1.sock.close()
 deadline = time.time() + 30
 while True:
@@ -350,8 +351,12 @@ fn run_fetchmail(pop3: &str, dir: &Path, mbox: &Path, keep: bool) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let log = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(log.contains("STLS"), "fetchmail did not use STLS:\n{log}");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(log.contains("> STLS"), "fetchmail did not use STLS:\n{log}");
 }
 
 #[test]

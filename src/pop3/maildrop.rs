@@ -66,8 +66,13 @@ impl Lock {
             folder.mailbox.to_ascii_lowercase(),
             folder.remote_id.clone(),
         );
-        let mut open = open_maildrops().lock().unwrap_or_else(|e| e.into_inner());
-        open.insert(key.clone()).then_some(Lock(key))
+        let inserted = open_maildrops()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
+        // Made only when taken: a `Lock` dropped unlocks (and locks the
+        // set to do so).
+        inserted.then(|| Lock(key))
     }
 }
 
