@@ -43,8 +43,8 @@ pub enum MaildropError {
     #[error("[IN-USE] another POP3 session has this maildrop open; try again when it has quit")]
     InUse,
     #[error(
-        "[AUTH] {0} is not one of this account's shared mailboxes (graphgate accounts set \
-         --shared-mailbox adds it)"
+        "[AUTH] {0} is not one of this account's shared mailboxes (`graphgate accounts list` \
+         shows them; `accounts add LOGIN --shared ADDRESS` grants one)"
     )]
     NotShared(String),
     #[error("[SYS/TEMP] {0}")]
@@ -170,6 +170,15 @@ pub enum OnDelete {
 }
 
 impl OnDelete {
+    /// What it means, for `status` and QUIT's reply.
+    pub fn describe(self) -> &'static str {
+        match self {
+            OnDelete::Keep => "keep (nothing deleted, marked read)",
+            OnDelete::Trash => "trash (moved to Deleted Items)",
+            OnDelete::Delete => "delete (deleted for good)",
+        }
+    }
+
     pub fn parse(text: &str) -> Result<OnDelete, String> {
         match text.to_ascii_lowercase().as_str() {
             "keep" => Ok(OnDelete::Keep),
