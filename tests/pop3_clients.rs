@@ -387,8 +387,9 @@ fn fetchmail_keeps_then_deletes_over_stls() {
 }
 
 /// A data directory for `graphgate serve` against `sim`: POP3 on a free
-/// port, nothing else listening; bob signed in.
-async fn serve_dir(sim: &support::Sim) -> tempfile::TempDir {
+/// port, nothing else listening; `user` (password: its local part)
+/// signed in, reading the shared mailboxes `shared`.
+async fn serve_dir(sim: &support::Sim, user: &str, shared: &[&str]) -> tempfile::TempDir {
     use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
     use graphgate::store::{NewAccount, Store, StoreKey};
     let dir = tempfile::tempdir().unwrap();
@@ -406,10 +407,10 @@ async fn serve_dir(sim: &support::Sim) -> tempfile::TempDir {
     graphgate::config::write_private_file(&dir.path().join("graphgate.toml"), config.as_bytes())
         .unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let account = store
-        .add_account(&NewAccount::delegated("bob@example.com", "bob"))
-        .unwrap();
-    let tokens = graphgate::cli::sign_in_via_simulator(&sim.url, "bob@example.com")
+    let mut new = NewAccount::delegated(user, user.split('@').next().unwrap());
+    new.shared_mailboxes = shared.iter().map(|s| s.to_string()).collect();
+    let account = store.add_account(&new).unwrap();
+    let tokens = graphgate::cli::sign_in_via_simulator_with(&sim.url, user, !shared.is_empty())
         .await
         .unwrap();
     let key = StoreKey::load(dir.path()).unwrap();
@@ -441,7 +442,7 @@ fn serve(dir: &Path) -> (Proc, String) {
 #[tokio::test]
 async fn uidl_is_the_same_after_a_restart_of_the_gateway() {
     let sim = support::sim(true);
-    let dir = serve_dir(&sim).await;
+    let dir = serve_dir(&sim, "bob@example.com", &[]).await;
     let uidl = |pop3: &str, out: &Path| {
         py_with(
             &script(
@@ -462,5 +463,90 @@ async fn uidl_is_the_same_after_a_restart_of_the_gateway() {
     assert_eq!(
         String::from_utf8_lossy(&before),
         String::from_utf8_lossy(&after)
+    );
+}
+
+#[tokio::test]
+async fn a_login_naming_a_shared_mailbox_reads_its_inbox() {
+    let sim = support::sim(true);
+    let dir = serve_dir(&sim, "alice@example.com", &["support@example.com"]).await;
+    let (_gateway, pop3) = serve(dir.path());
+    py_with(
+        &script(
+            r#"
+a = sys.argv[1]
+own = pop(a, 'alice@example.com', 'alice')
+own_ids = [l.split()[1] for l in own.uidl()[1]]
+own.quit()
+shared = pop(a, 'alice@example.com/support@example.com', 'alice')
+count, size = shared.stat()
+shared_ids = [l.split()[1] for l in shared.uidl()[1]]
+assert len(shared_ids) == count
+# Another folder, another UIDVALIDITY.
+assert not set(own_ids) & set(shared_ids), (own_ids, shared_ids)
+if shared_ids and own_ids:
+    assert shared_ids[0].split(b'-')[0] != own_ids[0].split(b'-')[0]
+shared.quit()
+# The same with AUTH PLAIN: the authorization identity names it.
+import base64
+s = poplib.POP3(*addr(a), timeout=60)
+resp = s._shortcmd('AUTH PLAIN ' + base64.b64encode(
+    b'alice@example.com/support@example.com\0alice@example.com\0alice').decode())
+assert resp.startswith(b'+OK maildrop has %d' % count), resp
+s.quit()
+# A mailbox the account was not given: [AUTH], said so.
+n = poplib.POP3(*addr(a), timeout=60)
+n.user('alice@example.com/bob@example.com')
+try:
+    n.pass_('alice')
+    raise AssertionError('a mailbox not shared with the account was opened')
+except poplib.error_proto as e:
+    assert e.args[0].startswith(b'-ERR [AUTH] bob@example.com is not one of'), e
+"#,
+        ),
+        &[&pop3],
+    );
+}
+
+#[test]
+fn auth_plain_and_refusals_in_a_transcript() {
+    let d = demo();
+    py_with(
+        &script(
+            r#"
+import base64
+s = socket.create_connection(addr(sys.argv[1]), timeout=30)
+f = s.makefile('rb')
+def say(line, want):
+    s.sendall(line + b'\r\n')
+    got = f.readline()
+    assert got.startswith(want), (line[:40], got, want)
+    return got
+assert f.readline().startswith(b'+OK graphgate POP3 ready')
+say(b'STAT', b'-ERR STAT needs you to log in first')
+say(b'PASS bob', b'-ERR PASS needs USER first')
+say(b'APOP bob 0123456789abcdef', b'-ERR unknown command "APOP"')
+say(b'USER ' + b'x' * 300, b'-ERR the line is longer than 255 octets')
+say(b'AUTH CRAM-MD5', b'-ERR Only AUTH PLAIN')
+say(b'AUTH PLAIN ' + base64.b64encode(b'\0bob@example.com\0wrong'), b'-ERR [AUTH] Wrong login or password')
+say(b'AUTH PLAIN ' + b'!!!', b'-ERR AUTH PLAIN: the response is not base64')
+say(b'AUTH PLAIN', b'+ ')
+say(b'*', b'-ERR AUTH cancelled')
+say(b'AUTH PLAIN', b'+ ')
+say(base64.b64encode(b'\0bob@example.com\0bob'), b'+OK maildrop has')
+say(b'USER bob@example.com', b'-ERR USER is only valid before logging in')
+say(b'RETR 0', b'-ERR no message 0')
+say(b'RETR 99999', b'-ERR no message 99999')
+say(b'TOP 1 x', b'-ERR TOP: a message number is a decimal number')
+say(b'NOOP', b'+OK')
+# Pipelined: three answers, in order.
+s.sendall(b'STAT\r\nUIDL 1\r\nLIST 1\r\n')
+assert f.readline().startswith(b'+OK ')
+assert f.readline().startswith(b'+OK 1 ')
+assert f.readline().startswith(b'+OK 1 ')
+say(b'QUIT', b'+OK graphgate POP3 signing off (0 message(s)')
+"#,
+        ),
+        &[&d.pop3],
     );
 }
