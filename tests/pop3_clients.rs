@@ -550,3 +550,65 @@ say(b'QUIT', b'+OK graphgate POP3 signing off (0 message(s)')
         &[&d.pop3],
     );
 }
+
+/// Debian's mutt opens the maildrop as a `pop://` folder (USER/PASS on
+/// loopback, UIDL, LIST, TOP/RETR) and pipes the first message of its
+/// index to a file; that message is one graphgate's RETR serves. mutt
+/// needs a terminal: `script` gives it one.
+#[test]
+fn mutt_opens_the_maildrop_and_pipes_a_message() {
+    let found = Command::new("which")
+        .arg("mutt")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var("CI").is_err(), "mutt is missing on CI");
+        eprintln!("skipped: mutt is not installed (scripts/test installs it)");
+        return;
+    }
+    let d = demo();
+    let home = d.dir.path().join("mutt-pop-home");
+    // With no ~/Mail, mutt first asks to create it, which eats the keys.
+    std::fs::create_dir_all(home.join("Mail")).unwrap();
+    let rc = home.join("muttrc");
+    std::fs::write(
+        &rc,
+        "set pop_user=\"bob@example.com\"\nset pop_pass=\"bob\"\n\
+         set ssl_starttls=no\nset ssl_force_tls=no\nset mail_check=0\n",
+    )
+    .unwrap();
+    let piped = home.join("piped");
+    let command = format!(
+        "mutt -n -F {rc} -f pop://{pop3}/ -e 'push \"<pipe-message>cat > {piped}<enter><exit>\"'",
+        rc = rc.display(),
+        pop3 = d.pop3,
+        piped = piped.display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("HOME", &home)
+        .env("TERM", "xterm")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "mutt under script: {:?}", out.status);
+    let screen = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        piped.exists(),
+        "mutt piped nothing; its screen: {}",
+        screen.chars().filter(|c| !c.is_control()).collect::<String>()
+    );
+    py_with(
+        &script(
+            r#"
+got = open(sys.argv[2], 'rb').read().replace(b'\r\n', b'\n')
+assert got, 'mutt piped nothing'
+p = pop(sys.argv[1])
+served = [b'\n'.join(p.retr(n)[1]) + b'\n' for n in range(1, p.stat()[0] + 1)]
+p.quit()
+assert got in served, (got[:200], [s[:80] for s in served])
+"#,
+        ),
+        &[&d.pop3, &piped.display().to_string()],
+    );
+}
