@@ -596,7 +596,10 @@ fn mutt_opens_the_maildrop_and_pipes_a_message() {
     assert!(
         piped.exists(),
         "mutt piped nothing; its screen: {}",
-        screen.chars().filter(|c| !c.is_control()).collect::<String>()
+        screen
+            .chars()
+            .filter(|c| !c.is_control())
+            .collect::<String>()
     );
     py_with(
         &script(
