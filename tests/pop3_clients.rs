@@ -615,3 +615,27 @@ assert got in served, (got[:200], [s[:80] for s in served])
         &[&d.pop3, &piped.display().to_string()],
     );
 }
+
+/// `pop3.idle_timeout_s`: a silent session is closed with a sentence that
+/// names the key, and its DELE is not applied (no UPDATE without QUIT).
+#[test]
+fn an_idle_session_is_closed_and_deletes_nothing() {
+    let d = demo_env(&[("GRAPHGATE_POP3_IDLE_TIMEOUT_S", "1")]);
+    py_with(
+        &script(
+            r#"
+p = pop(sys.argv[1])
+count, size = p.stat()
+p.dele(1)
+# Wait for the server to speak: the autologout line, then the close.
+line = p.file.readline()
+assert line.startswith(b'-ERR autologout') and b'pop3.idle_timeout_s' in line, line
+assert p.file.readline() == b'', 'the connection stays open'
+q = pop(sys.argv[1])
+assert q.stat() == (count, size)
+q.quit()
+"#,
+        ),
+        &[&d.pop3],
+    );
+}
