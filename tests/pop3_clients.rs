@@ -639,3 +639,24 @@ q.quit()
         &[&d.pop3],
     );
 }
+
+/// `pop3.max_connections`: the connection beyond the limit is told why
+/// and closed; the ones within it are served.
+#[test]
+fn connections_beyond_the_limit_are_refused_with_a_reason() {
+    let d = demo_env(&[("GRAPHGATE_POP3_MAX_CONNECTIONS", "1")]);
+    py_with(
+        &script(
+            r#"
+first = poplib.POP3(*addr(sys.argv[1]), timeout=30)
+s = socket.create_connection(addr(sys.argv[1]), timeout=30)
+line = s.makefile('rb').readline()
+assert line.startswith(b'-ERR [SYS/TEMP] Too many POP3 connections (pop3.max_connections)'), line
+first.user('bob@example.com')
+first.pass_('bob')
+first.quit()
+"#,
+        ),
+        &[&d.pop3],
+    );
+}
