@@ -660,3 +660,55 @@ first.quit()
         &[&d.pop3],
     );
 }
+
+/// From an address other than loopback, USER/PASS and AUTH are refused
+/// (and not offered) until STLS; after it, the same login works.
+#[tokio::test]
+async fn plaintext_login_off_loopback_needs_stls_first() {
+    let sim = support::sim(true);
+    let dir = serve_dir(&sim, "bob@example.com", &[]).await;
+    let path = dir.path().join("graphgate.toml");
+    let config = std::fs::read_to_string(&path).unwrap().replace(
+        "[pop3]\nlisten = \"127.0.0.1:0\"",
+        "[pop3]\nlisten = \"0.0.0.0:0\"",
+    );
+    graphgate::config::write_private_file(&path, config.as_bytes()).unwrap();
+    let (_gateway, pop3) = serve(dir.path());
+    let port = pop3.rsplit_once(':').unwrap().1.to_string();
+    py_with(
+        &script(
+            r#"
+port = int(sys.argv[1])
+# This host's address on its default route: not loopback.
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.connect(('192.0.2.1', 9))
+    here = u.getsockname()[0]
+except OSError as e:
+    print('skipped: no address besides loopback:', e)
+    sys.exit(0)
+if here.startswith('127.'):
+    print('skipped: no address besides loopback')
+    sys.exit(0)
+p = poplib.POP3(here, port, timeout=30)
+caps = p.capa()
+assert 'STLS' in caps and 'USER' not in caps and 'SASL' not in caps, caps
+try:
+    p.user('bob@example.com')
+    raise AssertionError('USER taken in plaintext off loopback')
+except poplib.error_proto as e:
+    assert e.args[0].startswith(b'-ERR [AUTH] Plaintext login is disabled'), e
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+p.stls(ctx)
+assert 'USER' in p.capa()
+p.user('bob@example.com')
+p.pass_('bob')
+assert p.stat()[0] > 0
+p.quit()
+"#,
+        ),
+        &[&port],
+    );
+}
