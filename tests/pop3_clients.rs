@@ -418,12 +418,14 @@ async fn serve_dir(sim: &support::Sim, user: &str, shared: &[&str]) -> tempfile:
     dir
 }
 
-/// `graphgate serve` on `dir`: the process and its POP3 address.
-fn serve(dir: &Path) -> (Proc, String) {
+/// `graphgate serve` on `dir` (with `extra` arguments): the process and
+/// its POP3 address.
+fn serve(dir: &Path, extra: &[&str]) -> (Proc, String) {
     let mut child = Command::new(BIN)
         .arg("--config")
         .arg(dir.join("graphgate.toml"))
         .arg("serve")
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -454,11 +456,11 @@ async fn uidl_is_the_same_after_a_restart_of_the_gateway() {
         );
         std::fs::read(out).unwrap()
     };
-    let (gateway, pop3) = serve(dir.path());
+    let (gateway, pop3) = serve(dir.path(), &[]);
     let before = uidl(&pop3, &dir.path().join("before"));
     assert!(!before.is_empty(), "bob's INBOX is empty");
     drop(gateway);
-    let (_gateway, pop3) = serve(dir.path());
+    let (_gateway, pop3) = serve(dir.path(), &[]);
     let after = uidl(&pop3, &dir.path().join("after"));
     assert_eq!(
         String::from_utf8_lossy(&before),
@@ -470,7 +472,7 @@ async fn uidl_is_the_same_after_a_restart_of_the_gateway() {
 async fn a_login_naming_a_shared_mailbox_reads_its_inbox() {
     let sim = support::sim(true);
     let dir = serve_dir(&sim, "alice@example.com", &["support@example.com"]).await;
-    let (_gateway, pop3) = serve(dir.path());
+    let (_gateway, pop3) = serve(dir.path(), &[]);
     py_with(
         &script(
             r#"
@@ -667,13 +669,9 @@ first.quit()
 async fn plaintext_login_off_loopback_needs_stls_first() {
     let sim = support::sim(true);
     let dir = serve_dir(&sim, "bob@example.com", &[]).await;
-    let path = dir.path().join("graphgate.toml");
-    let config = std::fs::read_to_string(&path).unwrap().replace(
-        "[pop3]\nlisten = \"127.0.0.1:0\"",
-        "[pop3]\nlisten = \"0.0.0.0:0\"",
-    );
-    graphgate::config::write_private_file(&path, config.as_bytes()).unwrap();
-    let (_gateway, pop3) = serve(dir.path());
+    // `serve --pop3` wins over pop3.listen.
+    let (_gateway, pop3) = serve(dir.path(), &["--pop3", "0.0.0.0:0"]);
+    assert!(pop3.starts_with("0.0.0.0:"), "{pop3}");
     let port = pop3.rsplit_once(':').unwrap().1.to_string();
     py_with(
         &script(

@@ -19,6 +19,12 @@ pub struct ServeArgs {
     /// config key `microsoft.graph_trace`; docs/graph-trace.md).
     #[arg(long, value_name = "FILE")]
     pub graph_trace: Option<std::path::PathBuf>,
+    /// POP3 listener (STLS offered); overrides `pop3.listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub pop3: Option<std::net::SocketAddr>,
+    /// POP3 with implicit TLS; overrides `pop3.implicit_tls_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub pop3s: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
