@@ -407,3 +407,63 @@ pub async fn stream_file(
     out.write_all(&encoded).await?;
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pop3::maildrop::OnDelete;
+    use crate::pop3::server::Pop3Config;
+
+    #[test]
+    fn the_state_table() {
+        for c in ["CAPA", "QUIT", "NOOP", "STLS", "USER", "PASS", "AUTH"] {
+            assert!(allowed(c, false).is_ok(), "{c}");
+        }
+        for c in ["STAT", "LIST", "UIDL", "RETR", "DELE", "TOP", "RSET"] {
+            let refused = allowed(c, false).unwrap_err();
+            assert!(refused.contains("log in first"), "{refused}");
+            assert!(allowed(c, true).is_ok(), "{c}");
+        }
+        for c in ["STLS", "USER", "PASS", "AUTH"] {
+            assert!(allowed(c, true).unwrap_err().contains("before logging in"));
+        }
+    }
+
+    #[test]
+    fn logins_may_name_a_shared_mailbox() {
+        assert_eq!(split_login("alice@x"), ("alice@x", None));
+        assert_eq!(
+            split_login("alice@x/support@x"),
+            ("alice@x", Some("support@x"))
+        );
+        assert_eq!(
+            split_login("alice@x\\support@x"),
+            ("alice@x", Some("support@x"))
+        );
+        assert_eq!(split_login("alice@x/"), ("alice@x", None));
+    }
+
+    #[test]
+    fn deletion_modes_by_account() {
+        let c = Pop3Config::default()
+            .with_on_delete("keep", " Helpdesk@x = delete , scanner@x=TRASH")
+            .unwrap();
+        assert_eq!(c.on_delete_for("other@x"), OnDelete::Keep);
+        assert_eq!(c.on_delete_for("helpdesk@X"), OnDelete::Delete);
+        assert_eq!(c.on_delete_for("scanner@x"), OnDelete::Trash);
+        let e = Pop3Config::default()
+            .with_on_delete("purge", "")
+            .unwrap_err();
+        assert!(
+            e.contains("pop3.on_delete") && e.contains("keep, trash or delete"),
+            "{e}"
+        );
+        let e = Pop3Config::default()
+            .with_on_delete("trash", "a@x")
+            .unwrap_err();
+        assert!(
+            e.contains("pop3.on_delete_accounts") && e.contains("login=mode"),
+            "{e}"
+        );
+    }
+}
