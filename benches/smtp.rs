@@ -94,6 +94,8 @@ async fn setup() -> Setup {
             smtps: None,
             imap: None,
             imaps: None,
+            pop3: None,
+            pop3s: None,
         },
         &stop,
         &mut tasks,

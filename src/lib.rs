@@ -5,7 +5,7 @@
 //! authenticated with OAuth 2.0 against Microsoft Entra ID.
 //!
 //! Module map (a layer only calls the layer below it):
-//! - [`smtp`], [`imap`]: the protocol front-ends (sessions, listeners).
+//! - [`smtp`], [`imap`], [`pop3`]: the protocol front-ends (sessions, listeners).
 //! - [`spool`]: the SMTP spool's exactly-once delivery through Graph.
 //! - [`mailbox`]: the mailbox model IMAP stands on (UIDs, flags, delta sync).
 //! - [`mime`]: the SMTP side of MIME (header facts, the large-message split).
@@ -34,6 +34,7 @@ pub mod login_guard;
 pub mod mailbox;
 pub mod metrics;
 pub mod mime;
+pub mod pop3;
 pub mod private_file;
 pub mod runtime;
 pub mod secret;

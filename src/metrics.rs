@@ -73,6 +73,11 @@ pub struct Metrics {
     pub imap_sessions: Counter,
     pub imap_sessions_active: Gauge,
     pub imap_commands: Family<Command, Counter>,
+    pub pop3_sessions: Counter,
+    pub pop3_sessions_active: Gauge,
+    pub pop3_commands: Family<Command, Counter>,
+    /// Octets of RETR / TOP answers sent (byte-stuffed).
+    pub pop3_bytes_sent: Counter,
     pub graph_requests: Family<RouteStatus, Counter>,
     pub graph_throttled: Counter,
     pub graph_retry_after_seconds: Counter<f64, AtomicU64>,
@@ -110,6 +115,10 @@ impl Metrics {
             imap_sessions: Counter::default(),
             imap_sessions_active: Gauge::default(),
             imap_commands: Family::default(),
+            pop3_sessions: Counter::default(),
+            pop3_sessions_active: Gauge::default(),
+            pop3_commands: Family::default(),
+            pop3_bytes_sent: Counter::default(),
             graph_requests: Family::default(),
             graph_throttled: Counter::default(),
             graph_retry_after_seconds: Counter::default(),
@@ -178,6 +187,26 @@ impl Metrics {
             "imap_commands",
             "IMAP commands received, by command",
             m.imap_commands.clone(),
+        );
+        r.register(
+            "pop3_sessions",
+            "POP3 connections accepted",
+            m.pop3_sessions.clone(),
+        );
+        r.register(
+            "pop3_sessions_active",
+            "POP3 connections open now",
+            m.pop3_sessions_active.clone(),
+        );
+        r.register(
+            "pop3_commands",
+            "POP3 commands received, by command",
+            m.pop3_commands.clone(),
+        );
+        r.register(
+            "pop3_bytes_sent",
+            "Octets of POP3 RETR and TOP answers sent",
+            m.pop3_bytes_sent.clone(),
         );
         r.register(
             "graph_requests",
@@ -280,6 +309,15 @@ impl Metrics {
     /// One IMAP command, by its name (`FETCH`, `UID FETCH`, …).
     pub fn imap_command(&self, name: &str) {
         self.imap_commands
+            .get_or_create(&Command {
+                command: name.to_ascii_uppercase(),
+            })
+            .inc();
+    }
+
+    /// One POP3 command, by its keyword.
+    pub fn pop3_command(&self, name: &str) {
+        self.pop3_commands
             .get_or_create(&Command {
                 command: name.to_ascii_uppercase(),
             })

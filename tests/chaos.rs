@@ -219,7 +219,7 @@ impl Gateway {
              tenant = {DEMO_TENANT_ID:?}\nclient_id = {DEMO_PUBLIC_CLIENT_ID:?}\n\
              [smtp]\nlisten = {smtp:?}\nimplicit_tls_listen = \"\"\n\
              sync_window_s = 2\nin_doubt_grace_s = 1\nretry_base_s = 1\n\
-             [imap]\nlisten = {imap:?}\nimplicit_tls_listen = \"\"\nidle_poll_s = 1\n\
+             [imap]\nlisten = {imap:?}\nimplicit_tls_listen = \"\"\nidle_poll_s = 1\n[pop3]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n\
              [admin]\nlisten = \"\"\n",
             data = dir.path().display().to_string(),
             url = tenant.url(),

@@ -320,8 +320,9 @@ fn a_low_open_file_limit_is_reported_with_what_to_change() {
         .read_to_string(&mut log)
         .unwrap();
     let _ = child.wait();
+    // 2 x 1024 SMTP + 2 x 1024 IMAP + 2 x 256 POP3 + 64.
     assert!(
-        log.contains("the open-file limit is 300, below the 4160 descriptors")
+        log.contains("the open-file limit is 300, below the 4672 descriptors")
             && log.contains("ulimit -n")
             && log.contains("smtp.max_connections"),
         "{log}"

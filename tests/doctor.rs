@@ -51,7 +51,7 @@ fn write_config(dir: &Path, sim: &Sim, smtp: &str, extra: &str) {
          [microsoft]\nauthority_url = {url:?}\ngraph_url = {url:?}\n\
          tenant = {DEMO_TENANT_ID:?}\nclient_id = {DEMO_PUBLIC_CLIENT_ID:?}\n\
          [smtp]\nlisten = {smtp:?}\nimplicit_tls_listen = \"\"\n\
-         [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n{extra}",
+         [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n[pop3]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n{extra}",
         data = dir.display().to_string(),
         url = sim.url,
     );

@@ -418,7 +418,7 @@ mod restart {
                 "data_dir = {data:?}\n[microsoft]\nauthority_url = {url:?}\ngraph_url = {url:?}\n\
                  tenant = {DEMO_TENANT_ID:?}\nclient_id = {DEMO_PUBLIC_CLIENT_ID:?}\n\
                  [smtp]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n\
-                 [imap]\nlisten = \"127.0.0.1:0\"\nimplicit_tls_listen = \"\"\nidle_poll_s = 1\n",
+                 [imap]\nlisten = \"127.0.0.1:0\"\nimplicit_tls_listen = \"\"\nidle_poll_s = 1\n[pop3]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n",
                 data = dir.path().display().to_string(),
                 url = sim.url
             )

@@ -33,7 +33,7 @@ async fn data_dir(sim: &Sim) -> tempfile::TempDir {
          [microsoft]\nauthority_url = {url:?}\ngraph_url = {url:?}\n\
          tenant = {DEMO_TENANT_ID:?}\nclient_id = {DEMO_PUBLIC_CLIENT_ID:?}\n\
          [smtp]\nlisten = \"127.0.0.1:0\"\nimplicit_tls_listen = \"\"\n\
-         [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n\
+         [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n[pop3]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n",
         data = dir.path().display().to_string(),
         url = sim.url,

@@ -48,7 +48,7 @@ fn quiet_config(dir: &Path) -> std::path::PathBuf {
     let text = format!(
         "data_dir = {:?}\n[microsoft]\nauthority_url = \"http://127.0.0.1:9\"\n\
          graph_url = \"http://127.0.0.1:9\"\n[smtp]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n\
-         [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n",
+         [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n[pop3]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n",
         dir.display().to_string()
     );
     graphgate::config::write_private_file(&path, text.as_bytes()).unwrap();

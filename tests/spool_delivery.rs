@@ -133,7 +133,7 @@ impl Data {
              tenant = {DEMO_TENANT_ID:?}\nclient_id = {DEMO_PUBLIC_CLIENT_ID:?}\n\
              [smtp]\nlisten = \"127.0.0.1:0\"\nimplicit_tls_listen = \"\"\n\
              in_doubt_grace_s = 1\nretry_base_s = 1\n{extra}\n\
-             [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n",
+             [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n[pop3]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n",
             data = dir.path().display().to_string(),
             url = sim.url,
         );

@@ -1,9 +1,9 @@
 //! `graphgate demo`: the simulator and the gateway in one process.
 //!
 //! Fixed interface (documentation and checks rely on it):
-//! `graphgate demo [--smtp ADDR] [--imap ADDR] [--sim ADDR] [--admin ADDR]
-//! [--data-dir DIR]`, defaults 127.0.0.1:2525, 127.0.0.1:1143,
-//! 127.0.0.1:8787, 127.0.0.1:8025. Local accounts alice@example.com /
+//! `graphgate demo [--smtp ADDR] [--imap ADDR] [--pop3 ADDR] [--sim ADDR]
+//! [--admin ADDR] [--data-dir DIR]`, defaults 127.0.0.1:2525,
+//! 127.0.0.1:1143, 127.0.0.1:1110, 127.0.0.1:8787, 127.0.0.1:8025. Local accounts alice@example.com /
 //! `alice` and bob@example.com / `bob`, each bound to the simulated mailbox
 //! of the same name through real OAuth tokens that the gateway obtains from
 //! the simulator over HTTP (authorization code + PKCE, the same code path as
@@ -47,6 +47,15 @@ pub struct DemoArgs {
     /// --imap asks for one (port 0).
     #[arg(long, value_name = "ADDR")]
     imaps: Option<SocketAddr>,
+    /// POP3 listener (STLS offered). Default 127.0.0.1:1110 — or any free
+    /// port when --imap asks for one (port 0), so that scripts written
+    /// before POP3 existed still get only free ports.
+    #[arg(long, value_name = "ADDR")]
+    pop3: Option<SocketAddr>,
+    /// POP3 with implicit TLS (port-995 style). Default 127.0.0.1:1995 —
+    /// or any free port when --pop3 asks for one (port 0).
+    #[arg(long, value_name = "ADDR")]
+    pop3s: Option<SocketAddr>,
     /// The simulated Microsoft Graph + Entra ID.
     #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
     sim: SocketAddr,
@@ -73,6 +82,12 @@ fn tls_twin(given: Option<SocketAddr>, plain: SocketAddr, port: u16) -> SocketAd
         addr.set_port(if plain.port() == 0 { 0 } else { port });
         addr
     })
+}
+
+/// The POP3 listener: as given, else 1110 on --imap's address (a free
+/// port when --imap takes one).
+fn pop3_plain(args: &DemoArgs) -> SocketAddr {
+    tls_twin(args.pop3, args.imap, 1110)
 }
 
 /// `data_dir` is the global `--data-dir`: keep state there (default: a
@@ -149,6 +164,8 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
             smtps: Some(tls_twin(args.smtps, args.smtp, 2465)),
             imap: Some(args.imap),
             imaps: Some(tls_twin(args.imaps, args.imap, 1993)),
+            pop3: Some(pop3_plain(args)),
+            pop3s: Some(tls_twin(args.pop3s, pop3_plain(args), 1995)),
         },
         &shutdown,
         &mut tasks,
@@ -162,6 +179,10 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
     let imaps = gateway
         .imaps
         .unwrap_or(tls_twin(args.imaps, args.imap, 1993));
+    let pop3 = gateway.pop3.unwrap_or(pop3_plain(args));
+    let pop3s = gateway
+        .pop3s
+        .unwrap_or(tls_twin(args.pop3s, pop3_plain(args), 1995));
 
     // Admin endpoint.
     let admin_listener = super::bind(args.admin, "admin endpoint", "--admin").await?;
@@ -194,6 +215,9 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
          IMAP         {imap} (STARTTLS; plain LOGIN allowed on loopback)\n\
          IMAPS        {imaps} (implicit TLS, self-signed certificate)\n\
          \x20 try: curl imap://{imap}/INBOX --user alice@example.com:alice\n\
+         POP3         {pop3} (STLS; plain USER/PASS allowed on loopback)\n\
+         POP3S        {pop3s} (implicit TLS, self-signed certificate)\n\
+         \x20 try: curl pop3://{pop3}/ --user alice@example.com:alice\n\
          \n\
          {sim_text}",
         started.elapsed().as_millis(),

@@ -227,6 +227,10 @@ fn check_config(
             "imap.listen / imap.implicit_tls_listen",
             config.imap_listen().map(|_| ()),
         ),
+        (
+            "pop3.listen / pop3.implicit_tls_listen",
+            config.pop3_listen().map(|_| ()),
+        ),
         ("admin.listen", config.admin_listen().map(|_| ())),
     ] {
         if let Err(e) = result {

@@ -22,6 +22,8 @@ pub struct Gateway {
     pub smtps: Option<SocketAddr>,
     pub imap: Option<SocketAddr>,
     pub imaps: Option<SocketAddr>,
+    pub pop3: Option<SocketAddr>,
+    pub pop3s: Option<SocketAddr>,
     /// The listeners started and whether each still accepts (for /readyz).
     pub listeners: crate::admin::Listeners,
 }
@@ -34,6 +36,8 @@ pub struct Listen {
     pub smtps: Option<SocketAddr>,
     pub imap: Option<SocketAddr>,
     pub imaps: Option<SocketAddr>,
+    pub pop3: Option<SocketAddr>,
+    pub pop3s: Option<SocketAddr>,
 }
 
 pub type Tasks = JoinSet<std::io::Result<()>>;
@@ -98,16 +102,22 @@ pub async fn start(
     let (cfg_imap, cfg_imaps) = config.imap_listen()?;
     let imap_addr = listen.imap.or(cfg_imap);
     let imaps_addr = listen.imaps.or(cfg_imaps);
+    let (cfg_pop3, cfg_pop3s) = config.pop3_listen()?;
+    let (pop3_addr, pop3s_addr) = (listen.pop3.or(cfg_pop3), listen.pop3s.or(cfg_pop3s));
     let mut gateway = Gateway {
         smtp: None,
         smtps: None,
         imap: None,
         imaps: None,
+        pop3: None,
+        pop3s: None,
         listeners: crate::admin::Listeners::default(),
     };
-    if [smtp_addr, smtps_addr, imap_addr, imaps_addr]
-        .iter()
-        .all(Option::is_none)
+    if [
+        smtp_addr, smtps_addr, imap_addr, imaps_addr, pop3_addr, pop3s_addr,
+    ]
+    .iter()
+    .all(Option::is_none)
     {
         return Ok(gateway);
     }
@@ -118,7 +128,7 @@ pub async fn start(
     ) {
         Ok(tls) => Some(tls),
         Err(e) => {
-            if smtps_addr.is_some() || imaps_addr.is_some() {
+            if smtps_addr.is_some() || imaps_addr.is_some() || pop3s_addr.is_some() {
                 anyhow::bail!("{e}; fix tls.certificate_file / tls.private_key_file");
             }
             tracing::error!("TLS is unavailable, STARTTLS will not be offered: {e}");
@@ -130,13 +140,14 @@ pub async fn start(
     let listeners = |a: &Option<_>, b: &Option<_>| (a.is_some() as u64) + (b.is_some() as u64);
     let needed = listeners(&smtp_addr, &smtps_addr) * s.max_connections
         + listeners(&imap_addr, &imaps_addr) * config.imap.max_connections
+        + listeners(&pop3_addr, &pop3s_addr) * config.pop3.max_connections
         + 64;
     if let Some(limit) = super::raise_open_file_limit().filter(|l| *l < needed) {
         tracing::warn!(
             "the open-file limit is {limit}, below the {needed} descriptors that full listeners \
              need: connections beyond it will be refused; raise it (ulimit -n, LimitNOFILE= in \
              systemd, --ulimit nofile= in Docker) or lower smtp.max_connections / \
-             imap.max_connections"
+             imap.max_connections / pop3.max_connections"
         );
     }
     // One guard for SMTP and IMAP: guesses count against both.
@@ -208,7 +219,7 @@ pub async fn start(
     let imap_server = crate::imap::server::ImapServer::new(
         crate::imap::server::ImapConfig {
             plaintext_login_on_loopback: config.imap.plaintext_login_on_loopback,
-            login_guard,
+            login_guard: login_guard.clone(),
             // A literal is an APPENDed message at most: APPEND takes what
             // SMTP takes (graph/send.rs, append_large); a larger literal is
             // refused when announced, before its bytes are read (and held).
@@ -229,7 +240,7 @@ pub async fn start(
             expunge_permanently: config.imap.expunge_permanently,
             folder_freshness: Duration::from_secs(config.imap.idle_poll_s.max(1)),
         },
-        tls,
+        tls.clone(),
     );
     for (addr, implicit, what, key) in [
         (imap_addr, false, "IMAP listener", "imap.listen (or --imap)"),
@@ -257,7 +268,73 @@ pub async fn start(
             crate::imap::server::run(listener, implicit, server, stop).await
         });
     }
+    start_pop3(
+        config,
+        pop3_addr,
+        pop3s_addr,
+        imap_server,
+        login_guard,
+        tls,
+        &mut gateway,
+        shutdown,
+        tasks,
+    )
+    .await?;
     Ok(gateway)
+}
+
+/// Start the POP3 listeners (`pop3.*`): the maildrop is the INBOX the
+/// IMAP side sees, through what `imap_server` shares (docs/pop3.md).
+#[allow(clippy::too_many_arguments)]
+async fn start_pop3(
+    config: &Config,
+    plain: Option<SocketAddr>,
+    implicit: Option<SocketAddr>,
+    imap_server: Arc<crate::imap::server::ImapServer>,
+    login_guard: Arc<crate::login_guard::LoginGuard>,
+    tls: Option<Tls>,
+    gateway: &mut Gateway,
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+) -> anyhow::Result<()> {
+    let p = &config.pop3;
+    let pop3_config = crate::pop3::server::Pop3Config {
+        plaintext_login_on_loopback: p.plaintext_login_on_loopback,
+        max_connections: usize::try_from(p.max_connections).unwrap_or(256).max(1),
+        idle_timeout: Duration::from_secs(p.idle_timeout_s.max(1)),
+        login_guard,
+        ..Default::default()
+    }
+    .with_on_delete(&p.on_delete, &p.on_delete_accounts)
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let server = crate::pop3::server::Pop3Server::new(pop3_config, imap_server, tls);
+    for (addr, implicit, what, key) in [
+        (plain, false, "POP3 listener", "pop3.listen (or --pop3)"),
+        (
+            implicit,
+            true,
+            "POP3 implicit-TLS listener",
+            "pop3.implicit_tls_listen (or --pop3s)",
+        ),
+    ] {
+        let Some(addr) = addr else { continue };
+        let listener = super::bind(addr, what, key).await?;
+        let local = listener.local_addr()?;
+        tracing::info!(addr = %local, implicit_tls = implicit, "POP3 listening");
+        if implicit {
+            gateway.pop3s = Some(local);
+        } else {
+            gateway.pop3 = Some(local);
+        }
+        let server = server.clone();
+        let stop = shutdown.clone();
+        let up = gateway.listeners.started(what, local);
+        tasks.spawn(async move {
+            let _up = up;
+            crate::pop3::server::run(listener, implicit, server, stop).await
+        });
+    }
+    Ok(())
 }
 
 /// Take the spool of `data_dir`: refused while another gateway has it;

@@ -224,6 +224,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(trace) = &args.graph_trace {
                 config.microsoft.graph_trace = Some(trace.clone());
             }
+            if let Some(addr) = args.pop3 {
+                config.pop3.listen = addr.to_string();
+            }
+            if let Some(addr) = args.pop3s {
+                config.pop3.implicit_tls_listen = addr.to_string();
+            }
             serve::run(config).await
         }
         Command::Accounts(ref command) => {

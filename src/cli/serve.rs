@@ -15,6 +15,12 @@ pub struct ServeArgs {
     /// config key `microsoft.graph_trace`; docs/graph-trace.md).
     #[arg(long, value_name = "FILE")]
     pub graph_trace: Option<std::path::PathBuf>,
+    /// POP3 listener (STLS offered); overrides `pop3.listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub pop3: Option<std::net::SocketAddr>,
+    /// POP3 with implicit TLS; overrides `pop3.implicit_tls_listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub pop3s: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
@@ -87,11 +93,14 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // service manager that does not read it) must not stop the gateway.
     let _ = writeln!(
         std::io::stdout(),
-        "graphgate is running. SMTP {} · SMTPS {} · IMAP {} · IMAPS {} · admin {admin} · data {}",
+        "graphgate is running. SMTP {} · SMTPS {} · IMAP {} · IMAPS {} · POP3 {} · POP3S {} · \
+         admin {admin} · data {}",
         show(gateway.smtp),
         show(gateway.smtps),
         show(gateway.imap),
         show(gateway.imaps),
+        show(gateway.pop3),
+        show(gateway.pop3s),
         config.data_dir.display()
     );
     super::shutdown_signal().await;

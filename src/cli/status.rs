@@ -36,6 +36,8 @@ struct AccountStatus {
     inbox_total: Option<u64>,
     /// What went wrong and how to fix it.
     error: Option<String>,
+    /// What a POP3 DELE does at QUIT (`pop3.on_delete`, docs/pop3.md).
+    pop3_on_delete: String,
 }
 
 pub async fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<ExitCode> {
@@ -43,17 +45,22 @@ pub async fn run(config: &Config, args: &StatusArgs) -> anyhow::Result<ExitCode>
     let store = &runtime.store;
     let accounts = store.accounts()?;
     let mut statuses = Vec::new();
+    let pop3 = crate::pop3::server::Pop3Config::default()
+        .with_on_delete(&config.pop3.on_delete, &config.pop3.on_delete_accounts);
     for account in accounts {
-        statuses.push(
-            check(
-                account,
-                store,
-                &runtime.key,
-                runtime.entra.as_ref(),
-                &runtime.graph,
-            )
-            .await,
-        );
+        let mut status = check(
+            account,
+            store,
+            &runtime.key,
+            runtime.entra.as_ref(),
+            &runtime.graph,
+        )
+        .await;
+        status.pop3_on_delete = match &pop3 {
+            Ok(p) => p.on_delete_for(&status.login).describe().to_string(),
+            Err(e) => format!("unusable setting: {e}"),
+        };
+        statuses.push(status);
     }
     let spool = store.spool_list(None, None)?;
     let queued = spool
@@ -122,6 +129,7 @@ fn print_human(s: &AccountStatus, now: i64) {
     if let (Some(unread), Some(total)) = (s.inbox_unread, s.inbox_total) {
         println!("  Inbox     {unread} unread / {total} total");
     }
+    println!("  POP3 DELE {}", s.pop3_on_delete);
     if let Some(e) = &s.error {
         println!("  problem   {e}");
     }
@@ -148,6 +156,7 @@ async fn check(
         inbox_unread: None,
         inbox_total: None,
         error: account.last_error.clone(),
+        pop3_on_delete: String::new(),
     };
     let entra = match entra {
         Ok(e) => e.clone(),

@@ -248,6 +248,47 @@ pub const KEYS: &[KeyDoc] = &[
         example: Some("2048"),
     },
     KeyDoc {
+        key: "pop3.listen",
+        doc: "POP3 listener (STLS offered). Empty: off. Help desks and fetchers (Jira, Zammad, \
+              fetchmail, getmail) poll the account's INBOX here; docs/pop3.md.",
+        example: None,
+    },
+    KeyDoc {
+        key: "pop3.implicit_tls_listen",
+        doc: "POP3 with implicit TLS (the port-995 style, `pop3s://`). Empty: off.",
+        example: None,
+    },
+    KeyDoc {
+        key: "pop3.plaintext_login_on_loopback",
+        doc: "Allow USER/PASS and AUTH without TLS from 127.0.0.1/::1. From any other address \
+              login needs STLS or implicit TLS.",
+        example: None,
+    },
+    KeyDoc {
+        key: "pop3.max_connections",
+        doc: "Simultaneous POP3 connections; more are refused with -ERR [SYS/TEMP].",
+        example: None,
+    },
+    KeyDoc {
+        key: "pop3.idle_timeout_s",
+        doc: "Seconds a silent POP3 connection stays open (RFC 1939: at least 600). It is \
+              closed without deleting anything.",
+        example: None,
+    },
+    KeyDoc {
+        key: "pop3.on_delete",
+        doc: "What DELE means when the client QUITs: `keep` (nothing is deleted, the message \
+              is marked read: \"leave mail on server\"), `trash` (moved to Deleted Items) or \
+              `delete` (deleted for good). A session that ends without QUIT deletes nothing.",
+        example: None,
+    },
+    KeyDoc {
+        key: "pop3.on_delete_accounts",
+        doc: "Per-account exceptions to pop3.on_delete, as `login=mode` pairs separated by \
+              commas.",
+        example: Some("helpdesk@contoso.com=keep,scanner@contoso.com=delete"),
+    },
+    KeyDoc {
         key: "login_limit.free_failures",
         doc: "Failed SMTP AUTH / IMAP LOGIN attempts of one login from one client address \
               (SMTP and IMAP together, loopback included) answered at once. After them each \

@@ -34,6 +34,7 @@ pub struct Config {
     pub graph: GraphClientConfig,
     pub smtp: SmtpConfig,
     pub imap: ImapConfig,
+    pub pop3: Pop3Config,
     pub login_limit: LoginLimitConfig,
     pub tls: TlsConfig,
     pub admin: AdminConfig,
@@ -121,6 +122,39 @@ impl Default for ImapConfig {
             max_connections: 1024,
             idle_timeout_s: 30 * 60,
             cache_max_mb: 2048,
+        }
+    }
+}
+
+/// The POP3 listeners (`pop3.*`, docs/pop3.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pop3Config {
+    /// POP3 with STLS; empty = off.
+    pub listen: String,
+    /// POP3 with implicit TLS (the port-995 style); empty = off.
+    pub implicit_tls_listen: String,
+    /// USER/PASS and AUTH without TLS from 127.0.0.1/::1.
+    pub plaintext_login_on_loopback: bool,
+    pub max_connections: u64,
+    /// Seconds of silence after which a connection is closed (no UPDATE).
+    pub idle_timeout_s: u64,
+    /// What DELE means at QUIT: `keep`, `trash` or `delete`.
+    pub on_delete: String,
+    /// Per-account exceptions: `login=mode,login=mode`.
+    pub on_delete_accounts: String,
+}
+
+impl Default for Pop3Config {
+    fn default() -> Self {
+        Pop3Config {
+            listen: "127.0.0.1:1110".into(),
+            implicit_tls_listen: "127.0.0.1:1995".into(),
+            plaintext_login_on_loopback: true,
+            max_connections: 256,
+            idle_timeout_s: 10 * 60,
+            on_delete: "trash".into(),
+            on_delete_accounts: String::new(),
         }
     }
 }
@@ -433,6 +467,7 @@ impl Default for Config {
             graph: GraphClientConfig::default(),
             smtp: SmtpConfig::default(),
             imap: ImapConfig::default(),
+            pop3: Pop3Config::default(),
             login_limit: LoginLimitConfig::default(),
             tls: TlsConfig::default(),
             admin: AdminConfig::default(),
@@ -580,6 +615,14 @@ impl Config {
         Ok((
             parse_listen("imap.listen", &self.imap.listen)?,
             parse_listen("imap.implicit_tls_listen", &self.imap.implicit_tls_listen)?,
+        ))
+    }
+
+    /// The POP3 listen addresses (STLS, implicit TLS), when on.
+    pub fn pop3_listen(&self) -> Result<(Option<SocketAddr>, Option<SocketAddr>), ConfigError> {
+        Ok((
+            parse_listen("pop3.listen", &self.pop3.listen)?,
+            parse_listen("pop3.implicit_tls_listen", &self.pop3.implicit_tls_listen)?,
         ))
     }
 

@@ -75,6 +75,8 @@ pub struct Demo {
     pub smtps: String,
     pub imap: String,
     pub imaps: String,
+    pub pop3: String,
+    pub pop3s: String,
     pub sim: String,
     /// `http://host:port` of the admin endpoint.
     pub admin: String,
@@ -121,7 +123,15 @@ fn demo_command_on(smtp: &str, data_dir: &std::path::Path) -> Command {
     let mut command = Command::new(BIN);
     command
         .args(["demo", "--sim", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .args(["--smtp", smtp, "--imap", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--smtp",
+            smtp,
+            "--imap",
+            "127.0.0.1:0",
+            "--pop3",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
         .arg(data_dir)
         .stdout(Stdio::piped());
     command
@@ -142,6 +152,8 @@ fn demo_with_env(smtp: &str, extra: &[&str], env: &[(&str, &str)]) -> Demo {
         smtps: field(&lines, "SMTPS "),
         imap: field(&lines, "IMAP "),
         imaps: field(&lines, "IMAPS "),
+        pop3: field(&lines, "POP3 "),
+        pop3s: field(&lines, "POP3S "),
         sim: url(&lines[lines
             .iter()
             .position(|l| l.contains("simulator on"))

@@ -14,12 +14,15 @@ use crate::spool::owner::{Holder, OwnerRole};
 pub(super) async fn check_ports(config: &Config, holder: Option<&Holder>, report: &mut Report) {
     let (smtp, smtps) = config.smtp_listen().unwrap_or_default();
     let (imap, imaps) = config.imap_listen().unwrap_or_default();
+    let (pop3, pop3s) = config.pop3_listen().unwrap_or_default();
     let admin = config.admin_listen().unwrap_or_default();
     let listeners = [
         ("smtp.listen", smtp, Probe::Plain),
         ("smtp.implicit_tls_listen", smtps, Probe::Tls),
         ("imap.listen", imap, Probe::Plain),
         ("imap.implicit_tls_listen", imaps, Probe::Tls),
+        ("pop3.listen", pop3, Probe::Plain),
+        ("pop3.implicit_tls_listen", pop3s, Probe::Tls),
         ("admin.listen", admin, Probe::Http),
     ];
     let gateway_here = holder.is_some_and(|h| h.role == Some(OwnerRole::Gateway));
