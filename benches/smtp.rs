@@ -90,6 +90,7 @@ async fn setup() -> Setup {
             smtps: None,
             imap: None,
             imaps: None,
+            relay: None,
         },
         &stop,
         &mut tasks,

@@ -26,6 +26,7 @@ pub struct Gateway {
     pub smtps: Option<SocketAddr>,
     pub imap: Option<SocketAddr>,
     pub imaps: Option<SocketAddr>,
+    pub relay: Option<SocketAddr>,
     /// The listeners started and whether each still accepts (for /readyz).
     pub listeners: crate::admin::Listeners,
 }
@@ -38,6 +39,7 @@ pub struct Listen {
     pub smtps: Option<SocketAddr>,
     pub imap: Option<SocketAddr>,
     pub imaps: Option<SocketAddr>,
+    pub relay: Option<SocketAddr>,
 }
 
 pub type Tasks = JoinSet<std::io::Result<()>>;
@@ -107,14 +109,16 @@ pub async fn start(
     let (cfg_imap, cfg_imaps) = config.imap_listen()?;
     let imap_addr = listen.imap.or(cfg_imap);
     let imaps_addr = listen.imaps.or(cfg_imaps);
+    let relay_addr = listen.relay.or(config.relay_listen()?);
     let mut gateway = Gateway {
         smtp: None,
         smtps: None,
         imap: None,
         imaps: None,
+        relay: None,
         listeners: crate::admin::Listeners::default(),
     };
-    if [smtp_addr, smtps_addr, imap_addr, imaps_addr]
+    if [smtp_addr, smtps_addr, imap_addr, imaps_addr, relay_addr]
         .iter()
         .all(Option::is_none)
     {
@@ -201,6 +205,34 @@ pub async fn start(
         tasks.spawn(async move {
             let _up = up;
             crate::smtp::server::run(listener, implicit, server, stop).await
+        });
+    }
+    if let Some(addr) = relay_addr {
+        // The relay: the same spool and limits, no AUTH, by network.
+        let networks = crate::smtp::relay::RelayNetworks::resolve(&config.relay).await?;
+        if networks.is_empty() {
+            tracing::warn!(
+                "the relay listener is on but relay.networks is empty: it refuses every client"
+            );
+        }
+        let mut relay_config = server.config.clone();
+        relay_config.relay = Some(Arc::new(networks));
+        let relay = Server::new(
+            relay_config,
+            store.clone(),
+            tls.clone(),
+            server.submitter.clone(),
+        );
+        let what = "SMTP relay listener";
+        let listener = super::bind(addr, what, "relay.listen (or --relay)").await?;
+        let local = listener.local_addr()?;
+        tracing::info!(addr = %local, "SMTP relay listening");
+        gateway.relay = Some(local);
+        let stop = shutdown.clone();
+        let up = gateway.listeners.started(what, local);
+        tasks.spawn(async move {
+            let _up = up;
+            crate::smtp::server::run(listener, false, relay, stop).await
         });
     }
     // Contents cached by earlier versions are 0644: made the owner's

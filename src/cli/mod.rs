@@ -229,6 +229,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(trace) = &args.graph_trace {
                 config.microsoft.graph_trace = Some(trace.clone());
             }
+            if let Some(relay) = args.relay {
+                config.relay.listen = relay.to_string();
+            }
             serve::run(config).await
         }
         Command::Accounts(ref command) => {

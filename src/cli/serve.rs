@@ -19,6 +19,10 @@ pub struct ServeArgs {
     /// config key `microsoft.graph_trace`; docs/graph-trace.md).
     #[arg(long, value_name = "FILE")]
     pub graph_trace: Option<std::path::PathBuf>,
+    /// Start the relay listener (mail without AUTH from relay.networks)
+    /// on ADDR; the config key `relay.listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub relay: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
@@ -86,9 +90,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // service manager that does not read it) must not stop the gateway.
     let _ = writeln!(
         std::io::stdout(),
-        "graphgate is running. SMTP {} · SMTPS {} · IMAP {} · IMAPS {} · admin {admin} · data {}",
+        "graphgate is running. SMTP {} · SMTPS {} · relay {} · IMAP {} · IMAPS {} · admin {admin} \
+         · data {}",
         show(gateway.smtp),
         show(gateway.smtps),
+        show(gateway.relay),
         show(gateway.imap),
         show(gateway.imaps),
         config.data_dir.display()

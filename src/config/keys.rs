@@ -301,6 +301,30 @@ pub const KEYS: &[KeyDoc] = &[
         example: Some("127.0.0.1:8025"),
     },
     KeyDoc {
+        key: "relay.listen",
+        doc: "Relay listener for devices that cannot authenticate (scanners, printers, NAS \
+              boxes, cron via msmtp): it takes mail WITHOUT AUTH, but only from the networks \
+              of `relay.networks`, each sending as its one account; every other client is \
+              refused with a reply naming this setting. STARTTLS is offered when a certificate \
+              is configured. Empty: off. `serve --relay ADDR` sets it too.",
+        example: Some("127.0.0.1:2526"),
+    },
+    KeyDoc {
+        key: "relay.networks",
+        doc: "The relay's allowlist, one `[[relay.networks]]` table per network: `cidr` \
+              (192.168.1.0/24, 2001:db8::/64, one address, or a host name resolved at start), \
+              `account` (the local login its mail is sent as), `sender_policy` (`rewrite`, the \
+              default: From becomes the account's mailbox, the original address goes into \
+              Reply-To and the display name; `keep`: From must be the mailbox or an alias; \
+              `reject`: the mailbox only) and `require_tls` (default false: MAIL FROM is \
+              refused until STARTTLS when true). Recipients follow the rules of authenticated \
+              submission: never an open relay. The most specific matching network wins.",
+        example: Some(
+            "[[relay.networks]]\ncidr = \"192.168.1.0/24\"\naccount = \"scanner@contoso.com\"\n\
+             sender_policy = \"rewrite\"\nrequire_tls = false",
+        ),
+    },
+    KeyDoc {
         key: "log.level",
         doc: "Log filter (tracing syntax): error, warn, info, debug, trace, or per module such \
               as `graphgate::graph=debug,info`. Tokens and passwords are never logged at any level.",
@@ -367,6 +391,12 @@ pub fn example() -> String {
         out.push_str(&format!("# ({})\n", env_name(key.key)));
         let default = lookup(&defaults, key.key);
         match (default, key.example) {
+            // A list of tables: its example as commented TOML lines.
+            (Some(toml::Value::Array(list)), Some(example)) if list.is_empty() => {
+                for line in example.lines() {
+                    out.push_str(&format!("# {line}\n"));
+                }
+            }
             (Some(v), _) if !is_empty(v) => out.push_str(&format!("{name} = {v}\n")),
             (_, Some(example)) => out.push_str(&format!("# {name} = {:?}\n", example)),
             (Some(v), None) => out.push_str(&format!("{name} = {v}\n")),

@@ -18,9 +18,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod keys;
+mod relay;
 
 use keys::lookup;
 pub use keys::{KEYS, KeyDoc, OTHER_VARIABLES, example};
+pub use relay::{RelayConfig, RelayNetworkConfig, SenderPolicy};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,6 +37,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub relay: RelayConfig,
 }
 
 /// The SMTP submission listeners and the spool.
@@ -371,6 +374,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
+            relay: RelayConfig::default(),
         }
     }
 }
@@ -564,6 +568,11 @@ impl Config {
         ))
     }
 
+    /// The relay listener's address, if it is on.
+    pub fn relay_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        parse_listen("relay.listen", &self.relay.listen)
+    }
+
     /// The admin listen address, if the endpoint is on.
     pub fn admin_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
         parse_listen("admin.listen", &self.admin.listen)
@@ -601,6 +610,12 @@ fn parse_env_value(
         }
         Some(toml::Value::Integer(_)) => {
             toml::Value::Integer(value.parse().map_err(|_| invalid("a whole number"))?)
+        }
+        Some(toml::Value::Array(_)) => {
+            return Err(invalid(
+                "settable by a variable: this key is a list of tables, set it in the \
+                 configuration file",
+            ));
         }
         _ => toml::Value::String(value.to_string()),
     })

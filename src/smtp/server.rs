@@ -179,6 +179,8 @@ pub struct ServerConfig {
     pub plaintext_auth_on_loopback: bool,
     /// Failed-login backoff, shared with the IMAP listeners.
     pub login_guard: Arc<LoginGuard>,
+    /// A relay listener: mail without AUTH from these networks only.
+    pub relay: Option<Arc<super::relay::RelayNetworks>>,
 }
 
 impl Default for ServerConfig {
@@ -192,6 +194,7 @@ impl Default for ServerConfig {
             max_connection_time: Duration::from_secs(3600),
             plaintext_auth_on_loopback: true,
             login_guard: Arc::default(),
+            relay: None,
         }
     }
 }
@@ -416,6 +419,23 @@ async fn serve_connection(
     config.plaintext_auth_allowed =
         server.config.plaintext_auth_on_loopback && peer.ip().is_loopback();
     let mut session = Session::new(config).with_gate(Arc::new(StoreGate(server.store.clone())));
+    if let Some(networks) = &server.config.relay {
+        use super::relay::{Admission, admit};
+        match admit(networks, &server.store, peer.ip()) {
+            Admission::Admitted {
+                account,
+                policy,
+                require_tls,
+            } => session = session.with_relay(account, policy, require_tls),
+            Admission::Refused(line) => {
+                tracing::info!(%peer, "relay: client refused: {}", line.trim_end());
+                stream.write_all(line.as_bytes()).await?;
+                let _ = stream.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+    let mut rewriter: Option<super::relay::HeaderRewriter> = None;
     let started = Instant::now();
     let mut incoming: Option<Incoming> = None;
     let mut buf = vec![0u8; 16 * 1024];
@@ -485,7 +505,8 @@ async fn serve_connection(
                         };
                         next.extend(session.tls_started());
                     }
-                    Action::MessageStart(_) => {
+                    Action::MessageStart(envelope) => {
+                        rewriter = envelope.rewrite.map(super::relay::HeaderRewriter::new);
                         if let Some(old) =
                             incoming.replace(Incoming::new(server.inline_budget.clone()))
                         {
@@ -493,7 +514,11 @@ async fn serve_connection(
                         }
                     }
                     Action::MessageData(bytes) => {
-                        if let Some(inc) = incoming.as_mut() {
+                        let bytes = match rewriter.as_mut() {
+                            Some(r) => r.feed(bytes),
+                            None => bytes,
+                        };
+                        if let Some(inc) = incoming.as_mut().filter(|_| !bytes.is_empty()) {
                             let written = inc
                                 .write(
                                     &bytes,
@@ -510,6 +535,7 @@ async fn serve_connection(
                         }
                     }
                     Action::MessageAbort => {
+                        rewriter = None;
                         if let Some(inc) = incoming.take() {
                             inc.discard().await;
                         }
@@ -520,6 +546,16 @@ async fn serve_connection(
                             "C: <message data> . (end of data)"
                         );
                         stream.flush().await?;
+                        let rest = rewriter.take().map(|mut r| r.finish()).unwrap_or_default();
+                        if let Some(inc) = incoming.as_mut().filter(|_| !rest.is_empty()) {
+                            let dir = &server.config.incoming_dir;
+                            if let Err(e) = inc.write(&rest, dir, server.config.inline_max).await {
+                                if let Some(inc) = incoming.take() {
+                                    inc.discard().await;
+                                }
+                                return Err(e);
+                            }
+                        }
                         let outcome = match incoming.take() {
                             Some(inc) => finish_message(&server, &session, envelope, inc).await,
                             None => SubmitOutcome::TryLater {

@@ -84,6 +84,18 @@ pub struct Envelope {
     pub eight_bit: bool,
     /// SMTPUTF8 was given.
     pub smtputf8: bool,
+    /// The `rewrite` sender policy applies: From becomes the mailbox.
+    pub rewrite: Option<FromRewrite>,
+}
+
+/// What the `rewrite` sender policy needs to rewrite a message's From
+/// ([`crate::smtp::relay::HeaderRewriter`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FromRewrite {
+    /// The addresses the account may send as, the mailbox first.
+    pub allowed: Vec<String>,
+    /// The envelope sender the client gave (empty for `<>`).
+    pub original: String,
 }
 
 /// The outcome of handing a complete message to the spool/Graph.
@@ -180,6 +192,13 @@ pub struct Session {
     errors: usize,
     /// Asked at MAIL FROM whether the account can send now.
     gate: Option<std::sync::Arc<dyn AccountGate>>,
+    /// A relay session: the account its network sends as, kept across
+    /// STARTTLS (which resets a password sign-in, RFC 3207 §4.2).
+    relay: Option<Authenticated>,
+    /// MAIL FROM waits for STARTTLS (a relay network's `require_tls`).
+    require_tls: bool,
+    /// What to do with a sender the account may not use.
+    sender_policy: crate::config::SenderPolicy,
 }
 
 impl Session {
@@ -204,6 +223,9 @@ impl Session {
             commands: 0,
             errors: 0,
             gate: None,
+            relay: None,
+            require_tls: false,
+            sender_policy: crate::config::SenderPolicy::Keep,
         }
     }
 
@@ -321,7 +343,7 @@ impl Session {
         self.state = State::Command;
         self.tls_active = true;
         self.ehlo = false;
-        self.auth = None;
+        self.auth = self.relay.clone();
         self.envelope = None;
         self.held.clear();
         self.requests = RequestReceiver::default();

@@ -11,6 +11,14 @@ impl Session {
         if !self.ehlo {
             return self.error(503, "5.5.1", "Send EHLO first", out);
         }
+        if let Some(account) = &self.relay {
+            let text = format!(
+                "No AUTH on the relay listener: your network sends as {} (relay.networks); \
+                 go on with MAIL FROM",
+                printable(&account.login)
+            );
+            return self.error(503, "5.5.1", &text, out);
+        }
         if self.auth.is_some() {
             return self.error(503, "5.5.1", "Already authenticated", out);
         }
