@@ -348,3 +348,116 @@ async fn serve_relays_for_listed_addresses_only_and_names_the_setting_to_others(
         );
     }
 }
+
+/// One message from alice with AUTH, envelope sender `from`: the code and
+/// text of the first reply that is not a success (or of the data).
+fn submit_as_alice(smtp: &str, from: &str, subject: &str) -> (u16, String) {
+    let (host, port) = smtp.rsplit_once(':').unwrap();
+    let script = r#"
+import smtplib, sys
+host, port, sender, subject = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+msg = "From: %s\r\nTo: bob@example.com\r\nSubject: %s\r\n\r\nhi\r\n" % (sender, subject)
+s = smtplib.SMTP(host, port, timeout=60)
+s.login("alice@example.com", "alice")
+def reply():
+    for step in (lambda: s.mail(sender), lambda: s.rcpt("bob@example.com")):
+        code, text = step()
+        if code != 250:
+            return code, text
+    return s.data(msg)
+code, text = reply()
+print(code, text.decode().replace("\n", " "))
+s.quit()
+"#;
+    let out = Command::new(support::python())
+        .args(["-c", script, host, port, from, subject])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, text) = stdout.split_once(' ').unwrap();
+    (code.parse().unwrap(), text.to_string())
+}
+
+/// `graphgate --data-dir DIR accounts set ARGS…`, which must succeed.
+fn accounts_set(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["accounts", "set"])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[tokio::test]
+async fn accounts_set_changes_aliases_and_sender_policy_of_a_running_gateway() {
+    let d = demo();
+    // Cron's sender, outside the tenant: the 550 names the setting that
+    // helps, not Send As.
+    let (code, text) = submit_as_alice(&d.smtp, "root@myhost.local", "cron before");
+    assert_eq!(code, 550, "{text}");
+    assert!(text.contains("Send As cannot be granted"), "{text}");
+    assert!(
+        text.contains("graphgate accounts set alice@example.com --sender-policy rewrite"),
+        "{text}"
+    );
+    // An address of the tenant: the alias command that works.
+    let (code, text) = submit_as_alice(&d.smtp, "support@example.com", "alias before");
+    assert_eq!(code, 550, "{text}");
+    assert!(
+        text.contains("graphgate accounts set alice@example.com --alias support@example.com"),
+        "{text}"
+    );
+
+    let said = accounts_set(
+        d.dir.path(),
+        &["alice@example.com", "--sender-policy", "rewrite"],
+    );
+    assert!(said.contains("sender policy: rewrite"), "{said}");
+    let (code, text) = submit_as_alice(&d.smtp, "root@myhost.local", "cron after");
+    assert_eq!(code, 250, "{text}");
+    let mime = wait_for_subject(&d.sim, "bob@example.com", "inbox", "cron after").await;
+    let (name, address, reply_to) = from_and_reply_to(&mime);
+    assert_eq!(
+        (name.as_str(), address.as_str(), reply_to.as_str()),
+        (
+            "root@myhost.local via graphgate",
+            "alice@example.com",
+            "root@myhost.local"
+        )
+    );
+
+    let said = accounts_set(
+        d.dir.path(),
+        &[
+            "alice@example.com",
+            "--sender-policy",
+            "keep",
+            "--alias",
+            "support@example.com",
+        ],
+    );
+    assert!(said.contains("From aliases: support@example.com"), "{said}");
+    let (code, text) = submit_as_alice(&d.smtp, "support@example.com", "alias after");
+    assert_eq!(code, 250, "{text}");
+    let (code, text) = submit_as_alice(&d.smtp, "root@myhost.local", "cron keep again");
+    assert_eq!(code, 550, "{text}");
+    accounts_set(
+        d.dir.path(),
+        &["alice@example.com", "--no-alias", "support@example.com"],
+    );
+    let (code, text) = submit_as_alice(&d.smtp, "support@example.com", "alias removed");
+    assert_eq!(code, 550, "{text}");
+}

@@ -244,6 +244,22 @@ pub(super) fn admit(networks: &RelayNetworks, store: &Store, ip: IpAddr) -> Admi
     }
 }
 
+/// The sender policy of `login`'s authenticated submissions (`graphgate
+/// accounts set LOGIN --sender-policy`): keep unless recorded otherwise.
+pub(super) fn account_policy(store: &Store, login: &str) -> SenderPolicy {
+    match store.sender_policy(login) {
+        Ok(Some(text)) => text.parse().unwrap_or_else(|e| {
+            tracing::warn!(account = login, "ignoring a stored sender policy: {e}");
+            SenderPolicy::Keep
+        }),
+        Ok(None) => SenderPolicy::Keep,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the account's sender policy");
+            SenderPolicy::Keep
+        }
+    }
+}
+
 /// Rewrites From in the header block of a message as its bytes stream
 /// past (CRLF line ends: the session normalises them). Bytes are held only
 /// until the header block ends; a block longer than [`MAX_HEADER_BLOCK`]

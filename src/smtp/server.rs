@@ -476,6 +476,10 @@ async fn serve_connection(
                                 .await
                             {
                                 Checked::Account(account) => {
+                                    session.set_sender_policy(super::relay::account_policy(
+                                        &server.store,
+                                        &account.login,
+                                    ));
                                     let mut allowed = vec![account.mailbox.clone()];
                                     allowed.extend(account.aliases.iter().cloned());
                                     session.auth_result(Some(Authenticated {

@@ -196,6 +196,15 @@ CREATE TABLE IF NOT EXISTS remote_folders (
     PRIMARY KEY (account_id, mailbox, remote_id)
 ) WITHOUT ROWID;
 "#,
+    // The sender policy an account's SMTP submissions follow when it is not
+    // `keep` (`graphgate accounts set LOGIN --sender-policy`); no row:
+    // keep. A new table, so the migration is idempotent.
+    r#"
+CREATE TABLE IF NOT EXISTS sender_policies (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    policy     TEXT NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.

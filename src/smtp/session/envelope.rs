@@ -43,6 +43,14 @@ impl Session {
         self
     }
 
+    /// The sender policy of the account signing in with AUTH (before
+    /// [`Session::auth_result`]; a relay session keeps its network's).
+    pub fn set_sender_policy(&mut self, policy: SenderPolicy) {
+        if self.relay.is_none() {
+            self.sender_policy = policy;
+        }
+    }
+
     /// Whether this is a relay session (signed in by network).
     pub fn is_relay(&self) -> bool {
         self.relay.is_some()
@@ -241,8 +249,8 @@ fn refusal(policy: &SenderPolicy, relay: bool, auth: &Authenticated, address: &s
             .to_string()
     } else {
         format!(
-            "send through the relay listener (relay.networks, sender_policy = \"rewrite\"), \
-             which sends as {mailbox} with the original address in Reply-To"
+            "let graphgate send it as {mailbox} with the original address in Reply-To: \
+             `graphgate accounts set {login} --sender-policy rewrite`"
         )
     };
     match policy {
@@ -252,8 +260,8 @@ fn refusal(policy: &SenderPolicy, relay: bool, auth: &Authenticated, address: &s
         ),
         _ if ours => format!(
             "{login} may not send as {address}: use {mailbox} or a configured alias, add this \
-             one with `graphgate accounts add --alias` after granting Send As (or Send on \
-             Behalf) on it in the Exchange admin center, or {rewrite}"
+             one with `graphgate accounts set {login} --alias {address}` after granting Send As \
+             (or Send on Behalf) on it in the Exchange admin center, or {rewrite}"
         ),
         _ => format!(
             "{login} may not send as {address}: it is not an address of {login}'s domains, so \
