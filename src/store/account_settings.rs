@@ -77,6 +77,32 @@ impl Store {
     }
 }
 
+/// Count one more sign-out, inside the caller's transaction.
+pub(super) fn bump_sign_outs(tx: &rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO sign_out_generation (id, value) VALUES (1, 1)
+         ON CONFLICT (id) DO UPDATE SET value = value + 1",
+        [],
+    )?;
+    Ok(())
+}
+
+impl Store {
+    /// How many sign-outs the store has seen (see `bump_sign_outs`): a
+    /// running gateway drops the accounts it holds open when it changes.
+    pub fn sign_out_generation(&self) -> Result<i64, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn
+            .query_row(
+                "SELECT value FROM sign_out_generation WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::store::{NewAccount, Store};
@@ -113,5 +139,34 @@ mod tests {
         assert_eq!(store.sender_policy("a@example.com").unwrap(), None);
         assert!(store.set_aliases("nobody@example.com", &[]).is_err());
         assert!(store.set_sender_policy("nobody@example.com", None).is_err());
+    }
+
+    #[test]
+    fn a_sign_out_is_counted_and_rotated_tokens_are_not_saved_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let key = crate::store::StoreKey::from_bytes([7; 32]);
+        let a = store
+            .add_account(&NewAccount::delegated("a@example.com", "pw"))
+            .unwrap();
+        store.put_tokens(a.id, &key, b"first", None).unwrap();
+        let before = store.sign_out_generation().unwrap();
+        assert!(
+            store
+                .put_tokens_if_present(a.id, &key, b"rotated", None)
+                .unwrap()
+        );
+        assert_eq!(store.sign_out_generation().unwrap(), before);
+        store.delete_tokens(a.id).unwrap();
+        assert_eq!(store.sign_out_generation().unwrap(), before + 1);
+        // A refresh finishing after the sign-out writes nothing.
+        assert!(
+            !store
+                .put_tokens_if_present(a.id, &key, b"late", None)
+                .unwrap()
+        );
+        assert!(store.tokens(a.id, &key).unwrap().is_none());
+        store.remove_account("a@example.com").unwrap();
+        assert_eq!(store.sign_out_generation().unwrap(), before + 2);
     }
 }
