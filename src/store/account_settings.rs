@@ -103,6 +103,20 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Make `account`'s queued mail due now (it signed in again: what
+    /// waited for it need not wait out its backoff). A running gateway's
+    /// spool worker looks at least every few seconds. Returns how many.
+    pub fn spool_due_now(&self, account: super::AccountId) -> Result<usize, StoreError> {
+        let conn = self.lock()?;
+        Ok(conn.execute(
+            "UPDATE spool SET next_attempt_at = ?2
+              WHERE account_id = ?1 AND state = 'queued' AND next_attempt_at > ?2",
+            params![account.0, now_unix()],
+        )?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::store::{NewAccount, Store};
@@ -168,5 +182,34 @@ mod tests {
         assert!(store.tokens(a.id, &key).unwrap().is_none());
         store.remove_account("a@example.com").unwrap();
         assert_eq!(store.sign_out_generation().unwrap(), before + 2);
+    }
+
+    #[test]
+    fn queued_mail_of_an_account_becomes_due_now() {
+        let store = Store::open_in_memory().unwrap();
+        let a = store
+            .add_account(&NewAccount::delegated("a@example.com", "p"))
+            .unwrap();
+        let later = crate::store::now_unix() + 3600;
+        store
+            .spool_insert(&crate::store::NewSpoolEntry {
+                account: a.id,
+                mail_from: "a@example.com",
+                rcpt_to: &["b@example.com".into()],
+                path: "/spool/1.eml",
+                body: None,
+                size: 1,
+                message_id: Some("<x@y>"),
+                prefix: "",
+                not_before: Some(later),
+                claimed_with: None,
+                fingerprint: None,
+            })
+            .unwrap();
+        assert_eq!(store.spool_next_due().unwrap(), Some(later));
+        assert_eq!(store.spool_due_now(a.id).unwrap(), 1);
+        let due = store.spool_next_due().unwrap().unwrap();
+        assert!(due <= crate::store::now_unix(), "{due}");
+        assert_eq!(store.spool_due_now(a.id).unwrap(), 0);
     }
 }
