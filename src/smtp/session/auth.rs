@@ -31,10 +31,15 @@ impl Session {
             );
         }
         if !self.auth_allowed() {
+            // RFC 3207 §4's reply for a command refused until STARTTLS
+            // (what clients and admins recognise; RFC 4954's 538 5.7.11
+            // is for a mechanism that needs encryption).
             return self.error(
-                538,
-                "5.7.11",
-                "Encryption required: use STARTTLS (or the implicit-TLS port) before AUTH",
+                530,
+                "5.7.0",
+                "Must issue a STARTTLS command first (or use the implicit-TLS port): AUTH \
+                 needs TLS here (smtp.plaintext_auth_on_loopback = true allows it without TLS \
+                 from loopback clients only)",
                 out,
             );
         }
