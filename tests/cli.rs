@@ -54,7 +54,7 @@ fn config_example_is_complete_and_check_reads_it_back() {
     assert!(example.contains("GRAPHGATE_ADMIN_LISTEN"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("graphgate.toml");
-    std::fs::write(&path, &example).unwrap();
+    graphgate::config::write_private_file(&path, example.as_bytes()).unwrap();
     let out = graphgate()
         .args(["--config", path.to_str().unwrap(), "config", "check"])
         .env("GRAPHGATE_MICROSOFT_TENANT", "contoso.com")
@@ -69,6 +69,48 @@ fn config_example_is_complete_and_check_reads_it_back() {
         String::from_utf8(out.stdout)
             .unwrap()
             .contains("tenant = \"contoso.com\"")
+    );
+
+    // What `serve` refuses, `config check` refuses too (issue 18): a file
+    // others may read, and a value outside a key's choices.
+    let open = dir.path().join("open.toml");
+    std::fs::write(&open, &example).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for command in [&["config", "check"][..], &["serve"][..]] {
+            let out = graphgate()
+                .arg("--config")
+                .arg(&open)
+                .args(command)
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{command:?} passed a 0644 file");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("chmod 600"), "{command:?}: {err}");
+        }
+    }
+    let pretty = dir.path().join("pretty.toml");
+    graphgate::config::write_private_file(
+        &pretty,
+        format!("data_dir = {:?}\n[log]\nformat = \"pretty\"\n", dir.path()).as_bytes(),
+    )
+    .unwrap();
+    let out = graphgate()
+        .arg("--config")
+        .arg(&pretty)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "config check passed log.format = pretty"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("log.format") && err.contains("text or json"),
+        "{err}"
     );
 
     // A misspelt variable is refused with the way to find the right name.

@@ -226,6 +226,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::config::check_private_file(&path, "the configuration file")?;
             }
             let mut config = load_config(&cli)?;
+            config.validate()?;
             if let Some(trace) = &args.graph_trace {
                 config.microsoft.graph_trace = Some(trace.clone());
             }
@@ -285,8 +286,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check) => {
+            // What `serve` refuses, refused here too.
+            if let Some(path) = config_file(&cli) {
+                crate::config::check_private_file(&path, "the configuration file")?;
+            }
             let config = load_config(&cli)?;
-            config.admin_listen()?;
+            config.validate()?;
             print!(
                 "{}",
                 toml::to_string_pretty(&config).unwrap_or_else(|e| e.to_string())

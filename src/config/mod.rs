@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 mod keys;
 mod relay;
+mod validate;
 
 use keys::lookup;
 pub use keys::{KEYS, KeyDoc, OTHER_VARIABLES, example};
