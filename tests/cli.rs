@@ -369,3 +369,42 @@ fn a_low_open_file_limit_is_reported_with_what_to_change() {
         "{log}"
     );
 }
+
+/// `graphgate accounts list | head` (issue 18): a reader that went away
+/// before graphgate wrote is no panic and no failure. The pipe's read end
+/// is closed before the process starts, so its first write meets EPIPE.
+#[test]
+fn accounts_list_into_a_closed_pipe_does_not_panic() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut add = graphgate()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["accounts", "add", "alice@example.com", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(b"alice\n").unwrap();
+    assert!(add.wait().unwrap().success());
+    for json in [false, true] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut command = graphgate();
+        command
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["accounts", "list"]);
+        if json {
+            command.arg("--json");
+        }
+        let out = command
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(out.status.success(), "{:?}: {err}", out.status);
+    }
+}

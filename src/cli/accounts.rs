@@ -309,6 +309,7 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
         }
         AccountsCommand::List { json } => {
             let accounts = store.accounts()?;
+            let mut out = String::new();
             if json {
                 let list: Vec<serde_json::Value> = accounts
                     .iter()
@@ -327,18 +328,19 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
                         })
                     })
                     .collect();
-                println!("{}", serde_json::Value::Array(list));
+                out.push_str(&format!("{}\n", serde_json::Value::Array(list)));
             } else if accounts.is_empty() {
-                println!("No accounts. Add one with `graphgate accounts add LOGIN`.");
+                out.push_str("No accounts. Add one with `graphgate accounts add LOGIN`.\n");
             } else {
                 for a in accounts {
                     let state = match a.state {
                         crate::store::AccountState::Online => "ONLINE",
                         crate::store::AccountState::Offline => "OFFLINE",
                     };
-                    println!("{:<32} {:<32} {state}", a.login, a.mailbox);
+                    out.push_str(&format!("{:<32} {:<32} {state}\n", a.login, a.mailbox));
                 }
             }
+            print_all(&out)?;
             Ok(ExitCode::SUCCESS)
         }
         AccountsCommand::Set(args) => {
@@ -410,6 +412,20 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
             println!("Password of {login} changed.");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Write `text` to stdout; a reader that went away (`accounts list |
+/// head`) is no error — `println!` panicked on the broken pipe.
+fn print_all(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 
