@@ -111,3 +111,41 @@ fn the_certificate_names_loopback_and_the_host_and_logs_stay_plain() {
     );
     assert!(!text.contains("Illegal SNI"), "{text}");
 }
+
+/// `/readyz` of a demo started with `env`: its status code.
+fn readyz(env: &[(&str, &str)]) -> u16 {
+    let d = support::demo_env(env);
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--noproxy",
+            "*",
+        ])
+        .arg(format!("{}/readyz", d.admin))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).parse().unwrap()
+}
+
+/// The outbound proxy variables (documented in the README): graphgate's
+/// Graph and Entra client goes through `HTTP_PROXY` (`HTTPS_PROXY` for
+/// Microsoft's https endpoints) and around it for `NO_PROXY` hosts. A
+/// proxy that refuses every connection keeps the demo's accounts from
+/// signing in to the simulator; `NO_PROXY=127.0.0.1` lets them.
+#[test]
+fn the_proxy_variables_are_honoured() {
+    if !tool("curl") {
+        return;
+    }
+    let dead_proxy = ("HTTP_PROXY", "http://127.0.0.1:1");
+    assert_eq!(readyz(&[dead_proxy]), 503, "the proxy was not used");
+    assert_eq!(
+        readyz(&[dead_proxy, ("NO_PROXY", "127.0.0.1")]),
+        200,
+        "NO_PROXY was not honoured"
+    );
+}
