@@ -176,8 +176,13 @@ impl Spool {
             },
         ) {
             crate::metrics::get().spool_delivered.inc();
+            // What an admin asked "did it go out?" looks for: who to, and
+            // the Message-ID the recipient's copy carries.
             tracing::info!(
                 queue_id = entry.id.0,
+                from = %entry.mail_from,
+                recipients = %entry.rcpt_to.join(", "),
+                message_id = %entry.message_id.as_deref().unwrap_or(""),
                 "message delivered to Microsoft Graph"
             );
             if !entry.path.is_empty() {
