@@ -149,3 +149,77 @@ fn the_proxy_variables_are_honoured() {
         "NO_PROXY was not honoured"
     );
 }
+
+/// A refused TCP connection to Graph sent nothing (issue 18): the spool
+/// queues the message for a retry instead of leaving it `sending` "in
+/// doubt" (which waits out a grace period and searches Sent Items before
+/// any retry). `graphgate serve` signs in at the simulator, but its
+/// `graph_url` is a port nobody listens on.
+#[tokio::test]
+async fn a_refused_connection_to_graph_is_not_sent_rather_than_in_doubt() {
+    use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
+    use graphgate::store::{NewAccount, Store, StoreKey};
+    let sim = support::sim(true);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let graph = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "data_dir = {data:?}\n\
+         [microsoft]\nauthority_url = {url:?}\ngraph_url = {graph:?}\n\
+         tenant = {DEMO_TENANT_ID:?}\nclient_id = {DEMO_PUBLIC_CLIENT_ID:?}\n\
+         [smtp]\nlisten = \"127.0.0.1:0\"\nimplicit_tls_listen = \"\"\nsync_window_s = 30\n\
+         [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n",
+        data = dir.path().display().to_string(),
+        url = sim.url,
+    );
+    let config_path = dir.path().join("graphgate.toml");
+    graphgate::config::write_private_file(&config_path, config.as_bytes()).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let account = store
+        .add_account(&NewAccount::delegated("alice@example.com", "alice"))
+        .unwrap();
+    let tokens = graphgate::cli::sign_in_via_simulator(&sim.url, "alice@example.com")
+        .await
+        .unwrap();
+    let key = StoreKey::load(dir.path()).unwrap();
+    graphgate::account::save_tokens(&store, &key, account.id, &tokens).unwrap();
+    let mut child = Command::new(support::BIN)
+        .arg("--config")
+        .arg(&config_path)
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = banner(&mut child, "graphgate is running");
+    let _serve = Proc(child);
+    let line = lines.last().unwrap();
+    let smtp = line
+        .split(" · ")
+        .find_map(|p| p.trim().strip_prefix("graphgate is running. SMTP "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let (host, port) = smtp.rsplit_once(':').unwrap();
+    support::py(&format!(
+        "import smtplib\n\
+         s = smtplib.SMTP('{host}', {port}, timeout=60)\n\
+         s.login('alice@example.com', 'alice')\n\
+         s.sendmail('alice@example.com', ['bob@example.com'], \
+         'From: alice@example.com\\r\\nTo: bob@example.com\\r\\nSubject: x\\r\\n\\r\\nx\\r\\n')\n\
+         s.quit()\n"
+    ));
+    let out = Command::new(support::BIN)
+        .arg("--config")
+        .arg(&config_path)
+        .args(["queue", "list", "--all", "--json"])
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let entry = &list.as_array().unwrap()[0];
+    assert_eq!(entry["state"], "queued", "{entry}");
+    let why = entry["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("nothing was sent"), "{entry}");
+}

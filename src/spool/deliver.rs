@@ -79,6 +79,8 @@ fn classify(account: &Account, e: &GraphError) -> Class {
     match e {
         GraphError::Auth(_) => Class::NotSent(e.to_string()),
         GraphError::Transport(t) => Class::InDoubt(format!("connection to Graph failed: {t}")),
+        // Refused before anything was sent: retried, never in doubt.
+        GraphError::Unreachable(_) => Class::NotSent(e.to_string()),
         GraphError::Malformed(t) => Class::InDoubt(format!("unreadable answer: {t}")),
         GraphError::Api(api) => match api.status {
             429 | 503 => Class::NotSent(e.to_string()),
