@@ -141,6 +141,17 @@ async fn swaks_from_a_listed_address_without_auth_is_delivered_once_as_the_accou
     assert_eq!(reply_to, "root@myhost.local");
     // Sent once: one copy in alice's Sent Items too.
     wait_for_subject(&d.sim, "alice@example.com", "sentitems", subject).await;
+    // Counted as a relay client, beside the submission listener's metrics.
+    let metrics = reqwest::get(format!("{}/metrics", d.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("graphgate_smtp_relay_clients_total{outcome=\"admitted\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

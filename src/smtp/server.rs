@@ -421,7 +421,18 @@ async fn serve_connection(
     let mut session = Session::new(config).with_gate(Arc::new(StoreGate(server.store.clone())));
     if let Some(networks) = &server.config.relay {
         use super::relay::{Admission, admit};
-        match admit(networks, &server.store, peer.ip()) {
+        let admission = admit(networks, &server.store, peer.ip());
+        let outcome = match &admission {
+            Admission::Admitted { .. } => "admitted",
+            Admission::Refused(_) => "refused",
+        };
+        crate::metrics::get()
+            .smtp_relay_clients
+            .get_or_create(&crate::metrics::Outcome {
+                outcome: outcome.into(),
+            })
+            .inc();
+        match admission {
             Admission::Admitted {
                 account,
                 policy,
