@@ -144,9 +144,22 @@ impl Accounts {
         let text = sentence(login, error);
         if error.requires_login() {
             tracing::error!(account = %login, "account OFFLINE: {text}");
+            let was_online = self
+                .store
+                .account_by_id(id)
+                .is_ok_and(|a| a.is_some_and(|a| a.state == AccountState::Online));
             let _ = self
                 .store
                 .set_account_state(id, AccountState::Offline, Some(&text));
+            if was_online {
+                crate::alerts::emit(crate::alerts::Alert {
+                    event: "account_needs_sign_in",
+                    account: login.to_string(),
+                    text: text.clone(),
+                    fix: format!("graphgate login {login}"),
+                    queue_id: None,
+                });
+            }
         }
         text
     }

@@ -67,6 +67,7 @@ pub async fn start(
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
 ) -> anyhow::Result<Gateway> {
+    crate::alerts::init(&config.alerts.webhook_url).map_err(anyhow::Error::msg)?;
     let graph = GraphClient::new(config.microsoft.graph_config())?;
     let entra = authority_from_config(config)
         .and_then(EntraClient::new)

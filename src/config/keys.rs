@@ -325,6 +325,14 @@ pub const KEYS: &[KeyDoc] = &[
         ),
     },
     KeyDoc {
+        key: "alerts.webhook_url",
+        doc: "A URL that receives a JSON POST (retried up to 5 times) when an account needs \
+              a new sign-in (`event`: account_needs_sign_in) or a message bounced \
+              (message_bounced), with `account`, `text`, `fix` (the command that helps), \
+              `host` and `at` (Unix seconds). Empty: off.",
+        example: Some("https://alerts.example.com/graphgate"),
+    },
+    KeyDoc {
         key: "log.level",
         doc: "Log filter (tracing syntax): error, warn, info, debug, trace, or per module such \
               as `graphgate::graph=debug,info`. Tokens and passwords are never logged at any level.",

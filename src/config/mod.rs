@@ -39,6 +39,15 @@ pub struct Config {
     pub admin: AdminConfig,
     pub log: LogConfig,
     pub relay: RelayConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// Where alerts go (`crate::alerts`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// A URL that gets a JSON POST per alert; empty = off.
+    pub webhook_url: String,
 }
 
 /// The SMTP submission listeners and the spool.
@@ -376,6 +385,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             log: LogConfig::default(),
             relay: RelayConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
