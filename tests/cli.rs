@@ -408,3 +408,47 @@ fn accounts_list_into_a_closed_pipe_does_not_panic() {
         assert!(out.status.success(), "{:?}: {err}", out.status);
     }
 }
+
+/// `config example` (issue 18): the data directory of whoever runs it
+/// (root's home, for a system configuration) is not written into the
+/// file; and the port-in-use advice of `serve` names its setting, not a
+/// flag `serve` lacks.
+#[test]
+fn config_example_has_no_home_directory_and_port_advice_fits_serve() {
+    let out = graphgate()
+        .args(["config", "example"])
+        .env("HOME", "/home/someone")
+        .env("XDG_DATA_HOME", "/home/someone/.local/share")
+        .output()
+        .unwrap();
+    let example = String::from_utf8(out.stdout).unwrap();
+    assert!(!example.contains("/home/someone"), "{example}");
+    assert!(
+        example.contains("# data_dir = \"/var/lib/graphgate\""),
+        "{example}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "data_dir = {:?}\n[smtp]\nlisten = \"{}\"\nimplicit_tls_listen = \"\"\n\
+         [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n",
+        dir.path().join("data"),
+        taken.local_addr().unwrap()
+    );
+    let path = dir.path().join("graphgate.toml");
+    graphgate::config::write_private_file(&path, config.as_bytes()).unwrap();
+    let out = graphgate()
+        .arg("--config")
+        .arg(&path)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("choose another address with smtp.listen"),
+        "{err}"
+    );
+    assert!(!err.contains("or --smtp"), "serve has no --smtp: {err}");
+}

@@ -182,13 +182,13 @@ pub async fn start(
             smtp_addr,
             false,
             "SMTP submission listener",
-            "smtp.listen (or --smtp)",
+            "smtp.listen (demo: --smtp)",
         ),
         (
             smtps_addr,
             true,
             "SMTP implicit-TLS listener",
-            "smtp.implicit_tls_listen (or --smtps)",
+            "smtp.implicit_tls_listen (demo: --smtps)",
         ),
     ] {
         let Some(addr) = addr else { continue };
@@ -279,12 +279,17 @@ pub async fn start(
         tls,
     );
     for (addr, implicit, what, key) in [
-        (imap_addr, false, "IMAP listener", "imap.listen (or --imap)"),
+        (
+            imap_addr,
+            false,
+            "IMAP listener",
+            "imap.listen (demo: --imap)",
+        ),
         (
             imaps_addr,
             true,
             "IMAP implicit-TLS listener",
-            "imap.implicit_tls_listen (or --imaps)",
+            "imap.implicit_tls_listen (demo: --imaps)",
         ),
     ] {
         let Some(addr) = addr else { continue };

@@ -305,8 +305,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         anyhow::anyhow!(
-            "cannot listen on {addr} for the {what}: {e}; \
-             choose another address with {flag} (e.g. {flag} 127.0.0.1:0 for any free port)"
+            "cannot listen on {addr} for the {what}: {e}; choose another address with {flag} \
+             (port 0, e.g. 127.0.0.1:0, takes any free port), or stop what uses {addr}"
         )
     })
 }

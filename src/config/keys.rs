@@ -19,8 +19,10 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         key: "data_dir",
         doc: "Directory for the database (graphgate.sqlite3), the token key (graphgate.key), \
-              the spool and the message cache. Created with mode 0700. In the container image: /data.",
-        example: None,
+              the spool and the message cache. Created with mode 0700. In the container image: /data. \
+              Default: $XDG_DATA_HOME/graphgate (~/.local/share/graphgate) of the user \
+              graphgate runs as.",
+        example: Some("/var/lib/graphgate"),
     },
     KeyDoc {
         key: "microsoft.cloud",
@@ -399,6 +401,12 @@ pub fn example() -> String {
         out.push_str(&format!("# ({})\n", env_name(key.key)));
         let default = lookup(&defaults, key.key);
         match (default, key.example) {
+            // The default data directory is the home of whoever runs
+            // `config example`, wrong in a system configuration: shown
+            // commented, with a system path as the example.
+            (_, Some(example)) if key.key == "data_dir" => {
+                out.push_str(&format!("# {name} = {example:?}\n"));
+            }
             // A list of tables: its example as commented TOML lines.
             (Some(toml::Value::Array(list)), Some(example)) if list.is_empty() => {
                 for line in example.lines() {
