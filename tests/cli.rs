@@ -29,7 +29,14 @@ fn help_documents_every_subcommand() {
     }
     let out = graphgate().args(["demo", "--help"]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    for flag in ["--smtp", "--imap", "--sim", "--admin", "--data-dir"] {
+    for flag in [
+        "--smtp",
+        "--relay",
+        "--imap",
+        "--sim",
+        "--admin",
+        "--data-dir",
+    ] {
         assert!(text.contains(flag), "demo --help lacks {flag}:\n{text}");
     }
     for default in [

@@ -223,3 +223,35 @@ async fn a_refused_connection_to_graph_is_not_sent_rather_than_in_doubt() {
     let why = entry["last_error"].as_str().unwrap_or_default();
     assert!(why.contains("nothing was sent"), "{entry}");
 }
+
+/// A plain SMTP client on the implicit-TLS port (issue 18) is told what
+/// the port expects instead of hanging until the handshake times out:
+/// one that waits for a greeting, and one that sends EHLO at once.
+#[test]
+fn plaintext_smtp_on_the_implicit_tls_port_is_told_so() {
+    let d = support::demo();
+    for first in ["", "EHLO plain\r\n"] {
+        let (host, port) = d.smtps.rsplit_once(':').unwrap();
+        let script = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+if sys.argv[3]:
+    s.sendall(sys.argv[3].encode())
+print(s.recv(1000).decode(errors="replace").strip())
+"#;
+        let out = Command::new(support::python())
+            .args(["-c", script, host, port, first])
+            .output()
+            .unwrap();
+        let reply = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{reply}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            reply.starts_with("554 5.7.0 This port expects TLS from the first byte"),
+            "{first:?}: {reply}"
+        );
+    }
+}

@@ -401,6 +401,21 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let _ = tcp.set_nodelay(true);
+    let mut tcp = tcp;
+    if implicit_tls && speaks_plaintext(&tcp).await {
+        // A plain SMTP client on the implicit-TLS port waits for a
+        // greeting the TLS handshake never sends: say so instead of
+        // leaving it to hang until the handshake times out.
+        let _ = tcp
+            .write_all(
+                b"554 5.7.0 This port expects TLS from the first byte (implicit TLS, smtps://, \
+                  port-465 style): enable SSL/TLS in the client, or use STARTTLS on the \
+                  submission port (smtp.listen)\r\n",
+            )
+            .await;
+        let _ = tcp.shutdown().await;
+        return Ok(());
+    }
     let mut stream = if implicit_tls {
         let Some(tls) = &server.tls else {
             return Err(std::io::Error::other(
@@ -618,6 +633,24 @@ async fn serve_connection(
     }
     Ok(())
 }
+
+/// Whether a client on an implicit-TLS port is not starting TLS: it sent
+/// nothing within [`PLAINTEXT_WAIT`] (a plain SMTP client waits for the
+/// server to speak first) or its first byte is not a TLS handshake record
+/// (0x16, RFC 8446 §5.1).
+async fn speaks_plaintext(tcp: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(PLAINTEXT_WAIT, tcp.peek(&mut first)).await {
+        Err(_) => true,
+        Ok(Ok(1)) => first[0] != 0x16,
+        Ok(_) => false,
+    }
+}
+
+/// How long a client on an implicit-TLS port may stay silent before it is
+/// told that the port expects TLS (a TLS client sends its ClientHello at
+/// once).
+const PLAINTEXT_WAIT: Duration = Duration::from_secs(3);
 
 /// The store's word on whether an account can send: OFFLINE (signed out,
 /// its grant revoked — kept across restarts until a refresh or
