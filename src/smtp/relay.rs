@@ -18,7 +18,7 @@
 use std::net::IpAddr;
 
 use crate::config::{RelayConfig, SenderPolicy};
-use crate::mime::submission::{MAX_HEADER_BLOCK, header_block_len, header_facts};
+use crate::mime::submission::{header_block_len, header_facts};
 use crate::store::Store;
 
 use super::session::{Authenticated, FromRewrite};
@@ -260,10 +260,15 @@ pub(super) fn account_policy(store: &Store, login: &str) -> SenderPolicy {
     }
 }
 
+/// The longest header block the rewriter holds in memory (per
+/// connection, outside the listeners' inline budget); a longer one passes
+/// unchanged, and the spool's From check then refuses a From the account
+/// may not use (550), as without the policy.
+pub const REWRITE_MAX_HEADER: usize = 256 * 1024;
+
 /// Rewrites From in the header block of a message as its bytes stream
 /// past (CRLF line ends: the session normalises them). Bytes are held only
-/// until the header block ends; a block longer than [`MAX_HEADER_BLOCK`]
-/// passes unchanged (the spool then refuses it for its size).
+/// until the header block ends, at most [`REWRITE_MAX_HEADER`].
 #[derive(Debug)]
 pub struct HeaderRewriter {
     rewrite: FromRewrite,
@@ -293,7 +298,7 @@ impl HeaderRewriter {
             self.head = Vec::new();
             return out;
         }
-        if self.head.len() > MAX_HEADER_BLOCK {
+        if self.head.len() > REWRITE_MAX_HEADER {
             self.done = true;
             return std::mem::take(&mut self.head);
         }
@@ -498,5 +503,9 @@ mod tests {
         assert!(text.ends_with("Subject: x\r\n\r\nbody\r\n"), "{text}");
         assert_eq!(r.feed(b"more".to_vec()), b"more".to_vec());
         assert!(r.finish().is_empty());
+        // A header block past the bound passes unchanged, not held.
+        let mut r = HeaderRewriter::new(rewrite());
+        let long = vec![b'x'; REWRITE_MAX_HEADER + 1];
+        assert_eq!(r.feed(long.clone()), long);
     }
 }
