@@ -96,6 +96,7 @@ async fn setup() -> Setup {
             imaps: None,
             pop3: None,
             pop3s: None,
+            relay: None,
         },
         &stop,
         &mut tasks,

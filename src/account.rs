@@ -51,6 +51,32 @@ pub fn save_tokens(
     account: AccountId,
     tokens: &TokenSet,
 ) -> Result<(), AuthError> {
+    let json = token_json(tokens)?;
+    store
+        .put_tokens(account, key, json.0.expose(), Some(json.1))
+        .map_err(|e| AuthError::Config(format!("cannot store the tokens: {e}")))
+}
+
+/// Save rotated tokens over the account's stored ones — never for an
+/// account signed out meanwhile (`graphgate logout` deleted its tokens,
+/// `accounts remove` the account): that is [`AuthError::SignedOut`], and
+/// the refresh token Entra just issued is dropped.
+fn save_rotated_tokens(
+    store: &Store,
+    key: &StoreKey,
+    account: AccountId,
+    tokens: &TokenSet,
+) -> Result<(), AuthError> {
+    let json = token_json(tokens)?;
+    match store.put_tokens_if_present(account, key, json.0.expose(), Some(json.1)) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(AuthError::SignedOut(format!("account #{}", account.0))),
+        Err(e) => Err(AuthError::Config(format!("cannot store the tokens: {e}"))),
+    }
+}
+
+/// The sealed form's plaintext (JSON) and its expiry.
+fn token_json(tokens: &TokenSet) -> Result<(Secret<Vec<u8>>, i64), AuthError> {
     let identity = tokens.identity.clone().unwrap_or_default();
     let stored = StoredTokens {
         access_token: tokens.access_token.expose().clone(),
@@ -64,9 +90,7 @@ pub fn save_tokens(
     };
     let json =
         Secret::new(serde_json::to_vec(&stored).map_err(|e| AuthError::Protocol(e.to_string()))?);
-    store
-        .put_tokens(account, key, json.expose(), Some(stored.expires_at))
-        .map_err(|e| AuthError::Config(format!("cannot store the tokens: {e}")))
+    Ok((json, stored.expires_at))
 }
 
 /// The account's tokens from the store, if it ever signed in.
@@ -107,7 +131,7 @@ struct StorePersister {
 
 impl TokenPersister for StorePersister {
     fn persist(&self, tokens: &TokenSet) -> Result<(), AuthError> {
-        save_tokens(&self.store, &self.key, self.account, tokens)?;
+        save_rotated_tokens(&self.store, &self.key, self.account, tokens)?;
         let _ = self
             .store
             .set_account_state(self.account, AccountState::Online, None);

@@ -23,6 +23,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod backend;
 pub mod cli;

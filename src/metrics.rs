@@ -67,6 +67,9 @@ pub struct Metrics {
     pub smtp_messages_accepted: Counter,
     /// Messages refused at SMTP, by reply code class (`5xx`, `4xx`).
     pub smtp_messages_refused: Family<Outcome, Counter>,
+    /// Relay-listener clients by outcome: `admitted` (in relay.networks)
+    /// or `refused` (554 before the greeting).
+    pub smtp_relay_clients: Family<Outcome, Counter>,
     pub spool_delivered: Counter,
     pub spool_bounced: Counter,
     pub spool_retries: Counter,
@@ -109,6 +112,7 @@ impl Metrics {
             smtp_sessions_active: Gauge::default(),
             smtp_messages_accepted: Counter::default(),
             smtp_messages_refused: Family::default(),
+            smtp_relay_clients: Family::default(),
             spool_delivered: Counter::default(),
             spool_bounced: Counter::default(),
             spool_retries: Counter::default(),
@@ -157,6 +161,11 @@ impl Metrics {
             "smtp_messages_refused",
             "Messages refused at SMTP, by reply class",
             m.smtp_messages_refused.clone(),
+        );
+        r.register(
+            "smtp_relay_clients",
+            "Connections to the relay listener, by outcome (admitted by relay.networks, refused)",
+            m.smtp_relay_clients.clone(),
         );
         r.register(
             "spool_delivered",

@@ -21,6 +21,8 @@ pub struct Accounts {
     entra: Result<Arc<EntraClient>, String>,
     graph: GraphClient,
     open: Mutex<HashMap<AccountId, Arc<AccountRuntime>>>,
+    /// The store's sign-out count when `open` was last emptied for it.
+    sign_outs: std::sync::atomic::AtomicI64,
 }
 
 impl Accounts {
@@ -31,11 +33,12 @@ impl Accounts {
         graph: GraphClient,
     ) -> Arc<Accounts> {
         Arc::new(Accounts {
-            store,
             key,
             entra,
             graph,
             open: Mutex::new(HashMap::new()),
+            sign_outs: std::sync::atomic::AtomicI64::new(store.sign_out_generation().unwrap_or(0)),
+            store,
         })
     }
 
@@ -50,6 +53,7 @@ impl Accounts {
     /// The account's runtime, opened if needed; the error is a sentence
     /// saying what is wrong and what to do.
     pub fn get(&self, id: AccountId) -> Result<Arc<AccountRuntime>, String> {
+        self.forget_signed_out();
         if let Some(rt) = self.open.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
             return Ok(rt.clone());
         }
@@ -68,6 +72,26 @@ impl Accounts {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, runtime.clone());
         Ok(runtime)
+    }
+
+    /// A sign-out in another process (`graphgate logout`, `accounts
+    /// remove`) since the last look: drop every runtime held open, so
+    /// each account is opened again from the store — a signed-out one
+    /// then fails with the fix instead of using the tokens held here.
+    /// One indexed read of one row per use.
+    fn forget_signed_out(&self) {
+        use std::sync::atomic::Ordering;
+        let Ok(now) = self.store.sign_out_generation() else {
+            return;
+        };
+        if self.sign_outs.swap(now, Ordering::AcqRel) != now {
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            tracing::info!(
+                held = open.len(),
+                "an account was signed out or removed: reopening accounts from the store"
+            );
+            open.clear();
+        }
     }
 
     /// Prove every signed-in account's grant (see [`TokenSource::check`]):
@@ -120,9 +144,22 @@ impl Accounts {
         let text = sentence(login, error);
         if error.requires_login() {
             tracing::error!(account = %login, "account OFFLINE: {text}");
+            let was_online = self
+                .store
+                .account_by_id(id)
+                .is_ok_and(|a| a.is_some_and(|a| a.state == AccountState::Online));
             let _ = self
                 .store
                 .set_account_state(id, AccountState::Offline, Some(&text));
+            if was_online {
+                crate::alerts::emit(crate::alerts::Alert {
+                    event: "account_needs_sign_in",
+                    account: login.to_string(),
+                    text: text.clone(),
+                    fix: format!("graphgate login {login}"),
+                    queue_id: None,
+                });
+            }
         }
         text
     }

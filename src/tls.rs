@@ -139,17 +139,50 @@ fn generate_self_signed(dir: &Path, cert: &Path, key: &Path) -> Result<(), TlsEr
         message: e.to_string(),
     };
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    let names = vec![
+    // The names clients check (RFC 6125 §6: the subjectAltName, not the
+    // CN): loopback by name and address, and this host's name for clients
+    // on other machines. The CN says the same, for tools that show only it
+    // (fetchmail refused rcgen's default "rcgen self signed cert").
+    let mut names = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         "::1".to_string(),
     ];
-    let certified =
-        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
-    crate::private_file::write(key, certified.signing_key.serialize_pem().as_bytes())
+    if let Some(host) = host_name().filter(|h| !names.contains(h)) {
+        names.push(host);
+    }
+    let generate = || {
+        let signing_key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(names.clone())?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "localhost");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "graphgate (self-signed)");
+        let cert = params.self_signed(&signing_key)?;
+        Ok::<_, rcgen::Error>((cert, signing_key))
+    };
+    let (certificate, signing_key) = generate().map_err(|e| TlsError::Generate(e.to_string()))?;
+    crate::private_file::write(key, signing_key.serialize_pem().as_bytes())
         .map_err(|e| io(key, e))?;
-    std::fs::write(cert, certified.cert.pem()).map_err(|e| io(cert, e))?;
+    std::fs::write(cert, certificate.pem()).map_err(|e| io(cert, e))?;
     Ok(())
+}
+
+/// This machine's host name, if it has a usable one.
+fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()?;
+    let name = name.trim().to_ascii_lowercase();
+    let usable = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    usable.then_some(name)
 }
 
 /// A TLS client that accepts any certificate, for probes of our own

@@ -29,7 +29,14 @@ fn help_documents_every_subcommand() {
     }
     let out = graphgate().args(["demo", "--help"]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    for flag in ["--smtp", "--imap", "--sim", "--admin", "--data-dir"] {
+    for flag in [
+        "--smtp",
+        "--relay",
+        "--imap",
+        "--sim",
+        "--admin",
+        "--data-dir",
+    ] {
         assert!(text.contains(flag), "demo --help lacks {flag}:\n{text}");
     }
     for default in [
@@ -54,7 +61,7 @@ fn config_example_is_complete_and_check_reads_it_back() {
     assert!(example.contains("GRAPHGATE_ADMIN_LISTEN"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("graphgate.toml");
-    std::fs::write(&path, &example).unwrap();
+    graphgate::config::write_private_file(&path, example.as_bytes()).unwrap();
     let out = graphgate()
         .args(["--config", path.to_str().unwrap(), "config", "check"])
         .env("GRAPHGATE_MICROSOFT_TENANT", "contoso.com")
@@ -69,6 +76,48 @@ fn config_example_is_complete_and_check_reads_it_back() {
         String::from_utf8(out.stdout)
             .unwrap()
             .contains("tenant = \"contoso.com\"")
+    );
+
+    // What `serve` refuses, `config check` refuses too (issue 18): a file
+    // others may read, and a value outside a key's choices.
+    let open = dir.path().join("open.toml");
+    std::fs::write(&open, &example).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for command in [&["config", "check"][..], &["serve"][..]] {
+            let out = graphgate()
+                .arg("--config")
+                .arg(&open)
+                .args(command)
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{command:?} passed a 0644 file");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("chmod 600"), "{command:?}: {err}");
+        }
+    }
+    let pretty = dir.path().join("pretty.toml");
+    graphgate::config::write_private_file(
+        &pretty,
+        format!("data_dir = {:?}\n[log]\nformat = \"pretty\"\n", dir.path()).as_bytes(),
+    )
+    .unwrap();
+    let out = graphgate()
+        .arg("--config")
+        .arg(&pretty)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "config check passed log.format = pretty"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("log.format") && err.contains("text or json"),
+        "{err}"
     );
 
     // A misspelt variable is refused with the way to find the right name.
@@ -392,4 +441,87 @@ fn the_graph_retry_setting_takes_effect_in_status() {
     assert_eq!(status(Some("0")), 2);
     // Microsoft's default: 4 retries.
     assert_eq!(status(None), 2 * 5);
+}
+
+/// `graphgate accounts list | head` (issue 18): a reader that went away
+/// before graphgate wrote is no panic and no failure. The pipe's read end
+/// is closed before the process starts, so its first write meets EPIPE.
+#[test]
+fn accounts_list_into_a_closed_pipe_does_not_panic() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut add = graphgate()
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["accounts", "add", "alice@example.com", "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    add.stdin.take().unwrap().write_all(b"alice\n").unwrap();
+    assert!(add.wait().unwrap().success());
+    for json in [false, true] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut command = graphgate();
+        command
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["accounts", "list"]);
+        if json {
+            command.arg("--json");
+        }
+        let out = command
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(out.status.success(), "{:?}: {err}", out.status);
+    }
+}
+
+/// `config example` (issue 18): the data directory of whoever runs it
+/// (root's home, for a system configuration) is not written into the
+/// file; and the port-in-use advice of `serve` names its setting, not a
+/// flag `serve` lacks.
+#[test]
+fn config_example_has_no_home_directory_and_port_advice_fits_serve() {
+    let out = graphgate()
+        .args(["config", "example"])
+        .env("HOME", "/home/someone")
+        .env("XDG_DATA_HOME", "/home/someone/.local/share")
+        .output()
+        .unwrap();
+    let example = String::from_utf8(out.stdout).unwrap();
+    assert!(!example.contains("/home/someone"), "{example}");
+    assert!(
+        example.contains("# data_dir = \"/var/lib/graphgate\""),
+        "{example}"
+    );
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "data_dir = {:?}\n[smtp]\nlisten = \"{}\"\nimplicit_tls_listen = \"\"\n\
+         [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n",
+        dir.path().join("data"),
+        taken.local_addr().unwrap()
+    );
+    let path = dir.path().join("graphgate.toml");
+    graphgate::config::write_private_file(&path, config.as_bytes()).unwrap();
+    let out = graphgate()
+        .arg("--config")
+        .arg(&path)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("choose another address with smtp.listen"),
+        "{err}"
+    );
+    assert!(!err.contains("or --smtp"), "serve has no --smtp: {err}");
 }

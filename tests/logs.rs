@@ -108,6 +108,16 @@ fn json_logs_follow_a_message_and_never_show_a_credential() {
         Some(session),
         "{delivered}"
     );
+    // The line says to whom, from whom and which Message-ID (issue 18).
+    let fields = &delivered["fields"];
+    assert_eq!(fields["recipients"], "bob@example.com", "{delivered}");
+    assert_eq!(fields["from"], "alice@example.com", "{delivered}");
+    assert!(
+        fields["message_id"]
+            .as_str()
+            .is_some_and(|id| id.ends_with(".graphgate@example.com")),
+        "{delivered}"
+    );
 
     // The protocol trace: the dialogue is there, credentials are not.
     let wire: Vec<&str> = all

@@ -91,6 +91,10 @@ pub enum AuthError {
     /// A different user signed in than the account expects.
     #[error("signed in as {actual}, but this account is {expected}")]
     UserMismatch { expected: String, actual: String },
+    /// The account was signed out (`graphgate logout`, `accounts remove`)
+    /// while the gateway held its tokens: they are not saved again.
+    #[error("{0} was signed out (graphgate logout or accounts remove)")]
+    SignedOut(String),
     /// The token store refused the rotated tokens.
     #[error("could not save the new tokens: {0}")]
     Persist(String),
@@ -189,7 +193,7 @@ impl AuthError {
                     Some(50173 | 70000 | 70008 | 700082 | 700003 | 50076 | 50079)
                 )
             }
-            AuthError::UserMismatch { .. } => true,
+            AuthError::UserMismatch { .. } | AuthError::SignedOut(_) => true,
             _ => false,
         }
     }
@@ -294,6 +298,7 @@ impl AuthError {
             AuthError::UserMismatch { expected, .. } => {
                 format!("Sign in as {expected}, or add the other user as a separate account.")
             }
+            AuthError::SignedOut(_) => login,
             AuthError::Persist(_) | AuthError::Io(_) => {
                 "Check that the data directory is writable and the disk is not full.".into()
             }

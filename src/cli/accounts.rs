@@ -66,14 +66,82 @@ pub struct Settings {
     /// Whether SMTP submissions leave a copy in Sent Items.
     #[arg(long, value_name = "yes|no", value_parser = yes_no)]
     sent_copy: Option<bool>,
+    /// What SMTP submission does with a sender the account may not use:
+    /// `keep` (refused with 550; the default), `rewrite` (sent as the
+    /// mailbox, the original address in Reply-To and the display name:
+    /// cron's root@host, plus-addresses) or `reject` (the mailbox only,
+    /// no aliases).
+    #[arg(long, value_name = "keep|rewrite|reject")]
+    sender_policy: Option<crate::config::SenderPolicy>,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct SetArgs {
     /// The local login name.
     login: String,
+    /// Add a From address the account may use (an alias, or a mailbox it
+    /// has Send As on). Repeatable.
+    #[arg(long = "alias", value_name = "ADDRESS")]
+    add_aliases: Vec<String>,
+    /// Remove a From address added with --alias. Repeatable.
+    #[arg(long = "no-alias", value_name = "ADDRESS")]
+    remove_aliases: Vec<String>,
+    /// Add a shared mailbox the account reads (Full Access). Repeatable.
+    #[arg(long = "shared", value_name = "ADDRESS")]
+    add_shared: Vec<String>,
+    /// Remove a shared mailbox added with --shared. Repeatable.
+    #[arg(long = "no-shared", value_name = "ADDRESS")]
+    remove_shared: Vec<String>,
     #[command(flatten)]
     settings: Settings,
+}
+
+/// `list` with `add` added and `remove` taken out (addresses compared
+/// without case), or None when nothing changes.
+fn edit_list(list: &[String], add: &[String], remove: &[String]) -> Option<Vec<String>> {
+    let same = |a: &String, b: &String| a.eq_ignore_ascii_case(b);
+    let mut out: Vec<String> = list
+        .iter()
+        .filter(|a| !remove.iter().any(|r| same(a, r)))
+        .cloned()
+        .collect();
+    for a in add {
+        if !out.iter().any(|x| same(x, a)) {
+            out.push(a.clone());
+        }
+    }
+    (out != list).then_some(out)
+}
+
+/// The address-list edits of `accounts set`, saying what changed.
+fn apply_lists(store: &Store, args: &SetArgs) -> anyhow::Result<Vec<String>> {
+    for a in args.add_aliases.iter().chain(&args.add_shared) {
+        check_address("--alias/--shared", a)?;
+    }
+    let Some(account) = store.account(&args.login)? else {
+        return Err(crate::store::StoreError::NoSuchAccount(args.login.clone()).into());
+    };
+    let mut said = Vec::new();
+    let show = |l: &[String]| {
+        if l.is_empty() {
+            "none".to_string()
+        } else {
+            l.join(", ")
+        }
+    };
+    if let Some(aliases) = edit_list(&account.aliases, &args.add_aliases, &args.remove_aliases) {
+        store.set_aliases(&account.login, &aliases)?;
+        said.push(format!("From aliases: {}", show(&aliases)));
+    }
+    if let Some(shared) = edit_list(
+        &account.shared_mailboxes,
+        &args.add_shared,
+        &args.remove_shared,
+    ) {
+        store.set_shared_mailboxes(&account.login, &shared)?;
+        said.push(format!("shared mailboxes: {}", show(&shared)));
+    }
+    Ok(said)
 }
 
 fn yes_no(s: &str) -> Result<bool, String> {
@@ -108,6 +176,11 @@ fn apply(store: &Store, login: &str, settings: &Settings) -> anyhow::Result<Vec<
             "fetched mail is deleted when the IMAP session closes the folder or logs out"
                 .to_string()
         });
+    }
+    if let Some(policy) = settings.sender_policy {
+        let recorded = (policy != crate::config::SenderPolicy::Keep).then_some(policy.as_str());
+        store.set_sender_policy(login, recorded)?;
+        said.push(format!("sender policy: {}", policy.as_str()));
     }
     if let Some(copy) = settings.sent_copy {
         store.set_save_to_sent_items(login, copy)?;
@@ -236,6 +309,7 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
         }
         AccountsCommand::List { json } => {
             let accounts = store.accounts()?;
+            let mut out = String::new();
             if json {
                 let list: Vec<serde_json::Value> = accounts
                     .iter()
@@ -254,35 +328,42 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
                         })
                     })
                     .collect();
-                println!("{}", serde_json::Value::Array(list));
+                out.push_str(&format!("{}\n", serde_json::Value::Array(list)));
             } else if accounts.is_empty() {
-                println!("No accounts. Add one with `graphgate accounts add LOGIN`.");
+                out.push_str("No accounts. Add one with `graphgate accounts add LOGIN`.\n");
             } else {
                 for a in accounts {
                     let state = match a.state {
                         crate::store::AccountState::Online => "ONLINE",
                         crate::store::AccountState::Offline => "OFFLINE",
                     };
-                    println!("{:<32} {:<32} {state}", a.login, a.mailbox);
+                    out.push_str(&format!("{:<32} {:<32} {state}\n", a.login, a.mailbox));
                 }
             }
+            print_all(&out)?;
             Ok(ExitCode::SUCCESS)
         }
         AccountsCommand::Set(args) => {
             if store.account(&args.login)?.is_none() {
                 return Err(crate::store::StoreError::NoSuchAccount(args.login).into());
             }
-            let said = apply(store, &args.login, &args.settings)?;
+            let mut said = apply_lists(store, &args)?;
+            said.extend(apply(store, &args.login, &args.settings)?);
             if said.is_empty() {
                 anyhow::bail!(
-                    "nothing to change: give --imap-inbox FOLDER, --keep-fetched yes|no or \
-                     --sent-copy yes|no"
+                    "nothing to change: give --alias/--no-alias ADDRESS, --shared/--no-shared \
+                     ADDRESS, --sender-policy keep|rewrite|reject, --imap-inbox FOLDER, \
+                     --keep-fetched yes|no or --sent-copy yes|no (an alias already there, or \
+                     one to remove that is not, changes nothing)"
                 );
             }
             for line in said {
                 println!("{}: {line}.", args.login);
             }
-            println!("A running gateway applies it to the next IMAP login.");
+            println!(
+                "A running gateway applies it to the next SMTP AUTH and IMAP login (no new \
+                 sign-in needed)."
+            );
             Ok(ExitCode::SUCCESS)
         }
         AccountsCommand::Remove { login } => {
@@ -331,6 +412,20 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
             println!("Password of {login} changed.");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Write `text` to stdout; a reader that went away (`accounts list |
+/// head`) is no error — `println!` panicked on the broken pipe.
+fn print_all(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
     }
 }
 

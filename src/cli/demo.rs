@@ -1,9 +1,12 @@
 //! `graphgate demo`: the simulator and the gateway in one process.
 //!
 //! Fixed interface (documentation and checks rely on it):
-//! `graphgate demo [--smtp ADDR] [--imap ADDR] [--pop3 ADDR] [--sim ADDR]
-//! [--admin ADDR] [--data-dir DIR]`, defaults 127.0.0.1:2525,
-//! 127.0.0.1:1143, 127.0.0.1:1110, 127.0.0.1:8787, 127.0.0.1:8025. Local accounts alice@example.com /
+//! `graphgate demo [--smtp ADDR] [--smtps ADDR] [--imap ADDR] [--imaps ADDR]
+//! [--relay ADDR] [--pop3 ADDR] [--pop3s ADDR] [--sim ADDR] [--admin ADDR]
+//! [--data-dir DIR]`, defaults 127.0.0.1:2525, :2465, :1143, :1993, :2526,
+//! :1110, :1995, :8787, :8025. The relay
+//! listener takes mail without AUTH from 127.0.0.0/8 as alice@example.com
+//! with the `rewrite` sender policy. Local accounts alice@example.com /
 //! `alice` and bob@example.com / `bob`, each bound to the simulated mailbox
 //! of the same name through real OAuth tokens that the gateway obtains from
 //! the simulator over HTTP (authorization code + PKCE, the same code path as
@@ -39,6 +42,11 @@ pub struct DemoArgs {
     /// --smtp asks for one (port 0).
     #[arg(long, value_name = "ADDR")]
     smtps: Option<SocketAddr>,
+    /// SMTP relay listener: mail without AUTH from 127.0.0.0/8 (and ::1),
+    /// sent as alice@example.com with the `rewrite` sender policy. Default
+    /// 127.0.0.1:2526 — or any free port when --smtp asks for one (port 0).
+    #[arg(long, value_name = "ADDR")]
+    relay: Option<SocketAddr>,
     /// IMAP listener.
     #[arg(long, default_value = "127.0.0.1:1143", value_name = "ADDR")]
     imap: SocketAddr,
@@ -74,8 +82,9 @@ pub struct DemoArgs {
     graph_trace: Option<PathBuf>,
 }
 
-/// The implicit-TLS twin of a plain listener: as given, else the standard
-/// port — or a free one when the plain listener takes a free one.
+/// The implicit-TLS (or relay) twin of a plain listener: as given, else
+/// the standard port — or a free one when the plain listener takes a free
+/// one.
 fn tls_twin(given: Option<SocketAddr>, plain: SocketAddr, port: u16) -> SocketAddr {
     given.unwrap_or_else(|| {
         let mut addr = plain;
@@ -166,6 +175,7 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
             imaps: Some(tls_twin(args.imaps, args.imap, 1993)),
             pop3: Some(pop3_plain(args)),
             pop3s: Some(tls_twin(args.pop3s, pop3_plain(args), 1995)),
+            relay: Some(tls_twin(args.relay, args.smtp, 2526)),
         },
         &shutdown,
         &mut tasks,
@@ -175,6 +185,9 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
     let smtps = gateway
         .smtps
         .unwrap_or(tls_twin(args.smtps, args.smtp, 2465));
+    let relay = gateway
+        .relay
+        .unwrap_or(tls_twin(args.relay, args.smtp, 2526));
     let imap = gateway.imap.unwrap_or(args.imap);
     let imaps = gateway
         .imaps
@@ -210,6 +223,9 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
          SMTPS        {smtps} (implicit TLS, self-signed certificate)\n\
          \x20 try: curl smtp://{smtp} --mail-from alice@example.com --mail-rcpt bob@example.com \\\n\
          \x20        --user alice@example.com:alice --upload-file message.eml\n\
+         Relay        {relay} (no AUTH from 127.0.0.0/8, sent as alice@example.com, sender \
+         policy rewrite)\n\
+         \x20 try: swaks --server {relay} --from root@myhost.local --to bob@example.com\n\
          Admin        http://{admin_addr}/healthz  /readyz  /metrics\n\
          Data         {data_dir}{temp_note}\n\
          IMAP         {imap} (STARTTLS; plain LOGIN allowed on loopback)\n\
@@ -261,6 +277,19 @@ fn write_demo_config(
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
     dir.create(data_dir)?;
+    // The relay listener (its address comes from --relay): loopback
+    // clients send as alice without AUTH, From rewritten to her mailbox.
+    for cidr in ["127.0.0.0/8", "::1/128"] {
+        config
+            .relay
+            .networks
+            .push(crate::config::RelayNetworkConfig {
+                cidr: cidr.into(),
+                account: DEMO_ACCOUNTS[0].0.into(),
+                sender_policy: crate::config::SenderPolicy::Rewrite,
+                require_tls: false,
+            });
+    }
     let text = format!(
         "# Written by `graphgate demo`: the demo's simulated tenant.\n{}",
         toml::to_string_pretty(&config)?

@@ -24,6 +24,7 @@ pub struct Gateway {
     pub imaps: Option<SocketAddr>,
     pub pop3: Option<SocketAddr>,
     pub pop3s: Option<SocketAddr>,
+    pub relay: Option<SocketAddr>,
     /// The listeners started and whether each still accepts (for /readyz).
     pub listeners: crate::admin::Listeners,
 }
@@ -38,6 +39,7 @@ pub struct Listen {
     pub imaps: Option<SocketAddr>,
     pub pop3: Option<SocketAddr>,
     pub pop3s: Option<SocketAddr>,
+    pub relay: Option<SocketAddr>,
 }
 
 pub type Tasks = JoinSet<std::io::Result<()>>;
@@ -64,6 +66,7 @@ pub async fn start(
     shutdown: &CancellationToken,
     tasks: &mut Tasks,
 ) -> anyhow::Result<Gateway> {
+    crate::alerts::init(&config.alerts.webhook_url).map_err(anyhow::Error::msg)?;
     let store = &runtime.store;
     let accounts = runtime.accounts.clone();
     let registry = accounts.clone();
@@ -104,6 +107,7 @@ pub async fn start(
     let imaps_addr = listen.imaps.or(cfg_imaps);
     let (cfg_pop3, cfg_pop3s) = config.pop3_listen()?;
     let (pop3_addr, pop3s_addr) = (listen.pop3.or(cfg_pop3), listen.pop3s.or(cfg_pop3s));
+    let relay_addr = listen.relay.or(config.relay_listen()?);
     let mut gateway = Gateway {
         smtp: None,
         smtps: None,
@@ -111,10 +115,11 @@ pub async fn start(
         imaps: None,
         pop3: None,
         pop3s: None,
+        relay: None,
         listeners: crate::admin::Listeners::default(),
     };
     if [
-        smtp_addr, smtps_addr, imap_addr, imaps_addr, pop3_addr, pop3s_addr,
+        smtp_addr, smtps_addr, imap_addr, imaps_addr, pop3_addr, pop3s_addr, relay_addr,
     ]
     .iter()
     .all(Option::is_none)
@@ -179,13 +184,13 @@ pub async fn start(
             smtp_addr,
             false,
             "SMTP submission listener",
-            "smtp.listen (or --smtp)",
+            "smtp.listen (demo: --smtp)",
         ),
         (
             smtps_addr,
             true,
             "SMTP implicit-TLS listener",
-            "smtp.implicit_tls_listen (or --smtps)",
+            "smtp.implicit_tls_listen (demo: --smtps)",
         ),
     ] {
         let Some(addr) = addr else { continue };
@@ -203,6 +208,34 @@ pub async fn start(
         tasks.spawn(async move {
             let _up = up;
             crate::smtp::server::run(listener, implicit, server, stop).await
+        });
+    }
+    if let Some(addr) = relay_addr {
+        // The relay: the same spool and limits, no AUTH, by network.
+        let networks = crate::smtp::relay::RelayNetworks::resolve(&config.relay).await?;
+        if networks.is_empty() {
+            tracing::warn!(
+                "the relay listener is on but relay.networks is empty: it refuses every client"
+            );
+        }
+        let mut relay_config = server.config.clone();
+        relay_config.relay = Some(Arc::new(networks));
+        let relay = Server::new(
+            relay_config,
+            store.clone(),
+            tls.clone(),
+            server.submitter.clone(),
+        );
+        let what = "SMTP relay listener";
+        let listener = super::bind(addr, what, "relay.listen (or --relay)").await?;
+        let local = listener.local_addr()?;
+        tracing::info!(addr = %local, "SMTP relay listening");
+        gateway.relay = Some(local);
+        let stop = shutdown.clone();
+        let up = gateway.listeners.started(what, local);
+        tasks.spawn(async move {
+            let _up = up;
+            crate::smtp::server::run(listener, false, relay, stop).await
         });
     }
     // Contents cached by earlier versions are 0644: made the owner's
@@ -243,12 +276,17 @@ pub async fn start(
         tls.clone(),
     );
     for (addr, implicit, what, key) in [
-        (imap_addr, false, "IMAP listener", "imap.listen (or --imap)"),
+        (
+            imap_addr,
+            false,
+            "IMAP listener",
+            "imap.listen (demo: --imap)",
+        ),
         (
             imaps_addr,
             true,
             "IMAP implicit-TLS listener",
-            "imap.implicit_tls_listen (or --imaps)",
+            "imap.implicit_tls_listen (demo: --imaps)",
         ),
     ] {
         let Some(addr) = addr else { continue };

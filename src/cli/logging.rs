@@ -23,6 +23,9 @@ static OVERRIDES: OnceLock<Overrides> = OnceLock::new();
 /// Log targets of libraries that log raw protocol bytes below info.
 const RAW_WIRE_TARGETS: &[&str] = &["imap_next"];
 
+/// Log targets whose warnings are about clients' harmless faults.
+const NOISY_TARGETS: &[&str] = &["rustls::msgs::handshake"];
+
 pub fn set_overrides(overrides: Overrides) {
     let _ = OVERRIDES.set(overrides);
 }
@@ -59,12 +62,24 @@ fn install(level: &str, format: &str, protocol_trace: bool) {
             filter = filter.add_directive(d);
         }
     }
+    // rustls warns about every client that sends an IP address as SNI
+    // ("Illegal SNI extension: ignoring IP address presented as
+    // hostname"; RFC 6066 §3 forbids it, and many clients connecting to
+    // 127.0.0.1 do it): the client's harmless fault, not the gateway's.
+    for target in NOISY_TARGETS {
+        if let Ok(d) = format!("{target}=error").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     // A closed stderr (a log pipe whose reader died) loses log lines but
     // must not bring the gateway down: the layer's own report of a failed
     // write would go to stderr too, and `eprint!` panics there.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a file,
+        // a pipe or journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .log_internal_errors(false);
     let _ = if format == "json" {
         builder.json().try_init()

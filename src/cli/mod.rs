@@ -221,6 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 crate::config::check_private_file(&path, "the configuration file")?;
             }
             let mut config = load_config(&cli)?;
+            config.validate()?;
             if let Some(trace) = &args.graph_trace {
                 config.microsoft.graph_trace = Some(trace.clone());
             }
@@ -229,6 +230,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(addr) = args.pop3s {
                 config.pop3.implicit_tls_listen = addr.to_string();
+            }
+            if let Some(relay) = args.relay {
+                config.relay.listen = relay.to_string();
             }
             serve::run(config).await
         }
@@ -278,8 +282,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check) => {
+            // What `serve` refuses, refused here too.
+            if let Some(path) = config_file(&cli) {
+                crate::config::check_private_file(&path, "the configuration file")?;
+            }
             let config = load_config(&cli)?;
-            config.admin_listen()?;
+            config.validate()?;
             print!(
                 "{}",
                 toml::to_string_pretty(&config).unwrap_or_else(|e| e.to_string())
@@ -293,8 +301,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         anyhow::anyhow!(
-            "cannot listen on {addr} for the {what}: {e}; \
-             choose another address with {flag} (e.g. {flag} 127.0.0.1:0 for any free port)"
+            "cannot listen on {addr} for the {what}: {e}; choose another address with {flag} \
+             (port 0, e.g. 127.0.0.1:0, takes any free port), or stop what uses {addr}"
         )
     })
 }

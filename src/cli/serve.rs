@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// POP3 with implicit TLS; overrides `pop3.implicit_tls_listen`.
     #[arg(long, value_name = "ADDR")]
     pub pop3s: Option<std::net::SocketAddr>,
+    /// Start the relay listener (mail without AUTH from relay.networks)
+    /// on ADDR; the config key `relay.listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub relay: Option<std::net::SocketAddr>,
 }
 
 pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
@@ -93,10 +97,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
     // service manager that does not read it) must not stop the gateway.
     let _ = writeln!(
         std::io::stdout(),
-        "graphgate is running. SMTP {} · SMTPS {} · IMAP {} · IMAPS {} · POP3 {} · POP3S {} · \
-         admin {admin} · data {}",
+        "graphgate is running. SMTP {} · SMTPS {} · relay {} · IMAP {} · IMAPS {} · POP3 {} · \
+         POP3S {} · admin {admin} · data {}",
         show(gateway.smtp),
         show(gateway.smtps),
+        show(gateway.relay),
         show(gateway.imap),
         show(gateway.imaps),
         show(gateway.pop3),

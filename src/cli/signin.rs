@@ -137,6 +137,7 @@ pub async fn login(config: &Config, args: &LoginArgs) -> anyhow::Result<ExitCode
     }
     save_tokens(store, &key, account.id, &tokens)?;
     store.set_account_state(account.id, AccountState::Online, None)?;
+    due_now(store, &account);
     let who = tokens.username().unwrap_or(&account.mailbox).to_string();
     // One Graph call to prove it all works end to end.
     let fresh = store.account(&account.login)?.unwrap_or(account.clone());
@@ -264,6 +265,7 @@ async fn app_only(
     match inbox(&mailbox).await {
         Ok((unread, total)) => {
             store.set_account_state(account.id, AccountState::Online, None)?;
+            due_now(store, account);
             println!(
                 "App-only access to {} works; {} is ONLINE. Inbox: {unread} unread / {total} total.",
                 account.mailbox, account.login
@@ -279,6 +281,19 @@ async fn app_only(
             store.set_account_state(account.id, AccountState::Offline, Some(&text))?;
             fail(text)
         }
+    }
+}
+
+/// The account's queued mail is due now: it waited for this sign-in.
+fn due_now(store: &Store, account: &crate::store::Account) {
+    match store.spool_due_now(account.id) {
+        Ok(0) => {}
+        Ok(n) => println!(
+            "{n} queued message(s) of {} are due now; a running gateway sends them within \
+             seconds.",
+            account.login
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot make the queued mail due"),
     }
 }
 

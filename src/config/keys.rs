@@ -19,8 +19,10 @@ pub const KEYS: &[KeyDoc] = &[
     KeyDoc {
         key: "data_dir",
         doc: "Directory for the database (graphgate.sqlite3), the token key (graphgate.key), \
-              the spool and the message cache. Created with mode 0700. In the container image: /data.",
-        example: None,
+              the spool and the message cache. Created with mode 0700. In the container image: /data. \
+              Default: $XDG_DATA_HOME/graphgate (~/.local/share/graphgate) of the user \
+              graphgate runs as.",
+        example: Some("/var/lib/graphgate"),
     },
     KeyDoc {
         key: "microsoft.cloud",
@@ -381,6 +383,38 @@ pub const KEYS: &[KeyDoc] = &[
         example: Some("127.0.0.1:8025"),
     },
     KeyDoc {
+        key: "relay.listen",
+        doc: "Relay listener for devices that cannot authenticate (scanners, printers, NAS \
+              boxes, cron via msmtp): it takes mail WITHOUT AUTH, but only from the networks \
+              of `relay.networks`, each sending as its one account; every other client is \
+              refused with a reply naming this setting. STARTTLS is offered when a certificate \
+              is configured. Empty: off. `serve --relay ADDR` sets it too.",
+        example: Some("127.0.0.1:2526"),
+    },
+    KeyDoc {
+        key: "relay.networks",
+        doc: "The relay's allowlist, one `[[relay.networks]]` table per network: `cidr` \
+              (192.168.1.0/24, 2001:db8::/64, one address, or a host name resolved at start), \
+              `account` (the local login its mail is sent as), `sender_policy` (`rewrite`, the \
+              default: From becomes the account's mailbox, the original address goes into \
+              Reply-To and the display name; `keep`: From must be the mailbox or an alias; \
+              `reject`: the mailbox only) and `require_tls` (default false: MAIL FROM is \
+              refused until STARTTLS when true). Recipients follow the rules of authenticated \
+              submission: never an open relay. The most specific matching network wins.",
+        example: Some(
+            "[[relay.networks]]\ncidr = \"192.168.1.0/24\"\naccount = \"scanner@contoso.com\"\n\
+             sender_policy = \"rewrite\"\nrequire_tls = false",
+        ),
+    },
+    KeyDoc {
+        key: "alerts.webhook_url",
+        doc: "A URL that receives a JSON POST (retried up to 5 times) when an account needs \
+              a new sign-in (`event`: account_needs_sign_in) or a message bounced \
+              (message_bounced), with `account`, `text`, `fix` (the command that helps), \
+              `host` and `at` (Unix seconds). Empty: off.",
+        example: Some("https://alerts.example.com/graphgate"),
+    },
+    KeyDoc {
         key: "log.level",
         doc: "Log filter (tracing syntax): error, warn, info, debug, trace, or per module such \
               as `graphgate::graph=debug,info`. Tokens and passwords are never logged at any level.",
@@ -447,6 +481,18 @@ pub fn example() -> String {
         out.push_str(&format!("# ({})\n", env_name(key.key)));
         let default = lookup(&defaults, key.key);
         match (default, key.example) {
+            // The default data directory is the home of whoever runs
+            // `config example`, wrong in a system configuration: shown
+            // commented, with a system path as the example.
+            (_, Some(example)) if key.key == "data_dir" => {
+                out.push_str(&format!("# {name} = {example:?}\n"));
+            }
+            // A list of tables: its example as commented TOML lines.
+            (Some(toml::Value::Array(list)), Some(example)) if list.is_empty() => {
+                for line in example.lines() {
+                    out.push_str(&format!("# {line}\n"));
+                }
+            }
             (Some(v), _) if !is_empty(v) => out.push_str(&format!("{name} = {v}\n")),
             (_, Some(example)) => out.push_str(&format!("# {name} = {:?}\n", example)),
             (Some(v), None) => out.push_str(&format!("{name} = {v}\n")),

@@ -20,9 +20,12 @@ use serde::{Deserialize, Serialize};
 use crate::private_file::PrivateFileError;
 
 mod keys;
+mod relay;
+mod validate;
 
 use keys::lookup;
 pub use keys::{KEYS, KeyDoc, OTHER_VARIABLES, example};
+pub use relay::{RelayConfig, RelayNetworkConfig, SenderPolicy};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +42,16 @@ pub struct Config {
     pub tls: TlsConfig,
     pub admin: AdminConfig,
     pub log: LogConfig,
+    pub relay: RelayConfig,
+    pub alerts: AlertsConfig,
+}
+
+/// Where alerts go (`crate::alerts`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// A URL that gets a JSON POST per alert; empty = off.
+    pub webhook_url: String,
 }
 
 /// The SMTP submission listeners and the spool.
@@ -472,6 +485,8 @@ impl Default for Config {
             tls: TlsConfig::default(),
             admin: AdminConfig::default(),
             log: LogConfig::default(),
+            relay: RelayConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -626,6 +641,11 @@ impl Config {
         ))
     }
 
+    /// The relay listener's address, if it is on.
+    pub fn relay_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        parse_listen("relay.listen", &self.relay.listen)
+    }
+
     /// The admin listen address, if the endpoint is on.
     pub fn admin_listen(&self) -> Result<Option<SocketAddr>, ConfigError> {
         parse_listen("admin.listen", &self.admin.listen)
@@ -663,6 +683,12 @@ fn parse_env_value(
         }
         Some(toml::Value::Integer(_)) => {
             toml::Value::Integer(value.parse().map_err(|_| invalid("a whole number"))?)
+        }
+        Some(toml::Value::Array(_)) => {
+            return Err(invalid(
+                "settable by a variable: this key is a list of tables, set it in the \
+                 configuration file",
+            ));
         }
         _ => toml::Value::String(value.to_string()),
     })

@@ -34,6 +34,8 @@ fn every_key_is_documented_and_settable_by_environment() {
             ("data_dir", _) => "/tmp/x",
             ("microsoft.cloud", _) => "usgov",
             (k, _) if k.ends_with("listen") => "127.0.0.1:9",
+            // A list of tables: the file only (refused as a variable).
+            (_, Some(toml::Value::Array(_))) => continue,
             (_, Some(toml::Value::Integer(_))) => "7",
             (_, Some(toml::Value::Boolean(_))) => "false",
             _ => "value",

@@ -260,6 +260,8 @@ pub(crate) struct Reply {
 enum Attempt {
     Answer(Reply),
     Transport(String),
+    /// The connection was never made: nothing was sent.
+    Unconnected(String),
     TooLarge(String),
 }
 
@@ -335,6 +337,15 @@ impl GraphMailbox {
                     self.shared.count(|c| c.transport_errors += 1);
                     if !call.idempotent || attempt >= policy.max_attempts {
                         return Err(GraphError::Transport(e));
+                    }
+                    self.backoff(attempt)
+                }
+                // Nothing reached Graph: any call, a send too, may be
+                // tried again without doubt.
+                Attempt::Unconnected(e) => {
+                    self.shared.count(|c| c.transport_errors += 1);
+                    if attempt >= policy.max_attempts {
+                        return Err(GraphError::Unreachable(e));
                     }
                     self.backoff(attempt)
                 }
@@ -456,6 +467,11 @@ impl GraphMailbox {
                 crate::metrics::get().graph_request(&key_for_metrics, None);
                 let error = error_chain(&e);
                 self.trace(call, token.is_some(), request_id, Outcome::Failed(&error));
+                // reqwest: is_connect() is an error while connecting (TCP,
+                // TLS), before any byte of the request was written.
+                if e.is_connect() {
+                    return Attempt::Unconnected(error);
+                }
                 return Attempt::Transport(error);
             }
         };

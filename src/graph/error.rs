@@ -66,6 +66,11 @@ pub enum GraphError {
     /// The connection failed, timed out or was reset.
     #[error("transport error talking to Graph: {0}")]
     Transport(String),
+    /// No connection could be opened (refused, unreachable, TLS handshake
+    /// failed): the request was never sent, so even a send may be tried
+    /// again without doubt.
+    #[error("could not connect to Graph (nothing was sent): {0}")]
+    Unreachable(String),
     /// Graph's answer could not be understood.
     #[error("malformed answer from Graph: {0}")]
     Malformed(String),
@@ -110,7 +115,7 @@ impl GraphError {
                 e.kind,
                 GraphErrorKind::Throttled | GraphErrorKind::Unavailable
             ),
-            GraphError::Transport(_) => true,
+            GraphError::Transport(_) | GraphError::Unreachable(_) => true,
             // Network trouble reaching Entra ID passes; an answer from
             // Entra ID (revoked grant, bad secret, no consent) does not.
             GraphError::Auth(e) => !matches!(e, AuthError::Entra { .. }) && !e.requires_login(),
@@ -168,7 +173,7 @@ impl GraphError {
             GraphError::Auth(_) => {
                 "Sign in again with `graphgate login`, or check the app's client secret or certificate."
             }
-            GraphError::Transport(_) => {
+            GraphError::Transport(_) | GraphError::Unreachable(_) => {
                 "Check the network connection to graph.microsoft.com (proxy, firewall, DNS); the gateway retries."
             }
             GraphError::Malformed(_) => {

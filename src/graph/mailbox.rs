@@ -385,7 +385,9 @@ impl From<GraphError> for BackendError {
                 GraphErrorKind::Unauthorized => BackendError::Auth { detail, remedy },
                 _ => BackendError::Permanent { detail, remedy },
             },
-            GraphError::Transport(_) => BackendError::Transient { detail },
+            GraphError::Transport(_) | GraphError::Unreachable(_) => {
+                BackendError::Transient { detail }
+            }
             GraphError::Auth(_) if e.is_transient() => BackendError::Transient { detail },
             GraphError::Auth(_) => BackendError::Auth { detail, remedy },
             GraphError::Malformed(_) | GraphError::TooLarge(_) | GraphError::Invalid(_) => {

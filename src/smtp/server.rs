@@ -123,6 +123,8 @@ pub struct ServerConfig {
     pub plaintext_auth_on_loopback: bool,
     /// Failed-login backoff, shared with the IMAP listeners.
     pub login_guard: Arc<LoginGuard>,
+    /// A relay listener: mail without AUTH from these networks only.
+    pub relay: Option<Arc<super::relay::RelayNetworks>>,
 }
 
 impl Default for ServerConfig {
@@ -136,6 +138,7 @@ impl Default for ServerConfig {
             max_connection_time: Duration::from_secs(3600),
             plaintext_auth_on_loopback: true,
             login_guard: Arc::default(),
+            relay: None,
         }
     }
 }
@@ -341,6 +344,21 @@ async fn serve_connection(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let _ = tcp.set_nodelay(true);
+    let mut tcp = tcp;
+    if implicit_tls && speaks_plaintext(&tcp).await {
+        // A plain SMTP client on the implicit-TLS port waits for a
+        // greeting the TLS handshake never sends: say so instead of
+        // leaving it to hang until the handshake times out.
+        let _ = tcp
+            .write_all(
+                b"554 5.7.0 This port expects TLS from the first byte (implicit TLS, smtps://, \
+                  port-465 style): enable SSL/TLS in the client, or use STARTTLS on the \
+                  submission port (smtp.listen)\r\n",
+            )
+            .await;
+        let _ = tcp.shutdown().await;
+        return Ok(());
+    }
     let mut stream = if implicit_tls {
         let Some(tls) = &server.tls else {
             return Err(std::io::Error::other(
@@ -359,6 +377,34 @@ async fn serve_connection(
     config.plaintext_auth_allowed =
         server.config.plaintext_auth_on_loopback && peer.ip().is_loopback();
     let mut session = Session::new(config).with_gate(Arc::new(StoreGate(server.store.clone())));
+    if let Some(networks) = &server.config.relay {
+        use super::relay::{Admission, admit};
+        let admission = admit(networks, &server.store, peer.ip());
+        let outcome = match &admission {
+            Admission::Admitted { .. } => "admitted",
+            Admission::Refused(_) => "refused",
+        };
+        crate::metrics::get()
+            .smtp_relay_clients
+            .get_or_create(&crate::metrics::Outcome {
+                outcome: outcome.into(),
+            })
+            .inc();
+        match admission {
+            Admission::Admitted {
+                account,
+                policy,
+                require_tls,
+            } => session = session.with_relay(account, policy, require_tls),
+            Admission::Refused(line) => {
+                tracing::info!(%peer, "relay: client refused: {}", line.trim_end());
+                stream.write_all(line.as_bytes()).await?;
+                let _ = stream.shutdown().await;
+                return Ok(());
+            }
+        }
+    }
+    let mut rewriter: Option<super::relay::HeaderRewriter> = None;
     let started = Instant::now();
     let mut incoming: Option<Incoming> = None;
     let mut buf = vec![0u8; 16 * 1024];
@@ -399,6 +445,10 @@ async fn serve_connection(
                                 .await
                             {
                                 Checked::Account(account) => {
+                                    session.set_sender_policy(super::relay::account_policy(
+                                        &server.store,
+                                        &account.login,
+                                    ));
                                     let mut allowed = vec![account.mailbox.clone()];
                                     allowed.extend(account.aliases.iter().cloned());
                                     session.auth_result(Some(Authenticated {
@@ -428,7 +478,8 @@ async fn serve_connection(
                         };
                         next.extend(session.tls_started());
                     }
-                    Action::MessageStart(_) => {
+                    Action::MessageStart(envelope) => {
+                        rewriter = envelope.rewrite.map(super::relay::HeaderRewriter::new);
                         if let Some(old) =
                             incoming.replace(Incoming::new(server.inline_budget.clone()))
                         {
@@ -436,7 +487,11 @@ async fn serve_connection(
                         }
                     }
                     Action::MessageData(bytes) => {
-                        if let Some(inc) = incoming.as_mut() {
+                        let bytes = match rewriter.as_mut() {
+                            Some(r) => r.feed(bytes),
+                            None => bytes,
+                        };
+                        if let Some(inc) = incoming.as_mut().filter(|_| !bytes.is_empty()) {
                             let written = inc
                                 .write(
                                     &bytes,
@@ -453,6 +508,7 @@ async fn serve_connection(
                         }
                     }
                     Action::MessageAbort => {
+                        rewriter = None;
                         if let Some(inc) = incoming.take() {
                             inc.discard().await;
                         }
@@ -463,6 +519,16 @@ async fn serve_connection(
                             "C: <message data> . (end of data)"
                         );
                         stream.flush().await?;
+                        let rest = rewriter.take().map(|mut r| r.finish()).unwrap_or_default();
+                        if let Some(inc) = incoming.as_mut().filter(|_| !rest.is_empty()) {
+                            let dir = &server.config.incoming_dir;
+                            if let Err(e) = inc.write(&rest, dir, server.config.inline_max).await {
+                                if let Some(inc) = incoming.take() {
+                                    inc.discard().await;
+                                }
+                                return Err(e);
+                            }
+                        }
                         let outcome = match incoming.take() {
                             Some(inc) => finish_message(&server, &session, envelope, inc).await,
                             None => SubmitOutcome::TryLater {
@@ -510,6 +576,24 @@ async fn serve_connection(
     }
     Ok(())
 }
+
+/// Whether a client on an implicit-TLS port is not starting TLS: it sent
+/// nothing within [`PLAINTEXT_WAIT`] (a plain SMTP client waits for the
+/// server to speak first) or its first byte is not a TLS handshake record
+/// (0x16, RFC 8446 §5.1).
+async fn speaks_plaintext(tcp: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(PLAINTEXT_WAIT, tcp.peek(&mut first)).await {
+        Err(_) => true,
+        Ok(Ok(1)) => first[0] != 0x16,
+        Ok(_) => false,
+    }
+}
+
+/// How long a client on an implicit-TLS port may stay silent before it is
+/// told that the port expects TLS (a TLS client sends its ClientHello at
+/// once).
+const PLAINTEXT_WAIT: Duration = Duration::from_secs(3);
 
 /// The store's word on whether an account can send: OFFLINE (signed out,
 /// its grant revoked — kept across restarts until a refresh or

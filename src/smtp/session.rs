@@ -68,7 +68,7 @@ impl Default for SessionConfig {
 
 // What a session hands over with a complete message, and the answer it
 // gets: the spool's contract, defined there (`spool::submit`).
-pub use crate::spool::submit::{Authenticated, Envelope, SubmitOutcome};
+pub use crate::spool::submit::{Authenticated, Envelope, FromRewrite, SubmitOutcome};
 
 /// What the shell must do next.
 #[derive(Debug, PartialEq, Eq)]
@@ -149,6 +149,13 @@ pub struct Session {
     errors: usize,
     /// Asked at MAIL FROM whether the account can send now.
     gate: Option<std::sync::Arc<dyn AccountGate>>,
+    /// A relay session: the account its network sends as, kept across
+    /// STARTTLS (which resets a password sign-in, RFC 3207 §4.2).
+    relay: Option<Authenticated>,
+    /// MAIL FROM waits for STARTTLS (a relay network's `require_tls`).
+    require_tls: bool,
+    /// What to do with a sender the account may not use.
+    sender_policy: crate::config::SenderPolicy,
 }
 
 impl Session {
@@ -173,6 +180,9 @@ impl Session {
             commands: 0,
             errors: 0,
             gate: None,
+            relay: None,
+            require_tls: false,
+            sender_policy: crate::config::SenderPolicy::Keep,
         }
     }
 
@@ -290,7 +300,7 @@ impl Session {
         self.state = State::Command;
         self.tls_active = true;
         self.ehlo = false;
-        self.auth = None;
+        self.auth = self.relay.clone();
         self.envelope = None;
         self.held.clear();
         self.requests = RequestReceiver::default();

@@ -76,6 +76,8 @@ fn classify(account: &Account, e: &GraphError) -> Class {
     match e {
         GraphError::Auth(_) => Class::NotSent(e.to_string()),
         GraphError::Transport(t) => Class::InDoubt(format!("connection to Graph failed: {t}")),
+        // Refused before anything was sent: retried, never in doubt.
+        GraphError::Unreachable(_) => Class::NotSent(e.to_string()),
         GraphError::Malformed(t) => Class::InDoubt(format!("unreadable answer: {t}")),
         GraphError::Api(api) => match api.status {
             429 | 503 => Class::NotSent(e.to_string()),
@@ -173,8 +175,13 @@ impl Spool {
             },
         ) {
             crate::metrics::get().spool_delivered.inc();
+            // What an admin asked "did it go out?" looks for: who to, and
+            // the Message-ID the recipient's copy carries.
             tracing::info!(
                 queue_id = entry.id.0,
+                from = %entry.mail_from,
+                recipients = %entry.rcpt_to.join(", "),
+                message_id = %entry.message_id.as_deref().unwrap_or(""),
                 "message delivered to Microsoft Graph"
             );
             if !entry.path.is_empty() {

@@ -108,6 +108,22 @@ impl Spool {
         }
         crate::metrics::get().spool_bounced.inc();
         tracing::error!(queue_id = id.0, "message bounced: {text}");
+        let account = self
+            .store
+            .account_by_id(entry.account)
+            .ok()
+            .flatten()
+            .map_or_else(|| format!("#{}", entry.account.0), |a| a.login);
+        crate::alerts::emit(crate::alerts::Alert {
+            event: "message_bounced",
+            fix: format!(
+                "graphgate queue show {} (the sender got a bounce notice)",
+                id.0
+            ),
+            account,
+            text: text.clone(),
+            queue_id: Some(id.0),
+        });
         if null_sender {
             self.remove_file(id).await;
             return;

@@ -28,6 +28,18 @@ pub struct Envelope {
     pub eight_bit: bool,
     /// SMTPUTF8 was given.
     pub smtputf8: bool,
+    /// The `rewrite` sender policy applies: From becomes the mailbox.
+    pub rewrite: Option<FromRewrite>,
+}
+
+/// What the `rewrite` sender policy needs to rewrite a message's From
+/// (`crate::smtp::relay::HeaderRewriter`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FromRewrite {
+    /// The addresses the account may send as, the mailbox first.
+    pub allowed: Vec<String>,
+    /// The envelope sender the client gave (empty for `<>`).
+    pub original: String,
 }
 
 /// The outcome of handing a complete message to the spool/Graph.

@@ -449,6 +449,7 @@ impl Store {
         if n == 0 {
             return Err(StoreError::NoSuchAccount(login.to_string()));
         }
+        super::account_settings::bump_sign_outs(&tx)?;
         tx.commit()?;
         Ok(())
     }

@@ -361,9 +361,33 @@ impl super::Store {
     }
 
     pub fn delete_tokens(&self, account: super::AccountId) -> Result<(), StoreError> {
-        let conn = self.lock()?;
-        conn.execute("DELETE FROM tokens WHERE account_id = ?1", [account.0])?;
+        let mut conn = self.lock()?;
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM tokens WHERE account_id = ?1", [account.0])?;
+        super::account_settings::bump_sign_outs(&tx)?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Replace an account's sealed tokens only if it still has some (a
+    /// refresh by a running gateway): false, and nothing written, when it
+    /// was signed out meanwhile — one statement, so a sign-out between the
+    /// check and the write cannot be undone.
+    pub fn put_tokens_if_present(
+        &self,
+        account: super::AccountId,
+        key: &StoreKey,
+        plaintext: &[u8],
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let sealed = key.seal(plaintext, &token_context(account))?;
+        let conn = self.lock()?;
+        let n = conn.execute(
+            "UPDATE tokens SET key_id = ?2, sealed = ?3, expires_at = ?4, updated_at = ?5
+              WHERE account_id = ?1",
+            rusqlite::params![account.0, key.id(), sealed, expires_at, super::now_unix()],
+        )?;
+        Ok(n > 0)
     }
 }
 

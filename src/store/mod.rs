@@ -16,6 +16,7 @@
 //! Async callers hold the lock only for one short call; bulk work goes through
 //! `tokio::task::spawn_blocking`.
 
+pub mod account_settings;
 pub mod accounts;
 pub mod cache;
 pub mod crypto;

@@ -196,6 +196,26 @@ CREATE TABLE IF NOT EXISTS remote_folders (
     PRIMARY KEY (account_id, mailbox, remote_id)
 ) WITHOUT ROWID;
 "#,
+    // The sender policy an account's SMTP submissions follow when it is not
+    // `keep` (`graphgate accounts set LOGIN --sender-policy`); no row:
+    // keep. A new table, so the migration is idempotent.
+    r#"
+CREATE TABLE IF NOT EXISTS sender_policies (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    policy     TEXT NOT NULL
+);
+"#,
+    // How many sign-outs (`graphgate logout`, `accounts remove`) the store
+    // has seen: a running gateway compares it before each use of an
+    // account it holds open and drops what it held (runtime::Accounts).
+    // One row; a new table, so the migration is idempotent.
+    r#"
+CREATE TABLE IF NOT EXISTS sign_out_generation (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO sign_out_generation (id, value) VALUES (1, 0);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -73,6 +73,8 @@ pub struct Demo {
     pub proc: Proc,
     pub smtp: String,
     pub smtps: String,
+    /// The relay listener (no AUTH from 127.0.0.0/8, as alice).
+    pub relay: String,
     pub imap: String,
     pub imaps: String,
     pub pop3: String,
@@ -150,6 +152,7 @@ fn demo_with_env(smtp: &str, extra: &[&str], env: &[(&str, &str)]) -> Demo {
     Demo {
         smtp: field(&lines, "SMTP "),
         smtps: field(&lines, "SMTPS "),
+        relay: field(&lines, "Relay "),
         imap: field(&lines, "IMAP "),
         imaps: field(&lines, "IMAPS "),
         pop3: field(&lines, "POP3 "),

@@ -133,10 +133,24 @@ async fn login_account(
             return Err(format!("[UNAVAILABLE] {}", refused.sentence()));
         }
     };
-    let authed = server
-        .shared
-        .open(account.clone())
-        .map_err(|e| format!("{} cannot reach its mailbox: {e}", account.login))?;
+    // Signed out, or its grant known dead (OFFLINE with the reason): say
+    // so with the fix, without a token request per connection. RFC 5530
+    // UNAVAILABLE, so that clients do not ask for a new password.
+    if let (crate::store::AccountState::Offline, Some(reason)) =
+        (account.state, &account.last_error)
+    {
+        return Err(format!(
+            "[UNAVAILABLE] {login} is signed out of Microsoft 365: run `graphgate login {login}`, \
+             then log in again. Reason: {reason}",
+            login = account.login
+        ));
+    }
+    let authed = server.shared.open(account.clone()).map_err(|e| {
+        format!(
+            "[UNAVAILABLE] {} cannot reach its mailbox: {e}",
+            account.login
+        )
+    })?;
     authed
         .model
         .refresh_folders_if_stale()

@@ -11,6 +11,14 @@ impl Session {
         if !self.ehlo {
             return self.error(503, "5.5.1", "Send EHLO first", out);
         }
+        if let Some(account) = &self.relay {
+            let text = format!(
+                "No AUTH on the relay listener: your network sends as {} (relay.networks); \
+                 go on with MAIL FROM",
+                printable(&account.login)
+            );
+            return self.error(503, "5.5.1", &text, out);
+        }
         if self.auth.is_some() {
             return self.error(503, "5.5.1", "Already authenticated", out);
         }
@@ -23,10 +31,15 @@ impl Session {
             );
         }
         if !self.auth_allowed() {
+            // RFC 3207 §4's reply for a command refused until STARTTLS
+            // (what clients and admins recognise; RFC 4954's 538 5.7.11
+            // is for a mechanism that needs encryption).
             return self.error(
-                538,
-                "5.7.11",
-                "Encryption required: use STARTTLS (or the implicit-TLS port) before AUTH",
+                530,
+                "5.7.0",
+                "Must issue a STARTTLS command first (or use the implicit-TLS port): AUTH \
+                 needs TLS here (smtp.plaintext_auth_on_loopback = true allows it without TLS \
+                 from loopback clients only)",
                 out,
             );
         }

@@ -16,7 +16,8 @@ use std::sync::Arc;
 
 use smtp_proto::request::receiver::DataReceiver;
 
-use super::{Action, Envelope, Session, State, printable, reply};
+use super::{Action, Authenticated, Envelope, FromRewrite, Session, State, printable, reply};
+use crate::config::SenderPolicy;
 
 /// The shell's view of whether an account can send now (the store's
 /// ONLINE/OFFLINE, which survives restarts), asked at MAIL FROM.
@@ -27,6 +28,34 @@ pub trait AccountGate: Send + Sync {
 }
 
 impl Session {
+    /// A relay session (no AUTH): the client's network sends as
+    /// `account`, with its sender policy, STARTTLS first if `require_tls`.
+    pub fn with_relay(
+        mut self,
+        account: Authenticated,
+        policy: SenderPolicy,
+        require_tls: bool,
+    ) -> Session {
+        self.auth = Some(account.clone());
+        self.relay = Some(account);
+        self.sender_policy = policy;
+        self.require_tls = require_tls;
+        self
+    }
+
+    /// The sender policy of the account signing in with AUTH (before
+    /// [`Session::auth_result`]; a relay session keeps its network's).
+    pub fn set_sender_policy(&mut self, policy: SenderPolicy) {
+        if self.relay.is_none() {
+            self.sender_policy = policy;
+        }
+    }
+
+    /// Whether this is a relay session (signed in by network).
+    pub fn is_relay(&self) -> bool {
+        self.relay.is_some()
+    }
+
     /// Ask `gate` at each MAIL FROM whether the account can send.
     pub fn with_gate(mut self, gate: Arc<dyn AccountGate>) -> Session {
         self.gate = Some(gate);
@@ -40,6 +69,16 @@ impl Session {
     ) {
         if !self.ehlo {
             return self.error(503, "5.5.1", "Send EHLO first", out);
+        }
+        if self.require_tls && !self.tls_active {
+            // RFC 3207 §4: the reply for a command refused until TLS.
+            return self.error(
+                530,
+                "5.7.0",
+                "Must issue a STARTTLS command first (relay.networks require_tls = true for \
+                 this network)",
+                out,
+            );
         }
         let Some(auth) = &self.auth else {
             return self.error(
@@ -68,21 +107,26 @@ impl Session {
         if let Some(text) = envelope_charset(&address, smtputf8, "sender") {
             return self.error(553, "5.6.7", &text, out);
         }
-        if !address.is_empty()
-            && !auth
-                .allowed_senders
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(&address))
-        {
-            let text = format!(
-                "{} may not send as {}: use the account's own address, or add it with \
-                 `graphgate accounts add --alias` after granting Send As (or Send on Behalf) \
-                 in the Exchange admin center",
-                auth.login,
-                printable(&address)
-            );
-            return self.error(550, "5.7.1", &text, out);
+        let mut rewrite = None;
+        let mut mail_from = address;
+        match sender_check(&self.sender_policy, &auth.allowed_senders, &mail_from) {
+            SenderCheck::Allowed => {}
+            SenderCheck::Rewrite => {
+                // The envelope too: Graph sends as the mailbox, and a
+                // bounce goes to it. The null sender stays null.
+                let mailbox = auth.allowed_senders.first().cloned().unwrap_or_default();
+                let original = std::mem::replace(&mut mail_from, mailbox);
+                rewrite = Some(original);
+            }
+            SenderCheck::Refused => {
+                let text = refusal(&self.sender_policy, self.relay.is_some(), auth, &mail_from);
+                return self.error(550, "5.7.1", &text, out);
+            }
         }
+        let rewrite = (self.sender_policy == SenderPolicy::Rewrite).then(|| FromRewrite {
+            allowed: auth.allowed_senders.clone(),
+            original: rewrite.unwrap_or_else(|| mail_from.clone()),
+        });
         if let Some(reason) = self.gate.as_ref().and_then(|g| g.offline(&auth.login)) {
             // Not a client error: nothing counts against max_errors.
             let login = printable(&auth.login);
@@ -98,10 +142,11 @@ impl Session {
             return;
         }
         self.envelope = Some(Envelope {
-            mail_from: address,
+            mail_from,
             rcpt_to: Vec::new(),
             eight_bit: from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             smtputf8,
+            rewrite,
         });
         out.push(reply(250, "2.1.0", "Sender OK"));
     }
@@ -159,6 +204,69 @@ impl Session {
         self.data_size = 0;
         self.data_too_big = false;
         self.data_last_cr = false;
+    }
+}
+
+/// What a sender policy says about an envelope sender.
+enum SenderCheck {
+    Allowed,
+    Rewrite,
+    Refused,
+}
+
+fn sender_check(policy: &SenderPolicy, allowed: &[String], address: &str) -> SenderCheck {
+    // Null sender (bounces, RFC 5321 §4.5.5): unchanged by every policy.
+    if address.is_empty() {
+        return SenderCheck::Allowed;
+    }
+    let is = |a: &String| a.eq_ignore_ascii_case(address);
+    match policy {
+        SenderPolicy::Keep if allowed.iter().any(is) => SenderCheck::Allowed,
+        SenderPolicy::Reject if allowed.first().is_some_and(is) => SenderCheck::Allowed,
+        SenderPolicy::Rewrite if allowed.iter().any(is) => SenderCheck::Allowed,
+        SenderPolicy::Rewrite => SenderCheck::Rewrite,
+        SenderPolicy::Keep | SenderPolicy::Reject => SenderCheck::Refused,
+    }
+}
+
+/// The 550 for a sender the account may not use, with the fix that
+/// applies: Send As only helps for an address of the tenant's own domains
+/// (a domain none of the account's addresses has, such as a host name of
+/// cron's `root@myhost.local`, cannot get it).
+fn refusal(policy: &SenderPolicy, relay: bool, auth: &Authenticated, address: &str) -> String {
+    let address = printable(address);
+    let login = printable(&auth.login);
+    let mailbox = auth.allowed_senders.first().map_or("", String::as_str);
+    let domain_of = |a: &str| a.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase());
+    let ours = domain_of(&address).is_some_and(|d| {
+        auth.allowed_senders
+            .iter()
+            .any(|a| domain_of(a).as_deref() == Some(d.as_str()))
+    });
+    let rewrite = if relay {
+        "set sender_policy = \"rewrite\" on its relay.networks entry (From becomes the \
+         mailbox, the original address goes into Reply-To)"
+            .to_string()
+    } else {
+        format!(
+            "let graphgate send it as {mailbox} with the original address in Reply-To: \
+             `graphgate accounts set {login} --sender-policy rewrite`"
+        )
+    };
+    match policy {
+        SenderPolicy::Reject => format!(
+            "{login} may send only as its mailbox {mailbox} (sender_policy = \"reject\"), not \
+             as {address}: use {mailbox}, or {rewrite}"
+        ),
+        _ if ours => format!(
+            "{login} may not send as {address}: use {mailbox} or a configured alias, add this \
+             one with `graphgate accounts set {login} --alias {address}` after granting Send As \
+             (or Send on Behalf) on it in the Exchange admin center, or {rewrite}"
+        ),
+        _ => format!(
+            "{login} may not send as {address}: it is not an address of {login}'s domains, so \
+             Send As cannot be granted for it; use {mailbox}, or {rewrite}"
+        ),
     }
 }
 

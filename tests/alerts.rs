@@ -1,0 +1,110 @@
+//! Alerts (issue 18): with `alerts.webhook_url` set, an account that
+//! needs a new sign-in is reported to a webhook as JSON, and an alert the
+//! webhook refuses is retried. The webhook is a local HTTP server in the
+//! test; the demo's grants are revoked at the simulator, and the
+//! gateway's token check (every second here) finds it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+mod support;
+
+/// A webhook that answers 500 to its first request and 200 afterwards,
+/// passing on every request body.
+async fn webhook() -> (String, mpsc::UnboundedReceiver<(u16, Value)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut served = 0u32;
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut stream = BufReader::new(stream);
+            loop {
+                let mut length = 0usize;
+                let mut line = String::new();
+                let mut any = false;
+                loop {
+                    line.clear();
+                    if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        break;
+                    }
+                    any = true;
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+                if !any {
+                    break;
+                }
+                let mut body = vec![0; length];
+                if stream.read_exact(&mut body).await.is_err() {
+                    break;
+                }
+                served += 1;
+                let status = if served == 1 { 500 } else { 200 };
+                let reply = format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n");
+                let _ = stream.get_mut().write_all(reply.as_bytes()).await;
+                let _ = tx.send((status, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+            }
+        }
+    });
+    (url, rx)
+}
+
+/// The next request the webhook got, within a deadline.
+async fn next(alerts: &mut mpsc::UnboundedReceiver<(u16, Value)>) -> (u16, Value) {
+    tokio::time::timeout(Duration::from_secs(60), alerts.recv())
+        .await
+        .expect("no alert within 60 s")
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_account_that_needs_sign_in_is_reported_to_the_webhook_with_retries() {
+    let (url, mut alerts) = webhook().await;
+    let d = support::demo_env(&[
+        ("GRAPHGATE_ALERTS_WEBHOOK_URL", url.as_str()),
+        ("GRAPHGATE_MICROSOFT_TOKEN_CHECK_S", "1"),
+    ]);
+    reqwest::Client::new()
+        .post(format!("{}/_sim/faults", d.sim))
+        .json(&serde_json::json!({"revoke_refresh_tokens": true}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    // The first delivery is refused (500) and retried with the same alert.
+    let (status, first) = next(&mut alerts).await;
+    assert_eq!(status, 500);
+    assert_eq!(first["event"], "account_needs_sign_in", "{first}");
+    let account = first["account"].as_str().unwrap().to_string();
+    assert!(account.ends_with("@example.com"), "{first}");
+    assert_eq!(
+        first["fix"],
+        format!("graphgate login {account}"),
+        "{first}"
+    );
+    assert!(
+        first["text"].as_str().unwrap().contains(&account),
+        "{first}"
+    );
+    let mut retried = false;
+    while !retried {
+        let (status, again) = next(&mut alerts).await;
+        retried = again["account"] == account.as_str() && again["at"].is_number();
+        assert!(!retried || status == 200);
+    }
+}

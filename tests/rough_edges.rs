@@ -1,0 +1,257 @@
+//! Small things a new user trips over (issue 18, rough edges), each seen
+//! over a real socket against `graphgate demo` run as a process:
+//! - the generated certificate names what clients check: CN `localhost`
+//!   and the subjectAltNames `localhost`, `127.0.0.1`, `::1` and the host
+//!   name (fetchmail refused rcgen's default CN);
+//! - the log written to a pipe carries no ANSI colour codes, and a client
+//!   that sends an IP address as SNI (RFC 6066 §3 forbids it; `openssl
+//!   s_client -servername 127.0.0.1` does it) causes no rustls WARN.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use x509_parser::extensions::GeneralName;
+
+mod support;
+
+use support::{Proc, banner, demo_command, field};
+
+fn tool(name: &str) -> bool {
+    let found = Command::new("which")
+        .arg(name)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} is not installed; on CI scripts/test installs it (PACKAGES)"
+        );
+        eprintln!("skipped: {name} is not installed here");
+    }
+    found
+}
+
+/// `openssl s_client` to `addr` with an IP address as SNI: its output.
+fn s_client(addr: &str) -> String {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect", addr, "-servername", "127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // QUIT ends the session after the greeting.
+    let _ = child.stdin.take().unwrap().write_all(b"QUIT\r\n");
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn the_certificate_names_loopback_and_the_host_and_logs_stay_plain() {
+    if !tool("openssl") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = demo_command(dir.path())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let lines = banner(&mut child, "control");
+    let _demo = Proc(child);
+    let smtps = field(&lines, "SMTPS ");
+
+    let out = s_client(&smtps);
+    let pem_start = out.find("-----BEGIN CERTIFICATE-----").expect(&out);
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&out.as_bytes()[pem_start..]).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    let cn: Vec<_> = cert
+        .subject()
+        .iter_common_name()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cn, ["localhost"]);
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    let names: Vec<String> = san
+        .value
+        .general_names
+        .iter()
+        .map(|n| match n {
+            GeneralName::DNSName(d) => d.to_string(),
+            GeneralName::IPAddress(ip) => match ip.len() {
+                4 => std::net::Ipv4Addr::from(<[u8; 4]>::try_from(*ip).unwrap()).to_string(),
+                _ => std::net::Ipv6Addr::from(<[u8; 16]>::try_from(*ip).unwrap()).to_string(),
+            },
+            other => format!("{other:?}"),
+        })
+        .collect();
+    for want in ["localhost", "127.0.0.1", "::1"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim().to_ascii_lowercase();
+        assert!(names.contains(&host), "{host} not in {names:?}");
+    }
+
+    // The handshake (with its IP-address SNI) is over and the session
+    // logged; the log is plain text, without rustls' warning.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("INFO") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(text.contains("INFO"), "no log lines: {text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI codes in a piped log:\n{text}"
+    );
+    assert!(!text.contains("Illegal SNI"), "{text}");
+}
+
+/// `/readyz` of a demo started with `env`: its status code.
+fn readyz(env: &[(&str, &str)]) -> u16 {
+    let d = support::demo_env(env);
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--noproxy",
+            "*",
+        ])
+        .arg(format!("{}/readyz", d.admin))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).parse().unwrap()
+}
+
+/// The outbound proxy variables (documented in the README): graphgate's
+/// Graph and Entra client goes through `HTTP_PROXY` (`HTTPS_PROXY` for
+/// Microsoft's https endpoints) and around it for `NO_PROXY` hosts. A
+/// proxy that refuses every connection keeps the demo's accounts from
+/// signing in to the simulator; `NO_PROXY=127.0.0.1` lets them.
+#[test]
+fn the_proxy_variables_are_honoured() {
+    if !tool("curl") {
+        return;
+    }
+    let dead_proxy = ("HTTP_PROXY", "http://127.0.0.1:1");
+    assert_eq!(readyz(&[dead_proxy]), 503, "the proxy was not used");
+    assert_eq!(
+        readyz(&[dead_proxy, ("NO_PROXY", "127.0.0.1")]),
+        200,
+        "NO_PROXY was not honoured"
+    );
+}
+
+/// A refused TCP connection to Graph sent nothing (issue 18): the spool
+/// queues the message for a retry instead of leaving it `sending` "in
+/// doubt" (which waits out a grace period and searches Sent Items before
+/// any retry). `graphgate serve` signs in at the simulator, but its
+/// `graph_url` is a port nobody listens on.
+#[tokio::test]
+async fn a_refused_connection_to_graph_is_not_sent_rather_than_in_doubt() {
+    use graphgate::sim::tenant::{DEMO_PUBLIC_CLIENT_ID, DEMO_TENANT_ID};
+    use graphgate::store::{NewAccount, Store, StoreKey};
+    let sim = support::sim(true);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let graph = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "data_dir = {data:?}\n\
+         [microsoft]\nauthority_url = {url:?}\ngraph_url = {graph:?}\n\
+         tenant = {DEMO_TENANT_ID:?}\nclient_id = {DEMO_PUBLIC_CLIENT_ID:?}\n\
+         [smtp]\nlisten = \"127.0.0.1:0\"\nimplicit_tls_listen = \"\"\nsync_window_s = 30\n\
+         [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n",
+        data = dir.path().display().to_string(),
+        url = sim.url,
+    );
+    let config_path = dir.path().join("graphgate.toml");
+    graphgate::config::write_private_file(&config_path, config.as_bytes()).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let account = store
+        .add_account(&NewAccount::delegated("alice@example.com", "alice"))
+        .unwrap();
+    let tokens = graphgate::cli::sign_in_via_simulator(&sim.url, "alice@example.com")
+        .await
+        .unwrap();
+    let key = StoreKey::load(dir.path()).unwrap();
+    graphgate::account::save_tokens(&store, &key, account.id, &tokens).unwrap();
+    let mut child = Command::new(support::BIN)
+        .arg("--config")
+        .arg(&config_path)
+        .arg("serve")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = banner(&mut child, "graphgate is running");
+    let _serve = Proc(child);
+    let line = lines.last().unwrap();
+    let smtp = line
+        .split(" · ")
+        .find_map(|p| p.trim().strip_prefix("graphgate is running. SMTP "))
+        .unwrap()
+        .trim()
+        .to_string();
+    let (host, port) = smtp.rsplit_once(':').unwrap();
+    support::py(&format!(
+        "import smtplib\n\
+         s = smtplib.SMTP('{host}', {port}, timeout=60)\n\
+         s.login('alice@example.com', 'alice')\n\
+         s.sendmail('alice@example.com', ['bob@example.com'], \
+         'From: alice@example.com\\r\\nTo: bob@example.com\\r\\nSubject: x\\r\\n\\r\\nx\\r\\n')\n\
+         s.quit()\n"
+    ));
+    let out = Command::new(support::BIN)
+        .arg("--config")
+        .arg(&config_path)
+        .args(["queue", "list", "--all", "--json"])
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let entry = &list.as_array().unwrap()[0];
+    assert_eq!(entry["state"], "queued", "{entry}");
+    let why = entry["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("nothing was sent"), "{entry}");
+}
+
+/// A plain SMTP client on the implicit-TLS port (issue 18) is told what
+/// the port expects instead of hanging until the handshake times out:
+/// one that waits for a greeting, and one that sends EHLO at once.
+#[test]
+fn plaintext_smtp_on_the_implicit_tls_port_is_told_so() {
+    let d = support::demo();
+    for first in ["", "EHLO plain\r\n"] {
+        let (host, port) = d.smtps.rsplit_once(':').unwrap();
+        let script = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+if sys.argv[3]:
+    s.sendall(sys.argv[3].encode())
+print(s.recv(1000).decode(errors="replace").strip())
+"#;
+        let out = Command::new(support::python())
+            .args(["-c", script, host, port, first])
+            .output()
+            .unwrap();
+        let reply = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{reply}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            reply.starts_with("554 5.7.0 This port expects TLS from the first byte"),
+            "{first:?}: {reply}"
+        );
+    }
+}
