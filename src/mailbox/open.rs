@@ -16,6 +16,16 @@ use crate::secret::Secret;
 /// A local account, as the servers know it after LOGIN.
 pub use crate::store::Account;
 
+/// Why `account` cannot open its mailbox without a new sign-in (signed
+/// out, or its grant known dead: OFFLINE with the reason), if so. Front
+/// ends answer with the fix instead of a token request per connection.
+pub fn signed_out_reason(account: &Account) -> Option<&str> {
+    match account.state {
+        crate::store::AccountState::Offline => account.last_error.as_deref(),
+        _ => None,
+    }
+}
+
 /// Check a login's password (with the guard's failed-login backoff).
 pub async fn check_login(
     accounts: &Accounts,

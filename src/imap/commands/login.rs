@@ -136,9 +136,7 @@ async fn login_account(
     // Signed out, or its grant known dead (OFFLINE with the reason): say
     // so with the fix, without a token request per connection. RFC 5530
     // UNAVAILABLE, so that clients do not ask for a new password.
-    if let (crate::store::AccountState::Offline, Some(reason)) =
-        (account.state, &account.last_error)
-    {
+    if let Some(reason) = crate::mailbox::open::signed_out_reason(&account) {
         return Err(format!(
             "[UNAVAILABLE] {login} is signed out of Microsoft 365: run `graphgate login {login}`, \
              then log in again. Reason: {reason}",
