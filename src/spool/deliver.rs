@@ -13,7 +13,9 @@ use crate::graph::{
     GraphError, GraphErrorKind, GraphMailbox, MailBackend, Mailbox, OutgoingAttachment,
     RemoteMessageId, WellKnownFolder,
 };
-use crate::mime::split::{SplitError, attachment_reader, plan_split_file};
+use crate::mime::split::{
+    AttachmentPart, SplitError, attachment_reader, plan_split, plan_split_file,
+};
 use crate::mime::submission::{header_block_len, header_facts};
 use crate::store::{
     Account, AuthProfile, DeliveryMethod, SpoolEntry, SpoolId, SpoolState, SpoolUpdate, now_unix,
@@ -135,6 +137,32 @@ fn failure(account: &Account, e: &GraphError) -> Outcome {
         enhanced: enhanced.into(),
         text,
     }
+}
+
+/// Graph refused the request for its size (413, or
+/// `ErrorMessageSizeExceeded` on a request under [`MAX_DIRECT_MIME`]): the
+/// request was not carried out, so nothing was sent or created, and the
+/// draft route with the attachments split off can still take it
+/// (graph-facts.md, "MIME request size").
+fn is_size_refusal(e: &GraphError) -> bool {
+    e.status() == Some(413) || e.kind() == Some(GraphErrorKind::MessageSizeExceeded)
+}
+
+/// Where the draft route takes a message from.
+enum Route {
+    /// Small: one draft from the whole MIME (read from the spool).
+    Whole,
+    /// Above [`MAX_DIRECT_MIME`]: split while reading the spool file.
+    LargeFile,
+    /// Refused for its size in one request: this whole MIME (prefix
+    /// included), split in memory into a smaller draft and attachments.
+    Refused(Bytes),
+}
+
+/// Where the attachments split off a message are read from.
+enum Source {
+    File(std::path::PathBuf),
+    Memory(Bytes),
 }
 
 fn is_not_found(e: &GraphError) -> bool {
@@ -345,8 +373,12 @@ impl Spool {
         if entry.method == Some(DeliveryMethod::SendMail) {
             self.send_mail(&entry, &account, &mailbox, body).await
         } else {
-            let large = is_large(entry.size, entry.prefix.len());
-            self.send_via_draft(&entry, &account, &mailbox, large, body)
+            let route = if is_large(entry.size, entry.prefix.len()) {
+                Route::LargeFile
+            } else {
+                Route::Whole
+            };
+            self.send_via_draft(&entry, &account, &mailbox, route, body)
                 .await
         }
     }
@@ -363,10 +395,34 @@ impl Spool {
             Err(why) => return self.not_sent(entry, why),
         };
         crash_point("before-send");
-        match mailbox.send_mime(mime, true).await {
+        match mailbox.send_mime(mime.clone(), true).await {
             Ok(()) => {
                 crash_point("after-send");
                 self.delivered(entry)
+            }
+            Err(e) if is_size_refusal(&e) => {
+                // Nothing was sent. The draft route is recorded before its
+                // draft exists, so an interruption from here on is resolved
+                // as a draft attempt (orphan drafts looked for, then sent
+                // again), never by waiting for a sendMail copy.
+                tracing::info!(
+                    queue_id = entry.id.0,
+                    bytes = mime.len(),
+                    "sendMail refused the message for its size ({e}); sending it through a draft"
+                );
+                if !self.update(
+                    entry.id,
+                    SpoolState::Sending,
+                    SpoolUpdate {
+                        method: Some(Some(DeliveryMethod::Draft)),
+                        draft_id: Some(None),
+                        ..Default::default()
+                    },
+                ) {
+                    return Outcome::Deferred("taken by another worker or dropped".into());
+                }
+                self.send_via_draft(entry, account, mailbox, Route::Refused(mime), None)
+                    .await
             }
             Err(e) => {
                 if let Err(outcome) = self.on_error(entry, account, &e) {
@@ -381,58 +437,121 @@ impl Spool {
         }
     }
 
+    /// The draft's MIME and the attachments to add to it, by `route`;
+    /// with the whole MIME when a size refusal may still split it.
+    async fn draft_plan(
+        &self,
+        entry: &SpoolEntry,
+        route: Route,
+        body: Option<Bytes>,
+    ) -> Result<(Vec<u8>, Vec<AttachmentPart>, Source, Option<Bytes>), Outcome> {
+        let too_large = |text: String| Outcome::Failed {
+            code: 552,
+            enhanced: "5.3.4".into(),
+            text,
+        };
+        match route {
+            Route::Whole => match self.message_mime(entry, body).await {
+                Ok(mime) => {
+                    let whole = Bytes::from(mime);
+                    Ok((
+                        whole.to_vec(),
+                        Vec::new(),
+                        Source::Memory(whole.clone()),
+                        Some(whole),
+                    ))
+                }
+                Err(why) => Err(self.not_sent(entry, why)),
+            },
+            Route::LargeFile => {
+                let path = std::path::PathBuf::from(&entry.path);
+                let prefix = entry.prefix.clone().into_bytes();
+                let file = path.clone();
+                let planned = tokio::task::spawn_blocking(move || {
+                    plan_split_file(&file, &prefix, MAX_DIRECT_MIME)
+                })
+                .await;
+                match planned {
+                    Ok(Ok(plan)) => {
+                        Ok((plan.draft_mime, plan.attachments, Source::File(path), None))
+                    }
+                    Ok(Err(SplitError::Io(e))) => {
+                        Err(self.not_sent(entry, format!("cannot read the spool file: {e}")))
+                    }
+                    Ok(Err(e)) => Err(too_large(e.to_string())),
+                    Err(e) => Err(self.not_sent(entry, format!("the split task failed: {e}"))),
+                }
+            }
+            Route::Refused(mime) => {
+                // Strictly smaller than the request Graph refused.
+                let limit = MAX_DIRECT_MIME.min(mime.len().saturating_sub(1));
+                let refused = |why: String| {
+                    too_large(format!(
+                        "Microsoft Graph refused the message's {} bytes as too large for one \
+                         request, and {why}",
+                        mime.len()
+                    ))
+                };
+                match plan_split(std::io::Cursor::new(mime.as_ref()), b"", limit) {
+                    Ok(plan) if plan.attachments.is_empty() => Err(refused(
+                        "it has no attachments to send separately; send large content as an \
+                         attachment"
+                            .into(),
+                    )),
+                    Ok(plan) => Ok((
+                        plan.draft_mime,
+                        plan.attachments,
+                        Source::Memory(mime.clone()),
+                        None,
+                    )),
+                    Err(e) => Err(refused(e.to_string())),
+                }
+            }
+        }
+    }
+
     async fn send_via_draft(
         &self,
         entry: &SpoolEntry,
         account: &Account,
         mailbox: &GraphMailbox,
-        large: bool,
-        body: Option<Bytes>,
+        mut route: Route,
+        mut body: Option<Bytes>,
     ) -> Outcome {
-        let (draft_mime, attachments) = if large {
-            let path = std::path::PathBuf::from(&entry.path);
-            let prefix = entry.prefix.clone().into_bytes();
-            let planned = tokio::task::spawn_blocking(move || {
-                plan_split_file(&path, &prefix, MAX_DIRECT_MIME)
-            })
-            .await;
-            match planned {
-                Ok(Ok(plan)) => (plan.draft_mime, plan.attachments),
-                Ok(Err(SplitError::Io(e))) => {
-                    return self.not_sent(entry, format!("cannot read the spool file: {e}"));
+        let (draft, attachments, source) = loop {
+            let (draft_mime, attachments, source, whole) =
+                match self.draft_plan(entry, route, body.take()).await {
+                    Ok(plan) => plan,
+                    Err(outcome) => return outcome,
+                };
+            match mailbox
+                .create_draft_from_mime(Bytes::from(draft_mime))
+                .await
+            {
+                Ok(d) => {
+                    crash_point("draft-created");
+                    break (d.id, attachments, source);
                 }
-                Ok(Err(e)) => {
-                    return Outcome::Failed {
-                        code: 552,
-                        enhanced: "5.3.4".into(),
-                        text: e.to_string(),
+                Err(e) => {
+                    if let Some(whole) = whole.filter(|_| is_size_refusal(&e)) {
+                        // Nothing was created: again, attachments apart.
+                        tracing::info!(
+                            queue_id = entry.id.0,
+                            bytes = whole.len(),
+                            "the draft was refused for its size ({e}); splitting its attachments off"
+                        );
+                        route = Route::Refused(whole);
+                        continue;
+                    }
+                    if let Err(outcome) = self.on_error(entry, account, &e) {
+                        return outcome;
+                    }
+                    return match classify(account, &e) {
+                        Class::NotSent(why) => self.not_sent(entry, why),
+                        Class::InDoubt(why) => self.in_doubt(entry, why),
+                        Class::Permanent(o) => o,
                     };
                 }
-                Err(e) => return self.not_sent(entry, format!("the split task failed: {e}")),
-            }
-        } else {
-            match self.message_mime(entry, body).await {
-                Ok(mime) => (mime, Vec::new()),
-                Err(why) => return self.not_sent(entry, why),
-            }
-        };
-        let draft = match mailbox
-            .create_draft_from_mime(Bytes::from(draft_mime))
-            .await
-        {
-            Ok(d) => {
-                crash_point("draft-created");
-                d.id
-            }
-            Err(e) => {
-                if let Err(outcome) = self.on_error(entry, account, &e) {
-                    return outcome;
-                }
-                return match classify(account, &e) {
-                    Class::NotSent(why) => self.not_sent(entry, why),
-                    Class::InDoubt(why) => self.in_doubt(entry, why),
-                    Class::Permanent(o) => o,
-                };
             }
         };
         self.update(
@@ -444,12 +563,14 @@ impl Spool {
             },
         );
         crash_point("after-draft");
-        let path = std::path::Path::new(&entry.path);
         let prepared = async {
             for part in &attachments {
-                let content = attachment_reader(path, part)
-                    .await
-                    .map_err(|e| GraphError::Invalid(format!("cannot read the spool file: {e}")))?;
+                let content = match &source {
+                    Source::File(path) => attachment_reader(path, part).await.map_err(|e| {
+                        GraphError::Invalid(format!("cannot read the spool file: {e}"))
+                    })?,
+                    Source::Memory(mime) => crate::graph::append::part_reader(mime.clone(), part),
+                };
                 mailbox
                     .add_attachment(
                         &draft,
