@@ -13,13 +13,15 @@ use crate::graph::{
     GraphError, GraphErrorKind, GraphMailbox, MailBackend, Mailbox, OutgoingAttachment,
     RemoteMessageId, WellKnownFolder,
 };
-use crate::mime::split::{
-    AttachmentPart, SplitError, attachment_reader, plan_split, plan_split_file,
-};
+use crate::mime::split::attachment_reader;
 use crate::mime::submission::{header_block_len, header_facts};
 use crate::store::{
     Account, AuthProfile, DeliveryMethod, SpoolEntry, SpoolId, SpoolState, SpoolUpdate, now_unix,
 };
+
+mod route;
+
+use route::{Route, Source, is_size_refusal};
 
 /// How a message of `size` bytes (plus `prefix_len` added) is sent from
 /// `account`: `sendMail` when it fits one request and the account keeps a
@@ -137,32 +139,6 @@ fn failure(account: &Account, e: &GraphError) -> Outcome {
         enhanced: enhanced.into(),
         text,
     }
-}
-
-/// Graph refused the request for its size (413, or
-/// `ErrorMessageSizeExceeded` on a request under [`MAX_DIRECT_MIME`]): the
-/// request was not carried out, so nothing was sent or created, and the
-/// draft route with the attachments split off can still take it
-/// (graph-facts.md, "MIME request size").
-fn is_size_refusal(e: &GraphError) -> bool {
-    e.status() == Some(413) || e.kind() == Some(GraphErrorKind::MessageSizeExceeded)
-}
-
-/// Where the draft route takes a message from.
-enum Route {
-    /// Small: one draft from the whole MIME (read from the spool).
-    Whole,
-    /// Above [`MAX_DIRECT_MIME`]: split while reading the spool file.
-    LargeFile,
-    /// Refused for its size in one request: this whole MIME (prefix
-    /// included), split in memory into a smaller draft and attachments.
-    Refused(Bytes),
-}
-
-/// Where the attachments split off a message are read from.
-enum Source {
-    File(std::path::PathBuf),
-    Memory(Bytes),
 }
 
 fn is_not_found(e: &GraphError) -> bool {
@@ -432,79 +408,6 @@ impl Spool {
                     Class::NotSent(why) => self.not_sent(entry, why),
                     Class::InDoubt(why) => self.in_doubt(entry, why),
                     Class::Permanent(o) => o,
-                }
-            }
-        }
-    }
-
-    /// The draft's MIME and the attachments to add to it, by `route`;
-    /// with the whole MIME when a size refusal may still split it.
-    async fn draft_plan(
-        &self,
-        entry: &SpoolEntry,
-        route: Route,
-        body: Option<Bytes>,
-    ) -> Result<(Vec<u8>, Vec<AttachmentPart>, Source, Option<Bytes>), Outcome> {
-        let too_large = |text: String| Outcome::Failed {
-            code: 552,
-            enhanced: "5.3.4".into(),
-            text,
-        };
-        match route {
-            Route::Whole => match self.message_mime(entry, body).await {
-                Ok(mime) => {
-                    let whole = Bytes::from(mime);
-                    Ok((
-                        whole.to_vec(),
-                        Vec::new(),
-                        Source::Memory(whole.clone()),
-                        Some(whole),
-                    ))
-                }
-                Err(why) => Err(self.not_sent(entry, why)),
-            },
-            Route::LargeFile => {
-                let path = std::path::PathBuf::from(&entry.path);
-                let prefix = entry.prefix.clone().into_bytes();
-                let file = path.clone();
-                let planned = tokio::task::spawn_blocking(move || {
-                    plan_split_file(&file, &prefix, MAX_DIRECT_MIME)
-                })
-                .await;
-                match planned {
-                    Ok(Ok(plan)) => {
-                        Ok((plan.draft_mime, plan.attachments, Source::File(path), None))
-                    }
-                    Ok(Err(SplitError::Io(e))) => {
-                        Err(self.not_sent(entry, format!("cannot read the spool file: {e}")))
-                    }
-                    Ok(Err(e)) => Err(too_large(e.to_string())),
-                    Err(e) => Err(self.not_sent(entry, format!("the split task failed: {e}"))),
-                }
-            }
-            Route::Refused(mime) => {
-                // Strictly smaller than the request Graph refused.
-                let limit = MAX_DIRECT_MIME.min(mime.len().saturating_sub(1));
-                let refused = |why: String| {
-                    too_large(format!(
-                        "Microsoft Graph refused the message's {} bytes as too large for one \
-                         request, and {why}",
-                        mime.len()
-                    ))
-                };
-                match plan_split(std::io::Cursor::new(mime.as_ref()), b"", limit) {
-                    Ok(plan) if plan.attachments.is_empty() => Err(refused(
-                        "it has no attachments to send separately; send large content as an \
-                         attachment"
-                            .into(),
-                    )),
-                    Ok(plan) => Ok((
-                        plan.draft_mime,
-                        plan.attachments,
-                        Source::Memory(mime.clone()),
-                        None,
-                    )),
-                    Err(e) => Err(refused(e.to_string())),
                 }
             }
         }
