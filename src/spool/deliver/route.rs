@@ -110,3 +110,30 @@ impl Spool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::ApiError;
+    use crate::graph::error::classify;
+
+    fn api(status: u16, code: &str) -> GraphError {
+        GraphError::Api(ApiError {
+            kind: classify(status, code),
+            status,
+            code: code.into(),
+            message: String::new(),
+            request_id: None,
+        })
+    }
+
+    #[test]
+    fn size_refusals_are_413_or_error_message_size_exceeded() {
+        assert!(is_size_refusal(&api(413, "RequestEntityTooLarge")));
+        assert!(is_size_refusal(&api(413, "")));
+        assert!(is_size_refusal(&api(400, "ErrorMessageSizeExceeded")));
+        assert!(!is_size_refusal(&api(400, "ErrorInvalidRecipients")));
+        assert!(!is_size_refusal(&api(503, "serviceNotAvailable")));
+        assert!(!is_size_refusal(&GraphError::TooLarge("x".into())));
+    }
+}
