@@ -326,7 +326,7 @@ async fn send_mime_posts_base64() {
         .await
         .unwrap();
     assert_eq!(stub.seen.lock().unwrap().sent_mime, vec![mime]);
-    let too_big = Bytes::from(vec![b'a'; 3 * 1024 * 1024 + 1]);
+    let too_big = Bytes::from(vec![b'a'; graphgate::graph::send::MAX_DIRECT_MIME + 1]);
     let err = mailbox.send_mime(too_big, true).await.unwrap_err();
     assert!(matches!(err, GraphError::TooLarge(_)));
 }

@@ -26,6 +26,9 @@ use support::{BIN, Proc, Sim};
 #[path = "spool_delivery/evidence.rs"]
 mod evidence;
 
+#[path = "spool_delivery/size.rs"]
+mod size;
+
 fn start_sim() -> Sim {
     support::sim(false)
 }

@@ -34,6 +34,12 @@ pub struct SimArgs {
     /// at Microsoft.
     #[arg(long)]
     exchange_mime: bool,
+    /// Largest MIME message, in decoded bytes, that a MIME sendMail or a
+    /// message created from MIME takes before 413 (default: the 2,240,000
+    /// a user saw Microsoft refuse above; Microsoft documents about 4 MB
+    /// per request, i.e. 3145728 of MIME).
+    #[arg(long, default_value_t = crate::sim::REPORTED_MIME_LIMIT, value_name = "BYTES")]
+    mime_request_limit: usize,
     /// Write the demo confidential app's certificate and private key (PEM)
     /// into this directory, for trying certificate credentials.
     #[arg(long, value_name = "DIR")]
@@ -56,6 +62,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             .map(|upn| (Duration::from_secs(2), upn)),
         seed_messages: !args.no_seed,
         exchange_mime: args.exchange_mime,
+        mime_request_limit: args.mime_request_limit,
         ..SimConfig::default()
     };
     let state = SimState::new(config)?;

@@ -145,6 +145,11 @@ impl GraphError {
                 GraphErrorKind::InvalidRecipients => {
                     "Check the To, Cc and Bcc addresses: the message has no valid recipient."
                 }
+                // 413: the request, not the message, was too large for
+                // Graph (about 4 MB per request).
+                GraphErrorKind::MessageSizeExceeded if e.status == 413 => {
+                    "The request was larger than Microsoft Graph takes in one request (about 4 MB): send large content as attachments, which graphgate uploads separately."
+                }
                 GraphErrorKind::MessageSizeExceeded => {
                     "The message is larger than the mailbox allows (35 MB by default): send a smaller message or ask an admin to raise the limit."
                 }
@@ -277,5 +282,13 @@ mod tests {
         assert!(is_delta_reset(410, ""));
         assert!(is_delta_reset(400, "syncStateNotFound"));
         assert!(!is_delta_reset(400, "ErrorInvalidUrlQuery"));
+    }
+
+    #[test]
+    fn a_413_is_the_request_size_not_the_mailbox_limit() {
+        let request = api(413, "RequestEntityTooLarge").remedy();
+        assert!(request.contains("one request"), "{request}");
+        let message = api(400, "ErrorMessageSizeExceeded").remedy();
+        assert!(message.contains("35 MB"), "{message}");
     }
 }

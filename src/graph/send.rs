@@ -19,8 +19,21 @@ use super::backend::{
 use super::client::{Call, GraphMailbox, encode_segment};
 use super::decode::{decode_message, decode_upload_session, next_expected_start};
 
-/// Largest raw MIME sent in one request (base64 makes it about 4 MB).
-pub const MAX_DIRECT_MIME: usize = 3 * 1024 * 1024;
+/// Largest raw MIME sent in one request (`sendMail` or a draft created
+/// from MIME); anything larger takes the draft + attachments path.
+///
+/// Sources: Microsoft documents about 4 MB per request ("Attach large
+/// files to Outlook messages": "request size limit of 4 MB"; base64 makes
+/// raw MIME 4/3 larger), and a user reports MIME messages above 2240 KB
+/// refused by sendMail and createMessage
+/// (microsoftgraph/microsoft-graph-docs#13979, also
+/// microsoft-graph-docs-contrib#3079; graph-facts.md, "Corrections and
+/// additions"). The exact threshold is not documented, so the margin:
+/// 2 MiB raw (about 2.8 MB of base64) stays below the reported 2240 KB
+/// and well below 4 MB. Should Graph still refuse a request under this
+/// size (413, `ErrorMessageSizeExceeded`), the spool takes the draft +
+/// attachments path (spool/deliver.rs), the way above this size.
+pub const MAX_DIRECT_MIME: usize = 2 * 1024 * 1024;
 /// Attachments from this size go through an upload session.
 pub const UPLOAD_SESSION_THRESHOLD: u64 = 3 * 1024 * 1024;
 /// Upload chunk: 10 × 320 KiB (multiples of 320 KiB, at most 4 MB).
@@ -244,13 +257,18 @@ impl GraphMailbox {
                 mime.len()
             )));
         }
-        // MIME sendMail has no JSON to carry saveToSentItems; it is passed
-        // as a query option only when turned off.
-        let url = if save_to_sent_items {
-            self.url("sendMail")
-        } else {
-            self.url("sendMail?saveToSentItems=false")
-        };
+        // "user: sendMail": saveToSentItems is a parameter of the JSON
+        // body only; "When using MIME format … This method saves the
+        // message in the Sent Items folder." No copy needs a draft with
+        // PR_DELETE_AFTER_SUBMIT (the spool's draft route).
+        if !save_to_sent_items {
+            return Err(GraphError::Invalid(
+                "sendMail with MIME always keeps a copy in Sent Items; send through a draft \
+                 with PR_DELETE_AFTER_SUBMIT to keep none"
+                    .into(),
+            ));
+        }
+        let url = self.url("sendMail");
         // Never retried after a connection failure: the message may already
         // be on its way, and a retry would deliver it twice.
         let call = Call::new(Method::POST, "sendMail", url).text(base64_body(&mime));

@@ -62,13 +62,13 @@ pub enum SplitError {
     Io(#[from] std::io::Error),
     #[error(
         "the message is not multipart, so it has no attachments to upload separately, and it \
-         is larger than one Graph request takes (about 3 MB); send large content as an attachment"
+         is larger than one Graph request takes (about 2 MB of MIME); send large content as an attachment"
     )]
     NotMultipart,
     #[error("the header block is too large or never ends")]
     HeaderTooLarge,
     #[error(
-        "without its attachments the message is still {0} bytes, above the about 3 MB one Graph \
+        "without its attachments the message is still {0} bytes, above the about 2 MB of MIME one Graph \
          request takes; move large inline content into attachments"
     )]
     DraftTooLarge(usize),

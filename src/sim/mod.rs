@@ -83,7 +83,18 @@ pub struct SimConfig {
     /// or `https://microsoftgraph.chinacloudapi.cn` for a national cloud,
     /// whose Entra refuses the others' scopes (AADSTS500011).
     pub graph_resource: String,
+    /// Largest MIME message (decoded bytes) a MIME `sendMail` or a message
+    /// created from MIME takes; larger ones get 413, as the about-4-MB
+    /// request limit does. Microsoft's threshold for MIME is not
+    /// documented: its docs say 4 MB per request (4 MB of base64 is 3 MB
+    /// of MIME), a user saw MIME above 2240 KB refused
+    /// (microsoftgraph/microsoft-graph-docs#13979). The default is the
+    /// riskier, reported one: 2,240,000 bytes.
+    pub mime_request_limit: usize,
 }
+
+/// [`SimConfig::mime_request_limit`] by default: the reported 2240 KB.
+pub const REPORTED_MIME_LIMIT: usize = 2_240_000;
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -101,6 +112,7 @@ impl Default for SimConfig {
             mailbox_budget: None,
             exchange_mime: false,
             graph_resource: "https://graph.microsoft.com".into(),
+            mime_request_limit: REPORTED_MIME_LIMIT,
         }
     }
 }

@@ -13,11 +13,15 @@ use crate::graph::{
     GraphError, GraphErrorKind, GraphMailbox, Mailbox, OutgoingAttachment, RemoteMessageId,
     WellKnownFolder,
 };
-use crate::mime::split::{SplitError, attachment_reader, plan_split_file};
+use crate::mime::split::attachment_reader;
 use crate::mime::submission::{header_block_len, header_facts};
 use crate::store::{
     Account, AuthProfile, DeliveryMethod, SpoolEntry, SpoolId, SpoolState, SpoolUpdate, now_unix,
 };
+
+mod route;
+
+use route::{Route, Source, is_size_refusal};
 
 /// How a message of `size` bytes (plus `prefix_len` added) is sent from
 /// `account`: `sendMail` when it fits one request and the account keeps a
@@ -352,8 +356,12 @@ impl Spool {
         if entry.method == Some(DeliveryMethod::SendMail) {
             self.send_mail(&entry, &account, &mailbox, body).await
         } else {
-            let large = is_large(entry.size, entry.prefix.len());
-            self.send_via_draft(&entry, &account, &mailbox, large, body)
+            let route = if is_large(entry.size, entry.prefix.len()) {
+                Route::LargeFile
+            } else {
+                Route::Whole
+            };
+            self.send_via_draft(&entry, &account, &mailbox, route, body)
                 .await
         }
     }
@@ -370,10 +378,34 @@ impl Spool {
             Err(why) => return self.not_sent(entry, why),
         };
         crash_point("before-send");
-        match mailbox.send_mime(mime, true).await {
+        match mailbox.send_mime(mime.clone(), true).await {
             Ok(()) => {
                 crash_point("after-send");
                 self.delivered(entry)
+            }
+            Err(e) if is_size_refusal(&e) => {
+                // Nothing was sent. The draft route is recorded before its
+                // draft exists, so an interruption from here on is resolved
+                // as a draft attempt (orphan drafts looked for, then sent
+                // again), never by waiting for a sendMail copy.
+                tracing::info!(
+                    queue_id = entry.id.0,
+                    bytes = mime.len(),
+                    "sendMail refused the message for its size ({e}); sending it through a draft"
+                );
+                if !self.update(
+                    entry.id,
+                    SpoolState::Sending,
+                    SpoolUpdate {
+                        method: Some(Some(DeliveryMethod::Draft)),
+                        draft_id: Some(None),
+                        ..Default::default()
+                    },
+                ) {
+                    return Outcome::Deferred("taken by another worker or dropped".into());
+                }
+                self.send_via_draft(entry, account, mailbox, Route::Refused(mime), None)
+                    .await
             }
             Err(e) => {
                 if let Err(outcome) = self.on_error(entry, account, &e) {
@@ -393,53 +425,43 @@ impl Spool {
         entry: &SpoolEntry,
         account: &Account,
         mailbox: &GraphMailbox,
-        large: bool,
-        body: Option<Bytes>,
+        mut route: Route,
+        mut body: Option<Bytes>,
     ) -> Outcome {
-        let (draft_mime, attachments) = if large {
-            let path = std::path::PathBuf::from(&entry.path);
-            let prefix = entry.prefix.clone().into_bytes();
-            let planned = tokio::task::spawn_blocking(move || {
-                plan_split_file(&path, &prefix, MAX_DIRECT_MIME)
-            })
-            .await;
-            match planned {
-                Ok(Ok(plan)) => (plan.draft_mime, plan.attachments),
-                Ok(Err(SplitError::Io(e))) => {
-                    return self.not_sent(entry, format!("cannot read the spool file: {e}"));
+        let (draft, attachments, source) = loop {
+            let (draft_mime, attachments, source, whole) =
+                match self.draft_plan(entry, route, body.take()).await {
+                    Ok(plan) => plan,
+                    Err(outcome) => return outcome,
+                };
+            match mailbox
+                .create_draft_from_mime(Bytes::from(draft_mime))
+                .await
+            {
+                Ok(d) => {
+                    crash_point("draft-created");
+                    break (d.id, attachments, source);
                 }
-                Ok(Err(e)) => {
-                    return Outcome::Failed {
-                        code: 552,
-                        enhanced: "5.3.4".into(),
-                        text: e.to_string(),
+                Err(e) => {
+                    if let Some(whole) = whole.filter(|_| is_size_refusal(&e)) {
+                        // Nothing was created: again, attachments apart.
+                        tracing::info!(
+                            queue_id = entry.id.0,
+                            bytes = whole.len(),
+                            "the draft was refused for its size ({e}); splitting its attachments off"
+                        );
+                        route = Route::Refused(whole);
+                        continue;
+                    }
+                    if let Err(outcome) = self.on_error(entry, account, &e) {
+                        return outcome;
+                    }
+                    return match classify(account, &e) {
+                        Class::NotSent(why) => self.not_sent(entry, why),
+                        Class::InDoubt(why) => self.in_doubt(entry, why),
+                        Class::Permanent(o) => o,
                     };
                 }
-                Err(e) => return self.not_sent(entry, format!("the split task failed: {e}")),
-            }
-        } else {
-            match self.message_mime(entry, body).await {
-                Ok(mime) => (mime, Vec::new()),
-                Err(why) => return self.not_sent(entry, why),
-            }
-        };
-        let draft = match mailbox
-            .create_draft_from_mime(Bytes::from(draft_mime))
-            .await
-        {
-            Ok(d) => {
-                crash_point("draft-created");
-                d.id
-            }
-            Err(e) => {
-                if let Err(outcome) = self.on_error(entry, account, &e) {
-                    return outcome;
-                }
-                return match classify(account, &e) {
-                    Class::NotSent(why) => self.not_sent(entry, why),
-                    Class::InDoubt(why) => self.in_doubt(entry, why),
-                    Class::Permanent(o) => o,
-                };
             }
         };
         self.update(
@@ -451,12 +473,14 @@ impl Spool {
             },
         );
         crash_point("after-draft");
-        let path = std::path::Path::new(&entry.path);
         let prepared = async {
             for part in &attachments {
-                let content = attachment_reader(path, part)
-                    .await
-                    .map_err(|e| GraphError::Invalid(format!("cannot read the spool file: {e}")))?;
+                let content = match &source {
+                    Source::File(path) => attachment_reader(path, part).await.map_err(|e| {
+                        GraphError::Invalid(format!("cannot read the spool file: {e}"))
+                    })?,
+                    Source::Memory(mime) => crate::graph::append::part_reader(mime.clone(), part),
+                };
                 mailbox
                     .add_attachment_impl(
                         &draft,

@@ -666,3 +666,93 @@ async fn sim_batches_take_a_place_per_inner_request_in_flight() {
     );
     assert_eq!(client.counters().throttled, 0);
 }
+
+/// Issue 16, "Size": MIME of exactly `MAX_DIRECT_MIME` bytes goes in one
+/// request and the simulator, refusing what Microsoft was seen to refuse
+/// (MIME above 2,240,000 bytes), takes it; one byte more is never sent in
+/// one request; the simulator answers 413 above its limit. MIME sendMail
+/// carries no saveToSentItems (JSON only, "user: sendMail") and keeps a
+/// Sent Items copy.
+#[tokio::test]
+async fn mime_requests_keep_the_margin_below_what_graph_refuses() {
+    use graphgate::graph::send::MAX_DIRECT_MIME;
+    let sim = start_sim().await;
+    let client = sim.client();
+    let alice = sim.alice(&client);
+    let sized = |subject: &str, len: usize| {
+        let mut mime = format!(
+            "From: alice@example.com\r\nTo: alice@example.com\r\nSubject: {subject}\r\n\r\n"
+        )
+        .into_bytes();
+        while mime.len() < len {
+            let line =
+                b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwxy\r\n";
+            mime.extend_from_slice(&line[..line.len().min(len - mime.len())]);
+        }
+        Bytes::from(mime)
+    };
+    let at_limit = sized("at the limit", MAX_DIRECT_MIME);
+    assert_eq!(at_limit.len(), MAX_DIRECT_MIME);
+    alice.send_mime(at_limit.clone(), true).await.unwrap();
+    let draft = alice
+        .create_draft_from_mime(sized("draft at the limit", MAX_DIRECT_MIME))
+        .await
+        .unwrap();
+    assert!(draft.is_draft);
+    let sent_items = alice
+        .list_messages(&WellKnownFolder::SentItems.id())
+        .await
+        .unwrap();
+    assert!(
+        sent_items
+            .iter()
+            .any(|m| m.subject.as_deref() == Some("at the limit"))
+    );
+
+    let before = sim.stats().await;
+    let over = sized("over", MAX_DIRECT_MIME + 1);
+    let err = alice.send_mime(over.clone(), true).await.unwrap_err();
+    assert!(matches!(err, GraphError::TooLarge(_)), "{err:?}");
+    let err = alice.create_draft_from_mime(over).await.unwrap_err();
+    assert!(matches!(err, GraphError::TooLarge(_)), "{err:?}");
+    let err = alice
+        .send_mime(sized("no copy", 100), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GraphError::Invalid(_)), "{err:?}");
+    assert_eq!(
+        sim.stats().await["graph_requests"],
+        before["graph_requests"],
+        "nothing was requested"
+    );
+
+    // The simulator's own limit, over HTTP: 413 above it, nothing sent.
+    let user = sim.state.tenant().user("alice@example.com").unwrap();
+    let (token, _) = sim.state.entra().issue_access_token(Caller {
+        app_id: DEMO_PUBLIC_CLIENT_ID.into(),
+        user_id: Some(user.id.clone()),
+        permissions: vec!["Mail.Send".into()],
+    });
+    use base64::Engine;
+    let body = base64::engine::general_purpose::STANDARD
+        .encode(sized("refused", graphgate::sim::REPORTED_MIME_LIMIT + 1));
+    let r = sim
+        .http
+        .post(format!("{}/v1.0/me/sendMail", sim.base))
+        .bearer_auth(&token)
+        .header("Content-Type", "text/plain")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let sent_items = alice
+        .list_messages(&WellKnownFolder::SentItems.id())
+        .await
+        .unwrap();
+    assert!(
+        !sent_items
+            .iter()
+            .any(|m| m.subject.as_deref() == Some("refused"))
+    );
+}

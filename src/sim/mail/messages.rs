@@ -364,6 +364,21 @@ pub(super) fn is_mime_request(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.starts_with("text/plain"))
 }
 
+/// The MIME of a MIME request, refused with 413 above
+/// [`crate::sim::SimConfig::mime_request_limit`] (see there for the
+/// sources). Nothing is sent or created then.
+pub(super) fn decode_mime_request(state: &SimState, body: &Bytes) -> Result<Vec<u8>, GraphError> {
+    let mime = decode_mime_body(body)?;
+    if mime.len() > state.config().mime_request_limit {
+        return Err(GraphError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "The request payload is larger than the limit of the service.",
+        ));
+    }
+    Ok(mime)
+}
+
 pub(super) fn decode_mime_body(body: &Bytes) -> Result<Vec<u8>, GraphError> {
     let text: Vec<u8> = body
         .iter()
@@ -456,7 +471,7 @@ pub(super) fn create(
             let mut m = model::message_from_mime(
                 model::new_id("AAMkM"),
                 drafts,
-                decode_mime_body(body)?,
+                decode_mime_request(state, body)?,
                 Utc::now(),
             );
             m.is_draft = true;

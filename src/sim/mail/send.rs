@@ -133,7 +133,6 @@ pub async fn send_mail(
     State(state): State<SimState>,
     caller: Caller,
     params: Params,
-    query: QueryMap,
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
@@ -146,13 +145,12 @@ pub async fn send_mail(
         ));
     }
     let (message, save) = if is_mime_request(&headers) {
-        let mime = decode_mime_body(&body)?;
-        let save = query
-            .get("saveToSentItems")
-            .is_none_or(|v| !v.eq_ignore_ascii_case("false"));
+        let mime = decode_mime_request(&state, &body)?;
+        // "user: sendMail": saveToSentItems is a parameter of the JSON body;
+        // a MIME sendMail saves the message in Sent Items.
         (
             model::message_from_mime(model::new_id("AAMkM"), String::new(), mime, Utc::now()),
-            save,
+            true,
         )
     } else {
         let body = json_body(&body)?;
