@@ -127,6 +127,8 @@ async fn setup() -> Setup {
     config.smtp.listen = String::new();
     config.smtp.implicit_tls_listen = String::new();
     config.imap.implicit_tls_listen = String::new();
+    config.pop3.listen = String::new();
+    config.pop3.implicit_tls_listen = String::new();
     let mut tasks = tokio::task::JoinSet::new();
     let gateway = graphgate::cli::gateway::start(
         &config,

@@ -98,10 +98,13 @@ for n in range(1, count + 1):
     assert octets == sizes[n], (n, octets, sizes[n])
     assert sizes[n] == expected[uids[n - 1]], (n, sizes[n], expected[uids[n - 1]])
     assert resp == b'+OK %d octets' % sizes[n], resp
+    # The header block ends at the first empty line; a message without
+    # one (APPENDed bytes are served as they were) is all header.
+    head = lines.index(b'') + 1 if b'' in lines else len(lines)
     resp, top, _ = p.top(n, 0)
-    assert top == lines[:lines.index(b'') + 1], (n, top[-3:])
+    assert top == lines[:head], (n, top[-3:])
     resp, top2, _ = p.top(n, 2)
-    assert top2 == lines[:lines.index(b'') + 3], n
+    assert top2 == lines[:head + 2], n
 # DELE then RSET then QUIT: nothing is deleted.
 p.dele(1)
 try:
