@@ -172,6 +172,8 @@ pub struct Mailbox {
     /// Ids of deleted folders: (seq, id).
     pub folder_tombstones: Vec<(u64, String)>,
     pub seq: u64,
+    /// The newest message-delta sync generation of each folder (by id).
+    pub delta_generations: HashMap<String, u64>,
 }
 
 pub fn new_id(prefix: &str) -> String {
