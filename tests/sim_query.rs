@@ -150,3 +150,61 @@ async fn filters_it_does_not_support_are_refused_not_ignored() {
         assert!(body["error"]["code"].is_string(), "{body}");
     }
 }
+
+/// `$expand=childFolders` on a folder list and on one folder brings the
+/// direct children inline (mailFolder's `childFolders` relationship); an
+/// `$expand` the simulator does not support is refused, not ignored.
+#[tokio::test]
+async fn folders_expand_their_child_folders() {
+    let m = mail().await;
+    let post = |path: String, name: &str| {
+        let request = m
+            .http
+            .post(format!("{}{path}", m.sim.url))
+            .bearer_auth(&m.token)
+            .json(&json!({"displayName": name}));
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 201);
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let projects = post("/v1.0/me/mailFolders".into(), "Projects").await;
+    post(
+        format!("/v1.0/me/mailFolders/{projects}/childFolders"),
+        "2026",
+    )
+    .await;
+    let get = |path: String| {
+        let request = m
+            .http
+            .get(format!("{}{path}", m.sim.url))
+            .bearer_auth(&m.token);
+        async move {
+            let r = request.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, list) = get("/v1.0/me/mailFolders?$top=50&$expand=childFolders".into()).await;
+    assert_eq!(status, 200, "{list}");
+    let entry = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == projects.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["childFolders"][0]["displayName"], "2026", "{entry}");
+    assert_eq!(entry["childFolders"].as_array().unwrap().len(), 1);
+    let (status, one) = get(format!(
+        "/v1.0/me/mailFolders/{projects}?$expand=childFolders"
+    ))
+    .await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["childFolders"][0]["displayName"], "2026", "{one}");
+    let (status, refused) = get(format!("/v1.0/me/mailFolders/{projects}?$expand=rules")).await;
+    assert_eq!(status, 400, "{refused}");
+}
