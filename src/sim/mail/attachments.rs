@@ -79,8 +79,10 @@ pub async fn add_attachment(
     with_mailbox(&state, &t, |mb| {
         let m = find(mb, &id)?;
         let answer = attachment.json();
+        // Inline attachments leave `hasAttachments` as it is (see
+        // `model::counts_as_attachment`).
+        m.has_attachments |= !attachment.is_inline;
         m.attachments.push(attachment);
-        m.has_attachments = true;
         mb.touch(&id);
         Ok((StatusCode::CREATED, Json(answer)).into_response())
     })
@@ -230,7 +232,7 @@ pub async fn upload_put(
                 let ok = match mb.messages.get_mut(&upload.message_id) {
                     Some(m) => {
                         m.attachments.push(upload.attachment.clone());
-                        m.has_attachments = true;
+                        m.has_attachments |= !upload.attachment.is_inline;
                         true
                     }
                     None => false,
