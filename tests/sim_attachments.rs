@@ -91,3 +91,79 @@ async fn inline_attachments_do_not_count_for_has_attachments() {
     assert_eq!(r.status().as_u16(), 201);
     assert!(!has_attachments(&sim.url, &token, "draft inline").await);
 }
+
+const FORWARDED: &str = "From: a@external.example\r\nTo: alice@example.com\r\n\
+Subject: forwarded item\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"f\"\r\n\r\n\
+--f\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsee the original\r\n\
+--f\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n\
+From: b@external.example\r\nTo: a@external.example\r\nSubject: the original\r\n\r\noriginal body\r\n\
+--f--\r\n";
+
+/// An attached message is an `itemAttachment` whose `item` comes only with
+/// `$expand=microsoft.graph.itemattachment/item`; an inline image is listed
+/// with `isInline` true.
+#[tokio::test]
+async fn attached_messages_are_item_attachments_expanded_on_request() {
+    let sim = support::sim(false);
+    let http = reqwest::Client::new();
+    for mime in [FORWARDED, INLINE_ONLY] {
+        let r = http
+            .post(format!(
+                "{}/_sim/mail/deliver?to=alice@example.com",
+                sim.url
+            ))
+            .body(mime)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+    let token = support::token(&sim.url, "alice@example.com").await;
+    let list: Value = http
+        .get(format!(
+            "{}/v1.0/me/messages?$select=subject&$top=100",
+            sim.url
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id_of = |subject: &str| {
+        list["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["subject"] == subject)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let attachments = |id: String, expand: bool| {
+        let mut url = format!("{}/v1.0/me/messages/{id}/attachments", sim.url);
+        if expand {
+            url.push_str("?$expand=microsoft.graph.itemattachment/item");
+        }
+        let request = http.get(url).bearer_auth(&token);
+        async move {
+            let body: Value = request.send().await.unwrap().json().await.unwrap();
+            body["value"].as_array().unwrap().clone()
+        }
+    };
+    let plain = attachments(id_of("forwarded item"), false).await;
+    assert_eq!(plain.len(), 1, "{plain:?}");
+    assert_eq!(plain[0]["@odata.type"], "#microsoft.graph.itemAttachment");
+    assert!(plain[0].get("item").is_none(), "{plain:?}");
+    assert!(plain[0].get("contentBytes").is_none(), "{plain:?}");
+    let expanded = attachments(id_of("forwarded item"), true).await;
+    assert_eq!(
+        expanded[0]["item"]["subject"], "the original",
+        "{expanded:?}"
+    );
+    let inline = attachments(id_of("inline only"), false).await;
+    assert_eq!(inline[0]["isInline"], true, "{inline:?}");
+}

@@ -450,7 +450,7 @@ pub const MESSAGE_PROPERTIES: &[&str] = &[
 /// "`hasAttachments` excludes inline attachments"). Inline: a part with
 /// `Content-Disposition: inline`, or without a disposition but with a
 /// `Content-ID` (an image the HTML refers to).
-fn counts_as_attachment(part: &mail_parser::MessagePart<'_>) -> bool {
+pub(super) fn counts_as_attachment(part: &mail_parser::MessagePart<'_>) -> bool {
     use mail_parser::MimeHeaders;
     match part.content_disposition() {
         Some(d) if d.is_attachment() => true,
