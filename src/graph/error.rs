@@ -130,6 +130,15 @@ impl GraphError {
     pub fn remedy(&self) -> &'static str {
         match self {
             GraphError::Api(e) => match e.kind {
+                // The same code as any refusal; only the message tells an
+                // Exchange policy that leaves this mailbox out of the app's
+                // reach (graph-facts.md "Errors"). Used for the advice
+                // only, never for what the gateway does.
+                GraphErrorKind::AccessDenied
+                    if e.message.contains("Access to OData is disabled") =>
+                {
+                    "An Exchange Online policy keeps this app out of this mailbox (\"Access to OData is disabled.\"): an Exchange admin checks it with `Test-ServicePrincipalAuthorization -Identity <app id> -Resource <mailbox>` (RBAC for Applications) or `Test-ApplicationAccessPolicy -Identity <mailbox> -AppId <app id>`, then adds the mailbox to the app's management scope or policy group; or sign in with `graphgate login` as a user instead of app-only."
+                }
                 GraphErrorKind::AccessDenied => {
                     "Grant the app the Mail.ReadWrite and Mail.Send permissions (delegated, or application with admin consent) and check that no Exchange RBAC scope or application access policy excludes this mailbox."
                 }

@@ -79,19 +79,90 @@ pub async fn add_attachment(
     with_mailbox(&state, &t, |mb| {
         let m = find(mb, &id)?;
         let answer = attachment.json();
+        // Inline attachments leave `hasAttachments` as it is (see
+        // `model::counts_as_attachment`).
+        m.has_attachments |= !attachment.is_inline;
         m.attachments.push(attachment);
-        m.has_attachments = true;
         mb.touch(&id);
         Ok((StatusCode::CREATED, Json(answer)).into_response())
     })
+}
+
+/// An attachment that arrived inside the MIME, as Graph lists it. An
+/// attached message (`message/rfc822`) is an `itemAttachment`: no
+/// `contentBytes`, and its `item` (a navigation property) only with
+/// `$expand=microsoft.graph.itemattachment/item` (graph-facts.md
+/// "`hasAttachments` excludes inline attachments … `itemAttachment.item`";
+/// learn.microsoft.com/graph/api/attachment-get, "Get the properties of an
+/// item attachment and expand to include the item"). Other parts are
+/// `fileAttachment`s, inline by the rule of `model::counts_as_attachment`.
+fn mime_attachment(part: &mail_parser::MessagePart<'_>, expand_item: bool) -> Value {
+    let name = part.attachment_name().unwrap_or("attachment").to_string();
+    if let Some(inner) = part.message() {
+        let raw = inner.raw_message().to_vec();
+        let mut out = json!({
+            "@odata.type": "#microsoft.graph.itemAttachment",
+            "id": model::new_id("AAMkA"),
+            "name": inner.subject().map(str::to_string).unwrap_or(name),
+            "contentType": "message/rfc822",
+            "size": raw.len(),
+            "isInline": false,
+        });
+        if expand_item {
+            let item = model::message_from_mime(
+                model::new_id("AAMkM"),
+                String::new(),
+                raw,
+                chrono::Utc::now(),
+            );
+            let mut item = model::message_json(&item);
+            if let Some(o) = item.as_object_mut() {
+                o.insert("@odata.type".into(), json!("#microsoft.graph.message"));
+                o.remove("parentFolderId");
+            }
+            out["item"] = item;
+        }
+        return out;
+    }
+    model::Attachment {
+        id: model::new_id("AAMkA"),
+        name,
+        content_type: part
+            .content_type()
+            .map(|c| match c.subtype() {
+                Some(sub) => format!("{}/{}", c.ctype(), sub),
+                None => c.ctype().to_string(),
+            })
+            .unwrap_or_else(|| "application/octet-stream".into()),
+        is_inline: !model::counts_as_attachment(part),
+        content_id: part.content_id().map(str::to_string),
+        bytes: part.contents().to_vec(),
+    }
+    .json()
+}
+
+/// `$expand` on an attachment list: only the attached item, else 400.
+fn expand_item(query: &QueryMap) -> Result<bool, GraphError> {
+    match query.get("$expand").map(|e| e.trim()) {
+        None => Ok(false),
+        Some(e) if e.eq_ignore_ascii_case("microsoft.graph.itemattachment/item") => Ok(true),
+        Some(e) => Err(GraphError::bad_request(
+            "BadRequest",
+            format!(
+                "Invalid $expand: the simulator supports $expand=microsoft.graph.itemattachment/item on attachments; not {e:?}."
+            ),
+        )),
+    }
 }
 
 pub async fn list_attachments(
     State(state): State<SimState>,
     caller: Caller,
     params: Params,
+    query: QueryMap,
 ) -> Answer {
     let t = target(&state, &caller, &params, Need::Read)?;
+    let expand_item = expand_item(&query)?;
     let id = params.get("message_id").cloned().unwrap_or_default();
     with_mailbox(&state, &t, |mb| {
         let m = find(mb, &id)?;
@@ -101,21 +172,7 @@ pub async fn list_attachments(
             && let Some(parsed) = mail_parser::MessageParser::default().parse(&m.mime)
         {
             for part in parsed.attachments() {
-                let a = model::Attachment {
-                    id: model::new_id("AAMkA"),
-                    name: part.attachment_name().unwrap_or("attachment").to_string(),
-                    content_type: part
-                        .content_type()
-                        .map(|c| match c.subtype() {
-                            Some(sub) => format!("{}/{}", c.ctype(), sub),
-                            None => c.ctype().to_string(),
-                        })
-                        .unwrap_or_else(|| "application/octet-stream".into()),
-                    is_inline: false,
-                    content_id: part.content_id().map(str::to_string),
-                    bytes: part.contents().to_vec(),
-                };
-                list.push(a.json());
+                list.push(mime_attachment(part, expand_item));
             }
         }
         Ok(collection(
@@ -230,7 +287,7 @@ pub async fn upload_put(
                 let ok = match mb.messages.get_mut(&upload.message_id) {
                     Some(m) => {
                         m.attachments.push(upload.attachment.clone());
-                        m.has_attachments = true;
+                        m.has_attachments |= !upload.attachment.is_inline;
                         true
                     }
                     None => false,

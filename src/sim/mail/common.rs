@@ -92,6 +92,13 @@ pub(super) fn target(
     if !allowed {
         return Err(GraphError::access_denied());
     }
+    if caller.user_id.is_none() && state.mail().app_access_blocked(&user.id) {
+        return Err(GraphError::new(
+            StatusCode::FORBIDDEN,
+            "ErrorAccessDenied",
+            "Access to OData is disabled.",
+        ));
+    }
     Ok(Target {
         user_id: user.id.clone(),
         upn: user.upn.clone(),

@@ -50,6 +50,39 @@ pub async fn control_expire_delta(State(state): State<SimState>) -> Response {
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// `POST /_sim/mail/app_access?to=UPN&blocked=true|false`: block (or allow
+/// again) app-only access to one mailbox (see
+/// [`super::MailState::block_app_access`]).
+pub async fn control_app_access(State(state): State<SimState>, query: QueryMap) -> Response {
+    let (Some(to), Some(blocked)) = (query.get("to"), query.get("blocked")) else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "give ?to=UPN&blocked=true|false"})),
+        )
+            .into_response();
+    };
+    let blocked = match blocked.as_str() {
+        "true" => true,
+        "false" => false,
+        other => {
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": format!("blocked must be true or false, not {other:?}")})),
+            )
+                .into_response();
+        }
+    };
+    let Some(user) = state.tenant().user_by_address(to) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": format!("no user {to}")})),
+        )
+            .into_response();
+    };
+    state.mail().block_app_access(&user.id, blocked);
+    StatusCode::NO_CONTENT.into_response()
+}
+
 pub async fn control_outbound(State(state): State<SimState>) -> Response {
     let list: Vec<Value> = state
         .mail()

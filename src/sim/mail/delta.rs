@@ -27,7 +27,24 @@ pub(super) struct DeltaCursor {
     epoch: u64,
     select: Option<String>,
     page: usize,
+    /// The sync generation of the folder this round belongs to (see
+    /// [`KEPT_GENERATIONS`]).
+    #[serde(default)]
+    generation: u64,
 }
+
+/// How many newer sync generations of a folder a delta or skip token
+/// survives. Exchange keeps a bounded cache of a folder's sync states:
+/// "For Outlook entities (message, mailFolder, event, contact, …) the
+/// upper limit is not fixed; it's dependent on the size of the internal
+/// delta token cache. While new delta tokens are continuously added in
+/// the cache, after the cache capacity is exceeded, the older delta tokens
+/// are deleted" (learn.microsoft.com/graph/delta-query-overview, "Token
+/// duration"); an expired one answers 410 Gone `syncStateNotFound`
+/// (graph-facts.md, "Sync-state expiry"), after which the client must
+/// restart with a full synchronization. The size is not documented: a
+/// small number here, so that a client that keeps an old link finds out.
+pub(super) const KEPT_GENERATIONS: u64 = 3;
 
 /// One entry of a delta page, rendered once the page is chosen.
 enum Change<'a> {
@@ -119,6 +136,8 @@ pub async fn delta(
         select(&query)?;
     }
     let page_size = max_page_size(&headers).unwrap_or(10).clamp(1, 1000);
+    // A first request or a delta link starts a round; a skip token goes on.
+    let new_round = cursor.is_none() || query.contains_key("$deltatoken");
     with_mailbox(&state, &t, |mb| {
         let folder_id = mb
             .folder_id(&folder)
@@ -141,10 +160,22 @@ pub async fn delta(
                 epoch,
                 select: query.get("$select").cloned(),
                 page: 0,
+                generation: 0,
             },
         };
         if c.folder != folder_id {
             return Err(gone());
+        }
+        // A token whose generation `KEPT_GENERATIONS` newer rounds of this
+        // folder have pushed out of the cache is gone; a new round (a
+        // first request or a delta link) starts a generation.
+        let newest = mb.delta_generations.entry(folder_id.clone()).or_insert(0);
+        if c.generation > 0 && newest.saturating_sub(c.generation) >= KEPT_GENERATIONS {
+            return Err(gone());
+        }
+        if new_round {
+            *newest += 1;
+            c.generation = *newest;
         }
         let sel = c
             .select

@@ -45,11 +45,12 @@ pub(super) fn folder_page(
     if let Some(select) = select {
         check_select(select)?;
     }
+    let expand = expand_children(query)?;
     let page: Vec<Value> = folders
         .iter()
         .skip(skip)
         .take(top)
-        .map(|f| selected(mb.folder_json(f), select))
+        .map(|f| with_children(mb, selected(mb.folder_json(f), select), &f.id, expand))
         .collect();
     let next = (skip + top < folders.len()).then(|| {
         let mut url = format!(
@@ -75,6 +76,41 @@ pub(super) fn folder_page(
         page,
         next,
     ))
+}
+
+/// `$expand` on mail folders: `childFolders`, a navigation property of
+/// mailFolder (learn.microsoft.com/graph/api/resources/mailfolder,
+/// "Relationships"; `$expand` per learn.microsoft.com/graph/query-parameters)
+/// brings each folder's direct children inline. Anything else (`messages`,
+/// nested options) is refused with 400 rather than ignored: whether and
+/// how Graph expands a folder's messages is not something the simulator
+/// claims to know.
+fn expand_children(query: &QueryMap) -> Result<bool, GraphError> {
+    match query.get("$expand").map(|e| e.trim()) {
+        None => Ok(false),
+        Some(e) if e.eq_ignore_ascii_case("childFolders") => Ok(true),
+        Some(e) => Err(GraphError::bad_request(
+            "BadRequest",
+            format!(
+                "Invalid $expand: the simulator supports $expand=childFolders on mail folders; not {e:?}."
+            ),
+        )),
+    }
+}
+
+/// `body` with `childFolders` (the visible direct children of `id`) when
+/// `expand`.
+fn with_children(mb: &Mailbox, mut body: Value, id: &str, expand: bool) -> Value {
+    if expand {
+        let children: Vec<Value> = mb
+            .folders
+            .iter()
+            .filter(|f| f.parent_id == id && !f.hidden)
+            .map(|f| mb.folder_json(f))
+            .collect();
+        body["childFolders"] = json!(children);
+    }
+    body
 }
 
 /// The one `$filter` form clients use on folder lists,
@@ -157,14 +193,15 @@ pub async fn get_folder(
     if let Some(select) = select {
         check_select(select)?;
     }
+    let expand = expand_children(&query)?;
     with_mailbox(&state, &t, |mb| {
         let mut body = if mb.folder_id(&folder).as_deref() == Some(mb.root_id.as_str()) {
-            selected(mb.root_json(), select)
+            with_children(mb, selected(mb.root_json(), select), &mb.root_id, expand)
         } else {
             let f = mb
                 .folder(&folder)
                 .ok_or_else(|| GraphError::not_found("folder"))?;
-            selected(mb.folder_json(f), select)
+            with_children(mb, selected(mb.folder_json(f), select), &f.id, expand)
         };
         body["@odata.context"] = json!(format!(
             "{}/v1.0/$metadata#mailFolders/$entity",

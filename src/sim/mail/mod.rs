@@ -25,7 +25,10 @@
 //! Test controls (not counted in `/_sim/stats`): `POST
 //! /_sim/mail/deliver?to=UPN[&folder=NAME]` with raw MIME delivers an
 //! incoming message; `POST /_sim/mail/expire_delta_tokens` makes every
-//! delta link answer 410 Gone.
+//! delta link answer 410 Gone; `POST
+//! /_sim/mail/app_access?to=UPN&blocked=true|false` makes app-only access
+//! to one mailbox answer 403 `ErrorAccessDenied` "Access to OData is
+//! disabled." (or lifts it).
 
 mod attachments;
 mod common;
@@ -77,6 +80,9 @@ pub struct MailState {
     /// Bumped by `expire_delta_tokens`; delta links of older epochs are gone.
     delta_epoch: AtomicU64,
     outbound: Mutex<Vec<ExternalDelivery>>,
+    /// User ids whose mailbox refuses app-only access (see
+    /// [`MailState::block_app_access`]).
+    app_blocked: Mutex<std::collections::HashSet<String>>,
 }
 
 impl MailState {
@@ -94,6 +100,7 @@ impl MailState {
             mailboxes: Mutex::new(mailboxes),
             delta_epoch: AtomicU64::new(1),
             outbound: Mutex::new(Vec::new()),
+            app_blocked: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -151,6 +158,29 @@ impl MailState {
     /// Every delta link issued so far stops working (410 Gone).
     pub fn expire_delta_tokens(&self) {
         self.delta_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Make app-only (client credentials) access to the mailbox of
+    /// `user_id` answer 403 `ErrorAccessDenied` "Access to OData is
+    /// disabled." (`blocked`), as Exchange Online does when an application
+    /// access policy or RBAC for Applications scope leaves the mailbox out
+    /// (graph-facts.md "Errors" and "Restricting app-only access";
+    /// learn.microsoft.com/graph/auth-limit-mailbox-access), or allow it again.
+    pub fn block_app_access(&self, user_id: &str, blocked: bool) {
+        if let Ok(mut set) = self.app_blocked.lock() {
+            if blocked {
+                set.insert(user_id.to_string());
+            } else {
+                set.remove(user_id);
+            }
+        }
+    }
+
+    pub(crate) fn app_access_blocked(&self, user_id: &str) -> bool {
+        self.app_blocked
+            .lock()
+            .map(|set| set.contains(user_id))
+            .unwrap_or(false)
     }
 
     pub(crate) fn delta_epoch(&self) -> u64 {
@@ -296,6 +326,7 @@ pub fn control_routes() -> Router<SimState> {
             post(handlers::control_expire_delta),
         )
         .route("/_sim/mail/outbound", get(handlers::control_outbound))
+        .route("/_sim/mail/app_access", post(handlers::control_app_access))
         // Upload URLs carry their own authorisation (no bearer token), as
         // Outlook's upload URLs do.
         .route(

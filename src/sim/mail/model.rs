@@ -172,6 +172,8 @@ pub struct Mailbox {
     /// Ids of deleted folders: (seq, id).
     pub folder_tombstones: Vec<(u64, String)>,
     pub seq: u64,
+    /// The newest message-delta sync generation of each folder (by id).
+    pub delta_generations: HashMap<String, u64>,
 }
 
 pub fn new_id(prefix: &str) -> String {
@@ -442,6 +444,21 @@ pub const MESSAGE_PROPERTIES: &[&str] = &[
     "internetMessageHeaders",
 ];
 
+/// Whether a non-body MIME part counts for `hasAttachments`: Exchange
+/// leaves inline attachments out, so a message whose only attachments are
+/// inline images has `hasAttachments` false (graph-facts.md
+/// "`hasAttachments` excludes inline attachments"). Inline: a part with
+/// `Content-Disposition: inline`, or without a disposition but with a
+/// `Content-ID` (an image the HTML refers to).
+pub(super) fn counts_as_attachment(part: &mail_parser::MessagePart<'_>) -> bool {
+    use mail_parser::MimeHeaders;
+    match part.content_disposition() {
+        Some(d) if d.is_attachment() => true,
+        Some(d) if d.is_inline() => false,
+        _ => part.content_id().is_none(),
+    }
+}
+
 /// Parse raw MIME into a message's properties (mail-parser).
 pub fn message_from_mime(
     id: String,
@@ -475,7 +492,7 @@ pub fn message_from_mime(
                 .and_then(|d| DateTime::parse_from_rfc3339(&d.to_rfc3339()).ok())
                 .map(|d| d.with_timezone(&Utc)),
             p.body_text(0).map(|b| b.to_string()).unwrap_or_default(),
-            p.attachment_count() > 0,
+            p.attachments().any(counts_as_attachment),
         ),
         None => (
             String::new(),

@@ -21,12 +21,15 @@ use super::messages::*;
 
 /// Deliver `m` (sent by `t`): a copy without Bcc to every tenant recipient's
 /// Inbox, an NDR for unknown addresses in the tenant's domains, external
-/// addresses recorded, and the sender's copy in Sent Items.
+/// addresses recorded, and the sender's copy in Sent Items. `keep_id`: the
+/// copy keeps `m`'s id (a draft sent under immutable ids), else it gets a
+/// new one.
 pub(super) fn deliver(
     state: &SimState,
     t: &Target,
     mut m: Message,
     save: bool,
+    keep_id: bool,
 ) -> Result<(), GraphError> {
     let tenant = state.tenant();
     if m.to.is_empty() && m.cc.is_empty() && m.bcc.is_empty() {
@@ -122,7 +125,9 @@ pub(super) fn deliver(
             m.folder_id = sent;
             m.is_draft = false;
             m.is_read = true;
-            m.id = model::new_id("AAMkM");
+            if !keep_id {
+                m.id = model::new_id("AAMkM");
+            }
             mb.insert(m);
         }
     });
@@ -166,11 +171,16 @@ pub async fn send_mail(
             .unwrap_or(true);
         (message_from_json(message, String::new(), &t.upn), save)
     };
-    deliver(&state, &t, message, save)?;
+    deliver(&state, &t, message, save, false)?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-pub async fn send_draft(State(state): State<SimState>, caller: Caller, params: Params) -> Answer {
+pub async fn send_draft(
+    State(state): State<SimState>,
+    caller: Caller,
+    params: Params,
+    headers: HeaderMap,
+) -> Answer {
     let t = target(&state, &caller, &params, Need::Send)?;
     let id = params.get("message_id").cloned().unwrap_or_default();
     let draft = with_mailbox(&state, &t, |mb| {
@@ -196,6 +206,11 @@ pub async fn send_draft(State(state): State<SimState>, caller: Caller, params: P
         .extended
         .get(&model::normalise_property_id("Boolean 0x0E01"))
         .is_some_and(|(_, v)| v.eq_ignore_ascii_case("true"));
-    deliver(&state, &t, draft, save)?;
+    // With `Prefer: IdType="ImmutableId"` the Sent Items copy keeps the
+    // draft's id: an immutable id "doesn't change when the item is moved"
+    // and sending moves the draft to Sent Items
+    // (learn.microsoft.com/graph/outlook-immutable-id; graph-facts.md "Sent
+    // copy and immutable ids"). Without it, a new id, as for any move.
+    deliver(&state, &t, draft, save, immutable_ids(&headers))?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
