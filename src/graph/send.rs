@@ -171,11 +171,13 @@ impl GraphMailbox {
     ) -> Result<RemoteMessage, GraphError> {
         let mut item = draft.as_object().cloned().unwrap_or_default();
         item.retain(|k, _| !k.starts_with("@odata") && !SERVER_FIELDS.contains(&k.as_str()));
-        if draft.get("hasAttachments").and_then(Value::as_bool) == Some(true) {
-            item.insert(
-                "attachments".into(),
-                Value::Array(self.draft_attachments(draft_id).await?),
-            );
+        // Always list them: Graph's hasAttachments is false when the only
+        // attachments are inline (images a cid: link shows), and those
+        // must not be lost (issue 16; the simulator follows Microsoft
+        // there since h-sim). One GET on this rare fallback route.
+        let attachments = self.draft_attachments(draft_id).await?;
+        if !attachments.is_empty() {
+            item.insert("attachments".into(), Value::Array(attachments));
         }
         item.insert("isRead".into(), json!(options.is_read));
         if let Some(received) = options.received {
