@@ -32,6 +32,10 @@
 //!   gets one check per login per `forget_after`.
 //! - **Unknown logins** take the same path and the same time as known ones
 //!   (the store verifies a dummy Argon2id hash; `/metrics` counts it).
+//! - **Verified credentials** ([`cache`], `login_limit.verified_cache_s`):
+//!   once admitted, an attempt whose password passed Argon2id within the
+//!   TTL, on the account's unchanged password hash and tokens, is answered
+//!   from an HMAC tag instead; any failure of the login drops it.
 //!
 //! The counts live in the store ([`crate::store::login_failures`]), so
 //! `graphgate accounts unlock` — another process — lifts a penalty the
@@ -66,6 +70,10 @@ pub struct LoginLimits {
     pub address_budget: u32,
     /// A pair's failures are forgotten this long after its last one.
     pub forget_after: Duration,
+    /// How long a verified password is checked against the
+    /// verified-credentials cache instead of Argon2id ([`cache`]); zero:
+    /// off.
+    pub verified_for: Duration,
 }
 
 impl Default for LoginLimits {
@@ -79,6 +87,9 @@ impl Default for LoginLimits {
             lockout: Duration::from_secs(5 * 60),
             address_budget: 10,
             forget_after: Duration::from_secs(15 * 60),
+            // Dovecot's auth_cache_ttl is an hour; a few minutes covers
+            // clients that poll every minute or open parallel connections.
+            verified_for: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -221,13 +232,21 @@ type PairKey = (String, String);
 /// flight before it is refused as busy.
 pub const BUSY_WAIT: Duration = Duration::from_secs(30);
 
-/// The penalty policy and the attempts in flight of one gateway.
-#[derive(Debug, Default)]
+/// The penalty policy, the attempts in flight and the verified-credentials
+/// cache of one gateway.
+#[derive(Debug)]
 pub struct LoginGuard {
     limits: LoginLimits,
     in_flight: Arc<Mutex<HashMap<PairKey, u32>>>,
     /// Woken whenever an attempt in flight ends.
     released: Arc<tokio::sync::Notify>,
+    verified: cache::VerifiedCache,
+}
+
+impl Default for LoginGuard {
+    fn default() -> Self {
+        LoginGuard::new(LoginLimits::default())
+    }
 }
 
 /// An admitted attempt: counts as in flight until dropped (also when the
@@ -255,6 +274,7 @@ impl Drop for InFlight {
 impl LoginGuard {
     pub fn new(limits: LoginLimits) -> LoginGuard {
         LoginGuard {
+            verified: cache::VerifiedCache::new(limits.verified_for),
             limits,
             in_flight: Arc::default(),
             released: Arc::default(),
@@ -292,6 +312,12 @@ impl LoginGuard {
 
     pub fn limits(&self) -> &LoginLimits {
         &self.limits
+    }
+
+    /// Forget every verified login (a new cache key in effect): the next
+    /// login of each runs Argon2id again.
+    pub fn forget_verified(&self) {
+        self.verified.clear();
     }
 
     /// The wait before an attempt after `failures` failures.
@@ -472,8 +498,8 @@ impl LoginGuard {
             }
             Admission::Proceed { .. } => {}
         }
-        let outcome = authenticate(store, login, password).await;
         let (address, key) = (address_key(ip), login_key(login));
+        let outcome = self.verify(store, &key, login, password).await;
         let checked = match outcome {
             Ok(Ok(Some(account))) => {
                 if pair.is_some()
@@ -484,6 +510,10 @@ impl LoginGuard {
                 Checked::Account(Box::new(account))
             }
             Ok(Ok(None)) => {
+                // A failure never leaves the login verified: the next
+                // attempt with any password runs Argon2id and the
+                // penalty (and a lockout) take it from here.
+                self.verified.forget(&key);
                 let now = now_ms();
                 // A commit (fsync): off the async workers.
                 let (store, limits) = (store.clone(), self.limits.clone());
@@ -507,13 +537,58 @@ impl LoginGuard {
                 Checked::Wrong
             }
             Ok(Err(e)) => {
+                self.verified.forget(&key);
                 tracing::error!(error = %e, "{protocol} authentication: the store failed");
                 Checked::Wrong
             }
-            Err(_) => Checked::Wrong,
+            Err(_) => {
+                self.verified.forget(&key);
+                Checked::Wrong
+            }
         };
         drop(held);
         checked
+    }
+}
+
+impl LoginGuard {
+    /// The password check of an admitted attempt: the verified-credentials
+    /// cache ([`cache`]) when it holds this password on the account's
+    /// current [`crate::store::login_failures::CredentialStamp`], else
+    /// Argon2id ([`authenticate`]); a success of Argon2id is remembered
+    /// only when the stamp did not change while it ran (a password changed
+    /// meanwhile is never cached with the old password).
+    async fn verify(
+        &self,
+        store: &Store,
+        key: &str,
+        login: &str,
+        password: Secret<String>,
+    ) -> Result<Result<Option<Account>, crate::store::StoreError>, tokio::task::JoinError> {
+        if !self.verified.enabled() {
+            return authenticate(store, login, password).await;
+        }
+        let metrics = crate::metrics::get();
+        let stamp = store.credential_stamp(login).ok().flatten();
+        let tagged = stamp.map(|s| {
+            let tag = self.verified.tag(key, &s, &password);
+            (s, tag)
+        });
+        if let Some((stamp, tag)) = &tagged
+            && self.verified.hit(key, tag)
+        {
+            metrics.login_cache_hit();
+            return Ok(store.account_by_id(stamp.account));
+        }
+        metrics.login_cache_miss();
+        let outcome = authenticate(store, login, password).await;
+        if let (Ok(Ok(Some(account))), Some((before, tag))) = (&outcome, tagged)
+            && before.account == account.id
+            && store.credential_stamp(login).ok().flatten().as_ref() == Some(&before)
+        {
+            self.verified.insert(key, tag);
+        }
+        outcome
     }
 }
 
@@ -560,6 +635,9 @@ pub async fn authenticate(
     let login = login.to_string();
     tokio::task::spawn_blocking(move || store.authenticate(&login, &password)).await
 }
+
+#[path = "login_guard_cache.rs"]
+pub mod cache;
 
 #[cfg(test)]
 #[path = "login_guard_tests.rs"]

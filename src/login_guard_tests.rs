@@ -13,6 +13,7 @@ fn guard() -> LoginGuard {
         lockout: Duration::from_secs(60),
         address_budget: 2,
         forget_after: Duration::from_secs(600),
+        verified_for: Duration::from_secs(300),
     })
 }
 

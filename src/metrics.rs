@@ -94,6 +94,9 @@ pub struct Metrics {
     pub login_failures: Family<ProtocolOutcome, Counter>,
     /// Argon2id verifications, by whether the login exists.
     pub login_password_checks: Family<LoginLabel, Counter>,
+    /// Logins answered by / missing the verified-credentials cache.
+    pub login_cache_hits: Counter,
+    pub login_cache_misses: Counter,
     // Set from the store when /metrics is read.
     pub accounts: Family<StateLabel, Gauge>,
     pub spool_messages: Family<StateLabel, Gauge>,
@@ -133,6 +136,8 @@ impl Metrics {
             mime_cache_bytes_fetched: Counter::default(),
             login_failures: Family::default(),
             login_password_checks: Family::default(),
+            login_cache_hits: Counter::default(),
+            login_cache_misses: Counter::default(),
             accounts: Family::default(),
             spool_messages: Family::default(),
             spool_oldest_queued_seconds: Gauge::default(),
@@ -269,6 +274,17 @@ impl Metrics {
             m.login_password_checks.clone(),
         );
         r.register(
+            "login_cache_hits",
+            "Logins whose password was checked against the verified-credentials cache instead \
+             of Argon2id (login_limit.verified_cache_s)",
+            m.login_cache_hits.clone(),
+        );
+        r.register(
+            "login_cache_misses",
+            "Logins the verified-credentials cache could not answer (checked by Argon2id)",
+            m.login_cache_misses.clone(),
+        );
+        r.register(
             "login_locked_pairs",
             "Client address and login pairs refused unchecked now (graphgate accounts unlock)",
             m.login_locked_pairs.clone(),
@@ -363,6 +379,14 @@ impl Metrics {
         self.login_password_checks
             .get_or_create(&Metrics::login_label(known))
             .inc();
+    }
+
+    pub fn login_cache_hit(&self) {
+        self.login_cache_hits.inc();
+    }
+
+    pub fn login_cache_miss(&self) {
+        self.login_cache_misses.inc();
     }
 
     /// Verifications so far.

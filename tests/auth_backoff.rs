@@ -4,7 +4,9 @@
 //! more checks than the lock allows; guessing across logins spends the
 //! address's budget; `graphgate accounts unlock` lifts a lock on the
 //! running gateway), and plaintext login refused before TLS when the
-//! loopback exemption is switched off.
+//! loopback exemption is switched off; and the verified-credentials cache:
+//! a repeat login skips Argon2id, while a wrong password, a password
+//! change, a logout and a lock still take effect at once.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -375,4 +377,146 @@ async fn argon2_parameters_apply_to_new_hashes_and_old_ones_keep_verifying() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("login_limit.argon2_memory_kib"), "{err}");
+}
+
+const CACHE_HITS: &str = "graphgate_login_cache_hits_total";
+
+/// `graphgate accounts passwd LOGIN` with `password` on stdin.
+fn passwd(d: &support::Demo, login: &str, password: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(support::BIN)
+        .arg("--data-dir")
+        .arg(d.dir.path())
+        .args(["accounts", "passwd", login, "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_repeat_login_skips_argon2id_and_a_wrong_password_after_it_does_not() {
+    let d = demo_env(FAST);
+    let before = metric(&d.admin, CHECKS_KNOWN).await;
+    let r = imap_login("127.0.0.1", &d.imap, "alice@example.com", "alice").await;
+    assert!(r.starts_with("a OK"), "{r}");
+    assert_eq!(metric(&d.admin, CHECKS_KNOWN).await, before + 1);
+    // The same password again, over IMAP and over SMTP (one guard for
+    // both), from the same and from another address: no Argon2id run.
+    let r = imap_login("127.0.0.1", &d.imap, "alice@example.com", "alice").await;
+    assert!(r.starts_with("a OK"), "{r}");
+    let r = smtp_auth("127.0.0.2", &d.smtp, "ALICE@example.com", "alice").await;
+    assert!(r.starts_with("235"), "{r}");
+    assert_eq!(
+        metric(&d.admin, CHECKS_KNOWN).await,
+        before + 1,
+        "repeat logins ran Argon2id"
+    );
+    assert_eq!(metric(&d.admin, CACHE_HITS).await, 2);
+    // A wrong password after the cached success is checked, refused and
+    // counted as a failure.
+    let wrong = "graphgate_login_failures_total{protocol=\"imap\",outcome=\"wrong\"}";
+    let wrong_before = metric(&d.admin, wrong).await;
+    let r = imap_login("127.0.0.1", &d.imap, "alice@example.com", "alicf").await;
+    assert!(r.starts_with("a NO"), "{r}");
+    assert_eq!(metric(&d.admin, CHECKS_KNOWN).await, before + 2);
+    assert_eq!(metric(&d.admin, wrong).await, wrong_before + 1);
+    // The failure dropped the entry: the right password runs Argon2id
+    // once more, then is cached again.
+    for _ in 0..2 {
+        let r = imap_login("127.0.0.1", &d.imap, "alice@example.com", "alice").await;
+        assert!(r.starts_with("a OK"), "{r}");
+    }
+    assert_eq!(metric(&d.admin, CHECKS_KNOWN).await, before + 3);
+    assert_eq!(metric(&d.admin, CACHE_HITS).await, 3);
+}
+
+#[tokio::test]
+async fn a_password_change_or_a_logout_ends_a_cached_login_at_once() {
+    let d = demo_env(FAST);
+    for _ in 0..2 {
+        let r = smtp_auth("127.0.0.1", &d.smtp, "bob@example.com", "bob").await;
+        assert!(r.starts_with("235"), "{r}");
+    }
+    assert_eq!(metric(&d.admin, CACHE_HITS).await, 1, "bob is cached");
+    // `accounts passwd` from another process: the old password is refused
+    // at the next attempt, the new one passes (and is cached in turn).
+    passwd(&d, "bob@example.com", "new-bob");
+    let r = smtp_auth("127.0.0.1", &d.smtp, "bob@example.com", "bob").await;
+    assert!(r.starts_with("535 5.7.8"), "{r}");
+    let r = imap_login("127.0.0.1", &d.imap, "bob@example.com", "bob").await;
+    assert!(r.starts_with("a NO"), "{r}");
+    for _ in 0..2 {
+        let r = smtp_auth("127.0.0.1", &d.smtp, "bob@example.com", "new-bob").await;
+        assert!(r.starts_with("235"), "{r}");
+    }
+    assert_eq!(metric(&d.admin, CACHE_HITS).await, 2);
+    // `logout` deletes bob's tokens: the next login runs Argon2id again.
+    let checks = metric(&d.admin, CHECKS_KNOWN).await;
+    let out = std::process::Command::new(support::BIN)
+        .arg("--data-dir")
+        .arg(d.dir.path())
+        .args(["logout", "bob@example.com"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    smtp_auth("127.0.0.1", &d.smtp, "bob@example.com", "new-bob").await;
+    assert_eq!(metric(&d.admin, CHECKS_KNOWN).await, checks + 1);
+    assert_eq!(metric(&d.admin, CACHE_HITS).await, 2);
+}
+
+#[tokio::test]
+async fn a_locked_pair_stays_locked_with_a_cached_password() {
+    let d = demo_env(FAST);
+    for _ in 0..2 {
+        let r = smtp_auth("127.0.0.4", &d.smtp, "alice@example.com", "alice").await;
+        assert!(r.starts_with("235"), "{r}");
+    }
+    assert_eq!(metric(&d.admin, CACHE_HITS).await, 1, "alice is cached");
+    // Ten wrong guesses from 127.0.0.4 lock that pair (lockout_after).
+    for i in 0..10 {
+        let r = smtp_auth("127.0.0.4", &d.smtp, "alice@example.com", &format!("g{i}")).await;
+        assert!(r.starts_with("535 5.7.8"), "{r}");
+    }
+    // The right password is refused unchecked there, over both protocols.
+    let checks = metric(&d.admin, CHECKS_KNOWN).await;
+    let r = smtp_auth("127.0.0.4", &d.smtp, "alice@example.com", "alice").await;
+    assert!(r.starts_with("454 4.7.0"), "{r}");
+    let r = imap_login("127.0.0.4", &d.imap, "alice@example.com", "alice").await;
+    assert!(r.starts_with("a NO [UNAVAILABLE]"), "{r}");
+    assert_eq!(metric(&d.admin, CHECKS_KNOWN).await, checks);
+    // The failures dropped the entry: from another address the right
+    // password passes, through Argon2id.
+    let r = smtp_auth("127.0.0.5", &d.smtp, "alice@example.com", "alice").await;
+    assert!(r.starts_with("235"), "{r}");
+    assert_eq!(metric(&d.admin, CHECKS_KNOWN).await, checks + 1);
+    assert_eq!(metric(&d.admin, CACHE_HITS).await, 1);
+}
+
+#[tokio::test]
+async fn a_zero_ttl_turns_the_cache_off() {
+    let mut env = FAST.to_vec();
+    env.push(("GRAPHGATE_LOGIN_LIMIT_VERIFIED_CACHE_S", "0"));
+    let d = demo_env(&env);
+    let before = metric(&d.admin, CHECKS_KNOWN).await;
+    for _ in 0..2 {
+        let r = smtp_auth("127.0.0.1", &d.smtp, "alice@example.com", "alice").await;
+        assert!(r.starts_with("235"), "{r}");
+    }
+    assert_eq!(metric(&d.admin, CHECKS_KNOWN).await, before + 2);
+    assert_eq!(metric(&d.admin, CACHE_HITS).await, 0);
 }

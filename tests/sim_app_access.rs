@@ -11,7 +11,7 @@ use std::sync::Arc;
 use graphgate::auth::{
     AuthorityConfig, ClientCredential, ClientCredentialsTokenSource, EntraClient,
 };
-use graphgate::graph::{GraphClient, GraphConfig, MailBackend, Mailbox};
+use graphgate::graph::{GraphClient, GraphConfig, Mailbox};
 use graphgate::secret::Secret;
 use graphgate::sim::tenant::{DEMO_CLIENT_SECRET, DEMO_CONFIDENTIAL_CLIENT_ID, DEMO_TENANT_ID};
 

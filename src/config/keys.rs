@@ -365,6 +365,17 @@ pub const KEYS: &[KeyDoc] = &[
         example: None,
     },
     KeyDoc {
+        key: "login_limit.verified_cache_s",
+        doc: "Seconds a password that passed the Argon2id check is remembered in memory (as an \
+              HMAC-SHA-256 tag under a random per-process key, never the password) so that the \
+              same login with the same password is answered without Argon2id, like Dovecot's \
+              auth cache. A failed login drops the login's entry; `accounts passwd`, \
+              `accounts remove`, `logout` and `keys rotate` make it miss at once; the \
+              login_limit penalties and locks apply first. graphgate_login_cache_hits_total / \
+              _misses_total on /metrics. 0: off (every login runs Argon2id).",
+        example: None,
+    },
+    KeyDoc {
         key: "tls.certificate_file",
         doc: "PEM certificate (chain) for STARTTLS and implicit TLS. Unset: graphgate generates \
               a self-signed certificate in the data directory on first start (see certs/README.md \

@@ -200,6 +200,9 @@ pub struct LoginLimitConfig {
     pub argon2_parallelism: u64,
     /// Password checks running at once; 0 = one per core.
     pub password_checks_at_once: u64,
+    /// Seconds a verified password is checked against the in-memory
+    /// verified-credentials cache instead of Argon2id; 0 = off.
+    pub verified_cache_s: u64,
 }
 
 impl Default for LoginLimitConfig {
@@ -218,6 +221,7 @@ impl Default for LoginLimitConfig {
             argon2_iterations: p.iterations.into(),
             argon2_parallelism: p.parallelism.into(),
             password_checks_at_once: 0,
+            verified_cache_s: d.verified_for.as_secs(),
         }
     }
 }
@@ -234,6 +238,7 @@ impl LoginLimitConfig {
             lockout: Duration::from_secs(self.lockout_s),
             address_budget: count(self.address_budget),
             forget_after: Duration::from_secs(self.forget_after_s.max(1)),
+            verified_for: Duration::from_secs(self.verified_cache_s),
         }
     }
 

@@ -42,7 +42,41 @@ fn pair_from(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<PairFailures>
     })
 }
 
+/// What a verified password of a login stands on ([`Store::credential_stamp`]):
+/// the login guard's verified-credentials cache keys its entries by it, so
+/// a changed password hash (`accounts passwd`), a removed account
+/// (`accounts remove`), deleted tokens (`logout`) or tokens sealed under a
+/// new key (`keys rotate`) each make a cached login miss.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialStamp {
+    pub account: super::AccountId,
+    /// The stored Argon2id PHC string (a hash, never the password).
+    pub password_hash: String,
+    /// The key id the account's tokens are sealed under; `None`: no tokens.
+    pub token_key: Option<String>,
+}
+
 impl Store {
+    /// The [`CredentialStamp`] of `login` (case-insensitive), `None` for an
+    /// unknown login.
+    pub fn credential_stamp(&self, login: &str) -> Result<Option<CredentialStamp>, StoreError> {
+        let conn = self.lock()?;
+        conn.query_row(
+            "SELECT a.id, a.password_hash, t.key_id FROM accounts a
+             LEFT JOIN tokens t ON t.account_id = a.id WHERE a.login = ?1",
+            [login],
+            |r| {
+                Ok(CredentialStamp {
+                    account: super::AccountId(r.get(0)?),
+                    password_hash: r.get(1)?,
+                    token_key: r.get(2)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(Into::into)
+    }
+
     /// The live failures of `login` from `address` (none once expired), and
     /// how many *other* logins have live failures from `address`.
     pub fn login_failures_of(
