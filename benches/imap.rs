@@ -202,7 +202,7 @@ impl Sim {
 struct Gateway {
     imap: std::net::SocketAddr,
     stop: CancellationToken,
-    _tasks: graphgate::cli::gateway::Tasks,
+    _tasks: graphgate::gateway::listeners::Tasks,
     _dir: tempfile::TempDir,
 }
 
@@ -239,7 +239,7 @@ impl Gateway {
         config.pop3.implicit_tls_listen = String::new();
         let stop = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
-        let gateway = graphgate::cli::gateway::start(
+        let gateway = graphgate::gateway::listeners::start(
             &config,
             &graphgate::gateway::Runtime::from_store(
                 &config,
@@ -247,7 +247,7 @@ impl Gateway {
                 graphgate::gateway::KeyMode::LoadOrCreate,
             )
             .unwrap(),
-            graphgate::cli::gateway::Listen {
+            graphgate::gateway::listeners::Listen {
                 imap: Some("127.0.0.1:0".parse().unwrap()),
                 ..Default::default()
             },

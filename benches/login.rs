@@ -87,7 +87,7 @@ async fn sim() -> Sim {
 struct Gateway {
     imap: std::net::SocketAddr,
     stop: CancellationToken,
-    _tasks: graphgate::cli::gateway::Tasks,
+    _tasks: graphgate::gateway::listeners::Tasks,
     _dir: tempfile::TempDir,
 }
 
@@ -122,7 +122,7 @@ async fn gateway(sim: &Sim, user: &str, verified_cache_s: u64) -> Gateway {
     config.login_limit.verified_cache_s = verified_cache_s;
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
-    let started = graphgate::cli::gateway::start(
+    let started = graphgate::gateway::listeners::start(
         &config,
         &graphgate::gateway::Runtime::from_store(
             &config,
@@ -130,7 +130,7 @@ async fn gateway(sim: &Sim, user: &str, verified_cache_s: u64) -> Gateway {
             graphgate::gateway::KeyMode::LoadOrCreate,
         )
         .unwrap(),
-        graphgate::cli::gateway::Listen {
+        graphgate::gateway::listeners::Listen {
             imap: Some("127.0.0.1:0".parse().unwrap()),
             ..Default::default()
         },

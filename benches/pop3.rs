@@ -145,7 +145,7 @@ impl Sim {
 struct Gateway {
     pop3: std::net::SocketAddr,
     stop: CancellationToken,
-    _tasks: graphgate::cli::gateway::Tasks,
+    _tasks: graphgate::gateway::listeners::Tasks,
     _dir: tempfile::TempDir,
 }
 
@@ -182,7 +182,7 @@ impl Gateway {
         config.pop3.implicit_tls_listen = String::new();
         let stop = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
-        let gateway = graphgate::cli::gateway::start(
+        let gateway = graphgate::gateway::listeners::start(
             &config,
             &graphgate::gateway::Runtime::from_store(
                 &config,
@@ -190,7 +190,7 @@ impl Gateway {
                 graphgate::gateway::KeyMode::LoadOrCreate,
             )
             .unwrap(),
-            graphgate::cli::gateway::Listen {
+            graphgate::gateway::listeners::Listen {
                 pop3: Some("127.0.0.1:0".parse().unwrap()),
                 ..Default::default()
             },

@@ -81,7 +81,7 @@ async fn setup() -> Setup {
     config.microsoft.tenant = DEMO_TENANT_ID.into();
     config.microsoft.client_id = DEMO_PUBLIC_CLIENT_ID.into();
     let mut tasks = tokio::task::JoinSet::new();
-    let gateway = graphgate::cli::gateway::start(
+    let gateway = graphgate::gateway::listeners::start(
         &config,
         &graphgate::gateway::Runtime::from_store(
             &config,
@@ -89,7 +89,7 @@ async fn setup() -> Setup {
             graphgate::gateway::KeyMode::LoadOrCreate,
         )
         .unwrap(),
-        graphgate::cli::gateway::Listen {
+        graphgate::gateway::listeners::Listen {
             smtp: Some("127.0.0.1:0".parse().unwrap()),
             smtps: None,
             imap: None,

@@ -126,7 +126,7 @@ async fn ten_thousand_messages_cost_what_the_budget_allows() {
     config.pop3.listen = String::new();
     config.pop3.implicit_tls_listen = String::new();
     let mut tasks = tokio::task::JoinSet::new();
-    let gateway = graphgate::cli::gateway::start(
+    let gateway = graphgate::gateway::listeners::start(
         &config,
         &graphgate::gateway::Runtime::from_store(
             &config,
@@ -134,7 +134,7 @@ async fn ten_thousand_messages_cost_what_the_budget_allows() {
             graphgate::gateway::KeyMode::LoadOrCreate,
         )
         .unwrap(),
-        graphgate::cli::gateway::Listen {
+        graphgate::gateway::listeners::Listen {
             imap: Some("127.0.0.1:0".parse().unwrap()),
             ..Default::default()
         },

@@ -165,10 +165,10 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
     }
 
     // The gateway: spool worker and SMTP listeners.
-    let gateway = super::gateway::start(
+    let gateway = crate::gateway::listeners::start(
         &config,
         &runtime,
-        super::gateway::Listen {
+        crate::gateway::listeners::Listen {
             smtp: Some(args.smtp),
             smtps: Some(tls_twin(args.smtps, args.smtp, 2465)),
             imap: Some(args.imap),

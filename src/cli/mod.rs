@@ -5,7 +5,6 @@ mod accounts;
 mod consent;
 mod demo;
 mod doctor;
-pub mod gateway;
 mod health;
 mod keys;
 mod logging;
@@ -16,7 +15,8 @@ mod signin;
 mod sim;
 mod status;
 
-use std::net::SocketAddr;
+use crate::gateway::net::bind;
+pub use crate::gateway::net::raise_open_file_limit;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -114,37 +114,6 @@ enum ConfigCommand {
     /// Read the configuration (file + GRAPHGATE_* variables), report the
     /// first problem or print the effective settings.
     Check,
-}
-
-/// Raise the soft limit on open files to the hard limit and return it:
-/// each SMTP or IMAP connection is a descriptor, and the usual default soft
-/// limit (1024) is below what the listeners' `max_connections` allow.
-pub fn raise_open_file_limit() -> Option<u64> {
-    #[cfg(unix)]
-    {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit/setrlimit read and write only the struct given.
-        unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-                return None;
-            }
-            if limit.rlim_cur < limit.rlim_max {
-                let raised = libc::rlimit {
-                    rlim_cur: limit.rlim_max,
-                    rlim_max: limit.rlim_max,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                    limit = raised;
-                }
-            }
-        }
-        Some(limit.rlim_cur)
-    }
-    #[cfg(not(unix))]
-    None
 }
 
 /// Parse the command line and run it.
@@ -295,16 +264,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Bind a listener, naming the flag to change when the port is taken.
-async fn bind(addr: SocketAddr, what: &str, flag: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {addr} for the {what}: {e}; choose another address with {flag} \
-             (port 0, e.g. 127.0.0.1:0, takes any free port), or stop what uses {addr}"
-        )
-    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

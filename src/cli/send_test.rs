@@ -220,7 +220,7 @@ async fn send_test(
     let spool = Spool::new(
         store.clone(),
         registry.clone(),
-        super::gateway::spool_config(config),
+        crate::gateway::listeners::spool_config(config),
     );
     let submitted = Instant::now();
     let entry = match &owner {

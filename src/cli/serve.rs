@@ -64,11 +64,11 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         ),
     }
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let mut tasks: super::gateway::Tasks = tokio::task::JoinSet::new();
-    let gateway = super::gateway::start(
+    let mut tasks: crate::gateway::listeners::Tasks = tokio::task::JoinSet::new();
+    let gateway = crate::gateway::listeners::start(
         &config,
         &runtime,
-        super::gateway::Listen::default(),
+        crate::gateway::listeners::Listen::default(),
         &shutdown,
         &mut tasks,
     )

@@ -6,6 +6,9 @@
 //! builds a Graph or Entra client of its own, so a setting of the
 //! configuration reaches all of them.
 
+pub mod listeners;
+pub mod net;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

@@ -1,5 +1,7 @@
-//! The gateway's moving parts, as `serve` and `demo` start them: the
-//! account registry, the spool and its worker, the SMTP listeners.
+//! The gateway's moving parts, as `serve` and `demo` start them from a
+//! [`Runtime`]: the account registry's token checks, the spool and its
+//! worker, and every listener (SMTP, relay, IMAP, POP3). `cli/` only parses
+//! and prints (DESIGN.md: the composition root leaves `cli/`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -147,7 +149,7 @@ pub async fn start(
         + listeners(&imap_addr, &imaps_addr) * config.imap.max_connections
         + listeners(&pop3_addr, &pop3s_addr) * config.pop3.max_connections
         + 64;
-    if let Some(limit) = super::raise_open_file_limit().filter(|l| *l < needed) {
+    if let Some(limit) = super::net::raise_open_file_limit().filter(|l| *l < needed) {
         tracing::warn!(
             "the open-file limit is {limit}, below the {needed} descriptors that full listeners \
              need: connections beyond it will be refused; raise it (ulimit -n, LimitNOFILE= in \
@@ -194,7 +196,7 @@ pub async fn start(
         ),
     ] {
         let Some(addr) = addr else { continue };
-        let listener = super::bind(addr, what, key).await?;
+        let listener = super::net::bind(addr, what, key).await?;
         let local = listener.local_addr()?;
         tracing::info!(addr = %local, implicit_tls = implicit, "SMTP listening");
         if implicit {
@@ -227,7 +229,7 @@ pub async fn start(
             server.submitter.clone(),
         );
         let what = "SMTP relay listener";
-        let listener = super::bind(addr, what, "relay.listen (or --relay)").await?;
+        let listener = super::net::bind(addr, what, "relay.listen (or --relay)").await?;
         let local = listener.local_addr()?;
         tracing::info!(addr = %local, "SMTP relay listening");
         gateway.relay = Some(local);
@@ -290,7 +292,7 @@ pub async fn start(
         ),
     ] {
         let Some(addr) = addr else { continue };
-        let listener = super::bind(addr, what, key).await?;
+        let listener = super::net::bind(addr, what, key).await?;
         let local = listener.local_addr()?;
         tracing::info!(addr = %local, implicit_tls = implicit, "IMAP listening");
         if implicit {
@@ -356,7 +358,7 @@ async fn start_pop3(
         ),
     ] {
         let Some(addr) = addr else { continue };
-        let listener = super::bind(addr, what, key).await?;
+        let listener = super::net::bind(addr, what, key).await?;
         let local = listener.local_addr()?;
         tracing::info!(addr = %local, implicit_tls = implicit, "POP3 listening");
         if implicit {
