@@ -70,9 +70,17 @@ struct Parsed {
 fn parse_for_search(bytes: &[u8]) -> Parsed {
     let head = mime::section(bytes, Some(&Section::Header(None))).len();
     let message = crate::mime::parse_message(bytes);
-    let mut headers = Vec::new();
+    let mut headers: Vec<(String, String)> = Vec::new();
+    // Unfolded (RFC 5322 §2.2.3): a line starting with white space goes
+    // on the field before it, so `To: a: x@y;,\r\n  b: z@y;` is searched
+    // whole (the second group's name was read as a field of its own).
     for line in String::from_utf8_lossy(&bytes[..head]).split("\r\n") {
-        if let Some((name, value)) = line.split_once(':') {
+        if line.starts_with([' ', '\t']) {
+            if let Some((_, value)) = headers.last_mut() {
+                value.push(' ');
+                value.push_str(line.trim());
+            }
+        } else if let Some((name, value)) = line.split_once(':') {
             headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
         }
     }
@@ -287,4 +295,27 @@ async fn search(
         }
     }
     Ok(Data::Search(hits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_for_search;
+
+    /// imaptest's search-addresses: `SEARCH TO groupname2` must find the
+    /// second group of a folded To field, not read it as a field.
+    #[test]
+    fn a_folded_field_is_searched_whole() {
+        let p = parse_for_search(
+            b"To: groupname: groupuser1@domain.org, groupuser2@domain.org;,\r\n  \
+              groupname2: groupuser3@domain.org;\r\nSubject: x\r\n\r\nbody\r\n",
+        );
+        assert!(
+            p.headers
+                .iter()
+                .any(|(n, v)| n == "to" && v.contains("groupname2: groupuser3@domain.org;")),
+            "{:?}",
+            p.headers
+        );
+        assert!(!p.headers.iter().any(|(n, _)| n == "groupname2"));
+    }
 }
