@@ -663,6 +663,15 @@ pub fn resolve(
     set: &SequenceSet,
     uid: bool,
 ) -> Vec<(u32, MessageRecord)> {
+    in_view(view, set, uid)
+        .into_iter()
+        .filter_map(|(seq, u)| content::find(records, u).map(|r| (seq, r.clone())))
+        .collect()
+}
+
+/// The (sequence number, UID) pairs of `set` in the session's view, also
+/// those another session expunged meanwhile (not yet announced here).
+pub fn in_view(view: &View, set: &SequenceSet, uid: bool) -> Vec<(u32, Uid)> {
     let largest_seq = view.uids.len() as u32;
     let largest_uid = view.uids.last().map_or(0, |u| u.0);
     view.uids
@@ -675,7 +684,7 @@ pub fn resolve(
                 in_set(set, *i as u32 + 1, largest_seq)
             }
         })
-        .filter_map(|(i, u)| content::find(records, *u).map(|r| (i as u32 + 1, r.clone())))
+        .map(|(i, u)| (i as u32 + 1, *u))
         .collect()
 }
 

@@ -18,7 +18,7 @@ use imap_next::imap_types::response::Data;
 use imap_next::imap_types::sequence::SequenceSet;
 
 use crate::imap::session::{
-    Reply, check_set, flag_list, folder_flags, nz, permanent_flags, resolve, untagged_ok,
+    Reply, check_set, flag_list, folder_flags, in_view, nz, permanent_flags, resolve, untagged_ok,
 };
 use crate::mailbox::{FlagChange, FlagOp, flags};
 
@@ -99,6 +99,39 @@ pub(crate) async fn handle(
                 seq: nz(seq),
                 items,
             });
+        }
+    }
+    // A message another session expunged meanwhile (this one has not
+    // been told yet) still gets its FETCH FLAGS, as its view would have
+    // them, like Dovecot (RFC 2180 §4.2.1; imaptest "STORE didn't return
+    // FETCH FLAGS"). The change is not stored: the message is gone.
+    if !silent && outcome.failure.is_none() {
+        for (seq, u) in in_view(view, set, uid) {
+            if outcome.done.iter().any(|d| d.uid == u) {
+                continue;
+            }
+            // Its flags as last read, or as this session was told them.
+            let old = match chosen.iter().find(|(_, r)| r.uid == u) {
+                Some((_, r)) => crate::mailbox::Flags::from_store(r.flags, &r.keywords),
+                None => match view.told.get(&u) {
+                    Some((bits, keywords)) => crate::mailbox::Flags::from_store(*bits, keywords),
+                    None => continue,
+                },
+            };
+            let (bits, keywords) = change.apply(&old).to_store();
+            let mut items = vec![MessageDataItem::Flags(flag_list(
+                view.shown(u, bits),
+                &keywords,
+            ))];
+            if uid {
+                items.insert(0, MessageDataItem::Uid(nz(u.0)));
+            }
+            if let Ok(items) = Vec1::try_from(items) {
+                data.push(Data::Fetch {
+                    seq: nz(seq),
+                    items,
+                });
+            }
         }
     }
     match outcome.failure {
