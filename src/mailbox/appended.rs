@@ -41,6 +41,62 @@ use sha2::{Digest, Sha256};
 use crate::store::Store;
 use crate::store::folders::{FolderId, MessageRecord, Uid};
 
+/// APPENDs under way, by folder: from before Graph creates the item until
+/// its bytes are recorded for its UID. Another session's sync may give the
+/// new item its UID in between; the content cache waits for these before it
+/// fetches a missing body of the folder from Graph, so the UID never serves
+/// Exchange's rendering first and the APPENDed bytes after (imaptest's
+/// stress run caught that: "ENVELOPE changed").
+static IN_FLIGHT: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<FolderId, usize>>,
+> = std::sync::LazyLock::new(Default::default);
+static SETTLED: std::sync::LazyLock<tokio::sync::Notify> =
+    std::sync::LazyLock::new(tokio::sync::Notify::new);
+
+/// One APPEND under way in a folder, until dropped.
+pub struct InFlight(FolderId);
+
+/// Mark an APPEND into `folder` as under way (see [`IN_FLIGHT`]).
+pub fn begin(folder: FolderId) -> InFlight {
+    if let Ok(mut map) = IN_FLIGHT.lock() {
+        *map.entry(folder).or_default() += 1;
+    }
+    InFlight(folder)
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut map) = IN_FLIGHT.lock()
+            && let Some(n) = map.get_mut(&self.0)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.0);
+            }
+        }
+        SETTLED.notify_waiters();
+    }
+}
+
+/// Whether an APPEND into `folder` is under way.
+pub fn in_flight(folder: FolderId) -> bool {
+    IN_FLIGHT.lock().is_ok_and(|map| map.contains_key(&folder))
+}
+
+/// Wait until no APPEND into `folder` is under way.
+pub async fn settled(folder: FolderId) {
+    loop {
+        // Registered before the look, so a drop in between is seen.
+        let notified = SETTLED.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if !in_flight(folder) {
+            return;
+        }
+        notified.await;
+    }
+}
+
 /// Where APPENDed bytes are kept: `appended/` beside the content cache's
 /// directory (both under the data directory).
 pub fn appended_dir(cache_dir: &Path) -> PathBuf {

@@ -479,6 +479,7 @@ impl MailboxModel {
         mime: bytes::Bytes,
         flags: &Flags,
         date: Option<DateTime<Utc>>,
+        cache: &crate::mailbox::content::ContentCache,
     ) -> Result<Option<Uid>, ModelError> {
         let none = Flags::default();
         let mut wanted = graph_update(&none, flags);
@@ -490,12 +491,29 @@ impl MailboxModel {
         };
         self.start_recent(folder)?;
         let remote = RemoteFolderId::new(folder.remote_id.clone());
-        let created: RemoteMessage = self.backend.append_message(&remote, mime, &options).await?;
+        // Under way until the bytes are kept for the UID (appended.rs).
+        let _in_flight = crate::mailbox::appended::begin(folder.id);
+        let created: RemoteMessage = self
+            .backend
+            .append_message(&remote, mime.clone(), &options)
+            .await?;
         self.sync(folder.id).await?;
-        Ok(self
+        let uid = self
             .store
             .message_by_remote_id(folder.id, created.id.as_str())?
-            .map(|m| m.uid))
+            .map(|m| m.uid);
+        // The UID serves the APPENDed bytes, not Exchange's rendering
+        // (mailbox/appended.rs, docs/append.md).
+        if let Some(uid) = uid
+            && let Err(e) = cache.keep_appended(folder.id, uid, mime).await
+        {
+            tracing::warn!(
+                uid = uid.0,
+                "APPEND: {e}; the UID serves what Graph renders (check the data directory's \
+                 free space and permissions)"
+            );
+        }
+        Ok(uid)
     }
 }
 
@@ -551,9 +569,10 @@ impl MailboxSet {
         mime: bytes::Bytes,
         flags: &Flags,
         date: Option<DateTime<Utc>>,
+        cache: &crate::mailbox::content::ContentCache,
     ) -> Result<Option<Uid>, ModelError> {
         self.model_of(folder)
-            .append(folder, mime, flags, date)
+            .append(folder, mime, flags, date, cache)
             .await
     }
 }

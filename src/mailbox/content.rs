@@ -261,6 +261,31 @@ impl ContentCache {
             ready.extend(kept);
             missing = rest;
         }
+        // An APPEND into this folder may be about to record its bytes for
+        // one of these UIDs: wait for it and take what it recorded, rather
+        // than fetch Exchange's rendering (mailbox/appended.rs, IN_FLIGHT).
+        if !missing.is_empty() && crate::mailbox::appended::in_flight(folder) {
+            crate::mailbox::appended::settled(folder).await;
+            let fresh: Vec<MessageRecord> = missing
+                .into_iter()
+                .map(|r| {
+                    self.store
+                        .message_by_remote_id(folder, &r.remote_id)
+                        .ok()
+                        .flatten()
+                        .filter(|f| f.uid == r.uid)
+                        .unwrap_or(r)
+                })
+                .collect();
+            let dir = self.dir.clone();
+            let (kept, rest) = tokio::task::spawn_blocking(move || {
+                crate::mailbox::appended::relink_kept(&dir, fresh)
+            })
+            .await
+            .map_err(|e| crate::backend::BackendError::transient(format!("cache lookup: {e}")))?;
+            ready.extend(kept);
+            missing = rest;
+        }
         let metrics = crate::metrics::get();
         metrics.mime_cache_hits.inc_by(ready.len() as u64);
         self.touch(

@@ -44,26 +44,16 @@ pub(crate) async fn handle(
     let bytes = bytes::Bytes::from(bytes);
     match auth
         .model
-        .append(&folder, bytes.clone(), &append_flags(list), date)
+        .append(
+            &folder,
+            bytes,
+            &append_flags(list),
+            date,
+            &ctx.server.shared.cache,
+        )
         .await
     {
         Ok(uid) => {
-            // The UID serves the APPENDed bytes, not Exchange's rendering
-            // (mailbox/appended.rs, docs/append.md).
-            if let Some(uid) = uid
-                && let Err(e) = ctx
-                    .server
-                    .shared
-                    .cache
-                    .keep_appended(folder.id, uid, bytes)
-                    .await
-            {
-                tracing::warn!(
-                    uid = uid.0,
-                    "APPEND: {e}; the UID serves what Graph renders (check the data directory's \
-                     free space and permissions)"
-                );
-            }
             let mut reply = Reply::ok("APPEND completed");
             if let (Some(uid), Some(uid_validity)) = (
                 uid.and_then(|u| NonZeroU32::new(u.0)),
