@@ -119,6 +119,8 @@ async fn gateway(sim: &Sim, user: &str, verified_cache_s: u64) -> Gateway {
     config.smtp.listen = String::new();
     config.smtp.implicit_tls_listen = String::new();
     config.imap.implicit_tls_listen = String::new();
+    config.pop3.listen = String::new();
+    config.pop3.implicit_tls_listen = String::new();
     config.login_limit.verified_cache_s = verified_cache_s;
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
