@@ -1,6 +1,6 @@
 //! STORE on a message another session expunged meanwhile, spoken by
 //! Python's imaplib: the session that has not been told of the EXPUNGE
-//! still gets `* n FETCH (FLAGS …)` for it, as Dovecot answers (RFC 2180
+//! still gets `* n FETCH (FLAGS …)` for it, as RFC 2180 allows (RFC 2180
 //! §4.2.1; imaptest's stress mode reported "STORE didn't return FETCH
 //! FLAGS" under 5 clients). And an APPEND's UID serves the APPENDed bytes
 //! from the first FETCH on, also to a session that FETCHes the new UID

@@ -103,7 +103,7 @@ pub(crate) async fn handle(
     }
     // A message another session expunged meanwhile (this one has not
     // been told yet) still gets its FETCH FLAGS, as its view would have
-    // them, like Dovecot (RFC 2180 §4.2.1; imaptest "STORE didn't return
+    // them (RFC 2180 §4.2.1 allows it; imaptest "STORE didn't return
     // FETCH FLAGS"). The change is not stored: the message is gone.
     if !silent && outcome.failure.is_none() {
         for (seq, u) in in_view(view, set, uid) {
