@@ -34,8 +34,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::imap::server::ImapServer;
 use crate::imap::session::Authenticated;
+use crate::mailbox::open::Account;
 use crate::mailbox::{FolderRecord, MessageRecord, SHARED_PREFIX, Uid};
-use crate::store::Account;
 
 /// What opening the maildrop can run into; each is one `-ERR` reply.
 #[derive(Debug, thiserror::Error)]
