@@ -196,21 +196,23 @@ pub async fn start(
         ),
     ] {
         let Some(addr) = addr else { continue };
-        let listener = super::net::bind(addr, what, key).await?;
-        let local = listener.local_addr()?;
+        let server = server.clone();
+        let local = serve_on(
+            addr,
+            what,
+            key,
+            &gateway,
+            shutdown,
+            tasks,
+            move |l, stop| crate::smtp::server::run(l, implicit, server, stop),
+        )
+        .await?;
         tracing::info!(addr = %local, implicit_tls = implicit, "SMTP listening");
         if implicit {
             gateway.smtps = Some(local);
         } else {
             gateway.smtp = Some(local);
         }
-        let server = server.clone();
-        let stop = shutdown.clone();
-        let up = gateway.listeners.started(what, local);
-        tasks.spawn(async move {
-            let _up = up;
-            crate::smtp::server::run(listener, implicit, server, stop).await
-        });
     }
     if let Some(addr) = relay_addr {
         // The relay: the same spool and limits, no AUTH, by network.
@@ -229,16 +231,19 @@ pub async fn start(
             server.submitter.clone(),
         );
         let what = "SMTP relay listener";
-        let listener = super::net::bind(addr, what, "relay.listen (or --relay)").await?;
-        let local = listener.local_addr()?;
+        let key = "relay.listen (or --relay)";
+        let local = serve_on(
+            addr,
+            what,
+            key,
+            &gateway,
+            shutdown,
+            tasks,
+            move |l, stop| crate::smtp::server::run(l, false, relay, stop),
+        )
+        .await?;
         tracing::info!(addr = %local, "SMTP relay listening");
         gateway.relay = Some(local);
-        let stop = shutdown.clone();
-        let up = gateway.listeners.started(what, local);
-        tasks.spawn(async move {
-            let _up = up;
-            crate::smtp::server::run(listener, false, relay, stop).await
-        });
     }
     // Contents cached by earlier versions are 0644: made the owner's
     // alone once, in the background.
@@ -292,21 +297,23 @@ pub async fn start(
         ),
     ] {
         let Some(addr) = addr else { continue };
-        let listener = super::net::bind(addr, what, key).await?;
-        let local = listener.local_addr()?;
+        let server = imap_server.clone();
+        let local = serve_on(
+            addr,
+            what,
+            key,
+            &gateway,
+            shutdown,
+            tasks,
+            move |l, stop| crate::imap::server::run(l, implicit, server, stop),
+        )
+        .await?;
         tracing::info!(addr = %local, implicit_tls = implicit, "IMAP listening");
         if implicit {
             gateway.imaps = Some(local);
         } else {
             gateway.imap = Some(local);
         }
-        let server = imap_server.clone();
-        let stop = shutdown.clone();
-        let up = gateway.listeners.started(what, local);
-        tasks.spawn(async move {
-            let _up = up;
-            crate::imap::server::run(listener, implicit, server, stop).await
-        });
     }
     start_pop3(
         config,
@@ -358,23 +365,46 @@ async fn start_pop3(
         ),
     ] {
         let Some(addr) = addr else { continue };
-        let listener = super::net::bind(addr, what, key).await?;
-        let local = listener.local_addr()?;
+        let server = server.clone();
+        let local = serve_on(addr, what, key, gateway, shutdown, tasks, move |l, stop| {
+            crate::pop3::server::run(l, implicit, server, stop)
+        })
+        .await?;
         tracing::info!(addr = %local, implicit_tls = implicit, "POP3 listening");
         if implicit {
             gateway.pop3s = Some(local);
         } else {
             gateway.pop3 = Some(local);
         }
-        let server = server.clone();
-        let stop = shutdown.clone();
-        let up = gateway.listeners.started(what, local);
-        tasks.spawn(async move {
-            let _up = up;
-            crate::pop3::server::run(listener, implicit, server, stop).await
-        });
     }
     Ok(())
+}
+
+/// Bind `addr` (advice naming `key` when taken), count it among the
+/// listeners `/readyz` reports as `what`, and run `serve` on it until
+/// `shutdown`. Returns the bound address (port 0 resolved). Every
+/// listener — SMTP, relay, IMAP, POP3 — starts here.
+async fn serve_on<Fut>(
+    addr: SocketAddr,
+    what: &str,
+    key: &str,
+    gateway: &Gateway,
+    shutdown: &CancellationToken,
+    tasks: &mut Tasks,
+    serve: impl FnOnce(tokio::net::TcpListener, CancellationToken) -> Fut,
+) -> anyhow::Result<SocketAddr>
+where
+    Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+{
+    let listener = super::net::bind(addr, what, key).await?;
+    let local = listener.local_addr()?;
+    let up = gateway.listeners.started(what, local);
+    let running = serve(listener, shutdown.clone());
+    tasks.spawn(async move {
+        let _up = up;
+        running.await
+    });
+    Ok(local)
 }
 
 /// Take the spool of `data_dir`: refused while another gateway has it;
