@@ -566,3 +566,45 @@ async fn a_cold_fetch_whose_batch_fails_keeps_what_the_other_batches_brought() {
     assert_eq!(ready.len(), 38 + 19 + 2);
     assert!(ready.windows(2).all(|w| w[0].uid < w[1].uid));
 }
+
+/// A STORE over 25 messages goes as two `$batch`es (20 + 5). When the
+/// first was carried out and the second is refused, the 20 changes Graph
+/// made are reported as made: dropping them made the index part from
+/// Graph, and a later sync changed flags no client had touched (imaptest
+/// "Owned keyword changed").
+#[tokio::test]
+async fn a_flag_batch_that_fails_after_an_earlier_one_succeeded_keeps_the_earlier_results() {
+    let graph = Hostile::start().await;
+    let (_client, backend) = graph.mailbox();
+    let done: Vec<Value> = (0..20)
+        .map(|i| json!({"id": i.to_string(), "status": 200, "headers": {"Content-Type": "application/json"}, "body": {"id": format!("M{i}")}}))
+        .collect();
+    let refused = Canned::raw(
+        400,
+        "application/json",
+        json!({"error": {"code": "BadRequest", "message": "no"}}).to_string(),
+    );
+    graph.on(
+        "/v1.0/$batch",
+        [Canned::json(json!({ "responses": done })), refused],
+    );
+    let updates: Vec<(RemoteMessageId, graphgate::backend::FlagUpdate)> = (0..25)
+        .map(|i| {
+            (
+                RemoteMessageId::new(format!("M{i}")),
+                graphgate::backend::FlagUpdate {
+                    categories: Some(vec!["k".into()]),
+                    ..Default::default()
+                },
+            )
+        })
+        .collect();
+    let results = backend
+        .update_flags_many(&updates)
+        .await
+        .expect("the first batch was carried out: per-message results, not one failure");
+    assert_eq!(results.len(), 25);
+    assert!(results[..20].iter().all(Result::is_ok), "{results:?}");
+    assert!(results[20..].iter().all(Result::is_err), "{results:?}");
+    assert_eq!(graph.seen(), ["POST /v1.0/$batch", "POST /v1.0/$batch"]);
+}

@@ -90,8 +90,25 @@ impl GraphMailbox {
             attempt += 1;
             let mut again = Vec::new();
             let mut delay_s: Option<u64> = None;
-            for group in pending.chunks(MAX_BATCH) {
-                let replies = self.send_batch(group).await?;
+            for (n, group) in pending.chunks(MAX_BATCH).enumerate() {
+                let replies = match self.send_batch(group).await {
+                    Ok(replies) => replies,
+                    // Nothing done yet: the whole call failed, as before.
+                    Err(e) if results.is_empty() => return Err(e),
+                    // Earlier groups or attempts were carried out: their
+                    // results stand (a caller that dropped them would
+                    // believe changes Graph made were not made, and its
+                    // index would part from Graph until a later sync put
+                    // them back). This group, the groups not yet sent
+                    // and those waiting to be tried again fail alike.
+                    Err(e) => {
+                        let unsent = pending[n * MAX_BATCH..].iter().chain(again.iter());
+                        for request in unsent {
+                            results.insert(request.id.clone(), Err(alike(&e)));
+                        }
+                        return Ok(results);
+                    }
+                };
                 for request in group {
                     let Some(reply) = replies.iter().find(|r| r.id == request.id) else {
                         results.insert(
@@ -182,6 +199,16 @@ impl GraphMailbox {
         self.shared.count(|c| c.batch_inner_requests += count);
         let reply = self.execute(&call).await?;
         decode_batch_response(&reply.body)
+    }
+}
+
+/// An error of the same class as `e`, for each request a failed call
+/// took with it.
+fn alike(e: &GraphError) -> GraphError {
+    match e {
+        GraphError::Api(api) => GraphError::Api(api.clone()),
+        GraphError::Unreachable(m) => GraphError::Unreachable(m.clone()),
+        other => GraphError::Transport(other.to_string()),
     }
 }
 
