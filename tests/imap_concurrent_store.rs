@@ -98,3 +98,40 @@ fn a_session_fetching_an_append_under_way_gets_the_appended_bytes() {
     let d = demo();
     py_with(APPEND_SCRIPT, &[&d.imap, &d.sim]);
 }
+
+const FLAGS_ONCE_SCRIPT: &str = r#"
+import imaplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+def login():
+    c = imaplib.IMAP4(host, int(port))
+    c.login("alice@example.com", "alice")
+    return c
+a, b = login(), login()
+a.create("Words")
+msg = b"From: x@example.com\r\nTo: alice@example.com\r\nSubject: kw\r\n\r\nbody\r\n"
+assert a.append("Words", None, None, msg)[0] == "OK"
+assert a.select("Words")[0] == "OK"
+assert b.select("Words")[0] == "OK"
+# b brings a keyword a has not heard of; then a adds one of its own.
+assert b.store("1", "+FLAGS", "(kwb)")[0] == "OK"
+a.untagged_responses.clear()
+typ, data = a.store("1", "+FLAGS", "(kwa)")
+assert typ == "OK", (typ, data)
+flags = a.untagged_responses.get("FLAGS", [])
+perm = [o for o in a.untagged_responses.get("OK", []) if o.startswith(b"[PERMANENTFLAGS")]
+# One FLAGS and one PERMANENTFLAGS, each naming both keywords.
+assert len(flags) == 1 and b"kwa" in flags[0] and b"kwb" in flags[0], flags
+assert len(perm) == 1 and b"kwa" in perm[0] and b"kwb" in perm[0], perm
+a.logout(); b.logout()
+"#;
+
+/// A STORE that names a new keyword while another session brought one
+/// too: one FLAGS and one PERMANENTFLAGS go out, naming both. Two of
+/// each went out (FLAGS, FLAGS, PERMANENTFLAGS, PERMANENTFLAGS) and a
+/// client saw a keyword in FLAGS that the next PERMANENTFLAGS lacked
+/// (imaptest: "Keyword not in PERMANENTFLAGS found").
+#[test]
+fn a_store_with_news_sends_flags_and_permanentflags_once() {
+    let d = demo();
+    py_with(FLAGS_ONCE_SCRIPT, &[&d.imap]);
+}

@@ -439,6 +439,17 @@ pub struct Announced {
 impl Reply {
     /// The reply with `news` before its tagged status.
     pub fn announcing(mut self, news: Announced) -> Reply {
+        // The view's keywords only grow, so news' FLAGS and PERMANENTFLAGS
+        // name all the command's do and more: sent alone. Both pairs went
+        // out as FLAGS, FLAGS, PERMANENTFLAGS, PERMANENTFLAGS (`first`
+        // precedes `untagged`), and between the second FLAGS and the first
+        // PERMANENTFLAGS a new keyword looked not permanent (imaptest:
+        // "Keyword not in PERMANENTFLAGS found").
+        if news.first.iter().any(|d| matches!(d, Data::Flags(_))) {
+            self.first.retain(|d| !matches!(d, Data::Flags(_)));
+            self.untagged
+                .retain(|u| !matches!(u.code(), Some(Code::PermanentFlags(_))));
+        }
         self.first.extend(news.first);
         self.untagged.extend(news.untagged);
         self.data.extend(news.data);
