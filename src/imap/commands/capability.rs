@@ -43,6 +43,9 @@ pub(crate) fn capabilities(
         "NAMESPACE",
         "ID",
         "ENABLE",
+        // RFC 3348: LIST says \HasChildren or \HasNoChildren of every
+        // folder (list.rs `attributes`).
+        "CHILDREN",
     ] {
         if let Ok(cap) = Capability::try_from(c) {
             caps.push(cap.into_static());
