@@ -135,3 +135,45 @@ fn a_store_with_news_sends_flags_and_permanentflags_once() {
     let d = demo();
     py_with(FLAGS_ONCE_SCRIPT, &[&d.imap]);
 }
+
+const KEYWORDS_KEPT_SCRIPT: &str = r#"
+import imaplib, sys
+host, port = sys.argv[1].rsplit(":", 1)
+def login():
+    c = imaplib.IMAP4(host, int(port))
+    c.login("alice@example.com", "alice")
+    return c
+a = login()
+a.create("KeptWords")
+msg = b"From: x@example.com\r\nTo: alice@example.com\r\nSubject: kw\r\n\r\nbody\r\n"
+assert a.append("KeptWords", None, None, msg)[0] == "OK"
+assert a.select("KeptWords")[0] == "OK"
+assert a.store("1", "+FLAGS", "(once)")[0] == "OK"
+assert a.store("1", "-FLAGS", "(once)")[0] == "OK"
+# A -FLAGS of a keyword no message ever had defines it too.
+assert a.store("1", "-FLAGS", "(never)")[0] == "OK"
+a.logout()
+# No message carries either keyword now; a new session still has both
+# in FLAGS and PERMANENTFLAGS.
+b = login()
+assert b.select("KeptWords")[0] == "OK"
+flags = b.untagged_responses.get("FLAGS", [])
+perm = [o for o in b.untagged_responses.get("OK", []) if o.startswith(b"[PERMANENTFLAGS")]
+assert flags and b"once" in flags[-1] and b"never" in flags[-1], flags
+assert perm and b"once" in perm[-1] and b"never" in perm[-1], perm
+typ, data = b.fetch("1", "(FLAGS)")
+assert b"once" not in data[0] and b"never" not in data[0], data
+b.logout()
+"#;
+
+/// A keyword stays in a folder's FLAGS once used, as Dovecot keeps its
+/// keyword list: a client that SELECTs after the last message lost it
+/// still sees it, so it knows the keyword exists (imaptest's stress mode
+/// lets only the session that owns a keyword in FLAGS change it; one that
+/// did not see it there took it as new and changed it: "Owned keyword
+/// changed").
+#[test]
+fn a_keyword_once_used_stays_in_flags_after_no_message_carries_it() {
+    let d = demo();
+    py_with(KEYWORDS_KEPT_SCRIPT, &[&d.imap]);
+}

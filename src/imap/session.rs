@@ -611,6 +611,7 @@ pub fn report(
         }
     }
     let mut keywords = keywords_of(&records);
+    keywords.extend(model.keywords(&view.folder).unwrap_or_default());
     keywords.extend(shown.iter().cloned());
     if !keywords.is_subset(&view.keywords) {
         view.keywords.extend(keywords);

@@ -219,6 +219,15 @@ impl MailboxModel {
             });
         }
         out.vanished = self.forget(folder, &gone)?;
+        // Every keyword a STORE names is defined for the folder from now
+        // on (as Dovecot creates it, even for -FLAGS or a message gone).
+        if out.failure.is_none() {
+            let mut named = change.keywords.clone();
+            if change.bits & flags::FORWARDED != 0 {
+                named.push("$Forwarded".into());
+            }
+            self.store.define_keywords(folder.id, &named.join(" "))?;
+        }
         drop(held);
         if changed || !out.vanished.is_empty() {
             gate.announce();

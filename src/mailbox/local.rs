@@ -68,6 +68,12 @@ impl MailboxSet {
         Ok(self.models[0].store.claim_recent(folder.id)?)
     }
 
+    /// The keywords `folder` has had (FLAGS and PERMANENTFLAGS name them
+    /// all: see store/subscriptions.rs), `$Forwarded` included once used.
+    pub fn keywords(&self, folder: &FolderRecord) -> Result<Vec<String>, ModelError> {
+        Ok(self.model_of(folder).store.folder_keywords(folder.id)?)
+    }
+
     /// The UID from which messages of `folder` are recent, unclaimed
     /// (`None`: none is).
     pub fn recent_floor(&self, folder: &FolderRecord) -> Result<Option<Uid>, ModelError> {

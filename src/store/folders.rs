@@ -269,6 +269,7 @@ impl Store {
                 if n == 1 {
                     added.push((Uid(uid_next), m.remote_id.clone()));
                     uid_next += 1;
+                    super::subscriptions::remember_keywords(&tx, folder, &m.keywords)?;
                 }
             }
         }
@@ -319,7 +320,7 @@ impl Store {
             "UPDATE messages SET flags = ?1, keywords = ?2 WHERE folder_id = ?3 AND uid = ?4",
             params![flags, keywords, folder.0, uid.0],
         )?;
-        Ok(())
+        super::subscriptions::remember_keywords(&conn, folder, keywords)
     }
 
     /// Record the bytes served for a message (their hash and exact size):

@@ -216,6 +216,17 @@ CREATE TABLE IF NOT EXISTS sign_out_generation (
 );
 INSERT OR IGNORE INTO sign_out_generation (id, value) VALUES (1, 0);
 "#,
+    // The keywords a folder has had (store/subscriptions.rs): FLAGS and
+    // PERMANENTFLAGS keep naming a keyword once it was used in a folder,
+    // as Dovecot's keyword list does, not only while a message carries
+    // it. Filled from what the folder's messages carry now.
+    r#"
+CREATE TABLE IF NOT EXISTS folder_keywords (
+    folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+    keyword   TEXT NOT NULL,
+    PRIMARY KEY (folder_id, keyword)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The schema version this build writes.

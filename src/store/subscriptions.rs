@@ -1,7 +1,11 @@
 //! IMAP state Graph has no place for, kept per account and folder:
 //! subscriptions (RFC 3501 §6.3.6, §6.3.7) by name, and the `\Recent`
 //! floor of each folder (RFC 3501 §2.3.2: a message is recent for the
-//! first session told about it).
+//! first session told about it), and the keywords each folder has had
+//! (RFC 3501 §7.2.6: FLAGS names the flags "applicable for this
+//! mailbox"; a keyword stays applicable once used, as on Dovecot, whose
+//! keyword list only grows — imaptest relies on it: a client that saw a
+//! keyword in FLAGS leaves it to the one session that owns it).
 
 use std::collections::HashMap;
 
@@ -77,6 +81,54 @@ impl Store {
             .optional()?;
         Ok(floor.map(Uid))
     }
+}
+
+impl Store {
+    /// The keywords `folder` has had: those ever defined for it and those
+    /// its messages carry (a store made before the list was kept).
+    pub fn folder_keywords(&self, folder: FolderId) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare(
+            "SELECT keyword FROM folder_keywords WHERE folder_id = ?1
+             UNION SELECT DISTINCT keywords FROM messages WHERE folder_id = ?1 AND keywords != ''",
+        )?;
+        let rows = stmt.query_map([folder.0], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.extend(row?.split_whitespace().map(str::to_string));
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Define `keywords` (space-separated) for `folder` from now on.
+    pub fn define_keywords(&self, folder: FolderId, keywords: &str) -> Result<(), StoreError> {
+        if keywords.trim().is_empty() {
+            return Ok(());
+        }
+        let conn = self.lock()?;
+        remember_keywords(&conn, folder, keywords)
+    }
+}
+
+/// Add `keywords` (space-separated) to `folder`'s list, inside the caller's
+/// connection or transaction.
+pub(super) fn remember_keywords(
+    conn: &rusqlite::Connection,
+    folder: FolderId,
+    keywords: &str,
+) -> Result<(), StoreError> {
+    if keywords.trim().is_empty() {
+        return Ok(());
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO folder_keywords (folder_id, keyword) VALUES (?1, ?2)",
+    )?;
+    for k in keywords.split_whitespace() {
+        insert.execute(params![folder.0, k])?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

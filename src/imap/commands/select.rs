@@ -94,6 +94,13 @@ async fn select(auth: &Authenticated, name: &str, read_only: bool) -> Result<Des
         .messages(&folder)
         .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?;
     let mut view = View::new(folder, read_only, &records, gate, seen);
+    // FLAGS names every keyword the folder has had, not only those its
+    // messages carry now (store/subscriptions.rs).
+    view.keywords.extend(
+        auth.model
+            .keywords(&view.folder)
+            .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?,
+    );
     // \Recent: SELECT claims what no session was told of yet (RFC 3501
     // §2.3.2); EXAMINE must not take it away (§6.3.2), so it only looks.
     let floor = if read_only {
