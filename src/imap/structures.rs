@@ -228,6 +228,7 @@ mod tests {
             size: Some(message.len() as u64),
             internal_date: Some(1_764_000_000),
             content_hash: Some("h".into()),
+            modseq: 1,
         };
         let names = [
             MessageDataItemName::Uid,

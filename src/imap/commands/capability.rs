@@ -43,6 +43,10 @@ pub(crate) fn capabilities(
         "NAMESPACE",
         "ID",
         "ENABLE",
+        // RFC 7162: per-message mod-sequences kept in the store
+        // (store/modseq.rs, docs/imap-condstore.md).
+        "CONDSTORE",
+        "QRESYNC",
     ] {
         if let Ok(cap) = Capability::try_from(c) {
             caps.push(cap.into_static());
