@@ -259,7 +259,7 @@ impl Enabled {
     pub fn enable_qresync(&self, view: Option<&mut View>) -> bool {
         let view = view.map(|v| {
             v.qresync = true;
-            v
+            &mut *v
         });
         self.enable_condstore(view);
         !self

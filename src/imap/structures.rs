@@ -106,6 +106,8 @@ pub fn servable_item(name: &MessageDataItemName<'_>) -> bool {
             | MessageDataItemName::Envelope
             | MessageDataItemName::BodyStructure
             | MessageDataItemName::Body
+            // CONDSTORE's MODSEQ is in the index (written by FETCH itself).
+            | MessageDataItemName::ModSeq
     )
 }
 

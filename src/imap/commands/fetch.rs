@@ -237,7 +237,8 @@ async fn fetch(
         }
         MacroOrMessageDataItemNames::MessageDataItemNames(n) => n.clone(),
     };
-    if uid && !names.contains(&MessageDataItemName::Uid) {
+    // With QRESYNC every FETCH names its UID (RFC 7162 §3.2.4).
+    if (uid || view.qresync) && !names.contains(&MessageDataItemName::Uid) {
         names.insert(0, MessageDataItemName::Uid);
     }
     // CHANGEDSINCE implies MODSEQ (RFC 7162 §3.1.4.1).
@@ -513,8 +514,12 @@ async fn fetch(
                 out.extend_from_slice(
                     flag_items.get(view.shown(record.uid, bits), &record.keywords),
                 );
-                view.told
-                    .insert(record.uid, (bits, record.keywords.clone()));
+                // With CONDSTORE, a \Seen this FETCH sets is told again
+                // once stored, with its new MODSEQ (RFC 7162 §3.1.4).
+                if !(view.condstore && bits != record.flags) {
+                    view.told
+                        .insert(record.uid, (bits, record.keywords.clone()));
+                }
             }
             out.extend_from_slice(b")\r\n");
         }

@@ -44,9 +44,11 @@ pub(crate) async fn handle(
     uid: bool,
 ) -> Reply {
     let (kind, response, new_flags) = (asked.kind, asked.response, asked.flags);
-    let unchanged_since = asked.modifiers.iter().find_map(|m| match m {
-        StoreModifier::UnchangedSince(n) => Some(*n),
-    });
+    let unchanged_since = asked
+        .modifiers
+        .iter()
+        .map(|StoreModifier::UnchangedSince(n)| *n)
+        .next();
     let state = &mut ctx.conn.state;
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
@@ -126,7 +128,8 @@ pub(crate) async fn handle(
                 stored.modseq,
             )));
         }
-        if uid {
+        // With QRESYNC every FETCH names its UID (RFC 7162 §3.2.4).
+        if uid || view.qresync {
             items.insert(0, MessageDataItem::Uid(nz(stored.uid.0)));
         }
         if let Ok(items) = Vec1::try_from(items) {
@@ -158,7 +161,7 @@ pub(crate) async fn handle(
                 view.shown(u, bits),
                 &keywords,
             ))];
-            if uid {
+            if uid || view.qresync {
                 items.insert(0, MessageDataItem::Uid(nz(u.0)));
             }
             if let Ok(items) = Vec1::try_from(items) {
