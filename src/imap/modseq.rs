@@ -7,9 +7,51 @@ use std::num::{NonZeroU32, NonZeroU64};
 use imap_next::imap_types::response::Data;
 use imap_next::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
-use crate::imap::session::in_set;
+use crate::imap::session::{View, in_set};
 use crate::mailbox::modseq::Vanished;
 use crate::mailbox::{FolderRecord, MailboxSet, ModelError, Uid};
+
+/// What a connection enabled, by ENABLE or (CONDSTORE) by a
+/// CONDSTORE-enabling command (RFC 7162 §3.1): once on, on until LOGOUT.
+#[derive(Debug, Default)]
+pub struct Enabled {
+    condstore: std::sync::atomic::AtomicBool,
+    qresync: std::sync::atomic::AtomicBool,
+}
+
+impl Enabled {
+    pub fn condstore(&self) -> bool {
+        self.condstore.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn qresync(&self) -> bool {
+        self.qresync.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turn CONDSTORE on (for the connection and the selected `view`);
+    /// whether it was off.
+    pub fn enable_condstore(&self, view: Option<&mut View>) -> bool {
+        if let Some(view) = view {
+            view.condstore = true;
+        }
+        !self
+            .condstore
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Turn QRESYNC on, and CONDSTORE with it (RFC 7162 §3.2.3); whether
+    /// it was off.
+    pub fn enable_qresync(&self, view: Option<&mut View>) -> bool {
+        let view = view.map(|v| {
+            v.qresync = true;
+            &mut *v
+        });
+        self.enable_condstore(view);
+        !self
+            .qresync
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+    }
+}
 
 /// A mod-sequence as IMAP writes it (never 0: RFC 7162 §3.1.1).
 pub fn nz64(n: u64) -> NonZeroU64 {
@@ -59,19 +101,20 @@ pub fn vanished_earlier(
     folder: &FolderRecord,
     since: u64,
     within: Option<&SequenceSet>,
-    present: &[Uid],
+    present: &std::collections::HashSet<Uid>,
 ) -> Result<Option<Data<'static>>, ModelError> {
     let largest = folder.uid_next.0.saturating_sub(1);
-    let wanted = |u: u32| within.is_none_or(|set| in_set(set, u, largest));
+    // A UID the session still shows (expunged after its view was read)
+    // is told by the next report, in order, not here.
+    let wanted =
+        |u: u32| within.is_none_or(|set| in_set(set, u, largest)) && !present.contains(&Uid(u));
     let uids: Vec<u32> = match model.vanished_since(folder, since)? {
         Vanished::Known(uids) => uids
             .into_iter()
             .map(|u| u.0)
             .filter(|u| wanted(*u))
             .collect(),
-        Vanished::Forgotten => (1..=largest)
-            .filter(|u| wanted(*u) && present.binary_search(&Uid(*u)).is_err())
-            .collect(),
+        Vanished::Forgotten => (1..=largest).filter(|u| wanted(*u)).collect(),
     };
     Ok(number_set(&uids).map(|set| Data::Vanished {
         earlier: true,

@@ -226,47 +226,7 @@ pub struct Authenticated {
     pub enabled: Enabled,
 }
 
-/// What a connection enabled, by ENABLE or (CONDSTORE) by a
-/// CONDSTORE-enabling command (RFC 7162 §3.1): once on, on until LOGOUT.
-#[derive(Debug, Default)]
-pub struct Enabled {
-    condstore: std::sync::atomic::AtomicBool,
-    qresync: std::sync::atomic::AtomicBool,
-}
-
-impl Enabled {
-    pub fn condstore(&self) -> bool {
-        self.condstore.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub fn qresync(&self) -> bool {
-        self.qresync.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Turn CONDSTORE on (for the connection and the selected `view`);
-    /// whether it was off.
-    pub fn enable_condstore(&self, view: Option<&mut View>) -> bool {
-        if let Some(view) = view {
-            view.condstore = true;
-        }
-        !self
-            .condstore
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Turn QRESYNC on, and CONDSTORE with it (RFC 7162 §3.2.3); whether
-    /// it was off.
-    pub fn enable_qresync(&self, view: Option<&mut View>) -> bool {
-        let view = view.map(|v| {
-            v.qresync = true;
-            &mut *v
-        });
-        self.enable_condstore(view);
-        !self
-            .qresync
-            .swap(true, std::sync::atomic::Ordering::Relaxed)
-    }
-}
+pub use super::modseq::Enabled;
 
 pub enum State {
     NotAuthenticated,

@@ -82,7 +82,7 @@ pub(crate) async fn handle(
         auth.enabled.enable_condstore(Some(&mut *view));
     }
     if vanished && let Some(since) = changed_since {
-        let present = view.uids.clone();
+        let present = view.uids.iter().copied().collect();
         match crate::imap::modseq::vanished_earlier(
             &auth.model,
             &view.folder,

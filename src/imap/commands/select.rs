@@ -125,7 +125,7 @@ pub(crate) async fn handle(
 /// folder (see the module's notes).
 fn resync(
     auth: &Authenticated,
-    (view, data, codes): &mut Described,
+    (view, data, _): &mut Described,
     qresync: Option<(
         u32,
         u64,
@@ -133,16 +133,9 @@ fn resync(
     )>,
 ) -> Result<(), Refusal> {
     let cannot = |e| Refusal::no(format!("cannot read the folder's index: {e}"));
-    view.condstore = auth.enabled.condstore();
-    view.qresync = auth.enabled.qresync();
     if !view.condstore {
         return Ok(());
     }
-    let highest = auth.model.highest_modseq(&view.folder).map_err(cannot)?;
-    codes.push((
-        Code::HighestModSeq(crate::imap::modseq::nz64(highest)),
-        "Highest".to_string(),
-    ));
     let Some((uid_validity, since, known)) = qresync else {
         return Ok(());
     };
@@ -156,7 +149,7 @@ fn resync(
         &view.folder,
         since,
         known.as_ref(),
-        &view.uids,
+        &view.uids.iter().copied().collect(),
     )
     .map_err(cannot)?
     {
@@ -217,11 +210,19 @@ async fn select(auth: &Authenticated, name: &str, read_only: bool) -> Result<Des
     let gate = auth.model.gate(&folder);
     // The counter before the read: a change after it is reported later.
     let seen = gate.version();
+    // HIGHESTMODSEQ before the read too: a change between the two is then
+    // above what the client is told it has (RFC 7162 §3.1.2.1).
+    let highest = auth
+        .model
+        .highest_modseq(&folder)
+        .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?;
     let records = auth
         .model
         .messages(&folder)
         .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?;
     let mut view = View::new(folder, read_only, &records, gate, seen);
+    view.condstore = auth.enabled.condstore();
+    view.qresync = auth.enabled.qresync();
     // \Recent: SELECT claims what no session was told of yet (RFC 3501
     // §2.3.2); EXAMINE must not take it away (§6.3.2), so it only looks.
     let floor = if read_only {
@@ -254,6 +255,13 @@ async fn select(auth: &Authenticated, name: &str, read_only: bool) -> Result<Des
         codes.push((
             Code::Unseen(nz(first as u32 + 1)),
             "First unseen".to_string(),
+        ));
+    }
+    // With CONDSTORE on (RFC 7162 §3.1.2.1).
+    if view.condstore {
+        codes.push((
+            Code::HighestModSeq(crate::imap::modseq::nz64(highest)),
+            "Highest".to_string(),
         ));
     }
     Ok((view, data, codes))
