@@ -104,6 +104,11 @@ assert got['STATUS'] == [b'INBOX (HIGHESTMODSEQ %d)' % m1], got
 # Another session's change reaches this one with its MODSEQ (§3.1.4)...
 b = connect()
 b.select('INBOX')
+# A CONDSTORE-enabling command while selected tells HIGHESTMODSEQ (§3.1).
+b.untagged_responses.clear()
+typ, data, got = run(b, 'FETCH', '1', '(MODSEQ)')
+assert typ == 'OK' and int(got['HIGHESTMODSEQ'][0]) == m1, got
+assert fetches(got)[1][0] == m1, got
 typ, data = b.store('2', '+FLAGS', '(\\Flagged)')
 assert typ == 'OK', data
 typ, data, got = run(a, 'NOOP')

@@ -520,8 +520,14 @@ async fn command_reply(
     if let Err(why) = session::allowed(&command.body, conn.state.phase()) {
         return Reply::bad(why);
     }
+    let condstore_before = match &conn.state {
+        State::Selected(_, view) if !matches!(name.as_str(), "SELECT" | "EXAMINE") => {
+            Some(view.condstore)
+        }
+        _ => None,
+    };
     let mut ctx = Ctx { server, conn, sink };
-    let reply = dispatch(&mut ctx, command).await;
+    let mut reply = dispatch(&mut ctx, command).await;
     let conn = ctx.conn;
     // Every command boundary tells a selected session what changed in its
     // folder — by this session, another, or Outlook — but EXPUNGE not
@@ -532,6 +538,20 @@ async fn command_reply(
             // A CONDSTORE-enabling command (STATUS HIGHESTMODSEQ…) while
             // selected: from now on for this folder too (RFC 7162 §3.1).
             view.condstore |= auth.enabled.condstore();
+            // … and the folder's HIGHESTMODSEQ is told then (RFC 7162
+            // §3.1: a CONDSTORE-enabling command while a folder is
+            // selected; imaptest esearch-condstore).
+            if condstore_before == Some(false)
+                && view.condstore
+                && let Ok(highest) = auth.model.highest_modseq(&view.folder)
+            {
+                reply.untagged.extend(session::untagged_ok(
+                    imap_next::imap_types::response::Code::HighestModSeq(
+                        crate::imap::modseq::nz64(highest),
+                    ),
+                    "Highest",
+                ));
+            }
             let shown = session::keywords_shown(&reply.data);
             let news = session::report(&auth.model, view, expunges, true, &shown);
             reply.announcing(news)
