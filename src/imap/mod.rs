@@ -1,5 +1,5 @@
 //! IMAP4rev1 over Microsoft Graph (RFC 3501, with LITERAL+, IDLE, UIDPLUS,
-//! MOVE, UNSELECT, SPECIAL-USE, NAMESPACE, ID, ENABLE).
+//! MOVE, UNSELECT, SPECIAL-USE, NAMESPACE, ID, ENABLE, CONDSTORE, QRESYNC).
 //!
 //! - [`server`]: the listener and the per-connection loop (imap-next does
 //!   the framing: literals, AUTHENTICATE and IDLE exchanges, STARTTLS).
@@ -10,6 +10,7 @@
 //!   and EXAMINE, COPY and MOVE…), each naming its RFC section and its
 //!   cost in Graph calls.
 //! - [`utf7`]: modified UTF-7 mailbox names.
+//! - [`modseq`]: what CONDSTORE and QRESYNC (RFC 7162) answers share.
 //!
 //!
 //! ENVELOPE, BODY/BODYSTRUCTURE and every `BODY[section]` are computed
@@ -17,6 +18,7 @@
 //! [`crate::mime::imap`].
 
 pub(crate) mod commands;
+pub mod modseq;
 pub mod server;
 pub mod session;
 pub(crate) mod stream;

@@ -165,6 +165,9 @@ impl Conn {
 fn send_reply(imap: &mut ImapNext, tag: imap_next::imap_types::core::Tag<'static>, reply: Reply) {
     // Untagged statuses first: MOVE's COPYUID must precede its EXPUNGEs
     // (RFC 6851 §4.3); for SELECT and LOGOUT the order is free.
+    for u in reply.before {
+        imap.enqueue_status(u);
+    }
     for d in reply.first {
         imap.enqueue_data(d);
     }
@@ -517,8 +520,14 @@ async fn command_reply(
     if let Err(why) = session::allowed(&command.body, conn.state.phase()) {
         return Reply::bad(why);
     }
+    let condstore_before = match &conn.state {
+        State::Selected(_, view) if !matches!(name.as_str(), "SELECT" | "EXAMINE") => {
+            Some(view.condstore)
+        }
+        _ => None,
+    };
     let mut ctx = Ctx { server, conn, sink };
-    let reply = dispatch(&mut ctx, command).await;
+    let mut reply = dispatch(&mut ctx, command).await;
     let conn = ctx.conn;
     // Every command boundary tells a selected session what changed in its
     // folder — by this session, another, or Outlook — but EXPUNGE not
@@ -526,6 +535,23 @@ async fn command_reply(
     let expunges = !matches!(name.as_str(), "FETCH" | "STORE" | "SEARCH");
     match conn.state.selected() {
         Some((auth, view)) => {
+            // A CONDSTORE-enabling command (STATUS HIGHESTMODSEQ…) while
+            // selected: from now on for this folder too (RFC 7162 §3.1).
+            view.condstore |= auth.enabled.condstore();
+            // … and the folder's HIGHESTMODSEQ is told then (RFC 7162
+            // §3.1: a CONDSTORE-enabling command while a folder is
+            // selected; imaptest esearch-condstore).
+            if condstore_before == Some(false)
+                && view.condstore
+                && let Ok(highest) = auth.model.highest_modseq(&view.folder)
+            {
+                reply.untagged.extend(session::untagged_ok(
+                    imap_next::imap_types::response::Code::HighestModSeq(
+                        crate::imap::modseq::nz64(highest),
+                    ),
+                    "Highest",
+                ));
+            }
             let shown = session::keywords_shown(&reply.data);
             let news = session::report(&auth.model, view, expunges, true, &shown);
             reply.announcing(news)
@@ -544,14 +570,20 @@ async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command<'static>) -> Reply {
         CommandBody::Noop => noop::handle(ctx, "NOOP").await,
         CommandBody::Logout => logout::handle(ctx).await,
         CommandBody::Id { .. } => id::handle(ctx).await,
-        CommandBody::Enable { .. } => enable::handle(ctx).await,
+        CommandBody::Enable { capabilities } => enable::handle(ctx, capabilities.as_ref()).await,
         // Not authenticated (§6.2).
         CommandBody::StartTLS => starttls::handle(ctx).await,
         CommandBody::Login { username, password } => login::handle(ctx, &username, &password).await,
         CommandBody::Authenticate { .. } => Reply::bad("AUTHENTICATE is handled separately"),
         // Authenticated (§6.3; NAMESPACE).
-        CommandBody::Select { mailbox, .. } => select::handle(ctx, &mailbox, false).await,
-        CommandBody::Examine { mailbox, .. } => select::handle(ctx, &mailbox, true).await,
+        CommandBody::Select {
+            mailbox,
+            parameters,
+        } => select::handle(ctx, &mailbox, &parameters, false).await,
+        CommandBody::Examine {
+            mailbox,
+            parameters,
+        } => select::handle(ctx, &mailbox, &parameters, true).await,
         CommandBody::Create { mailbox } => create::handle(ctx, &mailbox).await,
         CommandBody::Delete { mailbox } => delete::handle(ctx, &mailbox).await,
         CommandBody::Rename { from, to } => rename::handle(ctx, &from, &to).await,
@@ -591,16 +623,24 @@ async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command<'static>) -> Reply {
             sequence_set,
             macro_or_item_names,
             uid,
-            ..
-        } => fetch::handle(ctx, &sequence_set, &macro_or_item_names, uid).await,
+            modifiers,
+        } => fetch::handle(ctx, &sequence_set, &macro_or_item_names, uid, &modifiers).await,
         CommandBody::Store {
             sequence_set,
             kind,
             response,
             flags,
             uid,
-            ..
-        } => store::handle(ctx, &sequence_set, &kind, &response, &flags, uid).await,
+            modifiers,
+        } => {
+            let flags = store::Asked {
+                kind: &kind,
+                response: &response,
+                flags: &flags,
+                modifiers: &modifiers,
+            };
+            store::handle(ctx, &sequence_set, &flags, uid).await
+        }
         CommandBody::Copy {
             sequence_set,
             mailbox,

@@ -36,6 +36,9 @@ use crate::runtime::Accounts;
 /// or FETCH FLAGS that uses them), untagged statuses (`OK [UIDVALIDITY
 /// …]`, `BYE`), untagged data, then the tagged status.
 pub struct Reply {
+    /// Untagged statuses before anything else (`OK [CLOSED]`, RFC 7162
+    /// §3.2.11: it ends the responses of the folder closed).
+    pub before: Vec<Status<'static>>,
     pub first: Vec<Data<'static>>,
     pub data: Vec<Data<'static>>,
     pub untagged: Vec<Status<'static>>,
@@ -92,6 +95,7 @@ pub fn untagged_ok(code: Code<'static>, t: &str) -> Option<Status<'static>> {
 impl From<Refusal> for Reply {
     fn from(r: Refusal) -> Reply {
         Reply {
+            before: Vec::new(),
             first: Vec::new(),
             data: Vec::new(),
             untagged: Vec::new(),
@@ -103,6 +107,7 @@ impl From<Refusal> for Reply {
 impl Reply {
     pub fn ok(text: impl Into<String>) -> Reply {
         Reply {
+            before: Vec::new(),
             first: Vec::new(),
             data: Vec::new(),
             untagged: Vec::new(),
@@ -111,6 +116,7 @@ impl Reply {
     }
     pub fn no(text: impl Into<String>) -> Reply {
         Reply {
+            before: Vec::new(),
             first: Vec::new(),
             data: Vec::new(),
             untagged: Vec::new(),
@@ -119,6 +125,7 @@ impl Reply {
     }
     pub fn bad(text: impl Into<String>) -> Reply {
         Reply {
+            before: Vec::new(),
             first: Vec::new(),
             data: Vec::new(),
             untagged: Vec::new(),
@@ -155,6 +162,11 @@ pub struct View {
     /// The messages that are `\Recent` for this session (RFC 3501
     /// §2.3.2): it was the first told of them.
     pub recent: std::collections::HashSet<Uid>,
+    /// CONDSTORE is on (RFC 7162 §3.1): unsolicited FETCHes carry MODSEQ.
+    pub condstore: bool,
+    /// QRESYNC is enabled (RFC 7162 §3.2.10): expunges are told as
+    /// VANISHED, not EXPUNGE.
+    pub qresync: bool,
 }
 
 impl View {
@@ -180,6 +192,8 @@ impl View {
             seen,
             expunge_pending: false,
             recent: Default::default(),
+            condstore: false,
+            qresync: false,
         }
     }
 
@@ -208,7 +222,11 @@ pub struct Authenticated {
     pub account: Account,
     /// The account's mailbox and the shared ones it reads (`Shared/…`).
     pub model: MailboxSet,
+    /// The extensions this connection enabled (RFC 5161, RFC 7162).
+    pub enabled: Enabled,
 }
+
+pub use super::modseq::Enabled;
 
 pub enum State {
     NotAuthenticated,
@@ -256,11 +274,11 @@ impl State {
 /// The state a command needs (RFC 3501 §6 and the extensions offered).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needs {
-    /// Any state (§6.1; ID, ENABLE).
+    /// Any state (§6.1; ID).
     Any,
     /// Not authenticated (§6.2).
     NotAuthenticated,
-    /// Authenticated or selected (§6.3; NAMESPACE, IDLE).
+    /// Authenticated or selected (§6.3; NAMESPACE, IDLE, ENABLE).
     Authenticated,
     /// Selected (§6.4; UNSELECT, MOVE, UID EXPUNGE).
     Selected,
@@ -276,8 +294,7 @@ pub fn needs(body: &CommandBody<'_>) -> Needs {
         CommandBody::Capability
         | CommandBody::Noop
         | CommandBody::Logout
-        | CommandBody::Id { .. }
-        | CommandBody::Enable { .. } => Needs::Any,
+        | CommandBody::Id { .. } => Needs::Any,
         CommandBody::StartTLS | CommandBody::Authenticate { .. } | CommandBody::Login { .. } => {
             Needs::NotAuthenticated
         }
@@ -293,6 +310,8 @@ pub fn needs(body: &CommandBody<'_>) -> Needs {
         | CommandBody::Status { .. }
         | CommandBody::Append { .. }
         | CommandBody::Namespace
+        // RFC 5161 §3.1: after login (Dovecot also takes it selected).
+        | CommandBody::Enable { .. }
         | CommandBody::Idle => Needs::Authenticated,
         CommandBody::Check
         | CommandBody::Close
@@ -422,7 +441,11 @@ impl Shared {
     pub fn open(&self, account: Account) -> Result<Authenticated, String> {
         let model =
             crate::mailbox::open::open_account(&self.accounts, &account, self.folder_freshness)?;
-        Ok(Authenticated { account, model })
+        Ok(Authenticated {
+            account,
+            model,
+            enabled: Enabled::default(),
+        })
     }
 }
 
@@ -581,11 +604,23 @@ pub fn report(
         gone.clear();
     }
     gone.sort_unstable_by(|a, b| b.cmp(a));
+    let mut vanished = Vec::new();
     for seq in gone {
         let uid = view.uids.remove(seq as usize - 1);
         view.told.remove(&uid);
         view.recent.remove(&uid);
-        out.data.push(Data::Expunge(nz(seq)));
+        if view.qresync {
+            vanished.push(uid);
+        } else {
+            out.data.push(Data::Expunge(nz(seq)));
+        }
+    }
+    // With QRESYNC, one VANISHED of the UIDs instead (RFC 7162 §3.2.10).
+    if let Some(set) = crate::imap::modseq::uid_set(&vanished) {
+        out.data.push(Data::Vanished {
+            earlier: false,
+            known_uids: set,
+        });
     }
     let last = view.uids.last().copied().unwrap_or(Uid(0));
     let new: Vec<&MessageRecord> = records.iter().filter(|r| r.uid > last).collect();
@@ -627,10 +662,15 @@ pub fn report(
         };
         let now = (r.flags, r.keywords.clone());
         if view.told.get(uid) != Some(&now) {
-            let items = vec![
+            let mut items = vec![
                 MessageDataItem::Uid(nz(uid.0)),
                 MessageDataItem::Flags(flag_list(view.shown(r.uid, r.flags), &r.keywords)),
             ];
+            // RFC 7162 §3.1.4: with CONDSTORE on, MODSEQ in every
+            // unsolicited FETCH.
+            if view.condstore {
+                items.push(MessageDataItem::ModSeq(crate::imap::modseq::nz64(r.modseq)));
+            }
             if let Ok(items) = Vec1::try_from(items) {
                 out.data.push(Data::Fetch {
                     seq: nz(i as u32 + 1),

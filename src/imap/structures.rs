@@ -106,6 +106,8 @@ pub fn servable_item(name: &MessageDataItemName<'_>) -> bool {
             | MessageDataItemName::Envelope
             | MessageDataItemName::BodyStructure
             | MessageDataItemName::Body
+            // CONDSTORE's MODSEQ is in the index (written by FETCH itself).
+            | MessageDataItemName::ModSeq
     )
 }
 
@@ -228,6 +230,7 @@ mod tests {
             size: Some(message.len() as u64),
             internal_date: Some(1_764_000_000),
             content_hash: Some("h".into()),
+            modseq: 1,
         };
         let names = [
             MessageDataItemName::Uid,

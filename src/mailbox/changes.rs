@@ -93,6 +93,8 @@ pub struct Stored {
     pub uid: Uid,
     pub flags: u32,
     pub keywords: String,
+    /// Its mod-sequence after the verb (RFC 7162).
+    pub modseq: u64,
 }
 
 /// What a verb over a set did.
@@ -105,6 +107,10 @@ pub struct Outcome<T> {
     /// The error that stopped the verb before the end of its set; what
     /// `done` lists was done and stored.
     pub failure: Option<ModelError>,
+    /// Messages left alone because they changed after the mod-sequence
+    /// the verb was conditional on (STORE UNCHANGEDSINCE, RFC 7162
+    /// §3.1.3).
+    pub modified: Vec<Uid>,
 }
 
 impl<T> Default for Outcome<T> {
@@ -113,6 +119,7 @@ impl<T> Default for Outcome<T> {
             done: Vec::new(),
             vanished: Vec::new(),
             failure: None,
+            modified: Vec::new(),
         }
     }
 }
@@ -156,18 +163,40 @@ impl MailboxModel {
         uids: &[Uid],
         change: &FlagChange,
     ) -> Result<Outcome<Stored>, ModelError> {
+        self.set_flags_unchanged_since(folder, uids, change, None)
+            .await
+    }
+
+    /// [`MailboxModel::set_flags`], but a message whose mod-sequence is
+    /// above `unchanged_since` is left alone and listed in the outcome's
+    /// `modified` (STORE UNCHANGEDSINCE, RFC 7162 §3.1.3), decided under
+    /// the gate so no change slips between the test and the store.
+    pub async fn set_flags_unchanged_since(
+        &self,
+        folder: &FolderRecord,
+        uids: &[Uid],
+        change: &FlagChange,
+        unchanged_since: Option<u64>,
+    ) -> Result<Outcome<Stored>, ModelError> {
         let gate = self.gate(folder);
         let held = gate.hold().await;
         let records = self.store.messages(folder.id)?;
         let mut out = Outcome::default();
         let mut gone = Vec::new();
-        let mut changed = false;
+        let mut writes = Vec::new();
         // Every message's new flags from its latest stored ones; what
         // Graph must change goes in one batched request (`$batch` of 20).
         let planned: Vec<(&MessageRecord, Flags, Flags)> = uids
             .iter()
             // Expunged meanwhile by another session: nothing to change.
             .filter_map(|uid| find(&records, *uid))
+            .filter(|r| match unchanged_since {
+                Some(since) if r.modseq > since => {
+                    out.modified.push(r.uid);
+                    false
+                }
+                _ => true,
+            })
             .map(|r| {
                 let old = Flags::from_store(r.flags, &r.keywords);
                 let new = change.apply(&old);
@@ -208,15 +237,23 @@ impl MailboxModel {
             }
             let (bits, keywords) = new.to_store();
             if new != old {
-                self.store
-                    .set_message_flags(folder.id, r.uid, bits, &keywords)?;
-                changed = true;
+                writes.push((r.uid, bits, keywords.clone()));
             }
             out.done.push(Stored {
                 uid: r.uid,
                 flags: bits,
                 keywords,
+                modseq: r.modseq,
             });
+        }
+        // One transaction and one mod-sequence for what changed.
+        let modseq = self.store.set_messages_flags(folder.id, &writes)?;
+        if let Some(modseq) = modseq {
+            for stored in &mut out.done {
+                if writes.iter().any(|(u, ..)| *u == stored.uid) {
+                    stored.modseq = modseq;
+                }
+            }
         }
         out.vanished = self.forget(folder, &gone)?;
         // Every keyword a STORE names is defined for the folder from now
@@ -229,7 +266,7 @@ impl MailboxModel {
             self.store.define_keywords(folder.id, &named.join(" "))?;
         }
         drop(held);
-        if changed || !out.vanished.is_empty() {
+        if modseq.is_some() || !out.vanished.is_empty() {
             gate.announce();
         }
         Ok(out)

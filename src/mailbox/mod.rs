@@ -31,6 +31,7 @@ pub mod events;
 pub mod flags;
 pub mod folders;
 mod local;
+pub mod modseq;
 pub mod open;
 
 use std::collections::{HashMap, HashSet};
@@ -396,21 +397,25 @@ impl MailboxModel {
             .collect();
         let added = self.store.add_messages(folder, &additions)?;
         changes.added = added.into_iter().map(|(uid, _)| uid).collect();
+        let mut writes = Vec::new();
         for m in upserts {
             let Some(old) = known.get(m.id.as_str()) else {
                 continue;
             };
             let local = Flags::from_store(old.flags, &old.keywords);
             // Field by field: what Graph did not send is unchanged;
-            // \Deleted is ours alone.
+            // \Deleted is ours alone. An item that came again with the
+            // same flags (a replay, or a change IMAP does not show) is no
+            // change and gets no mod-sequence (RFC 7162 §3.1).
             let merged = Flags::merged(&local, m);
             if merged != local {
                 let (bits, keywords) = merged.to_store();
-                self.store
-                    .set_message_flags(folder, old.uid, bits, &keywords)?;
+                writes.push((old.uid, bits, keywords));
                 changes.flags_changed.push(old.uid);
             }
         }
+        // One transaction and one mod-sequence for the round's changes.
+        self.store.set_messages_flags(folder, &writes)?;
         removed_ids.sort();
         removed_ids.dedup();
         let mut removed = self.store.remove_messages(folder, &removed_ids)?;

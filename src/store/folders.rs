@@ -53,6 +53,8 @@ pub struct MessageRecord {
     pub internal_date: Option<i64>,
     /// Content hash of the bytes served for this message, once fetched.
     pub content_hash: Option<String>,
+    /// The mod-sequence of its last change (RFC 7162; see [`super::modseq`]).
+    pub modseq: u64,
 }
 
 /// A message to add to the index (a new remote id).
@@ -93,6 +95,7 @@ fn message_from_row(row: &Row<'_>) -> rusqlite::Result<MessageRecord> {
         size: row.get::<_, Option<i64>>(4)?.map(|s| s.max(0) as u64),
         internal_date: row.get(5)?,
         content_hash: row.get(6)?,
+        modseq: row.get::<_, i64>(7)?.max(1) as u64,
     })
 }
 
@@ -273,6 +276,13 @@ impl Store {
                 }
             }
         }
+        // New messages are a change (RFC 7162 §3.1): one mod-sequence.
+        if !added.is_empty() {
+            let modseq = super::modseq::bump(&tx, folder)?;
+            for (uid, _) in &added {
+                super::modseq::set(&tx, folder, *uid, modseq)?;
+            }
+        }
         tx.execute(
             "UPDATE folders SET uidnext = ?1 WHERE id = ?2",
             params![uid_next, folder.0],
@@ -285,8 +295,11 @@ impl Store {
     pub fn messages(&self, folder: FolderId) -> Result<Vec<MessageRecord>, StoreError> {
         let conn = self.lock()?;
         let mut stmt = conn.prepare(
-            "SELECT uid, remote_id, flags, keywords, size, internal_date, content_hash
-             FROM messages WHERE folder_id = ?1 ORDER BY uid",
+            "SELECT m.uid, m.remote_id, m.flags, m.keywords, m.size, m.internal_date,
+                    m.content_hash, COALESCE(s.modseq, 1)
+             FROM messages m
+             LEFT JOIN modseqs s ON s.folder_id = m.folder_id AND s.uid = m.uid
+             WHERE m.folder_id = ?1 ORDER BY m.uid",
         )?;
         let rows = stmt.query_map([folder.0], message_from_row)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
@@ -299,8 +312,11 @@ impl Store {
     ) -> Result<Option<MessageRecord>, StoreError> {
         let conn = self.lock()?;
         conn.query_row(
-            "SELECT uid, remote_id, flags, keywords, size, internal_date, content_hash
-             FROM messages WHERE folder_id = ?1 AND remote_id = ?2",
+            "SELECT m.uid, m.remote_id, m.flags, m.keywords, m.size, m.internal_date,
+                    m.content_hash, COALESCE(s.modseq, 1)
+             FROM messages m
+             LEFT JOIN modseqs s ON s.folder_id = m.folder_id AND s.uid = m.uid
+             WHERE m.folder_id = ?1 AND m.remote_id = ?2",
             params![folder.0, remote_id],
             message_from_row,
         )
@@ -315,12 +331,8 @@ impl Store {
         flags: u32,
         keywords: &str,
     ) -> Result<(), StoreError> {
-        let conn = self.lock()?;
-        conn.execute(
-            "UPDATE messages SET flags = ?1, keywords = ?2 WHERE folder_id = ?3 AND uid = ?4",
-            params![flags, keywords, folder.0, uid.0],
-        )?;
-        super::subscriptions::remember_keywords(&conn, folder, keywords)
+        self.set_messages_flags(folder, &[(uid, flags, keywords.to_string())])?;
+        Ok(())
     }
 
     /// Record the bytes served for a message (their hash and exact size):
@@ -392,6 +404,14 @@ impl Store {
                 }
             }
         }
+        // An expunge is a change, remembered for VANISHED (RFC 7162 §3.2.10).
+        if !removed.is_empty() {
+            let modseq = super::modseq::bump(&tx, folder)?;
+            for uid in &removed {
+                super::modseq::expunged(&tx, folder, *uid, modseq)?;
+            }
+            super::modseq::prune(&tx, folder)?;
+        }
         tx.commit()?;
         removed.sort();
         Ok(removed)
@@ -425,6 +445,15 @@ impl Store {
                     uid_next += 1;
                 }
             }
+        }
+        // The old UID is expunged, the new one new (RFC 7162 §3.2.10).
+        if !pairs.is_empty() {
+            let modseq = super::modseq::bump(&tx, folder)?;
+            for (old, new) in &pairs {
+                super::modseq::expunged(&tx, folder, *old, modseq)?;
+                super::modseq::set(&tx, folder, *new, modseq)?;
+            }
+            super::modseq::prune(&tx, folder)?;
         }
         tx.execute(
             "UPDATE folders SET uidnext = ?1 WHERE id = ?2",

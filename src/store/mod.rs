@@ -23,6 +23,7 @@ pub mod crypto;
 pub mod folder_tree;
 pub mod folders;
 pub mod login_failures;
+pub mod modseq;
 pub mod schema;
 pub mod spool;
 pub mod subscriptions;

@@ -216,6 +216,32 @@ CREATE TABLE IF NOT EXISTS sign_out_generation (
 );
 INSERT OR IGNORE INTO sign_out_generation (id, value) VALUES (1, 0);
 "#,
+    // CONDSTORE / QRESYNC (RFC 7162, store/modseq.rs): a message's
+    // mod-sequence (no row: 1, what every message had before), a folder's
+    // HIGHESTMODSEQ and the floor above which every expunge is remembered
+    // (no row: 1 and 1), and the UIDs expunged with the mod-sequence of
+    // their expunge (VANISHED (EARLIER)). New tables only, so the
+    // migration is idempotent.
+    r#"
+CREATE TABLE IF NOT EXISTS modseqs (
+    folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+    uid       INTEGER NOT NULL,
+    modseq    INTEGER NOT NULL,
+    PRIMARY KEY (folder_id, uid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS folder_modseqs (
+    folder_id      INTEGER PRIMARY KEY REFERENCES folders(id) ON DELETE CASCADE,
+    highest        INTEGER NOT NULL,
+    vanished_floor INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS vanished (
+    folder_id INTEGER NOT NULL REFERENCES folders(id) ON DELETE CASCADE,
+    uid       INTEGER NOT NULL,
+    modseq    INTEGER NOT NULL,
+    PRIMARY KEY (folder_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS vanished_by_modseq ON vanished (folder_id, modseq);
+"#,
     // The keywords a folder has had (store/subscriptions.rs): FLAGS and
     // PERMANENTFLAGS keep naming a keyword once it was used in a folder,
     // as Dovecot's keyword list does, not only while a message carries

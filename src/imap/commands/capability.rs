@@ -46,6 +46,10 @@ pub(crate) fn capabilities(
         // RFC 3348: LIST says \HasChildren or \HasNoChildren of every
         // folder (list.rs `attributes`).
         "CHILDREN",
+        // RFC 7162: per-message mod-sequences kept in the store
+        // (store/modseq.rs, docs/imap-condstore.md).
+        "CONDSTORE",
+        "QRESYNC",
     ] {
         if let Ok(cap) = Capability::try_from(c) {
             caps.push(cap.into_static());

@@ -3,9 +3,13 @@
 //! set) are deleted in Graph by the mailbox model — moved to Deleted
 //! Items, or deleted for good with `imap.expunge_permanently` — and the
 //! command boundary's report says `* n EXPUNGE` for each. Costs one
-//! deletion per message. CLOSE expunges the same way.
+//! deletion per message. CLOSE expunges the same way. With QRESYNC
+//! enabled the report says `* VANISHED uids` instead, and the tagged OK
+//! carries `[HIGHESTMODSEQ n]` (RFC 7162 §3.2.10: VANISHED has no
+//! mod-sequence of its own).
 
 use super::Ctx;
+use imap_next::imap_types::response::Code;
 use imap_next::imap_types::sequence::SequenceSet;
 
 use crate::imap::session::{Authenticated, Reply, Shared, View, in_set};
@@ -28,6 +32,16 @@ pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, only: Option<&SequenceSet>) ->
     };
     match expunge(shared, auth, view, only).await {
         Ok(out) => match out.failure {
+            None if view.qresync => {
+                let mut reply = Reply::ok(done);
+                if let Ok(highest) = auth.model.highest_modseq(&view.folder) {
+                    reply.status = Ok((
+                        Some(Code::HighestModSeq(crate::imap::modseq::nz64(highest))),
+                        done.to_string(),
+                    ));
+                }
+                reply
+            }
             None => Reply::ok(done),
             Some(e) => Reply::no(format!(
                 "Graph refused to delete a message after {} were deleted: {e}",

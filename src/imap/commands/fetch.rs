@@ -10,6 +10,12 @@
 //! items or kept structures; for the others, the messages not cached yet
 //! are fetched in `$batch` groups (20 per request), and one flag update per
 //! message newly `\Seen`.
+//!
+//! CONDSTORE / QRESYNC (RFC 7162): the MODSEQ item (§3.1.5) and the
+//! `(CHANGEDSINCE n)` modifier (§3.1.4.1: only messages changed after
+//! n, MODSEQ implied) turn CONDSTORE on; `UID FETCH … (CHANGEDSINCE n
+//! VANISHED)` after ENABLE QRESYNC first says `VANISHED (EARLIER)` for
+//! the UIDs of the set expunged after n (§3.2.6). All from the index.
 
 use super::Ctx;
 use std::io::Write as _;
@@ -17,6 +23,7 @@ use std::io::Write as _;
 use bytes::Bytes;
 use chrono::{DateTime as ChronoDateTime, FixedOffset, TimeZone, Utc};
 use imap_next::imap_types::IntoStatic;
+use imap_next::imap_types::command::FetchModifier;
 use imap_next::imap_types::core::{Literal, NString};
 use imap_next::imap_types::datetime::DateTime;
 use imap_next::imap_types::fetch::{
@@ -41,6 +48,7 @@ pub(crate) async fn handle(
     set: &SequenceSet,
     names: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
+    modifiers: &[FetchModifier],
 ) -> Reply {
     let shared: &Shared = &ctx.server.shared;
     let state = &mut ctx.conn.state;
@@ -48,7 +56,54 @@ pub(crate) async fn handle(
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
     };
-    match fetch(shared, auth, view, set, names, uid, sink).await {
+    let mut changed_since = None;
+    let mut vanished = false;
+    for m in modifiers {
+        match m {
+            FetchModifier::ChangedSince(n) => changed_since = Some(n.get()),
+            FetchModifier::Vanished => vanished = true,
+        }
+    }
+    // RFC 7162 §3.2.6: VANISHED only in UID FETCH, with CHANGEDSINCE,
+    // after ENABLE QRESYNC.
+    if vanished && !(uid && changed_since.is_some() && auth.enabled.qresync()) {
+        return Reply::bad(
+            "the VANISHED modifier needs UID FETCH with CHANGEDSINCE, after ENABLE QRESYNC \
+             (RFC 7162 §3.2.6)",
+        );
+    }
+    let with_modseq = match names {
+        MacroOrMessageDataItemNames::MessageDataItemNames(n) => {
+            n.contains(&MessageDataItemName::ModSeq)
+        }
+        MacroOrMessageDataItemNames::Macro(_) => false,
+    };
+    if with_modseq || changed_since.is_some() {
+        auth.enabled.enable_condstore(Some(&mut *view));
+    }
+    if vanished && let Some(since) = changed_since {
+        let present = view.uids.iter().copied().collect();
+        match crate::imap::modseq::vanished_earlier(
+            &auth.model,
+            &view.folder,
+            since,
+            Some(set),
+            &present,
+        ) {
+            Ok(Some(data)) => {
+                use imap_codec::encode::Encoder as _;
+                let wire = imap_codec::ResponseCodec::default()
+                    .encode(&Response::Data(data))
+                    .dump();
+                if let Err(e) = sink.emit(&wire).await {
+                    return Reply::no(format!("the connection failed while answering: {e}"));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Reply::no(format!("cannot read the folder's index: {e}")),
+        }
+    }
+    match fetch(shared, auth, view, set, names, uid, changed_since, sink).await {
         Ok(()) => Reply::ok("FETCH completed"),
         Err(r) => r.into(),
     }
@@ -165,6 +220,7 @@ struct Target<'s> {
 /// [`structures`]); sections from its bytes. Only messages an item needs
 /// the bytes of are fetched and read, so a FETCH of structure items over
 /// a warm folder opens no file.
+#[allow(clippy::too_many_arguments)]
 async fn fetch(
     shared: &Shared,
     auth: &Authenticated,
@@ -172,6 +228,7 @@ async fn fetch(
     set: &SequenceSet,
     names: &MacroOrMessageDataItemNames<'_>,
     uid: bool,
+    changed_since: Option<u64>,
     sink: &mut Sink<'_>,
 ) -> Result<(), Refusal> {
     let mut names: Vec<MessageDataItemName<'_>> = match names {
@@ -180,8 +237,13 @@ async fn fetch(
         }
         MacroOrMessageDataItemNames::MessageDataItemNames(n) => n.clone(),
     };
-    if uid && !names.contains(&MessageDataItemName::Uid) {
+    // With QRESYNC every FETCH names its UID (RFC 7162 §3.2.4).
+    if (uid || view.qresync) && !names.contains(&MessageDataItemName::Uid) {
         names.insert(0, MessageDataItemName::Uid);
+    }
+    // CHANGEDSINCE implies MODSEQ (RFC 7162 §3.1.4.1).
+    if changed_since.is_some() && !names.contains(&MessageDataItemName::ModSeq) {
+        names.push(MessageDataItemName::ModSeq);
     }
     let offered = |n: &MessageDataItemName<'_>| {
         structures::servable_item(n)
@@ -191,12 +253,11 @@ async fn fetch(
                     | MessageDataItemName::Rfc822Header
                     | MessageDataItemName::Rfc822Text
                     | MessageDataItemName::BodyExt { .. }
+                    | MessageDataItemName::ModSeq
             )
     };
     if !names.iter().all(offered) {
-        return Err(Refusal::no(
-            "BINARY and MODSEQ are not offered (see CAPABILITY)",
-        ));
+        return Err(Refusal::no("BINARY is not offered (see CAPABILITY)"));
     }
     check_set(view, set, uid, "FETCH")?;
     let records = auth
@@ -219,6 +280,7 @@ async fn fetch(
     let sections = !structures::servable(&names);
     let mut targets: Vec<Target<'_>> = resolve(view, &records, set, uid)
         .into_iter()
+        .filter(|(_, record)| changed_since.is_none_or(|since| record.modseq > since))
         .map(|(seq, record)| {
             let kept = if with_structure {
                 stored
@@ -387,6 +449,10 @@ async fn fetch(
                 if !std::mem::take(&mut first) {
                     out.push(b' ');
                 }
+                if matches!(name, MessageDataItemName::ModSeq) {
+                    let _ = write!(out, "MODSEQ ({})", record.modseq.max(1));
+                    continue;
+                }
                 if structures::write_item(&mut out, name, &record, structure.as_ref()) {
                     continue;
                 }
@@ -448,8 +514,12 @@ async fn fetch(
                 out.extend_from_slice(
                     flag_items.get(view.shown(record.uid, bits), &record.keywords),
                 );
-                view.told
-                    .insert(record.uid, (bits, record.keywords.clone()));
+                // With CONDSTORE, a \Seen this FETCH sets is told again
+                // once stored, with its new MODSEQ (RFC 7162 §3.1.4).
+                if !(view.condstore && bits != record.flags) {
+                    view.told
+                        .insert(record.uid, (bits, record.keywords.clone()));
+                }
             }
             out.extend_from_slice(b")\r\n");
         }

@@ -23,6 +23,10 @@ pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, criteria: &[SearchKey<'_>], ui
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
     };
+    // SEARCH MODSEQ turns CONDSTORE on (RFC 7162 §3.1).
+    if criteria.iter().any(has_modseq) {
+        auth.enabled.enable_condstore(Some(&mut *view));
+    }
     match search(shared, auth, view, criteria, uid).await {
         Ok(data) => Reply::ok("SEARCH completed").with_data(vec![data]),
         Err(r) => r.into(),
@@ -48,6 +52,17 @@ fn needs_bytes(key: &SearchKey<'_>) -> bool {
         SearchKey::Not(k) => needs_bytes(k),
         SearchKey::Or(a, b) => needs_bytes(a) || needs_bytes(b),
         SearchKey::And(keys) => keys.as_ref().iter().any(needs_bytes),
+        _ => false,
+    }
+}
+
+/// Does a SEARCH key name MODSEQ (RFC 7162 §3.1.5)?
+fn has_modseq(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::ModSequence { .. } => true,
+        SearchKey::Not(k) => has_modseq(k),
+        SearchKey::Or(a, b) => has_modseq(a) || has_modseq(b),
+        SearchKey::And(keys) => keys.as_ref().iter().any(has_modseq),
         _ => false,
     }
 }
@@ -254,6 +269,9 @@ async fn search(
                 contains(&p.header_text, s.as_ref()) || contains(&p.body_text, s.as_ref())
             }),
             SearchKey::Larger(n) => p.is_some_and(|p| p.size > *n as usize),
+            // RFC 7162 §3.1.5: one mod-sequence per message, whatever
+            // the entry named.
+            SearchKey::ModSequence { modseq, .. } => r.modseq >= *modseq,
             SearchKey::Smaller(n) => p.is_some_and(|p| p.size < *n as usize),
         })
     }
@@ -268,6 +286,7 @@ async fn search(
         .filter_map(|(i, uid)| content::find(&records, *uid).map(|r| (i as u32 + 1, r)))
         .collect();
     let mut hits = Vec::new();
+    let mut highest = 0;
     for chunk in in_view.chunks(READ_AHEAD) {
         let bytes = if with_bytes {
             let refs: Vec<&MessageRecord> = chunk.iter().map(|(_, r)| *r).collect();
@@ -291,10 +310,15 @@ async fn search(
             }
             if all {
                 hits.push(nz(if uid { r.uid.0 } else { *seq }));
+                highest = highest.max(r.modseq);
             }
         }
     }
-    Ok(Data::Search(hits))
+    // With a MODSEQ key: the highest mod-sequence of the messages found
+    // (RFC 7162 §3.1.5).
+    let modseq = (keys.iter().any(has_modseq) && !hits.is_empty())
+        .then(|| crate::imap::modseq::nz64(highest));
+    Ok(Data::Search(hits, modseq))
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! yet; STATUS takes none), UIDNEXT,
 //! UIDVALIDITY and UNSEEN of a folder, after bringing it up to date. Costs
 //! one delta query on that folder; the counts come from the local index.
+//! HIGHESTMODSEQ (RFC 7162 §3.1.2.2) from the store; asking for it turns
+//! CONDSTORE on.
 
 use super::Ctx;
 use imap_next::imap_types::mailbox::Mailbox;
@@ -21,6 +23,9 @@ pub(crate) async fn handle(
         return Reply::bad("not logged in");
     };
     let folder = local_name(mailbox);
+    if item_names.contains(&StatusDataItemName::HighestModSeq) {
+        auth.enabled.enable_condstore(None);
+    }
     match status(auth, &folder, item_names).await {
         Ok(data) => Reply::ok("STATUS completed").with_data(vec![data]),
         Err(r) => r.into(),
@@ -67,6 +72,11 @@ async fn status(
                     .iter()
                     .filter(|r| r.flags & flags::SEEN == 0)
                     .count() as u32,
+            ),
+            StatusDataItemName::HighestModSeq => StatusDataItem::HighestModSeq(
+                auth.model
+                    .highest_modseq(&folder)
+                    .map_err(|e| Refusal::no(format!("cannot read the folder's index: {e}")))?,
             ),
             _ => continue,
         });

@@ -9,12 +9,19 @@
 //! (and announced as expunged later); the rest of the set is changed.
 //! Costs one flag update per message whose Graph-side flags change, none
 //! for `\Deleted` alone.
+//!
+//! CONDSTORE (RFC 7162 §3.1.3): `(UNCHANGEDSINCE n)` leaves every message
+//! changed after n alone (decided under the folder's gate, with the
+//! change) and names them in `OK [MODIFIED set]`; it turns CONDSTORE on,
+//! and with CONDSTORE on every FETCH a STORE answers carries MODSEQ —
+//! also under `.SILENT`, for the messages it changed.
 
 use super::Ctx;
+use imap_next::imap_types::command::StoreModifier;
 use imap_next::imap_types::core::Vec1;
 use imap_next::imap_types::fetch::MessageDataItem;
 use imap_next::imap_types::flag::{Flag, StoreResponse, StoreType};
-use imap_next::imap_types::response::Data;
+use imap_next::imap_types::response::{Code, Data};
 use imap_next::imap_types::sequence::SequenceSet;
 
 use crate::imap::session::{
@@ -22,14 +29,26 @@ use crate::imap::session::{
 };
 use crate::mailbox::{FlagChange, FlagOp, flags};
 
+/// What a STORE asks for beside its set.
+pub(crate) struct Asked<'a> {
+    pub kind: &'a StoreType,
+    pub response: &'a StoreResponse,
+    pub flags: &'a [Flag<'a>],
+    pub modifiers: &'a [StoreModifier],
+}
+
 pub(crate) async fn handle(
     ctx: &mut Ctx<'_, '_>,
     set: &SequenceSet,
-    kind: &StoreType,
-    response: &StoreResponse,
-    new_flags: &[Flag<'_>],
+    asked: &Asked<'_>,
     uid: bool,
 ) -> Reply {
+    let (kind, response, new_flags) = (asked.kind, asked.response, asked.flags);
+    let unchanged_since = asked
+        .modifiers
+        .iter()
+        .map(|StoreModifier::UnchangedSince(n)| *n)
+        .next();
     let state = &mut ctx.conn.state;
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
@@ -47,7 +66,14 @@ pub(crate) async fn handle(
     let chosen = resolve(view, &records, set, uid);
     let uids: Vec<_> = chosen.iter().map(|(_, r)| r.uid).collect();
     let change = flag_change(kind, new_flags);
-    let outcome = match auth.model.set_flags(&view.folder, &uids, &change).await {
+    if unchanged_since.is_some() {
+        auth.enabled.enable_condstore(Some(&mut *view));
+    }
+    let outcome = match auth
+        .model
+        .set_flags_unchanged_since(&view.folder, &uids, &change, unchanged_since)
+        .await
+    {
         Ok(o) => o,
         Err(e) => return Reply::no(format!("the flags could not be stored: {e}")),
     };
@@ -77,21 +103,33 @@ pub(crate) async fn handle(
         // With or without .SILENT the client now knows these flags.
         view.told
             .insert(stored.uid, (stored.flags, stored.keywords.clone()));
-        if silent {
-            continue;
-        }
-        let Some(seq) = chosen
+        let Some((seq, before)) = chosen
             .iter()
             .find(|(_, r)| r.uid == stored.uid)
-            .map(|(s, _)| *s)
+            .map(|(s, r)| (*s, r.modseq))
         else {
             continue;
         };
-        let mut items = vec![MessageDataItem::Flags(flag_list(
-            view.shown(stored.uid, stored.flags),
-            &stored.keywords,
-        ))];
-        if uid {
+        // .SILENT: no FLAGS, but with CONDSTORE the new MODSEQ of what
+        // changed (RFC 7162 §3.1.3).
+        let changed = stored.modseq != before;
+        if silent && !(view.condstore && changed) {
+            continue;
+        }
+        let mut items = Vec::new();
+        if !silent {
+            items.push(MessageDataItem::Flags(flag_list(
+                view.shown(stored.uid, stored.flags),
+                &stored.keywords,
+            )));
+        }
+        if view.condstore {
+            items.push(MessageDataItem::ModSeq(crate::imap::modseq::nz64(
+                stored.modseq,
+            )));
+        }
+        // With QRESYNC every FETCH names its UID (RFC 7162 §3.2.4).
+        if uid || view.qresync {
             items.insert(0, MessageDataItem::Uid(nz(stored.uid.0)));
         }
         if let Ok(items) = Vec1::try_from(items) {
@@ -107,7 +145,7 @@ pub(crate) async fn handle(
     // FETCH FLAGS"). The change is not stored: the message is gone.
     if !silent && outcome.failure.is_none() {
         for (seq, u) in in_view(view, set, uid) {
-            if outcome.done.iter().any(|d| d.uid == u) {
+            if outcome.done.iter().any(|d| d.uid == u) || outcome.modified.contains(&u) {
                 continue;
             }
             // Its flags as last read, or as this session was told them.
@@ -123,7 +161,7 @@ pub(crate) async fn handle(
                 view.shown(u, bits),
                 &keywords,
             ))];
-            if uid {
+            if uid || view.qresync {
                 items.insert(0, MessageDataItem::Uid(nz(u.0)));
             }
             if let Ok(items) = Vec1::try_from(items) {
@@ -139,6 +177,19 @@ pub(crate) async fn handle(
             let mut reply = Reply::ok("STORE completed").with_data(data);
             reply.first = first;
             reply.untagged = untagged;
+            // The messages that failed UNCHANGEDSINCE, by sequence number
+            // (UIDs for UID STORE), RFC 7162 §3.1.3.
+            let modified: Vec<u32> = chosen
+                .iter()
+                .filter(|(_, r)| outcome.modified.contains(&r.uid))
+                .map(|(seq, r)| if uid { r.uid.0 } else { *seq })
+                .collect();
+            if let Some(set) = crate::imap::modseq::number_set(&modified) {
+                reply.status = Ok((
+                    Some(Code::Modified(set)),
+                    "Conditional STORE failed".to_string(),
+                ));
+            }
             reply
         }
         Some(e) => Reply::no(format!(
