@@ -472,3 +472,44 @@ async fn accounts_set_changes_aliases_and_sender_policy_of_a_running_gateway() {
     let (code, text) = submit_as_alice(&d.smtp, "support@example.com", "alias removed");
     assert_eq!(code, 550, "{text}");
 }
+
+/// `SIGHUP` to `graphgate serve` reads `relay.networks` again and resolves
+/// its host names again (issue 18): the list for 127.0.0.2 becomes the
+/// host name `localhost`, and from then on 127.0.0.1 is admitted and
+/// 127.0.0.2 refused, without a restart.
+#[tokio::test]
+async fn sighup_reloads_relay_networks_and_resolves_host_names_again() {
+    let sim = support::sim(true);
+    let (serve, relay, dir) = serve_with_relay_for_127_0_0_2(&sim).await;
+    let (code, text) = send_from(&relay, "127.0.0.1", "relay: before the reload");
+    assert_eq!(code, 554, "{text}");
+    assert!(text.contains("reload (kill -HUP"), "{text}");
+
+    let path = dir.path().join("graphgate.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    assert!(config.contains("cidr = \"127.0.0.2/32\""), "{config}");
+    let config = config.replace("cidr = \"127.0.0.2/32\"", "cidr = \"localhost\"");
+    graphgate::config::write_private_file(&path, config.as_bytes()).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &serve.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+
+    let subject = "relay: admitted by host name after SIGHUP";
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (code, text) = send_from(&relay, "127.0.0.1", subject);
+        if code == 250 {
+            break;
+        }
+        assert_eq!(code, 554, "{text}");
+        assert!(Instant::now() < deadline, "still refused after SIGHUP: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, text) = send_from(&relay, "127.0.0.2", "must not pass");
+    assert_eq!(code, 554, "{text}");
+    assert!(text.contains("127.0.0.2 is not in relay.networks"), "{text}");
+    let mime = wait_for_subject(&sim.url, "bob@example.com", "inbox", subject).await;
+    assert_eq!(from_and_reply_to(&mime).1, "alice@example.com");
+}

@@ -27,6 +27,8 @@ pub struct Gateway {
     pub pop3: Option<SocketAddr>,
     pub pop3s: Option<SocketAddr>,
     pub relay: Option<SocketAddr>,
+    /// The relay listener's allowlist, for [`reload_relay`].
+    pub relay_networks: Option<Arc<crate::smtp::relay::RelayAllowlist>>,
     /// The listeners started and whether each still accepts (for /readyz).
     pub listeners: crate::admin::Listeners,
 }
@@ -118,6 +120,7 @@ pub async fn start(
         pop3: None,
         pop3s: None,
         relay: None,
+        relay_networks: None,
         listeners: crate::admin::Listeners::default(),
     };
     if [
@@ -223,7 +226,9 @@ pub async fn start(
             );
         }
         let mut relay_config = server.config.clone();
-        relay_config.relay = Some(Arc::new(networks));
+        let allowlist = Arc::new(crate::smtp::relay::RelayAllowlist::new(networks));
+        relay_config.relay = Some(allowlist.clone());
+        gateway.relay_networks = Some(allowlist);
         let relay = Server::new(
             relay_config,
             store.clone(),
@@ -469,4 +474,36 @@ fn password_checks(config: &crate::config::Config) -> anyhow::Result<()> {
         storm.as_secs_f64()
     );
     Ok(())
+}
+
+/// Read `relay.networks` again from the configuration file at `path` (and
+/// the environment) and resolve its host names again: what `SIGHUP` to
+/// `graphgate serve` does. A configuration that does not load or resolve
+/// is logged with its fix and the relay keeps the networks it had.
+pub async fn reload_relay(gateway: &Gateway, path: Option<&std::path::Path>) {
+    let Some(allowlist) = &gateway.relay_networks else {
+        tracing::info!(
+            "reload: no relay listener is running, so there is nothing to reload (set              relay.listen and restart to start one)"
+        );
+        return;
+    };
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("reload: {e}; the relay keeps the networks it had");
+            return;
+        }
+    };
+    match crate::smtp::relay::RelayNetworks::resolve(&config.relay).await {
+        Ok(networks) => {
+            let list: Vec<String> = networks
+                .networks()
+                .iter()
+                .map(|n| format!("{} ({}) as {}", n.cidr, n.configured, n.account))
+                .collect();
+            tracing::info!(networks = %list.join(", "), "reload: relay.networks resolved again");
+            allowlist.replace(networks);
+        }
+        Err(e) => tracing::error!("reload: {e}; the relay keeps the networks it had"),
+    }
 }

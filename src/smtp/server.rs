@@ -124,7 +124,7 @@ pub struct ServerConfig {
     /// Failed-login backoff, shared with the IMAP listeners.
     pub login_guard: Arc<LoginGuard>,
     /// A relay listener: mail without AUTH from these networks only.
-    pub relay: Option<Arc<super::relay::RelayNetworks>>,
+    pub relay: Option<Arc<super::relay::RelayAllowlist>>,
 }
 
 impl Default for ServerConfig {
@@ -379,7 +379,7 @@ async fn serve_connection(
     let mut session = Session::new(config).with_gate(Arc::new(StoreGate(server.store.clone())));
     if let Some(networks) = &server.config.relay {
         use super::relay::{Admission, admit};
-        let admission = admit(networks, &server.store, peer.ip());
+        let admission = admit(&networks.current(), &server.store, peer.ip());
         let outcome = match &admission {
             Admission::Admitted { .. } => "admitted",
             Admission::Refused(_) => "refused",
