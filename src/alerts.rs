@@ -1,9 +1,10 @@
 //! Alerts for the admin: a JSON POST to `alerts.webhook_url` when an
 //! account needs a new sign-in (it went OFFLINE and only `graphgate login`
-//! helps) or a message bounced. Each alert is sent in the background and
-//! retried (up to [`ATTEMPTS`] times, 1 s, 2 s, 4 s … apart) until the
-//! webhook answers 2xx; a webhook that never does costs a warning in the
-//! log, never a message or a session. The body:
+//! helps), a message bounced, or a message waited hours in the queue.
+//! Each alert is sent in the background and retried (up to [`ATTEMPTS`]
+//! times, 1 s, 2 s, 4 s … apart) until the webhook answers 2xx; a webhook
+//! that never does costs a warning in the log, never a message or a
+//! session. The body:
 //!
 //! ```json
 //! {"event": "account_needs_sign_in", "account": "alice@contoso.com",
@@ -11,8 +12,9 @@
 //!  "host": "mailgw1", "at": 1765152000}
 //! ```
 //!
-//! `event` is `account_needs_sign_in` or `message_bounced` (then with
-//! `queue_id`). Configured once per process ([`init`], by the gateway).
+//! `event` is `account_needs_sign_in`, `message_bounced` or
+//! `message_queued` (a message waiting `alerts.queued_after_s` for
+//! delivery, see `spool::overdue`; both then with `queue_id`). Configured once per process ([`init`], by the gateway).
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -504,12 +504,18 @@ async fn sighup_reloads_relay_networks_and_resolves_host_names_again() {
             break;
         }
         assert_eq!(code, 554, "{text}");
-        assert!(Instant::now() < deadline, "still refused after SIGHUP: {text}");
+        assert!(
+            Instant::now() < deadline,
+            "still refused after SIGHUP: {text}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let (code, text) = send_from(&relay, "127.0.0.2", "must not pass");
     assert_eq!(code, 554, "{text}");
-    assert!(text.contains("127.0.0.2 is not in relay.networks"), "{text}");
+    assert!(
+        text.contains("127.0.0.2 is not in relay.networks"),
+        "{text}"
+    );
     let mime = wait_for_subject(&sim.url, "bob@example.com", "inbox", subject).await;
     assert_eq!(from_and_reply_to(&mime).1, "alice@example.com");
 }

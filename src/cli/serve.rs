@@ -115,8 +115,7 @@ pub async fn run(
     );
     // SIGHUP: read relay.networks again and resolve its host names.
     #[cfg(unix)]
-    let mut hangup =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let stop = super::shutdown_signal();
     tokio::pin!(stop);
     loop {

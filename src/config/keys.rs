@@ -421,9 +421,17 @@ pub const KEYS: &[KeyDoc] = &[
         key: "alerts.webhook_url",
         doc: "A URL that receives a JSON POST (retried up to 5 times) when an account needs \
               a new sign-in (`event`: account_needs_sign_in) or a message bounced \
-              (message_bounced), with `account`, `text`, `fix` (the command that helps), \
-              `host` and `at` (Unix seconds). Empty: off.",
+              (message_bounced) or has waited alerts.queued_after_s for delivery \
+              (message_queued; both with `queue_id`), with `account`, `text`, `fix` (the \
+              command that helps), `host` and `at` (Unix seconds). Empty: off.",
         example: Some("https://alerts.example.com/graphgate"),
+    },
+    KeyDoc {
+        key: "alerts.queued_after_s",
+        doc: "Seconds a message may wait in the queue (not yet delivered, not bounced) before \
+              it is reported to alerts.webhook_url as `message_queued`, once per message and \
+              gateway run. Default 14400 (4 hours); 0: never.",
+        example: None,
     },
     KeyDoc {
         key: "log.level",

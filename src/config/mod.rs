@@ -47,11 +47,23 @@ pub struct Config {
 }
 
 /// Where alerts go (`crate::alerts`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertsConfig {
     /// A URL that gets a JSON POST per alert; empty = off.
     pub webhook_url: String,
+    /// Alert when a message has waited this many seconds for delivery;
+    /// 0 = never.
+    pub queued_after_s: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook_url: String::new(),
+            queued_after_s: 4 * 3600,
+        }
+    }
 }
 
 /// The SMTP submission listeners and the spool.

@@ -56,6 +56,9 @@ pub fn spool_config(config: &Config) -> SpoolConfig {
         bounce_after: Duration::from_secs(s.bounce_after_h * 3600),
         in_doubt_grace: Duration::from_secs(s.in_doubt_grace_s),
         retry_base: Duration::from_secs(s.retry_base_s.max(1)),
+        queued_alert_after: Some(config.alerts.queued_after_s)
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs),
         ..SpoolConfig::default()
     }
 }
