@@ -394,6 +394,14 @@ pub const KEYS: &[KeyDoc] = &[
         example: Some("127.0.0.1:8025"),
     },
     KeyDoc {
+        key: "admin.account_metrics",
+        doc: "true: /metrics also reports per account (label `account`, the login: online, \
+              queued messages, oldest queued age) and per Graph mailbox (label `mailbox`, the \
+              address: answers and 429s). Off by default because those labels name people; \
+              turn it on where the metrics stay with the admin.",
+        example: None,
+    },
+    KeyDoc {
         key: "relay.listen",
         doc: "Relay listener for devices that cannot authenticate (scanners, printers, NAS \
               boxes, cron via msmtp): it takes mail WITHOUT AUTH, but only from the networks \

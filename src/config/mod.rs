@@ -475,6 +475,8 @@ impl Config {
 pub struct AdminConfig {
     /// Address to listen on, e.g. `127.0.0.1:8025`; empty = off.
     pub listen: String,
+    /// `/metrics` also by account login and Graph mailbox address.
+    pub account_metrics: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -74,6 +74,7 @@ pub async fn start(
     tasks: &mut Tasks,
 ) -> anyhow::Result<Gateway> {
     crate::alerts::init(&config.alerts.webhook_url).map_err(anyhow::Error::msg)?;
+    crate::metrics::set_per_account(config.admin.account_metrics);
     let store = &runtime.store;
     let accounts = runtime.accounts.clone();
     let registry = accounts.clone();

@@ -758,7 +758,12 @@ impl Spool {
 #[async_trait::async_trait]
 impl Submitter for Arc<Spool> {
     async fn submit(&self, message: SpooledMessage) -> SubmitOutcome {
-        self.submit_inner(message).await
+        let started = std::time::Instant::now();
+        let outcome = self.submit_inner(message).await;
+        crate::metrics::get()
+            .smtp_submission_seconds
+            .observe(started.elapsed().as_secs_f64());
+        outcome
     }
 }
 
