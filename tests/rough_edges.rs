@@ -255,3 +255,53 @@ print(s.recv(1000).decode(errors="replace").strip())
         );
     }
 }
+
+/// `serve` on a data directory it cannot use (issue 18) says the OS error
+/// once, with the fix, and exits: a path under a regular file (any
+/// user), and a read-only directory (only when not root, who may write
+/// anyway).
+#[test]
+fn an_unusable_data_dir_under_serve_is_said_once_with_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let mut dirs = vec![(file.join("data"), "Not a directory")];
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(true);
+    if !root {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = tmp.path().join("read-only");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
+        dirs.push((ro, "Permission denied"));
+    }
+    for (dir, why) in dirs {
+        let out = Command::new(support::BIN)
+            .args(["serve", "--data-dir"])
+            .arg(&dir)
+            .env("GRAPHGATE_SMTP_LISTEN", "127.0.0.1:0")
+            .env("GRAPHGATE_SMTP_IMPLICIT_TLS_LISTEN", "")
+            .env("GRAPHGATE_IMAP_LISTEN", "")
+            .env("GRAPHGATE_IMAP_IMPLICIT_TLS_LISTEN", "")
+            .env("GRAPHGATE_POP3_LISTEN", "")
+            .env("GRAPHGATE_POP3_IMPLICIT_TLS_LISTEN", "")
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert_eq!(stderr.matches(why).count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "cannot use the data directory {}",
+                dir.display()
+            )),
+            "{stderr}"
+        );
+        assert!(stderr.contains("chmod 700"), "{stderr}");
+        assert!(stderr.contains("graphgate doctor"), "{stderr}");
+    }
+}
