@@ -295,13 +295,98 @@ fn an_unusable_data_dir_under_serve_is_said_once_with_the_fix() {
         assert!(!out.status.success(), "{stderr}");
         assert_eq!(stderr.matches(why).count(), 1, "{stderr}");
         assert!(
-            stderr.contains(&format!(
-                "cannot use the data directory {}",
-                dir.display()
-            )),
+            stderr.contains(&format!("cannot use the data directory {}", dir.display())),
             "{stderr}"
         );
         assert!(stderr.contains("chmod 700"), "{stderr}");
         assert!(stderr.contains("graphgate doctor"), "{stderr}");
     }
+}
+
+/// Plain IMAP and POP3 clients on the implicit-TLS ports (issue 18) are
+/// told what the port expects, in their protocol (IMAP `* BYE`, RFC 9051
+/// §7.1.5; POP3 `-ERR`), instead of hanging until the handshake times
+/// out: one that waits for a greeting, and one that speaks first.
+#[test]
+fn plaintext_imap_and_pop3_on_the_implicit_tls_ports_are_told_so() {
+    let d = support::demo();
+    let cases = [
+        (
+            &d.imaps,
+            "",
+            "* BYE This port expects TLS from the first byte",
+        ),
+        (&d.imaps, "a1 CAPABILITY\r\n", "* BYE This port expects TLS"),
+        (
+            &d.pop3s,
+            "",
+            "-ERR This port expects TLS from the first byte",
+        ),
+        (&d.pop3s, "CAPA\r\n", "-ERR This port expects TLS"),
+    ];
+    for (addr, first, expected) in cases {
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        let script = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+if sys.argv[3]:
+    s.sendall(sys.argv[3].encode())
+print(s.recv(1000).decode(errors="replace").strip())
+"#;
+        let out = Command::new(support::python())
+            .args(["-c", script, host, port, first])
+            .output()
+            .unwrap();
+        let reply = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{reply}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(reply.starts_with(expected), "{addr} {first:?}: {reply}");
+    }
+}
+
+/// An SMTP client on the IMAP port (issue 18) waits for a 220 that never
+/// comes; after 20 s of silence since the greeting it gets a BYE and a
+/// reply code it shows (swaks prints it and exits) instead of hanging.
+#[test]
+fn an_smtp_client_on_the_imap_port_is_told_so() {
+    let d = support::demo();
+    if tool("swaks") {
+        let out = Command::new("swaks")
+            .args(["--server", &d.imap, "--timeout", "60"])
+            .args(["--from", "alice@example.com", "--to", "bob@example.com"])
+            .output()
+            .unwrap();
+        let transcript = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{transcript}");
+        assert!(
+            transcript.contains("554 5.7.0 This is graphgate's IMAP port (imap.listen)"),
+            "{transcript}"
+        );
+        return;
+    }
+    let (host, port) = d.imap.rsplit_once(':').unwrap();
+    let script = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode(errors="replace"))
+"#;
+    let out = Command::new(support::python())
+        .args(["-c", script, host, port])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("* BYE No command within 20 s"), "{text}");
+    assert!(
+        text.contains("554 5.7.0 This is graphgate's IMAP port (imap.listen)"),
+        "{text}"
+    );
 }
