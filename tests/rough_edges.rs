@@ -390,3 +390,73 @@ print(data.decode(errors="replace"))
         "{text}"
     );
 }
+
+/// `HTTPS_PROXY` carries graphgate's requests to Microsoft's https
+/// endpoints (issue 18; README "Docker, systemd and client settings"):
+/// `graphgate doctor` reaching the Entra authority asks a local proxy to
+/// `CONNECT` to it, and with the host in `NO_PROXY` it does not.
+#[test]
+fn https_proxy_is_used_for_https_endpoints_and_no_proxy_skips_it() {
+    use std::io::{BufRead, BufReader};
+    let run = |no_proxy: Option<&str>| -> Vec<String> {
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", proxy.local_addr().unwrap());
+        proxy.set_nonblocking(true).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(support::BIN);
+        command
+            .args(["doctor", "--data-dir"])
+            .arg(dir.path())
+            .env("HTTPS_PROXY", &url)
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .env("GRAPHGATE_MICROSOFT_AUTHORITY_URL", "https://login.example.test")
+            .env("GRAPHGATE_MICROSOFT_TENANT", "contoso.onmicrosoft.com")
+            .env("GRAPHGATE_MICROSOFT_CLIENT_ID", "00000000-0000-0000-0000-000000000001")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        match no_proxy {
+            Some(hosts) => command.env("NO_PROXY", hosts),
+            None => command.env_remove("NO_PROXY").env_remove("no_proxy"),
+        };
+        let mut child = command.spawn().unwrap();
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match proxy.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    let mut reader = BufReader::new(stream);
+                    let mut line = String::new();
+                    let _ = reader.read_line(&mut line);
+                    seen.push(line.trim_end().to_string());
+                    let _ = reader
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if child.try_wait().unwrap().is_some() {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "doctor did not finish");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(report.contains("login.example.test"), "{report}");
+        seen
+    };
+    let through_proxy = run(None);
+    assert!(
+        through_proxy
+            .iter()
+            .any(|l| l == "CONNECT login.example.test:443 HTTP/1.1"),
+        "{through_proxy:?}"
+    );
+    let direct = run(Some("login.example.test"));
+    assert!(direct.is_empty(), "NO_PROXY was not honoured: {direct:?}");
+}
