@@ -287,7 +287,13 @@ fn readyz_is_ready_at_once_after_login() {
         }
     };
     let approve = Command::new("curl")
-        .args(["-sf", "--noproxy", "*", "-H", "content-type: application/json"])
+        .args([
+            "-sf",
+            "--noproxy",
+            "*",
+            "-H",
+            "content-type: application/json",
+        ])
         .arg("-d")
         .arg(format!(
             r#"{{"user_code": "{code}", "user": "bob@example.com", "approve": true}}"#

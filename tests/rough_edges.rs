@@ -411,9 +411,15 @@ fn https_proxy_is_used_for_https_endpoints_and_no_proxy_skips_it() {
             .env_remove("https_proxy")
             .env_remove("ALL_PROXY")
             .env_remove("all_proxy")
-            .env("GRAPHGATE_MICROSOFT_AUTHORITY_URL", "https://login.example.test")
+            .env(
+                "GRAPHGATE_MICROSOFT_AUTHORITY_URL",
+                "https://login.example.test",
+            )
             .env("GRAPHGATE_MICROSOFT_TENANT", "contoso.onmicrosoft.com")
-            .env("GRAPHGATE_MICROSOFT_CLIENT_ID", "00000000-0000-0000-0000-000000000001")
+            .env(
+                "GRAPHGATE_MICROSOFT_CLIENT_ID",
+                "00000000-0000-0000-0000-000000000001",
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
         match no_proxy {

@@ -200,6 +200,15 @@ pub const KEYS: &[KeyDoc] = &[
         example: None,
     },
     KeyDoc {
+        key: "smtp.queue_while_signed_out",
+        doc: "false (default): mail from an account that needs sign-in (OFFLINE) is answered \
+              451 4.7.0 at MAIL FROM, naming `graphgate login`, and the client keeps it. true: \
+              it is accepted into the spool (the 250 replies say it waits for the sign-in) \
+              and sent once `graphgate login` succeeds; unsent past smtp.bounce_after_h, it \
+              bounces.",
+        example: None,
+    },
+    KeyDoc {
         key: "imap.listen",
         doc: "IMAP listener (STARTTLS offered). Empty: off. Mail clients and mail handlers \
               connect here with a local account's login and password.",

@@ -92,6 +92,9 @@ pub struct SmtpConfig {
     pub retry_base_s: u64,
     /// Seconds of silence after which a connection is closed.
     pub idle_timeout_s: u64,
+    /// Accept mail of a signed-out account into the spool (250, saying
+    /// so) instead of 451.
+    pub queue_while_signed_out: bool,
 }
 
 impl Default for SmtpConfig {
@@ -109,6 +112,7 @@ impl Default for SmtpConfig {
             in_doubt_grace_s: 120,
             retry_base_s: 30,
             idle_timeout_s: 300,
+            queue_while_signed_out: false,
         }
     }
 }

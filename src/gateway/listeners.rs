@@ -175,6 +175,7 @@ pub async fn start(
                 hostname: s.hostname.clone(),
                 max_message_size: usize::try_from(s.max_message_size).unwrap_or(usize::MAX),
                 max_recipients: usize::try_from(s.max_recipients).unwrap_or(usize::MAX),
+                queue_while_signed_out: s.queue_while_signed_out,
                 ..SessionConfig::default()
             },
             incoming_dir: crate::spool::incoming::incoming_dir(&config.data_dir),
