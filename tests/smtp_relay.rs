@@ -223,8 +223,12 @@ async fn msmtp_as_cron_runs_it_gets_root_mail_through() {
     assert_eq!(reply_to, "alice+alerts@example.com");
 }
 
-/// `graphgate serve` with a relay for 127.0.0.2 only, sending as alice.
-async fn serve_with_relay_for_127_0_0_2(sim: &support::Sim) -> (Proc, String, tempfile::TempDir) {
+/// `graphgate serve` with a relay for 127.0.0.2 only, sending as alice:
+/// the process, the relay's address, the data directory (holding the
+/// configuration file `graphgate.toml`) and the SMTP submission address.
+async fn serve_with_relay_for_127_0_0_2(
+    sim: &support::Sim,
+) -> (Proc, String, tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "data_dir = {data:?}\n\
@@ -264,7 +268,13 @@ async fn serve_with_relay_for_127_0_0_2(sim: &support::Sim) -> (Proc, String, te
         .unwrap_or_else(|| panic!("no relay in {line}"))
         .trim()
         .to_string();
-    (Proc(child), relay, dir)
+    let smtp = line
+        .split(" · ")
+        .find_map(|p| p.trim().strip_prefix("graphgate is running. SMTP "))
+        .unwrap_or_else(|| panic!("no SMTP in {line}"))
+        .trim()
+        .to_string();
+    (Proc(child), relay, dir, smtp)
 }
 
 /// One message through smtplib from `source` without AUTH: the code and
@@ -308,7 +318,7 @@ s.quit()
 #[tokio::test]
 async fn serve_relays_for_listed_addresses_only_and_names_the_setting_to_others() {
     let sim = support::sim(true);
-    let (_serve, relay, _dir) = serve_with_relay_for_127_0_0_2(&sim).await;
+    let (_serve, relay, _dir, _) = serve_with_relay_for_127_0_0_2(&sim).await;
     for outsider in ["127.0.0.1", "127.0.0.3"] {
         let (code, text) = send_from(&relay, outsider, "must not pass");
         assert_eq!(code, 554, "{outsider}: {text}");
@@ -480,7 +490,7 @@ async fn accounts_set_changes_aliases_and_sender_policy_of_a_running_gateway() {
 #[tokio::test]
 async fn sighup_reloads_relay_networks_and_resolves_host_names_again() {
     let sim = support::sim(true);
-    let (serve, relay, dir) = serve_with_relay_for_127_0_0_2(&sim).await;
+    let (serve, relay, dir, _) = serve_with_relay_for_127_0_0_2(&sim).await;
     let (code, text) = send_from(&relay, "127.0.0.1", "relay: before the reload");
     assert_eq!(code, 554, "{text}");
     assert!(text.contains("reload (kill -HUP"), "{text}");
@@ -518,4 +528,41 @@ async fn sighup_reloads_relay_networks_and_resolves_host_names_again() {
     );
     let mime = wait_for_subject(&sim.url, "bob@example.com", "inbox", subject).await;
     assert_eq!(from_and_reply_to(&mime).1, "alice@example.com");
+}
+
+/// Sign-out on a running `graphgate serve` (issue 18, done-when): after
+/// `graphgate logout alice` (another process, same configuration), within
+/// 5 s both the submission port (with AUTH) and the relay (by network)
+/// answer MAIL FROM with 451 4.7.0 naming `graphgate login`.
+#[tokio::test]
+async fn logout_reaches_a_running_serve_within_seconds() {
+    let sim = support::sim(true);
+    let (_serve, relay, dir, smtp) = serve_with_relay_for_127_0_0_2(&sim).await;
+    let (code, text) = submit_as_alice(&smtp, "alice@example.com", "before logout");
+    assert_eq!(code, 250, "{text}");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.path().join("graphgate.toml"))
+        .args(["logout", "alice@example.com"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (code, text) = loop {
+        let (code, text) = submit_as_alice(&smtp, "alice@example.com", "after logout");
+        if code != 250 {
+            break (code, text);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SMTP as alice still delivers 5 s after logout"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, 451, "{text}");
+    assert!(text.starts_with("4.7.0"), "{text}");
+    assert!(text.contains("graphgate login alice@example.com"), "{text}");
+    let (code, text) = send_from(&relay, "127.0.0.2", "relay after logout");
+    assert_eq!(code, 451, "{text}");
+    assert!(text.contains("graphgate login alice@example.com"), "{text}");
 }
