@@ -566,3 +566,133 @@ async fn logout_reaches_a_running_serve_within_seconds() {
     assert_eq!(code, 451, "{text}");
     assert!(text.contains("graphgate login alice@example.com"), "{text}");
 }
+
+/// A private Postfix instance (`postfix -c DIR`), stopped on drop.
+struct Postfix(std::path::PathBuf);
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(self.0.join("conf"))
+            .arg("stop")
+            .output();
+    }
+}
+
+/// Postfix as a smarthost client (docs/relay.md "Postfix or sendmail as a
+/// smarthost client"; issue 18): a private Postfix instance with
+/// `relayhost = [127.0.0.1]:<relay port>` and `smtp_bind_address =
+/// 127.0.0.2` (the listed address) hands cron-style mail (`sendmail -t`,
+/// From: root) to the relay, which sends it once as alice. Postfix must
+/// start as root; scripts/test installs it.
+#[tokio::test]
+async fn postfix_as_a_smarthost_client_relays_through_the_allowlist() {
+    if !tool("postfix") {
+        return;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        eprintln!("skipped: Postfix starts as root only");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let sim = support::sim(true);
+    let (_serve, relay, _dir, _) = serve_with_relay_for_127_0_0_2(&sim).await;
+    let (_, relay_port) = relay.rsplit_once(':').unwrap();
+    let top = tempfile::tempdir().unwrap();
+    let base = top.path().to_path_buf();
+    // Postfix's own user walks into its queue and data directories.
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for sub in ["conf", "queue", "data"] {
+        std::fs::create_dir(base.join(sub)).unwrap();
+    }
+    let chown = Command::new("chown")
+        .arg("postfix")
+        .arg(base.join("data"))
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let b = base.display();
+    let main_cf = format!(
+        "compatibility_level = 3.6\n\
+         queue_directory = {b}/queue\n\
+         data_directory = {b}/data\n\
+         maillog_file_prefixes = {b}\n\
+         maillog_file = {b}/maillog\n\
+         myhostname = myhost.local\n\
+         myorigin = myhost.local\n\
+         mydestination =\n\
+         inet_interfaces = loopback-only\n\
+         inet_protocols = ipv4\n\
+         relayhost = [127.0.0.1]:{relay_port}\n\
+         smtp_bind_address = 127.0.0.2\n\
+         smtp_tls_security_level = may\n\
+         alias_maps =\n\
+         alias_database =\n"
+    );
+    std::fs::write(base.join("conf/main.cf"), main_cf).unwrap();
+    // Debian's master.cf without the port-25 listener, nothing chrooted.
+    let master = std::fs::read_to_string("/usr/share/postfix/master.cf.dist")
+        .or_else(|_| std::fs::read_to_string("/etc/postfix/master.cf"))
+        .unwrap();
+    let master: String = master
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let service = !line.starts_with([' ', '\t', '#']) && fields.len() >= 8;
+            if !service {
+                return Some(format!("{line}\n"));
+            }
+            if fields[0] == "smtp" && fields[1] == "inet" {
+                return None;
+            }
+            let mut fields = fields;
+            fields[4] = "n";
+            Some(format!("{}\n", fields.join("  ")))
+        })
+        .collect();
+    std::fs::write(base.join("conf/master.cf"), master).unwrap();
+    let conf = base.join("conf");
+    let start = Command::new("postfix")
+        .arg("-c")
+        .arg(&conf)
+        .arg("start")
+        .output()
+        .unwrap();
+    let _postfix = Postfix(base.clone());
+    assert!(
+        start.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&start.stdout),
+        String::from_utf8_lossy(&start.stderr)
+    );
+    let subject = "relay: Postfix smarthost client";
+    let out = run(
+        Command::new("sendmail")
+            .arg("-C")
+            .arg(&conf)
+            .args(["-t", "-i"]),
+        format!("From: root\nTo: bob@example.com\nSubject: {subject}\n\ndisk almost full\n")
+            .as_bytes(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let mime = wait_for_subject(&sim.url, "bob@example.com", "inbox", subject).await;
+    let (name, address, reply_to) = from_and_reply_to(&mime);
+    assert_eq!(address, "alice@example.com");
+    assert_eq!(name, "root@myhost.local via graphgate");
+    assert_eq!(reply_to, "root@myhost.local");
+    // Postfix logs the relay's 250 (its log writer may lag the delivery).
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let log = std::fs::read_to_string(base.join("maillog")).unwrap_or_default();
+        if log.contains("status=sent (250 2.0.0 OK: queued as") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
