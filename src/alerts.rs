@@ -42,6 +42,32 @@ pub struct Alert {
     pub queue_id: Option<i64>,
 }
 
+/// Delivers an alert as mail (`alerts.mail_to`), set by the gateway.
+type Mailer = Box<dyn Fn(&Alert) + Send + Sync>;
+
+static MAILER: OnceLock<Mailer> = OnceLock::new();
+
+/// Mail every alert through `mailer` from now on. The first call wins.
+pub fn set_mailer(mailer: Mailer) {
+    let _ = MAILER.set(mailer);
+}
+
+/// The alert as a mail's subject and text body.
+pub fn as_mail(alert: &Alert) -> (String, String) {
+    let subject = format!("graphgate alert: {} ({})", alert.event, alert.account);
+    let mut body = format!(
+        "{}\r\n\r\nWhat helps: {}\r\n\r\nAccount: {}\r\nHost: {}\r\n",
+        alert.text,
+        alert.fix,
+        alert.account,
+        host()
+    );
+    if let Some(id) = alert.queue_id {
+        body.push_str(&format!("Queue id: {id}\r\n"));
+    }
+    (subject, body)
+}
+
 /// Send alerts to `url` from now on (empty: none). The first call wins.
 pub fn init(url: &str) -> Result<(), String> {
     let url = url.trim();
@@ -64,8 +90,12 @@ pub fn init(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Post `alert` in the background (no-op without a webhook or runtime).
+/// Post `alert` in the background, and mail it when `alerts.mail_to` is
+/// set (no-op without a webhook, a mailer or a runtime).
 pub fn emit(alert: Alert) {
+    if let Some(mailer) = MAILER.get() {
+        mailer(&alert);
+    }
     let Some(hook) = WEBHOOK.get() else {
         return;
     };

@@ -199,3 +199,67 @@ async fn a_bounce_is_reported_to_the_webhook() {
     );
     assert!(!alert["text"].as_str().unwrap().is_empty(), "{alert}");
 }
+
+/// With `alerts.mail_to`, an alert is also mailed to the admin through
+/// another account (`alerts.mail_from_account`), via the spool: here a
+/// message of alice's waits too long while Graph is down; once Graph is
+/// back, bob's mailbox holds the alert mail.
+#[tokio::test]
+async fn an_alert_is_mailed_to_the_admin_through_another_account() {
+    let (url, mut alerts) = webhook().await;
+    let d = support::demo_env(&[
+        ("GRAPHGATE_ALERTS_WEBHOOK_URL", url.as_str()),
+        ("GRAPHGATE_ALERTS_QUEUED_AFTER_S", "1"),
+        ("GRAPHGATE_ALERTS_MAIL_TO", "bob@example.com"),
+        ("GRAPHGATE_ALERTS_MAIL_FROM_ACCOUNT", "bob@example.com"),
+        ("GRAPHGATE_SMTP_SYNC_WINDOW_S", "0"),
+        ("GRAPHGATE_SMTP_RETRY_BASE_S", "1"),
+    ]);
+    graph_down(&d).await;
+    send(&d, "waits while Graph is down");
+    let alert = next_of(&mut alerts, "message_queued").await;
+    assert_eq!(alert["account"], "alice@example.com", "{alert}");
+    reqwest::Client::new()
+        .delete(format!("{}/_sim/faults", d.sim))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let token = support::token(&d.sim, "bob@example.com").await;
+    let subject = "graphgate alert: message_queued (alice@example.com)";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let page: Value = reqwest::Client::new()
+            .get(format!(
+                "{}/v1.0/me/mailFolders/inbox/messages?$top=100&$select=subject,from",
+                d.sim
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found: Vec<&Value> = page["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["subject"] == subject)
+            .collect();
+        if let Some(mail) = found.first() {
+            assert_eq!(found.len(), 1, "{page}");
+            assert_eq!(
+                mail["from"]["emailAddress"]["address"], "bob@example.com",
+                "{mail}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no alert mail in bob's inbox: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -444,6 +444,20 @@ pub const KEYS: &[KeyDoc] = &[
         example: Some("https://alerts.example.com/graphgate"),
     },
     KeyDoc {
+        key: "alerts.mail_to",
+        doc: "Also mail every alert to this address (Subject `graphgate alert: <event> \
+              (<account>)`), sent through the spool as alerts.mail_from_account. Alerts about \
+              that account itself go to the webhook only (its mail may be what fails). Empty: \
+              no mail.",
+        example: Some("admin@contoso.com"),
+    },
+    KeyDoc {
+        key: "alerts.mail_from_account",
+        doc: "The local account (graphgate accounts list) that sends the alert mail of \
+              alerts.mail_to; use another account than the ones the alerts are about.",
+        example: Some("monitoring@contoso.com"),
+    },
+    KeyDoc {
         key: "alerts.queued_after_s",
         doc: "Seconds a message may wait in the queue (not yet delivered, not bounced) before \
               it is reported to alerts.webhook_url as `message_queued`, once per message and \

@@ -55,6 +55,10 @@ pub struct AlertsConfig {
     /// Alert when a message has waited this many seconds for delivery;
     /// 0 = never.
     pub queued_after_s: u64,
+    /// Also mail each alert to this address; empty = no mail.
+    pub mail_to: String,
+    /// The local account (login) that sends the alert mail.
+    pub mail_from_account: String,
 }
 
 impl Default for AlertsConfig {
@@ -62,6 +66,8 @@ impl Default for AlertsConfig {
         AlertsConfig {
             webhook_url: String::new(),
             queued_after_s: 4 * 3600,
+            mail_to: String::new(),
+            mail_from_account: String::new(),
         }
     }
 }

@@ -95,6 +95,7 @@ pub async fn start(
     }
     let s = &config.smtp;
     let spool = Spool::new(store.clone(), accounts.clone(), spool_config(config));
+    super::alert_mail::install(config, store, &spool)?;
     // One deliverer per data directory (see `spool::owner`).
     let owner = own_spool(&config.data_dir).await?;
     {

@@ -6,6 +6,7 @@
 //! builds a Graph or Entra client of its own, so a setting of the
 //! configuration reaches all of them.
 
+pub mod alert_mail;
 pub mod listeners;
 pub mod net;
 
