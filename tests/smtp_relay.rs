@@ -236,6 +236,7 @@ async fn serve_with_relay_for_127_0_0_2(
          tenant = {DEMO_TENANT_ID:?}\nclient_id = {DEMO_PUBLIC_CLIENT_ID:?}\n\
          [smtp]\nlisten = \"127.0.0.1:0\"\nimplicit_tls_listen = \"\"\n\
          [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n\
+         [pop3]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n\
          [relay]\nlisten = \"127.0.0.1:0\"\n\
          [[relay.networks]]\ncidr = \"127.0.0.2/32\"\naccount = \"alice@example.com\"\n",
         data = dir.path().display().to_string(),
