@@ -242,6 +242,7 @@ async fn metrics(State(state): State<AdminState>) -> Response {
             .max()
             .unwrap_or(0);
         m.spool_oldest_queued_seconds.set(oldest.max(0));
+        m.set_accounts(&accounts, &spool, now);
     }
     (
         [(

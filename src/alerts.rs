@@ -1,9 +1,10 @@
 //! Alerts for the admin: a JSON POST to `alerts.webhook_url` when an
 //! account needs a new sign-in (it went OFFLINE and only `graphgate login`
-//! helps) or a message bounced. Each alert is sent in the background and
-//! retried (up to [`ATTEMPTS`] times, 1 s, 2 s, 4 s … apart) until the
-//! webhook answers 2xx; a webhook that never does costs a warning in the
-//! log, never a message or a session. The body:
+//! helps), a message bounced, or a message waited hours in the queue.
+//! Each alert is sent in the background and retried (up to [`ATTEMPTS`]
+//! times, 1 s, 2 s, 4 s … apart) until the webhook answers 2xx; a webhook
+//! that never does costs a warning in the log, never a message or a
+//! session. The body:
 //!
 //! ```json
 //! {"event": "account_needs_sign_in", "account": "alice@contoso.com",
@@ -11,8 +12,9 @@
 //!  "host": "mailgw1", "at": 1765152000}
 //! ```
 //!
-//! `event` is `account_needs_sign_in` or `message_bounced` (then with
-//! `queue_id`). Configured once per process ([`init`], by the gateway).
+//! `event` is `account_needs_sign_in`, `message_bounced` or
+//! `message_queued` (a message waiting `alerts.queued_after_s` for
+//! delivery, see `spool::overdue`; both then with `queue_id`). Configured once per process ([`init`], by the gateway).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -40,6 +42,32 @@ pub struct Alert {
     pub queue_id: Option<i64>,
 }
 
+/// Delivers an alert as mail (`alerts.mail_to`), set by the gateway.
+type Mailer = Box<dyn Fn(&Alert) + Send + Sync>;
+
+static MAILER: OnceLock<Mailer> = OnceLock::new();
+
+/// Mail every alert through `mailer` from now on. The first call wins.
+pub fn set_mailer(mailer: Mailer) {
+    let _ = MAILER.set(mailer);
+}
+
+/// The alert as a mail's subject and text body.
+pub fn as_mail(alert: &Alert) -> (String, String) {
+    let subject = format!("graphgate alert: {} ({})", alert.event, alert.account);
+    let mut body = format!(
+        "{}\r\n\r\nWhat helps: {}\r\n\r\nAccount: {}\r\nHost: {}\r\n",
+        alert.text,
+        alert.fix,
+        alert.account,
+        host()
+    );
+    if let Some(id) = alert.queue_id {
+        body.push_str(&format!("Queue id: {id}\r\n"));
+    }
+    (subject, body)
+}
+
 /// Send alerts to `url` from now on (empty: none). The first call wins.
 pub fn init(url: &str) -> Result<(), String> {
     let url = url.trim();
@@ -62,8 +90,12 @@ pub fn init(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Post `alert` in the background (no-op without a webhook or runtime).
+/// Post `alert` in the background, and mail it when `alerts.mail_to` is
+/// set (no-op without a webhook, a mailer or a runtime).
 pub fn emit(alert: Alert) {
+    if let Some(mailer) = MAILER.get() {
+        mailer(&alert);
+    }
     let Some(hook) = WEBHOOK.get() else {
         return;
     };

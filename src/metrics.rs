@@ -12,7 +12,9 @@
 //!
 //! Labels are bounded sets: route *templates* (never raw URLs, which carry
 //! ids), HTTP status codes, command names, fixed outcome words. Nothing
-//! that identifies a person or carries a secret is a label.
+//! that identifies a person or carries a secret is a label — except the
+//! per-account families (account login, mailbox address), which are filled
+//! only when the admin sets `admin.account_metrics = true`.
 
 use std::sync::LazyLock;
 use std::sync::atomic::AtomicU64;
@@ -21,6 +23,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +59,20 @@ pub struct LoginLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabel {
     pub state: String,
+}
+
+/// A local account (its login). Accounts are configured by the admin, so
+/// the set is bounded; no other personal data becomes a label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccountLabel {
+    pub account: String,
+}
+
+/// The Graph mailbox a request was for (`users/{address}` or the
+/// signed-in `me` of that address); `me` when the address is not known.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MailboxLabel {
+    pub mailbox: String,
 }
 
 /// Every metric graphgate exports.
@@ -105,6 +122,38 @@ pub struct Metrics {
     pub login_locked_pairs: Gauge,
     pub login_failing_pairs: Gauge,
     pub uptime_seconds: Gauge,
+    // Per account (issue 18): set from the store when /metrics is read …
+    pub account_online: Family<AccountLabel, Gauge>,
+    pub account_queued: Family<AccountLabel, Gauge>,
+    pub account_oldest_queued_seconds: Family<AccountLabel, Gauge>,
+    // … and counted as Graph answers, per mailbox.
+    pub mailbox_graph_requests: Family<MailboxLabel, Counter>,
+    pub mailbox_graph_throttled: Family<MailboxLabel, Counter>,
+    /// Seconds from sending a Graph request to its status line (each
+    /// attempt; `graph::client` times it).
+    pub graph_request_seconds: Histogram,
+    /// Seconds from the end of DATA to the SMTP reply (spool write plus
+    /// the synchronous delivery window).
+    pub smtp_submission_seconds: Histogram,
+}
+
+/// Whether the per-account and per-mailbox families are filled
+/// (`admin.account_metrics`; their labels name people, so off unless the
+/// admin turns them on).
+static PER_ACCOUNT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Fill the per-account and per-mailbox families from now on (or not).
+pub fn set_per_account(on: bool) {
+    PER_ACCOUNT.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn per_account() -> bool {
+    PER_ACCOUNT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Buckets from 5 ms to about 82 s (doubling).
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    exponential_buckets(0.005, 2.0, 15)
 }
 
 impl Metrics {
@@ -144,6 +193,13 @@ impl Metrics {
             login_locked_pairs: Gauge::default(),
             login_failing_pairs: Gauge::default(),
             uptime_seconds: Gauge::default(),
+            account_online: Family::default(),
+            account_queued: Family::default(),
+            account_oldest_queued_seconds: Family::default(),
+            mailbox_graph_requests: Family::default(),
+            mailbox_graph_throttled: Family::default(),
+            graph_request_seconds: Histogram::new(latency_buckets()),
+            smtp_submission_seconds: Histogram::new(latency_buckets()),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -318,6 +374,41 @@ impl Metrics {
             "Seconds since the process started",
             m.uptime_seconds.clone(),
         );
+        r.register(
+            "account_online",
+            "1 when the account is ONLINE, 0 when it needs sign-in (graphgate status)",
+            m.account_online.clone(),
+        );
+        r.register(
+            "account_queued_messages",
+            "Messages of the account waiting for delivery (queued or sending)",
+            m.account_queued.clone(),
+        );
+        r.register(
+            "account_oldest_queued_seconds",
+            "Age of the account's oldest message waiting for delivery (0 when none)",
+            m.account_oldest_queued_seconds.clone(),
+        );
+        r.register(
+            "mailbox_graph_requests",
+            "HTTP answers from Microsoft Graph (each attempt), by mailbox",
+            m.mailbox_graph_requests.clone(),
+        );
+        r.register(
+            "mailbox_graph_throttled",
+            "429 answers from Microsoft Graph, by mailbox",
+            m.mailbox_graph_throttled.clone(),
+        );
+        r.register(
+            "graph_request_seconds",
+            "Time from sending a Graph request to its status line (each attempt)",
+            m.graph_request_seconds.clone(),
+        );
+        r.register(
+            "smtp_submission_seconds",
+            "Time from the end of DATA to the SMTP reply (spool write and synchronous delivery)",
+            m.smtp_submission_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -329,6 +420,59 @@ impl Metrics {
                 status: status.map_or_else(|| "transport".into(), |s| s.to_string()),
             })
             .inc();
+    }
+
+    /// One Graph answer for `mailbox` (its status), `elapsed` after the
+    /// request was sent.
+    pub fn graph_answer(&self, mailbox: &str, status: u16, elapsed: std::time::Duration) {
+        self.graph_request_seconds.observe(elapsed.as_secs_f64());
+        if !per_account() {
+            return;
+        }
+        let label = MailboxLabel {
+            mailbox: if mailbox.is_empty() { "me" } else { mailbox }.to_string(),
+        };
+        self.mailbox_graph_requests.get_or_create(&label).inc();
+        if status == 429 {
+            self.mailbox_graph_throttled.get_or_create(&label).inc();
+        }
+    }
+
+    /// The per-account gauges from the store: every account's state and
+    /// the messages of `spool` waiting for delivery (queued or sending).
+    /// Accounts gone since the last call disappear.
+    pub fn set_accounts(
+        &self,
+        accounts: &[crate::store::Account],
+        spool: &[crate::store::SpoolEntry],
+        now: i64,
+    ) {
+        use crate::store::{AccountState, SpoolState};
+        self.account_online.clear();
+        self.account_queued.clear();
+        self.account_oldest_queued_seconds.clear();
+        if !per_account() {
+            return;
+        }
+        for account in accounts {
+            let label = AccountLabel {
+                account: account.login.clone(),
+            };
+            self.account_online
+                .get_or_create(&label)
+                .set(i64::from(account.state == AccountState::Online));
+            let waiting = spool.iter().filter(|e| {
+                e.account == account.id
+                    && matches!(e.state, SpoolState::Queued | SpoolState::Sending)
+            });
+            self.account_queued
+                .get_or_create(&label)
+                .set(waiting.clone().count() as i64);
+            let oldest = waiting.map(|e| now - e.accepted_at).max().unwrap_or(0);
+            self.account_oldest_queued_seconds
+                .get_or_create(&label)
+                .set(oldest.max(0));
+        }
     }
 
     /// One IMAP command, by its name (`FETCH`, `UID FETCH`, …).

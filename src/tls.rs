@@ -248,6 +248,33 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     }
 }
 
+/// Whether a client on an implicit-TLS port is not starting TLS: it sent
+/// nothing within [`PLAINTEXT_WAIT`] (a plain SMTP, IMAP or POP3 client
+/// waits for the server to speak first) or its first byte is not a TLS
+/// handshake record (0x16, RFC 8446 §5.1). The listeners then answer one
+/// line in their protocol saying the port expects TLS, instead of leaving
+/// the client to hang until the handshake times out (issue 18).
+pub async fn speaks_plaintext(tcp: &tokio::net::TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(PLAINTEXT_WAIT, tcp.peek(&mut first)).await {
+        Err(_) => true,
+        Ok(Ok(1)) => first[0] != 0x16,
+        Ok(_) => false,
+    }
+}
+
+/// How long a client on an implicit-TLS port may stay silent before it is
+/// told that the port expects TLS (a TLS client sends its ClientHello at
+/// once).
+pub const PLAINTEXT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Write `line` to a plaintext client of an implicit-TLS port and close.
+pub async fn refuse_plaintext(mut tcp: tokio::net::TcpStream, line: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let _ = tcp.write_all(line).await;
+    let _ = tcp.shutdown().await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -290,3 +290,113 @@ async fn readiness_fails_when_entra_revokes_the_grants() {
     // Still alive, though: liveness is not readiness.
     assert_eq!(get(&format!("{}/healthz", d.admin)).await.0, 200);
 }
+
+/// One message from alice to bob through the demo's SMTP port (the client
+/// gets 250 whether Graph took it or it waits in the queue).
+fn send_as_alice(d: &Demo, subject: &str) {
+    let (host, port) = d.smtp.rsplit_once(':').unwrap();
+    support::py_with(
+        "import smtplib, sys\n\
+         s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=60)\n\
+         s.login('alice@example.com', 'alice')\n\
+         s.sendmail('alice@example.com', ['bob@example.com'], \
+         'From: alice@example.com\\r\\nTo: bob@example.com\\r\\nSubject: %s\\r\\n\\r\\nx\\r\\n' \
+         % sys.argv[3])\n\
+         s.quit()\n",
+        &[host, port, subject],
+    );
+}
+
+/// Per-account metrics (issue 18): online, queue depth and oldest age by
+/// account, Graph answers and 429s by mailbox, and the latency histograms
+/// of SMTP submission and Graph requests, read by Prometheus's parser.
+/// The per-account families name people, so they are on only with
+/// `admin.account_metrics` (the test above checks the default).
+#[tokio::test]
+async fn per_account_metrics_and_latency_histograms() {
+    let d = demo_env(&[
+        ("GRAPHGATE_SMTP_SYNC_WINDOW_S", "0"),
+        ("GRAPHGATE_ADMIN_ACCOUNT_METRICS", "true"),
+    ]);
+    send_as_alice(&d, "metrics: delivered");
+    let alice = "account=\"alice@example.com\"";
+    let bob = "account=\"bob@example.com\"";
+    let alice_mailbox = "mailbox=\"alice@example.com\"";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (text, parsed) = loop {
+        let (text, parsed) = metrics(&d).await;
+        if value(&text, &parsed, "graphgate_spool_delivered_total", &[]) >= 1.0 {
+            break (text, parsed);
+        }
+        assert!(Instant::now() < deadline, "never delivered:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let v = |name: &str, filter: &[&str]| value(&text, &parsed, name, filter);
+    assert_eq!(v("graphgate_account_online", &[alice]), 1.0, "{text}");
+    assert_eq!(v("graphgate_account_online", &[bob]), 1.0, "{text}");
+    assert_eq!(
+        v("graphgate_account_queued_messages", &[alice]),
+        0.0,
+        "{text}"
+    );
+    assert!(
+        v("graphgate_mailbox_graph_requests_total", &[alice_mailbox]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        v("graphgate_smtp_submission_seconds_count", &[]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        v("graphgate_graph_request_seconds_count", &[]) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        v("graphgate_graph_request_seconds_bucket", &["le=\"+Inf\""]) >= 1.0,
+        "{text}"
+    );
+
+    // bob signs out; Graph throttles every request, so alice's next
+    // message waits in the queue after 429s.
+    let logout = Command::new(support::BIN)
+        .args(["logout", "bob@example.com", "--data-dir"])
+        .arg(d.dir.path())
+        .output()
+        .unwrap();
+    assert!(logout.status.success(), "{logout:?}");
+    reqwest::Client::new()
+        .post(format!("{}/_sim/faults", d.sim))
+        .json(&json!({"throttle_rate": 1.0, "retry_after_s": 1}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    send_as_alice(&d, "metrics: queued");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (text, parsed) = metrics(&d).await;
+        let v = |name: &str, filter: &[&str]| value(&text, &parsed, name, filter);
+        let done = v("graphgate_account_online", &[bob]) == 0.0
+            && v("graphgate_account_queued_messages", &[alice]) == 1.0
+            && v("graphgate_mailbox_graph_throttled_total", &[alice_mailbox]) >= 1.0;
+        if done {
+            assert_eq!(v("graphgate_account_online", &[alice]), 1.0, "{text}");
+            assert!(
+                v("graphgate_account_oldest_queued_seconds", &[alice]) >= 0.0,
+                "{text}"
+            );
+            assert_eq!(
+                v("graphgate_account_queued_messages", &[bob]),
+                0.0,
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never showed it:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

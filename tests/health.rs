@@ -251,3 +251,67 @@ fn each_way_of_being_unhealthy_names_its_setting() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("GRAPHGATE_ADMIN_LISTEN"), "{out:?}");
 }
+
+/// `graphgate login` of an account that needed sign-in (issue 18): the
+/// very first `/readyz` after `login` returns is ready again — the
+/// endpoint reads the account's state from the store `login` just wrote,
+/// with no poll interval in between.
+#[test]
+fn readyz_is_ready_at_once_after_login() {
+    use std::io::{BufRead, BufReader};
+    let demo = demo();
+    let vars = [("GRAPHGATE_ADMIN_LISTEN", demo.admin.as_str())];
+    let logout = Command::new(BIN)
+        .args(["logout", "bob@example.com", "--data-dir"])
+        .arg(demo.dir.path())
+        .output()
+        .unwrap();
+    assert!(logout.status.success(), "{logout:?}");
+    assert_unhealthy(&health(&vars, &[]), &["bob@example.com: OFFLINE"]);
+
+    let mut login = Command::new(BIN)
+        .args(["login", "bob@example.com", "--data-dir"])
+        .arg(demo.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(login.stdout.take().unwrap());
+    let mut out = String::new();
+    let code = loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "no code in {out}");
+        out.push_str(&line);
+        if let Some(code) = line.trim().strip_prefix("Code: ") {
+            break code.to_string();
+        }
+    };
+    let approve = Command::new("curl")
+        .args([
+            "-sf",
+            "--noproxy",
+            "*",
+            "-H",
+            "content-type: application/json",
+        ])
+        .arg("-d")
+        .arg(format!(
+            r#"{{"user_code": "{code}", "user": "bob@example.com", "approve": true}}"#
+        ))
+        .arg(format!("{}/_sim/devicelogin", demo.sim))
+        .output()
+        .unwrap();
+    assert!(approve.status.success(), "{approve:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    let status = login.wait().unwrap();
+    assert!(status.success(), "{out}{rest}");
+
+    let out = health(&vars, &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("healthy: ready: 2 account(s) online"),
+        "{stdout}"
+    );
+}

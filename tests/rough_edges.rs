@@ -255,3 +255,214 @@ print(s.recv(1000).decode(errors="replace").strip())
         );
     }
 }
+
+/// `serve` on a data directory it cannot use (issue 18) says the OS error
+/// once, with the fix, and exits: a path under a regular file (any
+/// user), and a read-only directory (only when not root, who may write
+/// anyway).
+#[test]
+fn an_unusable_data_dir_under_serve_is_said_once_with_the_fix() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("plain-file");
+    std::fs::write(&file, b"x").unwrap();
+    let mut dirs = vec![(file.join("data"), "Not a directory")];
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(true);
+    if !root {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = tmp.path().join("read-only");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o500)).unwrap();
+        dirs.push((ro, "Permission denied"));
+    }
+    for (dir, why) in dirs {
+        let out = Command::new(support::BIN)
+            .args(["serve", "--data-dir"])
+            .arg(&dir)
+            .env("GRAPHGATE_SMTP_LISTEN", "127.0.0.1:0")
+            .env("GRAPHGATE_SMTP_IMPLICIT_TLS_LISTEN", "")
+            .env("GRAPHGATE_IMAP_LISTEN", "")
+            .env("GRAPHGATE_IMAP_IMPLICIT_TLS_LISTEN", "")
+            .env("GRAPHGATE_POP3_LISTEN", "")
+            .env("GRAPHGATE_POP3_IMPLICIT_TLS_LISTEN", "")
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert_eq!(stderr.matches(why).count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(&format!("cannot use the data directory {}", dir.display())),
+            "{stderr}"
+        );
+        assert!(stderr.contains("chmod 700"), "{stderr}");
+        assert!(stderr.contains("graphgate doctor"), "{stderr}");
+    }
+}
+
+/// Plain IMAP and POP3 clients on the implicit-TLS ports (issue 18) are
+/// told what the port expects, in their protocol (IMAP `* BYE`, RFC 9051
+/// §7.1.5; POP3 `-ERR`), instead of hanging until the handshake times
+/// out: one that waits for a greeting, and one that speaks first.
+#[test]
+fn plaintext_imap_and_pop3_on_the_implicit_tls_ports_are_told_so() {
+    let d = support::demo();
+    let cases = [
+        (
+            &d.imaps,
+            "",
+            "* BYE This port expects TLS from the first byte",
+        ),
+        (&d.imaps, "a1 CAPABILITY\r\n", "* BYE This port expects TLS"),
+        (
+            &d.pop3s,
+            "",
+            "-ERR This port expects TLS from the first byte",
+        ),
+        (&d.pop3s, "CAPA\r\n", "-ERR This port expects TLS"),
+    ];
+    for (addr, first, expected) in cases {
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        let script = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+if sys.argv[3]:
+    s.sendall(sys.argv[3].encode())
+print(s.recv(1000).decode(errors="replace").strip())
+"#;
+        let out = Command::new(support::python())
+            .args(["-c", script, host, port, first])
+            .output()
+            .unwrap();
+        let reply = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{reply}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(reply.starts_with(expected), "{addr} {first:?}: {reply}");
+    }
+}
+
+/// An SMTP client on the IMAP port (issue 18) waits for a 220 that never
+/// comes; after 20 s of silence since the greeting it gets a BYE and a
+/// reply code it shows (swaks prints it and exits) instead of hanging.
+#[test]
+fn an_smtp_client_on_the_imap_port_is_told_so() {
+    let d = support::demo();
+    if tool("swaks") {
+        let out = Command::new("swaks")
+            .args(["--server", &d.imap, "--timeout", "60"])
+            .args(["--from", "alice@example.com", "--to", "bob@example.com"])
+            .output()
+            .unwrap();
+        let transcript = String::from_utf8_lossy(&out.stdout);
+        assert!(!out.status.success(), "{transcript}");
+        assert!(
+            transcript.contains("554 5.7.0 This is graphgate's IMAP port (imap.listen)"),
+            "{transcript}"
+        );
+        return;
+    }
+    let (host, port) = d.imap.rsplit_once(':').unwrap();
+    let script = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+data = b""
+while True:
+    chunk = s.recv(4096)
+    if not chunk:
+        break
+    data += chunk
+print(data.decode(errors="replace"))
+"#;
+    let out = Command::new(support::python())
+        .args(["-c", script, host, port])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("* BYE No command within 20 s"), "{text}");
+    assert!(
+        text.contains("554 5.7.0 This is graphgate's IMAP port (imap.listen)"),
+        "{text}"
+    );
+}
+
+/// `HTTPS_PROXY` carries graphgate's requests to Microsoft's https
+/// endpoints (issue 18; README "Docker, systemd and client settings"):
+/// `graphgate doctor` reaching the Entra authority asks a local proxy to
+/// `CONNECT` to it, and with the host in `NO_PROXY` it does not.
+#[test]
+fn https_proxy_is_used_for_https_endpoints_and_no_proxy_skips_it() {
+    use std::io::{BufRead, BufReader};
+    let run = |no_proxy: Option<&str>| -> Vec<String> {
+        let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", proxy.local_addr().unwrap());
+        proxy.set_nonblocking(true).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new(support::BIN);
+        command
+            .args(["doctor", "--data-dir"])
+            .arg(dir.path())
+            .env("HTTPS_PROXY", &url)
+            .env_remove("https_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .env(
+                "GRAPHGATE_MICROSOFT_AUTHORITY_URL",
+                "https://login.example.test",
+            )
+            .env("GRAPHGATE_MICROSOFT_TENANT", "contoso.onmicrosoft.com")
+            .env(
+                "GRAPHGATE_MICROSOFT_CLIENT_ID",
+                "00000000-0000-0000-0000-000000000001",
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        match no_proxy {
+            Some(hosts) => command.env("NO_PROXY", hosts),
+            None => command.env_remove("NO_PROXY").env_remove("no_proxy"),
+        };
+        let mut child = command.spawn().unwrap();
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match proxy.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    let mut reader = BufReader::new(stream);
+                    let mut line = String::new();
+                    let _ = reader.read_line(&mut line);
+                    seen.push(line.trim_end().to_string());
+                    let _ = reader
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if child.try_wait().unwrap().is_some() {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "doctor did not finish");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(report.contains("login.example.test"), "{report}");
+        seen
+    };
+    let through_proxy = run(None);
+    assert!(
+        through_proxy
+            .iter()
+            .any(|l| l == "CONNECT login.example.test:443 HTTP/1.1"),
+        "{through_proxy:?}"
+    );
+    let direct = run(Some("login.example.test"));
+    assert!(direct.is_empty(), "NO_PROXY was not honoured: {direct:?}");
+}

@@ -135,3 +135,100 @@ fn logout_and_remove_reach_a_running_gateway_within_seconds() {
     let smtp = smtp_mail(&d.smtp, "bob@example.com", "bob");
     assert!(smtp.starts_with("535"), "{smtp}");
 }
+
+/// With `smtp.queue_while_signed_out` (issue 18), a signed-out account's
+/// mail is taken into the spool, and both the MAIL FROM and the DATA
+/// replies say it waits for `graphgate login`; the sign-in then sends it.
+#[test]
+fn queue_while_signed_out_accepts_and_says_so_then_login_sends_it() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let d = support::demo_env(&[("GRAPHGATE_SMTP_QUEUE_WHILE_SIGNED_OUT", "true")]);
+    cli(d.dir.path(), &["logout", "alice@example.com"]);
+    let (host, port) = d.smtp.rsplit_once(':').unwrap();
+    let script = r#"
+import smtplib, sys
+s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=60)
+s.login("alice@example.com", "alice")
+code, text = s.mail("alice@example.com")
+print(code, text.decode().replace("\n", " "))
+code, text = s.rcpt("bob@example.com")
+assert code == 250, (code, text)
+code, text = s.data("From: alice@example.com\r\nTo: bob@example.com\r\nSubject: waits\r\n\r\nx\r\n")
+print(code, text.decode().replace("\n", " "))
+s.quit()
+"#;
+    let out = Command::new(support::python())
+        .args(["-c", script, host, port])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = stdout.lines();
+    let mail = lines.next().unwrap();
+    assert!(mail.starts_with("250 2.1.0 Sender OK;"), "{mail}");
+    assert!(
+        mail.contains("will wait in the queue until `graphgate login alice@example.com`"),
+        "{mail}"
+    );
+    let data = lines.next().unwrap();
+    assert!(data.starts_with("250 2.0.0 OK: queued as"), "{data}");
+    assert!(data.contains("graphgate login alice@example.com"), "{data}");
+
+    let state = || {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(d.dir.path())
+            .args(["queue", "list", "--all", "--json"])
+            .output()
+            .unwrap();
+        let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        list[0]["state"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(state(), "queued");
+
+    // Sign alice in again (device code, approved at the simulator).
+    let mut login = Command::new(BIN)
+        .args(["login", "alice@example.com", "--data-dir"])
+        .arg(d.dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(login.stdout.take().unwrap());
+    let code = loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "no device code");
+        if let Some(code) = line.trim().strip_prefix("Code: ") {
+            break code.to_string();
+        }
+    };
+    let approve = Command::new("curl")
+        .args([
+            "-sf",
+            "--noproxy",
+            "*",
+            "-H",
+            "content-type: application/json",
+        ])
+        .arg("-d")
+        .arg(format!(
+            r#"{{"user_code": "{code}", "user": "alice@example.com", "approve": true}}"#
+        ))
+        .arg(format!("{}/_sim/devicelogin", d.sim))
+        .output()
+        .unwrap();
+    assert!(approve.status.success(), "{approve:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    assert!(login.wait().unwrap().success(), "{rest}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while state() != "delivered" {
+        assert!(Instant::now() < deadline, "never sent after login");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -223,8 +223,12 @@ async fn msmtp_as_cron_runs_it_gets_root_mail_through() {
     assert_eq!(reply_to, "alice+alerts@example.com");
 }
 
-/// `graphgate serve` with a relay for 127.0.0.2 only, sending as alice.
-async fn serve_with_relay_for_127_0_0_2(sim: &support::Sim) -> (Proc, String, tempfile::TempDir) {
+/// `graphgate serve` with a relay for 127.0.0.2 only, sending as alice:
+/// the process, the relay's address, the data directory (holding the
+/// configuration file `graphgate.toml`) and the SMTP submission address.
+async fn serve_with_relay_for_127_0_0_2(
+    sim: &support::Sim,
+) -> (Proc, String, tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "data_dir = {data:?}\n\
@@ -232,6 +236,7 @@ async fn serve_with_relay_for_127_0_0_2(sim: &support::Sim) -> (Proc, String, te
          tenant = {DEMO_TENANT_ID:?}\nclient_id = {DEMO_PUBLIC_CLIENT_ID:?}\n\
          [smtp]\nlisten = \"127.0.0.1:0\"\nimplicit_tls_listen = \"\"\n\
          [imap]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n\
+         [pop3]\nlisten = \"\"\nimplicit_tls_listen = \"\"\n\
          [relay]\nlisten = \"127.0.0.1:0\"\n\
          [[relay.networks]]\ncidr = \"127.0.0.2/32\"\naccount = \"alice@example.com\"\n",
         data = dir.path().display().to_string(),
@@ -264,7 +269,13 @@ async fn serve_with_relay_for_127_0_0_2(sim: &support::Sim) -> (Proc, String, te
         .unwrap_or_else(|| panic!("no relay in {line}"))
         .trim()
         .to_string();
-    (Proc(child), relay, dir)
+    let smtp = line
+        .split(" · ")
+        .find_map(|p| p.trim().strip_prefix("graphgate is running. SMTP "))
+        .unwrap_or_else(|| panic!("no SMTP in {line}"))
+        .trim()
+        .to_string();
+    (Proc(child), relay, dir, smtp)
 }
 
 /// One message through smtplib from `source` without AUTH: the code and
@@ -308,7 +319,7 @@ s.quit()
 #[tokio::test]
 async fn serve_relays_for_listed_addresses_only_and_names_the_setting_to_others() {
     let sim = support::sim(true);
-    let (_serve, relay, _dir) = serve_with_relay_for_127_0_0_2(&sim).await;
+    let (_serve, relay, _dir, _) = serve_with_relay_for_127_0_0_2(&sim).await;
     for outsider in ["127.0.0.1", "127.0.0.3"] {
         let (code, text) = send_from(&relay, outsider, "must not pass");
         assert_eq!(code, 554, "{outsider}: {text}");
@@ -471,4 +482,218 @@ async fn accounts_set_changes_aliases_and_sender_policy_of_a_running_gateway() {
     );
     let (code, text) = submit_as_alice(&d.smtp, "support@example.com", "alias removed");
     assert_eq!(code, 550, "{text}");
+}
+
+/// `SIGHUP` to `graphgate serve` reads `relay.networks` again and resolves
+/// its host names again (issue 18): the list for 127.0.0.2 becomes the
+/// host name `localhost`, and from then on 127.0.0.1 is admitted and
+/// 127.0.0.2 refused, without a restart.
+#[tokio::test]
+async fn sighup_reloads_relay_networks_and_resolves_host_names_again() {
+    let sim = support::sim(true);
+    let (serve, relay, dir, _) = serve_with_relay_for_127_0_0_2(&sim).await;
+    let (code, text) = send_from(&relay, "127.0.0.1", "relay: before the reload");
+    assert_eq!(code, 554, "{text}");
+    assert!(text.contains("reload (kill -HUP"), "{text}");
+
+    let path = dir.path().join("graphgate.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    assert!(config.contains("cidr = \"127.0.0.2/32\""), "{config}");
+    let config = config.replace("cidr = \"127.0.0.2/32\"", "cidr = \"localhost\"");
+    graphgate::config::write_private_file(&path, config.as_bytes()).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &serve.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+
+    let subject = "relay: admitted by host name after SIGHUP";
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let (code, text) = send_from(&relay, "127.0.0.1", subject);
+        if code == 250 {
+            break;
+        }
+        assert_eq!(code, 554, "{text}");
+        assert!(
+            Instant::now() < deadline,
+            "still refused after SIGHUP: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, text) = send_from(&relay, "127.0.0.2", "must not pass");
+    assert_eq!(code, 554, "{text}");
+    assert!(
+        text.contains("127.0.0.2 is not in relay.networks"),
+        "{text}"
+    );
+    let mime = wait_for_subject(&sim.url, "bob@example.com", "inbox", subject).await;
+    assert_eq!(from_and_reply_to(&mime).1, "alice@example.com");
+}
+
+/// Sign-out on a running `graphgate serve` (issue 18, done-when): after
+/// `graphgate logout alice` (another process, same configuration), within
+/// 5 s both the submission port (with AUTH) and the relay (by network)
+/// answer MAIL FROM with 451 4.7.0 naming `graphgate login`.
+#[tokio::test]
+async fn logout_reaches_a_running_serve_within_seconds() {
+    let sim = support::sim(true);
+    let (_serve, relay, dir, smtp) = serve_with_relay_for_127_0_0_2(&sim).await;
+    let (code, text) = submit_as_alice(&smtp, "alice@example.com", "before logout");
+    assert_eq!(code, 250, "{text}");
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(dir.path().join("graphgate.toml"))
+        .args(["logout", "alice@example.com"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (code, text) = loop {
+        let (code, text) = submit_as_alice(&smtp, "alice@example.com", "after logout");
+        if code != 250 {
+            break (code, text);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "SMTP as alice still delivers 5 s after logout"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(code, 451, "{text}");
+    assert!(text.starts_with("4.7.0"), "{text}");
+    assert!(text.contains("graphgate login alice@example.com"), "{text}");
+    let (code, text) = send_from(&relay, "127.0.0.2", "relay after logout");
+    assert_eq!(code, 451, "{text}");
+    assert!(text.contains("graphgate login alice@example.com"), "{text}");
+}
+
+/// A private Postfix instance (`postfix -c DIR`), stopped on drop.
+struct Postfix(std::path::PathBuf);
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(self.0.join("conf"))
+            .arg("stop")
+            .output();
+    }
+}
+
+/// Postfix as a smarthost client (docs/relay.md "Postfix or sendmail as a
+/// smarthost client"; issue 18): a private Postfix instance with
+/// `relayhost = [127.0.0.1]:<relay port>` and `smtp_bind_address =
+/// 127.0.0.2` (the listed address) hands cron-style mail (`sendmail -t`,
+/// From: root) to the relay, which sends it once as alice. Postfix must
+/// start as root; scripts/test installs it.
+#[tokio::test]
+async fn postfix_as_a_smarthost_client_relays_through_the_allowlist() {
+    if !tool("postfix") {
+        return;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if !root {
+        eprintln!("skipped: Postfix starts as root only");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let sim = support::sim(true);
+    let (_serve, relay, _dir, _) = serve_with_relay_for_127_0_0_2(&sim).await;
+    let (_, relay_port) = relay.rsplit_once(':').unwrap();
+    let top = tempfile::tempdir().unwrap();
+    let base = top.path().to_path_buf();
+    // Postfix's own user walks into its queue and data directories.
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for sub in ["conf", "queue", "data"] {
+        std::fs::create_dir(base.join(sub)).unwrap();
+    }
+    let chown = Command::new("chown")
+        .arg("postfix")
+        .arg(base.join("data"))
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let b = base.display();
+    let main_cf = format!(
+        "compatibility_level = 3.6\n\
+         queue_directory = {b}/queue\n\
+         data_directory = {b}/data\n\
+         maillog_file_prefixes = {b}\n\
+         maillog_file = {b}/maillog\n\
+         myhostname = myhost.local\n\
+         myorigin = myhost.local\n\
+         mydestination =\n\
+         inet_interfaces = loopback-only\n\
+         inet_protocols = ipv4\n\
+         relayhost = [127.0.0.1]:{relay_port}\n\
+         smtp_bind_address = 127.0.0.2\n\
+         smtp_tls_security_level = may\n\
+         alias_maps =\n\
+         alias_database =\n"
+    );
+    std::fs::write(base.join("conf/main.cf"), main_cf).unwrap();
+    // Debian's master.cf without the port-25 listener, nothing chrooted.
+    let master = std::fs::read_to_string("/usr/share/postfix/master.cf.dist")
+        .or_else(|_| std::fs::read_to_string("/etc/postfix/master.cf"))
+        .unwrap();
+    let master: String = master
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let service = !line.starts_with([' ', '\t', '#']) && fields.len() >= 8;
+            if !service {
+                return Some(format!("{line}\n"));
+            }
+            if fields[0] == "smtp" && fields[1] == "inet" {
+                return None;
+            }
+            let mut fields = fields;
+            fields[4] = "n";
+            Some(format!("{}\n", fields.join("  ")))
+        })
+        .collect();
+    std::fs::write(base.join("conf/master.cf"), master).unwrap();
+    let conf = base.join("conf");
+    let start = Command::new("postfix")
+        .arg("-c")
+        .arg(&conf)
+        .arg("start")
+        .output()
+        .unwrap();
+    let _postfix = Postfix(base.clone());
+    assert!(
+        start.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&start.stdout),
+        String::from_utf8_lossy(&start.stderr)
+    );
+    let subject = "relay: Postfix smarthost client";
+    let out = run(
+        Command::new("sendmail")
+            .arg("-C")
+            .arg(&conf)
+            .args(["-t", "-i"]),
+        format!("From: root\nTo: bob@example.com\nSubject: {subject}\n\ndisk almost full\n")
+            .as_bytes(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let mime = wait_for_subject(&sim.url, "bob@example.com", "inbox", subject).await;
+    let (name, address, reply_to) = from_and_reply_to(&mime);
+    assert_eq!(address, "alice@example.com");
+    assert_eq!(name, "root@myhost.local via graphgate");
+    assert_eq!(reply_to, "root@myhost.local");
+    // Postfix logs the relay's 250 (its log writer may lag the delivery).
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let log = std::fs::read_to_string(base.join("maillog")).unwrap_or_default();
+        if log.contains("status=sent (250 2.0.0 OK: queued as") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -830,6 +830,14 @@ fn queue_commands_show_retry_and_drop() {
     let (ok, text) = run(&["queue", "drop", &entry.id.0.to_string()]);
     assert!(ok && text.contains("dropped"), "{text}");
     assert!(!path.exists());
+    // Issue 18: `queue show` no longer names the file it removed.
+    let (ok, text) = run(&["queue", "show", &entry.id.0.to_string()]);
+    assert!(ok, "{text}");
+    assert!(!text.contains(&*path.to_string_lossy()), "{text}");
+    assert!(
+        text.contains("file         removed: the message is dropped"),
+        "{text}"
+    );
     let (ok, text) = run(&["queue", "drop", &entry.id.0.to_string()]);
     assert!(!ok && text.contains("already dropped"), "{text}");
     let (ok, text) = run(&["queue", "show", "999"]);

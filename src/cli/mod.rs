@@ -203,7 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if let Some(relay) = args.relay {
                 config.relay.listen = relay.to_string();
             }
-            serve::run(config).await
+            serve::run(config, config_file(&cli)).await
         }
         Command::Accounts(ref command) => {
             let config = load_config(&cli)?;

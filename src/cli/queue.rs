@@ -168,7 +168,22 @@ pub fn run(store: &Store, command: &QueueCommand) -> anyhow::Result<ExitCode> {
                 println!("  last error   {err}");
             }
             if !e.path.is_empty() {
-                println!("  file         {}", e.path);
+                // Issue 18: never print a path that no longer exists.
+                let waiting = matches!(e.state, SpoolState::Queued | SpoolState::Sending);
+                if std::path::Path::new(&e.path).exists() {
+                    println!("  file         {}", e.path);
+                } else if waiting {
+                    println!(
+                        "  file         MISSING ({}): the message cannot be sent; restore the \
+                         file from a backup, or give up on it with `graphgate queue drop {}`",
+                        e.path, e.id.0
+                    );
+                } else {
+                    println!(
+                        "  file         removed: the message is {}, so only this record stays",
+                        e.state.as_str()
+                    );
+                }
             } else if e.inline {
                 println!("  bytes        in the spool database");
             }

@@ -27,7 +27,12 @@ pub struct ServeArgs {
     pub relay: Option<std::net::SocketAddr>,
 }
 
-pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+/// `config_path`: the file the configuration came from, read again on
+/// `SIGHUP` (see [`crate::gateway::listeners::reload_relay`]).
+pub async fn run(
+    config: Config,
+    config_path: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
     super::logging::init_config(&config.log);
     let runtime = Runtime::from_config(&config, StoreMode::Create, KeyMode::LoadOrCreate)?;
     let (store, key) = (&runtime.store, &runtime.key);
@@ -108,7 +113,29 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         show(gateway.pop3s),
         config.data_dir.display()
     );
-    super::shutdown_signal().await;
+    // SIGHUP: read relay.networks again and resolve its host names.
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let stop = super::shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        #[cfg(unix)]
+        let hup = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = &mut stop => break,
+            Some(()) = hup => {
+                tracing::info!("SIGHUP: reloading the configuration's relay.networks");
+                crate::gateway::listeners::reload_relay(&gateway, config_path.as_deref()).await;
+            }
+        }
+    }
     tracing::info!("shutting down");
     shutdown.cancel();
     while let Some(done) = tasks.join_next().await {

@@ -200,6 +200,15 @@ pub const KEYS: &[KeyDoc] = &[
         example: None,
     },
     KeyDoc {
+        key: "smtp.queue_while_signed_out",
+        doc: "false (default): mail from an account that needs sign-in (OFFLINE) is answered \
+              451 4.7.0 at MAIL FROM, naming `graphgate login`, and the client keeps it. true: \
+              it is accepted into the spool (the 250 replies say it waits for the sign-in) \
+              and sent once `graphgate login` succeeds; unsent past smtp.bounce_after_h, it \
+              bounces.",
+        example: None,
+    },
+    KeyDoc {
         key: "imap.listen",
         doc: "IMAP listener (STARTTLS offered). Empty: off. Mail clients and mail handlers \
               connect here with a local account's login and password.",
@@ -394,6 +403,14 @@ pub const KEYS: &[KeyDoc] = &[
         example: Some("127.0.0.1:8025"),
     },
     KeyDoc {
+        key: "admin.account_metrics",
+        doc: "true: /metrics also reports per account (label `account`, the login: online, \
+              queued messages, oldest queued age) and per Graph mailbox (label `mailbox`, the \
+              address: answers and 429s). Off by default because those labels name people; \
+              turn it on where the metrics stay with the admin.",
+        example: None,
+    },
+    KeyDoc {
         key: "relay.listen",
         doc: "Relay listener for devices that cannot authenticate (scanners, printers, NAS \
               boxes, cron via msmtp): it takes mail WITHOUT AUTH, but only from the networks \
@@ -421,9 +438,31 @@ pub const KEYS: &[KeyDoc] = &[
         key: "alerts.webhook_url",
         doc: "A URL that receives a JSON POST (retried up to 5 times) when an account needs \
               a new sign-in (`event`: account_needs_sign_in) or a message bounced \
-              (message_bounced), with `account`, `text`, `fix` (the command that helps), \
-              `host` and `at` (Unix seconds). Empty: off.",
+              (message_bounced) or has waited alerts.queued_after_s for delivery \
+              (message_queued; both with `queue_id`), with `account`, `text`, `fix` (the \
+              command that helps), `host` and `at` (Unix seconds). Empty: off.",
         example: Some("https://alerts.example.com/graphgate"),
+    },
+    KeyDoc {
+        key: "alerts.mail_to",
+        doc: "Also mail every alert to this address (Subject `graphgate alert: <event> \
+              (<account>)`), sent through the spool as alerts.mail_from_account. Alerts about \
+              that account itself go to the webhook only (its mail may be what fails). Empty: \
+              no mail.",
+        example: Some("admin@contoso.com"),
+    },
+    KeyDoc {
+        key: "alerts.mail_from_account",
+        doc: "The local account (graphgate accounts list) that sends the alert mail of \
+              alerts.mail_to; use another account than the ones the alerts are about.",
+        example: Some("monitoring@contoso.com"),
+    },
+    KeyDoc {
+        key: "alerts.queued_after_s",
+        doc: "Seconds a message may wait in the queue (not yet delivered, not bounced) before \
+              it is reported to alerts.webhook_url as `message_queued`, once per message and \
+              gateway run. Default 14400 (4 hours); 0: never.",
+        example: None,
     },
     KeyDoc {
         key: "log.level",

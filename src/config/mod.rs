@@ -47,11 +47,29 @@ pub struct Config {
 }
 
 /// Where alerts go (`crate::alerts`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertsConfig {
     /// A URL that gets a JSON POST per alert; empty = off.
     pub webhook_url: String,
+    /// Alert when a message has waited this many seconds for delivery;
+    /// 0 = never.
+    pub queued_after_s: u64,
+    /// Also mail each alert to this address; empty = no mail.
+    pub mail_to: String,
+    /// The local account (login) that sends the alert mail.
+    pub mail_from_account: String,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            webhook_url: String::new(),
+            queued_after_s: 4 * 3600,
+            mail_to: String::new(),
+            mail_from_account: String::new(),
+        }
+    }
 }
 
 /// The SMTP submission listeners and the spool.
@@ -80,6 +98,9 @@ pub struct SmtpConfig {
     pub retry_base_s: u64,
     /// Seconds of silence after which a connection is closed.
     pub idle_timeout_s: u64,
+    /// Accept mail of a signed-out account into the spool (250, saying
+    /// so) instead of 451.
+    pub queue_while_signed_out: bool,
 }
 
 impl Default for SmtpConfig {
@@ -97,6 +118,7 @@ impl Default for SmtpConfig {
             in_doubt_grace_s: 120,
             retry_base_s: 30,
             idle_timeout_s: 300,
+            queue_while_signed_out: false,
         }
     }
 }
@@ -463,6 +485,8 @@ impl Config {
 pub struct AdminConfig {
     /// Address to listen on, e.g. `127.0.0.1:8025`; empty = off.
     pub listen: String,
+    /// `/metrics` also by account login and Graph mailbox address.
+    pub account_metrics: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

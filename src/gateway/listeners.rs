@@ -27,6 +27,8 @@ pub struct Gateway {
     pub pop3: Option<SocketAddr>,
     pub pop3s: Option<SocketAddr>,
     pub relay: Option<SocketAddr>,
+    /// The relay listener's allowlist, for [`reload_relay`].
+    pub relay_networks: Option<Arc<crate::smtp::relay::RelayAllowlist>>,
     /// The listeners started and whether each still accepts (for /readyz).
     pub listeners: crate::admin::Listeners,
 }
@@ -54,6 +56,9 @@ pub fn spool_config(config: &Config) -> SpoolConfig {
         bounce_after: Duration::from_secs(s.bounce_after_h * 3600),
         in_doubt_grace: Duration::from_secs(s.in_doubt_grace_s),
         retry_base: Duration::from_secs(s.retry_base_s.max(1)),
+        queued_alert_after: Some(config.alerts.queued_after_s)
+            .filter(|s| *s > 0)
+            .map(Duration::from_secs),
         ..SpoolConfig::default()
     }
 }
@@ -69,6 +74,7 @@ pub async fn start(
     tasks: &mut Tasks,
 ) -> anyhow::Result<Gateway> {
     crate::alerts::init(&config.alerts.webhook_url).map_err(anyhow::Error::msg)?;
+    crate::metrics::set_per_account(config.admin.account_metrics);
     let store = &runtime.store;
     let accounts = runtime.accounts.clone();
     let registry = accounts.clone();
@@ -89,6 +95,7 @@ pub async fn start(
     }
     let s = &config.smtp;
     let spool = Spool::new(store.clone(), accounts.clone(), spool_config(config));
+    super::alert_mail::install(config, store, &spool)?;
     // One deliverer per data directory (see `spool::owner`).
     let owner = own_spool(&config.data_dir).await?;
     {
@@ -118,6 +125,7 @@ pub async fn start(
         pop3: None,
         pop3s: None,
         relay: None,
+        relay_networks: None,
         listeners: crate::admin::Listeners::default(),
     };
     if [
@@ -168,6 +176,7 @@ pub async fn start(
                 hostname: s.hostname.clone(),
                 max_message_size: usize::try_from(s.max_message_size).unwrap_or(usize::MAX),
                 max_recipients: usize::try_from(s.max_recipients).unwrap_or(usize::MAX),
+                queue_while_signed_out: s.queue_while_signed_out,
                 ..SessionConfig::default()
             },
             incoming_dir: crate::spool::incoming::incoming_dir(&config.data_dir),
@@ -223,7 +232,9 @@ pub async fn start(
             );
         }
         let mut relay_config = server.config.clone();
-        relay_config.relay = Some(Arc::new(networks));
+        let allowlist = Arc::new(crate::smtp::relay::RelayAllowlist::new(networks));
+        relay_config.relay = Some(allowlist.clone());
+        gateway.relay_networks = Some(allowlist);
         let relay = Server::new(
             relay_config,
             store.clone(),
@@ -469,4 +480,36 @@ fn password_checks(config: &crate::config::Config) -> anyhow::Result<()> {
         storm.as_secs_f64()
     );
     Ok(())
+}
+
+/// Read `relay.networks` again from the configuration file at `path` (and
+/// the environment) and resolve its host names again: what `SIGHUP` to
+/// `graphgate serve` does. A configuration that does not load or resolve
+/// is logged with its fix and the relay keeps the networks it had.
+pub async fn reload_relay(gateway: &Gateway, path: Option<&std::path::Path>) {
+    let Some(allowlist) = &gateway.relay_networks else {
+        tracing::info!(
+            "reload: no relay listener is running, so there is nothing to reload (set              relay.listen and restart to start one)"
+        );
+        return;
+    };
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::error!("reload: {e}; the relay keeps the networks it had");
+            return;
+        }
+    };
+    match crate::smtp::relay::RelayNetworks::resolve(&config.relay).await {
+        Ok(networks) => {
+            let list: Vec<String> = networks
+                .networks()
+                .iter()
+                .map(|n| format!("{} ({}) as {}", n.cidr, n.configured, n.account))
+                .collect();
+            tracing::info!(networks = %list.join(", "), "reload: relay.networks resolved again");
+            allowlist.replace(networks);
+        }
+        Err(e) => tracing::error!("reload: {e}; the relay keeps the networks it had"),
+    }
 }

@@ -6,6 +6,7 @@
 //! builds a Graph or Entra client of its own, so a setting of the
 //! configuration reaches all of them.
 
+pub mod alert_mail;
 pub mod listeners;
 pub mod net;
 
@@ -49,6 +50,13 @@ pub enum GatewayError {
         .0.display()
     )]
     NoDatabase(PathBuf),
+    #[error(
+        "cannot use the data directory {}: {reason}. Make it a directory the user graphgate \
+         runs as can write (mkdir -p DIR; chown USER DIR; chmod 700 DIR), or point data_dir \
+         (GRAPHGATE_DATA_DIR, --data-dir) at one; `graphgate doctor` checks it",
+        .path.display()
+    )]
+    DataDir { path: PathBuf, reason: String },
     #[error(transparent)]
     Store(StoreError),
     #[error(
@@ -136,6 +144,23 @@ pub fn open_store(config: &Config, mode: StoreMode) -> Result<Store, GatewayErro
     let path = Store::path_in(&config.data_dir);
     if mode == StoreMode::Existing && !path.exists() {
         return Err(GatewayError::NoDatabase(path));
+    }
+    if mode == StoreMode::Create {
+        // Said once, with the fix (issue 18), instead of the store's OS
+        // error repeated by its source chain.
+        let dir = &config.data_dir;
+        let probe = std::fs::create_dir_all(dir).and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(".graphgate-probe-")
+                .tempfile_in(dir)
+                .map(drop)
+        });
+        if let Err(e) = probe {
+            return Err(GatewayError::DataDir {
+                path: dir.clone(),
+                reason: e.to_string(),
+            });
+        }
     }
     Store::open(&config.data_dir).map_err(GatewayError::Store)
 }

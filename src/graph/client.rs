@@ -152,7 +152,7 @@ impl GraphClient {
         tokens: Arc<dyn TokenSource>,
     ) -> GraphMailbox {
         let limit = self.shared.config.concurrency_per_mailbox;
-        let permits = match (key, self.shared.permits.lock()) {
+        let permits = match (key.clone(), self.shared.permits.lock()) {
             (Some(key), Ok(mut map)) => map
                 .entry(key)
                 .or_insert_with(|| Arc::new(Semaphore::new(limit)))
@@ -161,6 +161,7 @@ impl GraphClient {
         };
         let path = mailbox.path();
         GraphMailbox {
+            metrics_label: key.clone().unwrap_or_default().into(),
             shared: self.shared.clone(),
             base: format!("{}/{}", self.shared.root, path),
             batch_prefix: format!("/{path}"),
@@ -275,6 +276,9 @@ pub struct GraphMailbox {
     pub(crate) batch_prefix: String,
     tokens: Arc<dyn TokenSource>,
     permits: Arc<Semaphore>,
+    /// The mailbox address (lower case) for the per-mailbox metrics;
+    /// empty for a `/me` handle of no known address.
+    metrics_label: Arc<str>,
 }
 
 impl GraphMailbox {
@@ -461,6 +465,7 @@ impl GraphMailbox {
             }
             None => {}
         }
+        let started = std::time::Instant::now();
         let mut response = match builder.send().await {
             Ok(r) => r,
             Err(e) => {
@@ -478,7 +483,11 @@ impl GraphMailbox {
         let status = response.status().as_u16();
         self.shared
             .count(|c| *c.statuses.entry(status).or_insert(0) += 1);
-        crate::metrics::get().graph_request(&key_for_metrics, Some(status));
+        let metrics = crate::metrics::get();
+        metrics.graph_request(&key_for_metrics, Some(status));
+        // Issue 18: per-mailbox answers and 429s, and the latency
+        // histogram (request sent → status line), each attempt.
+        metrics.graph_answer(&self.metrics_label, status, started.elapsed());
         let headers = response.headers().clone();
         let limit = self.shared.config.max_response_bytes;
         let mut body = Vec::new();

@@ -219,6 +219,32 @@ const MAX_ECHOED_TAG: usize = 64;
 /// Send an untagged BYE before closing: imap-next writes a queued
 /// response only while the stream is driven, so drive it (briefly) until
 /// the BYE is out.
+/// How long a client may stay silent after the greeting (an IMAP client
+/// sends CAPABILITY or LOGIN at once; an SMTP client waits for a 220).
+const SILENT_CLIENT_WAIT: Duration = Duration::from_secs(20);
+
+/// A client silent since the greeting: BYE for an IMAP client, and a line
+/// an SMTP client shows (a reply code) instead of waiting forever.
+async fn silent_client(mut stream: Stream, imap: &mut ImapNext) {
+    bye(
+        &mut stream,
+        imap,
+        "No command within 20 s of the greeting: closing. An SMTP client belongs on the SMTP \
+         port (smtp.listen), not on this IMAP port",
+    )
+    .await;
+    if let Some(mut tcp) = stream.into_plain() {
+        use tokio::io::AsyncWriteExt;
+        let _ = tcp
+            .write_all(
+                b"554 5.7.0 This is graphgate's IMAP port (imap.listen): send mail to the SMTP \
+                  submission port (smtp.listen) or the relay (relay.listen)\r\n",
+            )
+            .await;
+        let _ = tcp.shutdown().await;
+    }
+}
+
 async fn bye(stream: &mut Stream, imap: &mut ImapNext, text: &str) {
     let Ok(status) = Status::bye(None, text.to_string()) else {
         return;
@@ -244,6 +270,17 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
+    if implicit_tls && crate::tls::speaks_plaintext(&tcp).await {
+        // RFC 9051 §7.1.5: BYE may be the greeting of a refused connection.
+        crate::tls::refuse_plaintext(
+            tcp,
+            b"* BYE This port expects TLS from the first byte (implicit TLS, imaps://, \
+              port-993 style): enable SSL/TLS in the client, or use STARTTLS on the IMAP \
+              port (imap.listen)\r\n",
+        )
+        .await;
+        return Ok(());
+    }
     let mut stream = if implicit_tls {
         let s = handshake(&server, tcp).await?;
         Stream::tls(s)
@@ -266,6 +303,10 @@ async fn serve(
         idle_tag: None,
         starttls: false,
     };
+    // Whether the client sent anything yet: one that stays silent after
+    // the greeting is most likely an SMTP client waiting for its 220
+    // (issue 18), told so after SILENT_CLIENT_WAIT.
+    let mut heard = false;
     loop {
         // While idling: Graph is asked every `idle_poll`; a change another
         // session makes to the folder is told at once (its gate moves).
@@ -311,8 +352,18 @@ async fn serve(
                 }
                 continue;
             }
-            event = tokio::time::timeout(server.config.idle_timeout, stream.next(&mut imap)) => event,
+            event = tokio::time::timeout(
+                if heard { server.config.idle_timeout } else { SILENT_CLIENT_WAIT.min(server.config.idle_timeout) },
+                stream.next(&mut imap),
+            ) => event,
         };
+        if !heard && !matches!(event, Ok(Ok(Event::GreetingSent { .. }))) {
+            if event.is_err() {
+                silent_client(stream, &mut imap).await;
+                return Ok(());
+            }
+            heard = true;
+        }
         let event = match event {
             Err(_) if conn.idle_tag.is_none() => {
                 bye(

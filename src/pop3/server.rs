@@ -213,6 +213,16 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
+    if implicit_tls && crate::tls::speaks_plaintext(&tcp).await {
+        crate::tls::refuse_plaintext(
+            tcp,
+            b"-ERR This port expects TLS from the first byte (implicit TLS, pop3s://, \
+              port-995 style): enable SSL/TLS in the client, or use STLS on the POP3 port \
+              (pop3.listen)\r\n",
+        )
+        .await;
+        return Ok(());
+    }
     let io = if implicit_tls {
         handshake(&server, tcp).await?
     } else {

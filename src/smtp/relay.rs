@@ -192,6 +192,29 @@ impl RelayNetworks {
     }
 }
 
+/// The allowlist a relay listener consults for each new client, replaced
+/// whole when the configuration is reloaded (`SIGHUP` to `graphgate
+/// serve`): host names are resolved again then, and a connection already
+/// admitted keeps the network it was admitted by.
+#[derive(Debug, Default)]
+pub struct RelayAllowlist(std::sync::RwLock<std::sync::Arc<RelayNetworks>>);
+
+impl RelayAllowlist {
+    pub fn new(networks: RelayNetworks) -> RelayAllowlist {
+        RelayAllowlist(std::sync::RwLock::new(std::sync::Arc::new(networks)))
+    }
+
+    /// The networks now.
+    pub fn current(&self) -> std::sync::Arc<RelayNetworks> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Use `networks` for every client from now on.
+    pub fn replace(&self, networks: RelayNetworks) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = std::sync::Arc::new(networks);
+    }
+}
+
 /// Who a relay client sends as, or the reply that refuses it (a whole
 /// line, sent instead of the greeting).
 pub(super) enum Admission {
@@ -211,7 +234,8 @@ pub(super) fn admit(networks: &RelayNetworks, store: &Store, ip: IpAddr) -> Admi
         return Admission::Refused(format!(
             "554 5.7.1 {ip} is not in relay.networks: this relay listener takes mail without \
              AUTH only from the networks listed there. Add a [[relay.networks]] entry (cidr = \
-             \"{ip}\", account = \"<local login>\") and restart, or submit with AUTH to the \
+             \"{ip}\", account = \"<local login>\") and reload (kill -HUP the graphgate serve \
+             process) or restart, or submit with AUTH to the \
              submission port (smtp.listen)\r\n"
         ));
     };

@@ -124,7 +124,7 @@ pub struct ServerConfig {
     /// Failed-login backoff, shared with the IMAP listeners.
     pub login_guard: Arc<LoginGuard>,
     /// A relay listener: mail without AUTH from these networks only.
-    pub relay: Option<Arc<super::relay::RelayNetworks>>,
+    pub relay: Option<Arc<super::relay::RelayAllowlist>>,
 }
 
 impl Default for ServerConfig {
@@ -345,7 +345,7 @@ async fn serve_connection(
 ) -> std::io::Result<()> {
     let _ = tcp.set_nodelay(true);
     let mut tcp = tcp;
-    if implicit_tls && speaks_plaintext(&tcp).await {
+    if implicit_tls && crate::tls::speaks_plaintext(&tcp).await {
         // A plain SMTP client on the implicit-TLS port waits for a
         // greeting the TLS handshake never sends: say so instead of
         // leaving it to hang until the handshake times out.
@@ -379,7 +379,7 @@ async fn serve_connection(
     let mut session = Session::new(config).with_gate(Arc::new(StoreGate(server.store.clone())));
     if let Some(networks) = &server.config.relay {
         use super::relay::{Admission, admit};
-        let admission = admit(networks, &server.store, peer.ip());
+        let admission = admit(&networks.current(), &server.store, peer.ip());
         let outcome = match &admission {
             Admission::Admitted { .. } => "admitted",
             Admission::Refused(_) => "refused",
@@ -576,24 +576,6 @@ async fn serve_connection(
     }
     Ok(())
 }
-
-/// Whether a client on an implicit-TLS port is not starting TLS: it sent
-/// nothing within [`PLAINTEXT_WAIT`] (a plain SMTP client waits for the
-/// server to speak first) or its first byte is not a TLS handshake record
-/// (0x16, RFC 8446 §5.1).
-async fn speaks_plaintext(tcp: &TcpStream) -> bool {
-    let mut first = [0u8; 1];
-    match tokio::time::timeout(PLAINTEXT_WAIT, tcp.peek(&mut first)).await {
-        Err(_) => true,
-        Ok(Ok(1)) => first[0] != 0x16,
-        Ok(_) => false,
-    }
-}
-
-/// How long a client on an implicit-TLS port may stay silent before it is
-/// told that the port expects TLS (a TLS client sends its ClientHello at
-/// once).
-const PLAINTEXT_WAIT: Duration = Duration::from_secs(3);
 
 /// The store's word on whether an account can send: OFFLINE (signed out,
 /// its grant revoked — kept across restarts until a refresh or

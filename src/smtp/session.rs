@@ -49,6 +49,9 @@ pub struct SessionConfig {
     pub tls_active: bool,
     /// AUTH may be used without TLS (loopback clients, when configured).
     pub plaintext_auth_allowed: bool,
+    /// A signed-out account's mail goes into the spool instead of 451
+    /// (`smtp.queue_while_signed_out`).
+    pub queue_while_signed_out: bool,
 }
 
 impl Default for SessionConfig {
@@ -62,6 +65,7 @@ impl Default for SessionConfig {
             tls_available: false,
             tls_active: false,
             plaintext_auth_allowed: true,
+            queue_while_signed_out: false,
         }
     }
 }

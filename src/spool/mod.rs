@@ -80,6 +80,7 @@ mod deliver;
 pub mod dsn;
 pub mod evidence;
 pub mod incoming;
+mod overdue;
 pub mod owner;
 pub mod submit;
 
@@ -119,6 +120,9 @@ pub struct SpoolConfig {
     pub workers: usize,
     /// How often the worker looks at the spool without being woken.
     pub poll_interval: Duration,
+    /// Alert (`message_queued`) for a message waiting this long
+    /// (`alerts.queued_after_s`); `None`: never.
+    pub queued_alert_after: Option<Duration>,
 }
 
 impl Default for SpoolConfig {
@@ -131,6 +135,7 @@ impl Default for SpoolConfig {
             retry_max: Duration::from_secs(30 * 60),
             workers: 8,
             poll_interval: Duration::from_secs(5),
+            queued_alert_after: None,
         }
     }
 }
@@ -272,7 +277,11 @@ impl Spool {
     /// `sending` ones nobody works on are resolved (see the module docs).
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tasks = tokio::task::JoinSet::new();
+        let mut overdue = overdue::Overdue::default();
         loop {
+            if let Some(after) = self.config.queued_alert_after {
+                overdue.check(&self.store, after);
+            }
             let now = now_unix();
             let mut due = Vec::new();
             for state in [SpoolState::Sending, SpoolState::Queued, SpoolState::Bounced] {
@@ -749,7 +758,12 @@ impl Spool {
 #[async_trait::async_trait]
 impl Submitter for Arc<Spool> {
     async fn submit(&self, message: SpooledMessage) -> SubmitOutcome {
-        self.submit_inner(message).await
+        let started = std::time::Instant::now();
+        let outcome = self.submit_inner(message).await;
+        crate::metrics::get()
+            .smtp_submission_seconds
+            .observe(started.elapsed().as_secs_f64());
+        outcome
     }
 }
 

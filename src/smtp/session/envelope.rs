@@ -4,7 +4,9 @@
 //!   account must be able to reach Microsoft 365 now: an account the
 //!   gateway knows to be signed out (OFFLINE) gets `451 4.7.0` naming it
 //!   and `graphgate login <account>`, before the client sends any data
-//!   (RFC 5321 §4.2.5: 4yz, the client keeps the message and retries).
+//!   (RFC 5321 §4.2.5: 4yz, the client keeps the message and retries) —
+//!   or, with `smtp.queue_while_signed_out`, 250 saying the message will
+//!   wait in the spool for that sign-in.
 //! - RCPT TO: without the SMTPUTF8 parameter on MAIL FROM the envelope is
 //!   ASCII (RFC 5321 §2.3.1, §4.1.2; RFC 6531 §3.3): a non-ASCII address —
 //!   a raw 8-bit byte — is refused with `553 5.6.7`, the code RFC 6531
@@ -127,7 +129,22 @@ impl Session {
             allowed: auth.allowed_senders.clone(),
             original: rewrite.unwrap_or_else(|| mail_from.clone()),
         });
-        if let Some(reason) = self.gate.as_ref().and_then(|g| g.offline(&auth.login)) {
+        let offline = self.gate.as_ref().and_then(|g| g.offline(&auth.login));
+        let mut sender_ok = "Sender OK".to_string();
+        if let Some(reason) = offline
+            .as_ref()
+            .filter(|_| self.config.queue_while_signed_out)
+        {
+            // smtp.queue_while_signed_out: take it into the spool, and
+            // say where it waits (the 250 after DATA says so again).
+            let login = printable(&auth.login);
+            sender_ok = format!(
+                "Sender OK; {login} is signed out of Microsoft 365 (OFFLINE), so the message \
+                 will wait in the queue until `graphgate login {login}` (smtp.queue_while_signed_out). \
+                 Reason: {}",
+                printable(reason)
+            );
+        } else if let Some(reason) = offline {
             // Not a client error: nothing counts against max_errors.
             let login = printable(&auth.login);
             out.push(reply(
@@ -148,7 +165,7 @@ impl Session {
             smtputf8,
             rewrite,
         });
-        out.push(reply(250, "2.1.0", "Sender OK"));
+        out.push(reply(250, "2.1.0", &sender_ok));
     }
 
     pub(super) fn handle_rcpt(&mut self, address: &str, out: &mut Vec<Action>) {
