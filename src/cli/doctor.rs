@@ -37,7 +37,7 @@ pub struct DoctorArgs {
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub(super) enum Level {
+pub(crate) enum Level {
     Ok,
     Warn,
     Fail,
@@ -45,7 +45,7 @@ pub(super) enum Level {
 
 /// One checked thing: what, what was found, and what to do about it.
 #[derive(Debug, Clone, Serialize)]
-pub(super) struct Finding {
+pub(crate) struct Finding {
     pub level: Level,
     pub check: String,
     pub detail: String,
@@ -105,7 +105,7 @@ impl Finding {
 
 /// The findings so far.
 #[derive(Default)]
-pub(super) struct Report {
+pub(crate) struct Report {
     pub findings: Vec<Finding>,
 }
 
@@ -126,11 +126,9 @@ pub async fn run(
     data_dir: Option<PathBuf>,
     args: &DoctorArgs,
 ) -> anyhow::Result<ExitCode> {
-    let mut report = Report::default();
-    if let Some(config) = check_config(config_file.as_deref(), data_dir, &mut report) {
-        check_host(&config, config_file.as_deref(), &mut report).await;
-        accounts::check_accounts(&config, &mut report).await;
-    }
+    let report = Report {
+        findings: findings(config_file, data_dir).await,
+    };
     let failed = report.failed();
     if args.json {
         println!(
@@ -155,6 +153,28 @@ pub async fn run(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Every check's finding, in order (what `graphgate doctor` prints and
+/// the console's Doctor page shows).
+pub(crate) async fn findings(
+    config_file: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> Vec<Finding> {
+    let mut report = Report::default();
+    if let Some(config) = check_config(config_file.as_deref(), data_dir, &mut report) {
+        check_host(&config, config_file.as_deref(), &mut report).await;
+        accounts::check_accounts(&config, &mut report).await;
+    }
+    report.findings
+}
+
+/// The TLS certificate's finding alone (its expiry, for the console's
+/// dashboard).
+pub(crate) fn certificate(config: &Config) -> Vec<Finding> {
+    let mut report = Report::default();
+    tls::check_certificate(config, &mut report);
+    report.findings
 }
 
 /// A TOML error on one line: its location and its reason, without the

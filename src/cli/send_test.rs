@@ -44,34 +44,36 @@ use crate::store::{Account, SpoolEntry, SpoolId, SpoolState, SpoolUpdate, Store,
 pub struct SendTestArgs {
     /// The local account to send from (its login or mailbox address).
     #[arg(long, value_name = "ACCOUNT")]
-    from: String,
+    pub(crate) from: String,
     /// The recipient address.
     #[arg(long, value_name = "ADDRESS")]
-    to: String,
+    pub(crate) to: String,
     /// Subject (a unique token is appended to it).
     #[arg(long, value_name = "TEXT")]
-    subject: Option<String>,
+    pub(crate) subject: Option<String>,
     /// Wait until the message can be read back through Graph: in the
     /// recipient's Inbox when the recipient is an account of this gateway,
     /// else in the sender's Sent Items.
     #[arg(long)]
-    read_back: bool,
+    pub(crate) read_back: bool,
     /// Seconds to wait for delivery (and the read-back) in all.
     #[arg(long, default_value_t = 120, value_name = "SECONDS")]
-    timeout: u64,
+    pub(crate) timeout: u64,
 }
 
-/// The steps so far, printed as they happen.
-struct Steps {
+/// The steps so far, handed to `sink` as they happen (printed by the
+/// command, shown by the console's Send test page).
+struct Steps<'a> {
     failed: bool,
+    sink: &'a mut (dyn FnMut(&Finding) + Send),
 }
 
-impl Steps {
+impl Steps<'_> {
     fn push(&mut self, finding: Finding) {
         if finding.level == Level::Fail {
             self.failed = true;
         }
-        println!("{}", finding.line());
+        (self.sink)(&finding);
     }
 
     /// Report a failure; `None` ends the test.
@@ -87,15 +89,30 @@ impl Steps {
 }
 
 pub async fn run(config: &Config, store: &Store, args: &SendTestArgs) -> anyhow::Result<ExitCode> {
-    let mut steps = Steps { failed: false };
-    let done = send_test(config, store, args, &mut steps).await;
-    if done.is_some() && !steps.failed {
+    let mut print = |finding: &Finding| println!("{}", finding.line());
+    if steps(config, store, args, &mut print).await {
         println!("\nsend-test passed.");
         Ok(ExitCode::SUCCESS)
     } else {
         println!("\nsend-test FAILED: see the line above for the reason and its fix.");
         Ok(ExitCode::FAILURE)
     }
+}
+
+/// Run the test, handing each step to `sink` as it happens; whether it
+/// passed.
+pub(crate) async fn steps(
+    config: &Config,
+    store: &Store,
+    args: &SendTestArgs,
+    sink: &mut (dyn FnMut(&Finding) + Send),
+) -> bool {
+    let mut steps = Steps {
+        failed: false,
+        sink,
+    };
+    let done = send_test(config, store, args, &mut steps).await;
+    done.is_some() && !steps.failed
 }
 
 /// What the message is and how to find it again.
@@ -110,7 +127,7 @@ async fn send_test(
     config: &Config,
     store: &Store,
     args: &SendTestArgs,
-    steps: &mut Steps,
+    steps: &mut Steps<'_>,
 ) -> Option<()> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout.max(1));
     let all = match store.accounts() {
@@ -286,7 +303,7 @@ async fn check_token(
     key: &StoreKey,
     entra: &Arc<EntraClient>,
     graph: &GraphClient,
-    steps: &mut Steps,
+    steps: &mut Steps<'_>,
 ) -> Option<()> {
     let login = &account.login;
     let runtime = match AccountRuntime::open(account.clone(), store, key, entra.clone(), graph) {
@@ -339,7 +356,7 @@ async fn check_token(
 async fn own_or_find_owner(
     data_dir: &Path,
     deadline: Instant,
-    steps: &mut Steps,
+    steps: &mut Steps<'_>,
 ) -> Option<Result<SpoolOwner, Holder>> {
     loop {
         match SpoolOwner::try_acquire(data_dir, OwnerRole::SendTest) {
@@ -496,7 +513,7 @@ fn report_outcome(
     entry: &SpoolEntry,
     account: &Account,
     submitted: Instant,
-    steps: &mut Steps,
+    steps: &mut Steps<'_>,
 ) -> Option<()> {
     let id = entry.id.0;
     let why = entry.last_error.as_deref().unwrap_or("");
@@ -598,7 +615,7 @@ async fn read_back(
     registry: &Arc<Accounts>,
     submitted: Instant,
     deadline: Instant,
-    steps: &mut Steps,
+    steps: &mut Steps<'_>,
 ) -> Option<()> {
     let recipient = all
         .iter()

@@ -27,7 +27,12 @@ pub struct ServeArgs {
     pub relay: Option<std::net::SocketAddr>,
 }
 
-pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
+/// `config_file`: the file the configuration came from (for the console's
+/// Doctor page).
+pub async fn run(
+    config: Config,
+    config_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
     super::logging::init_config(&config.log);
     let runtime = Runtime::from_config(&config, StoreMode::Create, KeyMode::LoadOrCreate)?;
     let (store, key) = (&runtime.store, &runtime.key);
@@ -83,10 +88,13 @@ pub async fn run(config: Config) -> anyhow::Result<ExitCode> {
         let local = listener.local_addr()?;
         tracing::info!(addr = %local, "admin endpoint listening");
         admin = format!("http://{local}");
-        let state = crate::admin::AdminState::with(
+        // The console: closed until `graphgate console passwd`.
+        let console = super::console::console(&config, config_file, &runtime, &gateway, local);
+        let state = crate::admin::AdminState::with_console(
             store.clone(),
             gateway.listeners.clone(),
             Some(config.microsoft.graph_endpoint()),
+            Some(console),
         );
         let stop = shutdown.clone();
         tasks.spawn(async move {

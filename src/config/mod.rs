@@ -463,6 +463,9 @@ impl Config {
 pub struct AdminConfig {
     /// Address to listen on, e.g. `127.0.0.1:8025`; empty = off.
     pub listen: String,
+    /// Let the web console answer clients that are not on loopback (it
+    /// still needs its admin password). Off by default.
+    pub console_remote: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,6 +8,7 @@
 
 pub mod listeners;
 pub mod net;
+pub mod ops;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -216,6 +216,16 @@ CREATE TABLE IF NOT EXISTS sign_out_generation (
 );
 INSERT OR IGNORE INTO sign_out_generation (id, value) VALUES (1, 0);
 "#,
+    // The web console's admin password (`graphgate console passwd`,
+    // store/console_admin.rs): one Argon2id hash. A new table, so the
+    // migration is idempotent.
+    r#"
+CREATE TABLE IF NOT EXISTS console_admin (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    password_hash TEXT NOT NULL,
+    updated_at    INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.
