@@ -16,6 +16,7 @@ import urllib.request
 from email.message import EmailMessage
 
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
@@ -54,7 +55,11 @@ def wait_for(predicate, what, timeout=60, reload=False):
 
 
 def text():
-    return driver.find_element(By.TAG_NAME, "body").text
+    """The page's text; empty while a (self-)reload replaces the page."""
+    try:
+        return driver.find_element(By.TAG_NAME, "body").text
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
 
 
 def sim_faults(body):
@@ -113,6 +118,26 @@ try:
     wait_for(lambda: "ONLINE" in text(), "the account page")
     save()
     driver.save_screenshot(os.path.join(shots, "account.png"))
+
+    # 4b. The device-code alternative, on Alice's page: the page shows the
+    # code and its countdown; the user approves it on "another device"
+    # (the simulator's control endpoint plays that device).
+    driver.get(admin + "/accounts/alice%40example.com")
+    driver.find_element(By.CSS_SELECTOR, "form[action$='/device'] button").click()
+    wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".device .code"), "the device code")
+    save()
+    user_code = driver.find_element(By.CSS_SELECTOR, ".device .code").text.strip()
+    assert driver.find_elements(By.CSS_SELECTOR, ".countdown[data-seconds]"), text()
+    request = urllib.request.Request(
+        sim + "/_sim/devicelogin",
+        data=json.dumps({"user_code": user_code, "user": "alice@example.com",
+                         "approve": True}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST")
+    urllib.request.urlopen(request).read()
+    wait_for(lambda: "Signed in as alice@example.com" in text(), "the device sign-in",
+             timeout=90, reload=True)
+    save()
+    driver.get(account_url)
 
     # 5. Edit: keep-fetched off, sender policy rewrite.
     Select(driver.find_element(By.NAME, "sender_policy")).select_by_value("rewrite")

@@ -6,9 +6,11 @@
 //! builds a Graph or Entra client of its own, so a setting of the
 //! configuration reaches all of them.
 
+pub mod doctor;
 pub mod listeners;
 pub mod net;
 pub mod ops;
+pub mod send_test;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -153,7 +153,7 @@ async fn dashboard(console: &Console, admin: &Admin) -> Html<String> {
     }
     let (requests, throttled) = console.sample_graph();
     let listeners = inner.listeners.all();
-    let certificate = crate::cli::doctor::certificate(&inner.config);
+    let certificate = crate::gateway::doctor::certificate(&inner.config);
     let body = html! {
         section {
             h2 { "Accounts" }
@@ -231,11 +231,11 @@ async fn dashboard(console: &Console, admin: &Admin) -> Html<String> {
 }
 
 /// The CSS class of a doctor finding's level.
-pub(super) fn level_class(level: crate::cli::doctor::Level) -> &'static str {
+pub(super) fn level_class(level: crate::gateway::doctor::Level) -> &'static str {
     match level {
-        crate::cli::doctor::Level::Ok => "ok",
-        crate::cli::doctor::Level::Warn => "warn",
-        crate::cli::doctor::Level::Fail => "problem",
+        crate::gateway::doctor::Level::Ok => "ok",
+        crate::gateway::doctor::Level::Warn => "warn",
+        crate::gateway::doctor::Level::Fail => "problem",
     }
 }
 

@@ -15,7 +15,7 @@ use maud::html;
 use super::access;
 use super::pages::{csrf, level_class, page};
 use super::{Console, lock};
-use crate::cli::doctor::Finding;
+use crate::gateway::doctor::Finding;
 use crate::gateway::ops::queue::{self as ops, age, is_waiting};
 use crate::store::{SpoolState, now_unix};
 
@@ -234,7 +234,7 @@ pub(super) async fn send_test(
             .map(|s| s.trim().to_string())
             .unwrap_or_default()
     };
-    let args = crate::cli::send_test::SendTestArgs {
+    let args = crate::gateway::send_test::SendTest {
         from: get("from"),
         to: get("to"),
         subject: Some(get("subject")).filter(|s| !s.is_empty()),
@@ -259,7 +259,7 @@ pub(super) async fn send_test(
             }
         };
         let passed =
-            crate::cli::send_test::steps(&inner.config, &inner.store, &args, &mut sink).await;
+            crate::gateway::send_test::steps(&inner.config, &inner.store, &args, &mut sink).await;
         if let Some(r) = lock(&inner.send_tests).get_mut(&run) {
             r.ended = Some(passed);
         }
@@ -309,7 +309,7 @@ pub(super) async fn doctor(
         Ok(a) => a,
         Err(r) => return *r,
     };
-    let findings = crate::cli::doctor::findings(
+    let findings = crate::gateway::doctor::findings(
         console.inner.config_file.clone(),
         Some(console.inner.config.data_dir.clone()),
     )
