@@ -25,7 +25,7 @@ link, admin, sim, smtp, pages_dir, shots, password = sys.argv[1:8]
 
 options = webdriver.ChromeOptions()
 for arg in ("--headless=new", "--no-sandbox", "--disable-gpu",
-            "--disable-dev-shm-usage", "--window-size=1200,1400"):
+            "--disable-dev-shm-usage", "--window-size=1200,1900"):
     options.add_argument(arg)
 driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
 driver.set_page_load_timeout(60)
@@ -105,6 +105,8 @@ try:
     assert driver.title == "Signed in", text()
     assert "helpdesk is ONLINE" in text(), text()
     assert driver.current_url.startswith("http://localhost:"), driver.current_url
+    # console.js takes the (redeemed) code out of the address bar.
+    wait_for(lambda: "code=" not in driver.current_url, "the code gone from the URL")
     driver.close()
     driver.switch_to.window(console_tab)
 

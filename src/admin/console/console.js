@@ -1,6 +1,11 @@
 // graphgate console: the little the pages need beyond HTML (everything
 // works without it; it only saves reloading by hand).
 "use strict";
+// The end of "Sign in with Microsoft" arrives as /?code=…&state=…: the
+// code is redeemed already, but it has no business in the history.
+if (/[?&]code=/.test(location.search) && /[?&]state=/.test(location.search)) {
+  history.replaceState(null, "", location.pathname);
+}
 document.addEventListener("DOMContentLoaded", function () {
   // Device-code countdown: mm:ss, ticking.
   document.querySelectorAll(".countdown[data-seconds]").forEach(function (el) {

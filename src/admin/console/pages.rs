@@ -31,6 +31,7 @@ pub(super) fn bare(title: &str, body: Markup) -> Html<String> {
                     meta name="viewport" content="width=device-width, initial-scale=1";
                     title { (title) }
                     link rel="stylesheet" href="/console.css";
+                    script src="/console.js" defer {}
                 }
                 body {
                     header { span.brand { "graphgate" } }
