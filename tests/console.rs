@@ -73,7 +73,14 @@ async fn console_in_a_real_browser() {
     if !browser_available() {
         return;
     }
-    let demo = support::demo();
+    // A short login penalty, to see the console's password go through it.
+    let demo = support::demo_env(&[
+        ("GRAPHGATE_LOGIN_LIMIT_FREE_FAILURES", "1"),
+        ("GRAPHGATE_LOGIN_LIMIT_DELAY_MS", "1"),
+        ("GRAPHGATE_LOGIN_LIMIT_MAX_DELAY_S", "1"),
+        ("GRAPHGATE_LOGIN_LIMIT_LOCKOUT_AFTER", "3"),
+        ("GRAPHGATE_LOGIN_LIMIT_LOCKOUT_S", "600"),
+    ]);
     let http = client();
     let admin = demo.admin.clone();
     let token = demo.console.split("token=").nth(1).unwrap().to_string();
@@ -227,4 +234,22 @@ async fn console_in_a_real_browser() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // The penalty of SMTP and IMAP: after lockout_after wrong passwords the
+    // right one is refused too (429), with the sentence that says how long
+    // and how to lift it.
+    for _ in 0..3 {
+        assert_eq!(
+            attempt("wrong").await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let locked = attempt("console-admin-pw").await.unwrap();
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(set_cookie(&locked, "graphgate_console").is_none());
+    let text = locked.text().await.unwrap();
+    assert!(
+        text.contains("Too many failed logins") && text.contains("accounts unlock"),
+        "{text}"
+    );
 }
