@@ -138,15 +138,23 @@ async fn dashboard(console: &Console, admin: &Admin) -> Html<String> {
     };
     let spool = spool_list(store, false).unwrap_or_default();
     let now = now_unix();
-    let mut rows: Vec<(
+    // One Graph read per account, all at once (the dashboard waits for
+    // the slowest, not for the sum).
+    let statuses: Vec<AccountStatus> = futures::future::join_all(
+        accounts
+            .iter()
+            .map(|a| check(a.clone(), store, &inner.key, entra, &inner.graph)),
+    )
+    .await;
+    type Row = (
         crate::store::Account,
         AccountStatus,
         usize,
         Option<i64>,
         i64,
-    )> = Vec::new();
-    for account in accounts {
-        let status = check(account.clone(), store, &inner.key, entra, &inner.graph).await;
+    );
+    let mut rows: Vec<Row> = Vec::new();
+    for (account, status) in accounts.into_iter().zip(statuses) {
         let mine: Vec<_> = spool.iter().filter(|e| e.account == account.id).collect();
         let oldest = mine.iter().map(|e| now - e.accepted_at).max();
         let synced = store.last_sync(account.id).ok().flatten().unwrap_or(0);

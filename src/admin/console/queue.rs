@@ -30,6 +30,9 @@ pub(super) struct SendTestRun {
 
 static RUNS: AtomicU64 = AtomicU64::new(1);
 
+/// How many send tests the console remembers.
+const KEEP_RUNS: u64 = 20;
+
 fn logins(console: &Console) -> HashMap<crate::store::AccountId, String> {
     console
         .inner
@@ -242,13 +245,18 @@ pub(super) async fn send_test(
         timeout: 120,
     };
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
-    lock(&console.inner.send_tests).insert(
-        run,
-        SendTestRun {
-            steps: Vec::new(),
-            ended: None,
-        },
-    );
+    {
+        let mut runs = lock(&console.inner.send_tests);
+        // Keep the latest runs only.
+        runs.retain(|id, _| run.saturating_sub(*id) < KEEP_RUNS);
+        runs.insert(
+            run,
+            SendTestRun {
+                steps: Vec::new(),
+                ended: None,
+            },
+        );
+    }
     let task = console.clone();
     tokio::spawn(async move {
         let inner = &task.inner;
