@@ -253,3 +253,6 @@ async fn script() -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests;
