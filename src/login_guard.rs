@@ -183,6 +183,18 @@ pub enum Checked {
     Refused(Refused),
 }
 
+/// What [`LoginGuard::judge`] decided.
+enum Judged<T> {
+    Passed(T),
+    Wrong,
+    Refused(Refused),
+}
+
+/// The login the web console's admin password is counted under (the
+/// penalty's pair is this and the browser's address;
+/// `graphgate accounts unlock '(console)'` lifts it).
+pub const CONSOLE_LOGIN: &str = "(console)";
+
 /// `retry_in` rounded up to whole seconds, for replies.
 pub fn seconds(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
@@ -471,6 +483,55 @@ impl LoginGuard {
         login: &str,
         password: Secret<String>,
     ) -> Checked {
+        let key = login_key(login);
+        let verify = self.verify(store, &key, login, password);
+        match self.judge(store, protocol, ip, login, verify).await {
+            Judged::Passed(account) => Checked::Account(Box::new(account)),
+            Judged::Wrong => Checked::Wrong,
+            Judged::Refused(refused) => Checked::Refused(refused),
+        }
+    }
+
+    /// The web console's admin password ([`CONSOLE_LOGIN`]) under the same
+    /// penalty as SMTP and IMAP logins: `Ok(true)` admitted, `Ok(false)`
+    /// wrong, `Err` refused unchecked.
+    pub async fn check_console(
+        &self,
+        store: &Store,
+        ip: IpAddr,
+        password: Secret<String>,
+    ) -> Result<bool, Refused> {
+        let checking = store.clone();
+        let verify = async move {
+            tokio::task::spawn_blocking(move || {
+                checking
+                    .verify_console_password(&password)
+                    .map(|ok| ok.then_some(()))
+            })
+            .await
+        };
+        match self
+            .judge(store, "console", ip, CONSOLE_LOGIN, verify)
+            .await
+        {
+            Judged::Passed(()) => Ok(true),
+            Judged::Wrong => Ok(false),
+            Judged::Refused(refused) => Err(refused),
+        }
+    }
+
+    /// Wait or refuse as the penalty says, run `verify` and record the
+    /// outcome; `verify` answers `Some` for a correct password.
+    async fn judge<T>(
+        &self,
+        store: &Store,
+        protocol: &'static str,
+        ip: IpAddr,
+        login: &str,
+        verify: impl std::future::Future<
+            Output = Result<Result<Option<T>, crate::store::StoreError>, tokio::task::JoinError>,
+        >,
+    ) -> Judged<T> {
         let metrics = crate::metrics::get();
         let (admission, pair, held) = self.admit_when_free(store, ip, login).await;
         match admission {
@@ -489,7 +550,7 @@ impl LoginGuard {
                     "{protocol} authentication refused unchecked"
                 );
                 metrics.login_failure(protocol, "refused");
-                return Checked::Refused(refused);
+                return Judged::Refused(refused);
             }
             Admission::Proceed { wait } if !wait.is_zero() => {
                 tracing::info!(%ip, login, wait_ms = wait.as_millis() as u64,
@@ -499,15 +560,15 @@ impl LoginGuard {
             Admission::Proceed { .. } => {}
         }
         let (address, key) = (address_key(ip), login_key(login));
-        let outcome = self.verify(store, &key, login, password).await;
+        let outcome = verify.await;
         let checked = match outcome {
-            Ok(Ok(Some(account))) => {
+            Ok(Ok(Some(passed))) => {
                 if pair.is_some()
                     && let Err(e) = store.clear_login_failures(&address, &key)
                 {
                     tracing::error!(error = %e, "login guard: cannot clear a login's failures");
                 }
-                Checked::Account(Box::new(account))
+                Judged::Passed(passed)
             }
             Ok(Ok(None)) => {
                 // A failure never leaves the login verified: the next
@@ -534,16 +595,16 @@ impl LoginGuard {
                 };
                 tracing::warn!(%ip, login, locked, "{protocol} authentication failed");
                 metrics.login_failure(protocol, "wrong");
-                Checked::Wrong
+                Judged::Wrong
             }
             Ok(Err(e)) => {
                 self.verified.forget(&key);
                 tracing::error!(error = %e, "{protocol} authentication: the store failed");
-                Checked::Wrong
+                Judged::Wrong
             }
             Err(_) => {
                 self.verified.forget(&key);
-                Checked::Wrong
+                Judged::Wrong
             }
         };
         drop(held);

@@ -7,8 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
+use crate::gateway::ops::accounts as ops;
 use crate::secret::Secret;
-use crate::store::{AuthProfile, NewAccount, Store};
+use crate::store::Store;
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum AccountsCommand {
@@ -96,54 +97,6 @@ pub struct SetArgs {
     settings: Settings,
 }
 
-/// `list` with `add` added and `remove` taken out (addresses compared
-/// without case), or None when nothing changes.
-fn edit_list(list: &[String], add: &[String], remove: &[String]) -> Option<Vec<String>> {
-    let same = |a: &String, b: &String| a.eq_ignore_ascii_case(b);
-    let mut out: Vec<String> = list
-        .iter()
-        .filter(|a| !remove.iter().any(|r| same(a, r)))
-        .cloned()
-        .collect();
-    for a in add {
-        if !out.iter().any(|x| same(x, a)) {
-            out.push(a.clone());
-        }
-    }
-    (out != list).then_some(out)
-}
-
-/// The address-list edits of `accounts set`, saying what changed.
-fn apply_lists(store: &Store, args: &SetArgs) -> anyhow::Result<Vec<String>> {
-    for a in args.add_aliases.iter().chain(&args.add_shared) {
-        check_address("--alias/--shared", a)?;
-    }
-    let Some(account) = store.account(&args.login)? else {
-        return Err(crate::store::StoreError::NoSuchAccount(args.login.clone()).into());
-    };
-    let mut said = Vec::new();
-    let show = |l: &[String]| {
-        if l.is_empty() {
-            "none".to_string()
-        } else {
-            l.join(", ")
-        }
-    };
-    if let Some(aliases) = edit_list(&account.aliases, &args.add_aliases, &args.remove_aliases) {
-        store.set_aliases(&account.login, &aliases)?;
-        said.push(format!("From aliases: {}", show(&aliases)));
-    }
-    if let Some(shared) = edit_list(
-        &account.shared_mailboxes,
-        &args.add_shared,
-        &args.remove_shared,
-    ) {
-        store.set_shared_mailboxes(&account.login, &shared)?;
-        said.push(format!("shared mailboxes: {}", show(&shared)));
-    }
-    Ok(said)
-}
-
 fn yes_no(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "yes" | "true" | "on" | "1" => Ok(true),
@@ -152,44 +105,15 @@ fn yes_no(s: &str) -> Result<bool, String> {
     }
 }
 
-/// Apply `settings` to `login`, saying what changed.
-fn apply(store: &Store, login: &str, settings: &Settings) -> anyhow::Result<Vec<String>> {
-    let mut said = Vec::new();
-    if let Some(folder) = &settings.imap_inbox {
-        let folder = folder.trim();
-        if folder.is_empty() || folder.eq_ignore_ascii_case("INBOX") {
-            store.set_imap_inbox(login, None)?;
-            said.push("IMAP INBOX: the mailbox's Inbox".to_string());
-        } else {
-            store.set_imap_inbox(login, Some(folder))?;
-            said.push(format!(
-                "IMAP INBOX: {folder} (its own name is now \"Inbox (mailbox)\" when it is \
-                 the mailbox's Inbox that moves aside)"
-            ));
+impl Settings {
+    fn ops(&self) -> ops::Settings {
+        ops::Settings {
+            imap_inbox: self.imap_inbox.clone(),
+            keep_fetched: self.keep_fetched,
+            sent_copy: self.sent_copy,
+            sender_policy: self.sender_policy,
         }
     }
-    if let Some(keep) = settings.keep_fetched {
-        store.set_keep_fetched(login, keep)?;
-        said.push(if keep {
-            "fetched mail stays on the server".to_string()
-        } else {
-            "fetched mail is deleted when the IMAP session closes the folder or logs out"
-                .to_string()
-        });
-    }
-    if let Some(policy) = settings.sender_policy {
-        let recorded = (policy != crate::config::SenderPolicy::Keep).then_some(policy.as_str());
-        store.set_sender_policy(login, recorded)?;
-        said.push(format!("sender policy: {}", policy.as_str()));
-    }
-    if let Some(copy) = settings.sent_copy {
-        store.set_save_to_sent_items(login, copy)?;
-        said.push(format!(
-            "Sent Items copy of SMTP submissions: {}",
-            if copy { "yes" } else { "no" }
-        ));
-    }
-    Ok(said)
 }
 
 #[derive(Debug, Clone, Args)]
@@ -248,50 +172,32 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
     match command.clone() {
         AccountsCommand::Add(args) => {
             let mailbox = args.mailbox.clone().unwrap_or_else(|| args.login.clone());
-            check_address("--mailbox", &mailbox)?;
+            ops::check_address("--mailbox", &mailbox)?;
             for a in args.aliases.iter().chain(&args.shared) {
-                check_address("--alias/--shared", a)?;
+                ops::check_address("--alias/--shared", a)?;
             }
             let password = read_password(args.password_stdin, &args.login)?;
-            let account = store.add_account(&NewAccount {
-                login: args.login.clone(),
-                password,
-                mailbox: mailbox.clone(),
-                auth_profile: if args.app_only {
-                    AuthProfile::AppOnly
-                } else {
-                    AuthProfile::Delegated
+            let account = ops::add(
+                store,
+                ops::NewAccountRequest {
+                    login: args.login.clone(),
+                    mailbox: Some(mailbox),
+                    password,
+                    app_only: args.app_only,
+                    aliases: args.aliases.clone(),
+                    shared: args.shared.clone(),
+                    sent_copy: !args.no_sent_copy,
+                    credential: crate::store::AppCredential {
+                        client_id: args.client_id.clone(),
+                        tenant: args.tenant.clone(),
+                        client_secret_file: args.client_secret_file.clone(),
+                        certificate_file: args.certificate_file.clone(),
+                        private_key_file: args.private_key_file.clone(),
+                        rs256: args.rs256,
+                    },
+                    settings: args.settings.ops(),
                 },
-                aliases: args.aliases,
-                shared_mailboxes: args.shared,
-            })?;
-            if args.no_sent_copy {
-                store.set_save_to_sent_items(&account.login, false)?;
-            }
-            apply(store, &account.login, &args.settings)?;
-            let credential = crate::store::AppCredential {
-                client_id: args.client_id.clone(),
-                tenant: args.tenant.clone(),
-                client_secret_file: args.client_secret_file.clone(),
-                certificate_file: args.certificate_file.clone(),
-                private_key_file: args.private_key_file.clone(),
-                rs256: args.rs256,
-            };
-            if credential != crate::store::AppCredential::default() {
-                let secret = credential.client_secret_file.is_some();
-                let cert =
-                    credential.certificate_file.is_some() || credential.private_key_file.is_some();
-                let complete =
-                    credential.certificate_file.is_some() == credential.private_key_file.is_some();
-                if (secret && cert) || !complete {
-                    store.remove_account(&account.login)?;
-                    anyhow::bail!(
-                        "give either --client-secret-file, or --certificate-file with \
-                         --private-key-file; nothing was added"
-                    );
-                }
-                store.set_app_credential(&account.login, Some(&credential))?;
-            }
+            )?;
             println!(
                 "Added {} → {} ({}).",
                 account.login,
@@ -347,8 +253,18 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
             if store.account(&args.login)?.is_none() {
                 return Err(crate::store::StoreError::NoSuchAccount(args.login).into());
             }
-            let mut said = apply_lists(store, &args)?;
-            said.extend(apply(store, &args.login, &args.settings)?);
+            let edits = ops::ListEdits {
+                add_aliases: args.add_aliases.clone(),
+                remove_aliases: args.remove_aliases.clone(),
+                add_shared: args.add_shared.clone(),
+                remove_shared: args.remove_shared.clone(),
+            };
+            let mut said = ops::apply_lists(store, &args.login, &edits)?;
+            said.extend(ops::apply_settings(
+                store,
+                &args.login,
+                &args.settings.ops(),
+            )?);
             if said.is_empty() {
                 anyhow::bail!(
                     "nothing to change: give --alias/--no-alias ADDRESS, --shared/--no-shared \
@@ -367,7 +283,7 @@ pub fn run(store: &Store, command: &AccountsCommand) -> anyhow::Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
         AccountsCommand::Remove { login } => {
-            store.remove_account(&login)?;
+            ops::remove(store, &login)?;
             println!("Removed {login}.");
             Ok(ExitCode::SUCCESS)
         }
@@ -429,20 +345,9 @@ fn print_all(text: &str) -> std::io::Result<()> {
     }
 }
 
-fn check_address(flag: &str, address: &str) -> anyhow::Result<()> {
-    let ok = address.split_once('@').is_some_and(|(l, d)| {
-        !l.is_empty() && d.contains('.') && !address.contains(char::is_whitespace)
-    });
-    if ok {
-        Ok(())
-    } else {
-        anyhow::bail!("{flag} {address:?} is not a mail address such as alice@contoso.com")
-    }
-}
-
 /// A new local password: from stdin with `--password-stdin`, else asked
 /// twice on the terminal without echo.
-fn read_password(from_stdin: bool, login: &str) -> anyhow::Result<Secret<String>> {
+pub(super) fn read_password(from_stdin: bool, login: &str) -> anyhow::Result<Secret<String>> {
     let password = if from_stdin {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;

@@ -47,14 +47,46 @@ pub fn consent_url(config: &Config, redirect_uri: &str) -> anyhow::Result<String
     Ok(url.to_string())
 }
 
+/// The Microsoft Graph permissions graphgate asks for, each with what it
+/// lets graphgate do, in words (Microsoft Graph permissions reference).
+/// Delegated ones act as the signed-in user; application ones (app-only
+/// accounts) on any mailbox the tenant's RBAC for Applications allows.
+pub const PERMISSIONS: &[(&str, &str)] = &[
+    (
+        "offline_access, openid, profile (delegated)",
+        "stay signed in with a refresh token, and learn who signed in (to check it is the \
+         mailbox owner)",
+    ),
+    (
+        "Mail.ReadWrite (delegated)",
+        "read, flag, move and delete mail in the signed-in user's mailbox (IMAP, POP3)",
+    ),
+    (
+        "Mail.Send (delegated)",
+        "send mail as the signed-in user (SMTP)",
+    ),
+    (
+        "Mail.ReadWrite.Shared, Mail.Send.Shared (delegated, only with shared mailboxes)",
+        "the same in mailboxes shared with the user (Full Access, Send As)",
+    ),
+    (
+        "Mail.ReadWrite, Mail.Send (application, app-only accounts)",
+        "read and send mail of any mailbox without a signed-in user; limit it to the \
+         gateway's mailboxes with RBAC for Applications in Exchange Online",
+    ),
+];
+
 pub fn run(config: &Config, args: &ConsentArgs) -> anyhow::Result<ExitCode> {
     let url = consent_url(config, &args.redirect_uri)?;
     println!(
         "Admin consent is needed when your tenant does not let users consent to apps \
          themselves, and always for application (app-only) permissions.\n\
          A Global Administrator or Privileged Role Administrator opens this URL, signs in \
-         and accepts the permissions for the whole organisation:\n\n{url}"
+         and accepts the permissions for the whole organisation:\n\n{url}\n\nWhat they grant:"
     );
+    for (name, words) in PERMISSIONS {
+        println!("  {name}: {words}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

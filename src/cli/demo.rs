@@ -67,7 +67,8 @@ pub struct DemoArgs {
     /// The simulated Microsoft Graph + Entra ID.
     #[arg(long, default_value = "127.0.0.1:8787", value_name = "ADDR")]
     sim: SocketAddr,
-    /// Admin HTTP endpoint (/healthz, /readyz, /metrics).
+    /// Admin HTTP endpoint (/healthz, /readyz, /metrics, and the web
+    /// console at /, opened by a one-time link in the banner).
     #[arg(long, default_value = "127.0.0.1:8025", value_name = "ADDR")]
     admin: SocketAddr,
     /// Make the simulated tenant re-render the MIME of every message it
@@ -200,12 +201,22 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
     // Admin endpoint.
     let admin_listener = super::bind(args.admin, "admin endpoint", "--admin").await?;
     let admin_addr = admin_listener.local_addr()?;
+    // The web console, opened by a one-time link printed below.
+    let console = super::console::console(
+        &config,
+        Some(data_dir.join("graphgate.toml")),
+        &runtime,
+        &gateway,
+        admin_addr,
+    );
+    let console_link = console.one_time_link(admin_addr);
     {
         let stop = shutdown.clone();
-        let state = crate::admin::AdminState::with(
+        let state = crate::admin::AdminState::with_console(
             store.clone(),
             gateway.listeners.clone(),
             Some(sim_url.clone()),
+            Some(console.clone()),
         );
         tasks.spawn(async move {
             crate::admin::serve(admin_listener, state, async move { stop.cancelled().await }).await
@@ -227,6 +238,7 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
          policy rewrite)\n\
          \x20 try: swaks --server {relay} --from root@myhost.local --to bob@example.com\n\
          Admin        http://{admin_addr}/healthz  /readyz  /metrics\n\
+         Console      {console_link} (one-time sign-in link)\n\
          Data         {data_dir}{temp_note}\n\
          IMAP         {imap} (STARTTLS; plain LOGIN allowed on loopback)\n\
          IMAPS        {imaps} (implicit TLS, self-signed certificate)\n\
@@ -244,6 +256,7 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
             ""
         },
         sim_text = super::sim::describe(&sim, sim_addr),
+        console_link = console_link.0,
     );
 
     super::shutdown_signal().await;

@@ -2,7 +2,8 @@
 //! `main.rs` only calls [`main`].
 
 mod accounts;
-mod consent;
+pub(crate) mod consent;
+mod console;
 mod demo;
 mod doctor;
 mod health;
@@ -79,6 +80,10 @@ enum Command {
     /// Manage the local accounts legacy applications log in with.
     #[command(subcommand)]
     Accounts(accounts::AccountsCommand),
+    /// The web console on the admin endpoint: `console passwd` sets its
+    /// admin password (the console is closed without one).
+    #[command(subcommand)]
+    Console(console::ConsoleCommand),
     /// Show every account: ONLINE or OFFLINE, token expiry, Inbox counts,
     /// the last error and its fix. Exit status 1 when any is OFFLINE.
     Status(status::StatusArgs),
@@ -219,6 +224,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 _ => open_store(&config)?,
             };
             accounts::run(&store, command)
+        }
+        Command::Console(ref command) => {
+            let config = load_config(&cli)?;
+            // New hashes use login_limit.argon2_*.
+            crate::store::accounts::set_password_params(config.login_limit.password_params())?;
+            console::run(&crate::store::Store::open(&config.data_dir)?, command)
         }
         Command::Sim(args) => sim::run(args).await,
         Command::Status(ref args) => status::run(&load_config(&cli)?, args).await,

@@ -2,14 +2,15 @@
 //!
 //! These commands change the spool's rows in the database; a running
 //! gateway picks the change up within seconds (its worker reads the spool
-//! every few seconds). Every change is a compare-and-set, so a command
-//! racing the worker never undoes a delivery.
+//! every few seconds). The rules (compare-and-set, no drop while sending)
+//! are [`crate::gateway::ops::queue`]'s, shared with the web console.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 
-use crate::store::{SpoolEntry, SpoolId, SpoolState, SpoolUpdate, Store, now_unix};
+use crate::gateway::ops::queue::{self as ops, age};
+use crate::store::{SpoolEntry, SpoolState, Store, now_unix};
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum QueueCommand {
@@ -39,15 +40,6 @@ pub enum QueueCommand {
     Drop { id: i64 },
 }
 
-fn age(seconds: i64) -> String {
-    match seconds {
-        s if s < 120 => format!("{s} s"),
-        s if s < 7200 => format!("{} min", s / 60),
-        s if s < 172_800 => format!("{} h", s / 3600),
-        s => format!("{} d", s / 86_400),
-    }
-}
-
 fn json(e: &SpoolEntry, login: &str) -> serde_json::Value {
     serde_json::json!({
         "id": e.id.0,
@@ -66,12 +58,6 @@ fn json(e: &SpoolEntry, login: &str) -> serde_json::Value {
     })
 }
 
-fn entry(store: &Store, id: i64) -> anyhow::Result<SpoolEntry> {
-    store.spool_entry(SpoolId(id))?.ok_or_else(|| {
-        anyhow::anyhow!("no message {id} in the spool; `graphgate queue list --all` lists them")
-    })
-}
-
 pub fn run(store: &Store, command: &QueueCommand) -> anyhow::Result<ExitCode> {
     let logins: std::collections::HashMap<_, _> = store
         .accounts()?
@@ -87,11 +73,7 @@ pub fn run(store: &Store, command: &QueueCommand) -> anyhow::Result<ExitCode> {
     let now = now_unix();
     match command {
         QueueCommand::List { all, json: as_json } => {
-            let list: Vec<SpoolEntry> = store
-                .spool_list(None, None)?
-                .into_iter()
-                .filter(|e| *all || matches!(e.state, SpoolState::Queued | SpoolState::Sending))
-                .collect();
+            let list = ops::list(store, *all)?;
             if *as_json {
                 let out: Vec<_> = list.iter().map(|e| json(e, &login(e))).collect();
                 println!("{}", serde_json::Value::Array(out));
@@ -126,7 +108,7 @@ pub fn run(store: &Store, command: &QueueCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         QueueCommand::Show { id } => {
-            let e = entry(store, *id)?;
+            let e = ops::entry(store, *id)?;
             println!("Message {} ({})", e.id.0, e.state.as_str());
             println!("  account      {}", login(&e));
             println!(
@@ -190,72 +172,19 @@ pub fn run(store: &Store, command: &QueueCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         QueueCommand::Retry { id, all } => {
-            let targets: Vec<SpoolEntry> = match (id, all) {
-                (Some(id), _) => vec![entry(store, *id)?],
-                (None, true) => store.spool_list(Some(SpoolState::Queued), None)?,
-                (None, false) => anyhow::bail!("name a message id, or pass --all"),
-            };
-            let mut moved = 0;
-            for e in &targets {
-                if !matches!(e.state, SpoolState::Queued | SpoolState::Sending) {
-                    anyhow::bail!(
-                        "message {} is {}: only waiting messages can be retried (its file is \
-                         gone once it is delivered, bounced, rejected or dropped)",
-                        e.id.0,
-                        e.state.as_str()
-                    );
-                }
-                if store.spool_update(
-                    e.id,
-                    e.state,
-                    &SpoolUpdate {
-                        next_attempt_at: Some(now),
-                        ..Default::default()
-                    },
-                )? {
-                    moved += 1;
-                }
+            if id.is_none() && !*all {
+                anyhow::bail!("name a message id, or pass --all");
             }
+            let moved = ops::retry(store, *id)?;
             println!(
                 "{moved} message(s) due now; a running gateway tries them within a few seconds."
             );
             Ok(ExitCode::SUCCESS)
         }
         QueueCommand::Drop { id } => {
-            let e = entry(store, *id)?;
-            match e.state {
-                SpoolState::Queued => {
-                    if store.spool_update(
-                        e.id,
-                        SpoolState::Queued,
-                        &SpoolUpdate {
-                            state: Some(SpoolState::Dropped),
-                            last_error: Some("dropped by an administrator"),
-                            ..Default::default()
-                        },
-                    )? {
-                        if !e.path.is_empty() {
-                            let _ = std::fs::remove_file(&e.path);
-                        }
-                        println!("Message {id} dropped: it will not be delivered.");
-                        Ok(ExitCode::SUCCESS)
-                    } else {
-                        anyhow::bail!(
-                            "message {id} changed state meanwhile (a send began); run \
-                             `graphgate queue show {id}` and try again"
-                        )
-                    }
-                }
-                SpoolState::Sending => anyhow::bail!(
-                    "message {id} may be on its way to Microsoft 365 right now; dropping it \
-                     could not stop that. Wait until `graphgate queue show {id}` no longer says \
-                     sending, or stop the gateway first"
-                ),
-                other => anyhow::bail!(
-                    "message {id} is already {}; nothing to drop",
-                    other.as_str()
-                ),
-            }
+            ops::drop_message(store, *id)?;
+            println!("Message {id} dropped: it will not be delivered.");
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

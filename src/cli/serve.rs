@@ -28,7 +28,8 @@ pub struct ServeArgs {
 }
 
 /// `config_path`: the file the configuration came from, read again on
-/// `SIGHUP` (see [`crate::gateway::listeners::reload_relay`]).
+/// `SIGHUP` (see [`crate::gateway::listeners::reload_relay`]) and shown by
+/// the console's Doctor page.
 pub async fn run(
     config: Config,
     config_path: Option<std::path::PathBuf>,
@@ -88,10 +89,13 @@ pub async fn run(
         let local = listener.local_addr()?;
         tracing::info!(addr = %local, "admin endpoint listening");
         admin = format!("http://{local}");
-        let state = crate::admin::AdminState::with(
+        // The console: closed until `graphgate console passwd`.
+        let console = super::console::console(&config, config_path.clone(), &runtime, &gateway, local);
+        let state = crate::admin::AdminState::with_console(
             store.clone(),
             gateway.listeners.clone(),
             Some(config.microsoft.graph_endpoint()),
+            Some(console),
         );
         let stop = shutdown.clone();
         tasks.spawn(async move {

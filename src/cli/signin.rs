@@ -21,10 +21,9 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 
-use crate::account::{AccountRuntime, save_tokens};
 use crate::auth::{
     AuthError, ClientCredentialsTokenSource, DeviceCodeEvent, EntraClient, LoopbackLogin, TokenSet,
-    TokenSource, check_identity,
+    TokenSource,
 };
 use crate::config::Config;
 use crate::gateway::{KeyMode, Runtime, StoreMode};
@@ -63,13 +62,7 @@ fn fail(text: String) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::FAILURE)
 }
 
-fn sentence(login: &str, e: &AuthError) -> String {
-    format!(
-        "{}. {}",
-        e.to_string().trim_end_matches('.'),
-        e.remedy(login)
-    )
-}
+use crate::gateway::ops::signin::auth_sentence as sentence;
 
 fn account(store: &Store, login: &str) -> anyhow::Result<Account> {
     store.account(login)?.ok_or_else(|| {
@@ -127,37 +120,26 @@ pub async fn login(config: &Config, args: &LoginArgs) -> anyhow::Result<ExitCode
         Ok(Err(e)) => return fail(sentence(&account.login, &e)),
         Ok(Ok(tokens)) => tokens,
     };
-    // A different user than the mailbox owner changes nothing.
-    if let Err(e) = check_identity(&account.mailbox, &tokens) {
-        return fail(format!(
-            "user mismatch: {}. Nothing was changed for {}",
-            sentence(&account.login, &e),
-            account.login
-        ));
-    }
-    save_tokens(store, &key, account.id, &tokens)?;
-    store.set_account_state(account.id, AccountState::Online, None)?;
-    due_now(store, &account);
-    let who = tokens.username().unwrap_or(&account.mailbox).to_string();
-    // One Graph call to prove it all works end to end.
-    let fresh = store.account(&account.login)?.unwrap_or(account.clone());
-    let runtime = AccountRuntime::open(fresh, store, &key, entra, &graph)?;
-    match inbox(&runtime.mailbox).await {
-        Ok((unread, total)) => {
+    match crate::gateway::ops::signin::complete_delegated(
+        store, &key, entra, &graph, &account, tokens,
+    )
+    .await
+    {
+        Ok(done) => {
+            if done.due_now > 0 {
+                println!(
+                    "{} queued message(s) of {} are due now; a running gateway sends them \
+                     within seconds.",
+                    done.due_now, account.login
+                );
+            }
             println!(
-                "Signed in as {who}; {} is ONLINE. Inbox: {unread} unread / {total} total.",
-                account.login
+                "Signed in as {}; {} is ONLINE. Inbox: {} unread / {} total.",
+                done.who, account.login, done.inbox_unread, done.inbox_total
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => {
-            let text = format!(
-                "signed in as {who}, but Graph refused to read the mailbox: {e}. {}",
-                e.remedy()
-            );
-            store.set_account_state(account.id, AccountState::Offline, Some(&text))?;
-            fail(text)
-        }
+        Err(e) => fail(e.to_string()),
     }
 }
 

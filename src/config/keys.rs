@@ -411,6 +411,13 @@ pub const KEYS: &[KeyDoc] = &[
         example: None,
     },
     KeyDoc {
+        key: "admin.console_remote",
+        doc: "Let the web console on the admin endpoint answer clients that are not on \
+              loopback (they still need the admin password of `graphgate console passwd`). \
+              Off: loopback only; reach it through an SSH tunnel. Put TLS in front if on.",
+        example: Some("false"),
+    },
+    KeyDoc {
         key: "relay.listen",
         doc: "Relay listener for devices that cannot authenticate (scanners, printers, NAS \
               boxes, cron via msmtp): it takes mail WITHOUT AUTH, but only from the networks \

@@ -487,6 +487,9 @@ pub struct AdminConfig {
     pub listen: String,
     /// `/metrics` also by account login and Graph mailbox address.
     pub account_metrics: bool,
+    /// Let the web console answer clients that are not on loopback (it
+    /// still needs its admin password). Off by default.
+    pub console_remote: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -31,6 +31,9 @@ pub struct Gateway {
     pub relay_networks: Option<Arc<crate::smtp::relay::RelayAllowlist>>,
     /// The listeners started and whether each still accepts (for /readyz).
     pub listeners: crate::admin::Listeners,
+    /// The login penalty of SMTP, IMAP and POP3 (the console's password
+    /// goes through it too).
+    pub login_guard: Arc<crate::login_guard::LoginGuard>,
 }
 
 /// Listen addresses chosen on the command line (demo) win over the
@@ -127,6 +130,9 @@ pub async fn start(
         relay: None,
         relay_networks: None,
         listeners: crate::admin::Listeners::default(),
+        login_guard: Arc::new(crate::login_guard::LoginGuard::new(
+            config.login_limit.limits(),
+        )),
     };
     if [
         smtp_addr, smtps_addr, imap_addr, imaps_addr, pop3_addr, pop3s_addr, relay_addr,
@@ -167,9 +173,7 @@ pub async fn start(
     }
     // One guard for SMTP and IMAP: guesses count against both.
     password_checks(config)?;
-    let login_guard = Arc::new(crate::login_guard::LoginGuard::new(
-        config.login_limit.limits(),
-    ));
+    let login_guard = gateway.login_guard.clone();
     let server = Server::new(
         ServerConfig {
             session: SessionConfig {

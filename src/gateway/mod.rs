@@ -7,8 +7,11 @@
 //! configuration reaches all of them.
 
 pub mod alert_mail;
+pub mod doctor;
 pub mod listeners;
 pub mod net;
+pub mod ops;
+pub mod send_test;
 
 use std::path::PathBuf;
 use std::sync::Arc;

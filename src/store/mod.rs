@@ -19,6 +19,7 @@
 pub mod account_settings;
 pub mod accounts;
 pub mod cache;
+pub mod console_admin;
 pub mod crypto;
 pub mod folder_tree;
 pub mod folders;

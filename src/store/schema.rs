@@ -253,6 +253,16 @@ CREATE TABLE IF NOT EXISTS folder_keywords (
     PRIMARY KEY (folder_id, keyword)
 ) WITHOUT ROWID;
 "#,
+    // The web console's admin password (`graphgate console passwd`,
+    // store/console_admin.rs): one Argon2id hash. A new table, so the
+    // migration is idempotent.
+    r#"
+CREATE TABLE IF NOT EXISTS console_admin (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    password_hash TEXT NOT NULL,
+    updated_at    INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -82,6 +82,8 @@ pub struct Demo {
     pub sim: String,
     /// `http://host:port` of the admin endpoint.
     pub admin: String,
+    /// The console's one-time sign-in link (`http://…/login?token=…`).
+    pub console: String,
     pub dir: tempfile::TempDir,
     /// The simulated tenant re-renders stored MIME (`--exchange-mime`).
     pub exchange_mime: bool,
@@ -164,6 +166,7 @@ fn demo_with_env(smtp: &str, extra: &[&str], env: &[(&str, &str)]) -> Demo {
         admin: field(&lines, "Admin ")
             .trim_end_matches("/healthz")
             .to_string(),
+        console: field(&lines, "Console "),
         proc: Proc(child),
         dir,
         exchange_mime: extra.contains(&"--exchange-mime"),

@@ -1,9 +1,11 @@
 //! The admin HTTP endpoint: `/healthz` (the process answers), `/readyz`
 //! (every listener accepts, every enabled account has a usable grant,
 //! Microsoft Graph answers), `/metrics` (Prometheus / OpenMetrics text,
-//! see [`crate::metrics`]).
+//! see [`crate::metrics`]), and the web [`console`] at `/`.
 //!
 //! Off by default outside `graphgate demo`; loopback by default when on.
+
+pub mod console;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,6 +53,16 @@ impl Listeners {
         Up(flag)
     }
 
+    /// Every listener: name, address, whether it still accepts.
+    pub fn all(&self) -> Vec<(String, SocketAddr, bool)> {
+        self.list
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(what, addr, up)| (what.clone(), *addr, up.load(Ordering::Acquire)))
+            .collect()
+    }
+
     /// The listeners that stopped, by name and address.
     fn down(&self) -> Vec<String> {
         self.list
@@ -78,6 +90,8 @@ struct AdminInner {
     http: reqwest::Client,
     /// The last Graph probe: when, and the problem if any.
     probe: tokio::sync::Mutex<Option<(Instant, Option<String>)>>,
+    /// The web console, when this endpoint serves one.
+    console: Option<console::Console>,
 }
 
 /// How long a Graph probe's answer is reused (probes are not free).
@@ -90,6 +104,16 @@ impl AdminState {
 
     /// With the gateway's listeners and Graph's base URL to check.
     pub fn with(store: Store, listeners: Listeners, graph_url: Option<String>) -> AdminState {
+        AdminState::with_console(store, listeners, graph_url, None)
+    }
+
+    /// [`AdminState::with`], serving `console` at `/` too.
+    pub fn with_console(
+        store: Store,
+        listeners: Listeners,
+        graph_url: Option<String>,
+        console: Option<console::Console>,
+    ) -> AdminState {
         AdminState {
             inner: Arc::new(AdminInner {
                 store,
@@ -101,6 +125,7 @@ impl AdminState {
                     .build()
                     .unwrap_or_default(),
                 probe: tokio::sync::Mutex::new(None),
+                console,
             }),
         }
     }
@@ -129,11 +154,15 @@ impl AdminState {
 }
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let health = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state.clone());
+    match state.inner.console.clone() {
+        Some(console) => health.merge(console::router(console)),
+        None => health,
+    }
 }
 
 /// Serve on an already-bound listener until `shutdown` resolves.
@@ -142,9 +171,13 @@ pub async fn serve(
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The console needs the peer's address (loopback only, login penalty).
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn healthz() -> &'static str {

@@ -21,7 +21,7 @@ use crate::store::{Account, AuthProfile, Store, StoreKey};
 
 /// The Graph permissions an access token carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(in crate::cli) enum Permissions {
+pub(crate) enum Permissions {
     /// `scp`: delegated permissions (the app acting for a signed-in user).
     Delegated(Vec<String>),
     /// `roles`: application permissions (app-only).
@@ -53,7 +53,7 @@ impl Permissions {
 
 /// The permissions in an access token's payload; `None` when it is not a
 /// JWT or carries neither claim (tokens are opaque by contract).
-pub(in crate::cli) fn token_permissions(jwt: &str) -> Option<Permissions> {
+pub(crate) fn token_permissions(jwt: &str) -> Option<Permissions> {
     #[derive(Deserialize)]
     struct Claims {
         scp: Option<String>,
@@ -75,7 +75,7 @@ pub(in crate::cli) fn token_permissions(jwt: &str) -> Option<Permissions> {
 }
 
 /// The fix for missing permissions `missing` of `kind` for `login`.
-pub(in crate::cli) fn permission_fix(kind: &str, missing: &[&str], login: &str) -> String {
+pub(crate) fn permission_fix(kind: &str, missing: &[&str], login: &str) -> String {
     let list = missing.join(", ");
     if kind == "application" {
         format!(
@@ -95,7 +95,7 @@ pub(in crate::cli) fn permission_fix(kind: &str, missing: &[&str], login: &str) 
 /// A token just issued: a delegated account's refresh token is redeemed
 /// even when the cached access token is still valid, since that would hide
 /// a revoked grant for up to an hour.
-pub(in crate::cli) async fn fresh_token(
+pub(crate) async fn fresh_token(
     runtime: &AccountRuntime,
 ) -> Result<crate::auth::AccessToken, crate::auth::AuthError> {
     let first = runtime.tokens.access_token().await?;

@@ -1,0 +1,258 @@
+//! The web console on the admin listener: a dashboard of every account,
+//! account pages with "Sign in with Microsoft", the spool, send-test and
+//! doctor — server-rendered HTML (maud), readable with JavaScript off.
+//!
+//! Access ([`access`]): closed unless an admin password is set
+//! (`graphgate console passwd`, Argon2id in the store) or this process
+//! printed a one-time sign-in link (`graphgate demo` does); loopback
+//! clients only unless `admin.console_remote`; the password goes through
+//! the SMTP/IMAP [`LoginGuard`] penalty. A session is a random cookie
+//! (`HttpOnly; SameSite=Strict`, `Secure` behind a TLS proxy), every form
+//! carries the session's CSRF token, and every page has a strict
+//! Content-Security-Policy (no inline script or style; everything is
+//! served from the binary). No page ever renders a token, a secret or a
+//! password.
+//!
+//! Every verb calls the function the command line calls
+//! ([`crate::gateway::ops`], `cli::send_test`, `cli::doctor`).
+
+mod access;
+mod accounts;
+mod pages;
+mod queue;
+mod signin;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::auth::EntraClient;
+use crate::config::Config;
+use crate::graph::GraphClient;
+use crate::login_guard::LoginGuard;
+use crate::store::{Store, StoreKey};
+
+pub use access::OneTimeLink;
+
+/// What the console works with: the gateway's own parts.
+#[derive(Clone)]
+pub struct Console {
+    inner: Arc<ConsoleInner>,
+}
+
+struct ConsoleInner {
+    config: Config,
+    /// The configuration file the gateway read (for doctor).
+    config_file: Option<PathBuf>,
+    store: Store,
+    key: StoreKey,
+    graph: GraphClient,
+    entra: Result<Arc<EntraClient>, String>,
+    guard: Arc<LoginGuard>,
+    listeners: super::Listeners,
+    /// The admin listener's own address (the OAuth redirect URI's port).
+    admin: SocketAddr,
+    sessions: Mutex<HashMap<String, access::Session>>,
+    one_time: Mutex<Option<String>>,
+    sign_ins: Mutex<HashMap<String, signin::Pending>>,
+    devices: Mutex<HashMap<String, signin::DeviceSignIn>>,
+    send_tests: Mutex<HashMap<u64, queue::SendTestRun>>,
+    /// (when, Graph requests so far, 429s so far), oldest first.
+    graph_samples: Mutex<VecDeque<(Instant, u64, u64)>>,
+}
+
+/// The parts of the gateway the console needs.
+pub struct ConsoleParts {
+    pub config: Config,
+    pub config_file: Option<PathBuf>,
+    pub store: Store,
+    pub key: StoreKey,
+    pub graph: GraphClient,
+    pub entra: Result<Arc<EntraClient>, String>,
+    pub guard: Arc<LoginGuard>,
+    pub listeners: super::Listeners,
+    pub admin: SocketAddr,
+}
+
+/// How long the dashboard's Graph window is (Microsoft's budget is per 10
+/// minutes per app and mailbox: graph-facts.md, "Throttling").
+const GRAPH_WINDOW: Duration = Duration::from_secs(600);
+
+impl Console {
+    pub fn new(parts: ConsoleParts) -> Console {
+        Console {
+            inner: Arc::new(ConsoleInner {
+                config: parts.config,
+                config_file: parts.config_file,
+                store: parts.store,
+                key: parts.key,
+                graph: parts.graph,
+                entra: parts.entra,
+                guard: parts.guard,
+                listeners: parts.listeners,
+                admin: parts.admin,
+                sessions: Mutex::new(HashMap::new()),
+                one_time: Mutex::new(None),
+                sign_ins: Mutex::new(HashMap::new()),
+                devices: Mutex::new(HashMap::new()),
+                send_tests: Mutex::new(HashMap::new()),
+                graph_samples: Mutex::new(VecDeque::from([{
+                    let (requests, throttled) = graph_totals();
+                    (Instant::now(), requests, throttled)
+                }])),
+            }),
+        }
+    }
+
+    /// The redirect URI of "Sign in with Microsoft": the admin listener's
+    /// own port on `localhost` (Entra ignores the port of a registered
+    /// `http://localhost` only: graph-facts.md, "Entra"), path `/`.
+    pub fn redirect_uri(&self) -> String {
+        format!("http://localhost:{}/", self.inner.admin.port())
+    }
+
+    /// Record the Graph counters now; keeps [`GRAPH_WINDOW`] of samples.
+    fn sample_graph(&self) -> (u64, u64) {
+        let (requests, throttled) = graph_totals();
+        let now = Instant::now();
+        let mut samples = lock(&self.inner.graph_samples);
+        samples.push_back((now, requests, throttled));
+        while samples.len() > 2
+            && samples
+                .get(1)
+                .is_some_and(|(at, _, _)| now.duration_since(*at) >= GRAPH_WINDOW)
+        {
+            samples.pop_front();
+        }
+        let (_, r0, t0) = samples.front().copied().unwrap_or((now, 0, 0));
+        (requests.saturating_sub(r0), throttled.saturating_sub(t0))
+    }
+}
+
+/// Graph requests and 429 answers since the process started, from the
+/// `/metrics` counters (`graphgate_graph_requests_total` by route and
+/// status, `graphgate_graph_throttled_total`).
+fn graph_totals() -> (u64, u64) {
+    let text = crate::metrics::get().encode();
+    let value = |line: &str| {
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0, |v| v as u64)
+    };
+    let mut requests = 0;
+    let mut throttled = 0;
+    for line in text.lines() {
+        if line.starts_with("graphgate_graph_requests_total{") {
+            requests += value(line);
+        } else if line.starts_with("graphgate_graph_throttled_total ") {
+            throttled += value(line);
+        }
+    }
+    (requests, throttled)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The console's routes (merged into the admin router).
+pub fn router(console: Console) -> Router {
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/login", get(access::login_page).post(access::login))
+        .route("/logout", post(access::logout))
+        .route("/console.css", get(stylesheet))
+        .route("/console.js", get(script))
+        .route("/accounts/new", get(accounts::new_page))
+        .route("/accounts", post(accounts::add))
+        .route("/accounts/{login}", get(accounts::page_route))
+        .route("/accounts/{login}/settings", post(accounts::edit))
+        .route("/accounts/{login}/remove", post(accounts::remove))
+        .route("/accounts/{login}/signin", post(signin::browser))
+        .route("/accounts/{login}/device", post(signin::device))
+        .route("/queue", get(queue::list))
+        .route("/queue/{id}", get(queue::show))
+        .route("/queue/{id}/retry", post(queue::retry))
+        .route("/queue/{id}/drop", post(queue::drop_message))
+        .route(
+            "/send-test",
+            get(queue::send_test_page).post(queue::send_test),
+        )
+        .route("/send-test/{run}", get(queue::send_test_run))
+        .route("/doctor", get(queue::doctor))
+        .layer(axum::middleware::map_response_with_state(
+            console.clone(),
+            security_headers,
+        ))
+        .with_state(console)
+}
+
+/// The Content-Security-Policy and the other headers of every console
+/// answer. `form-action` also names Entra's authority and the redirect
+/// URI's origin: a form's redirects are checked against it too (CSP 3,
+/// §6.3.1), and "Sign in with Microsoft" posts a form that redirects there.
+async fn security_headers(
+    axum::extract::State(console): axum::extract::State<Console>,
+    mut response: Response,
+) -> Response {
+    let authority = url::Url::parse(&console.inner.config.microsoft.authority())
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default();
+    let callback = format!("http://localhost:{}", console.inner.admin.port());
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; \
+         connect-src 'none'; form-action 'self' {authority} {callback}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("console.css"),
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=3600"),
+        ],
+        include_str!("console.js"),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;
