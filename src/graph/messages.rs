@@ -43,7 +43,7 @@ fn query_escape(s: &str) -> String {
 /// one, e.g. an inner `$batch` answer cut off by a reset) and as long as
 /// the answer's own `Content-Length` says, when it says. Anything else is
 /// a transient error, so that it is fetched again and never cached.
-fn whole_mime(
+pub(super) fn whole_mime(
     id: &RemoteMessageId,
     body: Bytes,
     declared: Option<u64>,
@@ -69,7 +69,7 @@ fn whole_mime(
     Ok(body)
 }
 
-fn message_path(id: &RemoteMessageId) -> String {
+pub(super) fn message_path(id: &RemoteMessageId) -> String {
     format!("messages/{}", encode_segment(id.as_str()))
 }
 
@@ -313,35 +313,6 @@ impl GraphMailbox {
             .await?
             .body;
         whole_mime(id, body, None)
-    }
-
-    pub(crate) async fn fetch_mimes_impl(
-        &self,
-        ids: &[RemoteMessageId],
-    ) -> Result<Vec<(RemoteMessageId, Result<Bytes, GraphError>)>, GraphError> {
-        let requests = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| BatchRequest::get(i.to_string(), format!("{}/$value", message_path(id))))
-            .collect();
-        let mut results = self.batch(requests).await?;
-        Ok(ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| {
-                let result = match results.remove(&i.to_string()) {
-                    Some(Ok(reply)) => {
-                        let declared = reply
-                            .header("content-length")
-                            .and_then(|v| v.trim().parse::<u64>().ok());
-                        whole_mime(id, Bytes::from(reply.body_bytes()), declared)
-                    }
-                    Some(Err(e)) => Err(e),
-                    None => Err(GraphError::Malformed("no batch answer".into())),
-                };
-                (id.clone(), result)
-            })
-            .collect())
     }
 
     pub(crate) async fn message_sizes_impl(
