@@ -384,9 +384,10 @@ impl GraphMailbox {
                     // (a gateway timeout), so only idempotent requests are
                     // repeated: a second sendMail or create would make a
                     // duplicate message.
+                    let refused = super::error::is_throttle_refusal(status, &reply.body);
                     let retryable =
-                        status == 429 || ((status == 503 || status == 504) && call.idempotent);
-                    if status == 429 {
+                        refused || ((status == 503 || status == 504) && call.idempotent);
+                    if refused {
                         self.shared.count(|c| c.throttled += 1);
                         let m = crate::metrics::get();
                         m.graph_throttled.inc();
