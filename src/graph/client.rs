@@ -65,6 +65,9 @@ pub(crate) struct ClientShared {
     /// `{base_url}/{version}`.
     pub(crate) root: String,
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// What is known of each mailbox's message sizes (graph/bodies.rs),
+    /// keyed as `permits` is.
+    hints: Mutex<HashMap<String, Arc<super::bodies::SizeHints>>>,
     counters: Mutex<GraphCounters>,
     trace: Option<super::trace::GraphTrace>,
 }
@@ -118,6 +121,7 @@ impl GraphClient {
                 config,
                 root,
                 permits: Mutex::new(HashMap::new()),
+                hints: Mutex::new(HashMap::new()),
                 counters: Mutex::new(GraphCounters::default()),
                 trace,
             }),
@@ -152,6 +156,10 @@ impl GraphClient {
         tokens: Arc<dyn TokenSource>,
     ) -> GraphMailbox {
         let limit = self.shared.config.concurrency_per_mailbox;
+        let hints = match (&key, self.shared.hints.lock()) {
+            (Some(key), Ok(mut map)) => map.entry(key.clone()).or_default().clone(),
+            _ => Arc::default(),
+        };
         let permits = match (key, self.shared.permits.lock()) {
             (Some(key), Ok(mut map)) => map
                 .entry(key)
@@ -166,6 +174,7 @@ impl GraphClient {
             batch_prefix: format!("/{path}"),
             tokens,
             permits,
+            hints,
         }
     }
 
@@ -275,6 +284,7 @@ pub struct GraphMailbox {
     pub(crate) batch_prefix: String,
     tokens: Arc<dyn TokenSource>,
     permits: Arc<Semaphore>,
+    pub(crate) hints: Arc<super::bodies::SizeHints>,
 }
 
 impl GraphMailbox {

@@ -25,7 +25,8 @@ pub const MESSAGE_SELECT: &str = "id,parentFolderId,isRead,isDraft,flag,categori
 /// The extended properties read per message: size and last verb.
 const EXPAND_PROPERTIES: &str =
     "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08' or id eq 'Integer 0x1081')";
-const EXPAND_SIZE: &str = "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')";
+pub(super) const EXPAND_SIZE: &str =
+    "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')";
 /// The link a full listing leaves where delta would leave its deltaLink,
 /// in a cloud without message delta; it is never requested.
 const NO_DELTA_LINK: &str = "graphgate:no-message-delta";
@@ -34,7 +35,7 @@ const EXPAND_VERB: &str = "singleValueExtendedProperties($filter=id eq 'Integer 
 /// At most this many pages per listing or delta round.
 const MAX_PAGES: usize = 100_000;
 
-fn query_escape(s: &str) -> String {
+pub(super) fn query_escape(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
@@ -198,6 +199,15 @@ impl GraphMailbox {
                         partial
                     };
                     self.complete_changes(&mut changes, ids).await?;
+                    // Where each message is, for listing sizes by folder
+                    // (graph/bodies.rs).
+                    self.hints.note_folder(
+                        folder.as_str(),
+                        changes.iter().filter_map(|c| match c {
+                            DeltaChange::Upsert(m) => Some(m.id.as_str()),
+                            DeltaChange::Removed(_) => None,
+                        }),
+                    );
                     return Ok(DeltaSync {
                         changes,
                         delta_link: DeltaLink(delta),
