@@ -24,7 +24,9 @@
 //! bytes; the others in batches of at most 20 whose sizes add up to at
 //! most [`BATCH_BODY_BYTES`]. `0x0E08` is Exchange's storage size, not the
 //! length of `$value` (graph-facts.md "MIME fidelity"), close enough to
-//! bound a batch. The price is one more (small) `$batch` per 20 bodies.
+//! bound a batch. The price: one listing request per 1,000 messages of a
+//! folder, or one more (small) `$batch` per 20 bodies of messages whose
+//! folder no delta reported.
 
 use std::collections::{HashMap, HashSet};
 
