@@ -96,7 +96,10 @@ struct Tenant {
 impl Tenant {
     fn start() -> Tenant {
         Tenant {
-            sim: support::sim(false),
+            // The SMTP soak compares what arrived with what was sent, byte
+            // for byte: the tenant keeps the submitted bytes (not
+            // Exchange's rendering, the simulator's default).
+            sim: support::sim_with(&["--no-seed", "--exact-mime"]),
             http: reqwest::Client::new(),
         }
     }

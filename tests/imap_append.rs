@@ -9,7 +9,7 @@ mod support;
 #[path = "support/dovecot.rs"]
 mod dovecot;
 
-use support::{demo, py_with, token};
+use support::{demo, demo_exact_mime, py_with, token};
 
 /// A reply from a mailing list, shaped like real mail: a Received chain,
 /// list fields, a sender distinct from From, Reply-To, threading fields, a
@@ -82,7 +82,9 @@ fn routes_between(before: &Value, after: &Value) -> Vec<(String, u64)> {
 
 #[tokio::test]
 async fn append_creates_one_non_draft_item_with_the_headers_graph_can_hold() {
-    let d = demo();
+    // Reads back the item's own header fields: the simulator must store
+    // the bytes the item was made of, not Exchange's rendering.
+    let d = demo_exact_mime();
     let before = stats(&d.sim).await;
     append(&d.imap, REPLY);
     let after = stats(&d.sim).await;

@@ -149,3 +149,104 @@ async fn the_gateway_resyncs_after_its_delta_link_expired_and_keeps_every_uid() 
     assert!(*uid > before.last().unwrap().0);
     assert_eq!(subject, "after the reset");
 }
+
+#[tokio::test]
+async fn a_folder_hierarchy_delta_link_expires_after_three_newer_generations() {
+    let sim = support::sim(true);
+    let token = support::token(&sim.url, "alice@example.com").await;
+    let hierarchy = format!("{}/v1.0/me/mailFolders/delta", sim.url);
+    let first = round(&token, &hierarchy).await; // generation 1
+    let second = round(&token, &first).await; // 2
+    round(&token, &hierarchy).await; // 3
+    let (status, _) = get(&token, &first).await;
+    assert_eq!(status, 200, "two newer generations keep it");
+    // That round was generation 4: three newer than the first link's.
+    let (status, body) = get(&token, &first).await;
+    assert_eq!(status, 410, "{body}");
+    assert!(
+        body["error"]["code"]
+            .as_str()
+            .is_some_and(|c| c.eq_ignore_ascii_case("syncStateNotFound")),
+        "{body}"
+    );
+    let (status, body) = get(&token, &second).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// The folder names LIST shows, over IMAP.
+fn folders_over_imap(imap: &str) -> Vec<String> {
+    let (host, port) = imap.rsplit_once(':').unwrap();
+    let script = format!(
+        r#"
+import imaplib, re
+m = imaplib.IMAP4("{host}", {port})
+m.login("alice@example.com", "alice")
+typ, data = m.list()
+assert typ == "OK", data
+for line in data:
+    name = re.match(r'\((.*?)\) (".*?"|NIL) (.*)$', line.decode()).group(3)
+    print(name.strip('"'))
+m.logout()
+"#
+    );
+    let out = std::process::Command::new(support::python())
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_gateway_resyncs_its_folder_tree_after_its_hierarchy_link_expired() {
+    // Folder trees are fresh for one second (imap.idle_poll_s), so a later
+    // LIST runs the hierarchy delta from the stored link.
+    let d = support::demo_env(&[("GRAPHGATE_IMAP_IDLE_POLL_S", "1")]);
+    let before = folders_over_imap(&d.imap);
+    assert!(before.iter().any(|f| f == "INBOX"), "{before:?}");
+    // Another client syncs the hierarchy three times: the gateway's link
+    // is now three generations old.
+    let token = support::token(&d.sim, "alice@example.com").await;
+    let hierarchy = format!("{}/v1.0/me/mailFolders/delta", d.sim);
+    for _ in 0..3 {
+        round(&token, &hierarchy).await;
+    }
+    let created = reqwest::Client::new()
+        .post(format!("{}/v1.0/me/mailFolders", d.sim))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"displayName": "After the reset"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+    assert_eq!(gone_answers(&d.sim).await, 0);
+    // Poll until the tree is stale and LIST has synced it again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let after = loop {
+        let list = folders_over_imap(&d.imap);
+        if list.iter().any(|f| f == "After the reset") {
+            break list;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new folder never appeared: {list:?}"
+        );
+        tokio::task::yield_now().await;
+    };
+    assert!(
+        gone_answers(&d.sim).await >= 1,
+        "the gateway's old hierarchy link was not refused"
+    );
+    // Every folder it listed before is still there.
+    for f in &before {
+        assert!(after.contains(f), "{f} vanished: {after:?}");
+    }
+}

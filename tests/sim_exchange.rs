@@ -10,6 +10,8 @@ use graphgate::sim::{SimConfig, SimState};
 use mail_parser::{MessageParser, MimeHeaders};
 use serde_json::{Value, json};
 
+mod support;
+
 const ALICE: &str = "a11ce000-0000-4000-8000-000000000001";
 const BOB: &str = "b0b00000-0000-4000-8000-000000000002";
 
@@ -373,8 +375,7 @@ async fn drafts_json_items_and_copies_are_rerendered() {
 }
 
 #[tokio::test]
-async fn off_by_default_value_is_the_submitted_bytes() {
-    assert!(!SimConfig::default().exchange_mime);
+async fn exact_bytes_are_an_opt_in_and_value_is_then_the_submitted_bytes() {
     let sim = start(false).await;
     let alice = sim.token(ALICE);
     let bob = sim.token(BOB);
@@ -764,4 +765,45 @@ async fn a_rerendered_draft_with_an_attachment_is_sent_intact() {
     assert_eq!(attachment.attachment_name(), Some("report.bin"));
     assert_eq!(attachment.contents(), &bytes[..]);
     assert!(String::from_utf8_lossy(&value).contains("X-MS-Has-Attach: yes"));
+}
+
+/// `graphgate sim` re-renders by default, as Exchange does (issue 16:
+/// "Exchange-style MIME re-rendering is the default of `sim` and
+/// `demo`"); `--exact-mime` gives the submitted bytes back.
+#[tokio::test]
+async fn the_sim_command_rerenders_by_default_and_exact_mime_opts_out() {
+    assert!(SimConfig::default().exchange_mime);
+    for (extra, rerendered) in [
+        (&["--no-seed"][..], true),
+        (&["--no-seed", "--exact-mime"][..], false),
+    ] {
+        let sim = support::sim_with(extra);
+        let token = support::token(&sim.url, "alice@example.com").await;
+        let http = reqwest::Client::new();
+        let created: Value = http
+            .post(format!("{}/v1.0/me/messages", sim.url))
+            .bearer_auth(&token)
+            .header("Content-Type", "text/plain")
+            .body(base64::engine::general_purpose::STANDARD.encode(SUBMITTED))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap();
+        let value = http
+            .get(format!("{}/v1.0/me/messages/{id}/$value", sim.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&value[..] != SUBMITTED, rerendered, "{extra:?}");
+        if rerendered {
+            assert!(header_names(&value).iter().any(|h| h == "Thread-Topic"));
+        }
+    }
 }

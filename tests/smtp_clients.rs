@@ -30,7 +30,16 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 mod support;
 
-use support::{BIN, Demo, demo};
+use support::{BIN, Demo};
+
+/// These tests read the delivered messages back from the simulated tenant
+/// and compare them with what each client submitted, byte for byte or
+/// header by header: they check graphgate's own fidelity, so the tenant
+/// stores the bytes it was given (`--exact-mime`) rather than re-rendering
+/// them as Exchange does (the demo's default).
+fn demo() -> Demo {
+    support::demo_exact_mime()
+}
 
 /// How long a message may take to show up, and a tool or reply to come.
 const DEADLINE: Duration = Duration::from_secs(60);

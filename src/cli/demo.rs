@@ -71,11 +71,17 @@ pub struct DemoArgs {
     /// console at /, opened by a one-time link in the banner).
     #[arg(long, default_value = "127.0.0.1:8025", value_name = "ADDR")]
     admin: SocketAddr,
-    /// Make the simulated tenant re-render the MIME of every message it
-    /// stores the way Exchange Online does (header order and folding,
-    /// boundaries, transfer encodings), so that what IMAP serves is not
-    /// the bytes that were sent or appended — as with the real service.
-    #[arg(long)]
+    /// Make the simulated tenant store the bytes submitted instead of
+    /// re-rendering the MIME of every message it makes the way Exchange
+    /// Online does (header order and folding, boundaries, transfer
+    /// encodings). Re-rendering is the default, as with the real service,
+    /// so that what IMAP serves is not the bytes that were sent; this is
+    /// for tests that need them back.
+    #[arg(long, conflicts_with = "exchange_mime")]
+    exact_mime: bool,
+    /// Re-render stored MIME as Exchange Online does (the default; kept
+    /// so that older scripts still run).
+    #[arg(long, hide = true)]
     exchange_mime: bool,
     /// Append every Graph request and answer (redacted) to FILE, as
     /// `serve --graph-trace` does (docs/graph-trace.md).
@@ -122,7 +128,7 @@ pub async fn run(args: &DemoArgs, data_dir: Option<PathBuf>) -> anyhow::Result<E
     let sim_url = format!("http://{sim_addr}");
     let sim = SimState::new(SimConfig {
         public_url: sim_url.clone(),
-        exchange_mime: args.exchange_mime,
+        exchange_mime: !args.exact_mime,
         ..SimConfig::default()
     })?;
     let shutdown = tokio_util::sync::CancellationToken::new();

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
+use clap::builder::TypedValueParser as _;
 
 use crate::sim::{SimConfig, SimState, tenant};
 
@@ -27,12 +28,17 @@ pub struct SimArgs {
     /// Start with empty mailboxes instead of the demo messages.
     #[arg(long)]
     no_seed: bool,
-    /// Store the messages the simulator makes (sent, delivered, created,
-    /// copied) in the MIME Exchange Online generates — its own headers in
-    /// its order, new boundaries, quoted-printable and base64 — instead of
-    /// the bytes submitted, so that `$value` differs from them as it does
-    /// at Microsoft.
-    #[arg(long)]
+    /// Store the messages the simulator makes (sent, created, copied) as
+    /// the bytes submitted instead of the MIME Exchange Online generates —
+    /// its own headers in its order, new boundaries, quoted-printable and
+    /// base64. Re-rendering is the default, as at Microsoft, where
+    /// `$value` differs from what was submitted; this is for tests that
+    /// need the submitted bytes back.
+    #[arg(long, conflicts_with = "exchange_mime")]
+    exact_mime: bool,
+    /// Re-render stored MIME as Exchange Online does (the default; kept
+    /// so that older scripts still run).
+    #[arg(long, hide = true)]
     exchange_mime: bool,
     /// Largest MIME message, in decoded bytes, that a MIME sendMail or a
     /// message created from MIME takes before 413 (default: the 2,240,000
@@ -40,6 +46,13 @@ pub struct SimArgs {
     /// per request, i.e. 3145728 of MIME).
     #[arg(long, default_value_t = crate::sim::REPORTED_MIME_LIMIT, value_name = "BYTES")]
     mime_request_limit: usize,
+    /// The status of a MailboxConcurrency refusal: 429 (as Microsoft
+    /// documents) or 503 (the default: whether Exchange answers 503 too is
+    /// unverified, and it is the riskier answer for a client).
+    #[arg(long, default_value_t = 503, value_name = "STATUS",
+          value_parser = clap::builder::PossibleValuesParser::new(["429", "503"])
+              .map(|s| s.parse::<u16>().unwrap_or(503)))]
+    concurrency_refusal_status: u16,
     /// Write the demo confidential app's certificate and private key (PEM)
     /// into this directory, for trying certificate credentials.
     #[arg(long, value_name = "DIR")]
@@ -61,8 +74,9 @@ pub async fn run(args: SimArgs) -> anyhow::Result<ExitCode> {
             .clone()
             .map(|upn| (Duration::from_secs(2), upn)),
         seed_messages: !args.no_seed,
-        exchange_mime: args.exchange_mime,
+        exchange_mime: !args.exact_mime,
         mime_request_limit: args.mime_request_limit,
+        concurrency_refusal_status: args.concurrency_refusal_status,
         ..SimConfig::default()
     };
     let state = SimState::new(config)?;

@@ -121,7 +121,10 @@ impl GraphMailbox {
                         continue;
                     };
                     let status = reply.status;
-                    if status == 429 {
+                    let refused = status == 429
+                        || (status == 503
+                            && super::error::is_throttle_refusal(status, &reply.body_bytes()));
+                    if refused {
                         self.shared.count(|c| c.throttled += 1);
                         let m = crate::metrics::get();
                         m.graph_throttled.inc();
@@ -129,8 +132,8 @@ impl GraphMailbox {
                             m.graph_retry_after_seconds.inc_by(secs as f64);
                         }
                     }
-                    let retryable = status == 429
-                        || ((status == 503 || status == 504) && request.method == "GET");
+                    let retryable =
+                        refused || ((status == 503 || status == 504) && request.method == "GET");
                     if retryable && attempt < policy.max_attempts {
                         let secs = reply
                             .retry_after()

@@ -65,6 +65,9 @@ pub(crate) struct ClientShared {
     /// `{base_url}/{version}`.
     pub(crate) root: String,
     permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// What is known of each mailbox's message sizes (graph/bodies.rs),
+    /// keyed as `permits` is.
+    hints: Mutex<HashMap<String, Arc<super::bodies::SizeHints>>>,
     counters: Mutex<GraphCounters>,
     trace: Option<super::trace::GraphTrace>,
 }
@@ -118,6 +121,7 @@ impl GraphClient {
                 config,
                 root,
                 permits: Mutex::new(HashMap::new()),
+                hints: Mutex::new(HashMap::new()),
                 counters: Mutex::new(GraphCounters::default()),
                 trace,
             }),
@@ -152,6 +156,10 @@ impl GraphClient {
         tokens: Arc<dyn TokenSource>,
     ) -> GraphMailbox {
         let limit = self.shared.config.concurrency_per_mailbox;
+        let hints = match (&key, self.shared.hints.lock()) {
+            (Some(key), Ok(mut map)) => map.entry(key.clone()).or_default().clone(),
+            _ => Arc::default(),
+        };
         let permits = match (key.clone(), self.shared.permits.lock()) {
             (Some(key), Ok(mut map)) => map
                 .entry(key)
@@ -167,6 +175,7 @@ impl GraphClient {
             batch_prefix: format!("/{path}"),
             tokens,
             permits,
+            hints,
         }
     }
 
@@ -279,6 +288,7 @@ pub struct GraphMailbox {
     /// The mailbox address (lower case) for the per-mailbox metrics;
     /// empty for a `/me` handle of no known address.
     metrics_label: Arc<str>,
+    pub(crate) hints: Arc<super::bodies::SizeHints>,
 }
 
 impl GraphMailbox {
@@ -388,9 +398,10 @@ impl GraphMailbox {
                     // (a gateway timeout), so only idempotent requests are
                     // repeated: a second sendMail or create would make a
                     // duplicate message.
+                    let refused = super::error::is_throttle_refusal(status, &reply.body);
                     let retryable =
-                        status == 429 || ((status == 503 || status == 504) && call.idempotent);
-                    if status == 429 {
+                        refused || ((status == 503 || status == 504) && call.idempotent);
+                    if refused {
                         self.shared.count(|c| c.throttled += 1);
                         let m = crate::metrics::get();
                         m.graph_throttled.inc();

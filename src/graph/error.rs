@@ -236,6 +236,25 @@ pub fn classify(status: u16, code: &str) -> GraphErrorKind {
     }
 }
 
+/// Whether an answer is a throttling refusal, i.e. the request was not
+/// carried out and may be sent again whatever its method: any 429, and a
+/// 503 whose code is `ApplicationThrottled` or `TooManyRequests`. Graph's
+/// throttling guidance documents MailboxConcurrency refusals as 429
+/// `ApplicationThrottled` "Application is over its MailboxConcurrency
+/// limit."; whether Exchange also answers them 503 is unverified
+/// (graph-facts.md, "Unverified"), so a 503 that names throttling is read
+/// as one. Other 503s may follow a POST that was carried out (a gateway
+/// timeout) and are resent only when idempotent.
+pub fn is_throttle_refusal(status: u16, body: &[u8]) -> bool {
+    status == 429
+        || (status == 503
+            && matches!(
+                super::decode::decode_error(status, body),
+                GraphError::Api(ref a) if a.code.eq_ignore_ascii_case("ApplicationThrottled")
+                    || a.code.eq_ignore_ascii_case("TooManyRequests")
+            ))
+}
+
 /// Whether an error answer means "the delta token is no longer valid".
 pub fn is_delta_reset(status: u16, code: &str) -> bool {
     status == 410
@@ -248,6 +267,29 @@ pub fn is_delta_reset(status: u16, code: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_503_is_a_throttle_refusal_only_when_its_code_says_so() {
+        let body = |code: &str| {
+            format!(
+                r#"{{"error":{{"code":"{code}","message":"Application is over its MailboxConcurrency limit."}}}}"#
+            )
+        };
+        assert!(is_throttle_refusal(429, b""));
+        assert!(is_throttle_refusal(
+            503,
+            body("ApplicationThrottled").as_bytes()
+        ));
+        assert!(!is_throttle_refusal(
+            503,
+            body("serviceNotAvailable").as_bytes()
+        ));
+        assert!(!is_throttle_refusal(503, b"<html>busy</html>"));
+        assert!(!is_throttle_refusal(
+            504,
+            body("ApplicationThrottled").as_bytes()
+        ));
+    }
 
     fn api(status: u16, code: &str) -> GraphError {
         GraphError::Api(ApiError {

@@ -25,7 +25,8 @@ pub const MESSAGE_SELECT: &str = "id,parentFolderId,isRead,isDraft,flag,categori
 /// The extended properties read per message: size and last verb.
 const EXPAND_PROPERTIES: &str =
     "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08' or id eq 'Integer 0x1081')";
-const EXPAND_SIZE: &str = "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')";
+pub(super) const EXPAND_SIZE: &str =
+    "singleValueExtendedProperties($filter=id eq 'Integer 0x0E08')";
 /// The link a full listing leaves where delta would leave its deltaLink,
 /// in a cloud without message delta; it is never requested.
 const NO_DELTA_LINK: &str = "graphgate:no-message-delta";
@@ -34,7 +35,7 @@ const EXPAND_VERB: &str = "singleValueExtendedProperties($filter=id eq 'Integer 
 /// At most this many pages per listing or delta round.
 const MAX_PAGES: usize = 100_000;
 
-fn query_escape(s: &str) -> String {
+pub(super) fn query_escape(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
@@ -43,7 +44,7 @@ fn query_escape(s: &str) -> String {
 /// one, e.g. an inner `$batch` answer cut off by a reset) and as long as
 /// the answer's own `Content-Length` says, when it says. Anything else is
 /// a transient error, so that it is fetched again and never cached.
-fn whole_mime(
+pub(super) fn whole_mime(
     id: &RemoteMessageId,
     body: Bytes,
     declared: Option<u64>,
@@ -69,7 +70,7 @@ fn whole_mime(
     Ok(body)
 }
 
-fn message_path(id: &RemoteMessageId) -> String {
+pub(super) fn message_path(id: &RemoteMessageId) -> String {
     format!("messages/{}", encode_segment(id.as_str()))
 }
 
@@ -198,6 +199,15 @@ impl GraphMailbox {
                         partial
                     };
                     self.complete_changes(&mut changes, ids).await?;
+                    // Where each message is, for listing sizes by folder
+                    // (graph/bodies.rs).
+                    self.hints.note_folder(
+                        folder.as_str(),
+                        changes.iter().filter_map(|c| match c {
+                            DeltaChange::Upsert(m) => Some(m.id.as_str()),
+                            DeltaChange::Removed(_) => None,
+                        }),
+                    );
                     return Ok(DeltaSync {
                         changes,
                         delta_link: DeltaLink(delta),
@@ -313,35 +323,6 @@ impl GraphMailbox {
             .await?
             .body;
         whole_mime(id, body, None)
-    }
-
-    pub(crate) async fn fetch_mimes_impl(
-        &self,
-        ids: &[RemoteMessageId],
-    ) -> Result<Vec<(RemoteMessageId, Result<Bytes, GraphError>)>, GraphError> {
-        let requests = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| BatchRequest::get(i.to_string(), format!("{}/$value", message_path(id))))
-            .collect();
-        let mut results = self.batch(requests).await?;
-        Ok(ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| {
-                let result = match results.remove(&i.to_string()) {
-                    Some(Ok(reply)) => {
-                        let declared = reply
-                            .header("content-length")
-                            .and_then(|v| v.trim().parse::<u64>().ok());
-                        whole_mime(id, Bytes::from(reply.body_bytes()), declared)
-                    }
-                    Some(Err(e)) => Err(e),
-                    None => Err(GraphError::Malformed("no batch answer".into())),
-                };
-                (id.clone(), result)
-            })
-            .collect())
     }
 
     pub(crate) async fn message_sizes_impl(

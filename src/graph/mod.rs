@@ -12,13 +12,14 @@
 //!   `GraphError` to `BackendError`.
 //! - [`client`]: `GraphClient` (connection pool, headers, per-mailbox
 //!   concurrency, retries, counters) and the per-mailbox handle.
-//! - [`folders`], [`messages`], [`batch`], [`send`]: the operations.
+//! - [`folders`], [`messages`], [`bodies`], [`batch`], [`send`]: the operations.
 //! - [`decode`]: pure, panic-free JSON decoders (fuzzed).
 //! - [`error`]: `GraphError` with remedies.
 //! - [`trace`]: the optional, redacted record of every exchange.
 
 pub mod append;
 pub mod batch;
+pub mod bodies;
 pub mod client;
 pub mod decode;
 pub mod error;

@@ -13,7 +13,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -126,7 +125,11 @@ pub async fn batch(State(state): State<SimState>, request: Request) -> Response 
     }
     let responses = run(&state, version, authorization, body.requests).await;
     match responses {
-        Some(responses) => Json(json!({"responses": responses})).into_response(),
+        Some(responses) => {
+            let body = json!({"responses": responses}).to_string();
+            state.stats().record_batch_response(body.len());
+            ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
         None => invalid("The dependsOn graph of the batch has a cycle."),
     }
 }

@@ -264,8 +264,12 @@ async fn graph_outcome(
         (false, Some(mailbox)) => match state.limits().acquire(mailbox) {
             Ok(slot) => Some(slot),
             Err(Refusal::Concurrency) => {
+                // 429 as documented, or 503 (unverified, the default:
+                // SimConfig::concurrency_refusal_status).
+                let status = StatusCode::from_u16(state.config().concurrency_refusal_status)
+                    .unwrap_or(StatusCode::TOO_MANY_REQUESTS);
                 return GraphError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
+                    status,
                     "ApplicationThrottled",
                     "Application is over its MailboxConcurrency limit.",
                 )

@@ -75,7 +75,10 @@ pub struct SimConfig {
     /// copies, drafts, items created from JSON, copies) in the MIME
     /// Exchange Online generates instead of the bytes submitted, so that
     /// `$value` differs from them as it does at Microsoft (see
-    /// [`mail::exchange`]). Off by default.
+    /// [`mail::exchange`]; "Outlook does not save messages in MIME
+    /// format", Graph's "Get MIME content of a message"). On by default,
+    /// as Microsoft behaves; off (`--exact-mime`) only for a test that
+    /// needs the submitted bytes back.
     pub exchange_mime: bool,
     /// The Graph resource of the cloud simulated: scopes are prefixed with
     /// it and access tokens name it as `aud`. `https://graph.microsoft.com`
@@ -91,6 +94,14 @@ pub struct SimConfig {
     /// (microsoftgraph/microsoft-graph-docs#13979). The default is the
     /// riskier, reported one: 2,240,000 bytes.
     pub mime_request_limit: usize,
+    /// The status of a MailboxConcurrency refusal ("Application is over
+    /// its MailboxConcurrency limit.", code `ApplicationThrottled`, with
+    /// `Retry-After`). Microsoft's throttling guidance shows 429; whether
+    /// Exchange answers some of them 503 is unverified (graph-facts.md,
+    /// "Unverified": "MailboxConcurrency reported as 429 (usual) or 503").
+    /// The default is the riskier 503: a client that resends only 429s,
+    /// or only idempotent 503s, loses a POST that was never carried out.
+    pub concurrency_refusal_status: u16,
 }
 
 /// [`SimConfig::mime_request_limit`] by default: the reported 2240 KB.
@@ -110,9 +121,10 @@ impl Default for SimConfig {
             initial_faults: faults::Faults::default(),
             fault_seed: None,
             mailbox_budget: None,
-            exchange_mime: false,
+            exchange_mime: true,
             graph_resource: "https://graph.microsoft.com".into(),
             mime_request_limit: REPORTED_MIME_LIMIT,
+            concurrency_refusal_status: 503,
         }
     }
 }

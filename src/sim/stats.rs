@@ -19,6 +19,8 @@ struct Counters {
     by_mailbox: BTreeMap<String, u64>,
     throttled: u64,
     resets: u64,
+    /// The longest `$batch` response body sent, in bytes.
+    largest_batch_response: u64,
 }
 
 /// Most distinct keys kept in one map (bounds memory against odd paths).
@@ -68,6 +70,13 @@ impl Stats {
         }
     }
 
+    /// Note the length of a `$batch` response body.
+    pub fn record_batch_response(&self, bytes: usize) {
+        if let Ok(mut c) = self.counters.lock() {
+            c.largest_batch_response = c.largest_batch_response.max(bytes as u64);
+        }
+    }
+
     /// Count a connection dropped by the reset fault.
     pub fn record_reset(&self) {
         if let Ok(mut c) = self.counters.lock() {
@@ -103,6 +112,7 @@ impl Stats {
             "by_mailbox": c.by_mailbox,
             "throttled": c.throttled,
             "resets": c.resets,
+            "largest_batch_response_bytes": c.largest_batch_response,
         })
     }
 }

@@ -399,8 +399,8 @@ async fn smtp_under_faults_and_sigkills_delivers_every_250_exactly_once() {
             unaccepted_delivered += 1;
         }
         // The gateway passes the submitted bytes on unchanged, but for the
-        // submission header in front, and the simulator, without
-        // --exchange-mime, stores what sendMail gave it: `$value` is then
+        // submission header in front, and the simulator, with
+        // --exact-mime, stores what sendMail gave it: `$value` is then
         // the message exactly as the client sent it, dot-unstuffed. A large
         // message goes as a draft plus an upload session, and the
         // simulator renders the MIME of a draft with attachments itself:

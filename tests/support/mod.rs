@@ -85,7 +85,8 @@ pub struct Demo {
     /// The console's one-time sign-in link (`http://…/login?token=…`).
     pub console: String,
     pub dir: tempfile::TempDir,
-    /// The simulated tenant re-renders stored MIME (`--exchange-mime`).
+    /// The simulated tenant re-renders stored MIME as Exchange does (the
+    /// default; not with `--exact-mime`).
     pub exchange_mime: bool,
 }
 
@@ -100,9 +101,16 @@ pub fn demo_on(smtp: &str) -> Demo {
 }
 
 /// The demo whose simulated tenant re-renders stored MIME as Exchange
-/// does (`--exchange-mime`).
+/// does (`--exchange-mime`, which is the default).
 pub fn demo_exchange_mime() -> Demo {
     demo_with("127.0.0.1:0", &["--exchange-mime"])
+}
+
+/// The demo whose simulated tenant stores the bytes submitted instead of
+/// re-rendering them as Exchange does (`--exact-mime`), for a test that
+/// needs them back.
+pub fn demo_exact_mime() -> Demo {
+    demo_with("127.0.0.1:0", &["--exact-mime"])
 }
 
 /// The demo with its SMTP listener on `smtp` and `extra` arguments.
@@ -169,7 +177,7 @@ fn demo_with_env(smtp: &str, extra: &[&str], env: &[(&str, &str)]) -> Demo {
         console: field(&lines, "Console "),
         proc: Proc(child),
         dir,
-        exchange_mime: extra.contains(&"--exchange-mime"),
+        exchange_mime: !extra.contains(&"--exact-mime"),
     }
 }
 
@@ -196,10 +204,13 @@ impl Sim {
 }
 
 pub fn sim(seed: bool) -> Sim {
+    sim_with(if seed { &[] } else { &["--no-seed"] })
+}
+
+/// `graphgate sim` on a free port with `extra` arguments.
+pub fn sim_with(extra: &[&str]) -> Sim {
     let mut args = vec!["sim", "--listen", "127.0.0.1:0"];
-    if !seed {
-        args.push("--no-seed");
-    }
+    args.extend_from_slice(extra);
     let mut child = Command::new(BIN)
         .args(&args)
         .stdout(Stdio::piped())

@@ -1,4 +1,5 @@
-//! Exchange Online's MIME re-rendering, for `SimConfig::exchange_mime`.
+//! Exchange Online's MIME re-rendering, for `SimConfig::exchange_mime`
+//! (on by default; `--exact-mime` turns it off).
 //!
 //! Exchange keeps an item as properties and generates MIME when `$value`
 //! is asked for, so the bytes that come back need not be the bytes that

@@ -5,7 +5,15 @@
 //! (`$select`, `id` always returned) only on the first request, carried in
 //! the tokens; later rounds report created and renamed folders and
 //! `{"id", "@removed": {"reason": "deleted"}}` for deleted ones; expired
-//! tokens answer 410 Gone, as message delta does.
+//! tokens answer 410 Gone, as message delta does. The hierarchy's sync
+//! states expire as a folder's do: a delta or skip token that
+//! [`KEPT_GENERATIONS`] newer rounds of the hierarchy have pushed out of
+//! Exchange's delta-token cache answers 410 `SyncStateNotFound`
+//! (learn.microsoft.com/graph/delta-query-overview, "Token duration":
+//! "For Outlook entities (message, mailFolder, event, contact, …) the upper
+//! limit is not fixed; it's dependent on the size of the internal delta
+//! token cache … the older delta tokens are deleted"; graph-facts.md
+//! "Sync-state expiry").
 //!
 //! Changes of a folder's counts (`totalItemCount`, `unreadItemCount`,
 //! `childFolderCount`) do not count as changes of the folder here: whether
@@ -19,6 +27,7 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value, json};
 
 use super::SimState;
+use super::delta::KEPT_GENERATIONS;
 use super::model::Mailbox;
 use crate::sim::caller::Caller;
 use crate::sim::errors::GraphError;
@@ -46,7 +55,14 @@ struct HierarchyCursor {
     after: u64,
     epoch: u64,
     select: Option<String>,
+    /// The hierarchy's sync generation this round belongs to.
+    #[serde(default)]
+    generation: u64,
 }
+
+/// The key of the hierarchy's generations in `Mailbox::delta_generations`
+/// (message delta keys them by folder id, which is never empty).
+const HIERARCHY: &str = "";
 
 fn encode(c: &HierarchyCursor) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -147,6 +163,7 @@ pub async fn folder_delta(
         }
     };
     let page_size = max_page_size(&headers).unwrap_or(10).clamp(1, 1000);
+    let new_round = cursor.is_none() || query.contains_key("$deltatoken");
     with_mailbox(&state, &t, |mb| {
         let mut c = match cursor {
             // A new round from a delta link.
@@ -164,8 +181,22 @@ pub async fn folder_delta(
                 after: 0,
                 epoch,
                 select: query.get("$select").cloned(),
+                generation: 0,
             },
         };
+        // A token that `KEPT_GENERATIONS` newer rounds have pushed out of
+        // the cache is gone; a new round starts a generation.
+        let newest = mb
+            .delta_generations
+            .entry(HIERARCHY.to_string())
+            .or_insert(0);
+        if c.generation > 0 && newest.saturating_sub(c.generation) >= KEPT_GENERATIONS {
+            return Err(gone());
+        }
+        if new_round {
+            *newest += 1;
+            c.generation = *newest;
+        }
         let mut changes = changes(mb, &c);
         let more = changes.len() > page_size;
         changes.truncate(page_size);
