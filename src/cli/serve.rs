@@ -90,7 +90,8 @@ pub async fn run(
         tracing::info!(addr = %local, "admin endpoint listening");
         admin = format!("http://{local}");
         // The console: closed until `graphgate console passwd`.
-        let console = super::console::console(&config, config_path.clone(), &runtime, &gateway, local);
+        let console =
+            super::console::console(&config, config_path.clone(), &runtime, &gateway, local);
         let state = crate::admin::AdminState::with_console(
             store.clone(),
             gateway.listeners.clone(),
