@@ -438,40 +438,32 @@ impl Metrics {
         }
     }
 
-    /// The per-account gauges from the store: every account's state and
-    /// the messages of `spool` waiting for delivery (queued or sending).
-    /// Accounts gone since the last call disappear.
-    pub fn set_accounts(
-        &self,
-        accounts: &[crate::store::Account],
-        spool: &[crate::store::SpoolEntry],
-        now: i64,
-    ) {
-        use crate::store::{AccountState, SpoolState};
+    /// The per-account gauges: for each account its login, whether it is
+    /// online, how many messages wait for delivery and the oldest one's
+    /// age in seconds (the admin endpoint reads them from the store; plain
+    /// figures here, so that the store, which counts password checks
+    /// here, is not imported back). Accounts gone since the last call
+    /// disappear.
+    pub fn set_accounts(&self, accounts: &[AccountFigures]) {
         self.account_online.clear();
         self.account_queued.clear();
         self.account_oldest_queued_seconds.clear();
         if !per_account() {
             return;
         }
-        for account in accounts {
+        for a in accounts {
             let label = AccountLabel {
-                account: account.login.clone(),
+                account: a.login.clone(),
             };
             self.account_online
                 .get_or_create(&label)
-                .set(i64::from(account.state == AccountState::Online));
-            let waiting = spool.iter().filter(|e| {
-                e.account == account.id
-                    && matches!(e.state, SpoolState::Queued | SpoolState::Sending)
-            });
+                .set(i64::from(a.online));
             self.account_queued
                 .get_or_create(&label)
-                .set(waiting.clone().count() as i64);
-            let oldest = waiting.map(|e| now - e.accepted_at).max().unwrap_or(0);
+                .set(a.queued as i64);
             self.account_oldest_queued_seconds
                 .get_or_create(&label)
-                .set(oldest.max(0));
+                .set(a.oldest_queued_s.max(0));
         }
     }
 
@@ -601,4 +593,15 @@ mod tests {
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
+}
+
+/// One account's figures for [`Metrics::set_accounts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountFigures {
+    pub login: String,
+    pub online: bool,
+    /// Messages queued or being sent.
+    pub queued: usize,
+    /// Age of the oldest of them, in seconds (0: none).
+    pub oldest_queued_s: i64,
 }

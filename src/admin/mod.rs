@@ -8,8 +8,7 @@
 pub mod console;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -22,58 +21,7 @@ use tokio::net::TcpListener;
 use crate::metrics::StateLabel;
 use crate::store::{AccountState, SpoolState, Store};
 
-/// The gateway's listeners: each is up while its accept loop runs.
-#[derive(Clone, Default)]
-pub struct Listeners {
-    list: Arc<Mutex<Vec<Listener>>>,
-}
-
-/// A listener's name, address and whether its accept loop still runs.
-type Listener = (String, SocketAddr, Arc<AtomicBool>);
-
-/// Held by a listener's task: the listener counts as down once dropped.
-pub struct Up(Arc<AtomicBool>);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-impl Listeners {
-    /// Record that `what` listens on `addr`; it stays up while the
-    /// returned guard lives.
-    pub fn started(&self, what: &str, addr: SocketAddr) -> Up {
-        let flag = Arc::new(AtomicBool::new(true));
-        self.list.lock().unwrap_or_else(|e| e.into_inner()).push((
-            what.to_string(),
-            addr,
-            flag.clone(),
-        ));
-        Up(flag)
-    }
-
-    /// Every listener: name, address, whether it still accepts.
-    pub fn all(&self) -> Vec<(String, SocketAddr, bool)> {
-        self.list
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(what, addr, up)| (what.clone(), *addr, up.load(Ordering::Acquire)))
-            .collect()
-    }
-
-    /// The listeners that stopped, by name and address.
-    fn down(&self) -> Vec<String> {
-        self.list
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .filter(|(_, _, up)| !up.load(Ordering::Acquire))
-            .map(|(what, addr, _)| format!("the {what} on {addr} stopped accepting"))
-            .collect()
-    }
-}
+pub use crate::gateway::registry::{Listeners, Up};
 
 /// What the admin endpoint reports on.
 #[derive(Clone)]
@@ -275,7 +223,26 @@ async fn metrics(State(state): State<AdminState>) -> Response {
             .max()
             .unwrap_or(0);
         m.spool_oldest_queued_seconds.set(oldest.max(0));
-        m.set_accounts(&accounts, &spool, now);
+        let figures: Vec<crate::metrics::AccountFigures> = accounts
+            .iter()
+            .map(|a| {
+                let waiting: Vec<i64> = spool
+                    .iter()
+                    .filter(|e| {
+                        e.account == a.id
+                            && matches!(e.state, SpoolState::Queued | SpoolState::Sending)
+                    })
+                    .map(|e| now - e.accepted_at)
+                    .collect();
+                crate::metrics::AccountFigures {
+                    login: a.login.clone(),
+                    online: a.state == AccountState::Online,
+                    queued: waiting.len(),
+                    oldest_queued_s: waiting.into_iter().max().unwrap_or(0),
+                }
+            })
+            .collect();
+        m.set_accounts(&figures);
     }
     (
         [(

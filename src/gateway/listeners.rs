@@ -30,7 +30,7 @@ pub struct Gateway {
     /// The relay listener's allowlist, for [`reload_relay`].
     pub relay_networks: Option<Arc<crate::smtp::relay::RelayAllowlist>>,
     /// The listeners started and whether each still accepts (for /readyz).
-    pub listeners: crate::admin::Listeners,
+    pub listeners: crate::gateway::registry::Listeners,
     /// The login penalty of SMTP, IMAP and POP3 (the console's password
     /// goes through it too).
     pub login_guard: Arc<crate::login_guard::LoginGuard>,
@@ -129,7 +129,7 @@ pub async fn start(
         pop3s: None,
         relay: None,
         relay_networks: None,
-        listeners: crate::admin::Listeners::default(),
+        listeners: crate::gateway::registry::Listeners::default(),
         login_guard: Arc::new(crate::login_guard::LoginGuard::new(
             config.login_limit.limits(),
         )),

@@ -11,6 +11,7 @@ pub mod doctor;
 pub mod listeners;
 pub mod net;
 pub mod ops;
+pub mod registry;
 pub mod send_test;
 
 use std::path::PathBuf;

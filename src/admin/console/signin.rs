@@ -62,7 +62,8 @@ fn entra(console: &Console) -> Result<std::sync::Arc<EntraClient>, String> {
 pub(super) fn panel(console: &Console, admin: &Admin, account: &Account) -> Markup {
     let base = format!("/accounts/{}", urlencode(&account.login));
     let redirect = console.redirect_uri();
-    let consent = crate::cli::consent::consent_url(&console.inner.config, "http://localhost");
+    let consent =
+        crate::gateway::ops::consent::consent_url(&console.inner.config, "http://localhost");
     let device = {
         let mut devices = lock(&console.inner.devices);
         let key = account.login.to_lowercase();
@@ -127,7 +128,7 @@ pub(super) fn panel(console: &Console, admin: &Admin, account: &Account) -> Mark
                     Err(e) => { p.problem { (e) } }
                 }
                 ul {
-                    @for (name, words) in crate::cli::consent::PERMISSIONS {
+                    @for (name, words) in crate::gateway::ops::consent::PERMISSIONS {
                         li { strong { (name) } ": " (words) }
                     }
                 }

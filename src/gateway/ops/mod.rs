@@ -5,6 +5,7 @@
 //! "ONLINE" means) lives here once.
 
 pub mod accounts;
+pub mod consent;
 pub mod queue;
 pub mod signin;
 pub mod status;
