@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use super::commands::Ctx;
 use super::commands::{
     append, capability, close, copy, create, delete, enable, expunge, fetch, id, idle, list, login,
-    logout, namespace, noop, rename, search, select, starttls, status, store, subscribe,
+    logout, namespace, noop, rename, search, select, sort, starttls, status, store, subscribe,
+    thread,
 };
 use super::session::{self, Reply, Shared, State};
 use super::stream::{Sink, Stream, StreamError};
@@ -522,8 +523,12 @@ async fn command_reply(
     let conn = ctx.conn;
     // Every command boundary tells a selected session what changed in its
     // folder — by this session, another, or Outlook — but EXPUNGE not
-    // while answering FETCH, STORE or SEARCH (RFC 3501 §7.4.1).
-    let expunges = !matches!(name.as_str(), "FETCH" | "STORE" | "SEARCH");
+    // while answering FETCH, STORE or SEARCH (RFC 3501 §7.4.1), nor SORT
+    // and THREAD, which answer as SEARCH does.
+    let expunges = !matches!(
+        name.as_str(),
+        "FETCH" | "STORE" | "SEARCH" | "SORT" | "THREAD"
+    );
     match conn.state.selected() {
         Some((auth, view)) => {
             let shown = session::keywords_shown(&reply.data);
@@ -611,10 +616,29 @@ async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command<'static>) -> Reply {
             mailbox,
             uid,
         } => copy::handle(ctx, &sequence_set, &mailbox, uid, true).await,
+        CommandBody::Sort {
+            sort_criteria,
+            charset,
+            search_criteria,
+            uid,
+        } => {
+            sort::handle(
+                ctx,
+                sort_criteria.as_ref(),
+                &charset,
+                search_criteria.as_ref(),
+                uid,
+            )
+            .await
+        }
+        CommandBody::Thread {
+            algorithm,
+            charset,
+            search_criteria,
+            uid,
+        } => thread::handle(ctx, &algorithm, &charset, search_criteria.as_ref(), uid).await,
         // Parsed but not offered; the command table refuses them first.
-        CommandBody::Sort { .. }
-        | CommandBody::Thread { .. }
-        | CommandBody::Compress { .. }
+        CommandBody::Compress { .. }
         | CommandBody::GetQuota { .. }
         | CommandBody::GetQuotaRoot { .. }
         | CommandBody::SetQuota { .. } => Reply::bad(format!(

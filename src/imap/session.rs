@@ -303,10 +303,10 @@ pub fn needs(body: &CommandBody<'_>) -> Needs {
         | CommandBody::Fetch { .. }
         | CommandBody::Store { .. }
         | CommandBody::Copy { .. }
-        | CommandBody::Move { .. } => Needs::Selected,
-        CommandBody::Sort { .. }
-        | CommandBody::Thread { .. }
-        | CommandBody::Compress { .. }
+        | CommandBody::Move { .. }
+        | CommandBody::Sort { .. }
+        | CommandBody::Thread { .. } => Needs::Selected,
+        CommandBody::Compress { .. }
         | CommandBody::GetQuota { .. }
         | CommandBody::GetQuotaRoot { .. }
         | CommandBody::SetQuota { .. } => Needs::Unsupported,

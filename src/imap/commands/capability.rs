@@ -43,6 +43,10 @@ pub(crate) fn capabilities(
         "NAMESPACE",
         "ID",
         "ENABLE",
+        // RFC 5256 (commands/sort.rs, commands/thread.rs).
+        "SORT",
+        "THREAD=REFERENCES",
+        "THREAD=ORDEREDSUBJECT",
     ] {
         if let Ok(cap) = Capability::try_from(c) {
             caps.push(cap.into_static());

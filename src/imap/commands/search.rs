@@ -23,8 +23,14 @@ pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, criteria: &[SearchKey<'_>], ui
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
     };
-    match search(shared, auth, view, criteria, uid).await {
-        Ok(data) => Reply::ok("SEARCH completed").with_data(vec![data]),
+    match matching(shared, auth, view, criteria).await {
+        Ok(hits) => {
+            let hits = hits
+                .iter()
+                .map(|(seq, r)| nz(if uid { r.uid.0 } else { *seq }))
+                .collect();
+            Reply::ok("SEARCH completed").with_data(vec![Data::Search(hits)])
+        }
         Err(r) => r.into(),
     }
 }
@@ -128,16 +134,18 @@ fn parse_for_search(bytes: &[u8]) -> Parsed {
 /// Messages whose bytes are read together.
 const READ_AHEAD: usize = 64;
 
-/// SEARCH: flags, UIDs, sequence numbers, keywords and dates from the
-/// local index; header, body, size and sent-date keys from the message
-/// bytes (fetched in `$batch` groups the first time, then from the cache).
-async fn search(
+/// The messages of the view that match every key of `keys`, with their
+/// sequence numbers, in sequence order (SEARCH, and the set SORT and
+/// THREAD order): flags, UIDs, sequence numbers, keywords and dates from
+/// the local index; header, body, size and sent-date keys from the
+/// message bytes (fetched in `$batch` groups the first time, then from
+/// the cache).
+pub(crate) async fn matching(
     shared: &Shared,
     auth: &Authenticated,
     view: &View,
     keys: &[SearchKey<'_>],
-    uid: bool,
-) -> Result<Data<'static>, Refusal> {
+) -> Result<Vec<(u32, MessageRecord)>, Refusal> {
     let mut records = auth
         .model
         .messages(&view.folder)
@@ -290,11 +298,11 @@ async fn search(
                 .map_err(Refusal::No)?;
             }
             if all {
-                hits.push(nz(if uid { r.uid.0 } else { *seq }));
+                hits.push((*seq, (*r).clone()));
             }
         }
     }
-    Ok(Data::Search(hits))
+    Ok(hits)
 }
 
 #[cfg(test)]

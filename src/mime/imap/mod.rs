@@ -37,6 +37,7 @@ mod envelope;
 mod header;
 mod rfc822;
 mod section;
+pub mod sortkeys;
 mod strings;
 mod structure;
 
