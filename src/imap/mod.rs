@@ -10,6 +10,8 @@
 //!   and EXAMINE, COPY and MOVE…), each naming its RFC section and its
 //!   cost in Graph calls.
 //! - [`utf7`]: modified UTF-7 mailbox names.
+//! - [`search_return`]: `SEARCH RETURN (…)` and `$` (ESEARCH, SEARCHRES),
+//!   read before imap-codec.
 //!
 //!
 //! ENVELOPE, BODY/BODYSTRUCTURE and every `BODY[section]` are computed
@@ -17,6 +19,7 @@
 //! [`crate::mime::imap`].
 
 pub(crate) mod commands;
+pub mod search_return;
 pub mod server;
 pub mod session;
 pub(crate) mod stream;

@@ -155,6 +155,8 @@ pub struct View {
     /// The messages that are `\Recent` for this session (RFC 3501
     /// §2.3.2): it was the first told of them.
     pub recent: std::collections::HashSet<Uid>,
+    /// The saved search result, `$` (RFC 5182), as UIDs, ascending.
+    pub saved: Vec<Uid>,
 }
 
 impl View {
@@ -180,6 +182,7 @@ impl View {
             seen,
             expunge_pending: false,
             recent: Default::default(),
+            saved: Vec::new(),
         }
     }
 
@@ -191,6 +194,20 @@ impl View {
         } else {
             bits
         }
+    }
+
+    /// `$` (RFC 5182 §2.1): the saved UIDs still in the view, and their
+    /// sequence numbers now.
+    pub fn saved_sets(&self) -> (Vec<u32>, Vec<u32>) {
+        let mut uids = Vec::with_capacity(self.saved.len());
+        let mut seqs = Vec::with_capacity(self.saved.len());
+        for u in &self.saved {
+            if let Ok(i) = self.uids.binary_search(u) {
+                uids.push(u.0);
+                seqs.push(i as u32 + 1);
+            }
+        }
+        (uids, seqs)
     }
 
     /// Make the messages from `floor` up recent for this session; the

@@ -47,6 +47,9 @@ pub(crate) fn capabilities(
         "SORT",
         "THREAD=REFERENCES",
         "THREAD=ORDEREDSUBJECT",
+        // RFC 4731 and RFC 5182 (commands/search_return.rs, search.rs).
+        "ESEARCH",
+        "SEARCHRES",
     ] {
         if let Ok(cap) = Capability::try_from(c) {
             caps.push(cap.into_static());

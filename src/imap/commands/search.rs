@@ -19,20 +19,90 @@ use crate::mime::imap as mime;
 
 pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, criteria: &[SearchKey<'_>], uid: bool) -> Reply {
     let shared: &Shared = &ctx.server.shared;
+    // `SEARCH RETURN (…)`, read before imap-codec (see search_return.rs).
+    let returns = ctx.conn.search_return.take();
     let state = &mut ctx.conn.state;
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
     };
-    match matching(shared, auth, view, criteria).await {
-        Ok(hits) => {
-            let hits = hits
-                .iter()
-                .map(|(seq, r)| nz(if uid { r.uid.0 } else { *seq }))
-                .collect();
-            Reply::ok("SEARCH completed").with_data(vec![Data::Search(hits)])
+    let found = matching(shared, auth, view, criteria).await;
+    let Some((tag, returns)) = returns else {
+        return match found {
+            Ok(hits) => {
+                let hits = hits
+                    .iter()
+                    .map(|(seq, r)| nz(if uid { r.uid.0 } else { *seq }))
+                    .collect();
+                Reply::ok("SEARCH completed").with_data(vec![Data::Search(hits)])
+            }
+            Err(r) => r.into(),
+        };
+    };
+    let hits = match found {
+        Ok(hits) => hits,
+        Err(r) => {
+            // RFC 5182 §2.1: a failed SEARCH with SAVE empties `$`.
+            if returns.save {
+                view.saved.clear();
+            }
+            return r.into();
         }
-        Err(r) => r.into(),
+    };
+    let numbers: Vec<u32> = hits
+        .iter()
+        .map(|(seq, r)| if uid { r.uid.0 } else { *seq })
+        .collect();
+    if returns.save {
+        // RFC 5182 §2.4: with MIN and/or MAX but neither ALL nor COUNT,
+        // only those messages are saved; otherwise all found.
+        let only_ends = (returns.min || returns.max) && !returns.all && !returns.count;
+        let mut saved: Vec<crate::mailbox::Uid> = if only_ends {
+            let mut ends = Vec::new();
+            if returns.min {
+                ends.extend(hits.first().map(|(_, r)| r.uid));
+            }
+            if returns.max {
+                ends.extend(hits.last().map(|(_, r)| r.uid));
+            }
+            ends
+        } else {
+            hits.iter().map(|(_, r)| r.uid).collect()
+        };
+        saved.sort_unstable();
+        saved.dedup();
+        view.saved = saved;
     }
+    if !returns.answers() {
+        return Reply::ok("SEARCH completed (result saved)");
+    }
+    // RFC 4731 §3.1: MIN, MAX and ALL only when something was found;
+    // COUNT always.
+    let mut line = format!("* ESEARCH (TAG \"{}\")", tag.inner());
+    if uid {
+        line.push_str(" UID");
+    }
+    if let (Some(min), Some(max)) = (numbers.first(), numbers.last()) {
+        if returns.min {
+            line.push_str(&format!(" MIN {min}"));
+        }
+        if returns.max {
+            line.push_str(&format!(" MAX {max}"));
+        }
+        if returns.all {
+            let mut sorted = numbers.clone();
+            sorted.sort_unstable();
+            line.push_str(" ALL ");
+            line.push_str(&crate::imap::search_return::compact(&sorted));
+        }
+    }
+    if returns.count {
+        line.push_str(&format!(" COUNT {}", numbers.len()));
+    }
+    line.push_str("\r\n");
+    if let Err(e) = ctx.sink.emit(line.as_bytes()).await {
+        return Reply::no(format!("the connection failed while answering: {e}"));
+    }
+    Reply::ok("SEARCH completed")
 }
 
 /// Does a SEARCH key need the message's bytes (headers or body)?
