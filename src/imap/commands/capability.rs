@@ -50,6 +50,8 @@ pub(crate) fn capabilities(
         // RFC 4731 and RFC 5182 (commands/search_return.rs, search.rs).
         "ESEARCH",
         "SEARCHRES",
+        // RFC 3516 (commands/fetch.rs BINARY items, append.rs literal8).
+        "BINARY",
     ] {
         if let Ok(cap) = Capability::try_from(c) {
             caps.push(cap.into_static());
