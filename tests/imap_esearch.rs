@@ -80,6 +80,15 @@ tag, lines = run('FETCH $ (FLAGS)')
 assert len(lines) == 1 and lines[0].startswith(tag + ' OK'), lines
 tag, lines = run('UID STORE $ +FLAGS (\\Seen)')
 assert len(lines) == 1 and lines[0].startswith(tag + ' OK'), lines
+# A search string as a synchronizing literal: the continuation comes
+# and the whole command is read.
+tag = m._new_tag().decode()
+m.send(('%s UID SEARCH RETURN (COUNT) SUBJECT {9}\r\n' % tag).encode())
+assert m._get_line().startswith(b'+'), 'no continuation'
+m.send(b'Quarterly\r\n')
+line = m._get_line().decode()
+assert line == '* ESEARCH (TAG "%s") UID COUNT 1' % tag, line
+assert m._get_line().decode().startswith(tag + ' OK')
 # A RETURN option that does not exist: BAD, the connection stays.
 tag, lines = run('SEARCH RETURN (NEWEST) ALL')
 assert lines[-1].startswith(tag + ' BAD') and 'MIN, MAX, ALL, COUNT and SAVE' in lines[-1], lines

@@ -12,6 +12,10 @@
 //! else of the command — search keys, literals, charsets — is parsed by
 //! the same parser as every other command.
 //!
+//! Literals, synchronizing or not, reach this parser whole: imap-next's
+//! framing answers a line ending in `{n}` with a continuation before any
+//! parse, so `SEARCH RETURN (COUNT) SUBJECT {9}` works as with LITERAL+.
+//!
 //! An empty saved result is `(NOT ALL)` in search criteria (it matches
 //! nothing, RFC 5182 §2.1); as the set of FETCH, STORE, COPY, MOVE or
 //! UID EXPUNGE it makes the command a no-op that succeeds ([`Extended::
