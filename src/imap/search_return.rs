@@ -137,7 +137,10 @@ fn tokens(line: &[u8]) -> Option<Vec<Token>> {
                     && line[i..].starts_with(b"\r\n")
                 {
                     let n: usize = std::str::from_utf8(n).ok()?.parse().ok()?;
-                    i = i.checked_add(2 + n).filter(|&e| e <= line.len())?;
+                    i = n
+                        .checked_add(2)
+                        .and_then(|k| i.checked_add(k))
+                        .filter(|&e| e <= line.len())?;
                     out.push(Token {
                         kind: Kind::Text,
                         start,
@@ -401,6 +404,15 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+        // A literal length past any line (and past usize) is no literal.
+        for n in [
+            "18446744073709551615",
+            "18446744073709551614",
+            "99999999999999999999999",
+        ] {
+            let line = format!("a SEARCH $ {{{n}}}\r\nx\r\n");
+            assert!(read(&line, uids, seqs).unwrap().is_none());
+        }
     }
 
     #[test]
