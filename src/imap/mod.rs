@@ -11,6 +11,8 @@
 //!   cost in Graph calls.
 //! - [`utf7`]: modified UTF-7 mailbox names.
 //! - [`modseq`]: what CONDSTORE and QRESYNC (RFC 7162) answers share.
+//! - [`search_return`]: `SEARCH RETURN (…)` and `$` (ESEARCH, SEARCHRES),
+//!   read before imap-codec.
 //!
 //!
 //! ENVELOPE, BODY/BODYSTRUCTURE and every `BODY[section]` are computed
@@ -19,6 +21,7 @@
 
 pub(crate) mod commands;
 pub mod modseq;
+pub mod search_return;
 pub mod server;
 pub mod session;
 pub(crate) mod stream;

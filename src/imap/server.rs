@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use super::commands::Ctx;
 use super::commands::{
     append, capability, close, copy, create, delete, enable, expunge, fetch, id, idle, list, login,
-    logout, namespace, noop, rename, search, select, starttls, status, store, subscribe,
+    logout, namespace, noop, rename, search, select, sort, starttls, status, store, subscribe,
+    thread,
 };
 use super::session::{self, Reply, Shared, State};
 use super::stream::{Sink, Stream, StreamError};
@@ -151,6 +152,12 @@ pub(crate) struct Conn {
     idle_tag: Option<imap_next::imap_types::core::Tag<'static>>,
     /// STARTTLS said OK: start TLS once that reply is written.
     pub(crate) starttls: bool,
+    /// The tag and RETURN options of the SEARCH being answered (ESEARCH,
+    /// read by imap/search_return.rs).
+    pub(crate) search_return: Option<(
+        imap_next::imap_types::core::Tag<'static>,
+        super::search_return::Returns,
+    )>,
 }
 
 impl Conn {
@@ -302,6 +309,7 @@ async fn serve(
         authenticate_tag: None,
         idle_tag: None,
         starttls: false,
+        search_return: None,
     };
     // Whether the client sent anything yet: one that stays silent after
     // the greeting is most likely an SMTP client waiting for its 220
@@ -380,6 +388,24 @@ async fn serve(
                 // Garbage: say so (tagged when the line has a usable tag)
                 // and keep the connection.
                 use imap_next::server::Error as ServerError;
+                // SEARCH RETURN (…) and `$` (ESEARCH, SEARCHRES), which
+                // imap-codec does not parse (imap/search_return.rs).
+                let mut refusal = None;
+                if let ServerError::MalformedMessage { discarded_bytes } = &e {
+                    match extended(
+                        &server,
+                        &mut conn,
+                        discarded_bytes.declassify(),
+                        &mut stream,
+                        &mut imap,
+                    )
+                    .await
+                    {
+                        Ok(true) => continue,
+                        Ok(false) => {}
+                        Err(why) => refusal = Some(why),
+                    }
+                }
                 // An APPEND literal with NUL bytes is stored, not refused
                 // (commands/append.rs).
                 if let ServerError::MalformedMessage { discarded_bytes } = &e
@@ -417,6 +443,7 @@ async fn serve(
                     .filter(|t| t.len() <= MAX_ECHOED_TAG)
                     .and_then(|t| std::str::from_utf8(t).ok())
                     .and_then(|t| imap_next::imap_types::core::Tag::try_from(t.to_string()).ok());
+                let why = refusal.as_deref().unwrap_or(why);
                 if let Ok(bad) = Status::bad(tag, None, format!("Could not parse that: {why}")) {
                     imap.enqueue_status(bad.into_static());
                 }
@@ -560,6 +587,55 @@ async fn serve(
     }
 }
 
+/// A command with `SEARCH RETURN (…)` or `$` (see
+/// [`super::search_return`]): answered here (`Ok(true)`), not
+/// one (`Ok(false)`), or a wrong RETURN option (`Err`, for the BAD).
+async fn extended(
+    server: &ImapServer,
+    conn: &mut Conn,
+    line: &[u8],
+    stream: &mut Stream,
+    imap: &mut ImapNext,
+) -> Result<bool, String> {
+    use super::search_return::{self, Saved};
+    let (uids, seqs) = match &conn.state {
+        State::Selected(_, view) => view.saved_sets(),
+        _ => Default::default(),
+    };
+    let Some(ext) = search_return::parse(
+        line,
+        &Saved {
+            uids: &uids,
+            seqs: &seqs,
+        },
+    )?
+    else {
+        return Ok(false);
+    };
+    let tag = ext.command.tag.clone();
+    if crate::wire::enabled() {
+        tracing::trace!(target: crate::wire::TARGET, "C: {}", crate::wire::line(line));
+    }
+    let reply = if ext.empty_set {
+        // RFC 5182 §2.1: `$` empty is no error; the command does nothing.
+        match session::allowed(&ext.command.body, conn.state.phase()) {
+            Ok(()) => Reply::ok(format!(
+                "{} completed (the saved search result is empty: nothing to do)",
+                ext.command.body.name()
+            )),
+            Err(why) => Reply::bad(why),
+        }
+    } else {
+        conn.search_return = ext.returns.map(|r| (tag.clone(), r));
+        let mut sink = Sink::new(stream, imap);
+        let reply = command_reply(server, conn, ext.command, &mut sink).await;
+        conn.search_return = None;
+        reply
+    };
+    send_reply(imap, tag, reply);
+    Ok(true)
+}
+
 async fn command_reply(
     server: &ImapServer,
     conn: &mut Conn,
@@ -582,8 +658,12 @@ async fn command_reply(
     let conn = ctx.conn;
     // Every command boundary tells a selected session what changed in its
     // folder — by this session, another, or Outlook — but EXPUNGE not
-    // while answering FETCH, STORE or SEARCH (RFC 3501 §7.4.1).
-    let expunges = !matches!(name.as_str(), "FETCH" | "STORE" | "SEARCH");
+    // while answering FETCH, STORE or SEARCH (RFC 3501 §7.4.1), nor SORT
+    // and THREAD, which answer as SEARCH does.
+    let expunges = !matches!(
+        name.as_str(),
+        "FETCH" | "STORE" | "SEARCH" | "SORT" | "THREAD"
+    );
     match conn.state.selected() {
         Some((auth, view)) => {
             // A CONDSTORE-enabling command (STATUS HIGHESTMODSEQ…) while
@@ -702,10 +782,29 @@ async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command<'static>) -> Reply {
             mailbox,
             uid,
         } => copy::handle(ctx, &sequence_set, &mailbox, uid, true).await,
+        CommandBody::Sort {
+            sort_criteria,
+            charset,
+            search_criteria,
+            uid,
+        } => {
+            sort::handle(
+                ctx,
+                sort_criteria.as_ref(),
+                &charset,
+                search_criteria.as_ref(),
+                uid,
+            )
+            .await
+        }
+        CommandBody::Thread {
+            algorithm,
+            charset,
+            search_criteria,
+            uid,
+        } => thread::handle(ctx, &algorithm, &charset, search_criteria.as_ref(), uid).await,
         // Parsed but not offered; the command table refuses them first.
-        CommandBody::Sort { .. }
-        | CommandBody::Thread { .. }
-        | CommandBody::Compress { .. }
+        CommandBody::Compress { .. }
         | CommandBody::GetQuota { .. }
         | CommandBody::GetQuotaRoot { .. }
         | CommandBody::SetQuota { .. } => Reply::bad(format!(

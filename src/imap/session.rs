@@ -167,6 +167,8 @@ pub struct View {
     /// QRESYNC is enabled (RFC 7162 §3.2.10): expunges are told as
     /// VANISHED, not EXPUNGE.
     pub qresync: bool,
+    /// The saved search result, `$` (RFC 5182), as UIDs, ascending.
+    pub saved: Vec<Uid>,
 }
 
 impl View {
@@ -194,6 +196,7 @@ impl View {
             recent: Default::default(),
             condstore: false,
             qresync: false,
+            saved: Vec::new(),
         }
     }
 
@@ -205,6 +208,20 @@ impl View {
         } else {
             bits
         }
+    }
+
+    /// `$` (RFC 5182 §2.1): the saved UIDs still in the view, and their
+    /// sequence numbers now.
+    pub fn saved_sets(&self) -> (Vec<u32>, Vec<u32>) {
+        let mut uids = Vec::with_capacity(self.saved.len());
+        let mut seqs = Vec::with_capacity(self.saved.len());
+        for u in &self.saved {
+            if let Ok(i) = self.uids.binary_search(u) {
+                uids.push(u.0);
+                seqs.push(i as u32 + 1);
+            }
+        }
+        (uids, seqs)
     }
 
     /// Make the messages from `floor` up recent for this session; the
@@ -322,10 +339,10 @@ pub fn needs(body: &CommandBody<'_>) -> Needs {
         | CommandBody::Fetch { .. }
         | CommandBody::Store { .. }
         | CommandBody::Copy { .. }
-        | CommandBody::Move { .. } => Needs::Selected,
-        CommandBody::Sort { .. }
-        | CommandBody::Thread { .. }
-        | CommandBody::Compress { .. }
+        | CommandBody::Move { .. }
+        | CommandBody::Sort { .. }
+        | CommandBody::Thread { .. } => Needs::Selected,
+        CommandBody::Compress { .. }
         | CommandBody::GetQuota { .. }
         | CommandBody::GetQuotaRoot { .. }
         | CommandBody::SetQuota { .. } => Needs::Unsupported,

@@ -4,7 +4,8 @@
 //! `$Forwarded`, keywords as categories); the tagged OK carries
 //! `[APPENDUID]` once the folder's sync has given the new message its UID.
 //! When the target is the selected folder, the command boundary's report
-//! announces it (`* n EXISTS`). Costs one message creation (see the
+//! announces it (`* n EXISTS`). A `literal8` (BINARY, RFC 3516 §4.2)
+//! has its `binary` parts stored as base64. Costs one message creation (see the
 //! backend's append route) and one delta query on the folder.
 
 use super::Ctx;
@@ -38,7 +39,12 @@ pub(crate) async fn handle(
     };
     let bytes = match message {
         LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
-        LiteralOrLiteral8::Literal8(l) => l.data.as_ref().to_vec(),
+        // RFC 3516 §4.2: a literal8 may carry parts in the `binary`
+        // transfer encoding (NUL included), which no literal, Graph MIME
+        // or cached byte stream keeps: they are stored as base64, and
+        // BINARY[part] gives their octets back.
+        LiteralOrLiteral8::Literal8(l) => crate::mime::imap::binary::encode_binary_parts(&l.data)
+            .unwrap_or_else(|| l.data.as_ref().to_vec()),
     };
     let date = date.map(|d| d.as_ref().with_timezone(&chrono::Utc));
     let bytes = bytes::Bytes::from(bytes);

@@ -50,6 +50,15 @@ pub(crate) fn capabilities(
         // (store/modseq.rs, docs/imap-condstore.md).
         "CONDSTORE",
         "QRESYNC",
+        // RFC 5256 (commands/sort.rs, commands/thread.rs).
+        "SORT",
+        "THREAD=REFERENCES",
+        "THREAD=ORDEREDSUBJECT",
+        // RFC 4731 and RFC 5182 (commands/search_return.rs, search.rs).
+        "ESEARCH",
+        "SEARCHRES",
+        // RFC 3516 (commands/fetch.rs BINARY items, append.rs literal8).
+        "BINARY",
     ] {
         if let Ok(cap) = Capability::try_from(c) {
             caps.push(cap.into_static());

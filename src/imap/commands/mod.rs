@@ -25,10 +25,12 @@ pub(crate) mod noop;
 pub(crate) mod rename;
 pub(crate) mod search;
 pub(crate) mod select;
+pub(crate) mod sort;
 pub(crate) mod starttls;
 pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod subscribe;
+pub(crate) mod thread;
 
 use super::server::{Conn, ImapServer};
 use super::stream::Sink;

@@ -19,6 +19,8 @@ use crate::mime::imap as mime;
 
 pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, criteria: &[SearchKey<'_>], uid: bool) -> Reply {
     let shared: &Shared = &ctx.server.shared;
+    // `SEARCH RETURN (…)`, read before imap-codec (see search_return.rs).
+    let returns = ctx.conn.search_return.take();
     let state = &mut ctx.conn.state;
     let Some((auth, view)) = state.selected() else {
         return Reply::bad("no folder selected: SELECT one first");
@@ -27,10 +29,112 @@ pub(crate) async fn handle(ctx: &mut Ctx<'_, '_>, criteria: &[SearchKey<'_>], ui
     if criteria.iter().any(has_modseq) {
         auth.enabled.enable_condstore(Some(&mut *view));
     }
-    match search(shared, auth, view, criteria, uid).await {
-        Ok(data) => Reply::ok("SEARCH completed").with_data(vec![data]),
-        Err(r) => r.into(),
+    let with_modseq = criteria.iter().any(has_modseq);
+    let found = matching(shared, auth, view, criteria).await;
+    let Some((tag, returns)) = returns else {
+        return match found {
+            Ok(hits) => {
+                // With a MODSEQ key: the highest mod-sequence of the
+                // messages found (RFC 7162 §3.1.5).
+                let modseq = hits.iter().map(|(_, r)| r.modseq).max();
+                let modseq = modseq
+                    .filter(|_| with_modseq)
+                    .map(crate::imap::modseq::nz64);
+                let hits = hits
+                    .iter()
+                    .map(|(seq, r)| nz(if uid { r.uid.0 } else { *seq }))
+                    .collect();
+                Reply::ok("SEARCH completed").with_data(vec![Data::Search(hits, modseq)])
+            }
+            Err(r) => r.into(),
+        };
+    };
+    let hits = match found {
+        Ok(hits) => hits,
+        Err(r) => {
+            // RFC 5182 §2.1: a failed SEARCH with SAVE empties `$`.
+            if returns.save {
+                view.saved.clear();
+            }
+            return r.into();
+        }
+    };
+    let numbers: Vec<u32> = hits
+        .iter()
+        .map(|(seq, r)| if uid { r.uid.0 } else { *seq })
+        .collect();
+    if returns.save {
+        // RFC 5182 §2.4: with MIN and/or MAX but neither ALL nor COUNT,
+        // only those messages are saved; otherwise all found.
+        let only_ends = (returns.min || returns.max) && !returns.all && !returns.count;
+        let mut saved: Vec<crate::mailbox::Uid> = if only_ends {
+            let mut ends = Vec::new();
+            if returns.min {
+                ends.extend(hits.first().map(|(_, r)| r.uid));
+            }
+            if returns.max {
+                ends.extend(hits.last().map(|(_, r)| r.uid));
+            }
+            ends
+        } else {
+            hits.iter().map(|(_, r)| r.uid).collect()
+        };
+        saved.sort_unstable();
+        saved.dedup();
+        view.saved = saved;
     }
+    if !returns.answers() {
+        return Reply::ok("SEARCH completed (result saved)");
+    }
+    // RFC 4731 §3.1: MIN, MAX and ALL only when something was found;
+    // COUNT always.
+    let mut line = format!("* ESEARCH (TAG \"{}\")", tag.inner());
+    if uid {
+        line.push_str(" UID");
+    }
+    if let (Some(min), Some(max)) = (numbers.first(), numbers.last()) {
+        if returns.min {
+            line.push_str(&format!(" MIN {min}"));
+        }
+        if returns.max {
+            line.push_str(&format!(" MAX {max}"));
+        }
+        if returns.all {
+            let mut sorted = numbers.clone();
+            sorted.sort_unstable();
+            line.push_str(" ALL ");
+            line.push_str(&crate::imap::search_return::compact(&sorted));
+        }
+    }
+    if returns.count {
+        line.push_str(&format!(" COUNT {}", numbers.len()));
+    }
+    // With a MODSEQ key, the highest mod-sequence of the messages the
+    // answer names: only MIN's and MAX's when those alone are asked for,
+    // else all found (RFC 7162 §3.1.5, RFC 4731 §3.2).
+    if with_modseq && !hits.is_empty() {
+        let only_ends = (returns.min || returns.max) && !returns.all && !returns.count;
+        let named: Vec<u64> = if only_ends {
+            let mut ends = Vec::new();
+            if returns.min {
+                ends.extend(hits.first().map(|(_, r)| r.modseq));
+            }
+            if returns.max {
+                ends.extend(hits.last().map(|(_, r)| r.modseq));
+            }
+            ends
+        } else {
+            hits.iter().map(|(_, r)| r.modseq).collect()
+        };
+        if let Some(highest) = named.into_iter().max() {
+            line.push_str(&format!(" MODSEQ {highest}"));
+        }
+    }
+    line.push_str("\r\n");
+    if let Err(e) = ctx.sink.emit(line.as_bytes()).await {
+        return Reply::no(format!("the connection failed while answering: {e}"));
+    }
+    Reply::ok("SEARCH completed")
 }
 
 /// Does a SEARCH key need the message's bytes (headers or body)?
@@ -143,16 +247,18 @@ fn parse_for_search(bytes: &[u8]) -> Parsed {
 /// Messages whose bytes are read together.
 const READ_AHEAD: usize = 64;
 
-/// SEARCH: flags, UIDs, sequence numbers, keywords and dates from the
-/// local index; header, body, size and sent-date keys from the message
-/// bytes (fetched in `$batch` groups the first time, then from the cache).
-async fn search(
+/// The messages of the view that match every key of `keys`, with their
+/// sequence numbers, in sequence order (SEARCH, and the set SORT and
+/// THREAD order): flags, UIDs, sequence numbers, keywords and dates from
+/// the local index; header, body, size and sent-date keys from the
+/// message bytes (fetched in `$batch` groups the first time, then from
+/// the cache).
+pub(crate) async fn matching(
     shared: &Shared,
     auth: &Authenticated,
     view: &View,
     keys: &[SearchKey<'_>],
-    uid: bool,
-) -> Result<Data<'static>, Refusal> {
+) -> Result<Vec<(u32, MessageRecord)>, Refusal> {
     let mut records = auth
         .model
         .messages(&view.folder)
@@ -286,7 +392,6 @@ async fn search(
         .filter_map(|(i, uid)| content::find(&records, *uid).map(|r| (i as u32 + 1, r)))
         .collect();
     let mut hits = Vec::new();
-    let mut highest = 0;
     for chunk in in_view.chunks(READ_AHEAD) {
         let bytes = if with_bytes {
             let refs: Vec<&MessageRecord> = chunk.iter().map(|(_, r)| *r).collect();
@@ -309,16 +414,11 @@ async fn search(
                 .map_err(Refusal::No)?;
             }
             if all {
-                hits.push(nz(if uid { r.uid.0 } else { *seq }));
-                highest = highest.max(r.modseq);
+                hits.push((*seq, (*r).clone()));
             }
         }
     }
-    // With a MODSEQ key: the highest mod-sequence of the messages found
-    // (RFC 7162 §3.1.5).
-    let modseq = (keys.iter().any(has_modseq) && !hits.is_empty())
-        .then(|| crate::imap::modseq::nz64(highest));
-    Ok(Data::Search(hits, modseq))
+    Ok(hits)
 }
 
 #[cfg(test)]

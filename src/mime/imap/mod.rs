@@ -32,11 +32,13 @@
 //! items in `envelope`, `bodystructure` and `section`.
 
 mod address;
+pub mod binary;
 mod bodystructure;
 mod envelope;
 mod header;
 mod rfc822;
 mod section;
+pub mod sortkeys;
 mod strings;
 mod structure;
 
@@ -81,6 +83,14 @@ impl<'a> Message<'a> {
     /// BODY (the non-extensible form).
     pub fn body(&self) -> BodyStructure<'static> {
         bodystructure::write(self.bytes, &self.tree, 0, false)
+    }
+
+    /// BINARY[path] (RFC 3516; empty is `BINARY[]`); see [`binary`].
+    pub fn binary(
+        &self,
+        path: &[std::num::NonZeroU32],
+    ) -> Result<Cow<'a, [u8]>, binary::UnknownCte> {
+        binary::binary_in(self.bytes, &self.tree, path)
     }
 
     /// BODY[section] (`None` is `BODY[]`); see [`section`].
