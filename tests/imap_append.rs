@@ -647,11 +647,7 @@ def answer(c, uid, what):
     # the literal is written quoted here.
     blob = b''.join(p if isinstance(p, bytes) else re.sub(rb'\{\d+\}$', b'', p[0]) + quoted(p[1])
                     for p in got if p is not None)
-    blob = re.sub(rb'^\d+ \(|UID \d+ ?', b'', blob)
-    # imap-codec writes these two media types in capitals whatever the
-    # message says (codec/encode.rs); compared without case here, listed
-    # in docs/append.md as left to do.
-    return re.sub(rb'"(text|message)"( "rfc822")?', lambda m: m.group(0).lower(), blob, flags=re.I)
+    return re.sub(rb'^\d+ \(|UID \d+ ?', b'', blob)
 # graphgate shows parts nested deeper than 7 levels as one opaque part
 # (mime/imap/structure.rs MAX_NESTING, for client parsers): on purpose.
 KNOWN = {('25-deep-nesting.eml', 'BODYSTRUCTURE'), ('25-deep-nesting.eml', 'BODY')}
