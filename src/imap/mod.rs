@@ -17,6 +17,7 @@
 //! [`crate::mime::imap`].
 
 pub(crate) mod commands;
+pub mod divert;
 pub mod server;
 pub mod session;
 pub(crate) mod stream;

@@ -193,7 +193,12 @@ pub async fn keep(
     let store = store.clone();
     let cache_dir = cache_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let served = served_bytes(&bytes);
+        // No second copy of a large message unless it has NUL bytes.
+        let served: std::borrow::Cow<'_, [u8]> = if bytes.contains(&0) {
+            served_bytes(&bytes).into()
+        } else {
+            bytes.as_ref().into()
+        };
         let hash = hex::encode(Sha256::digest(&served));
         let kept = content_path(&appended_dir(&cache_dir), &hash);
         let _keeping = KEEPING.lock().unwrap_or_else(|e| e.into_inner());
