@@ -31,12 +31,12 @@ fuzz_target!(|data: &[u8]| {
         divert.feed(chunk, &mut chunked);
     }
     assert_eq!(whole, chunked);
-    for (_, _, len, bytes, complete) in &whole.diverted {
-        assert!(*len >= DIVERT_FROM && *len <= max);
-        assert!(bytes.len() <= *len as usize);
-        assert_eq!(*complete, bytes.len() == *len as usize);
+    for d in &whole.diverted {
+        assert!(d.len >= DIVERT_FROM && d.len <= max);
+        assert!(d.bytes.len() <= d.len as usize);
+        assert_eq!(d.complete, d.bytes.len() == d.len as usize);
     }
-    if whole.diverted.iter().all(|d| d.4) {
+    if whole.diverted.iter().all(|d| d.complete) {
         assert_eq!(whole.restored(), input);
     }
 });

@@ -289,14 +289,24 @@ impl std::fmt::Write for LineWriter<'_> {
     }
 }
 
+/// One diverted literal, as [`Collected`] saw it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Diverted {
+    pub placeholder: Vec<u8>,
+    pub binary: bool,
+    /// As announced.
+    pub len: u32,
+    pub bytes: Vec<u8>,
+    pub complete: bool,
+}
+
 /// What [`Divert`] made of some input, for tests and the fuzz target.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Collected {
     /// What imap-next got.
     pub passed: Vec<u8>,
-    /// Each diverted literal: placeholder, binary, announced length, bytes,
-    /// complete.
-    pub diverted: Vec<(Vec<u8>, bool, u32, Vec<u8>, bool)>,
+    /// Each diverted literal.
+    pub diverted: Vec<Diverted>,
     /// Where each placeholder ends in `passed`.
     pub at: Vec<usize>,
 }
@@ -306,18 +316,22 @@ impl Out for Collected {
         self.passed.extend_from_slice(bytes);
     }
     fn begin(&mut self, len: u32, binary: bool, placeholder: &[u8]) {
-        self.diverted
-            .push((placeholder.to_vec(), binary, len, Vec::new(), false));
+        self.diverted.push(Diverted {
+            placeholder: placeholder.to_vec(),
+            binary,
+            len,
+            ..Diverted::default()
+        });
         self.at.push(self.passed.len());
     }
     fn spool(&mut self, bytes: &[u8]) {
         if let Some(d) = self.diverted.last_mut() {
-            d.3.extend_from_slice(bytes);
+            d.bytes.extend_from_slice(bytes);
         }
     }
     fn end(&mut self) {
         if let Some(d) = self.diverted.last_mut() {
-            d.4 = true;
+            d.complete = true;
         }
     }
 }
@@ -328,7 +342,8 @@ impl Collected {
     pub fn restored(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut from = 0;
-        for ((placeholder, _, len, bytes, _), &end) in self.diverted.iter().zip(&self.at) {
+        for (d, &end) in self.diverted.iter().zip(&self.at) {
+            let (placeholder, len, bytes) = (&d.placeholder, d.len, &d.bytes);
             // `{k}\r\n` or `{k+}\r\n`, then the placeholder, end at `end`.
             let start = end.saturating_sub(placeholder.len());
             let head = self.passed.get(from..start).unwrap_or_default();
@@ -375,13 +390,13 @@ mod tests {
         let whole = run(&[&input], 1 << 30);
         let bytes: Vec<&[u8]> = input.chunks(1).collect();
         assert_eq!(run(&bytes, 1 << 30), whole);
-        let [(placeholder, binary, len, bytes, complete)] = &whole.diverted[..] else {
+        let [d] = &whole.diverted[..] else {
             panic!("{:?}", whole.diverted.len());
         };
-        assert_eq!(placeholder, b"graphgate-spooled-literal s3cret 1");
-        assert!(!binary && *complete);
-        assert_eq!(*len, 100_000);
-        assert_eq!(bytes, &msg);
+        assert_eq!(d.placeholder, b"graphgate-spooled-literal s3cret 1");
+        assert!(!d.binary && d.complete);
+        assert_eq!(d.len, 100_000);
+        assert_eq!(d.bytes, msg);
         assert_eq!(
             String::from_utf8_lossy(&whole.passed),
             "a1 NOOP\r\na2 APPEND INBOX (\\Seen) {34}\r\ngraphgate-spooled-literal s3cret 1\r\na3 NOOP\r\n"
@@ -397,7 +412,7 @@ mod tests {
         input.extend_from_slice(b"\r\n");
         let c = run(&[&input], 1 << 30);
         assert_eq!(c.diverted.len(), 1);
-        assert!(c.diverted[0].1, "literal8");
+        assert!(c.diverted[0].binary, "literal8");
         assert!(
             c.passed
                 .starts_with(b"x append {5}\r\nINBOX ~{34+}\r\ngraphgate-spooled-literal")

@@ -240,7 +240,7 @@ impl Stream {
             .done
             .iter()
             .position(|s| s.placeholder == placeholder)?;
-        let spool = spooler.done.drain(..=at).last()?;
+        let spool = spooler.done.drain(..=at).next_back()?;
         Some(spool.file.map(|file| Spooled {
             file,
             len: spool.len,

@@ -459,7 +459,6 @@ mod tests {
             "{ours}"
         );
         let upper = ours
-            .replace("\"TEXT\" \"Plain\"", "\"TEXT\" \"Plain\"")
             .replace("\"text\" \"plain\"", "\"TEXT\" \"plain\"")
             .replace("\"message\" \"rfc822\"", "\"MESSAGE\" \"RFC822\"");
         assert_eq!(upper, String::from_utf8(theirs).unwrap());
