@@ -562,7 +562,11 @@ async fn mbsync_pushes_the_fixtures_and_a_second_sync_changes_nothing() {
     for (i, path) in names.iter().enumerate() {
         std::fs::copy(path, local.join("new").join(format!("{i}.fixture:2,"))).unwrap();
     }
+    // The real-world shaped ones too: a list reply, a forward with the
+    // original attached, HTML with an inline image.
     std::fs::write(local.join("new").join("90.reply:2,S"), REPLY).unwrap();
+    std::fs::write(local.join("new").join("91.forwarded:2,S"), FORWARDED).unwrap();
+    std::fs::write(local.join("new").join("92.inline:2,"), INLINE_IMAGE).unwrap();
     let port = d.imap.rsplit_once(':').unwrap().1;
     let config = work.path().join("mbsyncrc");
     std::fs::write(
@@ -580,7 +584,7 @@ async fn mbsync_pushes_the_fixtures_and_a_second_sync_changes_nothing() {
     .unwrap();
     run_mbsync(&config);
     let first = maildir_files(&local);
-    assert_eq!(first.len(), names.len() + 1, "{first:?}");
+    assert_eq!(first.len(), names.len() + 3, "{first:?}");
     let state = std::fs::read_to_string(local.join(".mbsyncstate")).unwrap();
     run_mbsync(&config);
     let second = maildir_files(&local);
