@@ -278,11 +278,22 @@ pub fn sweep(store: &Store) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
+    // One sweep waiting per directory covers every removal before it (it
+    // looks at the whole directory).
+    if !SWEEP_PENDING
+        .lock()
+        .is_ok_and(|mut pending| pending.insert(dir.clone()))
+    {
+        return;
+    }
     let store = store.clone();
     runtime.spawn(async move {
         // A MOVE forgets its sources before it carries their bytes to the
         // copies: no sweep while an APPEND or COPY is under way.
         all_settled().await;
+        if let Ok(mut pending) = SWEEP_PENDING.lock() {
+            pending.remove(&dir);
+        }
         let swept = tokio::task::spawn_blocking(move || {
             let result = sweep_now(&store, &dir);
             (result, dir)
@@ -302,6 +313,10 @@ pub fn sweep(store: &Store) {
         }
     });
 }
+
+/// Directories with a sweep waiting to run.
+static SWEEP_PENDING: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<PathBuf>>> =
+    std::sync::LazyLock::new(Default::default);
 
 /// Wait until no APPEND or COPY of kept bytes is under way anywhere.
 async fn all_settled() {
