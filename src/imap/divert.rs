@@ -151,6 +151,13 @@ impl Divert {
         }
     }
 
+    /// The start of a line not yet complete, held back until its end
+    /// shows whether it announces a literal (imap-next does nothing with
+    /// a line before its end either).
+    pub fn held(&self) -> &[u8] {
+        &self.held
+    }
+
     /// Whether a diverted literal is being received.
     pub fn diverting(&self) -> bool {
         matches!(self.mode, Mode::Literal { divert: true, .. })
