@@ -106,7 +106,8 @@ fn announcement(line: &[u8]) -> Option<Announcement> {
     if digits == 0 {
         return None;
     }
-    let open = body.len() - digits - 1;
+    // The `{` before the digits; none when the line is only digits.
+    let open = body.len().checked_sub(digits + 1)?;
     if body.get(open) != Some(&b'{') {
         return None;
     }
@@ -472,6 +473,9 @@ mod tests {
             b"{99999999999}\r\n",
             b"{1}x\r\n",
             b"}\r\n",
+            // Found by fuzzing (imap_divert): digits alone.
+            b"1}\n",
+            b"12+}\r\n",
         ] {
             assert_eq!(announcement(no), None, "{}", String::from_utf8_lossy(no));
         }
