@@ -160,7 +160,7 @@ async fn transcript_states_errors_and_basic_commands(d: Demo) {
     assert_eq!(
         r[0],
         // Names and values keep the case of the message, as Dovecot's do.
-        "* 3 FETCH (BODYSTRUCTURE ((\"TEXT\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 33 0 NIL NIL NIL NIL)\
+        "* 3 FETCH (BODYSTRUCTURE ((\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL \"7bit\" 33 0 NIL NIL NIL NIL)\
          (\"application\" \"pdf\" (\"name\" \"invoice-2026-117.pdf\") NIL NIL \"base64\" 104 NIL \
          (\"attachment\" (\"filename\" \"invoice-2026-117.pdf\")) NIL NIL) \"mixed\" (\"boundary\" \"mix\") NIL NIL NIL))",
         "{r:?}"

@@ -36,6 +36,21 @@
 //!   `contentId`; an attached `message/rfc822` as an `itemAttachment` whose
 //!   `item` is described the same way (Graph "Add attachment", item
 //!   attachment example).
+//! - an attached message split off because it is large (the route above
+//!   2 MiB, [`split_large`]) goes up as a `fileAttachment` of type
+//!   `message/rfc822`, not as an `itemAttachment`: from 3 MB an attachment
+//!   must go through an upload session ("Attach large files to Outlook
+//!   messages": a single POST takes less than 3 MB), and Exchange answers
+//!   an upload session for `attachmentType` `item` with 405
+//!   `ErrorAttachmentSessionIsSupportedOnlyForFileAttachments` ("Only File
+//!   attachments can be uploaded using an Upload Session",
+//!   microsoftgraph/microsoft-graph-docs-contrib issue 710, though the
+//!   attachmentItem page lists `item`). Graph v1.0 has no request that adds
+//!   attachments to an `itemAttachment`'s item afterwards (the item is a
+//!   contained navigation property without an `attachments` route), so an
+//!   attached message cannot be built up in pieces either. Outlook shows
+//!   such a file as an attached .eml; the IMAP client gets its APPENDed
+//!   bytes anyway (mailbox/appended.rs).
 
 use base64::Engine;
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -20,6 +20,7 @@
 //! [`crate::mime::imap`].
 
 pub(crate) mod commands;
+pub mod divert;
 pub mod modseq;
 pub mod search_return;
 pub mod server;

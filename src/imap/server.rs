@@ -293,7 +293,8 @@ async fn serve(
         Stream::tls(s)
     } else {
         Stream::insecure(tcp)
-    };
+    }
+    .spooling(server.config.max_literal);
     let mut options = Options::default();
     options.max_literal_size = server.config.max_literal;
     options.max_command_size = server.config.max_literal.saturating_add(64 * 1024);
@@ -477,7 +478,7 @@ async fn serve(
                     stream.flush().await.map_err(|e| e.to_string())?;
                     let tcp = stream.into_plain().ok_or("STARTTLS over TLS")?;
                     let s = handshake(&server, tcp).await?;
-                    stream = Stream::tls(s);
+                    stream = Stream::tls(s).spooling(server.config.max_literal);
                     conn.tls_active = true;
                     // Whatever came in plaintext after STARTTLS is dropped
                     // unanswered (RFC 3207 §4.2's rule, CVE-2011-0411's

@@ -14,7 +14,14 @@
 //! Reading and writing are polled together whenever output is pending, so
 //! a client that pipelines commands without reading its answers cannot
 //! deadlock the connection.
+//!
+//! A large APPEND literal never reaches imap-next: [`crate::imap::divert`]
+//! follows the input and its bytes are written to a spool file here as
+//! they arrive; the APPEND handler takes the file ([`Sink::take_spooled`]).
+//! The spool file is an unnamed temporary file (`tempfile::tempfile`, in
+//! `TMPDIR`, mode 0600, gone when closed).
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
@@ -24,6 +31,8 @@ use bytes::{Buf, BytesMut};
 use imap_next::{Interrupt, Io, State};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+use crate::imap::divert::{Divert, Out};
 
 /// Output buffered beyond this is written before the state machine is
 /// asked for more.
@@ -99,6 +108,91 @@ pub struct Stream {
     /// Bytes were written since the last flush (TLS keeps records back
     /// until flushed).
     unflushed: bool,
+    /// Large APPEND literals go to spool files (when turned on).
+    spooler: Option<Spooler>,
+}
+
+/// Diverted APPEND literals: the one being received, and the complete
+/// ones not yet taken by their command (at most [`MAX_UNCLAIMED`]).
+struct Spooler {
+    divert: Divert,
+    current: Option<Spool>,
+    done: VecDeque<Spool>,
+}
+
+const MAX_UNCLAIMED: usize = 4;
+
+/// One diverted literal in its file.
+struct Spool {
+    placeholder: Vec<u8>,
+    file: io::Result<std::fs::File>,
+    len: u64,
+    /// A plain literal cannot carry NUL (RFC 3501 §4.3): stored as 0x80,
+    /// as imap-codec's refusal path does (commands/append.rs).
+    nul_as_0x80: bool,
+}
+
+impl Spool {
+    fn write(&mut self, bytes: &[u8]) {
+        use std::io::Write as _;
+        let Ok(file) = &mut self.file else { return };
+        let result = if self.nul_as_0x80 && bytes.contains(&0) {
+            let fixed: Vec<u8> = bytes
+                .iter()
+                .map(|&b| if b == 0 { 0x80 } else { b })
+                .collect();
+            file.write_all(&fixed)
+        } else {
+            file.write_all(bytes)
+        };
+        match result {
+            Ok(()) => self.len += bytes.len() as u64,
+            Err(e) => self.file = Err(e),
+        }
+    }
+}
+
+/// The divert's pieces: imap-next's to the state machine, the literal's
+/// to its spool file.
+struct Pieces<'a, F> {
+    state: &'a mut F,
+    current: &'a mut Option<Spool>,
+    done: &'a mut VecDeque<Spool>,
+}
+
+impl<F: State> Out for Pieces<'_, F> {
+    fn pass(&mut self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            self.state.enqueue_input(bytes);
+        }
+    }
+    fn begin(&mut self, _len: u32, binary: bool, placeholder: &[u8]) {
+        *self.current = Some(Spool {
+            placeholder: placeholder.to_vec(),
+            file: tempfile::tempfile(),
+            len: 0,
+            nul_as_0x80: !binary,
+        });
+    }
+    fn spool(&mut self, bytes: &[u8]) {
+        if let Some(spool) = self.current {
+            spool.write(bytes);
+        }
+    }
+    fn end(&mut self) {
+        if let Some(spool) = self.current.take() {
+            self.done.push_back(spool);
+            while self.done.len() > MAX_UNCLAIMED {
+                self.done.pop_front();
+            }
+        }
+    }
+}
+
+/// A diverted APPEND literal, complete in its file (at its end).
+pub struct Spooled {
+    pub file: std::fs::File,
+    pub len: u64,
 }
 
 /// What one round of I/O achieved.
@@ -121,7 +215,36 @@ impl Stream {
             inner,
             write_buffer: BytesMut::new(),
             unflushed: false,
+            spooler: None,
         }
+    }
+
+    /// Divert APPEND literals from [`crate::imap::divert::DIVERT_FROM`] up
+    /// to `max_literal` bytes (imap-next's limit) to spool files.
+    pub fn spooling(mut self, max_literal: u32) -> Stream {
+        let secret = uuid::Uuid::new_v4().simple().to_string();
+        self.spooler = Some(Spooler {
+            divert: Divert::new(max_literal, &secret),
+            current: None,
+            done: VecDeque::new(),
+        });
+        self
+    }
+
+    /// The spool file of the diverted literal imap-next got `placeholder`
+    /// for (`None`: `placeholder` is a literal the client sent); spool
+    /// files of earlier commands that never claimed theirs go too.
+    pub fn take_spooled(&mut self, placeholder: &[u8]) -> Option<io::Result<Spooled>> {
+        let spooler = self.spooler.as_mut()?;
+        let at = spooler
+            .done
+            .iter()
+            .position(|s| s.placeholder == placeholder)?;
+        let spool = spooler.done.drain(..=at).next_back()?;
+        Some(spool.file.map(|file| Spooled {
+            file,
+            len: spool.len,
+        }))
     }
 
     /// The TCP stream of a plain connection, for STARTTLS (`None` when TLS
@@ -264,7 +387,17 @@ impl Stream {
         match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
             Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Err(StreamError::Closed)),
             Poll::Ready(Ok(())) => {
-                state.enqueue_input(buf.filled());
+                match &mut self.spooler {
+                    Some(spooler) => spooler.divert.feed(
+                        buf.filled(),
+                        &mut Pieces {
+                            state,
+                            current: &mut spooler.current,
+                            done: &mut spooler.done,
+                        },
+                    ),
+                    None => state.enqueue_input(buf.filled()),
+                }
                 Poll::Ready(Ok(Progress::Read))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
@@ -285,6 +418,11 @@ pub struct Sink<'a> {
 impl<'a> Sink<'a> {
     pub fn new(stream: &'a mut Stream, imap: &'a mut imap_next::server::Server) -> Sink<'a> {
         Sink { stream, imap }
+    }
+
+    /// See [`Stream::take_spooled`].
+    pub fn take_spooled(&mut self, placeholder: &[u8]) -> Option<io::Result<Spooled>> {
+        self.stream.take_spooled(placeholder)
     }
 
     /// Queue `bytes` (whole untagged responses) after everything before:

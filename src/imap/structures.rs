@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::io::Write as _;
 
 use imap_codec::encode::Encoder as _;
-use imap_next::imap_types::core::Vec1;
+use imap_next::imap_types::body::{BasicFields, Body, BodyStructure, SpecificFields};
+use imap_next::imap_types::core::{IString, NString, Quoted, Vec1};
 use imap_next::imap_types::fetch::{MessageDataItem, MessageDataItemName};
 use imap_next::imap_types::response::{Data, Response};
 
@@ -22,8 +23,9 @@ use crate::mailbox::MessageRecord;
 use crate::mime::imap as mime;
 
 /// Bumped whenever the MIME core may describe a message differently: a
-/// stored structure of another version is computed again.
-const VERSION: u8 = 1;
+/// stored structure of another version is computed again (2: media types
+/// in the case the message writes them).
+const VERSION: u8 = 2;
 
 /// One message's structure, borrowed from its stored encoding.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,12 +53,161 @@ pub fn encode_item(item: MessageDataItem<'static>) -> Vec<u8> {
     wire[PREFIX.len()..wire.len() - SUFFIX.len()].to_vec()
 }
 
+/// A BODYSTRUCTURE or BODY item (`name` is `BODYSTRUCTURE ` or `BODY `)
+/// with the media types of text and message/rfc822 parts in the case the
+/// message writes them, as Dovecot answers (`"text" "plain"`, or
+/// `"TEXT" "PLAIN"` for a part whose Content-Type says so).
+///
+/// imap-codec writes `"TEXT"` and `"MESSAGE" "RFC822"` itself for those
+/// parts (`impl EncodeIntoContext for Body`, imap-codec 2.0.0-alpha.10
+/// `codec/encode.rs`), and its types have no field for the words. So each
+/// part is written here, with imap-codec writing every value: a text or
+/// message part is given to imap-codec as a basic part of the same type and
+/// subtype words, which writes `("text" "plain" <fields>)`, and its line
+/// count (and envelope and inner structure) go after the fields, before the
+/// extension data, where RFC 3501 §7.4.2's `body-type-text` and
+/// `body-type-msg` have them. The grammar is the same; only the words'
+/// case differs from imap-codec's own encoding.
+pub fn as_written(
+    name: &[u8],
+    (structure, media): (BodyStructure<'static>, mime::Media),
+) -> Vec<u8> {
+    let mut out = name.to_vec();
+    let mut media = media.into_iter();
+    write_structure(&mut out, structure, &mut media);
+    out
+}
+
+/// imap-codec's encoding of one body structure (`(…)`).
+fn encoded(structure: BodyStructure<'static>) -> Vec<u8> {
+    let mut item = encode_item(MessageDataItem::BodyStructure(structure));
+    item.drain(..b"BODYSTRUCTURE ".len());
+    item
+}
+
+fn write_structure(
+    out: &mut Vec<u8>,
+    structure: BodyStructure<'static>,
+    media: &mut std::vec::IntoIter<(IString<'static>, IString<'static>)>,
+) {
+    match structure {
+        BodyStructure::Multi {
+            bodies,
+            subtype,
+            extension_data,
+        } => {
+            // `(<parts> "subtype" <extension>)`: the tail after the parts
+            // is imap-codec's, cut from a multipart of one known part.
+            let placeholder = basic_part("x", "y");
+            let skip = 1 + encoded(placeholder.clone()).len();
+            let tail = encoded(BodyStructure::Multi {
+                bodies: Vec1::from(placeholder),
+                subtype,
+                extension_data,
+            });
+            out.push(b'(');
+            for body in bodies.into_inner() {
+                write_structure(out, body, media);
+            }
+            out.extend_from_slice(tail.get(skip..).unwrap_or(b")"));
+        }
+        BodyStructure::Single {
+            body: Body { basic, specific },
+            extension_data,
+        } => {
+            let (words, inner) = match specific {
+                SpecificFields::Basic { .. } => {
+                    out.extend_from_slice(&encoded(BodyStructure::Single {
+                        body: Body { basic, specific },
+                        extension_data,
+                    }));
+                    return;
+                }
+                SpecificFields::Text {
+                    subtype,
+                    number_of_lines,
+                } => {
+                    let t = media.next().map_or_else(|| word("text"), |(t, _)| t);
+                    ((t, subtype), Err(number_of_lines))
+                }
+                SpecificFields::Message {
+                    envelope,
+                    body_structure,
+                    number_of_lines,
+                } => {
+                    let words = media
+                        .next()
+                        .unwrap_or_else(|| (word("message"), word("rfc822")));
+                    (words, Ok((envelope, body_structure, number_of_lines)))
+                }
+            };
+            let specific = SpecificFields::Basic {
+                r#type: words.0,
+                subtype: words.1,
+            };
+            let fields = encoded(BodyStructure::Single {
+                body: Body {
+                    basic: basic.clone(),
+                    specific: specific.clone(),
+                },
+                extension_data: None,
+            });
+            let whole = encoded(BodyStructure::Single {
+                body: Body { basic, specific },
+                extension_data,
+            });
+            // `fields` is `(… <fields>)`; `whole` the same with ` <extension>`
+            // before its `)`.
+            let cut = fields.len().saturating_sub(1);
+            out.extend_from_slice(fields.get(..cut).unwrap_or_default());
+            let lines = match inner {
+                Err(lines) => lines,
+                Ok((envelope, body_structure, lines)) => {
+                    let envelope = encode_item(MessageDataItem::Envelope(*envelope));
+                    out.push(b' ');
+                    out.extend_from_slice(envelope.get(b"ENVELOPE ".len()..).unwrap_or_default());
+                    out.push(b' ');
+                    write_structure(out, *body_structure, media);
+                    lines
+                }
+            };
+            let _ = write!(out, " {lines}");
+            out.extend_from_slice(whole.get(cut..).unwrap_or(b")"));
+        }
+    }
+}
+
+/// A fixed word (letters and digits: always a valid quoted string).
+fn word(w: &'static str) -> IString<'static> {
+    IString::Quoted(Quoted::unvalidated(w))
+}
+
+/// An empty part of media type `t/s`, without extension data.
+fn basic_part(t: &'static str, s: &'static str) -> BodyStructure<'static> {
+    BodyStructure::Single {
+        body: Body {
+            basic: BasicFields {
+                parameter_list: Vec::new(),
+                id: NString(None),
+                description: NString(None),
+                content_transfer_encoding: word("7bit"),
+                size: 0,
+            },
+            specific: SpecificFields::Basic {
+                r#type: word(t),
+                subtype: word(s),
+            },
+        },
+        extension_data: None,
+    }
+}
+
 /// The stored form of `bytes`' structure.
 pub fn compute(bytes: &[u8]) -> Vec<u8> {
     let message = mime::Message::new(bytes);
     let envelope = encode_item(MessageDataItem::Envelope(mime::envelope(bytes)));
-    let body_structure = encode_item(MessageDataItem::BodyStructure(message.body_structure()));
-    let body = encode_item(MessageDataItem::Body(message.body()));
+    let body_structure = as_written(b"BODYSTRUCTURE ", message.body_structure_as_written(true));
+    let body = as_written(b"BODY ", message.body_structure_as_written(false));
     let mut out =
         Vec::with_capacity(1 + 4 + 12 + envelope.len() + body_structure.len() + body.len());
     out.push(VERSION);
@@ -268,10 +419,11 @@ mod tests {
             .unwrap(),
         });
         let theirs = imap_codec::ResponseCodec::default().encode(&theirs).dump();
-        assert_eq!(
-            String::from_utf8_lossy(&ours),
-            String::from_utf8_lossy(&theirs)
-        );
+        // imap-codec writes TEXT in capitals; the message (and Dovecot)
+        // write `text`.
+        let theirs =
+            String::from_utf8_lossy(&theirs).replace("\"TEXT\" \"plain\"", "\"text\" \"plain\"");
+        assert_eq!(String::from_utf8_lossy(&ours), theirs);
         // Items not held by the index or the structure are left to the caller.
         assert!(!write_item(
             &mut ours,
@@ -285,6 +437,42 @@ mod tests {
             &record,
             None
         ));
+    }
+
+    /// The words of text and message parts as Dovecot writes them; every
+    /// other byte as imap-codec writes it (literals included: an 8-bit
+    /// parameter value and subject).
+    #[test]
+    fn media_types_are_written_in_the_case_of_the_message() {
+        let message = "Content-Type: Multipart/Mixed; boundary=b\r\n\r\n--b\r\n\
+            Content-Type: TEXT/Plain; name=\"Gr\u{fc}\u{df}e\"\r\n\r\nhi\r\n--b\r\n\
+            Content-Type: MESSAGE/RFC822\r\nContent-Disposition: attachment\r\n\r\n\
+            Subject: \u{fc}ber\r\n\r\ninner\r\n--b\r\n\r\nbare\r\n--b--\r\n";
+        let m = mime::Message::new(message.as_bytes());
+        let ours = as_written(b"BODYSTRUCTURE ", m.body_structure_as_written(true));
+        let theirs = encode_item(MessageDataItem::BodyStructure(m.body_structure()));
+        let ours = String::from_utf8(ours).unwrap();
+        assert!(
+            ours.contains("(\"TEXT\" \"Plain\" (\"name\" {7}\r\nGr\u{fc}\u{df}e \"charset\""),
+            "{ours}"
+        );
+        assert!(ours.contains("(\"message\" \"rfc822\" NIL"), "{ours}");
+        assert!(
+            ours.contains(")(\"text\" \"plain\" (\"charset\" \"us-ascii\")"),
+            "{ours}"
+        );
+        let upper = ours
+            .replace("\"text\" \"plain\"", "\"TEXT\" \"plain\"")
+            .replace("\"message\" \"rfc822\"", "\"MESSAGE\" \"RFC822\"");
+        assert_eq!(upper, String::from_utf8(theirs).unwrap());
+        // BODY: the same without extension data.
+        let ours = as_written(b"BODY ", m.body_structure_as_written(false));
+        let theirs = encode_item(MessageDataItem::Body(m.body()));
+        let ours = String::from_utf8(ours)
+            .unwrap()
+            .replace("\"text\" \"plain\"", "\"TEXT\" \"plain\"")
+            .replace("\"message\" \"rfc822\"", "\"MESSAGE\" \"RFC822\"");
+        assert_eq!(ours, String::from_utf8(theirs).unwrap());
     }
 
     #[test]

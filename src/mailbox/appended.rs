@@ -31,8 +31,11 @@
 //! bytes (and as Dovecot does): a literal cannot carry NUL (RFC 3501 §4.3),
 //! and the bytes served must be the same every time.
 //!
-//! Left to do: a content here that no message row names any more (its UID
-//! expunged) is not yet swept.
+//! A COPY or MOVE of such a message carries the kept bytes to the copy's
+//! UID ([`carry`]): the copy is the same message (RFC 3501 §6.4.7), and
+//! Exchange's rendering of the new item would differ from what the client
+//! APPENDed. Once no message row names a kept content any more (its UIDs
+//! expunged, deleted or moved away in Graph), [`sweep`] deletes it.
 
 use std::path::{Path, PathBuf};
 
@@ -96,6 +99,11 @@ pub async fn settled(folder: FolderId) {
         notified.await;
     }
 }
+
+/// Held while bytes are written and recorded ([`keep`], [`carry`]) and
+/// while unreferenced ones are deleted ([`sweep`]): a sweep never deletes
+/// a file an APPEND of the same bytes has just found there.
+static KEEPING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Where APPENDed bytes are kept: `appended/` beside the content cache's
 /// directory (both under the data directory).
@@ -185,9 +193,15 @@ pub async fn keep(
     let store = store.clone();
     let cache_dir = cache_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let served = served_bytes(&bytes);
+        // No second copy of a large message unless it has NUL bytes.
+        let served: std::borrow::Cow<'_, [u8]> = if bytes.contains(&0) {
+            served_bytes(&bytes).into()
+        } else {
+            bytes.as_ref().into()
+        };
         let hash = hex::encode(Sha256::digest(&served));
         let kept = content_path(&appended_dir(&cache_dir), &hash);
+        let _keeping = KEEPING.lock().unwrap_or_else(|e| e.into_inner());
         write_private(&kept, &served)
             .map_err(|e| format!("keeping the APPENDed bytes in {}: {e}", kept.display()))?;
         relink(&cache_dir, &hash);
@@ -198,6 +212,151 @@ pub async fn keep(
     })
     .await
     .map_err(|e| format!("keeping the APPENDed bytes: {e}"))?
+}
+
+/// The kept directory of the data directory `store` lives in (`None`
+/// for an in-memory store).
+fn kept_dir(store: &Store) -> Option<PathBuf> {
+    let path = store.path();
+    (path.is_absolute() && path.parent().is_some()).then(|| path.with_file_name("appended"))
+}
+
+/// COPY / MOVE: each copy whose source serves kept APPENDed bytes serves
+/// the same bytes (`copies` pairs a source's row with the copy's UID in
+/// `to`). Call it with an [`InFlight`] of `to` held from before Graph
+/// creates the copies, so no FETCH gives the copy Exchange's rendering
+/// first.
+pub async fn carry(store: &Store, to: FolderId, copies: Vec<(MessageRecord, Uid)>) {
+    let Some(dir) = kept_dir(store) else { return };
+    let store = store.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _keeping = KEEPING.lock().unwrap_or_else(|e| e.into_inner());
+        let contents: Vec<(Uid, String, u64)> = copies
+            .into_iter()
+            .filter_map(|(source, uid)| {
+                let hash = source.content_hash?;
+                let size = std::fs::metadata(content_path(&dir, &hash)).ok()?.len();
+                Some((uid, hash, size))
+            })
+            .collect();
+        if contents.is_empty() {
+            return Ok(());
+        }
+        store.record_contents(to, &contents)
+    })
+    .await;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(
+            "COPY: the copies of APPENDed messages serve what Graph renders: {e} (check the \
+             data directory's free space and permissions)"
+        ),
+        Err(e) => tracing::warn!("COPY: carrying APPENDed bytes: {e}"),
+    }
+}
+
+/// Whether any of `records` serves kept APPENDed bytes.
+pub fn any_kept(store: &Store, records: &[&MessageRecord]) -> bool {
+    let Some(dir) = kept_dir(store) else {
+        return false;
+    };
+    records.iter().any(|r| {
+        r.content_hash
+            .as_deref()
+            .is_some_and(|h| std::fs::metadata(content_path(&dir, h)).is_ok())
+    })
+}
+
+/// Delete the kept bytes no message row names any more, in the
+/// background (after messages were removed from the store). Returns at
+/// once; see [`sweep_now`].
+pub fn sweep(store: &Store) {
+    let Some(dir) = kept_dir(store) else { return };
+    if std::fs::metadata(&dir).is_err() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    // One sweep waiting per directory covers every removal before it (it
+    // looks at the whole directory).
+    if !SWEEP_PENDING
+        .lock()
+        .is_ok_and(|mut pending| pending.insert(dir.clone()))
+    {
+        return;
+    }
+    let store = store.clone();
+    runtime.spawn(async move {
+        // A MOVE forgets its sources before it carries their bytes to the
+        // copies: no sweep while an APPEND or COPY is under way.
+        all_settled().await;
+        if let Ok(mut pending) = SWEEP_PENDING.lock() {
+            pending.remove(&dir);
+        }
+        let swept = tokio::task::spawn_blocking(move || {
+            let result = sweep_now(&store, &dir);
+            (result, dir)
+        })
+        .await;
+        match swept {
+            Ok((Ok(0), _)) => {}
+            Ok((Ok(n), _)) => {
+                tracing::debug!(removed = n, "APPENDed bytes no UID names any more deleted")
+            }
+            Ok((Err(e), dir)) => tracing::warn!(
+                "sweeping {}: {e}; unreferenced APPENDed bytes stay on disk until the next \
+                 expunge (check the data directory's permissions)",
+                dir.display()
+            ),
+            Err(e) => tracing::warn!("sweeping APPENDed bytes: {e}"),
+        }
+    });
+}
+
+/// Directories with a sweep waiting to run.
+static SWEEP_PENDING: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<PathBuf>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Wait until no APPEND or COPY of kept bytes is under way anywhere.
+async fn all_settled() {
+    loop {
+        let notified = SETTLED.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if IN_FLIGHT.lock().map_or(true, |map| map.is_empty()) {
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Delete the files of `dir` (`ab/abcdef…`) whose hash no message row
+/// names; the number deleted.
+pub fn sweep_now(store: &Store, dir: &Path) -> Result<usize, String> {
+    let _keeping = KEEPING.lock().unwrap_or_else(|e| e.into_inner());
+    let in_use = store
+        .contents_in_use()
+        .map_err(|e| format!("reading the contents in use: {e}"))?;
+    let mut removed = 0;
+    let shards = std::fs::read_dir(dir).map_err(|e| e.to_string())?;
+    for shard in shards.flatten() {
+        let Ok(files) = std::fs::read_dir(shard.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name();
+            let Some(name) = name.to_str() else { continue };
+            // Temporary files of a write under way have an extension.
+            if name.contains('.') || in_use.contains(name) {
+                continue;
+            }
+            if std::fs::remove_file(file.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// The content cache's hook: of `records` whose bytes are not in the cache,

@@ -151,7 +151,9 @@ impl MailboxModel {
         if remote_ids.is_empty() {
             return Ok(Vec::new());
         }
-        Ok(self.store.remove_messages(folder.id, remote_ids)?)
+        let removed = self.store.remove_messages(folder.id, remote_ids)?;
+        crate::mailbox::appended::sweep(&self.store);
+        Ok(removed)
     }
 
     /// STORE: change the flags of `uids`, each computed from its latest
@@ -337,6 +339,15 @@ impl MailboxModel {
         self.start_recent(to)?;
         let held = gate.hold().await;
         let records = self.store.messages(from.id)?;
+        // Copies of APPENDed messages serve the APPENDed bytes (appended.rs).
+        let carrying = crate::mailbox::appended::any_kept(
+            &self.store,
+            &uids
+                .iter()
+                .filter_map(|u| find(&records, *u))
+                .collect::<Vec<_>>(),
+        )
+        .then(|| crate::mailbox::appended::begin(to.id));
         let target = RemoteFolderId::new(to.remote_id.clone());
         let mut out = Outcome::default();
         let mut created: Vec<(MessageRecord, RemoteMessage)> = Vec::new();
@@ -387,10 +398,15 @@ impl MailboxModel {
         }
         if !created.is_empty() {
             self.number_copies(to, &created, moving).await?;
+            let mut copies = Vec::new();
             for (source, copy) in created {
                 if let Some(m) = self.store.message_by_remote_id(to.id, copy.id.as_str())? {
                     out.done.push((source.uid, m.uid));
+                    copies.push((source, m.uid));
                 }
+            }
+            if carrying.is_some() {
+                crate::mailbox::appended::carry(&self.store, to.id, copies).await;
             }
         }
         Ok(out)

@@ -419,6 +419,9 @@ impl MailboxModel {
         removed_ids.sort();
         removed_ids.dedup();
         let mut removed = self.store.remove_messages(folder, &removed_ids)?;
+        if !removed.is_empty() {
+            crate::mailbox::appended::sweep(&self.store);
+        }
         removed.sort();
         changes.removed = removed;
         changes.flags_changed.sort();

@@ -94,6 +94,17 @@ impl Store {
         rows.collect::<Result<Vec<_>, _>>().map_err(Into::into)
     }
 
+    /// Every content hash a message row names (the APPENDed bytes kept
+    /// for none of them are deleted, mailbox/appended.rs).
+    pub fn contents_in_use(&self) -> Result<std::collections::HashSet<String>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT DISTINCT content_hash FROM messages WHERE content_hash IS NOT NULL",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect::<Result<_, _>>().map_err(Into::into)
+    }
+
     /// Total bytes indexed.
     pub fn cache_size(&self) -> Result<u64, StoreError> {
         let conn = self.lock()?;

@@ -37,17 +37,35 @@ pub(crate) async fn handle(
     let Ok(folder) = auth.model.folder(&folder_name) else {
         return Reply::no(format!("[TRYCREATE] no folder named {folder_name:?}"));
     };
-    let bytes = match message {
-        LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
-        // RFC 3516 §4.2: a literal8 may carry parts in the `binary`
-        // transfer encoding (NUL included), which no literal, Graph MIME
-        // or cached byte stream keeps: they are stored as base64, and
-        // BINARY[part] gives their octets back.
-        LiteralOrLiteral8::Literal8(l) => crate::mime::imap::binary::encode_binary_parts(&l.data)
-            .unwrap_or_else(|| l.data.as_ref().to_vec()),
+    let (data, literal8) = match message {
+        LiteralOrLiteral8::Literal(l) => (l.data(), false),
+        LiteralOrLiteral8::Literal8(l) => (l.data.as_ref(), true),
+    };
+    // A large literal was written to a spool file as it came (stream.rs).
+    let bytes = match ctx.sink.take_spooled(data) {
+        None => bytes::Bytes::from(data.to_vec()),
+        Some(spooled) => match read_spooled(spooled).await {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                return Reply::no(format!(
+                    "the message could not be kept in its spool file: {e} (check the free \
+                     space of the temporary directory, TMPDIR)"
+                ));
+            }
+        },
+    };
+    // RFC 3516 §4.2: a literal8 may carry parts in the `binary` transfer
+    // encoding (NUL included), which no literal, Graph MIME or cached byte
+    // stream keeps: they are stored as base64, and BINARY[part] gives
+    // their octets back.
+    let bytes = if literal8 {
+        crate::mime::imap::binary::encode_binary_parts(&bytes)
+            .map(bytes::Bytes::from)
+            .unwrap_or(bytes)
+    } else {
+        bytes
     };
     let date = date.map(|d| d.as_ref().with_timezone(&chrono::Utc));
-    let bytes = bytes::Bytes::from(bytes);
     match auth
         .model
         .append(
@@ -74,6 +92,22 @@ pub(crate) async fn handle(
         }
         Err(e) => Reply::no(format!("Graph refused the message: {e}")),
     }
+}
+
+/// The bytes of a spooled literal, in one buffer of their exact size.
+async fn read_spooled(
+    spooled: std::io::Result<crate::imap::stream::Spooled>,
+) -> std::io::Result<bytes::Bytes> {
+    let mut spooled = spooled?;
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read as _, Seek as _};
+        spooled.file.seek(std::io::SeekFrom::Start(0))?;
+        let mut out = Vec::with_capacity(usize::try_from(spooled.len).unwrap_or(0));
+        spooled.file.read_to_end(&mut out)?;
+        Ok(bytes::Bytes::from(out))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// The flags an APPENDed message is created with (`\Deleted` and

@@ -1,8 +1,11 @@
 //! BODYSTRUCTURE and BODY (RFC 3501 §7.4.2) from the part tree.
 //!
 //! Per part: media type and subtype in the case they were sent
-//! (text/plain when there is no Content-Type; imap-codec writes the words
-//! TEXT and MESSAGE RFC822 itself); the Content-Type parameters (charset
+//! (text/plain when there is no Content-Type). imap-codec writes the words
+//! TEXT and MESSAGE RFC822 itself, in capitals; so each text and
+//! message/rfc822 part's words as Dovecot writes them are also listed
+//! ([`Media`]) for the encoder in `imap::structures`); the Content-Type
+//! parameters (charset
 //! us-ascii added to text parts that name none); Content-ID and
 //! Content-Description unfolded, NIL when absent; the transfer encoding
 //! as sent, 7bit when absent; the size in octets of the body as it stands
@@ -33,6 +36,12 @@ use super::strings::{istring, nstring, static_str, unfolded, without_nul};
 use super::structure::{Part, Tree, lines};
 
 type Params = Vec<rfc822::Param>;
+
+/// Type and subtype as Dovecot writes them (a text part's as the message
+/// writes them, `message` `rfc822` always in lower case), of each text and
+/// message/rfc822 part in the order BODYSTRUCTURE writes its parts
+/// (depth first, a message/rfc822 part before the parts inside it).
+pub type Media = Vec<(IString<'static>, IString<'static>)>;
 
 /// The Content-* fields of one part, as BODYSTRUCTURE reports them.
 #[derive(Default)]
@@ -142,7 +151,8 @@ fn disposition(c: &mut Content) -> Disposition<'static> {
 }
 
 /// The body of a multipart with no parts: one empty text/plain part.
-fn empty_text(extended: bool) -> BodyStructure<'static> {
+fn empty_text(extended: bool, media: &mut Media) -> BodyStructure<'static> {
+    media.push((static_str("text"), static_str("plain")));
     BodyStructure::Single {
         body: Body {
             basic: BasicFields {
@@ -174,9 +184,17 @@ fn empty_text(extended: bool) -> BodyStructure<'static> {
 }
 
 /// BODYSTRUCTURE (`extended`) or BODY of part `id`.
-pub(crate) fn write(msg: &[u8], tree: &Tree, id: usize, extended: bool) -> BodyStructure<'static> {
+/// Each text and message/rfc822 part's media type as written is pushed
+/// to `media`.
+pub(crate) fn write(
+    msg: &[u8],
+    tree: &Tree,
+    id: usize,
+    extended: bool,
+    media: &mut Media,
+) -> BodyStructure<'static> {
     let Some(part) = tree.parts.get(id) else {
-        return empty_text(extended);
+        return empty_text(extended, media);
     };
     let mut c = Content::of(msg, part);
     let flags = part.flags;
@@ -185,9 +203,10 @@ pub(crate) fn write(msg: &[u8], tree: &Tree, id: usize, extended: bool) -> BodyS
         let bodies: Vec<_> = part
             .children
             .iter()
-            .map(|&child| write(msg, tree, child, extended))
+            .map(|&child| write(msg, tree, child, extended, media))
             .collect();
-        let bodies = Vec1::try_from(bodies).unwrap_or_else(|_| Vec1::from(empty_text(extended)));
+        let bodies =
+            Vec1::try_from(bodies).unwrap_or_else(|_| Vec1::from(empty_text(extended, media)));
         let subtype = c.media.as_ref().map(|m| m.1.clone()).unwrap_or_default();
         return BodyStructure::Multi {
             bodies,
@@ -238,9 +257,12 @@ pub(crate) fn write(msg: &[u8], tree: &Tree, id: usize, extended: bool) -> BodyS
             .and_then(|p| msg.get(p.header.clone()))
             .map(envelope_of)
             .unwrap_or_else(|| envelope_of(b""));
+        // Always lower case, whatever the Content-Type says: Dovecot
+        // writes `"message" "rfc822"` for `Message/RFC822` too.
+        media.push((static_str("message"), static_str("rfc822")));
         SpecificFields::Message {
             envelope: Box::new(envelope),
-            body_structure: Box::new(write(msg, tree, child, extended)),
+            body_structure: Box::new(write(msg, tree, child, extended, media)),
             number_of_lines: lines(body_bytes),
         }
     } else if opaque {
@@ -249,12 +271,13 @@ pub(crate) fn write(msg: &[u8], tree: &Tree, id: usize, extended: bool) -> BodyS
             subtype: static_str("octet-stream"),
         }
     } else if text {
+        let (t, s) = match c.media.take() {
+            Some((t, s)) => (istring(t), istring(s)),
+            None => (static_str("text"), static_str("plain")),
+        };
+        media.push((t, s.clone()));
         SpecificFields::Text {
-            subtype: istring(
-                c.media
-                    .as_ref()
-                    .map_or_else(|| b"plain".to_vec(), |m| m.1.clone()),
-            ),
+            subtype: s,
             number_of_lines: lines(body_bytes),
         }
     } else {

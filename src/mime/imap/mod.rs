@@ -48,6 +48,7 @@ use imap_types::body::BodyStructure;
 use imap_types::envelope::Envelope;
 use imap_types::fetch::Section;
 
+pub use bodystructure::Media;
 pub use section::{partial, section};
 
 /// A message read once for several FETCH items.
@@ -77,12 +78,21 @@ impl<'a> Message<'a> {
 
     /// BODYSTRUCTURE (with extension data).
     pub fn body_structure(&self) -> BodyStructure<'static> {
-        bodystructure::write(self.bytes, &self.tree, 0, true)
+        self.body_structure_as_written(true).0
     }
 
     /// BODY (the non-extensible form).
     pub fn body(&self) -> BodyStructure<'static> {
-        bodystructure::write(self.bytes, &self.tree, 0, false)
+        self.body_structure_as_written(false).0
+    }
+
+    /// BODYSTRUCTURE (`extended`) or BODY, with the media type words of
+    /// its text and message/rfc822 parts as the message writes them
+    /// (see [`Media`]).
+    pub fn body_structure_as_written(&self, extended: bool) -> (BodyStructure<'static>, Media) {
+        let mut media = Media::new();
+        let structure = bodystructure::write(self.bytes, &self.tree, 0, extended, &mut media);
+        (structure, media)
     }
 
     /// BINARY[path] (RFC 3516; empty is `BINARY[]`); see [`binary`].
