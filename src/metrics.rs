@@ -129,6 +129,9 @@ pub struct Metrics {
     // … and counted as Graph answers, per mailbox.
     pub mailbox_graph_requests: Family<MailboxLabel, Counter>,
     pub mailbox_graph_throttled: Family<MailboxLabel, Counter>,
+    /// (answers, 429s) by mailbox address, kept whatever
+    /// `admin.account_metrics` says (see [`Metrics::mailbox_totals`]).
+    mailbox_tally: std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>,
     /// Seconds from sending a Graph request to its status line (each
     /// attempt; `graph::client` times it).
     pub graph_request_seconds: Histogram,
@@ -198,6 +201,7 @@ impl Metrics {
             account_oldest_queued_seconds: Family::default(),
             mailbox_graph_requests: Family::default(),
             mailbox_graph_throttled: Family::default(),
+            mailbox_tally: Default::default(),
             graph_request_seconds: Histogram::new(latency_buckets()),
             smtp_submission_seconds: Histogram::new(latency_buckets()),
             registry: Registry::default(),
@@ -426,6 +430,19 @@ impl Metrics {
     /// request was sent.
     pub fn graph_answer(&self, mailbox: &str, status: u16, elapsed: std::time::Duration) {
         self.graph_request_seconds.observe(elapsed.as_secs_f64());
+        // Always tallied in memory (the console shows each mailbox's share
+        // of Microsoft's budget); exported by label only when asked.
+        {
+            let mut tally = self
+                .mailbox_tally
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let entry = tally.entry(mailbox.to_string()).or_default();
+            entry.0 += 1;
+            if status == 429 {
+                entry.1 += 1;
+            }
+        }
         if !per_account() {
             return;
         }
@@ -436,6 +453,15 @@ impl Metrics {
         if status == 429 {
             self.mailbox_graph_throttled.get_or_create(&label).inc();
         }
+    }
+
+    /// Graph answers and 429s so far, by mailbox address (`""`: a `/me`
+    /// handle of no known address), whatever `admin.account_metrics` says.
+    pub fn mailbox_totals(&self) -> std::collections::HashMap<String, (u64, u64)> {
+        self.mailbox_tally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The per-account gauges: for each account its login, whether it is

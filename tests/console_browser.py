@@ -114,6 +114,12 @@ try:
     driver.get(admin + "/")
     wait_for(lambda: re.search(r"helpdesk\s+ONLINE", text()) is not None,
              "helpdesk ONLINE on the dashboard", reload=True)
+    # Each account's share of Microsoft's per-mailbox budget: the
+    # dashboard's own check of helpdesk's mailbox (Bob's) was a Graph
+    # request of that mailbox.
+    wait_for(lambda: re.search(r"helpdesk.*?Graph, last 10 minutes\s+([1-9][0-9]*) requests",
+                               text(), re.S) is not None,
+             "helpdesk's Graph requests on the dashboard", reload=True)
     save()
     driver.save_screenshot(os.path.join(shots, "dashboard.png"))
     driver.get(account_url)

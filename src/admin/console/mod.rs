@@ -64,8 +64,8 @@ struct ConsoleInner {
     sign_ins: Mutex<HashMap<String, signin::Pending>>,
     devices: Mutex<HashMap<String, signin::DeviceSignIn>>,
     send_tests: Mutex<HashMap<u64, queue::SendTestRun>>,
-    /// (when, Graph requests so far, 429s so far), oldest first.
-    graph_samples: Mutex<VecDeque<(Instant, u64, u64)>>,
+    /// Graph requests and 429s so far, oldest first.
+    graph_samples: Mutex<VecDeque<GraphSample>>,
 }
 
 /// The parts of the gateway the console needs.
@@ -103,10 +103,7 @@ impl Console {
                 sign_ins: Mutex::new(HashMap::new()),
                 devices: Mutex::new(HashMap::new()),
                 send_tests: Mutex::new(HashMap::new()),
-                graph_samples: Mutex::new(VecDeque::from([{
-                    let (requests, throttled) = graph_totals();
-                    (Instant::now(), requests, throttled)
-                }])),
+                graph_samples: Mutex::new(VecDeque::from([GraphSample::now()])),
             }),
         }
     }
@@ -119,21 +116,66 @@ impl Console {
     }
 
     /// Record the Graph counters now; keeps [`GRAPH_WINDOW`] of samples.
-    fn sample_graph(&self) -> (u64, u64) {
-        let (requests, throttled) = graph_totals();
-        let now = Instant::now();
+    /// The requests and 429s of the window: in all, and by mailbox address
+    /// (Microsoft's budget is per app and mailbox).
+    fn sample_graph(&self) -> GraphWindow {
+        let now = GraphSample::now();
         let mut samples = lock(&self.inner.graph_samples);
-        samples.push_back((now, requests, throttled));
+        samples.push_back(now.clone());
         while samples.len() > 2
             && samples
                 .get(1)
-                .is_some_and(|(at, _, _)| now.duration_since(*at) >= GRAPH_WINDOW)
+                .is_some_and(|s| now.at.duration_since(s.at) >= GRAPH_WINDOW)
         {
             samples.pop_front();
         }
-        let (_, r0, t0) = samples.front().copied().unwrap_or((now, 0, 0));
-        (requests.saturating_sub(r0), throttled.saturating_sub(t0))
+        let first = samples.front().cloned().unwrap_or_else(|| now.clone());
+        let by_mailbox = now
+            .by_mailbox
+            .iter()
+            .map(|(mailbox, (requests, throttled))| {
+                let (r0, t0) = first.by_mailbox.get(mailbox).copied().unwrap_or((0, 0));
+                (
+                    mailbox.clone(),
+                    (requests.saturating_sub(r0), throttled.saturating_sub(t0)),
+                )
+            })
+            .collect();
+        GraphWindow {
+            requests: now.requests.saturating_sub(first.requests),
+            throttled: now.throttled.saturating_sub(first.throttled),
+            by_mailbox,
+        }
     }
+}
+
+/// The Graph counters at one moment.
+#[derive(Clone)]
+struct GraphSample {
+    at: Instant,
+    requests: u64,
+    throttled: u64,
+    by_mailbox: HashMap<String, (u64, u64)>,
+}
+
+impl GraphSample {
+    fn now() -> GraphSample {
+        let (requests, throttled) = graph_totals();
+        GraphSample {
+            at: Instant::now(),
+            requests,
+            throttled,
+            by_mailbox: crate::metrics::get().mailbox_totals(),
+        }
+    }
+}
+
+/// Graph requests and 429s of the last [`GRAPH_WINDOW`].
+pub(super) struct GraphWindow {
+    pub requests: u64,
+    pub throttled: u64,
+    /// By mailbox address (lower case).
+    pub by_mailbox: HashMap<String, (u64, u64)>,
 }
 
 /// Graph requests and 429 answers since the process started, from the

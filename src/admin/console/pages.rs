@@ -160,7 +160,8 @@ async fn dashboard(console: &Console, admin: &Admin) -> Html<String> {
         let synced = store.last_sync(account.id).ok().flatten().unwrap_or(0);
         rows.push((account, status, mine.len(), oldest, synced));
     }
-    let (requests, throttled) = console.sample_graph();
+    let window = console.sample_graph();
+    let (requests, throttled) = (window.requests, window.throttled);
     let listeners = inner.listeners.all();
     let certificate = crate::gateway::doctor::certificate(&inner.config);
     let body = html! {
@@ -209,6 +210,14 @@ async fn dashboard(console: &Console, admin: &Admin) -> Html<String> {
                             @else { (waiting) " waiting, oldest " (age(oldest.unwrap_or(0))) }
                         }
                         dt { "Last sync" } dd { (ago(*synced)) }
+                        dt { "Graph, last 10 minutes" } dd {
+                            @let (r, t) = window
+                                .by_mailbox
+                                .get(&account.mailbox.to_lowercase())
+                                .copied()
+                                .unwrap_or((0, 0));
+                            (r) " requests, " (t) " answered 429, of Microsoft's 10,000 per 10 minutes for this mailbox"
+                        }
                     }
                 }
             }
