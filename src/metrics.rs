@@ -433,10 +433,7 @@ impl Metrics {
         // Always tallied in memory (the console shows each mailbox's share
         // of Microsoft's budget); exported by label only when asked.
         {
-            let mut tally = self
-                .mailbox_tally
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
+            let mut tally = self.mailbox_tally.lock().unwrap_or_else(|e| e.into_inner());
             let entry = tally.entry(mailbox.to_string()).or_default();
             entry.0 += 1;
             if status == 429 {
