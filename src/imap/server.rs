@@ -21,11 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::commands::Ctx;
-use super::commands::{
-    append, capability, close, copy, create, delete, enable, expunge, fetch, id, idle, list, login,
-    logout, namespace, noop, rename, search, select, sort, starttls, status, store, subscribe,
-    thread,
-};
+use super::commands::{append, idle, login};
 use super::session::{self, Reply, Shared, State};
 use super::stream::{Sink, Stream, StreamError};
 use crate::login_guard::LoginGuard;
@@ -655,7 +651,7 @@ async fn command_reply(
         _ => None,
     };
     let mut ctx = Ctx { server, conn, sink };
-    let mut reply = dispatch(&mut ctx, command).await;
+    let mut reply = super::commands::dispatch(&mut ctx, command).await;
     let conn = ctx.conn;
     // Every command boundary tells a selected session what changed in its
     // folder — by this session, another, or Outlook — but EXPUNGE not
@@ -689,129 +685,6 @@ async fn command_reply(
             reply.announcing(news)
         }
         None => reply,
-    }
-}
-
-/// The command's own answer: one arm per command of imap-types'
-/// `CommandBody` (no catch-all), each calling its handler with the
-/// context and the command's arguments.
-async fn dispatch(ctx: &mut Ctx<'_, '_>, command: Command<'static>) -> Reply {
-    match command.body {
-        // Any state (RFC 3501 §6.1; ID, ENABLE).
-        CommandBody::Capability => capability::handle(ctx).await,
-        CommandBody::Noop => noop::handle(ctx, "NOOP").await,
-        CommandBody::Logout => logout::handle(ctx).await,
-        CommandBody::Id { .. } => id::handle(ctx).await,
-        CommandBody::Enable { capabilities } => enable::handle(ctx, capabilities.as_ref()).await,
-        // Not authenticated (§6.2).
-        CommandBody::StartTLS => starttls::handle(ctx).await,
-        CommandBody::Login { username, password } => login::handle(ctx, &username, &password).await,
-        CommandBody::Authenticate { .. } => Reply::bad("AUTHENTICATE is handled separately"),
-        // Authenticated (§6.3; NAMESPACE).
-        CommandBody::Select {
-            mailbox,
-            parameters,
-        } => select::handle(ctx, &mailbox, &parameters, false).await,
-        CommandBody::Examine {
-            mailbox,
-            parameters,
-        } => select::handle(ctx, &mailbox, &parameters, true).await,
-        CommandBody::Create { mailbox } => create::handle(ctx, &mailbox).await,
-        CommandBody::Delete { mailbox } => delete::handle(ctx, &mailbox).await,
-        CommandBody::Rename { from, to } => rename::handle(ctx, &from, &to).await,
-        CommandBody::Subscribe { mailbox } => subscribe::handle(ctx, &mailbox, true).await,
-        CommandBody::Unsubscribe { mailbox } => subscribe::handle(ctx, &mailbox, false).await,
-        CommandBody::List {
-            reference,
-            mailbox_wildcard,
-        } => list::handle(ctx, &reference, &mailbox_wildcard, false).await,
-        CommandBody::Lsub {
-            reference,
-            mailbox_wildcard,
-        } => list::handle(ctx, &reference, &mailbox_wildcard, true).await,
-        CommandBody::Namespace => namespace::handle(ctx).await,
-        CommandBody::Status {
-            mailbox,
-            item_names,
-        } => status::handle(ctx, &mailbox, &item_names).await,
-        CommandBody::Append {
-            mailbox,
-            flags,
-            date,
-            message,
-        } => append::handle(ctx, &mailbox, &flags, date.as_ref(), &message).await,
-        // IDLE is an exchange imap-next runs (see the connection loop).
-        CommandBody::Idle => Reply::bad("IDLE is handled separately"),
-        // Selected (§6.4; UNSELECT, MOVE, UID EXPUNGE).
-        CommandBody::Check => noop::handle(ctx, "CHECK").await,
-        CommandBody::Close => close::handle(ctx, true).await,
-        CommandBody::Unselect => close::handle(ctx, false).await,
-        CommandBody::Expunge => expunge::handle(ctx, None).await,
-        CommandBody::ExpungeUid { sequence_set } => expunge::handle(ctx, Some(&sequence_set)).await,
-        CommandBody::Search { criteria, uid, .. } => {
-            search::handle(ctx, criteria.as_ref(), uid).await
-        }
-        CommandBody::Fetch {
-            sequence_set,
-            macro_or_item_names,
-            uid,
-            modifiers,
-        } => fetch::handle(ctx, &sequence_set, &macro_or_item_names, uid, &modifiers).await,
-        CommandBody::Store {
-            sequence_set,
-            kind,
-            response,
-            flags,
-            uid,
-            modifiers,
-        } => {
-            let flags = store::Asked {
-                kind: &kind,
-                response: &response,
-                flags: &flags,
-                modifiers: &modifiers,
-            };
-            store::handle(ctx, &sequence_set, &flags, uid).await
-        }
-        CommandBody::Copy {
-            sequence_set,
-            mailbox,
-            uid,
-        } => copy::handle(ctx, &sequence_set, &mailbox, uid, false).await,
-        CommandBody::Move {
-            sequence_set,
-            mailbox,
-            uid,
-        } => copy::handle(ctx, &sequence_set, &mailbox, uid, true).await,
-        CommandBody::Sort {
-            sort_criteria,
-            charset,
-            search_criteria,
-            uid,
-        } => {
-            sort::handle(
-                ctx,
-                sort_criteria.as_ref(),
-                &charset,
-                search_criteria.as_ref(),
-                uid,
-            )
-            .await
-        }
-        CommandBody::Thread {
-            algorithm,
-            charset,
-            search_criteria,
-            uid,
-        } => thread::handle(ctx, &algorithm, &charset, search_criteria.as_ref(), uid).await,
-        // Parsed but not offered; the command table refuses them first.
-        CommandBody::Compress { .. }
-        | CommandBody::GetQuota { .. }
-        | CommandBody::GetQuotaRoot { .. }
-        | CommandBody::SetQuota { .. } => Reply::bad(format!(
-            "{} is not supported (see CAPABILITY)",
-            command.body.name()
-        )),
     }
 }
 
